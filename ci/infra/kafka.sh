@@ -1,0 +1,388 @@
+#!/usr/bin/env bash
+# Real Apache Kafka (KRaft) cluster on loopback for integration tests:
+# one dedicated controller (node 100) + three brokers (nodes 1..3, racks msk/msk/nsk).
+# The controller is separate so the metadata quorum survives when tests kill brokers.
+#
+# Usage: kafka.sh fetch|up|down|status|kill-broker N|start-broker N
+# Logs go to stderr; `up`, `status` and `start-broker` print the bootstrap string on stdout.
+set -euo pipefail
+
+# Pinned: latest 4.x on Maven Central when written (kafka_2.13 metadata: release 4.4.0).
+readonly KAFKA_VERSION=4.4.0
+readonly LOG4J_VERSION=2.24.3
+readonly DEP_PLUGIN=org.apache.maven.plugins:maven-dependency-plugin:3.8.1
+
+readonly CACHE_ROOT=${MARKETPLACE_CACHE:-$HOME/.cache/marketplace}
+readonly KAFKA_HOME=$CACHE_ROOT/kafka-$KAFKA_VERSION
+readonly LIBS=$KAFKA_HOME/libs
+readonly STATE=${MARKETPLACE_STATE:-/tmp/marketplace-kafka}
+readonly READY_TIMEOUT=${KAFKA_READY_TIMEOUT:-120}
+readonly STOP_TIMEOUT=${KAFKA_STOP_TIMEOUT:-60}
+
+# Fixed id so storage formatted once is reused by every later `up`.
+readonly CLUSTER_ID=bWFya2V0cGxhY2Uta2ZrMQ
+readonly CONTROLLER_PORT=19190
+readonly BROKER_PORTS=(19092 19093 19094)
+readonly BROKER_RACKS=(msk msk nsk)
+readonly BOOTSTRAP=127.0.0.1:19092,127.0.0.1:19093,127.0.0.1:19094
+readonly TOPIC=order.status.changed
+readonly JAVA_BIN=${JAVA:-java}
+readonly HEAP_OPTS=${KAFKA_HEAP_OPTS:--Xms256m -Xmx512m}
+
+log() { printf '[kafka] %s\n' "$*" >&2; }
+die() { log "ERROR: $*"; exit 1; }
+
+# Node naming: "controller" or "broker1".."broker3".
+node_port() {
+  case $1 in
+    controller) echo "$CONTROLLER_PORT" ;;
+    broker[1-3]) echo "${BROKER_PORTS[${1#broker}-1]}" ;;
+    *) die "unknown node $1" ;;
+  esac
+}
+props_file() { echo "$STATE/$1.properties"; }
+pid_file() { echo "$STATE/$1.pid"; }
+
+port_open() {
+  # bash's /dev/tcp avoids needing nc; timeout guards against a hung connect.
+  timeout 2 bash -c "exec 3<>/dev/tcp/127.0.0.1/$1" 2>/dev/null
+}
+
+# Prints the pid of the node's JVM if it is alive; the cmdline check guards against pid reuse.
+node_pid() {
+  local pf pid
+  pf=$(pid_file "$1")
+  [[ -f $pf ]] || return 1
+  pid=$(<"$pf")
+  [[ $pid =~ ^[0-9]+$ ]] || return 1
+  [[ -r /proc/$pid/cmdline ]] || return 1
+  tr '\0' ' ' <"/proc/$pid/cmdline" | grep -qF "$(props_file "$1")" || return 1
+  echo "$pid"
+}
+
+# --------------------------------------------------------------------------- fetch
+
+cmd_fetch() {
+  if [[ -f $LIBS/.complete ]]; then
+    log "kafka $KAFKA_VERSION already in $LIBS"
+    return 0
+  fi
+  command -v mvn >/dev/null || die "mvn not found (apt-get install -y maven)"
+  mkdir -p "$KAFKA_HOME"
+  # A throwaway pom lets Maven resolve the broker's full runtime closure from Central.
+  cat >"$KAFKA_HOME/pom.xml" <<EOF
+<?xml version="1.0" encoding="UTF-8"?>
+<project xmlns="http://maven.apache.org/POM/4.0.0">
+  <modelVersion>4.0.0</modelVersion>
+  <groupId>local.marketplace</groupId>
+  <artifactId>kafka-runtime</artifactId>
+  <version>1</version>
+  <packaging>pom</packaging>
+  <dependencies>
+    <dependency><groupId>org.apache.kafka</groupId><artifactId>kafka_2.13</artifactId><version>$KAFKA_VERSION</version></dependency>
+    <dependency><groupId>org.apache.kafka</groupId><artifactId>kafka-tools</artifactId><version>$KAFKA_VERSION</version></dependency>
+    <!-- Logging backend so the JVMs write log files instead of slf4j's no-op. -->
+    <dependency><groupId>org.apache.logging.log4j</groupId><artifactId>log4j-core</artifactId><version>$LOG4J_VERSION</version></dependency>
+    <dependency><groupId>org.apache.logging.log4j</groupId><artifactId>log4j-slf4j-impl</artifactId><version>$LOG4J_VERSION</version></dependency>
+  </dependencies>
+</project>
+EOF
+  local tmp=$KAFKA_HOME/libs.tmp
+  rm -rf "$tmp"
+  log "resolving kafka_2.13:$KAFKA_VERSION + kafka-tools via Maven"
+  mvn -B -q -Dstyle.color=never -f "$KAFKA_HOME/pom.xml" "$DEP_PLUGIN:copy-dependencies" \
+    -DincludeScope=runtime -DoutputDirectory="$tmp" >&2
+  # Rename only after a full copy so an interrupted fetch is retried, not half-used.
+  rm -rf "$LIBS"
+  mv "$tmp" "$LIBS"
+  touch "$LIBS/.complete"
+  log "kafka $KAFKA_VERSION: $(find "$LIBS" -name '*.jar' | wc -l) jars in $LIBS"
+}
+
+# --------------------------------------------------------------------------- config
+
+write_log_configs() {
+  mkdir -p "$KAFKA_HOME/config"
+  # Servers: rolling file per node under ${kafka.logs.dir}.
+  cat >"$KAFKA_HOME/config/log4j2-server.properties" <<'EOF'
+status = warn
+appender.file.type = RollingFile
+appender.file.name = FILE
+appender.file.fileName = ${sys:kafka.logs.dir}/server.log
+appender.file.filePattern = ${sys:kafka.logs.dir}/server.log.%i
+appender.file.layout.type = PatternLayout
+appender.file.layout.pattern = [%d] %p %m (%c)%n
+appender.file.policies.type = Policies
+appender.file.policies.size.type = SizeBasedTriggeringPolicy
+appender.file.policies.size.size = 50MB
+appender.file.strategy.type = DefaultRolloverStrategy
+appender.file.strategy.max = 3
+rootLogger.level = INFO
+rootLogger.appenderRef.file.ref = FILE
+EOF
+  # CLI tools: only warnings, on stderr, so their stdout stays parseable.
+  cat >"$KAFKA_HOME/config/log4j2-tools.properties" <<'EOF'
+status = warn
+appender.err.type = Console
+appender.err.name = STDERR
+appender.err.target = SYSTEM_ERR
+appender.err.layout.type = PatternLayout
+appender.err.layout.pattern = [%d] %p %m (%c)%n
+rootLogger.level = WARN
+rootLogger.appenderRef.err.ref = STDERR
+EOF
+}
+
+# Settings shared by every node. Topic defaults (num.partitions,
+# default.replication.factor) are controller-only: in KRaft the controller
+# applies them when creating topics and Kafka 4.x warns if brokers set them.
+common_props() {
+  cat <<EOF
+controller.quorum.voters=100@127.0.0.1:$CONTROLLER_PORT
+controller.listener.names=CONTROLLER
+listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
+min.insync.replicas=2
+unclean.leader.election.enable=false
+offsets.topic.replication.factor=3
+transaction.state.log.replication.factor=3
+transaction.state.log.min.isr=2
+auto.create.topics.enable=false
+group.initial.rebalance.delay.ms=0
+replica.selector.class=org.apache.kafka.common.replica.RackAwareReplicaSelector
+# 2-core machine: keep thread pools small.
+num.network.threads=2
+num.io.threads=4
+num.recovery.threads.per.data.dir=1
+log.dirs=$STATE/$1/data
+EOF
+}
+
+write_props() {
+  local node=$1 port
+  port=$(node_port "$node")
+  mkdir -p "$STATE/$node/data" "$STATE/$node/logs"
+  {
+    echo "# generated by ci/infra/kafka.sh"
+    if [[ $node == controller ]]; then
+      echo "process.roles=controller"
+      echo "node.id=100"
+      echo "listeners=CONTROLLER://127.0.0.1:$port"
+      echo "default.replication.factor=3"
+      echo "num.partitions=6"
+    else
+      local n=${node#broker}
+      echo "process.roles=broker"
+      echo "node.id=$n"
+      echo "broker.rack=${BROKER_RACKS[n - 1]}"
+      echo "listeners=PLAINTEXT://127.0.0.1:$port"
+      echo "advertised.listeners=PLAINTEXT://127.0.0.1:$port"
+      echo "inter.broker.listener.name=PLAINTEXT"
+    fi
+    common_props "$node"
+  } >"$(props_file "$node")"
+}
+
+run_tool() {
+  # Runs a Kafka CLI main class from the cached jars.
+  "$JAVA_BIN" -Xmx256m -XX:+UseSerialGC -XX:TieredStopAtLevel=1 \
+    -Dlog4j2.configurationFile="$KAFKA_HOME/config/log4j2-tools.properties" \
+    -cp "$LIBS/*" "$@"
+}
+
+format_storage() {
+  local node=$1
+  # meta.properties exists once formatted; re-formatting would fail / lose data.
+  if [[ -f $STATE/$node/data/meta.properties ]]; then
+    return 0
+  fi
+  log "formatting storage for $node"
+  run_tool kafka.tools.StorageTool format --cluster-id "$CLUSTER_ID" \
+    --config "$(props_file "$node")" --ignore-formatted >&2
+}
+
+# --------------------------------------------------------------------------- lifecycle
+
+start_node() {
+  local node=$1 port
+  port=$(node_port "$node")
+  if node_pid "$node" >/dev/null; then
+    log "$node already running (pid $(node_pid "$node"))"
+    return 0
+  fi
+  if port_open "$port"; then
+    die "port $port is taken by a process this script did not start"
+  fi
+  write_props "$node"
+  format_storage "$node"
+  log "starting $node on 127.0.0.1:$port"
+  # setsid+nohup: the JVM outlives the calling shell and its process group.
+  # shellcheck disable=SC2086 # HEAP_OPTS is intentionally word-split.
+  setsid nohup "$JAVA_BIN" $HEAP_OPTS -XX:+UseG1GC -XX:MaxGCPauseMillis=20 \
+    -XX:+ExitOnOutOfMemoryError -Djava.awt.headless=true \
+    -Dkafka.logs.dir="$STATE/$node/logs" \
+    -Dlog4j2.configurationFile="$KAFKA_HOME/config/log4j2-server.properties" \
+    -cp "$LIBS/*" kafka.Kafka "$(props_file "$node")" \
+    >"$STATE/$node/logs/stdout.log" 2>&1 </dev/null &
+  echo $! >"$(pid_file "$node")"
+}
+
+wait_port() {
+  local node=$1 port deadline
+  port=$(node_port "$node")
+  deadline=$((SECONDS + READY_TIMEOUT))
+  until port_open "$port"; do
+    node_pid "$node" >/dev/null || die "$node exited; see $STATE/$node/logs/"
+    ((SECONDS < deadline)) || die "$node not listening on $port after ${READY_TIMEOUT}s"
+    sleep 0.5
+  done
+}
+
+# Brokers the cluster reports as alive (registered and unfenced), one id per line.
+alive_brokers() {
+  run_tool org.apache.kafka.tools.BrokerApiVersionsCommand --bootstrap-server "$BOOTSTRAP" 2>/dev/null |
+    sed -n 's/^127\.0\.0\.1:[0-9]* (id: \([0-9]*\) rack: .*/\1/p' | sort -u
+}
+
+wait_brokers_alive() {
+  local want=("$@") deadline alive missing id
+  deadline=$((SECONDS + READY_TIMEOUT))
+  while :; do
+    alive=$(alive_brokers || true)
+    missing=()
+    for id in "${want[@]}"; do
+      grep -qx "$id" <<<"$alive" || missing+=("$id")
+    done
+    ((${#missing[@]} == 0)) && return 0
+    ((SECONDS < deadline)) || die "brokers not alive after ${READY_TIMEOUT}s: ${missing[*]}"
+    sleep 1
+  done
+}
+
+ensure_topic() {
+  log "ensuring topic $TOPIC"
+  run_tool org.apache.kafka.tools.TopicCommand --bootstrap-server "$BOOTSTRAP" \
+    --create --if-not-exists --topic "$TOPIC" --partitions 6 --replication-factor 3 \
+    --config min.insync.replicas=2 >&2
+}
+
+all_ports_open() {
+  local node
+  for node in controller broker1 broker2 broker3; do
+    port_open "$(node_port "$node")" || return 1
+  done
+}
+
+cmd_up() {
+  local t0=$SECONDS node
+  if all_ports_open; then
+    log "cluster already running"
+    echo "$BOOTSTRAP"
+    return 0
+  fi
+  [[ -f $LIBS/.complete ]] || cmd_fetch
+  command -v "$JAVA_BIN" >/dev/null || die "java not found (Kafka $KAFKA_VERSION needs Java 17+)"
+  mkdir -p "$STATE"
+  write_log_configs
+  start_node controller
+  wait_port controller
+  for node in broker1 broker2 broker3; do start_node "$node"; done
+  for node in broker1 broker2 broker3; do wait_port "$node"; done
+  wait_brokers_alive 1 2 3
+  ensure_topic
+  log "cluster up in $((SECONDS - t0))s"
+  echo "$BOOTSTRAP"
+}
+
+stop_nodes() {
+  # SIGTERM triggers Kafka's controlled shutdown; SIGKILL only after the deadline.
+  local node pid deadline pids=()
+  for node in "$@"; do
+    if pid=$(node_pid "$node"); then
+      log "stopping $node (pid $pid)"
+      kill -TERM "$pid" 2>/dev/null || true
+      pids+=("$node:$pid")
+    fi
+  done
+  deadline=$((SECONDS + STOP_TIMEOUT))
+  for entry in "${pids[@]}"; do
+    node=${entry%%:*} pid=${entry#*:}
+    while kill -0 "$pid" 2>/dev/null; do
+      if ((SECONDS >= deadline)); then
+        log "$node did not exit in ${STOP_TIMEOUT}s; SIGKILL"
+        kill -KILL "$pid" 2>/dev/null || true
+        break
+      fi
+      sleep 0.5
+    done
+    rm -f "$(pid_file "$node")"
+  done
+}
+
+cmd_down() {
+  # Brokers first: their controlled shutdown needs the controller.
+  stop_nodes broker1 broker2 broker3
+  stop_nodes controller
+  log "cluster stopped"
+}
+
+cmd_status() {
+  local node pid rc=0 port
+  for node in controller broker1 broker2 broker3; do
+    port=$(node_port "$node")
+    pid=$(node_pid "$node" || echo -)
+    if port_open "$port"; then
+      log "$node 127.0.0.1:$port pid=$pid listening"
+    else
+      log "$node 127.0.0.1:$port pid=$pid DOWN"
+      rc=1
+    fi
+  done
+  ((rc == 0)) && echo "$BOOTSTRAP"
+  return "$rc"
+}
+
+broker_arg() {
+  [[ ${1:-} =~ ^[1-3]$ ]] || die "broker number must be 1, 2 or 3"
+  echo "broker$1"
+}
+
+cmd_kill_broker() {
+  local node pid
+  node=$(broker_arg "${1:-}")
+  pid=$(node_pid "$node") || { log "$node is not running"; return 0; }
+  log "SIGKILL $node (pid $pid)"
+  kill -KILL "$pid"
+  # Wait until the kernel has reaped it so callers see a dead broker.
+  local deadline=$((SECONDS + 30))
+  while [[ -e /proc/$pid ]] && ! grep -q '^State:.*Z' "/proc/$pid/status" 2>/dev/null; do
+    ((SECONDS < deadline)) || die "$node (pid $pid) still alive after SIGKILL"
+    sleep 0.2
+  done
+  rm -f "$(pid_file "$node")"
+}
+
+cmd_start_broker() {
+  local node
+  node=$(broker_arg "${1:-}")
+  [[ -f $LIBS/.complete ]] || die "kafka not fetched; run: $0 fetch"
+  port_open "$CONTROLLER_PORT" || die "controller is not running; run: $0 up"
+  write_log_configs
+  start_node "$node"
+  wait_port "$node"
+  wait_brokers_alive "${node#broker}"
+  log "$node is back"
+  echo "$BOOTSTRAP"
+}
+
+case ${1:-} in
+  fetch) cmd_fetch ;;
+  up) cmd_up ;;
+  down) cmd_down ;;
+  status) cmd_status ;;
+  kill-broker) cmd_kill_broker "${2:-}" ;;
+  start-broker) cmd_start_broker "${2:-}" ;;
+  *)
+    echo "usage: $0 fetch|up|down|status|kill-broker N|start-broker N" >&2
+    exit 2
+    ;;
+esac

@@ -1,0 +1,14 @@
+//! Generates the gRPC contracts; protoc comes from the `protoc-bin-vendored` crate, so nothing
+//! beyond Rust needs to be installed.
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let protoc = protoc_bin_vendored::protoc_bin_path()?;
+    std::env::set_var("PROTOC", protoc);
+    let protos = ["order.proto", "payment.proto", "delivery.proto"];
+    let paths: Vec<String> = protos.iter().map(|p| format!("../../proto/{p}")).collect();
+    for p in &paths {
+        println!("cargo:rerun-if-changed={p}");
+    }
+    tonic_build::configure().compile_protos(&paths, &["../../proto".to_owned()])?;
+    Ok(())
+}

@@ -1,0 +1,11 @@
+//! HTTP that runs unchanged in production and in the simulation: a hyper `serve_connection`
+//! loop over `tokio::net::TcpListener` (HTTP/1.1 and HTTP/2 prior-knowledge on one port), a
+//! small client over `tokio::net::TcpStream`, and the problem+json error type.
+
+mod client;
+mod problem;
+mod serve;
+
+pub use client::{HttpClient, HttpError};
+pub use problem::{ApiJson, Problem};
+pub use serve::{serve, SpawnExecutor, CONNECTIONS_MAX};

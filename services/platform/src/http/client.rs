@@ -1,0 +1,138 @@
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper_util::rt::TokioIo;
+use serde::{de::DeserializeOwned, Serialize};
+
+/// Bound on a response body read by [`HttpClient`].
+const RESPONSE_BYTES_MAX: usize = 1 << 20;
+
+/// Errors of an outgoing HTTP call.
+#[derive(Debug, thiserror::Error)]
+pub enum HttpError {
+    #[error("invalid url {0}")]
+    InvalidUrl(String),
+    #[error("connect to {addr} failed: {source}")]
+    Connect { addr: String, source: std::io::Error },
+    #[error("request timed out after {0:?}")]
+    Timeout(Duration),
+    #[error("http: {0}")]
+    Protocol(String),
+    #[error("status {status}: {body}")]
+    Status { status: u16, body: String },
+    #[error("body does not decode: {0}")]
+    Decode(String),
+}
+
+impl HttpError {
+    /// Whether the same request may succeed later (network trouble or a 5xx/429 answer).
+    pub fn is_transient(&self) -> bool {
+        match self {
+            HttpError::Connect { .. } | HttpError::Timeout(_) | HttpError::Protocol(_) => true,
+            HttpError::Status { status, .. } => *status >= 500 || *status == 429,
+            HttpError::InvalidUrl(_) | HttpError::Decode(_) => false,
+        }
+    }
+}
+
+/// A minimal JSON-over-HTTP/1.1 client: one connection per request, a timeout on the whole
+/// exchange. Built on hyper's connection API over `tokio::net::TcpStream`, so it runs in the
+/// simulation too.
+#[derive(Clone, Debug)]
+pub struct HttpClient {
+    /// Bound on connect + request + response.
+    pub timeout: Duration,
+}
+
+impl HttpClient {
+    pub fn new(timeout: Duration) -> Self {
+        HttpClient { timeout }
+    }
+
+    /// `POST url` with a JSON body and extra headers; decodes a 2xx JSON answer.
+    pub async fn post_json<B: Serialize, R: DeserializeOwned>(
+        &self,
+        url: &str,
+        headers: &[(&str, &str)],
+        body: &B,
+    ) -> Result<R, HttpError> {
+        let body = serde_json::to_vec(body).map_err(|e| HttpError::Decode(e.to_string()))?;
+        self.call("POST", url, headers, Some(body)).await
+    }
+
+    /// `GET url`; decodes a 2xx JSON answer.
+    pub async fn get_json<R: DeserializeOwned>(&self, url: &str) -> Result<R, HttpError> {
+        self.call("GET", url, &[], None).await
+    }
+
+    async fn call<R: DeserializeOwned>(
+        &self,
+        method: &str,
+        url: &str,
+        headers: &[(&str, &str)],
+        body: Option<Vec<u8>>,
+    ) -> Result<R, HttpError> {
+        let timeout = self.timeout;
+        match tokio::time::timeout(timeout, self.exchange(method, url, headers, body)).await {
+            Ok(r) => r,
+            Err(_) => Err(HttpError::Timeout(timeout)),
+        }
+    }
+
+    async fn exchange<R: DeserializeOwned>(
+        &self,
+        method: &str,
+        url: &str,
+        headers: &[(&str, &str)],
+        body: Option<Vec<u8>>,
+    ) -> Result<R, HttpError> {
+        let uri: http::Uri = url.parse().map_err(|_| HttpError::InvalidUrl(url.into()))?;
+        let authority = uri
+            .authority()
+            .ok_or_else(|| HttpError::InvalidUrl(url.into()))?
+            .clone();
+        let addr = format!("{}:{}", authority.host(), authority.port_u16().unwrap_or(80));
+        let stream = tokio::net::TcpStream::connect(addr.as_str())
+            .await
+            .map_err(|source| HttpError::Connect { addr: addr.clone(), source })?;
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .map_err(|e| HttpError::Protocol(e.to_string()))?;
+        // The connection task ends when the exchange is over (the sender is dropped).
+        tokio::spawn(async move {
+            let _ = conn.await;
+        });
+        let path = uri.path_and_query().map_or("/", |p| p.as_str());
+        let mut req = hyper::Request::builder()
+            .method(method)
+            .uri(path)
+            .header(http::header::HOST, authority.as_str());
+        if body.is_some() {
+            req = req.header(http::header::CONTENT_TYPE, "application/json");
+        }
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let req = req
+            .body(Full::new(Bytes::from(body.unwrap_or_default())))
+            .map_err(|e| HttpError::Protocol(e.to_string()))?;
+        let resp = sender
+            .send_request(req)
+            .await
+            .map_err(|e| HttpError::Protocol(e.to_string()))?;
+        let status = resp.status();
+        let bytes = Limited::new(resp.into_body(), RESPONSE_BYTES_MAX)
+            .collect()
+            .await
+            .map_err(|e| HttpError::Protocol(e.to_string()))?
+            .to_bytes();
+        if !status.is_success() {
+            return Err(HttpError::Status {
+                status: status.as_u16(),
+                body: String::from_utf8_lossy(&bytes).into_owned(),
+            });
+        }
+        serde_json::from_slice(&bytes).map_err(|e| HttpError::Decode(e.to_string()))
+    }
+}

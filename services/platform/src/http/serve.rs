@@ -1,0 +1,67 @@
+use std::{future::Future, sync::Arc};
+
+use axum::Router;
+use hyper_util::{rt::TokioIo, server::conn::auto};
+use tokio::net::TcpListener;
+use tower::ServiceExt;
+
+use crate::Shutdown;
+
+/// Bound on concurrently served connections per listener; further accepts wait.
+pub const CONNECTIONS_MAX: usize = 1024;
+
+/// A hyper executor that spawns on the current runtime (real tokio, or madsim's).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SpawnExecutor;
+
+impl<F> hyper::rt::Executor<F> for SpawnExecutor
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    fn execute(&self, fut: F) {
+        tokio::spawn(fut);
+    }
+}
+
+/// Serves `router` on `listener` until `shutdown`; HTTP/1.1 and HTTP/2 (h2c) on one port.
+pub async fn serve(listener: TcpListener, router: Router, shutdown: Shutdown) {
+    // Bounds open connections so a flood of clients cannot exhaust memory.
+    let permits = Arc::new(tokio::sync::Semaphore::new(CONNECTIONS_MAX));
+    loop {
+        let permit = tokio::select! {
+            p = permits.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => return },
+            _ = shutdown.wait() => return,
+        };
+        let (stream, peer) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    continue;
+                }
+            },
+            _ = shutdown.wait() => return,
+        };
+        let router = router.clone();
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            let _permit = permit;
+            let service = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+                router.clone().oneshot(req.map(axum::body::Body::new))
+            });
+            let builder = auto::Builder::new(SpawnExecutor);
+            let conn = builder.serve_connection(TokioIo::new(stream), service);
+            tokio::pin!(conn);
+            tokio::select! {
+                r = conn.as_mut() => if let Err(e) = r {
+                    tracing::debug!(%peer, error = %e, "connection ended with an error");
+                },
+                _ = shutdown.wait() => {
+                    conn.as_mut().graceful_shutdown();
+                    let _ = conn.await;
+                }
+            }
+        });
+    }
+}

@@ -1,0 +1,84 @@
+//! The inbox: a consumer loop that applies each event's effect exactly once in effect.
+//!
+//! Records are read with manual commits; each effect is committed in the service's store in
+//! the same transaction as an inbox mark for the record's `event-id`, so a redelivered record
+//! (after a crash or rebalance) hits [`StoreError::Duplicate`] and is skipped. Offsets are
+//! committed to the event log only after the effect is durable.
+
+use std::{sync::Arc, time::Duration};
+
+use crate::{
+    outbox::EVENT_ID_HEADER,
+    ports::{ConsumedRecord, Consumer, ConsumerConfig, EventLog, Store, StoreError, Tx},
+    retry::RetryPolicy,
+    Shutdown,
+};
+
+/// Turns one record into the transaction that applies its effect (without the inbox mark,
+/// which [`run_consumer`] adds). `None`: the record needs no effect.
+pub type Effect = Arc<dyn Fn(&ConsumedRecord) -> anyhow::Result<Option<Tx>> + Send + Sync>;
+
+/// Consumes `topics` as `config.group_id` until shutdown, applying `effect` once per event.
+pub async fn run_consumer(
+    store: Arc<dyn Store>,
+    events: Arc<dyn EventLog>,
+    config: ConsumerConfig,
+    topics: Vec<String>,
+    effect: Effect,
+    shutdown: Shutdown,
+) {
+    let backoff = RetryPolicy::forever(Duration::from_millis(100), Duration::from_secs(2));
+    let mut failures = 0u32;
+    let mut consumer: Option<Box<dyn Consumer>> = None;
+    while !shutdown.is_requested() {
+        let result = async {
+            if consumer.is_none() {
+                let topics: Vec<&str> = topics.iter().map(String::as_str).collect();
+                consumer = Some(events.consumer(config.clone(), &topics).await?);
+            }
+            let c = consumer.as_mut().expect("set above");
+            let records = c.poll(Duration::from_millis(500)).await?;
+            for r in &records {
+                apply_once(&*store, &config.group_id, r, &effect).await?;
+            }
+            if !records.is_empty() {
+                c.commit(&records).await?;
+            }
+            anyhow::Ok(())
+        }
+        .await;
+        match result {
+            Ok(()) => failures = 0,
+            Err(e) => {
+                failures += 1;
+                tracing::debug!(error = %e, group = %config.group_id, "consumer round failed");
+                // A fenced or broken consumer re-joins; uncommitted records are re-read.
+                consumer = None;
+                tokio::select! {
+                    _ = tokio::time::sleep(backoff.delay(failures)) => {}
+                    _ = shutdown.wait() => return,
+                }
+            }
+        }
+    }
+}
+
+/// Applies `effect` for `record` once: a duplicate delivery is recognised and skipped.
+pub async fn apply_once(
+    store: &dyn Store,
+    consumer: &str,
+    record: &ConsumedRecord,
+    effect: &Effect,
+) -> anyhow::Result<()> {
+    let event_id = match record.header(EVENT_ID_HEADER) {
+        Some(id) => id.to_owned(),
+        None => format!("{}-{}-{}", record.topic, record.partition, record.offset),
+    };
+    let Some(tx) = effect(record)? else {
+        return Ok(());
+    };
+    match store.commit(tx.consumed(consumer, &event_id)).await {
+        Ok(()) | Err(StoreError::Duplicate { .. }) => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}

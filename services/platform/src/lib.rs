@@ -1,0 +1,23 @@
+//! The shared platform every service is built on.
+//!
+//! Service logic talks only to the ports defined here ([`ports::EventLog`], [`ports::Store`]),
+//! so the same code runs against production adapters (rdkafka, sqlx; crate `adapters`) and
+//! against the simulation's models (crate `sim`). Everything that must behave the same in both
+//! worlds — the outbox relay, the inbox, the retry helper, the HTTP serve loop and client —
+//! lives here once.
+//!
+//! Error policy: ports return their own `thiserror` enums whose variants say whether a retry
+//! can help ([`ports::EventLogError::is_retriable`], [`ports::StoreError::is_retriable`]);
+//! each service maps them to HTTP status or gRPC code in exactly one place.
+
+pub mod grpc;
+pub mod http;
+pub mod inbox;
+pub mod outbox;
+pub mod partitioner;
+pub mod ports;
+pub mod retry;
+pub mod shutdown;
+pub mod store;
+
+pub use shutdown::Shutdown;

@@ -1,0 +1,13 @@
+//! The seams between service logic and infrastructure. Each port has production adapters
+//! (crate `adapters`) and simulation adapters (crate `sim`), checked by one conformance suite.
+
+pub mod event_log;
+pub mod store;
+
+pub use event_log::{
+    Acks, ConsumedRecord, Consumer, ConsumerConfig, EventLog, EventLogError, ProducedRecord,
+    Producer, ProducerConfig, RecordAck,
+};
+pub use store::{
+    Expect, InboxMark, OutboxMessage, OutboxRow, Put, Store, StoreError, Tx, Versioned,
+};
