@@ -10,6 +10,7 @@
 //! can help ([`ports::EventLogError::is_retriable`], [`ports::StoreError::is_retriable`]);
 //! each service maps them to HTTP status or gRPC code in exactly one place.
 
+pub mod conformance;
 pub mod grpc;
 pub mod http;
 pub mod inbox;
