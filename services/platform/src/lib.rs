@@ -14,6 +14,8 @@ pub mod conformance;
 pub mod grpc;
 pub mod http;
 pub mod inbox;
+pub mod infra;
+pub mod mutants;
 pub mod outbox;
 pub mod partitioner;
 pub mod ports;
@@ -21,4 +23,6 @@ pub mod retry;
 pub mod shutdown;
 pub mod store;
 
+pub use infra::Infra;
+pub use mutants::Mutants;
 pub use shutdown::Shutdown;

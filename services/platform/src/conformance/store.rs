@@ -1,1 +1,585 @@
-//! Store conformance suite (written next).
+//! The [`Store`] conformance suite: what service logic may rely on from any store adapter.
+//!
+//! Each scenario is a public async function over `&dyn Store` that panics, saying what was
+//! expected, on the first violation. [`run_all`] runs them in turn; adapters' tests may also
+//! call them one by one. Scenarios use their own tables, consumers and event ids, and leave no
+//! pending outbox rows behind, so they can share one store — but that store must start empty
+//! (a fresh database schema, a new [`crate::store::MemoryStore`]).
+//! The reference semantics are [`crate::store::MemoryState::apply`].
+
+use serde_json::json;
+
+use crate::ports::store::{OutboxMessage, OutboxRow, Store, StoreError, Tx, Versioned};
+
+/// How many pending outbox rows a scenario reads when it wants "all of them".
+const PENDING_SCAN_ROWS_MAX: usize = 1_000;
+
+/// How many commits race for the same record in the concurrency scenario.
+const RACERS: usize = 8;
+
+/// Runs every scenario against `store`, which must start empty.
+pub async fn run_all(store: &dyn Store) {
+    put_then_get_counts_versions_from_one(store).await;
+    a_stale_expectation_conflicts_and_writes_nothing(store).await;
+    a_failed_check_writes_none_of_the_transaction(store).await;
+    a_processed_event_is_refused_as_duplicate_and_writes_nothing(store).await;
+    outbox_rows_come_out_in_commit_order_until_marked_sent(store).await;
+    list_active_returns_the_active_records_of_a_table_in_key_order(store).await;
+    concurrent_commits_expecting_one_version_let_exactly_one_win(store).await;
+}
+
+/// A put stores version 1, every later put (checked or blind) bumps it by one, bodies round
+/// trip unchanged, and tables are separate key spaces.
+pub async fn put_then_get_counts_versions_from_one(store: &dyn Store) {
+    const T: &str = "conformance_versions";
+    assert_eq!(
+        get(store, T, "k").await,
+        None,
+        "a key never written must read as absent"
+    );
+
+    let body = json!({
+        "n": 1,
+        "nested": {"list": [1, 2.5, "three", null, true], "empty": {}},
+        "text": "snow ❄ and \"quotes\"",
+        "big": 9_007_199_254_740_993_u64,
+    });
+    commit_ok(store, Tx::new().put(T, "k", body.clone(), false), "first put").await;
+    assert_eq!(
+        get(store, T, "k").await,
+        Some(Versioned { version: 1, body }),
+        "the first put must store version 1 with the body unchanged"
+    );
+
+    commit_ok(
+        store,
+        Tx::new()
+            .expect(T, "k", Some(1))
+            .put(T, "k", json!({"n": 2}), true),
+        "a put expecting the current version",
+    )
+    .await;
+    assert_version(store, T, "k", 2, json!({"n": 2}), "after a checked put").await;
+
+    commit_ok(store, Tx::new().put(T, "k", json!({"n": 3}), false), "a blind put").await;
+    assert_version(store, T, "k", 3, json!({"n": 3}), "after a blind put").await;
+
+    commit_ok(
+        store,
+        Tx::new()
+            .put(T, "twice", json!("first"), false)
+            .put(T, "twice", json!("second"), false),
+        "two puts of one key in one transaction",
+    )
+    .await;
+    assert_version(
+        store,
+        T,
+        "twice",
+        2,
+        json!("second"),
+        "two puts of one key in one transaction bump it twice, the last body wins",
+    )
+    .await;
+
+    assert_eq!(
+        get(store, "conformance_versions_other", "k").await,
+        None,
+        "the same key in another table is another record"
+    );
+}
+
+/// A commit whose expectation does not match the stored version (absent, older, newer) fails
+/// with `Conflict` naming the record, and the record keeps its version and body.
+pub async fn a_stale_expectation_conflicts_and_writes_nothing(store: &dyn Store) {
+    const T: &str = "conformance_conflict";
+    commit_ok(store, Tx::new().put(T, "k", json!("original"), true), "setup put").await;
+
+    for (what, expected) in [
+        ("expects the record absent", None),
+        ("expects an older version", Some(0)),
+        ("expects a newer version", Some(2)),
+    ] {
+        let result = store
+            .commit(
+                Tx::new()
+                    .expect(T, "k", expected)
+                    .put(T, "k", json!("overwritten"), false),
+            )
+            .await;
+        assert_eq!(
+            result,
+            Err(conflict(T, "k")),
+            "a commit that {what} (record at version 1) must conflict"
+        );
+        assert_version(
+            store,
+            T,
+            "k",
+            1,
+            json!("original"),
+            &format!("after a refused commit that {what}"),
+        )
+        .await;
+    }
+
+    let result = store
+        .commit(
+            Tx::new()
+                .expect(T, "missing", Some(1))
+                .put(T, "missing", json!("created"), true),
+        )
+        .await;
+    assert_eq!(
+        result,
+        Err(conflict(T, "missing")),
+        "a commit expecting an absent record at version 1 must conflict"
+    );
+    assert_eq!(
+        get(store, T, "missing").await,
+        None,
+        "a refused commit must not create the record it would have written"
+    );
+}
+
+/// A transaction with one failed check (or one duplicate inbox mark) writes none of its puts,
+/// outbox rows or inbox marks, whatever their order in the transaction.
+pub async fn a_failed_check_writes_none_of_the_transaction(store: &dyn Store) {
+    const T: &str = "conformance_atomic";
+    const CONSUMER: &str = "conformance-atomic";
+    commit_ok(store, Tx::new().put(T, "anchor", json!("v1"), true), "setup put").await;
+
+    let doomed = Tx::new()
+        .put(T, "a", json!("a"), true)
+        .expect(T, "b", None)
+        .expect(T, "anchor", Some(7))
+        .put(T, "anchor", json!("v2"), true)
+        .put(T, "b", json!("b"), true)
+        .emit(message("atomic-1", "k"))
+        .consumed(CONSUMER, "atomic-event-1");
+    assert_eq!(
+        store.commit(doomed).await,
+        Err(conflict(T, "anchor")),
+        "a transaction whose second check fails must conflict on that record"
+    );
+    assert_eq!(
+        get(store, T, "a").await,
+        None,
+        "a put of a conflicting transaction was written"
+    );
+    assert_eq!(
+        get(store, T, "b").await,
+        None,
+        "a put of a conflicting transaction was written"
+    );
+    assert_version(
+        store,
+        T,
+        "anchor",
+        1,
+        json!("v1"),
+        "after a conflicting transaction",
+    )
+    .await;
+    assert_not_pending(store, "atomic-1", "a conflicting transaction").await;
+    commit_ok(
+        store,
+        Tx::new().consumed(CONSUMER, "atomic-event-1"),
+        "the inbox mark of a conflicting transaction must not have been written, so",
+    )
+    .await;
+
+    let doomed = Tx::new()
+        .put(T, "c", json!("c"), true)
+        .emit(message("atomic-2", "k"))
+        .consumed(CONSUMER, "atomic-event-2")
+        .consumed(CONSUMER, "atomic-event-1");
+    assert_eq!(
+        store.commit(doomed).await,
+        Err(duplicate(CONSUMER, "atomic-event-1")),
+        "a transaction with an inbox mark already committed must be a duplicate"
+    );
+    assert_eq!(
+        get(store, T, "c").await,
+        None,
+        "a put of a duplicate transaction was written"
+    );
+    assert_not_pending(store, "atomic-2", "a duplicate transaction").await;
+    commit_ok(
+        store,
+        Tx::new().consumed(CONSUMER, "atomic-event-2"),
+        "the other inbox marks of a duplicate transaction must not have been written, so",
+    )
+    .await;
+}
+
+/// An inbox mark commits once per consumer: again (in a later transaction or twice in one)
+/// it is `Duplicate` and the transaction's effect is not written; other consumers may mark
+/// the same event.
+pub async fn a_processed_event_is_refused_as_duplicate_and_writes_nothing(store: &dyn Store) {
+    const T: &str = "conformance_inbox";
+    const A: &str = "conformance-inbox-a";
+    const B: &str = "conformance-inbox-b";
+    commit_ok(
+        store,
+        Tx::new().put(T, "effect", json!(1), false).consumed(A, "evt-1"),
+        "the first processing of an event",
+    )
+    .await;
+    assert_eq!(
+        store
+            .commit(Tx::new().put(T, "effect", json!(2), false).consumed(A, "evt-1"))
+            .await,
+        Err(duplicate(A, "evt-1")),
+        "processing an event again must be a duplicate"
+    );
+    assert_version(
+        store,
+        T,
+        "effect",
+        1,
+        json!(1),
+        "after a duplicate processing",
+    )
+    .await;
+
+    commit_ok(
+        store,
+        Tx::new().consumed(B, "evt-1"),
+        "another consumer processing the same event",
+    )
+    .await;
+
+    assert_eq!(
+        store
+            .commit(
+                Tx::new()
+                    .put(T, "twice", json!(1), false)
+                    .consumed(A, "evt-2")
+                    .consumed(A, "evt-2"),
+            )
+            .await,
+        Err(duplicate(A, "evt-2")),
+        "one transaction marking the same event twice must be a duplicate"
+    );
+    assert_eq!(
+        get(store, T, "twice").await,
+        None,
+        "the put of a transaction marking an event twice was written"
+    );
+    commit_ok(
+        store,
+        Tx::new().consumed(A, "evt-2"),
+        "marking an event whose double mark was refused",
+    )
+    .await;
+}
+
+/// Committed outbox rows are pending in commit order with ascending ids and unchanged
+/// messages; `limit` takes the oldest; marked rows stop being pending (re-marking and unknown
+/// ids are harmless); later commits come after.
+pub async fn outbox_rows_come_out_in_commit_order_until_marked_sent(store: &dyn Store) {
+    const T: &str = "conformance_outbox";
+    let before = pending(store).await;
+    assert!(
+        before.is_empty(),
+        "the outbox scenario needs a store without pending outbox rows, found {before:?}"
+    );
+
+    let mut first = message("outbox-1", "order-1");
+    first.headers = vec![
+        ("traceparent".into(), "00-0af7651916cd43dd-b7ad6b7169203331-01".into()),
+        ("b".into(), "2".into()),
+        ("a".into(), "1".into()),
+    ];
+    first.payload = json!({"status": "PAID", "amount": {"units": 1250, "currency": "RUB"}});
+    let second = message("outbox-2", "order-2");
+    let third = message("outbox-3", "order-1");
+    let fourth = message("outbox-4", "order-3");
+
+    commit_ok(
+        store,
+        Tx::new()
+            .put(T, "order-1", json!("PAID"), true)
+            .emit(first.clone()),
+        "a state change with its event",
+    )
+    .await;
+    commit_ok(
+        store,
+        Tx::new().emit(second.clone()).emit(third.clone()),
+        "a transaction of two events",
+    )
+    .await;
+    commit_ok(store, Tx::new().emit(fourth.clone()), "a single event").await;
+
+    let rows = pending(store).await;
+    assert_eq!(
+        messages(&rows),
+        vec![first, second, third, fourth],
+        "pending rows must be every committed message, unchanged, in commit order"
+    );
+    assert!(
+        rows.windows(2).all(|w| w[0].id < w[1].id),
+        "pending row ids must ascend: {:?}",
+        ids(&rows)
+    );
+    let oldest = store
+        .outbox_pending(2)
+        .await
+        .unwrap_or_else(|e| panic!("outbox_pending(2) failed: {e}"));
+    assert_eq!(oldest, rows[..2], "outbox_pending(2) must return the two oldest rows");
+
+    mark_sent(store, &ids(&rows[..2])).await;
+    assert_eq!(
+        pending(store).await,
+        rows[2..],
+        "rows marked sent must no longer be pending"
+    );
+    mark_sent(store, &[rows[0].id, rows[2].id]).await;
+    assert_eq!(
+        pending(store).await,
+        rows[3..],
+        "marking an already sent row must be harmless"
+    );
+    mark_sent(store, &[]).await;
+    mark_sent(store, &[rows[3].id, rows[3].id + 1_000_000]).await;
+    assert_eq!(
+        pending(store).await,
+        vec![],
+        "marking every row (and an unknown id) must leave nothing pending"
+    );
+
+    let fifth = message("outbox-5", "order-1");
+    commit_ok(store, Tx::new().emit(fifth.clone()), "an event after the others").await;
+    let rows_after = pending(store).await;
+    assert_eq!(
+        messages(&rows_after),
+        vec![fifth],
+        "only the new row must be pending"
+    );
+    assert!(
+        rows_after[0].id > rows[3].id,
+        "a row committed later must get a larger id ({} after {})",
+        rows_after[0].id,
+        rows[3].id
+    );
+    mark_sent(store, &ids(&rows_after)).await;
+}
+
+/// `list_active` returns the active records of one table, ordered by key bytes (`"B" < "a"`),
+/// at most `limit`; a put with `active = false` removes a record from it, `true` brings it back.
+pub async fn list_active_returns_the_active_records_of_a_table_in_key_order(store: &dyn Store) {
+    const T: &str = "conformance_active";
+    const OTHER: &str = "conformance_active_other";
+    commit_ok(
+        store,
+        Tx::new()
+            .put(T, "b", json!("b"), true)
+            .put(T, "a", json!("a"), true)
+            .put(T, "B", json!("B"), true)
+            .put(T, "c", json!("c"), false)
+            .put(OTHER, "a0", json!("other"), true),
+        "setup puts",
+    )
+    .await;
+
+    assert_eq!(
+        list_active(store, T, 10).await,
+        vec![v1("B"), v1("a"), v1("b")],
+        "list_active must return the active records of the table, by key bytes"
+    );
+    assert_eq!(
+        list_active(store, T, 2).await,
+        vec![v1("B"), v1("a")],
+        "list_active must return at most `limit` records, the first by key"
+    );
+    assert_eq!(
+        list_active(store, T, 0).await,
+        vec![],
+        "list_active with limit 0 must return nothing"
+    );
+
+    commit_ok(store, Tx::new().put(T, "a", json!("a done"), false), "deactivation").await;
+    commit_ok(store, Tx::new().put(T, "c", json!("c again"), true), "reactivation").await;
+    assert_eq!(
+        list_active(store, T, 10).await,
+        vec![
+            v1("B"),
+            v1("b"),
+            (
+                "c".to_owned(),
+                Versioned {
+                    version: 2,
+                    body: json!("c again"),
+                },
+            ),
+        ],
+        "an inactive put must drop a record from list_active and an active one bring it back"
+    );
+    assert_eq!(
+        list_active(store, "conformance_active_none", 10).await,
+        vec![],
+        "a table without records has no active ones"
+    );
+}
+
+/// Commits racing on one expectation serialise: exactly one wins and the others conflict,
+/// both for an absent record and for an existing version. Blind puts racing on one record all
+/// succeed and each bumps the version.
+pub async fn concurrent_commits_expecting_one_version_let_exactly_one_win(store: &dyn Store) {
+    const T: &str = "conformance_race";
+    for (what, expected) in [("absent", None), ("at version 1", Some(1))] {
+        let results = futures::future::join_all((0..RACERS).map(|i| {
+            store.commit(
+                Tx::new()
+                    .expect(T, "k", expected)
+                    .put(T, "k", json!(i), true),
+            )
+        }))
+        .await;
+        let wins = results.iter().filter(|r| r.is_ok()).count();
+        assert_eq!(
+            wins, 1,
+            "{RACERS} commits expecting the record {what} must let exactly one win: {results:?}"
+        );
+        for loser in results.iter().filter(|r| r.is_err()) {
+            assert_eq!(
+                loser,
+                &Err(conflict(T, "k")),
+                "a commit losing the race for a record {what} must conflict"
+            );
+        }
+        let version = expected.map_or(1, |v| v + 1);
+        let stored = get(store, T, "k").await;
+        assert_eq!(
+            stored.map(|v| v.version),
+            Some(version),
+            "after the race for a record {what}, it must be at version {version}"
+        );
+    }
+
+    let results = futures::future::join_all(
+        (0..RACERS).map(|i| store.commit(Tx::new().put(T, "blind", json!(i), true))),
+    )
+    .await;
+    assert!(
+        results.iter().all(Result::is_ok),
+        "racing blind puts must all succeed: {results:?}"
+    );
+    assert_eq!(
+        get(store, T, "blind").await.map(|v| v.version),
+        Some(RACERS as i64),
+        "each of {RACERS} racing blind puts must bump the version"
+    );
+}
+
+fn message(event_id: &str, key: &str) -> OutboxMessage {
+    OutboxMessage {
+        event_id: event_id.into(),
+        topic: "conformance.events".into(),
+        key: key.into(),
+        payload: json!({"event": event_id}),
+        headers: vec![],
+    }
+}
+
+fn conflict(table: &str, key: &str) -> StoreError {
+    StoreError::Conflict {
+        table: table.into(),
+        key: key.into(),
+    }
+}
+
+fn duplicate(consumer: &str, event_id: &str) -> StoreError {
+    StoreError::Duplicate {
+        consumer: consumer.into(),
+        event_id: event_id.into(),
+    }
+}
+
+fn v1(key: &str) -> (String, Versioned) {
+    (
+        key.to_owned(),
+        Versioned {
+            version: 1,
+            body: json!(key),
+        },
+    )
+}
+
+async fn commit_ok(store: &dyn Store, tx: Tx, what: &str) {
+    if let Err(e) = store.commit(tx.clone()).await {
+        panic!("{what}: commit must succeed, got {e:?} for {tx:?}");
+    }
+}
+
+async fn get(store: &dyn Store, table: &str, key: &str) -> Option<Versioned> {
+    store
+        .get(table, key)
+        .await
+        .unwrap_or_else(|e| panic!("get {table}/{key} failed: {e}"))
+}
+
+async fn assert_version(
+    store: &dyn Store,
+    table: &str,
+    key: &str,
+    version: i64,
+    body: serde_json::Value,
+    when: &str,
+) {
+    assert_eq!(
+        get(store, table, key).await,
+        Some(Versioned { version, body }),
+        "{when}: {table}/{key} must be at version {version} with the body shown"
+    );
+}
+
+async fn list_active(store: &dyn Store, table: &str, limit: usize) -> Vec<(String, Versioned)> {
+    store
+        .list_active(table, limit)
+        .await
+        .unwrap_or_else(|e| panic!("list_active({table}, {limit}) failed: {e}"))
+}
+
+async fn pending(store: &dyn Store) -> Vec<OutboxRow> {
+    store
+        .outbox_pending(PENDING_SCAN_ROWS_MAX)
+        .await
+        .unwrap_or_else(|e| panic!("outbox_pending failed: {e}"))
+}
+
+async fn mark_sent(store: &dyn Store, ids: &[i64]) {
+    store
+        .outbox_mark_sent(ids)
+        .await
+        .unwrap_or_else(|e| panic!("outbox_mark_sent({ids:?}) failed: {e}"));
+}
+
+async fn assert_not_pending(store: &dyn Store, event_id: &str, what: &str) {
+    let rows = pending(store).await;
+    assert!(
+        rows.iter().all(|r| r.message.event_id != event_id),
+        "the outbox row of {what} was written: {rows:?}"
+    );
+}
+
+fn messages(rows: &[OutboxRow]) -> Vec<OutboxMessage> {
+    rows.iter().map(|r| r.message.clone()).collect()
+}
+
+fn ids(rows: &[OutboxRow]) -> Vec<i64> {
+    rows.iter().map(|r| r.id).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::MemoryStore;
+
+    #[tokio::test]
+    async fn the_memory_store_passes_the_store_conformance_suite() {
+        run_all(&MemoryStore::default()).await;
+    }
+}

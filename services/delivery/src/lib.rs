@@ -1,0 +1,76 @@
+//! The delivery service: a gRPC adapter to the external courier API.
+//!
+//! `CreateShipment` records a shipment per order (retries with any key return it); a worker
+//! books it with the courier (idempotency key per order, so a retried booking never books
+//! twice), then follows its stages until a final one. `WatchShipment` streams the stages.
+
+mod api;
+mod worker;
+
+use std::{net::SocketAddr, sync::Arc, time::Duration};
+
+use contracts::delivery::delivery_service_server::DeliveryServiceServer;
+use platform::{Infra, Shutdown};
+use serde::{Deserialize, Serialize};
+use tokio::sync::Notify;
+
+/// Table of shipments, keyed by order id.
+pub(crate) const SHIPMENTS: &str = "shipments";
+
+/// Delivery service settings.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// gRPC listen address.
+    pub listen: SocketAddr,
+    /// Base URL of the courier API.
+    pub courier_url: String,
+    /// Bound on one courier call.
+    pub courier_timeout: Duration,
+    /// How often active shipments are polled at the courier.
+    pub worker_poll: Duration,
+}
+
+/// Stages of a shipment as the order saga sees them.
+pub const FINAL_STAGES: [&str; 3] = ["DELIVERED", "FAILED", "CANCELLED"];
+
+/// A shipment record.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Shipment {
+    pub order_id: String,
+    pub address: String,
+    /// REQUESTED (not yet booked), then the courier's stage.
+    pub stage: String,
+    pub courier_id: Option<String>,
+    pub cancel_requested: bool,
+}
+
+impl Shipment {
+    pub fn is_active(&self) -> bool {
+        !FINAL_STAGES.contains(&self.stage.as_str())
+    }
+}
+
+/// Shared state of the gRPC handlers and the worker.
+#[derive(Clone)]
+pub(crate) struct Ctx {
+    pub infra: Infra,
+    pub config: Config,
+    /// Wakes the worker right after a shipment needs courier work.
+    pub work: Arc<Notify>,
+}
+
+/// Runs the delivery service until `shutdown`.
+pub async fn run(config: Config, infra: Infra, shutdown: Shutdown) -> anyhow::Result<()> {
+    let ctx = Ctx { infra, config: config.clone(), work: Arc::new(Notify::new()) };
+    let worker = tokio::spawn(worker::run(ctx.clone(), shutdown.clone()));
+    tracing::info!(listen = %config.listen, "delivery service up");
+    tonic::transport::Server::builder()
+        .add_service(DeliveryServiceServer::new(api::DeliveryApi { ctx }))
+        .serve_with_shutdown(config.listen, {
+            let s = shutdown.clone();
+            async move { s.wait().await }
+        })
+        .await?;
+    let _ = worker.await;
+    Ok(())
+}

@@ -1,0 +1,94 @@
+//! The worker that books shipments with the courier and follows their stages.
+
+use std::time::Duration;
+
+use platform::{
+    http::HttpClient,
+    ports::{StoreError, Tx},
+    retry::RetryPolicy,
+    Shutdown,
+};
+use serde::{Deserialize, Serialize};
+
+use crate::{Ctx, Shipment, SHIPMENTS};
+
+/// Shipments handled per round.
+const BATCH_MAX: usize = 64;
+
+/// The courier's wire format.
+#[derive(Serialize)]
+struct BookBody<'a> {
+    order_id: &'a str,
+    address: &'a str,
+}
+#[derive(Deserialize)]
+struct CourierShipment {
+    shipment_id: String,
+    stage: String,
+}
+
+pub(crate) async fn run(ctx: Ctx, shutdown: Shutdown) {
+    let client = HttpClient::new(ctx.config.courier_timeout);
+    let backoff = RetryPolicy::forever(Duration::from_millis(100), Duration::from_secs(2));
+    let mut failures = 0u32;
+    while !shutdown.is_requested() {
+        let wait = match round(&ctx, &client).await {
+            Ok(()) => {
+                failures = 0;
+                ctx.config.worker_poll
+            }
+            Err(e) => {
+                failures += 1;
+                tracing::debug!(error = %e, "delivery worker round failed");
+                backoff.delay(failures)
+            }
+        };
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = ctx.work.notified() => {}
+            _ = shutdown.wait() => return,
+        }
+    }
+}
+
+async fn round(ctx: &Ctx, client: &HttpClient) -> anyhow::Result<()> {
+    let store = &*ctx.infra.store;
+    let mut last_error = None;
+    for (key, v) in store.list_active(SHIPMENTS, BATCH_MAX).await? {
+        let s: Shipment = serde_json::from_value(v.body)?;
+        match step(ctx, client, s.clone()).await {
+            Ok(next) if next != s => {
+                let active = next.is_active();
+                let tx = Tx::new().expect(SHIPMENTS, &key, Some(v.version)).put(SHIPMENTS, &key, serde_json::to_value(&next)?, active);
+                match store.commit(tx).await {
+                    Ok(()) | Err(StoreError::Conflict { .. }) => {}
+                    Err(e) => last_error = Some(anyhow::Error::from(e)),
+                }
+            }
+            Ok(_) => {}
+            Err(e) => last_error = Some(e),
+        }
+    }
+    last_error.map_or(Ok(()), Err)
+}
+
+async fn step(ctx: &Ctx, client: &HttpClient, mut s: Shipment) -> anyhow::Result<Shipment> {
+    let base = &ctx.config.courier_url;
+    let view: CourierShipment = match (&s.courier_id, s.cancel_requested) {
+        (None, true) => {
+            s.stage = "CANCELLED".into();
+            return Ok(s);
+        }
+        (None, false) => {
+            let key = format!("ship-{}", s.order_id);
+            client
+                .post_json(&format!("{base}/v1/shipments"), &[("idempotency-key", &key)], &BookBody { order_id: &s.order_id, address: &s.address })
+                .await?
+        }
+        (Some(id), true) => client.post_json(&format!("{base}/v1/shipments/{id}/cancel"), &[], &serde_json::json!({})).await?,
+        (Some(id), false) => client.get_json(&format!("{base}/v1/shipments/{id}")).await?,
+    };
+    s.courier_id = Some(view.shipment_id);
+    s.stage = view.stage;
+    Ok(s)
+}

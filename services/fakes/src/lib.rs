@@ -1,0 +1,13 @@
+//! Fake external providers, small HTTP services the real services call over the network with
+//! [`platform::http::HttpClient`], in production-like local runs and in the simulation.
+//! Their state is shared with the caller of `run` so checkers can read the money ledger and
+//! the shipments after a simulated run.
+
+pub mod courier;
+pub mod psp;
+
+/// A uniformly random number in `0..1000`, deterministic under madsim (drawn through
+/// `getrandom`, which the simulation seeds).
+pub(crate) fn per_mille() -> u32 {
+    (uuid::Uuid::new_v4().as_u128() % 1000) as u32
+}

@@ -1,0 +1,111 @@
+//! The gRPC face of the order service.
+
+use contracts::order::{order_service_server::OrderService, CreateOrderRequest, GetOrderRequest, Order as OrderMsg};
+use platform::{
+    grpc::idempotency_key,
+    ports::{StoreError, Tx},
+    store::load,
+};
+use serde::{Deserialize, Serialize};
+use tonic::{Request, Response, Status};
+
+use crate::{
+    domain::{parse_order_id, NewOrder, Order, OrderStatus, ORDERS, ORDER_REQUESTS},
+    saga,
+    transition::{now_ms, status_event},
+    Ctx,
+};
+
+const SERVICE: &str = "order";
+
+pub(crate) struct OrderApi {
+    pub ctx: Ctx,
+}
+
+#[derive(Serialize, Deserialize)]
+struct OrderRequest {
+    order_id: String,
+}
+
+fn store_status(e: StoreError) -> Status {
+    match e {
+        StoreError::Unavailable(m) => Status::unavailable(format!("{SERVICE}: database: {m}")),
+        StoreError::Conflict { .. } => Status::aborted(format!("{SERVICE}: concurrent update, retry")),
+        other => Status::internal(format!("{SERVICE}: {other}")),
+    }
+}
+
+pub(crate) fn to_msg(o: &Order) -> OrderMsg {
+    OrderMsg {
+        order_id: o.order_id.clone(),
+        customer_id: o.customer_id.clone(),
+        item: o.item.clone(),
+        amount_minor: o.amount_minor,
+        currency: o.currency.clone(),
+        status: o.status.as_str().into(),
+        history: o.history.iter().map(|s| s.as_str().to_owned()).collect(),
+    }
+}
+
+impl OrderApi {
+    async fn read(&self, order_id: &str) -> Result<Order, Status> {
+        load::<Order>(&*self.ctx.infra.store, ORDERS, order_id)
+            .await
+            .map_err(store_status)?
+            .map(|l| l.value)
+            .ok_or_else(|| Status::not_found(format!("{SERVICE}: no order {order_id}")))
+    }
+}
+
+#[tonic::async_trait]
+impl OrderService for OrderApi {
+    #[tracing::instrument(skip_all)]
+    async fn create_order(&self, request: Request<CreateOrderRequest>) -> Result<Response<OrderMsg>, Status> {
+        let key = idempotency_key(SERVICE, &request)?;
+        let r = request.into_inner();
+        let new = NewOrder::parse(&r.customer_id, &r.item, r.amount_minor, &r.currency)
+            .map_err(|e| Status::invalid_argument(format!("{SERVICE}: {e}")))?;
+        let store = &*self.ctx.infra.store;
+        if let Some(prev) = load::<OrderRequest>(store, ORDER_REQUESTS, &key).await.map_err(store_status)? {
+            return Ok(Response::new(to_msg(&self.read(&prev.value.order_id).await?)));
+        }
+        let order = Order {
+            order_id: uuid::Uuid::new_v4().to_string(),
+            customer_id: new.customer_id,
+            item: new.item,
+            amount_minor: new.amount_minor,
+            currency: new.currency,
+            status: OrderStatus::Created,
+            history: vec![OrderStatus::Created],
+            status_since_ms: now_ms(),
+            reason: String::new(),
+        };
+        let tx = Tx::new()
+            .expect(ORDER_REQUESTS, &key, None)
+            .expect(ORDERS, &order.order_id, None)
+            .put(ORDER_REQUESTS, &key, serde_json::json!({ "order_id": order.order_id }), false)
+            .put(ORDERS, &order.order_id, serde_json::to_value(&order).map_err(|e| Status::internal(e.to_string()))?, true)
+            .emit(status_event(&order));
+        match store.commit(tx).await {
+            Ok(()) => {
+                self.ctx.outbox.notify();
+                saga::spawn_driver(&self.ctx, order.order_id.clone());
+                Ok(Response::new(to_msg(&order)))
+            }
+            Err(StoreError::Conflict { .. }) => {
+                let prev = load::<OrderRequest>(store, ORDER_REQUESTS, &key)
+                    .await
+                    .map_err(store_status)?
+                    .ok_or_else(|| Status::aborted(format!("{SERVICE}: concurrent create, retry")))?;
+                Ok(Response::new(to_msg(&self.read(&prev.value.order_id).await?)))
+            }
+            Err(e) => Err(store_status(e)),
+        }
+    }
+
+    async fn get_order(&self, request: Request<GetOrderRequest>) -> Result<Response<OrderMsg>, Status> {
+        let id = parse_order_id(&request.into_inner().order_id)
+            .map_err(|e| Status::invalid_argument(format!("{SERVICE}: {e}")))?;
+        Ok(Response::new(to_msg(&self.read(&id).await?)))
+    }
+}

@@ -1,0 +1,301 @@
+//! The saga driver: one task per unfinished order, re-started by recovery after a crash.
+//!
+//! Each step reads the order, calls the service it needs (with an idempotency key derived from
+//! the order, so a retried step never repeats its effect), and commits the next status. A step
+//! that fails is retried with backoff; a step that outlives its deadline (measured from when
+//! the order entered the status, so it survives restarts) is compensated.
+
+use std::time::Duration;
+
+use contracts::{
+    delivery::{delivery_service_client::DeliveryServiceClient, CreateShipmentRequest, ShipmentRef},
+    payment::{payment_service_client::PaymentServiceClient, ChargeRequest, PaymentRef, RefundRequest},
+};
+use futures::StreamExt;
+use platform::{
+    grpc::{self, LazyChannel},
+    retry::{retry, RetryError, RetryPolicy},
+    store::load,
+};
+use tonic::{transport::Channel, Status};
+
+use crate::{
+    domain::{Order, OrderStatus, ORDERS},
+    transition::{now_ms, transition},
+    Ctx,
+};
+
+/// Orders looked up per recovery round.
+const RECOVERY_BATCH_MAX: usize = 1000;
+
+/// Looks for unfinished orders now and every `recovery_interval`, and drives them.
+pub(crate) async fn recover(ctx: Ctx) {
+    loop {
+        match ctx.infra.store.list_active(ORDERS, RECOVERY_BATCH_MAX).await {
+            Ok(orders) => {
+                for (id, _) in orders {
+                    spawn_driver(&ctx, id);
+                }
+            }
+            Err(e) => tracing::debug!(error = %e, "recovery scan failed"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(ctx.config.recovery_interval) => {}
+            _ = ctx.shutdown.wait() => return,
+        }
+    }
+}
+
+/// Starts the driver of `order_id` unless one runs in this process.
+pub(crate) fn spawn_driver(ctx: &Ctx, order_id: String) {
+    let Ok(mut running) = ctx.running.lock() else { return };
+    if !running.insert(order_id.clone()) {
+        return;
+    }
+    drop(running);
+    let ctx = ctx.clone();
+    tokio::spawn(async move {
+        drive(&ctx, &order_id).await;
+        if let Ok(mut running) = ctx.running.lock() {
+            running.remove(&order_id);
+        }
+    });
+}
+
+#[tracing::instrument(skip_all, fields(order_id = %order_id))]
+async fn drive(ctx: &Ctx, order_id: &str) {
+    let backoff = RetryPolicy::forever(Duration::from_millis(200), Duration::from_secs(5));
+    let mut failures = 0u32;
+    while !ctx.shutdown.is_requested() {
+        let order = match load::<Order>(&*ctx.infra.store, ORDERS, order_id).await {
+            Ok(Some(o)) => o,
+            Ok(None) => return,
+            Err(e) => {
+                failures += 1;
+                tracing::debug!(error = %e, "cannot read order");
+                pause(ctx, backoff.delay(failures)).await;
+                continue;
+            }
+        };
+        if order.value.status.is_terminal() {
+            return;
+        }
+        match step(ctx, order).await {
+            Ok(()) => failures = 0,
+            Err(e) => {
+                failures += 1;
+                tracing::debug!(error = %e, failures, "saga step failed; retrying");
+                pause(ctx, backoff.delay(failures)).await;
+            }
+        }
+    }
+}
+
+async fn pause(ctx: &Ctx, d: Duration) {
+    tokio::select! {
+        _ = tokio::time::sleep(d) => {}
+        _ = ctx.shutdown.wait() => {}
+    }
+}
+
+/// Time left before the current status's deadline `limit` runs out.
+fn remaining(order: &Order, limit: Duration) -> Duration {
+    let spent = Duration::from_millis(now_ms().saturating_sub(order.status_since_ms));
+    limit.saturating_sub(spent)
+}
+
+async fn step(ctx: &Ctx, order: platform::store::Loaded<Order>) -> anyhow::Result<()> {
+    use OrderStatus::*;
+    let o = order.value.clone();
+    match o.status {
+        Created => {
+            transition(ctx, order, PaymentPending, "").await?;
+        }
+        PaymentPending => {
+            let left = remaining(&o, ctx.config.payment_step_timeout);
+            if left.is_zero() {
+                transition(ctx, order, PaymentFailed, "payment timed out").await?;
+                return Ok(());
+            }
+            let key = if ctx.infra.mutants.charge_without_idempotency_key {
+                None
+            } else {
+                Some(format!("charge-{}", o.order_id))
+            };
+            call(ctx, &ctx.payment, "charge", |ch, _| {
+                let key = key.clone().unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+                let req = ChargeRequest { order_id: o.order_id.clone(), amount_minor: o.amount_minor, currency: o.currency.clone() };
+                async move { PaymentServiceClient::new(ch).charge(grpc::request(req, Some(&key))).await }
+            })
+            .await?;
+            match wait_payment(ctx, &o.order_id, &["CAPTURED", "DECLINED"], left).await? {
+                Some(s) if s == "CAPTURED" => transition(ctx, order, Paid, "").await?,
+                Some(_) => transition(ctx, order, PaymentFailed, "payment declined").await?,
+                None => transition(ctx, order, PaymentFailed, "payment timed out").await?,
+            };
+        }
+        PaymentFailed => {
+            // Whatever happened at the PSP, no money may stay with us: cancel or refund.
+            request_refund(ctx, &o.order_id).await?;
+            transition(ctx, order, Cancelled, "").await?;
+        }
+        Paid => {
+            transition(ctx, order, Shipping, "").await?;
+        }
+        Shipping | Shipped => {
+            let left = remaining(&o, ctx.config.delivery_step_timeout);
+            if left.is_zero() {
+                cancel_shipment(ctx, &o.order_id).await?;
+                transition(ctx, order, DeliveryFailed, "delivery timed out").await?;
+                return Ok(());
+            }
+            if o.status == Shipping {
+                let address = ctx.config.default_address.clone();
+                call(ctx, &ctx.delivery, "create shipment", |ch, _| {
+                    let req = CreateShipmentRequest { order_id: o.order_id.clone(), address: address.clone() };
+                    let key = format!("ship-{}", o.order_id);
+                    async move { DeliveryServiceClient::new(ch).create_shipment(grpc::request(req, Some(&key))).await }
+                })
+                .await?;
+            }
+            let wanted: &[&str] = if o.status == Shipping {
+                &["PICKED_UP", "IN_TRANSIT", "DELIVERED", "FAILED", "CANCELLED"]
+            } else {
+                &["DELIVERED", "FAILED", "CANCELLED"]
+            };
+            match wait_shipment(ctx, &o.order_id, wanted, left).await? {
+                Some(s) if s == "FAILED" || s == "CANCELLED" => {
+                    transition(ctx, order, DeliveryFailed, "delivery failed").await?;
+                }
+                Some(s) if o.status == Shipping => {
+                    let shipped = transition(ctx, order, Shipped, "").await?;
+                    if s == "DELIVERED" {
+                        let again = load::<Order>(&*ctx.infra.store, ORDERS, &shipped.order_id).await?;
+                        if let Some(again) = again {
+                            transition(ctx, again, Delivered, "").await?;
+                        }
+                    }
+                }
+                Some(_) => {
+                    transition(ctx, order, Delivered, "").await?;
+                }
+                None => {
+                    cancel_shipment(ctx, &o.order_id).await?;
+                    transition(ctx, order, DeliveryFailed, "delivery timed out").await?;
+                }
+            }
+        }
+        DeliveryFailed => {
+            transition(ctx, order, Refunding, "").await?;
+        }
+        Refunding => {
+            request_refund(ctx, &o.order_id).await?;
+            match wait_payment(ctx, &o.order_id, &["REFUNDED"], Duration::from_secs(30)).await? {
+                Some(_) => {
+                    transition(ctx, order, Cancelled, "").await?;
+                }
+                None => anyhow::bail!("refund not confirmed yet"),
+            }
+        }
+        Delivered | Cancelled => {}
+    }
+    Ok(())
+}
+
+/// A unary call to a peer, retried on transient failures with the one retry helper.
+async fn call<T, F, Fut>(ctx: &Ctx, peer: &LazyChannel, what: &str, f: F) -> anyhow::Result<T>
+where
+    F: Fn(Channel, u32) -> Fut,
+    Fut: std::future::Future<Output = Result<tonic::Response<T>, Status>>,
+{
+    let f = &f;
+    let r = retry(&RetryPolicy::rpc(), what, &ctx.shutdown, grpc::is_transient, |attempt| async move {
+        let ch = peer.get().await.inspect_err(|e| peer.on_error(e))?;
+        let r = f(ch, attempt).await.inspect_err(|e| peer.on_error(e))?;
+        Ok(r.into_inner())
+    })
+    .await;
+    r.map_err(|e| match e {
+        RetryError::Cancelled => anyhow::anyhow!("{what}: cancelled by shutdown"),
+        other => anyhow::anyhow!("{what}: {other}"),
+    })
+}
+
+async fn request_refund(ctx: &Ctx, order_id: &str) -> anyhow::Result<()> {
+    let r = call(ctx, &ctx.payment, "refund", |ch, _| {
+        let req = RefundRequest { order_id: order_id.to_owned() };
+        let key = format!("refund-{order_id}");
+        async move { PaymentServiceClient::new(ch).refund(grpc::request(req, Some(&key))).await }
+    })
+    .await;
+    match r {
+        Ok(_) => Ok(()),
+        // No payment was ever recorded: nothing to refund.
+        Err(e) if e.to_string().contains("no payment for order") => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+async fn cancel_shipment(ctx: &Ctx, order_id: &str) -> anyhow::Result<()> {
+    let r = call(ctx, &ctx.delivery, "cancel shipment", |ch, _| {
+        let req = ShipmentRef { order_id: order_id.to_owned() };
+        let key = format!("cancel-{order_id}");
+        async move { DeliveryServiceClient::new(ch).cancel_shipment(grpc::request(req, Some(&key))).await }
+    })
+    .await;
+    match r {
+        Ok(_) => Ok(()),
+        Err(e) if e.to_string().contains("no shipment for order") => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+/// Follows WatchPayment until one of `wanted` or `within` passes (`None`).
+async fn wait_payment(ctx: &Ctx, order_id: &str, wanted: &[&str], within: Duration) -> anyhow::Result<Option<String>> {
+    let watch = async {
+        let ch = ctx.payment.get().await?;
+        let req = grpc::request(PaymentRef { order_id: order_id.to_owned() }, None);
+        let mut req = req;
+        req.set_timeout(within);
+        let mut stream = PaymentServiceClient::new(ch).watch_payment(req).await.inspect_err(|e| ctx.payment.on_error(e))?.into_inner();
+        while let Some(p) = stream.next().await {
+            let p = p?;
+            if wanted.contains(&p.status.as_str()) {
+                return Ok::<_, Status>(Some(p.status));
+            }
+        }
+        Ok(None)
+    };
+    match tokio::time::timeout(within, watch).await {
+        Ok(Ok(Some(s))) => Ok(Some(s)),
+        // The stream ended early (server restarted or its lifetime ran out): try again.
+        Ok(Ok(None)) => anyhow::bail!("payment stream ended"),
+        Ok(Err(e)) if e.code() == tonic::Code::DeadlineExceeded => Ok(None),
+        Ok(Err(e)) => Err(e.into()),
+        Err(_) => Ok(None),
+    }
+}
+
+/// Follows WatchShipment until one of `wanted` or `within` passes (`None`).
+async fn wait_shipment(ctx: &Ctx, order_id: &str, wanted: &[&str], within: Duration) -> anyhow::Result<Option<String>> {
+    let watch = async {
+        let ch = ctx.delivery.get().await?;
+        let mut req = grpc::request(ShipmentRef { order_id: order_id.to_owned() }, None);
+        req.set_timeout(within);
+        let mut stream = DeliveryServiceClient::new(ch).watch_shipment(req).await.inspect_err(|e| ctx.delivery.on_error(e))?.into_inner();
+        while let Some(s) = stream.next().await {
+            let s = s?;
+            if wanted.contains(&s.stage.as_str()) {
+                return Ok::<_, Status>(Some(s.stage));
+            }
+        }
+        Ok(None)
+    };
+    match tokio::time::timeout(within, watch).await {
+        Ok(Ok(Some(s))) => Ok(Some(s)),
+        Ok(Ok(None)) => anyhow::bail!("shipment stream ended"),
+        Ok(Err(e)) if e.code() == tonic::Code::DeadlineExceeded => Ok(None),
+        Ok(Err(e)) => Err(e.into()),
+        Err(_) => Ok(None),
+    }
+}

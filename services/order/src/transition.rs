@@ -1,0 +1,91 @@
+//! Status transitions: one store transaction writes the order and its outbox event.
+
+use platform::{
+    outbox::{to_record, EVENT_ID_HEADER},
+    ports::{OutboxMessage, OutboxRow, ProducedRecord, StoreError, Tx},
+    store::Loaded,
+};
+
+use crate::{
+    domain::{Order, OrderStatus, StatusChanged, ORDERS, ORDER_STATUS_TOPIC},
+    Ctx,
+};
+
+/// Milliseconds since the epoch (simulated time in the simulation).
+pub(crate) fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// The outbox message announcing `order`'s latest status.
+pub(crate) fn status_event(order: &Order) -> OutboxMessage {
+    let seq = order.history.len().saturating_sub(1) as u32;
+    let event = StatusChanged {
+        event_id: format!("{}:{seq}", order.order_id),
+        order_id: order.order_id.clone(),
+        seq,
+        status: order.status,
+        previous: seq.checked_sub(1).map(|i| order.history[i as usize]),
+        amount_minor: order.amount_minor,
+        currency: order.currency.clone(),
+    };
+    OutboxMessage {
+        event_id: event.event_id.clone(),
+        topic: ORDER_STATUS_TOPIC.into(),
+        key: order.order_id.clone(),
+        payload: serde_json::to_value(&event).unwrap_or_default(),
+        headers: vec![],
+    }
+}
+
+/// Moves `order` to `next`; the new order on success. A conflict means someone else moved
+/// it first: the caller re-reads.
+pub(crate) async fn transition(
+    ctx: &Ctx,
+    order: Loaded<Order>,
+    next: OrderStatus,
+    reason: &str,
+) -> anyhow::Result<Order> {
+    let current = order.value.status;
+    anyhow::ensure!(current.can_become(next), "illegal transition {current:?} -> {next:?}");
+    let mut o = order.value;
+    o.status = next;
+    o.history.push(next);
+    o.status_since_ms = now_ms();
+    if !reason.is_empty() {
+        o.reason = reason.into();
+    }
+    let event = status_event(&o);
+    let tx = Tx::new()
+        .expect(ORDERS, &o.order_id, Some(order.version))
+        .put(ORDERS, &o.order_id, serde_json::to_value(&o)?, !next.is_terminal());
+    if ctx.infra.mutants.publish_without_outbox {
+        // Mutant: a dual write. The commit and the publish are not atomic.
+        ctx.infra.store.commit(tx).await?;
+        publish_directly(ctx, event).await;
+        return Ok(o);
+    }
+    match ctx.infra.store.commit(tx.emit(event)).await {
+        Ok(()) => {
+            ctx.outbox.notify();
+            tracing::debug!(order_id = %o.order_id, status = next.as_str(), "transition");
+            Ok(o)
+        }
+        Err(e @ StoreError::Conflict { .. }) => Err(e.into()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The mutant's direct publish: one attempt, and the event is gone if it fails.
+async fn publish_directly(ctx: &Ctx, message: OutboxMessage) {
+    let record: ProducedRecord = to_record(&OutboxRow { id: 0, message });
+    debug_assert!(record.headers.iter().any(|(k, _)| k == EVENT_ID_HEADER));
+    let sent = async {
+        let p = ctx.infra.events.producer(ctx.infra.producer.clone()).await?;
+        p.send(record).await
+    };
+    if let Err(e) = sent.await {
+        tracing::warn!(error = %e, "direct publish failed; the event is lost");
+    }
+}

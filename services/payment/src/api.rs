@@ -1,0 +1,210 @@
+//! The gRPC face of the payment service.
+
+use std::{pin::Pin, time::Duration};
+
+use contracts::payment::{
+    payment_service_server::PaymentService, ChargeRequest, Payment as PaymentMsg, PaymentRef,
+    RefundRequest,
+};
+use futures::Stream;
+use platform::{
+    grpc::idempotency_key,
+    ports::{StoreError, Tx},
+    store::load,
+};
+use tonic::{Request, Response, Status};
+
+use crate::{
+    model::{aggregate, OrderPayments, Payment, PaymentStatus, ORDER_PAYMENTS, PAYMENTS},
+    Ctx,
+};
+
+const SERVICE: &str = "payment";
+/// How long one WatchPayment stream lives before the client must re-open it.
+const WATCH_DURATION_MAX: Duration = Duration::from_secs(120);
+/// Store poll interval of WatchPayment.
+const WATCH_POLL: Duration = Duration::from_millis(200);
+
+pub(crate) struct PaymentApi {
+    pub ctx: Ctx,
+}
+
+fn store_status(e: StoreError) -> Status {
+    match e {
+        StoreError::Unavailable(m) => Status::unavailable(format!("{SERVICE}: database: {m}")),
+        StoreError::Conflict { .. } => Status::aborted(format!("{SERVICE}: concurrent update, retry")),
+        other => Status::internal(format!("{SERVICE}: {other}")),
+    }
+}
+
+fn validate_order_id(id: &str) -> Result<(), Status> {
+    if id.is_empty() || id.len() > 64 {
+        return Err(Status::invalid_argument(format!("{SERVICE}: order_id must be 1..=64 chars")));
+    }
+    Ok(())
+}
+
+impl PaymentApi {
+    async fn view(&self, order_id: &str) -> Result<PaymentMsg, Status> {
+        let store = &*self.ctx.infra.store;
+        let order = load::<OrderPayments>(store, ORDER_PAYMENTS, order_id)
+            .await
+            .map_err(store_status)?
+            .ok_or_else(|| Status::not_found(format!("{SERVICE}: no payment for order {order_id}")))?;
+        let mut payments = Vec::new();
+        for k in &order.value.keys {
+            if let Some(p) = load::<Payment>(store, PAYMENTS, k).await.map_err(store_status)? {
+                payments.push(p.value);
+            }
+        }
+        let (status, reason) = aggregate(&order.value, &payments);
+        let first = payments.first();
+        Ok(PaymentMsg {
+            order_id: order_id.to_owned(),
+            amount_minor: first.map_or(0, |p| p.amount_minor),
+            currency: first.map(|p| p.currency.clone()).unwrap_or_default(),
+            status: status.as_str().into(),
+            reason,
+        })
+    }
+}
+
+#[tonic::async_trait]
+impl PaymentService for PaymentApi {
+    async fn charge(&self, request: Request<ChargeRequest>) -> Result<Response<PaymentMsg>, Status> {
+        let key = idempotency_key(SERVICE, &request)?;
+        let req = request.into_inner();
+        validate_order_id(&req.order_id)?;
+        if req.amount_minor <= 0 {
+            return Err(Status::invalid_argument(format!("{SERVICE}: amount_minor must be positive")));
+        }
+        if req.currency.len() != 3 || !req.currency.bytes().all(|b| b.is_ascii_uppercase()) {
+            return Err(Status::invalid_argument(format!("{SERVICE}: currency must be 3 capital letters")));
+        }
+        let store = &*self.ctx.infra.store;
+        if load::<Payment>(store, PAYMENTS, &key).await.map_err(store_status)?.is_none() {
+            let order = load::<OrderPayments>(store, ORDER_PAYMENTS, &req.order_id)
+                .await
+                .map_err(store_status)?;
+            let (version, mut op) = match order {
+                Some(o) => (Some(o.version), o.value),
+                None => (None, OrderPayments::default()),
+            };
+            op.keys.push(key.clone());
+            let payment = Payment {
+                key: key.clone(),
+                order_id: req.order_id.clone(),
+                amount_minor: req.amount_minor,
+                currency: req.currency.clone(),
+                status: PaymentStatus::Pending,
+                charge_id: None,
+                refund_requested: op.refund_requested,
+                reason: String::new(),
+            };
+            let tx = Tx::new()
+                .expect(PAYMENTS, &key, None)
+                .expect(ORDER_PAYMENTS, &req.order_id, version)
+                .put(PAYMENTS, &key, serde_json::to_value(&payment).map_err(|e| Status::internal(e.to_string()))?, true)
+                .put(ORDER_PAYMENTS, &req.order_id, serde_json::to_value(&op).map_err(|e| Status::internal(e.to_string()))?, false);
+            match store.commit(tx).await {
+                Ok(()) => self.ctx.work.notify_one(),
+                // A concurrent retry with the same key won; its payment stands.
+                Err(StoreError::Conflict { .. }) => {}
+                Err(e) => return Err(store_status(e)),
+            }
+        }
+        Ok(Response::new(self.view(&req.order_id).await?))
+    }
+
+    async fn refund(&self, request: Request<RefundRequest>) -> Result<Response<PaymentMsg>, Status> {
+        let _key = idempotency_key(SERVICE, &request)?;
+        let req = request.into_inner();
+        validate_order_id(&req.order_id)?;
+        let store = &*self.ctx.infra.store;
+        // Optimistic retry: a concurrent Charge or worker update may race us.
+        for _ in 0..8 {
+            let order = load::<OrderPayments>(store, ORDER_PAYMENTS, &req.order_id).await.map_err(store_status)?;
+            let (version, mut op) = match order {
+                Some(o) => (Some(o.version), o.value),
+                None => (None, OrderPayments::default()),
+            };
+            let mut tx = Tx::new().expect(ORDER_PAYMENTS, &req.order_id, version);
+            op.refund_requested = true;
+            for k in &op.keys {
+                let Some(p) = load::<Payment>(store, PAYMENTS, k).await.map_err(store_status)? else { continue };
+                let mut pay = p.value;
+                let next = match pay.status {
+                    PaymentStatus::Captured => PaymentStatus::RefundPending,
+                    s => s,
+                };
+                if pay.refund_requested && next == pay.status {
+                    continue;
+                }
+                pay.refund_requested = true;
+                pay.status = next;
+                tx = tx.expect(PAYMENTS, k, Some(p.version)).put(
+                    PAYMENTS,
+                    k,
+                    serde_json::to_value(&pay).map_err(|e| Status::internal(e.to_string()))?,
+                    pay.status.needs_work(),
+                );
+            }
+            tx = tx.put(ORDER_PAYMENTS, &req.order_id, serde_json::to_value(&op).map_err(|e| Status::internal(e.to_string()))?, false);
+            match store.commit(tx).await {
+                Ok(()) => {
+                    self.ctx.work.notify_one();
+                    return Ok(Response::new(self.view(&req.order_id).await?));
+                }
+                Err(StoreError::Conflict { .. }) => continue,
+                Err(e) => return Err(store_status(e)),
+            }
+        }
+        Err(Status::aborted(format!("{SERVICE}: refund kept conflicting, retry")))
+    }
+
+    async fn get_payment(&self, request: Request<PaymentRef>) -> Result<Response<PaymentMsg>, Status> {
+        let req = request.into_inner();
+        validate_order_id(&req.order_id)?;
+        Ok(Response::new(self.view(&req.order_id).await?))
+    }
+
+    type WatchPaymentStream = Pin<Box<dyn Stream<Item = Result<PaymentMsg, Status>> + Send + 'static>>;
+
+    async fn watch_payment(&self, request: Request<PaymentRef>) -> Result<Response<Self::WatchPaymentStream>, Status> {
+        let req = request.into_inner();
+        validate_order_id(&req.order_id)?;
+        let api = PaymentApi { ctx: self.ctx.clone() };
+        let first = api.view(&req.order_id).await?;
+        let stream = futures::stream::unfold(
+            (api, req.order_id, Some(first), None::<String>, tokio::time::Instant::now()),
+            |(api, order_id, pending, last, started)| async move {
+                if let Some(p) = pending {
+                    let s = p.status.clone();
+                    return Some((Ok(p), (api, order_id, None, Some(s), started)));
+                }
+                if last.as_deref().is_some_and(is_final) {
+                    return None;
+                }
+                loop {
+                    if started.elapsed() > WATCH_DURATION_MAX {
+                        return None;
+                    }
+                    tokio::time::sleep(WATCH_POLL).await;
+                    match api.view(&order_id).await {
+                        Ok(p) if Some(&p.status) != last.as_ref() => {
+                            let s = p.status.clone();
+                            return Some((Ok(p), (api, order_id, None, Some(s), started)));
+                        }
+                        Ok(_) => continue,
+                        Err(e) => return Some((Err(e), (api, order_id, None, Some("FAILED".into()), started))),
+                    }
+                }
+            },
+        );
+        Ok(Response::new(Box::pin(stream)))
+    }
+}
+
+fn is_final(status: &str) -> bool {
+    matches!(status, "CAPTURED" | "DECLINED" | "REFUNDED" | "FAILED")
+}

@@ -1,0 +1,57 @@
+//! The payment service.
+//!
+//! `Charge` answers "accepted, in progress" at once and records a payment per idempotency key
+//! (a retried call with the same key returns the same payment). A worker then charges the PSP
+//! over HTTP with the payment's key as the PSP's `Idempotency-Key`, so a retry after a PSP
+//! timeout learns the outcome instead of charging again. `Refund` refunds every captured
+//! charge of an order — or, for a charge still in flight, refunds it once it is captured.
+
+mod api;
+mod model;
+mod worker;
+
+use std::{net::SocketAddr, sync::Arc, time::Duration};
+
+use contracts::payment::payment_service_server::PaymentServiceServer;
+use platform::{Infra, Shutdown};
+use tokio::sync::Notify;
+
+pub use model::{Payment, PaymentStatus};
+
+/// Payment service settings.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// gRPC listen address.
+    pub listen: SocketAddr,
+    /// Base URL of the PSP, e.g. `http://127.0.0.1:8081`.
+    pub psp_url: String,
+    /// Bound on one PSP call.
+    pub psp_timeout: Duration,
+    /// Poll interval of the worker when not woken.
+    pub worker_poll: Duration,
+}
+
+/// Shared state of the gRPC handlers and the worker.
+#[derive(Clone)]
+pub(crate) struct Ctx {
+    pub infra: Infra,
+    pub config: Config,
+    /// Wakes the worker right after a payment needs PSP work.
+    pub work: Arc<Notify>,
+}
+
+/// Runs the payment service until `shutdown`.
+pub async fn run(config: Config, infra: Infra, shutdown: Shutdown) -> anyhow::Result<()> {
+    let ctx = Ctx { infra, config: config.clone(), work: Arc::new(Notify::new()) };
+    let worker = tokio::spawn(worker::run(ctx.clone(), shutdown.clone()));
+    let server = tonic::transport::Server::builder()
+        .add_service(PaymentServiceServer::new(api::PaymentApi { ctx }))
+        .serve_with_shutdown(config.listen, {
+            let s = shutdown.clone();
+            async move { s.wait().await }
+        });
+    tracing::info!(listen = %config.listen, "payment service up");
+    server.await?;
+    let _ = worker.await;
+    Ok(())
+}

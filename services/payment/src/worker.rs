@@ -1,0 +1,146 @@
+//! The worker that talks to the PSP for every payment with work left.
+
+use std::time::Duration;
+
+use fakes_api::{ChargeAnswer, ChargeBody, RefundAnswer, RefundBody};
+use platform::{
+    http::HttpClient,
+    ports::{StoreError, Tx},
+    retry::RetryPolicy,
+    Shutdown,
+};
+
+use crate::{
+    model::{Payment, PaymentStatus, PAYMENTS},
+    Ctx,
+};
+
+/// Payments handled per round.
+const BATCH_MAX: usize = 64;
+
+/// The PSP's wire format (the contract of `POST /v1/charges` and `POST /v1/refunds`).
+mod fakes_api {
+    use serde::{Deserialize, Serialize};
+
+    #[derive(Serialize)]
+    pub struct ChargeBody<'a> {
+        pub order_id: &'a str,
+        pub amount_minor: i64,
+        pub currency: &'a str,
+    }
+    #[derive(Deserialize)]
+    pub struct ChargeAnswer {
+        pub charge_id: String,
+        pub status: String,
+    }
+    #[derive(Serialize)]
+    pub struct RefundBody<'a> {
+        pub charge_id: &'a str,
+    }
+    #[derive(Deserialize)]
+    pub struct RefundAnswer {
+        pub status: String,
+    }
+}
+
+pub(crate) async fn run(ctx: Ctx, shutdown: Shutdown) {
+    let client = HttpClient::new(ctx.config.psp_timeout);
+    let backoff = RetryPolicy::forever(Duration::from_millis(100), Duration::from_secs(2));
+    let mut failures = 0u32;
+    while !shutdown.is_requested() {
+        let wait = match round(&ctx, &client).await {
+            Ok(0) => {
+                failures = 0;
+                ctx.config.worker_poll
+            }
+            Ok(_) => {
+                failures = 0;
+                Duration::from_millis(10)
+            }
+            Err(e) => {
+                failures += 1;
+                tracing::debug!(error = %e, "payment worker round failed");
+                backoff.delay(failures)
+            }
+        };
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = ctx.work.notified() => {}
+            _ = shutdown.wait() => return,
+        }
+    }
+}
+
+/// One pass over the payments with work; returns how many made progress.
+async fn round(ctx: &Ctx, client: &HttpClient) -> anyhow::Result<usize> {
+    let store = &*ctx.infra.store;
+    let active = store.list_active(PAYMENTS, BATCH_MAX).await?;
+    let mut progressed = 0;
+    let mut last_error = None;
+    for (key, v) in active {
+        let payment: Payment = serde_json::from_value(v.body)?;
+        match step(ctx, client, payment).await {
+            Ok(Some(next)) => {
+                let active = next.status.needs_work();
+                let tx = Tx::new()
+                    .expect(PAYMENTS, &key, Some(v.version))
+                    .put(PAYMENTS, &key, serde_json::to_value(&next)?, active);
+                match store.commit(tx).await {
+                    Ok(()) => progressed += 1,
+                    // Refund raced us; the next round sees the new state.
+                    Err(StoreError::Conflict { .. }) => progressed += 1,
+                    Err(e) => last_error = Some(anyhow::Error::from(e)),
+                }
+            }
+            Ok(None) => {}
+            Err(e) => last_error = Some(e),
+        }
+    }
+    match last_error {
+        Some(e) if progressed == 0 => Err(e),
+        _ => Ok(progressed),
+    }
+}
+
+/// Calls the PSP for `p`; the payment's next state, or `None` if nothing changed.
+async fn step(ctx: &Ctx, client: &HttpClient, mut p: Payment) -> anyhow::Result<Option<Payment>> {
+    let base = &ctx.config.psp_url;
+    match p.status {
+        PaymentStatus::Pending => {
+            let key = if ctx.infra.mutants.psp_call_without_idempotency_key {
+                uuid::Uuid::new_v4().to_string()
+            } else {
+                format!("charge-{}", p.key)
+            };
+            let body = ChargeBody { order_id: &p.order_id, amount_minor: p.amount_minor, currency: &p.currency };
+            let a: ChargeAnswer = client
+                .post_json(&format!("{base}/v1/charges"), &[("idempotency-key", &key)], &body)
+                .await?;
+            p.charge_id = Some(a.charge_id);
+            p.status = match (a.status.as_str(), p.refund_requested) {
+                ("captured", false) => PaymentStatus::Captured,
+                ("captured", true) => PaymentStatus::RefundPending,
+                (_, false) => {
+                    p.reason = "declined by the payment provider".into();
+                    PaymentStatus::Declined
+                }
+                (_, true) => PaymentStatus::Cancelled,
+            };
+            Ok(Some(p))
+        }
+        PaymentStatus::RefundPending => {
+            let Some(charge_id) = p.charge_id.clone() else {
+                p.status = PaymentStatus::Cancelled;
+                return Ok(Some(p));
+            };
+            let key = format!("refund-{}", p.key);
+            let a: RefundAnswer = client
+                .post_json(&format!("{base}/v1/refunds"), &[("idempotency-key", &key)], &RefundBody { charge_id: &charge_id })
+                .await?;
+            anyhow::ensure!(a.status == "refunded", "PSP answered refund with {}", a.status);
+            p.status = PaymentStatus::Refunded;
+            Ok(Some(p))
+        }
+        _ => Ok(None),
+    }
+}

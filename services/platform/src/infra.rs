@@ -1,0 +1,21 @@
+//! What a service is given to run: its ports and shared settings.
+
+use std::sync::Arc;
+
+use crate::{
+    mutants::Mutants,
+    ports::{EventLog, ProducerConfig, Store},
+};
+
+/// The infrastructure one service instance runs on.
+#[derive(Clone)]
+pub struct Infra {
+    /// The service's own database.
+    pub store: Arc<dyn Store>,
+    /// The Kafka cluster.
+    pub events: Arc<dyn EventLog>,
+    /// Producer settings for the outbox relay and any producer the service makes.
+    pub producer: ProducerConfig,
+    /// Deliberate faults for the simulation's checkers; default in production.
+    pub mutants: Mutants,
+}
