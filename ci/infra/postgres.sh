@@ -18,14 +18,22 @@ as_root() {
   if ((EUID == 0)); then "$@"; else sudo "$@"; fi
 }
 
+# apt-get update at most once per hour across these scripts: postgres.sh and
+# redis.sh both install on a fresh machine.
+apt_update() {
+  if ! find /var/lib/apt/lists -maxdepth 1 -name '*_Packages*' -mmin -60 2>/dev/null | grep -q .; then
+    as_root apt-get update -qq
+  fi
+}
+
 server_ready() {
   command -v pg_isready >/dev/null && pg_isready -q -h "$PG_HOST" -p "$PG_PORT" -t 2
 }
 
 install_packages() {
   log "installing postgresql from Debian"
-  as_root apt-get update -qq
-  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >&2
+  apt_update
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends postgresql >&2
 }
 
 # Newest installed server major version (postgresql-common layout:
@@ -33,7 +41,7 @@ install_packages() {
 pg_version() {
   local bin
   for bin in /usr/lib/postgresql/*/bin/postgres; do
-    [[ -x $bin ]] && basename "$(dirname "$(dirname "$bin")")"
+    if [[ -x $bin ]]; then basename "$(dirname "$(dirname "$bin")")"; fi
   done | sort -n | tail -1
 }
 
@@ -44,12 +52,17 @@ ensure_cluster() {
     log "creating cluster $ver/main"
     as_root pg_createcluster --port "$PG_PORT" "$ver" main >&2
   fi
-  # Loopback IPv4 only; conf.d is included by Debian's postgresql.conf.
-  local conf=/etc/postgresql/$ver/main/conf.d/marketplace.conf
+  # Loopback IPv4 only, via our own file in conf.d. Debian's default
+  # postgresql.conf includes conf.d; add the include if a cluster lacks it.
+  local dir=/etc/postgresql/$ver/main
+  if ! grep -Eq "^[[:space:]]*include_dir[[:space:]]*=[[:space:]]*'conf\.d'" "$dir/postgresql.conf"; then
+    echo "include_dir = 'conf.d'" | as_root tee -a "$dir/postgresql.conf" >/dev/null
+  fi
+  as_root mkdir -p "$dir/conf.d"
   local want
-  want=$(printf "listen_addresses = '%s'\nport = %s\n" "$PG_HOST" "$PG_PORT")
-  if [[ ! -f $conf ]] || [[ $(<"$conf") != "$want" ]]; then
-    printf '%s\n' "$want" | as_root tee "$conf" >/dev/null
+  want=$(printf "listen_addresses = '%s'\nport = %s" "$PG_HOST" "$PG_PORT")
+  if [[ ! -f $dir/conf.d/marketplace.conf ]] || [[ $(<"$dir/conf.d/marketplace.conf") != "$want" ]]; then
+    printf '%s\n' "$want" | as_root tee "$dir/conf.d/marketplace.conf" >/dev/null
   fi
 }
 
@@ -108,9 +121,10 @@ main() {
   fi
   # A server we did not start may not be reachable via the postgres OS user;
   # then it is enough that the marketplace login already works.
-  if ! ensure_role_and_db 2>/dev/null; then
+  local err
+  if ! err=$(ensure_role_and_db 2>&1); then
     PGPASSWORD=$PG_PASSWORD psql -X -q -h "$PG_HOST" -p "$PG_PORT" -U "$PG_USER" -d "$PG_DB" -c 'SELECT 1' >/dev/null ||
-      die "cannot create role/database $PG_USER on $PG_HOST:$PG_PORT"
+      die "cannot create role/database $PG_USER on $PG_HOST:$PG_PORT: $err"
   fi
   log "ready: postgres://$PG_USER:$PG_PASSWORD@$PG_HOST:$PG_PORT/$PG_DB"
 }

@@ -14,6 +14,14 @@ as_root() {
   if ((EUID == 0)); then "$@"; else sudo "$@"; fi
 }
 
+# apt-get update at most once per hour across these scripts: postgres.sh and
+# redis.sh both install on a fresh machine.
+apt_update() {
+  if ! find /var/lib/apt/lists -maxdepth 1 -name '*_Packages*' -mmin -60 2>/dev/null | grep -q .; then
+    as_root apt-get update -qq
+  fi
+}
+
 # PING via bash's /dev/tcp so the check works before redis-tools is installed.
 pong() {
   # shellcheck disable=SC2016 # $1/$2 are expanded by the inner bash.
@@ -31,8 +39,8 @@ main() {
   fi
   if ! command -v redis-server >/dev/null; then
     log "installing redis-server from Debian"
-    as_root apt-get update -qq
-    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >&2
+    apt_update
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends redis-server >&2
     # On hosts with a working init the package may start its own instance.
     if pong; then
       log "packaged service answers PONG"
