@@ -64,7 +64,9 @@ pub async fn records_with_one_key_are_read_in_send_order(
     }
     for (key, key_acks) in &by_key {
         assert!(
-            key_acks.iter().all(|a| a.partition == key_acks[0].partition),
+            key_acks
+                .iter()
+                .all(|a| a.partition == key_acks[0].partition),
             "records of key {key} must all land on one partition: {key_acks:?}"
         );
         assert!(
@@ -209,8 +211,7 @@ async fn send_pipelined(log: &dyn EventLog, records: &[ProducedRecord]) -> Vec<R
         .await
         .unwrap_or_else(|e| panic!("creating a producer with the seed's settings failed: {e}"));
     let producer: &dyn Producer = producer.as_ref();
-    let results =
-        futures::future::join_all(records.iter().map(|r| producer.send(r.clone()))).await;
+    let results = futures::future::join_all(records.iter().map(|r| producer.send(r.clone()))).await;
     results
         .into_iter()
         .zip(records)
@@ -298,7 +299,11 @@ fn assert_log_holds_exactly(sent: &[ProducedRecord], acks: &[RecordAck], read: &
         };
         assert_eq!(
             (got.topic.as_str(), got.key.as_str(), got.payload.as_slice()),
-            (record.topic.as_str(), record.key.as_str(), record.payload.as_slice()),
+            (
+                record.topic.as_str(),
+                record.key.as_str(),
+                record.payload.as_slice()
+            ),
             "the record at partition {} offset {} is not the one acknowledged there",
             ack.partition,
             ack.offset

@@ -44,7 +44,12 @@ pub async fn put_then_get_counts_versions_from_one(store: &dyn Store) {
         "text": "snow ❄ and \"quotes\"",
         "big": 9_007_199_254_740_993_u64,
     });
-    commit_ok(store, Tx::new().put(T, "k", body.clone(), false), "first put").await;
+    commit_ok(
+        store,
+        Tx::new().put(T, "k", body.clone(), false),
+        "first put",
+    )
+    .await;
     assert_eq!(
         get(store, T, "k").await,
         Some(Versioned { version: 1, body }),
@@ -61,7 +66,12 @@ pub async fn put_then_get_counts_versions_from_one(store: &dyn Store) {
     .await;
     assert_version(store, T, "k", 2, json!({"n": 2}), "after a checked put").await;
 
-    commit_ok(store, Tx::new().put(T, "k", json!({"n": 3}), false), "a blind put").await;
+    commit_ok(
+        store,
+        Tx::new().put(T, "k", json!({"n": 3}), false),
+        "a blind put",
+    )
+    .await;
     assert_version(store, T, "k", 3, json!({"n": 3}), "after a blind put").await;
 
     commit_ok(
@@ -93,7 +103,12 @@ pub async fn put_then_get_counts_versions_from_one(store: &dyn Store) {
 /// with `Conflict` naming the record, and the record keeps its version and body.
 pub async fn a_stale_expectation_conflicts_and_writes_nothing(store: &dyn Store) {
     const T: &str = "conformance_conflict";
-    commit_ok(store, Tx::new().put(T, "k", json!("original"), true), "setup put").await;
+    commit_ok(
+        store,
+        Tx::new().put(T, "k", json!("original"), true),
+        "setup put",
+    )
+    .await;
 
     for (what, expected) in [
         ("expects the record absent", None),
@@ -147,7 +162,12 @@ pub async fn a_stale_expectation_conflicts_and_writes_nothing(store: &dyn Store)
 pub async fn a_failed_check_writes_none_of_the_transaction(store: &dyn Store) {
     const T: &str = "conformance_atomic";
     const CONSUMER: &str = "conformance-atomic";
-    commit_ok(store, Tx::new().put(T, "anchor", json!("v1"), true), "setup put").await;
+    commit_ok(
+        store,
+        Tx::new().put(T, "anchor", json!("v1"), true),
+        "setup put",
+    )
+    .await;
 
     let doomed = Tx::new()
         .put(T, "a", json!("a"), true)
@@ -222,13 +242,19 @@ pub async fn a_processed_event_is_refused_as_duplicate_and_writes_nothing(store:
     const B: &str = "conformance-inbox-b";
     commit_ok(
         store,
-        Tx::new().put(T, "effect", json!(1), false).consumed(A, "evt-1"),
+        Tx::new()
+            .put(T, "effect", json!(1), false)
+            .consumed(A, "evt-1"),
         "the first processing of an event",
     )
     .await;
     assert_eq!(
         store
-            .commit(Tx::new().put(T, "effect", json!(2), false).consumed(A, "evt-1"))
+            .commit(
+                Tx::new()
+                    .put(T, "effect", json!(2), false)
+                    .consumed(A, "evt-1")
+            )
             .await,
         Err(duplicate(A, "evt-1")),
         "processing an event again must be a duplicate"
@@ -288,7 +314,10 @@ pub async fn outbox_rows_come_out_in_commit_order_until_marked_sent(store: &dyn 
 
     let mut first = message("outbox-1", "order-1");
     first.headers = vec![
-        ("traceparent".into(), "00-0af7651916cd43dd-b7ad6b7169203331-01".into()),
+        (
+            "traceparent".into(),
+            "00-0af7651916cd43dd-b7ad6b7169203331-01".into(),
+        ),
         ("b".into(), "2".into()),
         ("a".into(), "1".into()),
     ];
@@ -328,7 +357,11 @@ pub async fn outbox_rows_come_out_in_commit_order_until_marked_sent(store: &dyn 
         .outbox_pending(2)
         .await
         .unwrap_or_else(|e| panic!("outbox_pending(2) failed: {e}"));
-    assert_eq!(oldest, rows[..2], "outbox_pending(2) must return the two oldest rows");
+    assert_eq!(
+        oldest,
+        rows[..2],
+        "outbox_pending(2) must return the two oldest rows"
+    );
 
     mark_sent(store, &ids(&rows[..2])).await;
     assert_eq!(
@@ -351,7 +384,12 @@ pub async fn outbox_rows_come_out_in_commit_order_until_marked_sent(store: &dyn 
     );
 
     let fifth = message("outbox-5", "order-1");
-    commit_ok(store, Tx::new().emit(fifth.clone()), "an event after the others").await;
+    commit_ok(
+        store,
+        Tx::new().emit(fifth.clone()),
+        "an event after the others",
+    )
+    .await;
     let rows_after = pending(store).await;
     assert_eq!(
         messages(&rows_after),
@@ -400,8 +438,18 @@ pub async fn list_active_returns_the_active_records_of_a_table_in_key_order(stor
         "list_active with limit 0 must return nothing"
     );
 
-    commit_ok(store, Tx::new().put(T, "a", json!("a done"), false), "deactivation").await;
-    commit_ok(store, Tx::new().put(T, "c", json!("c again"), true), "reactivation").await;
+    commit_ok(
+        store,
+        Tx::new().put(T, "a", json!("a done"), false),
+        "deactivation",
+    )
+    .await;
+    commit_ok(
+        store,
+        Tx::new().put(T, "c", json!("c again"), true),
+        "reactivation",
+    )
+    .await;
     assert_eq!(
         list_active(store, T, 10).await,
         vec![

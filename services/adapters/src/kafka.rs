@@ -1,0 +1,226 @@
+//! [`KafkaEventLog`]: the [`EventLog`] port on librdkafka (crate `rdkafka`, vendored build).
+//!
+//! Producers and consumers take the port's configuration as is (acks, idempotence, rack,
+//! timeouts, group, auto-commit); see `properties` for the exact librdkafka properties. Topics are
+//! not part of the port: [`KafkaEventLog::ensure_topic`] creates them at deploy / test time.
+
+mod consumer;
+mod error;
+mod producer;
+mod properties;
+
+use std::{sync::Arc, time::Duration};
+
+use async_trait::async_trait;
+use platform::ports::{
+    Consumer, ConsumerConfig, EventLog, EventLogError, Producer, ProducerConfig,
+};
+use rdkafka::{
+    admin::{AdminClient, AdminOptions, NewTopic, TopicReplication},
+    client::DefaultClientContext,
+    consumer::{Consumer as _, StreamConsumer},
+    metadata::Metadata,
+    producer::FutureProducer,
+    types::RDKafkaErrorCode,
+};
+
+pub use consumer::KafkaConsumer;
+use error::{event_log_error, from_code};
+pub use producer::KafkaProducer;
+
+/// Cluster address and the adapter's own limits.
+#[derive(Clone, Debug)]
+pub struct KafkaConfig {
+    /// `host:port,...` of some brokers.
+    pub bootstrap_servers: String,
+    /// Bound on one admin or metadata request.
+    pub admin_timeout: Duration,
+    /// How long [`KafkaEventLog::ensure_topic`] waits for every partition to have a leader and
+    /// enough in-sync replicas.
+    pub topic_ready_timeout: Duration,
+    /// Bound on one consumer offset commit.
+    pub commit_timeout: Duration,
+    /// Most records one [`Consumer::poll`] returns.
+    pub records_per_poll_max: usize,
+    /// How long a send waits for room in librdkafka's local queue.
+    pub producer_queue_timeout: Duration,
+}
+
+impl KafkaConfig {
+    /// Defaults for the cluster at `bootstrap_servers`.
+    pub fn new(bootstrap_servers: impl Into<String>) -> Self {
+        KafkaConfig {
+            bootstrap_servers: bootstrap_servers.into(),
+            admin_timeout: Duration::from_secs(10),
+            topic_ready_timeout: Duration::from_secs(30),
+            commit_timeout: Duration::from_secs(10),
+            records_per_poll_max: 500,
+            producer_queue_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Poll interval while waiting for a new topic's partitions to get leaders.
+const TOPIC_READY_POLL: Duration = Duration::from_millis(100);
+
+/// The event log of one Kafka cluster.
+#[derive(Clone)]
+pub struct KafkaEventLog {
+    config: KafkaConfig,
+    /// Admin and metadata requests; shared with the blocking tasks that fetch metadata.
+    admin: Arc<AdminClient<DefaultClientContext>>,
+}
+
+impl KafkaEventLog {
+    /// Connects to the cluster and checks that it answers a metadata request.
+    #[tracing::instrument(skip_all, fields(bootstrap = %config.bootstrap_servers))]
+    pub async fn connect(config: KafkaConfig) -> Result<Self, EventLogError> {
+        let admin: AdminClient<DefaultClientContext> = properties::admin(&config.bootstrap_servers)
+            .create()
+            .map_err(|e| event_log_error("admin client", "", &e))?;
+        let log = KafkaEventLog {
+            config,
+            admin: Arc::new(admin),
+        };
+        let metadata = log.metadata(None).await?;
+        tracing::info!(brokers = metadata.brokers().len(), "event log reachable");
+        Ok(log)
+    }
+
+    /// Creates `topic` if missing (with `min.insync.replicas` and unclean leader election
+    /// off) and waits until every partition has a leader and `min_insync` in-sync replicas.
+    /// An existing topic with another partition count is an error.
+    #[tracing::instrument(skip(self))]
+    pub async fn ensure_topic(
+        &self,
+        topic: &str,
+        partitions: i32,
+        replication_factor: i32,
+        min_insync: i32,
+    ) -> Result<(), EventLogError> {
+        let min_insync_text = min_insync.to_string();
+        let new_topic = NewTopic::new(
+            topic,
+            partitions,
+            TopicReplication::Fixed(replication_factor),
+        )
+        .set("min.insync.replicas", &min_insync_text)
+        .set("unclean.leader.election.enable", "false");
+        let options = AdminOptions::new()
+            .request_timeout(Some(self.config.admin_timeout))
+            .operation_timeout(Some(self.config.admin_timeout));
+        let results = self
+            .admin
+            .create_topics([&new_topic], &options)
+            .await
+            .map_err(|e| event_log_error("create topic", topic, &e))?;
+        let mut existed = false;
+        for result in results {
+            match result {
+                Ok(_) => {}
+                Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => existed = true,
+                Err((_, code)) => return Err(from_code("create topic", topic, code)),
+            }
+        }
+
+        let deadline = tokio::time::Instant::now() + self.config.topic_ready_timeout;
+        loop {
+            let metadata = self.metadata(Some(topic)).await?;
+            let found = metadata
+                .topics()
+                .iter()
+                .find(|t| t.name() == topic && t.error().is_none())
+                .map(|t| {
+                    let ready = t.partitions().iter().all(|p| {
+                        p.error().is_none()
+                            && p.leader() >= 0
+                            && p.isr().len() >= usize::try_from(min_insync).unwrap_or(0)
+                    });
+                    (t.partitions().len(), ready)
+                });
+            match found {
+                Some((count, _)) if existed && count > 0 && count != partitions as usize => {
+                    return Err(EventLogError::Fatal(format!(
+                        "topic {topic} exists with {count} partitions, not {partitions}"
+                    )));
+                }
+                Some((count, true)) if count == partitions as usize => return Ok(()),
+                _ => {}
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(EventLogError::Timeout(format!(
+                    "topic {topic} not ready within {:?}",
+                    self.config.topic_ready_timeout
+                )));
+            }
+            tokio::time::sleep(TOPIC_READY_POLL).await;
+        }
+    }
+
+    /// Deletes `topic` (tests clean up after themselves with it).
+    pub async fn delete_topic(&self, topic: &str) -> Result<(), EventLogError> {
+        let options = AdminOptions::new()
+            .request_timeout(Some(self.config.admin_timeout))
+            .operation_timeout(Some(self.config.admin_timeout));
+        let results = self
+            .admin
+            .delete_topics(&[topic], &options)
+            .await
+            .map_err(|e| event_log_error("delete topic", topic, &e))?;
+        for result in results {
+            if let Err((_, code)) = result {
+                return Err(from_code("delete topic", topic, code));
+            }
+        }
+        Ok(())
+    }
+
+    /// Cluster metadata (of `topic` only, if given), fetched on a blocking thread.
+    async fn metadata(&self, topic: Option<&str>) -> Result<Metadata, EventLogError> {
+        let admin = Arc::clone(&self.admin);
+        let owned_topic = topic.map(str::to_owned);
+        let timeout = self.config.admin_timeout;
+        tokio::task::spawn_blocking(move || {
+            admin
+                .inner()
+                .fetch_metadata(owned_topic.as_deref(), timeout)
+        })
+        .await
+        .map_err(|join| EventLogError::Fatal(format!("metadata task failed: {join}")))?
+        .map_err(|e| event_log_error("fetch metadata", topic.unwrap_or(""), &e))
+    }
+}
+
+#[async_trait]
+impl EventLog for KafkaEventLog {
+    async fn producer(&self, config: ProducerConfig) -> Result<Arc<dyn Producer>, EventLogError> {
+        let inner: FutureProducer = properties::producer(&self.config.bootstrap_servers, &config)
+            .create()
+            .map_err(|e| event_log_error("create producer", "", &e))?;
+        Ok(Arc::new(KafkaProducer {
+            inner,
+            queue_timeout: self.config.producer_queue_timeout,
+        }))
+    }
+
+    async fn consumer(
+        &self,
+        config: ConsumerConfig,
+        topics: &[&str],
+    ) -> Result<Box<dyn Consumer>, EventLogError> {
+        let joined = topics.join(",");
+        let inner: StreamConsumer = properties::consumer(&self.config.bootstrap_servers, &config)
+            .create()
+            .map_err(|e| event_log_error("create consumer", &joined, &e))?;
+        inner
+            .subscribe(topics)
+            .map_err(|e| event_log_error("subscribe", &joined, &e))?;
+        Ok(Box::new(KafkaConsumer {
+            inner: Some(Arc::new(inner)),
+            topics: joined,
+            records_per_poll_max: self.config.records_per_poll_max,
+            commit_timeout: self.config.commit_timeout,
+            deferred_error: None,
+        }))
+    }
+}

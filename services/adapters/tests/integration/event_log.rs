@@ -1,0 +1,91 @@
+//! `KafkaEventLog` passes the event-log conformance suite on the real cluster (a fresh topic
+//! and group per test), and keeps the promises that are its own (topics, failures).
+
+use std::time::Duration;
+
+use adapters::{KafkaConfig, KafkaEventLog};
+use platform::{conformance::event_log as conformance, ports::EventLogError};
+
+use crate::support::{fresh_topic, kafka, unique};
+
+/// Partitions of the test topics: more than one, so order and placement are per partition.
+const PARTITIONS: i32 = 3;
+
+#[tokio::test]
+async fn kafka_reads_acked_records_back_through_a_consumer_group() {
+    let log = kafka().await;
+    let topic = fresh_topic(&log, "it_read_back", PARTITIONS).await;
+    conformance::acked_records_are_read_back_by_a_consumer_group(&log, &topic, &unique("g")).await;
+    log.delete_topic(&topic).await.expect("delete topic");
+}
+
+#[tokio::test]
+async fn kafka_keeps_the_send_order_of_one_key() {
+    let log = kafka().await;
+    let topic = fresh_topic(&log, "it_key_order", PARTITIONS).await;
+    conformance::records_with_one_key_are_read_in_send_order(&log, &topic, &unique("g")).await;
+    log.delete_topic(&topic).await.expect("delete topic");
+}
+
+#[tokio::test]
+async fn kafka_places_keys_where_the_java_partitioner_does() {
+    let log = kafka().await;
+    let partitions = 6;
+    let topic = fresh_topic(&log, "it_placement", partitions).await;
+    conformance::keys_land_on_the_partition_kafkas_default_partitioner_picks(
+        &log, &topic, partitions,
+    )
+    .await;
+    log.delete_topic(&topic).await.expect("delete topic");
+}
+
+#[tokio::test]
+async fn kafka_group_reopened_continues_after_its_committed_offsets() {
+    let log = kafka().await;
+    let topic = fresh_topic(&log, "it_reopen", PARTITIONS).await;
+    conformance::a_reopened_group_continues_after_its_committed_offsets(&log, &topic, &unique("g"))
+        .await;
+    log.delete_topic(&topic).await.expect("delete topic");
+}
+
+#[tokio::test]
+async fn kafka_idempotent_producer_writes_each_acked_record_once() {
+    let log = kafka().await;
+    let topic = fresh_topic(&log, "it_idempotent", PARTITIONS).await;
+    conformance::an_idempotent_producer_writes_each_acked_record_exactly_once(
+        &log,
+        &topic,
+        &unique("g"),
+    )
+    .await;
+    log.delete_topic(&topic).await.expect("delete topic");
+}
+
+#[tokio::test]
+async fn ensure_topic_is_idempotent_and_refuses_another_partition_count() {
+    let log = kafka().await;
+    let topic = fresh_topic(&log, "it_ensure", PARTITIONS).await;
+    log.ensure_topic(&topic, PARTITIONS, 3, 2)
+        .await
+        .expect("ensuring an existing topic with the same shape succeeds");
+    let other = log.ensure_topic(&topic, PARTITIONS + 1, 3, 2).await;
+    assert!(
+        matches!(other, Err(EventLogError::Fatal(_))),
+        "ensuring an existing topic with another partition count must fail, got {other:?}"
+    );
+    log.delete_topic(&topic).await.expect("delete topic");
+}
+
+#[tokio::test]
+async fn connecting_to_a_cluster_that_is_not_there_fails_retriably() {
+    let mut config = KafkaConfig::new("127.0.0.1:1");
+    config.admin_timeout = Duration::from_secs(2);
+    let result = KafkaEventLog::connect(config).await;
+    match result {
+        Err(e) => assert!(
+            e.is_retriable(),
+            "an unreachable cluster is a retriable failure, got {e:?}"
+        ),
+        Ok(_) => panic!("connecting to a closed port must fail"),
+    }
+}

@@ -1,0 +1,9 @@
+//! Integration tests of the production adapters against real servers: PostgreSQL at
+//! `DATABASE_URL` and the 3-broker Kafka cluster at `KAFKA_BOOTSTRAP` (defaults: the loopback
+//! stack of `ci/infra/up.sh`). A missing server fails the tests, it never skips them.
+//!
+//! Each test gets its own schema / topic / consumer group, so tests run in parallel.
+
+mod event_log;
+mod store;
+mod support;

@@ -1,0 +1,140 @@
+//! `PgStore` passes the store conformance suite, each scenario on a fresh schema, and keeps
+//! the promises that are its own (schemas, migrations, failures).
+
+use std::time::Duration;
+
+use adapters::{PgStore, PgStoreConfig, SchemaName};
+use platform::{
+    conformance::store as conformance,
+    ports::{Store, StoreError, Tx},
+};
+
+use crate::support::{self, FreshStore};
+
+#[tokio::test]
+async fn pg_store_passes_the_whole_store_suite_on_one_schema() {
+    let db = FreshStore::new().await;
+    conformance::run_all(&db.store).await;
+    db.drop_schema().await;
+}
+
+#[tokio::test]
+async fn pg_store_counts_versions_from_one() {
+    let db = FreshStore::new().await;
+    conformance::put_then_get_counts_versions_from_one(&db.store).await;
+    db.drop_schema().await;
+}
+
+#[tokio::test]
+async fn pg_store_refuses_a_stale_expectation_and_writes_nothing() {
+    let db = FreshStore::new().await;
+    conformance::a_stale_expectation_conflicts_and_writes_nothing(&db.store).await;
+    db.drop_schema().await;
+}
+
+#[tokio::test]
+async fn pg_store_writes_none_of_a_transaction_with_a_failed_check() {
+    let db = FreshStore::new().await;
+    conformance::a_failed_check_writes_none_of_the_transaction(&db.store).await;
+    db.drop_schema().await;
+}
+
+#[tokio::test]
+async fn pg_store_refuses_a_processed_event_as_duplicate() {
+    let db = FreshStore::new().await;
+    conformance::a_processed_event_is_refused_as_duplicate_and_writes_nothing(&db.store).await;
+    db.drop_schema().await;
+}
+
+#[tokio::test]
+async fn pg_store_returns_outbox_rows_in_commit_order_until_marked_sent() {
+    let db = FreshStore::new().await;
+    conformance::outbox_rows_come_out_in_commit_order_until_marked_sent(&db.store).await;
+    db.drop_schema().await;
+}
+
+#[tokio::test]
+async fn pg_store_lists_active_records_in_key_byte_order() {
+    let db = FreshStore::new().await;
+    conformance::list_active_returns_the_active_records_of_a_table_in_key_order(&db.store).await;
+    db.drop_schema().await;
+}
+
+#[tokio::test]
+async fn pg_store_lets_exactly_one_of_racing_commits_win() {
+    let db = FreshStore::new().await;
+    conformance::concurrent_commits_expecting_one_version_let_exactly_one_win(&db.store).await;
+    db.drop_schema().await;
+}
+
+#[tokio::test]
+async fn reconnecting_to_a_schema_keeps_its_data_and_migrates_nothing_twice() {
+    let db = FreshStore::new().await;
+    db.store
+        .commit(Tx::new().put("t", "k", serde_json::json!(1), true))
+        .await
+        .expect("commit");
+    let again = support::connect(db.store.schema()).await;
+    assert_eq!(
+        again.get("t", "k").await.expect("get").map(|v| v.version),
+        Some(1),
+        "a second store on the same schema must see the first one's data"
+    );
+    again.close().await;
+    db.drop_schema().await;
+}
+
+#[tokio::test]
+async fn stores_in_two_schemas_do_not_see_each_other() {
+    let a = FreshStore::new().await;
+    let b = FreshStore::new().await;
+    a.store
+        .commit(
+            Tx::new()
+                .put("t", "k", serde_json::json!("a"), true)
+                .consumed("c", "e"),
+        )
+        .await
+        .expect("commit in a");
+    assert_eq!(b.store.get("t", "k").await.expect("get"), None);
+    b.store
+        .commit(Tx::new().consumed("c", "e"))
+        .await
+        .expect("the same inbox mark in another schema is not a duplicate");
+    a.drop_schema().await;
+    b.drop_schema().await;
+}
+
+#[tokio::test]
+async fn a_closed_pool_reports_unavailable_not_fatal() {
+    let db = FreshStore::new().await;
+    db.store.close().await;
+    let result = db.store.get("t", "k").await;
+    assert!(
+        matches!(result, Err(StoreError::Unavailable(_))),
+        "a store that cannot reach its database must say Unavailable (retriable), got {result:?}"
+    );
+    support::drop_schema(db.store.schema()).await;
+}
+
+#[tokio::test]
+async fn connecting_to_a_database_that_is_not_there_fails_with_the_cause() {
+    let schema = SchemaName::parse("never_created").expect("valid");
+    let config = PgStoreConfig {
+        acquire_timeout: Duration::from_secs(2),
+        ..PgStoreConfig::default()
+    };
+    // Port 1 on loopback: nothing listens there.
+    let result = PgStore::connect_with(
+        "postgres://nobody:nothing@127.0.0.1:1/none",
+        &schema,
+        config,
+    )
+    .await;
+    let error = result.expect_err("connecting to a closed port must fail");
+    let text = support::chain(&error);
+    assert!(
+        text.contains("never_created"),
+        "the error must name the schema: {text}"
+    );
+}

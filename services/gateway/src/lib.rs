@@ -1,0 +1,149 @@
+//! The API gateway: REST+JSON for clients on one port speaking HTTP/1.1 and HTTP/2 (h2c),
+//! served by the platform's hyper loop so it runs unchanged in the simulation.
+//!
+//! - `POST /v1/orders` `{customer_id, item, amount_minor, currency}` → 201 with the order.
+//!   An `Idempotency-Key` header makes a retried POST return the same order.
+//! - `GET /v1/orders/{id}` → 200 with the order.
+//!
+//! Errors are `application/problem+json`: 400/415/422 for bad input, 404 for an unknown
+//! order, 503 when a service behind the gateway cannot be reached.
+
+use std::sync::Arc;
+
+use axum::{
+    extract::{Path, State},
+    http::{header, HeaderMap, StatusCode},
+    response::{IntoResponse, Response},
+    routing::{get, post},
+    Json, Router,
+};
+use contracts::order::{order_service_client::OrderServiceClient, CreateOrderRequest, GetOrderRequest, Order};
+use order::domain::{parse_order_id, NewOrder};
+use platform::{
+    grpc::{self, LazyChannel, IDEMPOTENCY_KEY_BYTES_MAX},
+    http::{ApiJson, Problem},
+    Shutdown,
+};
+use serde::{Deserialize, Serialize};
+
+/// Gateway settings.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// gRPC URL of the order service.
+    pub order_url: String,
+}
+
+#[derive(Clone)]
+struct AppState {
+    order: Arc<LazyChannel>,
+}
+
+/// The body of `POST /v1/orders`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateOrderBody {
+    pub customer_id: String,
+    pub item: String,
+    pub amount_minor: i64,
+    pub currency: String,
+}
+
+/// An order as clients see it.
+#[derive(Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct OrderView {
+    pub order_id: String,
+    pub customer_id: String,
+    pub item: String,
+    pub amount_minor: i64,
+    pub currency: String,
+    pub status: String,
+    pub history: Vec<String>,
+}
+
+impl From<Order> for OrderView {
+    fn from(o: Order) -> Self {
+        OrderView {
+            order_id: o.order_id,
+            customer_id: o.customer_id,
+            item: o.item,
+            amount_minor: o.amount_minor,
+            currency: o.currency,
+            status: o.status,
+            history: o.history,
+        }
+    }
+}
+
+/// The one place gRPC answers become HTTP answers.
+fn problem(status: tonic::Status) -> Problem {
+    use tonic::Code::*;
+    match status.code() {
+        InvalidArgument => Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "Unprocessable Entity", status.message()),
+        NotFound => Problem::not_found(status.message()),
+        FailedPrecondition | Aborted | AlreadyExists => Problem::new(StatusCode::CONFLICT, "Conflict", status.message()),
+        _ => Problem::unavailable(format!("order service: {}", status.message())),
+    }
+}
+
+/// The gateway's routes.
+pub fn router(config: &Config) -> anyhow::Result<Router> {
+    let state = AppState { order: Arc::new(LazyChannel::new(&config.order_url)?) };
+    Ok(Router::new()
+        .route("/v1/orders", post(create_order))
+        .route("/v1/orders/:id", get(get_order))
+        .route("/healthz", get(|| async { "ok" }))
+        .fallback(|| async { Problem::not_found("no such route") })
+        .with_state(state))
+}
+
+async fn order_client(st: &AppState) -> Result<OrderServiceClient<tonic::transport::Channel>, Problem> {
+    st.order.get().await.map(OrderServiceClient::new).map_err(problem)
+}
+
+async fn create_order(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+    ApiJson(body): ApiJson<CreateOrderBody>,
+) -> Result<Response, Problem> {
+    let key = match headers.get("idempotency-key") {
+        None => uuid::Uuid::new_v4().to_string(),
+        Some(v) => v
+            .to_str()
+            .ok()
+            .filter(|k| !k.is_empty() && k.len() <= IDEMPOTENCY_KEY_BYTES_MAX)
+            .ok_or_else(|| Problem::bad_request(format!("Idempotency-Key must be 1..={IDEMPOTENCY_KEY_BYTES_MAX} visible ASCII characters")))?
+            .to_owned(),
+    };
+    let new = NewOrder::parse(&body.customer_id, &body.item, body.amount_minor, &body.currency)
+        .map_err(|e| Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "Unprocessable Entity", e.to_string()))?;
+    let req = CreateOrderRequest { customer_id: new.customer_id, item: new.item, amount_minor: new.amount_minor, currency: new.currency };
+    let mut client = order_client(&st).await?;
+    let order = client
+        .create_order(grpc::request(req, Some(&key)))
+        .await
+        .inspect_err(|e| st.order.on_error(e))
+        .map_err(problem)?
+        .into_inner();
+    let location = format!("/v1/orders/{}", order.order_id);
+    Ok((StatusCode::CREATED, [(header::LOCATION, location)], Json(OrderView::from(order))).into_response())
+}
+
+async fn get_order(State(st): State<AppState>, Path(id): Path<String>) -> Result<Json<OrderView>, Problem> {
+    let id = parse_order_id(&id).map_err(|e| Problem::bad_request(e.to_string()))?;
+    let mut client = order_client(&st).await?;
+    let order = client
+        .get_order(grpc::request(GetOrderRequest { order_id: id }, None))
+        .await
+        .inspect_err(|e| st.order.on_error(e))
+        .map_err(problem)?
+        .into_inner();
+    Ok(Json(order.into()))
+}
+
+/// Serves the gateway on `listener` until `shutdown`.
+pub async fn run(listener: tokio::net::TcpListener, config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
+    let router = router(&config)?;
+    tracing::info!(addr = ?listener.local_addr().ok(), "gateway up");
+    platform::http::serve(listener, router, shutdown).await;
+    Ok(())
+}

@@ -1,0 +1,8 @@
+//! Real-stack tests: every service in this process on the production adapters, against the
+//! real PostgreSQL and the real 3-broker Kafka cluster (`ci/infra/up.sh` starts them).
+//! Each test gets its own ports and Postgres schemas.
+
+mod support;
+
+mod bad_input;
+mod saga;
