@@ -1,7 +1,13 @@
 //! The madsim world. Everything here exists only in simulation builds (`--cfg madsim`, run
-//! through `ci/sim`); a normal build compiles this crate to nothing.
+//! through `ci/sim` and `ci/simulate`); a normal build compiles this crate to nothing.
 
 #![cfg(madsim)]
 
+pub mod checkers;
+pub mod db;
 pub mod kafka;
 pub mod rpc;
+pub mod runner;
+pub mod scenario;
+pub mod topology;
+pub mod world;

@@ -62,7 +62,10 @@ impl Default for PgStoreConfig {
 /// The store of one service: its own schema in a Postgres database.
 #[derive(Clone, Debug)]
 pub struct PgStore {
+    /// At most `pool_connections_max` connections, each with `search_path` set to `schema`;
+    /// callers beyond that wait up to `acquire_timeout`, then get `Unavailable`.
     pool: PgPool,
+    /// Also salts the advisory lock ids, so services sharing a database never contend.
     schema: SchemaName,
 }
 

@@ -1,0 +1,397 @@
+//! The Kafka model: brokers, a controller and clients on simulated nodes, close enough to
+//! Kafka that the marketplace's messaging guarantees can be tested against it under faults.
+//!
+//! | node               | ip          | rack | port | runs                                     |
+//! |--------------------|-------------|------|------|------------------------------------------|
+//! | `msk-1`            | 10.1.1.1    | msk  | 9092 | broker 1                                 |
+//! | `msk-2`            | 10.1.1.2    | msk  | 9092 | broker 2                                 |
+//! | `nsk-1`            | 10.2.1.1    | nsk  | 9092 | broker 3                                 |
+//! | `kafka-controller` | 10.1.1.10   | msk  | 9093 | controller + group coordinator           |
+//!
+//! How it works:
+//! - **Metadata** lives on the controller ([`controller`]); brokers heartbeat to it and learn
+//!   the image (leaders, ISRs, epochs, fenced brokers) from the replies. Clients ask the
+//!   brokers for metadata (every broker at once, keeping the newest image) and refresh after
+//!   `NOT_LEADER_OR_FOLLOWER` or a connection error.
+//! - **Replication** is pull, as in Kafka: followers fetch from the leader
+//!   ([`broker`]'s follower side); the fetch offset tells the leader how far each follower got,
+//!   and the high watermark is the smallest log end across the ISR. `acks=all` is answered
+//!   only once the high watermark passed the record; below `min.insync.replicas` the leader
+//!   refuses with `NOT_ENOUGH_REPLICAS`. Records carry the leader epoch that wrote them, and a
+//!   follower truncates where its log diverges from the leader's (KIP-320), so a restarted
+//!   leader drops what it never replicated.
+//! - **ISR**: the controller drops fenced brokers (session expired) from every ISR and elects
+//!   leaders from the ISR only (or, with the unclean switch, any live replica); leaders drop
+//!   followers that lag more than `replica_lag_time_max_ms` and add back those that caught up,
+//!   through `AlterPartition`.
+//! - **Consumer groups** are coordinated on the controller node ([`group`]): generations,
+//!   range assignment, session expiry, generation-fenced commits, offsets on the controller's
+//!   disk.
+//! - **Disks**: each node's durable state is an `Arc<Mutex<…>>` held by [`KafkaCluster`]
+//!   outside the node, so kill + restart keeps exactly what was persisted.
+//!
+//! Deliberate differences from Kafka (v1): one controller (no KRaft quorum) that also hosts
+//! every group coordinator; single-record batches; one in-flight batch per partition per
+//! producer; producer ids allocated by brokers; no retention, compaction, transactions,
+//! follower fetching by consumers, or cross-region latency yet.
+
+mod broker;
+mod client;
+mod config;
+mod controller;
+mod disk;
+mod group;
+mod log;
+mod protocol;
+mod signal;
+
+use std::{
+    net::IpAddr,
+    sync::{Arc, Mutex, OnceLock},
+};
+
+use madsim::{net::NetSim, runtime::Handle, task::NodeId};
+use platform::ports::{Acks, ConsumedRecord, EventLog};
+
+pub use self::{
+    broker::BrokerCounters,
+    client::{AcknowledgedWrite, ModelConsumer, ModelEventLog, ModelProducer},
+    config::{BrokerSpec, KafkaModelConfig, TopicSpec},
+    log::Record,
+    protocol::{BrokerId, PartitionState, TopicPartition},
+};
+use self::{
+    client::AckLedger,
+    disk::{lock, BrokerDisk, ControllerDisk, Disk},
+};
+
+/// A simulated node of the model, as the fault injector addresses it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ModelNode {
+    pub name: String,
+    pub ip: IpAddr,
+    pub rack: String,
+    pub id: NodeId,
+}
+
+/// One replica's log, as a checker reads it from the node's disk.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReplicaSnapshot {
+    pub log_end_offset: i64,
+    pub high_watermark: i64,
+    pub records: Vec<Record>,
+}
+
+struct BrokerHandle {
+    spec: BrokerSpec,
+    node: ModelNode,
+    /// The broker's disk, shared with its node's tasks; outlives every incarnation.
+    disk: Disk<BrokerDisk>,
+    /// Shared with the broker's tasks; survives restarts (it counts over the whole run).
+    counters: Arc<BrokerCounters>,
+}
+
+/// A running model cluster: node handles for the fault injector, the event log for services,
+/// and read access to every node's disk for checkers.
+pub struct KafkaCluster {
+    config: Arc<KafkaModelConfig>,
+    brokers: Vec<BrokerHandle>,
+    controller: ModelNode,
+    /// The controller's disk, shared with its node's tasks; outlives every incarnation.
+    controller_disk: Disk<ControllerDisk>,
+    /// Every acknowledged write, appended by the producers this cluster's event log creates.
+    ledger: AckLedger,
+}
+
+impl KafkaCluster {
+    /// Creates the controller and broker nodes and starts them. Call from inside a madsim
+    /// runtime. Restart a node with `Handle::restart` (after `kill` or not): it comes back
+    /// with its disk.
+    pub fn start(config: KafkaModelConfig) -> KafkaCluster {
+        let handle = Handle::current();
+        let config = Arc::new(config);
+
+        let controller_disk: Disk<ControllerDisk> =
+            Arc::new(Mutex::new(controller::initial_disk(&config)));
+        let controller = {
+            let (run_config, disk) = (config.clone(), controller_disk.clone());
+            let node_id = Arc::new(OnceLock::new());
+            let id_cell = node_id.clone();
+            let node = handle
+                .create_node()
+                .name(config.controller_name.clone())
+                .ip(config.controller_ip)
+                .init(move || {
+                    let config = &run_config;
+                    let (config, disk, id) = (config.clone(), disk.clone(), id_cell.clone());
+                    async move {
+                        release_addresses(&id);
+                        controller::run(config, disk).await
+                    }
+                })
+                .build();
+            let _ = node_id.set(node.id());
+            ModelNode {
+                name: config.controller_name.clone(),
+                ip: config.controller_ip,
+                rack: config.controller_rack.clone(),
+                id: node.id(),
+            }
+        };
+
+        let brokers = config
+            .brokers
+            .iter()
+            .map(|spec| {
+                let disk: Disk<BrokerDisk> = Arc::default();
+                let counters = Arc::new(BrokerCounters::default());
+                let node_id = Arc::new(OnceLock::new());
+                let node = {
+                    let (config, disk, counters, id_cell) = (
+                        config.clone(),
+                        disk.clone(),
+                        counters.clone(),
+                        node_id.clone(),
+                    );
+                    let broker_id = spec.id;
+                    handle
+                        .create_node()
+                        .name(spec.name.clone())
+                        .ip(spec.ip)
+                        .init(move || {
+                            let (config, disk, counters, id) = (
+                                config.clone(),
+                                disk.clone(),
+                                counters.clone(),
+                                id_cell.clone(),
+                            );
+                            async move {
+                                release_addresses(&id);
+                                broker::run(broker_id, config, disk, counters).await
+                            }
+                        })
+                        .build()
+                };
+                let _ = node_id.set(node.id());
+                BrokerHandle {
+                    spec: spec.clone(),
+                    node: ModelNode {
+                        name: spec.name.clone(),
+                        ip: spec.ip,
+                        rack: spec.rack.clone(),
+                        id: node.id(),
+                    },
+                    disk,
+                    counters,
+                }
+            })
+            .collect();
+
+        KafkaCluster {
+            config,
+            brokers,
+            controller,
+            controller_disk,
+            ledger: Arc::default(),
+        }
+    }
+
+    pub fn config(&self) -> &KafkaModelConfig {
+        &self.config
+    }
+
+    /// The broker nodes, in configuration order.
+    pub fn broker_nodes(&self) -> Vec<ModelNode> {
+        self.brokers.iter().map(|b| b.node.clone()).collect()
+    }
+
+    /// The broker node named `name` (`msk-1`).
+    pub fn broker_node(&self, name: &str) -> Option<ModelNode> {
+        self.brokers
+            .iter()
+            .find(|b| b.spec.name == name)
+            .map(|b| b.node.clone())
+    }
+
+    pub fn controller_node(&self) -> ModelNode {
+        self.controller.clone()
+    }
+
+    /// The event log services use; works from any simulated node.
+    pub fn event_log(&self) -> Arc<dyn EventLog> {
+        Arc::new(ModelEventLog::new(self.config.clone(), self.ledger.clone()))
+    }
+
+    /// What a broker did (produce requests, dropped duplicates).
+    pub fn broker_counters(&self, name: &str) -> Option<Arc<BrokerCounters>> {
+        self.brokers
+            .iter()
+            .find(|b| b.spec.name == name)
+            .map(|b| b.counters.clone())
+    }
+
+    /// The controller's record of a partition (leader, ISR, epochs).
+    pub fn partition_state(&self, topic: &str, partition: i32) -> Option<PartitionState> {
+        lock(&self.controller_disk)
+            .partitions
+            .get(&TopicPartition::new(topic, partition))
+            .cloned()
+    }
+
+    /// The node currently leading a partition, per the controller.
+    pub fn leader_node(&self, topic: &str, partition: i32) -> Option<ModelNode> {
+        let leader = self.partition_state(topic, partition)?.leader?;
+        self.brokers
+            .iter()
+            .find(|b| b.spec.id == leader)
+            .map(|b| b.node.clone())
+    }
+
+    /// The committed offsets of `group`, from the coordinator's disk.
+    pub fn committed_offsets(&self, group: &str) -> Vec<(TopicPartition, i64)> {
+        lock(&self.controller_disk)
+            .groups
+            .get(group)
+            .map(|g| g.offsets.iter().map(|(tp, o)| (tp.clone(), *o)).collect())
+            .unwrap_or_default()
+    }
+
+    /// The current generation of `group`.
+    pub fn group_generation(&self, group: &str) -> i32 {
+        lock(&self.controller_disk)
+            .groups
+            .get(group)
+            .map_or(0, |g| g.generation)
+    }
+
+    /// Broker `name`'s replica of a partition, read from its disk.
+    pub fn replica(&self, name: &str, topic: &str, partition: i32) -> Option<ReplicaSnapshot> {
+        let broker = self.brokers.iter().find(|b| b.spec.name == name)?;
+        let disk = lock(&broker.disk);
+        let log = disk.logs.get(&TopicPartition::new(topic, partition))?;
+        Some(ReplicaSnapshot {
+            log_end_offset: log.log_end_offset(),
+            high_watermark: log.high_watermark(),
+            records: log.records().to_vec(),
+        })
+    }
+
+    /// Per partition of `topic`, the committed records: those below the high watermark on the
+    /// current leader (or, while the partition is offline, on the ISR member with the highest
+    /// high watermark).
+    pub fn log_snapshot(&self, topic: &str) -> Vec<Vec<ConsumedRecord>> {
+        let partitions: Vec<(i32, PartitionState)> = lock(&self.controller_disk)
+            .partitions
+            .iter()
+            .filter(|(tp, _)| tp.topic == topic)
+            .map(|(tp, s)| (tp.partition, s.clone()))
+            .collect();
+        partitions
+            .into_iter()
+            .map(|(partition, state)| {
+                let candidates: Vec<BrokerId> = match state.leader {
+                    Some(l) => vec![l],
+                    None => state.isr.iter().copied().collect(),
+                };
+                let best = candidates
+                    .iter()
+                    .filter_map(|id| self.brokers.iter().find(|b| b.spec.id == *id))
+                    .filter_map(|b| self.replica(&b.spec.name, topic, partition))
+                    .max_by_key(|r| r.high_watermark);
+                best.map(|r| {
+                    r.records
+                        .into_iter()
+                        .take(r.high_watermark as usize)
+                        .map(|rec| ConsumedRecord {
+                            topic: topic.to_owned(),
+                            partition,
+                            offset: rec.offset,
+                            key: rec.key,
+                            payload: rec.payload,
+                            headers: rec.headers,
+                        })
+                        .collect()
+                })
+                .unwrap_or_default()
+            })
+            .collect()
+    }
+
+    /// Every write the model acknowledged to a producer (`acks=1` or `acks=all`), in
+    /// acknowledgement order.
+    pub fn acknowledged_writes(&self) -> Vec<AcknowledgedWrite> {
+        lock(&self.ledger).clone()
+    }
+
+    /// Acknowledged writes with `acks` that are not at their acknowledged offset in
+    /// [`Self::log_snapshot`]. Meaningful once the cluster has healed (a new leader's high
+    /// watermark may briefly lag its log).
+    pub fn lost_acknowledged_writes(&self, acks: Acks) -> Vec<AcknowledgedWrite> {
+        let mut snapshots: std::collections::BTreeMap<String, Vec<Vec<ConsumedRecord>>> =
+            Default::default();
+        self.acknowledged_writes()
+            .into_iter()
+            .filter(|w| w.acks == acks)
+            .filter(|w| {
+                let snapshot = snapshots
+                    .entry(w.topic.clone())
+                    .or_insert_with(|| self.log_snapshot(&w.topic));
+                let found = snapshot
+                    .get(w.partition as usize)
+                    .and_then(|p| p.get(w.offset as usize));
+                !matches!(found, Some(r) if r.key == w.key && r.payload == w.payload)
+            })
+            .collect()
+    }
+
+    /// ISR members whose log differs from the leader's below the leader's high watermark
+    /// (an ISR member must hold every committed record). Empty when replication is sound.
+    pub fn replica_divergence(&self, topic: &str) -> Vec<String> {
+        let partitions: Vec<(i32, PartitionState)> = lock(&self.controller_disk)
+            .partitions
+            .iter()
+            .filter(|(tp, _)| tp.topic == topic)
+            .map(|(tp, s)| (tp.partition, s.clone()))
+            .collect();
+        let name_of = |id: BrokerId| {
+            self.brokers
+                .iter()
+                .find(|b| b.spec.id == id)
+                .map(|b| b.spec.name.clone())
+        };
+        let mut problems = Vec::new();
+        for (partition, state) in partitions {
+            let Some(leader) = state.leader.and_then(name_of) else {
+                continue;
+            };
+            let Some(lead) = self.replica(&leader, topic, partition) else {
+                continue;
+            };
+            let hw = lead.high_watermark as usize;
+            for member in state.isr.iter().filter_map(|id| name_of(*id)) {
+                if member == leader {
+                    continue;
+                }
+                let log = self
+                    .replica(&member, topic, partition)
+                    .map(|r| r.records)
+                    .unwrap_or_default();
+                let theirs = log.get(..hw.min(log.len())).unwrap_or_default();
+                if theirs != &lead.records[..hw] {
+                    problems.push(format!(
+                        "{topic}-{partition}: ISR member {member} differs from leader {leader} below high watermark {hw}"
+                    ));
+                }
+            }
+        }
+        problems
+    }
+}
+
+/// Frees the addresses a node held before a restart that was not preceded by a kill, so the
+/// new incarnation can bind them again.
+fn release_addresses(node: &OnceLock<NodeId>) {
+    if let Some(id) = node.get() {
+        NetSim::current().reset_node(*id);
+    }
+}

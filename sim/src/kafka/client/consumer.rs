@@ -1,0 +1,415 @@
+//! The consumer: a group member whose membership a background task keeps alive (join,
+//! heartbeat every third of the session timeout, rejoin on rebalance, leave when the consumer
+//! is dropped), and whose `poll` fetches the assigned partitions from their leaders, below the
+//! high watermark, starting from the group's committed offsets (or the earliest offset).
+//!
+//! Commits carry the generation the polled records belong to, so a member that missed a
+//! rebalance gets [`EventLogError::Fenced`]. With `enable_auto_commit` the consumer commits
+//! what it returns at poll time, before the caller processed it (the mutant the checkers must
+//! catch).
+
+use std::{
+    collections::BTreeMap,
+    net::SocketAddr,
+    sync::{Arc, Mutex, Weak},
+    time::Duration,
+};
+
+use async_trait::async_trait;
+use futures::future::join_all;
+use madsim::time::{self, Instant};
+use platform::ports::{ConsumedRecord, Consumer, ConsumerConfig, EventLogError};
+
+use super::{call_broker, transport_error, MetadataCache};
+use crate::{
+    kafka::{
+        config::KafkaModelConfig,
+        disk::lock,
+        protocol::{
+            BrokerRequest, BrokerResponse, ControllerRequest, ControllerResponse, ErrorCode,
+            FetchError, FetchRequest, GroupRequest, GroupResponse, JoinResult, TopicPartition,
+        },
+        signal::Signal,
+    },
+    rpc,
+};
+
+/// Pause after a failed fetch or coordinator request inside one poll.
+const POLL_BACKOFF_MS: u64 = 100;
+/// Shortest heartbeat interval, whatever the session timeout.
+const HEARTBEAT_INTERVAL_MIN_MS: u64 = 100;
+
+/// The member's place in its group, as the membership task last learned it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+struct Membership {
+    member_id: Option<String>,
+    generation: i32,
+    assignment: Vec<TopicPartition>,
+}
+
+/// Membership shared by a consumer and its membership task.
+#[derive(Debug, Default)]
+struct SharedMembership {
+    /// Written by the membership task, read by `poll` and `commit`; never held across an await.
+    current: Mutex<Membership>,
+    /// Bumped whenever `current` changes; `poll` waits on it for the first assignment.
+    changed: Signal,
+}
+
+/// A consumer of the model.
+pub struct ModelConsumer {
+    model: Arc<KafkaModelConfig>,
+    config: ConsumerConfig,
+    metadata: Arc<MetadataCache>,
+    /// Membership kept current by the background membership task, which holds only a weak
+    /// reference: dropping the consumer makes the task leave the group and stop.
+    membership: Arc<SharedMembership>,
+    /// Next offset to read per assigned partition, for `positions_generation`.
+    positions: BTreeMap<TopicPartition, i64>,
+    /// The generation whose assignment `positions` covers; commits carry it.
+    positions_generation: Option<i32>,
+}
+
+impl ModelConsumer {
+    /// A consumer of `topics`; its membership task runs on the calling node.
+    pub(crate) fn new(
+        model: Arc<KafkaModelConfig>,
+        config: ConsumerConfig,
+        topics: Vec<String>,
+    ) -> Self {
+        let membership = Arc::new(SharedMembership::default());
+        madsim::task::spawn(membership_loop(
+            model.clone(),
+            config.clone(),
+            topics,
+            Arc::downgrade(&membership),
+        ));
+        ModelConsumer {
+            metadata: Arc::new(MetadataCache::new(
+                model.clone(),
+                config.client_rack.clone(),
+            )),
+            model,
+            config,
+            membership,
+            positions: BTreeMap::new(),
+            positions_generation: None,
+        }
+    }
+
+    async fn coordinator(&self, req: GroupRequest) -> Result<GroupResponse, EventLogError> {
+        let reply: std::io::Result<ControllerResponse> = rpc::call(
+            self.model.controller_addr(),
+            ControllerRequest::Group(req),
+            self.model.client_request_timeout(),
+        )
+        .await;
+        match reply {
+            Ok(ControllerResponse::Group(resp)) => Ok(resp),
+            Ok(_) => Err(EventLogError::Fatal(
+                "unexpected reply from the coordinator".into(),
+            )),
+            Err(e) => Err(transport_error(&e)),
+        }
+    }
+
+    /// Sets positions for assigned partitions that have none: the committed offset, or 0.
+    async fn initialize_positions(
+        &mut self,
+        assignment: &[TopicPartition],
+    ) -> Result<(), EventLogError> {
+        let missing: Vec<TopicPartition> = assignment
+            .iter()
+            .filter(|tp| !self.positions.contains_key(*tp))
+            .cloned()
+            .collect();
+        if missing.is_empty() {
+            return Ok(());
+        }
+        let resp = self
+            .coordinator(GroupRequest::OffsetFetch {
+                group: self.config.group_id.clone(),
+                partitions: missing.clone(),
+            })
+            .await?;
+        let GroupResponse::OffsetFetch(committed) = resp else {
+            return Err(EventLogError::Fatal(
+                "unexpected reply to OffsetFetch".into(),
+            ));
+        };
+        for tp in missing {
+            let offset = committed.get(&tp).copied().unwrap_or(0);
+            self.positions.insert(tp, offset);
+        }
+        Ok(())
+    }
+
+    /// One round of fetches to every leader of the assignment. Returns the records and
+    /// whether anything failed.
+    async fn fetch_round(&mut self, wait: Duration) -> (Vec<ConsumedRecord>, bool) {
+        let image = match self.metadata.get().await {
+            Ok(image) => image,
+            Err(_) => return (Vec::new(), true),
+        };
+        let mut failed = false;
+        let mut by_leader: BTreeMap<SocketAddr, Vec<(TopicPartition, i64)>> = BTreeMap::new();
+        for (tp, offset) in &self.positions {
+            match image.leader_addr(tp) {
+                Some((_, addr)) => by_leader
+                    .entry(addr)
+                    .or_default()
+                    .push((tp.clone(), *offset)),
+                None => failed = true,
+            }
+        }
+        if failed {
+            self.metadata.mark_stale();
+        }
+        let timeout = wait + self.model.client_request_timeout();
+        let records_max = self.model.fetch_records_max;
+        let replies = join_all(by_leader.into_iter().map(|(addr, partitions)| {
+            let req = FetchRequest {
+                partitions,
+                wait_max_ms: wait.as_millis() as u64,
+                records_max,
+            };
+            call_broker(addr, BrokerRequest::Fetch(req), timeout)
+        }))
+        .await;
+        let mut out = Vec::new();
+        for reply in replies {
+            let parts = match reply {
+                Ok(BrokerResponse::Fetch(parts)) => parts,
+                Ok(_) | Err(_) => {
+                    self.metadata.mark_stale();
+                    failed = true;
+                    continue;
+                }
+            };
+            for part in parts {
+                let Some(position) = self.positions.get_mut(&part.tp) else {
+                    continue;
+                };
+                match part.result {
+                    Ok(fetched) => {
+                        for r in fetched.records {
+                            if r.offset != *position {
+                                continue;
+                            }
+                            *position = r.offset + 1;
+                            out.push(ConsumedRecord {
+                                topic: part.tp.topic.clone(),
+                                partition: part.tp.partition,
+                                offset: r.offset,
+                                key: r.key,
+                                payload: r.payload,
+                                headers: r.headers,
+                            });
+                        }
+                    }
+                    Err(FetchError::OffsetOutOfRange { high_watermark }) => {
+                        tracing::warn!(tp = %part.tp, position = *position, high_watermark, "fetch offset out of range; resetting");
+                        *position = high_watermark;
+                    }
+                    Err(FetchError::Code(_)) => {
+                        self.metadata.mark_stale();
+                        failed = true;
+                    }
+                }
+            }
+        }
+        (out, failed)
+    }
+
+    async fn commit_offsets(
+        &mut self,
+        offsets: BTreeMap<TopicPartition, i64>,
+    ) -> Result<(), EventLogError> {
+        if offsets.is_empty() {
+            return Ok(());
+        }
+        let membership = lock(&self.membership.current).clone();
+        let Some(member_id) = membership.member_id else {
+            return Err(EventLogError::Fenced);
+        };
+        let generation = self.positions_generation.unwrap_or(membership.generation);
+        let resp = self
+            .coordinator(GroupRequest::OffsetCommit {
+                group: self.config.group_id.clone(),
+                member_id,
+                generation,
+                offsets,
+            })
+            .await?;
+        match resp {
+            GroupResponse::OffsetCommit(Ok(())) => Ok(()),
+            GroupResponse::OffsetCommit(Err(
+                ErrorCode::IllegalGeneration
+                | ErrorCode::UnknownMemberId
+                | ErrorCode::RebalanceInProgress,
+            )) => Err(EventLogError::Fenced),
+            GroupResponse::OffsetCommit(Err(code)) => {
+                Err(EventLogError::Unavailable(code.to_string()))
+            }
+            _ => Err(EventLogError::Fatal(
+                "unexpected reply to OffsetCommit".into(),
+            )),
+        }
+    }
+}
+
+/// The offsets after the last record of each partition in `records`.
+fn offsets_after(records: &[ConsumedRecord]) -> BTreeMap<TopicPartition, i64> {
+    let mut offsets: BTreeMap<TopicPartition, i64> = BTreeMap::new();
+    for r in records {
+        let next = offsets
+            .entry(TopicPartition::new(r.topic.clone(), r.partition))
+            .or_insert(r.offset + 1);
+        *next = (*next).max(r.offset + 1);
+    }
+    offsets
+}
+
+#[async_trait]
+impl Consumer for ModelConsumer {
+    async fn poll(&mut self, timeout: Duration) -> Result<Vec<ConsumedRecord>, EventLogError> {
+        let deadline = Instant::now() + timeout;
+        let backoff = Duration::from_millis(POLL_BACKOFF_MS);
+        loop {
+            let seen = self.membership.changed.version();
+            let membership = lock(&self.membership.current).clone();
+            if membership.member_id.is_none() || membership.assignment.is_empty() {
+                // Not in the group yet, or nothing assigned: wait for the membership task.
+                let remaining = deadline.saturating_duration_since(Instant::now());
+                if time::timeout(remaining, self.membership.changed.changed_since(seen))
+                    .await
+                    .is_err()
+                {
+                    return Ok(Vec::new());
+                }
+                continue;
+            }
+            if self.positions_generation != Some(membership.generation) {
+                // Eager rebalance: drop every position, restart from the committed offsets.
+                self.positions.clear();
+                self.positions_generation = Some(membership.generation);
+            }
+            if let Err(e) = self.initialize_positions(&membership.assignment).await {
+                if Instant::now() + backoff >= deadline {
+                    return Err(e);
+                }
+                time::sleep(backoff).await;
+                continue;
+            }
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            let wait = remaining.min(self.model.fetch_wait_max());
+            let (records, failed) = self.fetch_round(wait).await;
+            if lock(&self.membership.current).generation != membership.generation {
+                continue;
+            }
+            if !records.is_empty() {
+                if self.config.enable_auto_commit {
+                    if let Err(e) = self.commit_offsets(offsets_after(&records)).await {
+                        tracing::warn!(error = %e, "auto-commit failed");
+                    }
+                }
+                return Ok(records);
+            }
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            if remaining.is_zero() {
+                return Ok(Vec::new());
+            }
+            if failed {
+                time::sleep(backoff.min(remaining)).await;
+            }
+        }
+    }
+
+    async fn commit(&mut self, records: &[ConsumedRecord]) -> Result<(), EventLogError> {
+        self.commit_offsets(offsets_after(records)).await
+    }
+}
+
+/// Keeps the member in its group until the consumer is dropped, then leaves.
+async fn membership_loop(
+    model: Arc<KafkaModelConfig>,
+    config: ConsumerConfig,
+    topics: Vec<String>,
+    shared: Weak<SharedMembership>,
+) {
+    let controller = model.controller_addr();
+    let timeout = model.client_request_timeout();
+    let interval =
+        (config.session_timeout / 3).max(Duration::from_millis(HEARTBEAT_INTERVAL_MIN_MS));
+    let call = |req: GroupRequest| async move {
+        let reply: std::io::Result<ControllerResponse> =
+            rpc::call(controller, ControllerRequest::Group(req), timeout).await;
+        match reply {
+            Ok(ControllerResponse::Group(resp)) => Some(resp),
+            _ => None,
+        }
+    };
+    // The member id last held, for leaving the group once the consumer is gone.
+    let mut last_member_id: Option<String> = None;
+    loop {
+        let Some(current) = shared.upgrade().map(|s| lock(&s.current).clone()) else {
+            if let Some(member_id) = last_member_id {
+                let _ = call(GroupRequest::Leave {
+                    group: config.group_id.clone(),
+                    member_id,
+                })
+                .await;
+            }
+            return;
+        };
+        last_member_id.clone_from(&current.member_id);
+        let rejoin_as = match &current.member_id {
+            None => Some(None),
+            Some(id) => {
+                let resp = call(GroupRequest::Heartbeat {
+                    group: config.group_id.clone(),
+                    member_id: id.clone(),
+                    generation: current.generation,
+                })
+                .await;
+                match resp {
+                    Some(GroupResponse::Heartbeat(Err(ErrorCode::RebalanceInProgress))) => {
+                        Some(Some(id.clone()))
+                    }
+                    Some(GroupResponse::Heartbeat(Err(_))) => Some(None),
+                    _ => None,
+                }
+            }
+        };
+        if let Some(member_id) = rejoin_as {
+            let resp = call(GroupRequest::Join {
+                group: config.group_id.clone(),
+                member_id,
+                client_id: config.client_id.clone(),
+                topics: topics.clone(),
+                session_timeout_ms: config.session_timeout.as_millis() as u64,
+            })
+            .await;
+            if let Some(GroupResponse::Join(Ok(JoinResult {
+                member_id,
+                generation,
+                assignment,
+            }))) = resp
+            {
+                let Some(shared) = shared.upgrade() else {
+                    continue;
+                };
+                *lock(&shared.current) = Membership {
+                    member_id: Some(member_id),
+                    generation,
+                    assignment,
+                };
+                shared.changed.bump();
+            } else {
+                time::sleep(Duration::from_millis(POLL_BACKOFF_MS)).await;
+                continue;
+            }
+        }
+        time::sleep(interval).await;
+    }
+}

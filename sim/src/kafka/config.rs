@@ -1,0 +1,216 @@
+//! The model's configuration: the seed's cluster (two brokers in MSK, one in NSK, a controller
+//! in MSK), its topics, and every timing limit of the model, named with its unit last.
+
+use std::{
+    net::{IpAddr, Ipv4Addr, SocketAddr},
+    time::Duration,
+};
+
+use super::protocol::BrokerId;
+
+/// One broker of the model.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BrokerSpec {
+    /// Kafka `broker.id` / `node.id`.
+    pub id: BrokerId,
+    /// The simulated node's name (`msk-1`).
+    pub name: String,
+    pub ip: IpAddr,
+    /// Kafka `broker.rack` (`msk` / `nsk`).
+    pub rack: String,
+}
+
+/// One topic of the model.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TopicSpec {
+    pub name: String,
+    pub partitions: i32,
+    /// Replicas per partition; at most the number of brokers.
+    pub replication_factor: usize,
+}
+
+impl TopicSpec {
+    /// A topic with `partitions` partitions and the seed's replication factor 3.
+    pub fn new(name: impl Into<String>, partitions: i32) -> Self {
+        TopicSpec {
+            name: name.into(),
+            partitions,
+            replication_factor: 3,
+        }
+    }
+}
+
+/// Everything the model needs to start. Plain data: a scenario can print and override it.
+#[derive(Clone, Debug)]
+pub struct KafkaModelConfig {
+    pub brokers: Vec<BrokerSpec>,
+    /// The port every broker listens on.
+    pub broker_port: u16,
+    /// The controller node's name (it also hosts the group coordinator).
+    pub controller_name: String,
+    pub controller_ip: IpAddr,
+    pub controller_rack: String,
+    pub controller_port: u16,
+    pub topics: Vec<TopicSpec>,
+    /// Kafka `min.insync.replicas`: `acks=all` writes are refused below it.
+    pub min_insync_replicas: usize,
+    /// Kafka `unclean.leader.election.enable`: elect an out-of-sync replica rather than
+    /// leave a partition offline (loses acknowledged writes).
+    pub unclean_leader_election: bool,
+    /// Kafka `broker.heartbeat.interval.ms`; brokers also learn metadata from the reply.
+    pub broker_heartbeat_interval_ms: u64,
+    /// Kafka `broker.session.timeout.ms`: a broker silent this long is fenced.
+    pub broker_session_timeout_ms: u64,
+    /// Kafka `replica.fetch.wait.max.ms`: how long a leader holds an empty follower fetch.
+    pub replica_fetch_wait_max_ms: u64,
+    /// Records returned per partition in one follower fetch.
+    pub replica_fetch_records_max: usize,
+    /// Bound on one follower fetch round trip beyond the wait above.
+    pub replica_fetch_timeout_ms: u64,
+    /// Kafka `replica.fetch.backoff.ms`: pause after a failed follower fetch.
+    pub replica_fetch_backoff_ms: u64,
+    /// Kafka `replica.lag.time.max.ms`: a follower not caught up for this long leaves the ISR.
+    pub replica_lag_time_max_ms: u64,
+    /// How often a leader checks its followers for ISR shrink/expand.
+    pub isr_check_interval_ms: u64,
+    /// How often the controller checks broker sessions and group member sessions.
+    pub controller_tick_interval_ms: u64,
+    /// Bound on one broker→controller request.
+    pub controller_request_timeout_ms: u64,
+    /// Bound on one client metadata / coordinator request.
+    pub client_request_timeout_ms: u64,
+    /// Kafka `fetch.max.wait.ms`: how long a leader holds an empty consumer fetch.
+    pub fetch_wait_max_ms: u64,
+    /// Records returned per partition in one consumer fetch (`max.poll.records`-like).
+    pub fetch_records_max: usize,
+    /// Kafka `retry.backoff.ms`: first pause between producer retries.
+    pub retry_backoff_ms: u64,
+    /// Kafka `retry.backoff.max.ms`: longest pause between producer retries.
+    pub retry_backoff_max_ms: u64,
+}
+
+impl KafkaModelConfig {
+    /// The seed's cluster: msk-1 (10.1.1.1), msk-2 (10.1.1.2) in rack `msk`, nsk-1 (10.2.1.1)
+    /// in rack `nsk`, port 9092; the controller `kafka-controller` at 10.1.1.10:9093 in MSK;
+    /// the seed's topics with replication factor 3; `min.insync.replicas=2`; unclean
+    /// election off.
+    pub fn seed_default() -> Self {
+        let broker = |id, name: &str, ip: [u8; 4], rack: &str| BrokerSpec {
+            id,
+            name: name.into(),
+            ip: IpAddr::V4(Ipv4Addr::from(ip)),
+            rack: rack.into(),
+        };
+        KafkaModelConfig {
+            brokers: vec![
+                broker(1, "msk-1", [10, 1, 1, 1], "msk"),
+                broker(2, "msk-2", [10, 1, 1, 2], "msk"),
+                broker(3, "nsk-1", [10, 2, 1, 1], "nsk"),
+            ],
+            broker_port: 9092,
+            controller_name: "kafka-controller".into(),
+            controller_ip: IpAddr::V4(Ipv4Addr::new(10, 1, 1, 10)),
+            controller_rack: "msk".into(),
+            controller_port: 9093,
+            topics: vec![
+                TopicSpec::new("order.status.changed", 6),
+                TopicSpec::new("moderation.tasks", 12),
+                TopicSpec::new("moderation.results", 6),
+            ],
+            min_insync_replicas: 2,
+            unclean_leader_election: false,
+            broker_heartbeat_interval_ms: 500,
+            broker_session_timeout_ms: 3_000,
+            replica_fetch_wait_max_ms: 500,
+            replica_fetch_records_max: 1_000,
+            replica_fetch_timeout_ms: 1_000,
+            replica_fetch_backoff_ms: 100,
+            replica_lag_time_max_ms: 10_000,
+            isr_check_interval_ms: 250,
+            controller_tick_interval_ms: 100,
+            controller_request_timeout_ms: 1_000,
+            client_request_timeout_ms: 1_000,
+            fetch_wait_max_ms: 500,
+            fetch_records_max: 500,
+            retry_backoff_ms: 100,
+            retry_backoff_max_ms: 1_000,
+        }
+    }
+
+    /// The seed's cluster with `topics` instead of the seed's topics.
+    pub fn with_topics(mut self, topics: Vec<TopicSpec>) -> Self {
+        self.topics = topics;
+        self
+    }
+
+    pub fn broker(&self, id: BrokerId) -> Option<&BrokerSpec> {
+        self.brokers.iter().find(|b| b.id == id)
+    }
+
+    pub fn broker_addr(&self, id: BrokerId) -> Option<SocketAddr> {
+        self.broker(id)
+            .map(|b| SocketAddr::new(b.ip, self.broker_port))
+    }
+
+    pub fn controller_addr(&self) -> SocketAddr {
+        SocketAddr::new(self.controller_ip, self.controller_port)
+    }
+
+    /// Brokers ordered with racks alternating (`msk-1, nsk-1, msk-2`), as Kafka's rack-aware
+    /// replica assignment orders them.
+    pub(crate) fn rack_alternating_brokers(&self) -> Vec<BrokerId> {
+        let mut racks: std::collections::BTreeMap<&str, Vec<BrokerId>> = Default::default();
+        for b in &self.brokers {
+            racks.entry(b.rack.as_str()).or_default().push(b.id);
+        }
+        let mut out = Vec::with_capacity(self.brokers.len());
+        for i in 0..self.brokers.len() {
+            for ids in racks.values() {
+                if let Some(id) = ids.get(i) {
+                    out.push(*id);
+                }
+            }
+        }
+        out
+    }
+
+    pub(crate) fn broker_heartbeat_interval(&self) -> Duration {
+        Duration::from_millis(self.broker_heartbeat_interval_ms)
+    }
+    pub(crate) fn broker_session_timeout(&self) -> Duration {
+        Duration::from_millis(self.broker_session_timeout_ms)
+    }
+    pub(crate) fn replica_fetch_wait_max(&self) -> Duration {
+        Duration::from_millis(self.replica_fetch_wait_max_ms)
+    }
+    pub(crate) fn replica_fetch_timeout(&self) -> Duration {
+        Duration::from_millis(self.replica_fetch_timeout_ms)
+    }
+    pub(crate) fn replica_fetch_backoff(&self) -> Duration {
+        Duration::from_millis(self.replica_fetch_backoff_ms)
+    }
+    pub(crate) fn replica_lag_time_max(&self) -> Duration {
+        Duration::from_millis(self.replica_lag_time_max_ms)
+    }
+    pub(crate) fn isr_check_interval(&self) -> Duration {
+        Duration::from_millis(self.isr_check_interval_ms)
+    }
+    pub(crate) fn controller_tick_interval(&self) -> Duration {
+        Duration::from_millis(self.controller_tick_interval_ms)
+    }
+    pub(crate) fn controller_request_timeout(&self) -> Duration {
+        Duration::from_millis(self.controller_request_timeout_ms)
+    }
+    pub(crate) fn client_request_timeout(&self) -> Duration {
+        Duration::from_millis(self.client_request_timeout_ms)
+    }
+    pub(crate) fn fetch_wait_max(&self) -> Duration {
+        Duration::from_millis(self.fetch_wait_max_ms)
+    }
+}
+
+impl Default for KafkaModelConfig {
+    fn default() -> Self {
+        Self::seed_default()
+    }
+}

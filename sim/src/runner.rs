@@ -1,0 +1,45 @@
+//! Runs scenarios over seeds: one madsim runtime per seed, a replay command for each failure.
+
+use std::time::{Duration, Instant};
+
+use platform::Mutants;
+
+use crate::{scenario::Scenario, world};
+
+/// The result of one seed.
+#[derive(Debug)]
+pub struct SeedRun {
+    pub seed: u64,
+    pub outcome: world::Outcome,
+    /// Wall time the seed took.
+    pub wall: Duration,
+}
+
+/// Runs `scenario` with `mutants` under `seed`.
+pub fn run_seed(scenario: &Scenario, mutants: Mutants, seed: u64) -> SeedRun {
+    let wall = Instant::now();
+    let rt = madsim::runtime::Runtime::with_seed_and_config(seed, madsim::Config::default());
+    let s = scenario.clone();
+    let outcome = rt.block_on(async move { world::run(&s, mutants).await });
+    SeedRun { seed, outcome, wall: wall.elapsed() }
+}
+
+/// The command that replays one seed.
+pub fn replay_command(scenario: &str, mutant: Option<&str>, seed: u64) -> String {
+    match mutant {
+        Some(m) => format!("ci/simulate --scenario {scenario} --mutant {m} --seed {seed}"),
+        None => format!("ci/simulate --scenario {scenario} --seed {seed}"),
+    }
+}
+
+/// Runs `seeds` of `scenario` and returns every run; `on_seed` sees each as it ends.
+pub fn sweep(scenario: &Scenario, mutants: Mutants, seeds: impl IntoIterator<Item = u64>, mut on_seed: impl FnMut(&SeedRun)) -> Vec<SeedRun> {
+    seeds
+        .into_iter()
+        .map(|seed| {
+            let r = run_seed(scenario, mutants, seed);
+            on_seed(&r);
+            r
+        })
+        .collect()
+}
