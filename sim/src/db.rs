@@ -50,7 +50,9 @@ pub async fn serve(addr: SocketAddr, disk: DbDisk, lose_reply_per_mille: u32) {
             };
             let reply = match req {
                 Request::Get { table, key } => Reply::Record(state.get(&table, &key)),
-                Request::ListActive { table, limit } => Reply::Records(state.list_active(&table, limit)),
+                Request::ListActive { table, limit } => {
+                    Reply::Records(state.list_active(&table, limit))
+                }
                 Request::Commit(tx) => {
                     let r = state.apply(tx);
                     if r.is_ok() && (madsim::rand::random::<u32>() % 1000) < lose_reply_per_mille {
@@ -86,7 +88,9 @@ impl SimStore {
             Ok(None) => {
                 // The server dropped the answer: model the lost reply as a timeout.
                 madsim::time::sleep(REQUEST_TIMEOUT).await;
-                Err(StoreError::Unavailable("reply lost; commit result unknown".into()))
+                Err(StoreError::Unavailable(
+                    "reply lost; commit result unknown".into(),
+                ))
             }
             Err(e) => Err(StoreError::Unavailable(e.to_string())),
         }
@@ -100,13 +104,29 @@ fn unexpected() -> StoreError {
 #[async_trait]
 impl Store for SimStore {
     async fn get(&self, table: &str, key: &str) -> Result<Option<Versioned>, StoreError> {
-        match self.call(Request::Get { table: table.into(), key: key.into() }).await? {
+        match self
+            .call(Request::Get {
+                table: table.into(),
+                key: key.into(),
+            })
+            .await?
+        {
             Reply::Record(r) => Ok(r),
             _ => Err(unexpected()),
         }
     }
-    async fn list_active(&self, table: &str, limit: usize) -> Result<Vec<(String, Versioned)>, StoreError> {
-        match self.call(Request::ListActive { table: table.into(), limit }).await? {
+    async fn list_active(
+        &self,
+        table: &str,
+        limit: usize,
+    ) -> Result<Vec<(String, Versioned)>, StoreError> {
+        match self
+            .call(Request::ListActive {
+                table: table.into(),
+                limit,
+            })
+            .await?
+        {
             Reply::Records(r) => Ok(r),
             _ => Err(unexpected()),
         }

@@ -41,13 +41,18 @@ where
         let (tx, mut rx) = ep.connect1(dst).await?;
         tx.send(Box::new(req) as Box<dyn Any + Send + Sync>).await?;
         let payload = rx.recv().await?;
-        payload
-            .downcast::<Resp>()
-            .map(|b| *b)
-            .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "rpc reply of an unexpected type"))
+        payload.downcast::<Resp>().map(|b| *b).map_err(|_| {
+            io::Error::new(
+                io::ErrorKind::InvalidData,
+                "rpc reply of an unexpected type",
+            )
+        })
     };
     match madsim::time::timeout(timeout, exchange).await {
         Ok(r) => r,
-        Err(_) => Err(io::Error::new(io::ErrorKind::TimedOut, format!("rpc to {dst} timed out"))),
+        Err(_) => Err(io::Error::new(
+            io::ErrorKind::TimedOut,
+            format!("rpc to {dst} timed out"),
+        )),
     }
 }

@@ -15,13 +15,31 @@ pub struct SeedRun {
     pub wall: Duration,
 }
 
-/// Runs `scenario` with `mutants` under `seed`.
+/// Runs `scenario` with `mutants` under `seed`, on a fresh thread: std seeds each thread's
+/// `HashMap` keys once, on first use, so a thread that already ran a seed would run the next
+/// one with other keys, and the same seed would not replay the same way.
 pub fn run_seed(scenario: &Scenario, mutants: Mutants, seed: u64) -> SeedRun {
-    let wall = Instant::now();
-    let rt = madsim::runtime::Runtime::with_seed_and_config(seed, madsim::Config::default());
     let s = scenario.clone();
-    let outcome = rt.block_on(async move { world::run(&s, mutants).await });
-    SeedRun { seed, outcome, wall: wall.elapsed() }
+    let run = std::thread::spawn(move || {
+        let wall = Instant::now();
+        let rt = madsim::runtime::Runtime::with_seed_and_config(seed, madsim::Config::default());
+        let outcome = rt.block_on(async move { world::run(&s, mutants).await });
+        SeedRun {
+            seed,
+            outcome,
+            wall: wall.elapsed(),
+        }
+    });
+    match run.join() {
+        Ok(r) => r,
+        Err(panic) => {
+            eprintln!(
+                "seed {seed} panicked; replay: {}",
+                replay_command(&scenario.name, None, seed)
+            );
+            std::panic::resume_unwind(panic)
+        }
+    }
 }
 
 /// The command that replays one seed.
@@ -33,7 +51,12 @@ pub fn replay_command(scenario: &str, mutant: Option<&str>, seed: u64) -> String
 }
 
 /// Runs `seeds` of `scenario` and returns every run; `on_seed` sees each as it ends.
-pub fn sweep(scenario: &Scenario, mutants: Mutants, seeds: impl IntoIterator<Item = u64>, mut on_seed: impl FnMut(&SeedRun)) -> Vec<SeedRun> {
+pub fn sweep(
+    scenario: &Scenario,
+    mutants: Mutants,
+    seeds: impl IntoIterator<Item = u64>,
+    mut on_seed: impl FnMut(&SeedRun),
+) -> Vec<SeedRun> {
     seeds
         .into_iter()
         .map(|seed| {

@@ -39,7 +39,10 @@ pub struct Workload {
 
 impl Default for Workload {
     fn default() -> Self {
-        Workload { orders: 30, gap_ms: 500 }
+        Workload {
+            orders: 30,
+            gap_ms: 500,
+        }
     }
 }
 
@@ -55,14 +58,18 @@ pub struct Providers {
 
 impl Default for Providers {
     fn default() -> Self {
-        Providers { psp_decline_per_mille: 100, psp_timeout_per_mille: 50, courier_fail_per_mille: 100, courier_stage_ms: 2_000 }
+        Providers {
+            psp_decline_per_mille: 100,
+            psp_timeout_per_mille: 50,
+            courier_fail_per_mille: 100,
+            courier_stage_ms: 2_000,
+        }
     }
 }
 
 /// One timed fault. `at_ms` counts from the start of the fault phase; a range
 /// `[from, to]` draws the time from the seed.
 #[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct Fault {
     pub at_ms: [u64; 2],
     #[serde(flatten)]
@@ -71,7 +78,7 @@ pub struct Fault {
 
 /// What a fault does.
 #[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
-#[serde(tag = "action", rename_all = "kebab-case", deny_unknown_fields)]
+#[serde(tag = "action", rename_all = "kebab-case")]
 pub enum Action {
     /// Kill a node (its tasks die; its disk stays).
     Kill { node: String },
@@ -87,22 +94,48 @@ pub enum Action {
 
 /// The scenario files, embedded.
 pub const EMBEDDED: &[(&str, &str)] = &[
-    ("happy-path", include_str!("../../fault-scenarios/happy-path.toml")),
-    ("order-service-crash-mid-saga", include_str!("../../fault-scenarios/order-service-crash-mid-saga.toml")),
-    ("msk-nsk-partition", include_str!("../../fault-scenarios/msk-nsk-partition.toml")),
-    ("msk-broker-loss", include_str!("../../fault-scenarios/msk-broker-loss.toml")),
-    ("broker-loss-during-partition", include_str!("../../fault-scenarios/broker-loss-during-partition.toml")),
-    ("psp-timeouts", include_str!("../../fault-scenarios/psp-timeouts.toml")),
+    (
+        "happy-path",
+        include_str!("../../fault-scenarios/happy-path.toml"),
+    ),
+    (
+        "order-service-crash-mid-saga",
+        include_str!("../../fault-scenarios/order-service-crash-mid-saga.toml"),
+    ),
+    (
+        "msk-nsk-partition",
+        include_str!("../../fault-scenarios/msk-nsk-partition.toml"),
+    ),
+    (
+        "msk-broker-loss",
+        include_str!("../../fault-scenarios/msk-broker-loss.toml"),
+    ),
+    (
+        "broker-loss-during-partition",
+        include_str!("../../fault-scenarios/broker-loss-during-partition.toml"),
+    ),
+    (
+        "psp-timeouts",
+        include_str!("../../fault-scenarios/psp-timeouts.toml"),
+    ),
 ];
 
 /// Parses a scenario file.
 pub fn parse(text: &str) -> anyhow::Result<Scenario> {
     let s: Scenario = toml::from_str(text)?;
     for m in &s.catches {
-        anyhow::ensure!(platform::Mutants::named(m).is_some(), "scenario {}: unknown mutant {m:?}", s.name);
+        anyhow::ensure!(
+            platform::Mutants::named(m).is_some(),
+            "scenario {}: unknown mutant {m:?}",
+            s.name
+        );
     }
     for f in &s.faults {
-        anyhow::ensure!(f.at_ms[0] <= f.at_ms[1], "scenario {}: at_ms range reversed", s.name);
+        anyhow::ensure!(
+            f.at_ms[0] <= f.at_ms[1],
+            "scenario {}: at_ms range reversed",
+            s.name
+        );
     }
     Ok(s)
 }
@@ -111,7 +144,9 @@ pub fn parse(text: &str) -> anyhow::Result<Scenario> {
 pub fn embedded() -> Vec<Scenario> {
     EMBEDDED
         .iter()
-        .map(|(name, text)| parse(text).unwrap_or_else(|e| panic!("embedded scenario {name} is invalid: {e}")))
+        .map(|(name, text)| {
+            parse(text).unwrap_or_else(|e| panic!("embedded scenario {name} is invalid: {e}"))
+        })
         .collect()
 }
 

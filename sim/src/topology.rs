@@ -50,7 +50,12 @@ impl NodeSpec {
 }
 
 const fn node(name: &'static str, region: Region, ip: [u8; 4], port: u16) -> NodeSpec {
-    NodeSpec { name, region, ip, port }
+    NodeSpec {
+        name,
+        region,
+        ip,
+        port,
+    }
 }
 
 pub const ORDERS_DB: NodeSpec = node("orders-db", Region::Msk, [10, 1, 2, 1], 5432);

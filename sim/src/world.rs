@@ -8,7 +8,13 @@ use std::{
 };
 
 use madsim::{net::NetSim, runtime::Handle, task::NodeId};
-use platform::{http::HttpClient, ports::ProducerConfig, retry::{retry, RetryPolicy}, store::MemoryState, Infra, Mutants, Shutdown};
+use platform::{
+    http::HttpClient,
+    ports::ProducerConfig,
+    retry::{retry, RetryPolicy},
+    store::MemoryState,
+    Infra, Mutants, Shutdown,
+};
 
 use crate::{
     checkers::{self, FinalState, Violation},
@@ -41,10 +47,17 @@ struct Nodes(BTreeMap<String, Node>);
 
 impl Nodes {
     fn id(&self, name: &str) -> anyhow::Result<NodeId> {
-        self.0.get(name).map(|n| n.id).ok_or_else(|| anyhow::anyhow!("no node named {name:?}"))
+        self.0
+            .get(name)
+            .map(|n| n.id)
+            .ok_or_else(|| anyhow::anyhow!("no node named {name:?}"))
     }
     fn in_region(&self, r: Region) -> Vec<NodeId> {
-        self.0.values().filter(|n| n.region == r).map(|n| n.id).collect()
+        self.0
+            .values()
+            .filter(|n| n.region == r)
+            .map(|n| n.id)
+            .collect()
     }
 }
 
@@ -52,7 +65,10 @@ fn service_infra(db: &NodeSpec, kafka: &KafkaCluster, mutants: Mutants, rack: &s
     Infra {
         store: Arc::new(SimStore { addr: db.addr() }),
         events: kafka.event_log(),
-        producer: ProducerConfig { client_rack: Some(rack.into()), ..ProducerConfig::default() },
+        producer: ProducerConfig {
+            client_rack: Some(rack.into()),
+            ..ProducerConfig::default()
+        },
         mutants,
     }
 }
@@ -80,18 +96,41 @@ pub async fn run(scenario: &Scenario, mutants: Mutants) -> Outcome {
     let started = madsim::time::Instant::now();
     let kafka = Arc::new(KafkaCluster::start(KafkaModelConfig::seed_default()));
     let mut nodes = Nodes(BTreeMap::new());
-    for n in kafka.broker_nodes().into_iter().chain([kafka.controller_node()]) {
+    for n in kafka
+        .broker_nodes()
+        .into_iter()
+        .chain([kafka.controller_node()])
+    {
         let region = region_of(n.ip).unwrap_or(Region::Msk);
         nodes.0.insert(n.name.clone(), Node { id: n.id, region });
     }
 
-    let disks: BTreeMap<&str, DbDisk> = [topology::ORDERS_DB, topology::PAYMENTS_DB, topology::DELIVERIES_DB]
-        .into_iter()
-        .map(|spec| (spec.name, DbDisk::default()))
-        .collect();
-    for spec in [topology::ORDERS_DB, topology::PAYMENTS_DB, topology::DELIVERIES_DB] {
-        let id = db_node(&handle, spec, disks[spec.name].clone(), scenario.db_lose_reply_per_mille);
-        nodes.0.insert(spec.name.into(), Node { id, region: spec.region });
+    let disks: BTreeMap<&str, DbDisk> = [
+        topology::ORDERS_DB,
+        topology::PAYMENTS_DB,
+        topology::DELIVERIES_DB,
+    ]
+    .into_iter()
+    .map(|spec| (spec.name, DbDisk::default()))
+    .collect();
+    for spec in [
+        topology::ORDERS_DB,
+        topology::PAYMENTS_DB,
+        topology::DELIVERIES_DB,
+    ] {
+        let id = db_node(
+            &handle,
+            spec,
+            disks[spec.name].clone(),
+            scenario.db_lose_reply_per_mille,
+        );
+        nodes.0.insert(
+            spec.name.into(),
+            Node {
+                id,
+                region: spec.region,
+            },
+        );
     }
 
     let p = &scenario.providers;
@@ -103,100 +142,162 @@ pub async fn run(scenario: &Scenario, mutants: Mutants) -> Outcome {
         timeout_latency_ms: 10_000,
     };
     let books = fakes::courier::SharedBooks::default();
-    let courier_config = fakes::courier::CourierConfig { fail_per_mille: p.courier_fail_per_mille, stage_ms: p.courier_stage_ms, latency_ms: 20 };
+    let courier_config = fakes::courier::CourierConfig {
+        fail_per_mille: p.courier_fail_per_mille,
+        stage_ms: p.courier_stage_ms,
+        latency_ms: 20,
+    };
 
-    let mut add = |spec: NodeSpec, init: Box<dyn Fn() -> std::pin::Pin<Box<dyn std::future::Future<Output = ()>>> + Send + Sync>| {
-        let id = handle.create_node().name(spec.name).ip(spec.ip()).init(move || init()).build().id();
-        nodes.0.insert(spec.name.into(), Node { id, region: spec.region });
+    let mut add = |spec: NodeSpec,
+                   init: Box<
+        dyn Fn() -> std::pin::Pin<Box<dyn std::future::Future<Output = ()>>> + Send + Sync,
+    >| {
+        let id = handle
+            .create_node()
+            .name(spec.name)
+            .ip(spec.ip())
+            .init(move || init())
+            .build()
+            .id();
+        nodes.0.insert(
+            spec.name.into(),
+            Node {
+                id,
+                region: spec.region,
+            },
+        );
     };
     {
         let (ledger, config) = (ledger.clone(), psp_config.clone());
-        add(topology::PSP, Box::new(move || {
-            let (ledger, config) = (ledger.clone(), config.clone());
-            Box::pin(async move {
-                match tokio::net::TcpListener::bind(topology::PSP.addr()).await {
-                    Ok(l) => fakes::psp::run(l, config, ledger, Shutdown::never()).await,
-                    Err(e) => tracing::error!(error = %e, "psp cannot bind"),
-                }
-            })
-        }));
+        add(
+            topology::PSP,
+            Box::new(move || {
+                let (ledger, config) = (ledger.clone(), config.clone());
+                Box::pin(async move {
+                    match tokio::net::TcpListener::bind(topology::PSP.addr()).await {
+                        Ok(l) => fakes::psp::run(l, config, ledger, Shutdown::never()).await,
+                        Err(e) => tracing::error!(error = %e, "psp cannot bind"),
+                    }
+                })
+            }),
+        );
     }
     {
         let (books, config) = (books.clone(), courier_config.clone());
-        add(topology::COURIER, Box::new(move || {
-            let (books, config) = (books.clone(), config.clone());
-            Box::pin(async move {
-                match tokio::net::TcpListener::bind(topology::COURIER.addr()).await {
-                    Ok(l) => fakes::courier::run(l, config, books, Shutdown::never()).await,
-                    Err(e) => tracing::error!(error = %e, "courier cannot bind"),
-                }
-            })
-        }));
-    }
-    {
-        let infra = service_infra(&topology::PAYMENTS_DB, &kafka, mutants, rack(&topology::PAYMENT));
-        add(topology::PAYMENT, Box::new(move || {
-            let config = payment::Config {
-                listen: topology::PAYMENT.addr(),
-                psp_url: topology::PSP.url(),
-                psp_timeout: Duration::from_secs(2),
-                worker_poll: Duration::from_millis(500),
-            };
-            let infra = infra.clone();
-            Box::pin(async move {
-                if let Err(e) = payment::run(config, infra, Shutdown::never()).await {
-                    tracing::error!(error = %e, "payment ended");
-                }
-            })
-        }));
-    }
-    {
-        let infra = service_infra(&topology::DELIVERIES_DB, &kafka, mutants, rack(&topology::DELIVERY));
-        add(topology::DELIVERY, Box::new(move || {
-            let config = delivery::Config {
-                listen: topology::DELIVERY.addr(),
-                courier_url: topology::COURIER.url(),
-                courier_timeout: Duration::from_secs(2),
-                worker_poll: Duration::from_millis(500),
-            };
-            let infra = infra.clone();
-            Box::pin(async move {
-                if let Err(e) = delivery::run(config, infra, Shutdown::never()).await {
-                    tracing::error!(error = %e, "delivery ended");
-                }
-            })
-        }));
-    }
-    {
-        let infra = service_infra(&topology::ORDERS_DB, &kafka, mutants, rack(&topology::ORDER));
-        add(topology::ORDER, Box::new(move || {
-            let config = order::Config::new(topology::ORDER.addr(), topology::PAYMENT.url(), topology::DELIVERY.url());
-            let infra = infra.clone();
-            Box::pin(async move {
-                if let Err(e) = order::run(config, infra, Shutdown::never()).await {
-                    tracing::error!(error = %e, "order ended");
-                }
-            })
-        }));
-    }
-    add(topology::GATEWAY, Box::new(|| {
-        Box::pin(async {
-            let config = gateway::Config { order_url: topology::ORDER.url() };
-            match tokio::net::TcpListener::bind(topology::GATEWAY.addr()).await {
-                Ok(l) => {
-                    if let Err(e) = gateway::run(l, config, Shutdown::never()).await {
-                        tracing::error!(error = %e, "gateway ended");
+        add(
+            topology::COURIER,
+            Box::new(move || {
+                let (books, config) = (books.clone(), config.clone());
+                Box::pin(async move {
+                    match tokio::net::TcpListener::bind(topology::COURIER.addr()).await {
+                        Ok(l) => fakes::courier::run(l, config, books, Shutdown::never()).await,
+                        Err(e) => tracing::error!(error = %e, "courier cannot bind"),
                     }
+                })
+            }),
+        );
+    }
+    {
+        let infra = service_infra(
+            &topology::PAYMENTS_DB,
+            &kafka,
+            mutants,
+            rack(&topology::PAYMENT),
+        );
+        add(
+            topology::PAYMENT,
+            Box::new(move || {
+                let config = payment::Config {
+                    listen: topology::PAYMENT.addr(),
+                    psp_url: topology::PSP.url(),
+                    psp_timeout: Duration::from_secs(2),
+                    worker_poll: Duration::from_millis(500),
+                };
+                let infra = infra.clone();
+                Box::pin(async move {
+                    if let Err(e) = payment::run(config, infra, Shutdown::never()).await {
+                        tracing::error!(error = %e, "payment ended");
+                    }
+                })
+            }),
+        );
+    }
+    {
+        let infra = service_infra(
+            &topology::DELIVERIES_DB,
+            &kafka,
+            mutants,
+            rack(&topology::DELIVERY),
+        );
+        add(
+            topology::DELIVERY,
+            Box::new(move || {
+                let config = delivery::Config {
+                    listen: topology::DELIVERY.addr(),
+                    courier_url: topology::COURIER.url(),
+                    courier_timeout: Duration::from_secs(2),
+                    worker_poll: Duration::from_millis(500),
+                };
+                let infra = infra.clone();
+                Box::pin(async move {
+                    if let Err(e) = delivery::run(config, infra, Shutdown::never()).await {
+                        tracing::error!(error = %e, "delivery ended");
+                    }
+                })
+            }),
+        );
+    }
+    {
+        let infra = service_infra(
+            &topology::ORDERS_DB,
+            &kafka,
+            mutants,
+            rack(&topology::ORDER),
+        );
+        add(
+            topology::ORDER,
+            Box::new(move || {
+                let config = order::Config::new(
+                    topology::ORDER.addr(),
+                    topology::PAYMENT.url(),
+                    topology::DELIVERY.url(),
+                );
+                let infra = infra.clone();
+                Box::pin(async move {
+                    if let Err(e) = order::run(config, infra, Shutdown::never()).await {
+                        tracing::error!(error = %e, "order ended");
+                    }
+                })
+            }),
+        );
+    }
+    add(
+        topology::GATEWAY,
+        Box::new(|| {
+            Box::pin(async {
+                let config = gateway::Config {
+                    order_url: topology::ORDER.url(),
+                };
+                match tokio::net::TcpListener::bind(topology::GATEWAY.addr()).await {
+                    Ok(l) => {
+                        if let Err(e) = gateway::run(l, config, Shutdown::never()).await {
+                            tracing::error!(error = %e, "gateway ended");
+                        }
+                    }
+                    Err(e) => tracing::error!(error = %e, "gateway cannot bind"),
                 }
-                Err(e) => tracing::error!(error = %e, "gateway cannot bind"),
-            }
-        })
-    }));
+            })
+        }),
+    );
 
     // The client places the workload's orders through the gateway, each retried with its
     // idempotency key until acknowledged.
     let acknowledged: Arc<Mutex<Vec<String>>> = Arc::default();
-    let client = handle.create_node().name(topology::CLIENT.name).ip(topology::CLIENT.ip()).build();
+    let client = handle
+        .create_node()
+        .name(topology::CLIENT.name)
+        .ip(topology::CLIENT.ip())
+        .build();
     let workload = {
         let (acknowledged, w) = (acknowledged.clone(), scenario.workload.clone());
         client.spawn(async move { place_orders(w.orders, w.gap_ms, acknowledged).await })
@@ -207,7 +308,12 @@ pub async fn run(scenario: &Scenario, mutants: Mutants) -> Outcome {
     let mut timeline: Vec<(u64, Action)> = scenario
         .faults
         .iter()
-        .map(|f| (f.at_ms[0] + madsim::rand::random::<u64>() % (f.at_ms[1] - f.at_ms[0] + 1), f.action.clone()))
+        .map(|f| {
+            (
+                f.at_ms[0] + madsim::rand::random::<u64>() % (f.at_ms[1] - f.at_ms[0] + 1),
+                f.action.clone(),
+            )
+        })
         .collect();
     timeline.sort_by_key(|(t, _)| *t);
     let mut trace = Vec::new();
@@ -220,7 +326,10 @@ pub async fn run(scenario: &Scenario, mutants: Mutants) -> Outcome {
         }
         trace.push(format!("{at_ms}ms {action:?}"));
         if let Err(e) = apply(&handle, &nodes, &action, &mut killed) {
-            panic!("scenario {}: fault {action:?} cannot apply: {e}", scenario.name);
+            panic!(
+                "scenario {}: fault {action:?} cannot apply: {e}",
+                scenario.name
+            );
         }
     }
     if started.elapsed() < fault_phase {
@@ -239,7 +348,11 @@ pub async fn run(scenario: &Scenario, mutants: Mutants) -> Outcome {
             workload = None;
         }
         let settled = workload.is_none()
-            && checkers::settled(&lock(&disks["orders-db"]), &lock(&disks["payments-db"]), &lock(&disks["deliveries-db"]));
+            && checkers::settled(
+                &lock(&disks["orders-db"]),
+                &lock(&disks["payments-db"]),
+                &lock(&disks["deliveries-db"]),
+            );
         if settled || started.elapsed() >= heal_deadline {
             break;
         }
@@ -259,7 +372,12 @@ pub async fn run(scenario: &Scenario, mutants: Mutants) -> Outcome {
     let mut delivered = 0;
     let mut cancelled = 0;
     for (id, v) in &orders {
-        let status = v.body.get("status").and_then(|s| s.as_str()).unwrap_or("?").to_owned();
+        let status = v
+            .body
+            .get("status")
+            .and_then(|s| s.as_str())
+            .unwrap_or("?")
+            .to_owned();
         match status.as_str() {
             "DELIVERED" => delivered += 1,
             "CANCELLED" => cancelled += 1,
@@ -270,14 +388,26 @@ pub async fn run(scenario: &Scenario, mutants: Mutants) -> Outcome {
     for v in &violations {
         trace.push(format!("violation {v}"));
     }
-    Outcome { violations, trace, orders: orders.len(), delivered, cancelled, simulated: started.elapsed() }
+    Outcome {
+        violations,
+        trace,
+        orders: orders.len(),
+        delivered,
+        cancelled,
+        simulated: started.elapsed(),
+    }
 }
 
 fn lock(disk: &DbDisk) -> MemoryState {
     disk.lock().map(|s| s.clone()).unwrap_or_default()
 }
 
-fn apply(handle: &Handle, nodes: &Nodes, action: &Action, killed: &mut Vec<NodeId>) -> anyhow::Result<()> {
+fn apply(
+    handle: &Handle,
+    nodes: &Nodes,
+    action: &Action,
+    killed: &mut Vec<NodeId>,
+) -> anyhow::Result<()> {
     let net = NetSim::current();
     let (msk, nsk) = (nodes.in_region(Region::Msk), nodes.in_region(Region::Nsk));
     match action {
@@ -342,11 +472,19 @@ async fn place_orders(count: u32, gap_ms: u64, acknowledged: Arc<Mutex<Vec<Strin
                 "amount_minor": 1_000 + i64::from(i) * 10,
                 "currency": "RUB",
             });
-            let policy = RetryPolicy { deadline: Duration::from_secs(60), attempts_max: 50, ..RetryPolicy::rpc() };
+            let policy = RetryPolicy {
+                deadline: Duration::from_secs(60),
+                attempts_max: 50,
+                ..RetryPolicy::rpc()
+            };
             let headers = [("idempotency-key", key.as_str())];
-            let r = retry(&policy, "place order", &Shutdown::never(), |e: &platform::http::HttpError| e.is_transient(), |_| {
-                client.post_json::<_, Created>(&url, &headers, &body)
-            })
+            let r = retry(
+                &policy,
+                "place order",
+                &Shutdown::never(),
+                |e: &platform::http::HttpError| e.is_transient(),
+                |_| client.post_json::<_, Created>(&url, &headers, &body),
+            )
             .await;
             if let Ok(c) = r {
                 if let Ok(mut v) = acknowledged.lock() {

@@ -31,20 +31,28 @@ pub(crate) struct DeliveryApi {
 fn store_status(e: StoreError) -> Status {
     match e {
         StoreError::Unavailable(m) => Status::unavailable(format!("{SERVICE}: database: {m}")),
-        StoreError::Conflict { .. } => Status::aborted(format!("{SERVICE}: concurrent update, retry")),
+        StoreError::Conflict { .. } => {
+            Status::aborted(format!("{SERVICE}: concurrent update, retry"))
+        }
         other => Status::internal(format!("{SERVICE}: {other}")),
     }
 }
 
 fn validate_order_id(id: &str) -> Result<(), Status> {
     if id.is_empty() || id.len() > 64 {
-        return Err(Status::invalid_argument(format!("{SERVICE}: order_id must be 1..=64 chars")));
+        return Err(Status::invalid_argument(format!(
+            "{SERVICE}: order_id must be 1..=64 chars"
+        )));
     }
     Ok(())
 }
 
 fn to_msg(s: &Shipment) -> ShipmentMsg {
-    ShipmentMsg { order_id: s.order_id.clone(), stage: s.stage.clone(), reason: String::new() }
+    ShipmentMsg {
+        order_id: s.order_id.clone(),
+        stage: s.stage.clone(),
+        reason: String::new(),
+    }
 }
 
 impl DeliveryApi {
@@ -52,22 +60,33 @@ impl DeliveryApi {
         let s = load::<Shipment>(&*self.ctx.infra.store, SHIPMENTS, order_id)
             .await
             .map_err(store_status)?
-            .ok_or_else(|| Status::not_found(format!("{SERVICE}: no shipment for order {order_id}")))?;
+            .ok_or_else(|| {
+                Status::not_found(format!("{SERVICE}: no shipment for order {order_id}"))
+            })?;
         Ok((s.version, s.value))
     }
 }
 
 #[tonic::async_trait]
 impl DeliveryService for DeliveryApi {
-    async fn create_shipment(&self, request: Request<CreateShipmentRequest>) -> Result<Response<ShipmentMsg>, Status> {
+    async fn create_shipment(
+        &self,
+        request: Request<CreateShipmentRequest>,
+    ) -> Result<Response<ShipmentMsg>, Status> {
         idempotency_key(SERVICE, &request)?;
         let req = request.into_inner();
         validate_order_id(&req.order_id)?;
         if req.address.is_empty() || req.address.len() > ADDRESS_BYTES_MAX {
-            return Err(Status::invalid_argument(format!("{SERVICE}: address must be 1..={ADDRESS_BYTES_MAX} bytes")));
+            return Err(Status::invalid_argument(format!(
+                "{SERVICE}: address must be 1..={ADDRESS_BYTES_MAX} bytes"
+            )));
         }
         let store = &*self.ctx.infra.store;
-        if load::<Shipment>(store, SHIPMENTS, &req.order_id).await.map_err(store_status)?.is_none() {
+        if load::<Shipment>(store, SHIPMENTS, &req.order_id)
+            .await
+            .map_err(store_status)?
+            .is_none()
+        {
             let s = Shipment {
                 order_id: req.order_id.clone(),
                 address: req.address,
@@ -76,7 +95,15 @@ impl DeliveryService for DeliveryApi {
                 cancel_requested: false,
             };
             let body = serde_json::to_value(&s).map_err(|e| Status::internal(e.to_string()))?;
-            match store.commit(Tx::new().expect(SHIPMENTS, &req.order_id, None).put(SHIPMENTS, &req.order_id, body, true)).await {
+            match store
+                .commit(Tx::new().expect(SHIPMENTS, &req.order_id, None).put(
+                    SHIPMENTS,
+                    &req.order_id,
+                    body,
+                    true,
+                ))
+                .await
+            {
                 Ok(()) | Err(StoreError::Conflict { .. }) => self.ctx.work.notify_one(),
                 Err(e) => return Err(store_status(e)),
             }
@@ -84,7 +111,10 @@ impl DeliveryService for DeliveryApi {
         Ok(Response::new(to_msg(&self.read(&req.order_id).await?.1)))
     }
 
-    async fn cancel_shipment(&self, request: Request<ShipmentRef>) -> Result<Response<ShipmentMsg>, Status> {
+    async fn cancel_shipment(
+        &self,
+        request: Request<ShipmentRef>,
+    ) -> Result<Response<ShipmentMsg>, Status> {
         idempotency_key(SERVICE, &request)?;
         let req = request.into_inner();
         validate_order_id(&req.order_id)?;
@@ -96,7 +126,14 @@ impl DeliveryService for DeliveryApi {
             }
             s.cancel_requested = true;
             let body = serde_json::to_value(&s).map_err(|e| Status::internal(e.to_string()))?;
-            match store.commit(Tx::new().expect(SHIPMENTS, &req.order_id, Some(version)).put(SHIPMENTS, &req.order_id, body, true)).await {
+            match store
+                .commit(
+                    Tx::new()
+                        .expect(SHIPMENTS, &req.order_id, Some(version))
+                        .put(SHIPMENTS, &req.order_id, body, true),
+                )
+                .await
+            {
                 Ok(()) => {
                     self.ctx.work.notify_one();
                     return Ok(Response::new(to_msg(&s)));
@@ -105,30 +142,50 @@ impl DeliveryService for DeliveryApi {
                 Err(e) => return Err(store_status(e)),
             }
         }
-        Err(Status::aborted(format!("{SERVICE}: cancel kept conflicting, retry")))
+        Err(Status::aborted(format!(
+            "{SERVICE}: cancel kept conflicting, retry"
+        )))
     }
 
-    async fn get_shipment(&self, request: Request<ShipmentRef>) -> Result<Response<ShipmentMsg>, Status> {
+    async fn get_shipment(
+        &self,
+        request: Request<ShipmentRef>,
+    ) -> Result<Response<ShipmentMsg>, Status> {
         let req = request.into_inner();
         validate_order_id(&req.order_id)?;
         Ok(Response::new(to_msg(&self.read(&req.order_id).await?.1)))
     }
 
-    type WatchShipmentStream = Pin<Box<dyn Stream<Item = Result<ShipmentMsg, Status>> + Send + 'static>>;
+    type WatchShipmentStream =
+        Pin<Box<dyn Stream<Item = Result<ShipmentMsg, Status>> + Send + 'static>>;
 
-    async fn watch_shipment(&self, request: Request<ShipmentRef>) -> Result<Response<Self::WatchShipmentStream>, Status> {
+    async fn watch_shipment(
+        &self,
+        request: Request<ShipmentRef>,
+    ) -> Result<Response<Self::WatchShipmentStream>, Status> {
         let req = request.into_inner();
         validate_order_id(&req.order_id)?;
-        let api = DeliveryApi { ctx: self.ctx.clone() };
+        let api = DeliveryApi {
+            ctx: self.ctx.clone(),
+        };
         let (_, first) = api.read(&req.order_id).await?;
         let stream = futures::stream::unfold(
-            (api, req.order_id, Some(to_msg(&first)), None::<String>, tokio::time::Instant::now()),
+            (
+                api,
+                req.order_id,
+                Some(to_msg(&first)),
+                None::<String>,
+                tokio::time::Instant::now(),
+            ),
             |(api, order_id, pending, last, started)| async move {
                 if let Some(m) = pending {
                     let s = m.stage.clone();
                     return Some((Ok(m), (api, order_id, None, Some(s), started)));
                 }
-                if last.as_deref().is_some_and(|s| FINAL_STAGES.contains(&s) || s == "ERROR") {
+                if last
+                    .as_deref()
+                    .is_some_and(|s| FINAL_STAGES.contains(&s) || s == "ERROR")
+                {
                     return None;
                 }
                 loop {
@@ -142,7 +199,12 @@ impl DeliveryService for DeliveryApi {
                             return Some((Ok(m), (api, order_id, None, Some(s.stage), started)));
                         }
                         Ok(_) => continue,
-                        Err(e) => return Some((Err(e), (api, order_id, None, Some("ERROR".into()), started))),
+                        Err(e) => {
+                            return Some((
+                                Err(e),
+                                (api, order_id, None, Some("ERROR".into()), started),
+                            ))
+                        }
                     }
                 }
             },

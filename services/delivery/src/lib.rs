@@ -61,7 +61,11 @@ pub(crate) struct Ctx {
 
 /// Runs the delivery service until `shutdown`.
 pub async fn run(config: Config, infra: Infra, shutdown: Shutdown) -> anyhow::Result<()> {
-    let ctx = Ctx { infra, config: config.clone(), work: Arc::new(Notify::new()) };
+    let ctx = Ctx {
+        infra,
+        config: config.clone(),
+        work: Arc::new(Notify::new()),
+    };
     let worker = tokio::spawn(worker::run(ctx.clone(), shutdown.clone()));
     tracing::info!(listen = %config.listen, "delivery service up");
     tonic::transport::Server::builder()

@@ -44,6 +44,7 @@ pub(crate) async fn run(ctx: Ctx, shutdown: Shutdown) {
             }
         };
         tokio::select! {
+        biased;
             _ = tokio::time::sleep(wait) => {}
             _ = ctx.work.notified() => {}
             _ = shutdown.wait() => return,
@@ -59,7 +60,12 @@ async fn round(ctx: &Ctx, client: &HttpClient) -> anyhow::Result<()> {
         match step(ctx, client, s.clone()).await {
             Ok(next) if next != s => {
                 let active = next.is_active();
-                let tx = Tx::new().expect(SHIPMENTS, &key, Some(v.version)).put(SHIPMENTS, &key, serde_json::to_value(&next)?, active);
+                let tx = Tx::new().expect(SHIPMENTS, &key, Some(v.version)).put(
+                    SHIPMENTS,
+                    &key,
+                    serde_json::to_value(&next)?,
+                    active,
+                );
                 match store.commit(tx).await {
                     Ok(()) | Err(StoreError::Conflict { .. }) => {}
                     Err(e) => last_error = Some(anyhow::Error::from(e)),
@@ -82,11 +88,30 @@ async fn step(ctx: &Ctx, client: &HttpClient, mut s: Shipment) -> anyhow::Result
         (None, false) => {
             let key = format!("ship-{}", s.order_id);
             client
-                .post_json(&format!("{base}/v1/shipments"), &[("idempotency-key", &key)], &BookBody { order_id: &s.order_id, address: &s.address })
+                .post_json(
+                    &format!("{base}/v1/shipments"),
+                    &[("idempotency-key", &key)],
+                    &BookBody {
+                        order_id: &s.order_id,
+                        address: &s.address,
+                    },
+                )
                 .await?
         }
-        (Some(id), true) => client.post_json(&format!("{base}/v1/shipments/{id}/cancel"), &[], &serde_json::json!({})).await?,
-        (Some(id), false) => client.get_json(&format!("{base}/v1/shipments/{id}")).await?,
+        (Some(id), true) => {
+            client
+                .post_json(
+                    &format!("{base}/v1/shipments/{id}/cancel"),
+                    &[],
+                    &serde_json::json!({}),
+                )
+                .await?
+        }
+        (Some(id), false) => {
+            client
+                .get_json(&format!("{base}/v1/shipments/{id}"))
+                .await?
+        }
     };
     s.courier_id = Some(view.shipment_id);
     s.stage = view.stage;

@@ -16,7 +16,10 @@ use axum::{
     routing::{get, post},
     Json, Router,
 };
-use platform::{http::{ApiJson, Problem}, Shutdown};
+use platform::{
+    http::{ApiJson, Problem},
+    Shutdown,
+};
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
@@ -33,7 +36,11 @@ pub struct CourierConfig {
 
 impl Default for CourierConfig {
     fn default() -> Self {
-        CourierConfig { fail_per_mille: 100, stage_ms: 2_000, latency_ms: 20 }
+        CourierConfig {
+            fail_per_mille: 100,
+            stage_ms: 2_000,
+            latency_ms: 20,
+        }
     }
 }
 
@@ -99,7 +106,11 @@ fn view(config: &CourierConfig, id: &str, s: &Shipment) -> ShipmentView {
             _ => "DELIVERED",
         }
     };
-    ShipmentView { shipment_id: id.into(), order_id: s.order_id.clone(), stage: stage.into() }
+    ShipmentView {
+        shipment_id: id.into(),
+        order_id: s.order_id.clone(),
+        stage: stage.into(),
+    }
 }
 
 /// The courier's HTTP routes.
@@ -108,7 +119,10 @@ pub fn router(config: CourierConfig, books: SharedBooks) -> Router {
         .route("/v1/shipments", post(book))
         .route("/v1/shipments/:id", get(read))
         .route("/v1/shipments/:id/cancel", post(cancel))
-        .with_state(AppState { config: Arc::new(config), books })
+        .with_state(AppState {
+            config: Arc::new(config),
+            books,
+        })
 }
 
 async fn book(
@@ -126,7 +140,10 @@ async fn book(
         return Err(Problem::bad_request("order_id and address are required"));
     }
     let v = {
-        let mut b = st.books.lock().map_err(|_| Problem::unavailable("books poisoned"))?;
+        let mut b = st
+            .books
+            .lock()
+            .map_err(|_| Problem::unavailable("books poisoned"))?;
         let id = match b.by_key.get(&key) {
             Some(id) => id.clone(),
             None => {
@@ -134,7 +151,12 @@ async fn book(
                 let fails = crate::per_mille() < st.config.fail_per_mille;
                 b.shipments.insert(
                     id.clone(),
-                    Shipment { order_id: req.order_id, booked_at: Instant::now(), fails, cancelled: false },
+                    Shipment {
+                        order_id: req.order_id,
+                        booked_at: Instant::now(),
+                        fails,
+                        cancelled: false,
+                    },
                 );
                 b.by_key.insert(key, id.clone());
                 id
@@ -146,21 +168,39 @@ async fn book(
     Ok(Json(v))
 }
 
-async fn read(State(st): State<AppState>, Path(id): Path<String>) -> Result<Json<ShipmentView>, Problem> {
+async fn read(
+    State(st): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<ShipmentView>, Problem> {
     let v = {
-        let b = st.books.lock().map_err(|_| Problem::unavailable("books poisoned"))?;
-        let s = b.shipments.get(&id).ok_or_else(|| Problem::not_found(format!("no shipment {id}")))?;
+        let b = st
+            .books
+            .lock()
+            .map_err(|_| Problem::unavailable("books poisoned"))?;
+        let s = b
+            .shipments
+            .get(&id)
+            .ok_or_else(|| Problem::not_found(format!("no shipment {id}")))?;
         view(&st.config, &id, s)
     };
     tokio::time::sleep(Duration::from_millis(st.config.latency_ms)).await;
     Ok(Json(v))
 }
 
-async fn cancel(State(st): State<AppState>, Path(id): Path<String>) -> Result<Json<ShipmentView>, Problem> {
+async fn cancel(
+    State(st): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<ShipmentView>, Problem> {
     let v = {
-        let mut b = st.books.lock().map_err(|_| Problem::unavailable("books poisoned"))?;
+        let mut b = st
+            .books
+            .lock()
+            .map_err(|_| Problem::unavailable("books poisoned"))?;
         let config = st.config.clone();
-        let s = b.shipments.get_mut(&id).ok_or_else(|| Problem::not_found(format!("no shipment {id}")))?;
+        let s = b
+            .shipments
+            .get_mut(&id)
+            .ok_or_else(|| Problem::not_found(format!("no shipment {id}")))?;
         let current = view(&config, &id, s);
         if current.stage != "DELIVERED" && current.stage != "FAILED" {
             s.cancelled = true;
@@ -172,6 +212,11 @@ async fn cancel(State(st): State<AppState>, Path(id): Path<String>) -> Result<Js
 }
 
 /// Serves the courier on `listener` until `shutdown`.
-pub async fn run(listener: tokio::net::TcpListener, config: CourierConfig, books: SharedBooks, shutdown: Shutdown) {
+pub async fn run(
+    listener: tokio::net::TcpListener,
+    config: CourierConfig,
+    books: SharedBooks,
+    shutdown: Shutdown,
+) {
     platform::http::serve(listener, router(config, books), shutdown).await;
 }

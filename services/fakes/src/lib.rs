@@ -9,5 +9,5 @@ pub mod psp;
 /// A uniformly random number in `0..1000`, deterministic under madsim (drawn through
 /// `getrandom`, which the simulation seeds).
 pub(crate) fn per_mille() -> u32 {
-    (uuid::Uuid::new_v4().as_u128() % 1000) as u32
+    (platform::ids::random_u128() % 1000) as u32
 }

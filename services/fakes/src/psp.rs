@@ -17,7 +17,10 @@ use axum::{
     routing::post,
     Json, Router,
 };
-use platform::{http::{ApiJson, Problem}, Shutdown};
+use platform::{
+    http::{ApiJson, Problem},
+    Shutdown,
+};
 use serde::{Deserialize, Serialize};
 
 /// Behaviour of the fake PSP.
@@ -35,7 +38,12 @@ pub struct PspConfig {
 
 impl Default for PspConfig {
     fn default() -> Self {
-        PspConfig { decline_per_mille: 100, timeout_per_mille: 50, latency_ms: 20, timeout_latency_ms: 10_000 }
+        PspConfig {
+            decline_per_mille: 100,
+            timeout_per_mille: 50,
+            latency_ms: 20,
+            timeout_latency_ms: 10_000,
+        }
     }
 }
 
@@ -122,7 +130,10 @@ pub fn router(config: PspConfig, ledger: SharedLedger) -> Router {
     Router::new()
         .route("/v1/charges", post(charge))
         .route("/v1/refunds", post(refund))
-        .with_state(AppState { config: Arc::new(config), ledger })
+        .with_state(AppState {
+            config: Arc::new(config),
+            ledger,
+        })
 }
 
 async fn answer_delay(config: &PspConfig) {
@@ -141,10 +152,17 @@ async fn charge(
 ) -> Result<Json<ChargeAnswer>, Problem> {
     let key = idempotency_key(&headers)?;
     if req.amount_minor <= 0 || req.order_id.is_empty() || req.currency.len() != 3 {
-        return Err(Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "Unprocessable Entity", "invalid charge"));
+        return Err(Problem::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "Unprocessable Entity",
+            "invalid charge",
+        ));
     }
     let answer = {
-        let mut l = st.ledger.lock().map_err(|_| Problem::unavailable("ledger poisoned"))?;
+        let mut l = st
+            .ledger
+            .lock()
+            .map_err(|_| Problem::unavailable("ledger poisoned"))?;
         if let Some(a) = l.answers.get(&key) {
             a.clone()
         } else {
@@ -157,9 +175,15 @@ async fn charge(
                     order_id: req.order_id.clone(),
                     amount_minor: req.amount_minor,
                 });
-                l.charges.insert(charge_id.clone(), (req.order_id.clone(), req.amount_minor, false));
+                l.charges.insert(
+                    charge_id.clone(),
+                    (req.order_id.clone(), req.amount_minor, false),
+                );
             }
-            let a = ChargeAnswer { charge_id, status: status.into() };
+            let a = ChargeAnswer {
+                charge_id,
+                status: status.into(),
+            };
             l.answers.insert(key, a.clone());
             a
         }
@@ -175,12 +199,18 @@ async fn refund(
 ) -> Result<Json<RefundAnswer>, Problem> {
     let key = idempotency_key(&headers)?;
     let answer = {
-        let mut l = st.ledger.lock().map_err(|_| Problem::unavailable("ledger poisoned"))?;
+        let mut l = st
+            .ledger
+            .lock()
+            .map_err(|_| Problem::unavailable("ledger poisoned"))?;
         if let Some(a) = l.refunds.get(&key) {
             a.clone()
         } else {
             let Some((order_id, amount, refunded)) = l.charges.get(&req.charge_id).cloned() else {
-                return Err(Problem::not_found(format!("no captured charge {}", req.charge_id)));
+                return Err(Problem::not_found(format!(
+                    "no captured charge {}",
+                    req.charge_id
+                )));
             };
             if !refunded {
                 l.movements.push(Movement {
@@ -188,9 +218,13 @@ async fn refund(
                     order_id: order_id.clone(),
                     amount_minor: -amount,
                 });
-                l.charges.insert(req.charge_id.clone(), (order_id, amount, true));
+                l.charges
+                    .insert(req.charge_id.clone(), (order_id, amount, true));
             }
-            let a = RefundAnswer { charge_id: req.charge_id, status: "refunded".into() };
+            let a = RefundAnswer {
+                charge_id: req.charge_id,
+                status: "refunded".into(),
+            };
             l.refunds.insert(key, a.clone());
             a
         }
@@ -200,6 +234,11 @@ async fn refund(
 }
 
 /// Serves the PSP on `listener` until `shutdown`.
-pub async fn run(listener: tokio::net::TcpListener, config: PspConfig, ledger: SharedLedger, shutdown: Shutdown) {
+pub async fn run(
+    listener: tokio::net::TcpListener,
+    config: PspConfig,
+    ledger: SharedLedger,
+    shutdown: Shutdown,
+) {
     platform::http::serve(listener, router(config, ledger), shutdown).await;
 }

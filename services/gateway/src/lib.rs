@@ -17,7 +17,9 @@ use axum::{
     routing::{get, post},
     Json, Router,
 };
-use contracts::order::{order_service_client::OrderServiceClient, CreateOrderRequest, GetOrderRequest, Order};
+use contracts::order::{
+    order_service_client::OrderServiceClient, CreateOrderRequest, GetOrderRequest, Order,
+};
 use order::domain::{parse_order_id, NewOrder};
 use platform::{
     grpc::{self, LazyChannel, IDEMPOTENCY_KEY_BYTES_MAX},
@@ -78,16 +80,24 @@ impl From<Order> for OrderView {
 fn problem(status: tonic::Status) -> Problem {
     use tonic::Code::*;
     match status.code() {
-        InvalidArgument => Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "Unprocessable Entity", status.message()),
+        InvalidArgument => Problem::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "Unprocessable Entity",
+            status.message(),
+        ),
         NotFound => Problem::not_found(status.message()),
-        FailedPrecondition | Aborted | AlreadyExists => Problem::new(StatusCode::CONFLICT, "Conflict", status.message()),
+        FailedPrecondition | Aborted | AlreadyExists => {
+            Problem::new(StatusCode::CONFLICT, "Conflict", status.message())
+        }
         _ => Problem::unavailable(format!("order service: {}", status.message())),
     }
 }
 
 /// The gateway's routes.
 pub fn router(config: &Config) -> anyhow::Result<Router> {
-    let state = AppState { order: Arc::new(LazyChannel::new(&config.order_url)?) };
+    let state = AppState {
+        order: Arc::new(LazyChannel::new(&config.order_url)?),
+    };
     Ok(Router::new()
         .route("/v1/orders", post(create_order))
         .route("/v1/orders/:id", get(get_order))
@@ -96,8 +106,14 @@ pub fn router(config: &Config) -> anyhow::Result<Router> {
         .with_state(state))
 }
 
-async fn order_client(st: &AppState) -> Result<OrderServiceClient<tonic::transport::Channel>, Problem> {
-    st.order.get().await.map(OrderServiceClient::new).map_err(problem)
+async fn order_client(
+    st: &AppState,
+) -> Result<OrderServiceClient<tonic::transport::Channel>, Problem> {
+    st.order
+        .get()
+        .await
+        .map(OrderServiceClient::new)
+        .map_err(problem)
 }
 
 async fn create_order(
@@ -106,7 +122,7 @@ async fn create_order(
     ApiJson(body): ApiJson<CreateOrderBody>,
 ) -> Result<Response, Problem> {
     let key = match headers.get("idempotency-key") {
-        None => uuid::Uuid::new_v4().to_string(),
+        None => platform::ids::uuid_v4().to_string(),
         Some(v) => v
             .to_str()
             .ok()
@@ -114,9 +130,25 @@ async fn create_order(
             .ok_or_else(|| Problem::bad_request(format!("Idempotency-Key must be 1..={IDEMPOTENCY_KEY_BYTES_MAX} visible ASCII characters")))?
             .to_owned(),
     };
-    let new = NewOrder::parse(&body.customer_id, &body.item, body.amount_minor, &body.currency)
-        .map_err(|e| Problem::new(StatusCode::UNPROCESSABLE_ENTITY, "Unprocessable Entity", e.to_string()))?;
-    let req = CreateOrderRequest { customer_id: new.customer_id, item: new.item, amount_minor: new.amount_minor, currency: new.currency };
+    let new = NewOrder::parse(
+        &body.customer_id,
+        &body.item,
+        body.amount_minor,
+        &body.currency,
+    )
+    .map_err(|e| {
+        Problem::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "Unprocessable Entity",
+            e.to_string(),
+        )
+    })?;
+    let req = CreateOrderRequest {
+        customer_id: new.customer_id,
+        item: new.item,
+        amount_minor: new.amount_minor,
+        currency: new.currency,
+    };
     let mut client = order_client(&st).await?;
     let order = client
         .create_order(grpc::request(req, Some(&key)))
@@ -125,10 +157,18 @@ async fn create_order(
         .map_err(problem)?
         .into_inner();
     let location = format!("/v1/orders/{}", order.order_id);
-    Ok((StatusCode::CREATED, [(header::LOCATION, location)], Json(OrderView::from(order))).into_response())
+    Ok((
+        StatusCode::CREATED,
+        [(header::LOCATION, location)],
+        Json(OrderView::from(order)),
+    )
+        .into_response())
 }
 
-async fn get_order(State(st): State<AppState>, Path(id): Path<String>) -> Result<Json<OrderView>, Problem> {
+async fn get_order(
+    State(st): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<OrderView>, Problem> {
     let id = parse_order_id(&id).map_err(|e| Problem::bad_request(e.to_string()))?;
     let mut client = order_client(&st).await?;
     let order = client
@@ -141,7 +181,11 @@ async fn get_order(State(st): State<AppState>, Path(id): Path<String>) -> Result
 }
 
 /// Serves the gateway on `listener` until `shutdown`.
-pub async fn run(listener: tokio::net::TcpListener, config: Config, shutdown: Shutdown) -> anyhow::Result<()> {
+pub async fn run(
+    listener: tokio::net::TcpListener,
+    config: Config,
+    shutdown: Shutdown,
+) -> anyhow::Result<()> {
     let router = router(&config)?;
     tracing::info!(addr = ?listener.local_addr().ok(), "gateway up");
     platform::http::serve(listener, router, shutdown).await;

@@ -20,8 +20,14 @@ pub enum Service {
 
 impl Service {
     /// Every service, in start order (dependencies first).
-    pub const ALL: [Service; 6] =
-        [Service::Psp, Service::Courier, Service::Payment, Service::Delivery, Service::Order, Service::Gateway];
+    pub const ALL: [Service; 6] = [
+        Service::Psp,
+        Service::Courier,
+        Service::Payment,
+        Service::Delivery,
+        Service::Order,
+        Service::Gateway,
+    ];
 }
 
 impl FromStr for Service {
@@ -79,7 +85,9 @@ where
 impl Settings {
     /// Reads the environment; unset variables take the local defaults.
     pub fn from_env() -> anyhow::Result<Self> {
-        let addr = |name: &str, default: &str| -> anyhow::Result<SocketAddr> { env_parse(name, default.parse()?) };
+        let addr = |name: &str, default: &str| -> anyhow::Result<SocketAddr> {
+            env_parse(name, default.parse()?)
+        };
         let mut psp = fakes::psp::PspConfig::default();
         psp.decline_per_mille = env_parse("PSP_DECLINE_PER_MILLE", psp.decline_per_mille)?;
         psp.timeout_per_mille = env_parse("PSP_TIMEOUT_PER_MILLE", psp.timeout_per_mille)?;
@@ -87,9 +95,15 @@ impl Settings {
         courier.fail_per_mille = env_parse("COURIER_FAIL_PER_MILLE", courier.fail_per_mille)?;
         courier.stage_ms = env_parse("COURIER_STAGE_MS", courier.stage_ms)?;
         Ok(Settings {
-            database_url: env_or("DATABASE_URL", "postgres://marketplace:marketplace@127.0.0.1:5432/marketplace"),
+            database_url: env_or(
+                "DATABASE_URL",
+                "postgres://marketplace:marketplace@127.0.0.1:5432/marketplace",
+            ),
             schema_prefix: env_or("SCHEMA_PREFIX", ""),
-            kafka_bootstrap: env_or("KAFKA_BOOTSTRAP", "127.0.0.1:19092,127.0.0.1:19093,127.0.0.1:19094"),
+            kafka_bootstrap: env_or(
+                "KAFKA_BOOTSTRAP",
+                "127.0.0.1:19092,127.0.0.1:19093,127.0.0.1:19094",
+            ),
             client_rack: env_or("CLIENT_RACK", "msk"),
             gateway_listen: addr("GATEWAY_LISTEN", "127.0.0.1:8080")?,
             order_listen: addr("ORDER_LISTEN", "127.0.0.1:50051")?,
@@ -103,18 +117,26 @@ impl Settings {
     }
 
     fn schema(&self, service: &str) -> anyhow::Result<SchemaName> {
-        SchemaName::parse(&format!("{}{service}", self.schema_prefix)).map_err(|e| anyhow::anyhow!("{e}"))
+        SchemaName::parse(&format!("{}{service}", self.schema_prefix))
+            .map_err(|e| anyhow::anyhow!("{e}"))
     }
 }
 
-async fn infra(settings: &Settings, schema: &str, events: Arc<KafkaEventLog>) -> anyhow::Result<Infra> {
+async fn infra(
+    settings: &Settings,
+    schema: &str,
+    events: Arc<KafkaEventLog>,
+) -> anyhow::Result<Infra> {
     let store = PgStore::connect(&settings.database_url, &settings.schema(schema)?)
         .await
         .with_context(|| format!("connecting to Postgres schema {schema}"))?;
     Ok(Infra {
         store: Arc::new(store),
         events,
-        producer: ProducerConfig { client_rack: Some(settings.client_rack.clone()), ..ProducerConfig::default() },
+        producer: ProducerConfig {
+            client_rack: Some(settings.client_rack.clone()),
+            ..ProducerConfig::default()
+        },
         mutants: Mutants::default(),
     })
 }
@@ -125,14 +147,21 @@ pub async fn start(
     settings: &Settings,
     shutdown: Shutdown,
 ) -> anyhow::Result<Vec<tokio::task::JoinHandle<anyhow::Result<()>>>> {
-    let needs_kafka = services.iter().any(|s| matches!(s, Service::Order | Service::Payment | Service::Delivery));
+    let needs_kafka = services
+        .iter()
+        .any(|s| matches!(s, Service::Order | Service::Payment | Service::Delivery));
     let events = if needs_kafka {
         let log = KafkaEventLog::connect(KafkaConfig::new(settings.kafka_bootstrap.clone()))
             .await
             .context("connecting to Kafka")?;
-        log.ensure_topic(order::ORDER_STATUS_TOPIC, order::ORDER_STATUS_PARTITIONS, 3, 2)
-            .await
-            .context("creating topic order.status.changed")?;
+        log.ensure_topic(
+            order::ORDER_STATUS_TOPIC,
+            order::ORDER_STATUS_PARTITIONS,
+            3,
+            2,
+        )
+        .await
+        .context("creating topic order.status.changed")?;
         Some(Arc::new(log))
     } else {
         None
@@ -143,7 +172,9 @@ pub async fn start(
         let s = shutdown.clone();
         let task = match service {
             Service::Psp => {
-                let listener = tokio::net::TcpListener::bind(settings.psp_listen).await.context("binding psp")?;
+                let listener = tokio::net::TcpListener::bind(settings.psp_listen)
+                    .await
+                    .context("binding psp")?;
                 let (config, ledger) = (settings.psp.clone(), Default::default());
                 tokio::spawn(async move {
                     fakes::psp::run(listener, config, ledger, s).await;
@@ -151,7 +182,9 @@ pub async fn start(
                 })
             }
             Service::Courier => {
-                let listener = tokio::net::TcpListener::bind(settings.courier_listen).await.context("binding courier")?;
+                let listener = tokio::net::TcpListener::bind(settings.courier_listen)
+                    .await
+                    .context("binding courier")?;
                 let (config, books) = (settings.courier.clone(), Default::default());
                 tokio::spawn(async move {
                     fakes::courier::run(listener, config, books, s).await;
@@ -180,12 +213,20 @@ pub async fn start(
             }
             Service::Order => {
                 let infra = infra(settings, "orders", events.clone().context("kafka")?).await?;
-                let config = order::Config::new(settings.order_listen, url(settings.payment_listen), url(settings.delivery_listen));
+                let config = order::Config::new(
+                    settings.order_listen,
+                    url(settings.payment_listen),
+                    url(settings.delivery_listen),
+                );
                 tokio::spawn(order::run(config, infra, s))
             }
             Service::Gateway => {
-                let listener = tokio::net::TcpListener::bind(settings.gateway_listen).await.context("binding gateway")?;
-                let config = gateway::Config { order_url: url(settings.order_listen) };
+                let listener = tokio::net::TcpListener::bind(settings.gateway_listen)
+                    .await
+                    .context("binding gateway")?;
+                let config = gateway::Config {
+                    order_url: url(settings.order_listen),
+                };
                 tokio::spawn(gateway::run(listener, config, s))
             }
         };

@@ -3,7 +3,8 @@
 
 use platform::Shutdown;
 
-const USAGE: &str = "usage: marketplace serve <gateway|order|payment|delivery|psp|courier|all> [more services]";
+const USAGE: &str =
+    "usage: marketplace serve <gateway|order|payment|delivery|psp|courier|all> [more services]";
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -18,7 +19,10 @@ async fn main() -> anyhow::Result<()> {
             if names.iter().any(|n| n == "all") {
                 marketplace::Service::ALL.to_vec()
             } else {
-                names.iter().map(|n| n.parse()).collect::<anyhow::Result<Vec<_>>>()?
+                names
+                    .iter()
+                    .map(|n| n.parse())
+                    .collect::<anyhow::Result<Vec<_>>>()?
             }
         }
         _ => anyhow::bail!(USAGE),

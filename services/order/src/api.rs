@@ -1,6 +1,8 @@
 //! The gRPC face of the order service.
 
-use contracts::order::{order_service_server::OrderService, CreateOrderRequest, GetOrderRequest, Order as OrderMsg};
+use contracts::order::{
+    order_service_server::OrderService, CreateOrderRequest, GetOrderRequest, Order as OrderMsg,
+};
 use platform::{
     grpc::idempotency_key,
     ports::{StoreError, Tx},
@@ -30,7 +32,9 @@ struct OrderRequest {
 fn store_status(e: StoreError) -> Status {
     match e {
         StoreError::Unavailable(m) => Status::unavailable(format!("{SERVICE}: database: {m}")),
-        StoreError::Conflict { .. } => Status::aborted(format!("{SERVICE}: concurrent update, retry")),
+        StoreError::Conflict { .. } => {
+            Status::aborted(format!("{SERVICE}: concurrent update, retry"))
+        }
         other => Status::internal(format!("{SERVICE}: {other}")),
     }
 }
@@ -60,17 +64,25 @@ impl OrderApi {
 #[tonic::async_trait]
 impl OrderService for OrderApi {
     #[tracing::instrument(skip_all)]
-    async fn create_order(&self, request: Request<CreateOrderRequest>) -> Result<Response<OrderMsg>, Status> {
+    async fn create_order(
+        &self,
+        request: Request<CreateOrderRequest>,
+    ) -> Result<Response<OrderMsg>, Status> {
         let key = idempotency_key(SERVICE, &request)?;
         let r = request.into_inner();
         let new = NewOrder::parse(&r.customer_id, &r.item, r.amount_minor, &r.currency)
             .map_err(|e| Status::invalid_argument(format!("{SERVICE}: {e}")))?;
         let store = &*self.ctx.infra.store;
-        if let Some(prev) = load::<OrderRequest>(store, ORDER_REQUESTS, &key).await.map_err(store_status)? {
-            return Ok(Response::new(to_msg(&self.read(&prev.value.order_id).await?)));
+        if let Some(prev) = load::<OrderRequest>(store, ORDER_REQUESTS, &key)
+            .await
+            .map_err(store_status)?
+        {
+            return Ok(Response::new(to_msg(
+                &self.read(&prev.value.order_id).await?,
+            )));
         }
         let order = Order {
-            order_id: uuid::Uuid::new_v4().to_string(),
+            order_id: platform::ids::uuid_v4().to_string(),
             customer_id: new.customer_id,
             item: new.item,
             amount_minor: new.amount_minor,
@@ -83,8 +95,18 @@ impl OrderService for OrderApi {
         let tx = Tx::new()
             .expect(ORDER_REQUESTS, &key, None)
             .expect(ORDERS, &order.order_id, None)
-            .put(ORDER_REQUESTS, &key, serde_json::json!({ "order_id": order.order_id }), false)
-            .put(ORDERS, &order.order_id, serde_json::to_value(&order).map_err(|e| Status::internal(e.to_string()))?, true)
+            .put(
+                ORDER_REQUESTS,
+                &key,
+                serde_json::json!({ "order_id": order.order_id }),
+                false,
+            )
+            .put(
+                ORDERS,
+                &order.order_id,
+                serde_json::to_value(&order).map_err(|e| Status::internal(e.to_string()))?,
+                true,
+            )
             .emit(status_event(&order));
         match store.commit(tx).await {
             Ok(()) => {
@@ -96,14 +118,21 @@ impl OrderService for OrderApi {
                 let prev = load::<OrderRequest>(store, ORDER_REQUESTS, &key)
                     .await
                     .map_err(store_status)?
-                    .ok_or_else(|| Status::aborted(format!("{SERVICE}: concurrent create, retry")))?;
-                Ok(Response::new(to_msg(&self.read(&prev.value.order_id).await?)))
+                    .ok_or_else(|| {
+                        Status::aborted(format!("{SERVICE}: concurrent create, retry"))
+                    })?;
+                Ok(Response::new(to_msg(
+                    &self.read(&prev.value.order_id).await?,
+                )))
             }
             Err(e) => Err(store_status(e)),
         }
     }
 
-    async fn get_order(&self, request: Request<GetOrderRequest>) -> Result<Response<OrderMsg>, Status> {
+    async fn get_order(
+        &self,
+        request: Request<GetOrderRequest>,
+    ) -> Result<Response<OrderMsg>, Status> {
         let id = parse_order_id(&request.into_inner().order_id)
             .map_err(|e| Status::invalid_argument(format!("{SERVICE}: {e}")))?;
         Ok(Response::new(to_msg(&self.read(&id).await?)))

@@ -128,10 +128,17 @@ pub const AMOUNT_MINOR_MAX: i64 = 1_000_000_000;
 
 impl NewOrder {
     /// Parses raw fields into a [`NewOrder`].
-    pub fn parse(customer_id: &str, item: &str, amount_minor: i64, currency: &str) -> Result<Self, InvalidInput> {
+    pub fn parse(
+        customer_id: &str,
+        item: &str,
+        amount_minor: i64,
+        currency: &str,
+    ) -> Result<Self, InvalidInput> {
         let id_ok = !customer_id.is_empty()
             && customer_id.len() <= 64
-            && customer_id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+            && customer_id
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
         if !id_ok {
             return Err(InvalidInput::CustomerId);
         }
@@ -156,7 +163,9 @@ impl NewOrder {
 
 /// Parses an order id (a UUID, normalised to lower case hyphenated form).
 pub fn parse_order_id(raw: &str) -> Result<String, InvalidInput> {
-    uuid::Uuid::parse_str(raw).map(|u| u.to_string()).map_err(|_| InvalidInput::OrderId)
+    uuid::Uuid::parse_str(raw)
+        .map(|u| u.to_string())
+        .map_err(|_| InvalidInput::OrderId)
 }
 
 #[cfg(test)]
@@ -172,16 +181,43 @@ mod tests {
 
     #[test]
     fn new_order_rejects_each_bad_field() {
-        assert_eq!(NewOrder::parse("", "bike", 1, "RUB"), Err(InvalidInput::CustomerId));
-        assert_eq!(NewOrder::parse("a b", "bike", 1, "RUB"), Err(InvalidInput::CustomerId));
-        assert_eq!(NewOrder::parse(&"x".repeat(65), "bike", 1, "RUB"), Err(InvalidInput::CustomerId));
+        assert_eq!(
+            NewOrder::parse("", "bike", 1, "RUB"),
+            Err(InvalidInput::CustomerId)
+        );
+        assert_eq!(
+            NewOrder::parse("a b", "bike", 1, "RUB"),
+            Err(InvalidInput::CustomerId)
+        );
+        assert_eq!(
+            NewOrder::parse(&"x".repeat(65), "bike", 1, "RUB"),
+            Err(InvalidInput::CustomerId)
+        );
         assert_eq!(NewOrder::parse("c", "", 1, "RUB"), Err(InvalidInput::Item));
-        assert_eq!(NewOrder::parse("c", "a\u{0}b", 1, "RUB"), Err(InvalidInput::Item));
-        assert_eq!(NewOrder::parse("c", "bike", 0, "RUB"), Err(InvalidInput::Amount));
-        assert_eq!(NewOrder::parse("c", "bike", -5, "RUB"), Err(InvalidInput::Amount));
-        assert_eq!(NewOrder::parse("c", "bike", AMOUNT_MINOR_MAX + 1, "RUB"), Err(InvalidInput::Amount));
-        assert_eq!(NewOrder::parse("c", "bike", 1, "rub"), Err(InvalidInput::Currency));
-        assert_eq!(NewOrder::parse("c", "bike", 1, "RUBL"), Err(InvalidInput::Currency));
+        assert_eq!(
+            NewOrder::parse("c", "a\u{0}b", 1, "RUB"),
+            Err(InvalidInput::Item)
+        );
+        assert_eq!(
+            NewOrder::parse("c", "bike", 0, "RUB"),
+            Err(InvalidInput::Amount)
+        );
+        assert_eq!(
+            NewOrder::parse("c", "bike", -5, "RUB"),
+            Err(InvalidInput::Amount)
+        );
+        assert_eq!(
+            NewOrder::parse("c", "bike", AMOUNT_MINOR_MAX + 1, "RUB"),
+            Err(InvalidInput::Amount)
+        );
+        assert_eq!(
+            NewOrder::parse("c", "bike", 1, "rub"),
+            Err(InvalidInput::Currency)
+        );
+        assert_eq!(
+            NewOrder::parse("c", "bike", 1, "RUBL"),
+            Err(InvalidInput::Currency)
+        );
     }
 
     #[test]

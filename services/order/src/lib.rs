@@ -4,8 +4,8 @@
 //! DELIVERY_FAILED → REFUNDING → CANCELLED). Every transition commits together with its
 //! `order.status.changed` outbox row; the outbox relay publishes them.
 
-pub mod domain;
 mod api;
+pub mod domain;
 mod saga;
 mod transition;
 
@@ -23,7 +23,7 @@ use platform::{
     Infra, Shutdown,
 };
 
-pub use domain::{Order, OrderStatus, StatusChanged, ORDER_STATUS_TOPIC, ORDER_STATUS_PARTITIONS};
+pub use domain::{Order, OrderStatus, StatusChanged, ORDER_STATUS_PARTITIONS, ORDER_STATUS_TOPIC};
 
 /// Order service settings.
 #[derive(Clone, Debug)]

@@ -8,8 +8,12 @@
 use std::time::Duration;
 
 use contracts::{
-    delivery::{delivery_service_client::DeliveryServiceClient, CreateShipmentRequest, ShipmentRef},
-    payment::{payment_service_client::PaymentServiceClient, ChargeRequest, PaymentRef, RefundRequest},
+    delivery::{
+        delivery_service_client::DeliveryServiceClient, CreateShipmentRequest, ShipmentRef,
+    },
+    payment::{
+        payment_service_client::PaymentServiceClient, ChargeRequest, PaymentRef, RefundRequest,
+    },
 };
 use futures::StreamExt;
 use platform::{
@@ -31,7 +35,12 @@ const RECOVERY_BATCH_MAX: usize = 1000;
 /// Looks for unfinished orders now and every `recovery_interval`, and drives them.
 pub(crate) async fn recover(ctx: Ctx) {
     loop {
-        match ctx.infra.store.list_active(ORDERS, RECOVERY_BATCH_MAX).await {
+        match ctx
+            .infra
+            .store
+            .list_active(ORDERS, RECOVERY_BATCH_MAX)
+            .await
+        {
             Ok(orders) => {
                 for (id, _) in orders {
                     spawn_driver(&ctx, id);
@@ -40,6 +49,7 @@ pub(crate) async fn recover(ctx: Ctx) {
             Err(e) => tracing::debug!(error = %e, "recovery scan failed"),
         }
         tokio::select! {
+        biased;
             _ = tokio::time::sleep(ctx.config.recovery_interval) => {}
             _ = ctx.shutdown.wait() => return,
         }
@@ -48,7 +58,9 @@ pub(crate) async fn recover(ctx: Ctx) {
 
 /// Starts the driver of `order_id` unless one runs in this process.
 pub(crate) fn spawn_driver(ctx: &Ctx, order_id: String) {
-    let Ok(mut running) = ctx.running.lock() else { return };
+    let Ok(mut running) = ctx.running.lock() else {
+        return;
+    };
     if !running.insert(order_id.clone()) {
         return;
     }
@@ -93,6 +105,7 @@ async fn drive(ctx: &Ctx, order_id: &str) {
 
 async fn pause(ctx: &Ctx, d: Duration) {
     tokio::select! {
+        biased;
         _ = tokio::time::sleep(d) => {}
         _ = ctx.shutdown.wait() => {}
     }
@@ -123,9 +136,19 @@ async fn step(ctx: &Ctx, order: platform::store::Loaded<Order>) -> anyhow::Resul
                 Some(format!("charge-{}", o.order_id))
             };
             call(ctx, &ctx.payment, "charge", |ch, _| {
-                let key = key.clone().unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
-                let req = ChargeRequest { order_id: o.order_id.clone(), amount_minor: o.amount_minor, currency: o.currency.clone() };
-                async move { PaymentServiceClient::new(ch).charge(grpc::request(req, Some(&key))).await }
+                let key = key
+                    .clone()
+                    .unwrap_or_else(|| platform::ids::uuid_v4().to_string());
+                let req = ChargeRequest {
+                    order_id: o.order_id.clone(),
+                    amount_minor: o.amount_minor,
+                    currency: o.currency.clone(),
+                };
+                async move {
+                    PaymentServiceClient::new(ch)
+                        .charge(grpc::request(req, Some(&key)))
+                        .await
+                }
             })
             .await?;
             match wait_payment(ctx, &o.order_id, &["CAPTURED", "DECLINED"], left).await? {
@@ -152,14 +175,27 @@ async fn step(ctx: &Ctx, order: platform::store::Loaded<Order>) -> anyhow::Resul
             if o.status == Shipping {
                 let address = ctx.config.default_address.clone();
                 call(ctx, &ctx.delivery, "create shipment", |ch, _| {
-                    let req = CreateShipmentRequest { order_id: o.order_id.clone(), address: address.clone() };
+                    let req = CreateShipmentRequest {
+                        order_id: o.order_id.clone(),
+                        address: address.clone(),
+                    };
                     let key = format!("ship-{}", o.order_id);
-                    async move { DeliveryServiceClient::new(ch).create_shipment(grpc::request(req, Some(&key))).await }
+                    async move {
+                        DeliveryServiceClient::new(ch)
+                            .create_shipment(grpc::request(req, Some(&key)))
+                            .await
+                    }
                 })
                 .await?;
             }
             let wanted: &[&str] = if o.status == Shipping {
-                &["PICKED_UP", "IN_TRANSIT", "DELIVERED", "FAILED", "CANCELLED"]
+                &[
+                    "PICKED_UP",
+                    "IN_TRANSIT",
+                    "DELIVERED",
+                    "FAILED",
+                    "CANCELLED",
+                ]
             } else {
                 &["DELIVERED", "FAILED", "CANCELLED"]
             };
@@ -170,7 +206,8 @@ async fn step(ctx: &Ctx, order: platform::store::Loaded<Order>) -> anyhow::Resul
                 Some(s) if o.status == Shipping => {
                     let shipped = transition(ctx, order, Shipped, "").await?;
                     if s == "DELIVERED" {
-                        let again = load::<Order>(&*ctx.infra.store, ORDERS, &shipped.order_id).await?;
+                        let again =
+                            load::<Order>(&*ctx.infra.store, ORDERS, &shipped.order_id).await?;
                         if let Some(again) = again {
                             transition(ctx, again, Delivered, "").await?;
                         }
@@ -209,11 +246,17 @@ where
     Fut: std::future::Future<Output = Result<tonic::Response<T>, Status>>,
 {
     let f = &f;
-    let r = retry(&RetryPolicy::rpc(), what, &ctx.shutdown, grpc::is_transient, |attempt| async move {
-        let ch = peer.get().await.inspect_err(|e| peer.on_error(e))?;
-        let r = f(ch, attempt).await.inspect_err(|e| peer.on_error(e))?;
-        Ok(r.into_inner())
-    })
+    let r = retry(
+        &RetryPolicy::rpc(),
+        what,
+        &ctx.shutdown,
+        grpc::is_transient,
+        |attempt| async move {
+            let ch = peer.get().await.inspect_err(|e| peer.on_error(e))?;
+            let r = f(ch, attempt).await.inspect_err(|e| peer.on_error(e))?;
+            Ok(r.into_inner())
+        },
+    )
     .await;
     r.map_err(|e| match e {
         RetryError::Cancelled => anyhow::anyhow!("{what}: cancelled by shutdown"),
@@ -223,9 +266,15 @@ where
 
 async fn request_refund(ctx: &Ctx, order_id: &str) -> anyhow::Result<()> {
     let r = call(ctx, &ctx.payment, "refund", |ch, _| {
-        let req = RefundRequest { order_id: order_id.to_owned() };
+        let req = RefundRequest {
+            order_id: order_id.to_owned(),
+        };
         let key = format!("refund-{order_id}");
-        async move { PaymentServiceClient::new(ch).refund(grpc::request(req, Some(&key))).await }
+        async move {
+            PaymentServiceClient::new(ch)
+                .refund(grpc::request(req, Some(&key)))
+                .await
+        }
     })
     .await;
     match r {
@@ -238,9 +287,15 @@ async fn request_refund(ctx: &Ctx, order_id: &str) -> anyhow::Result<()> {
 
 async fn cancel_shipment(ctx: &Ctx, order_id: &str) -> anyhow::Result<()> {
     let r = call(ctx, &ctx.delivery, "cancel shipment", |ch, _| {
-        let req = ShipmentRef { order_id: order_id.to_owned() };
+        let req = ShipmentRef {
+            order_id: order_id.to_owned(),
+        };
         let key = format!("cancel-{order_id}");
-        async move { DeliveryServiceClient::new(ch).cancel_shipment(grpc::request(req, Some(&key))).await }
+        async move {
+            DeliveryServiceClient::new(ch)
+                .cancel_shipment(grpc::request(req, Some(&key)))
+                .await
+        }
     })
     .await;
     match r {
@@ -251,13 +306,27 @@ async fn cancel_shipment(ctx: &Ctx, order_id: &str) -> anyhow::Result<()> {
 }
 
 /// Follows WatchPayment until one of `wanted` or `within` passes (`None`).
-async fn wait_payment(ctx: &Ctx, order_id: &str, wanted: &[&str], within: Duration) -> anyhow::Result<Option<String>> {
+async fn wait_payment(
+    ctx: &Ctx,
+    order_id: &str,
+    wanted: &[&str],
+    within: Duration,
+) -> anyhow::Result<Option<String>> {
     let watch = async {
         let ch = ctx.payment.get().await?;
-        let req = grpc::request(PaymentRef { order_id: order_id.to_owned() }, None);
+        let req = grpc::request(
+            PaymentRef {
+                order_id: order_id.to_owned(),
+            },
+            None,
+        );
         let mut req = req;
         req.set_timeout(within);
-        let mut stream = PaymentServiceClient::new(ch).watch_payment(req).await.inspect_err(|e| ctx.payment.on_error(e))?.into_inner();
+        let mut stream = PaymentServiceClient::new(ch)
+            .watch_payment(req)
+            .await
+            .inspect_err(|e| ctx.payment.on_error(e))?
+            .into_inner();
         while let Some(p) = stream.next().await {
             let p = p?;
             if wanted.contains(&p.status.as_str()) {
@@ -277,12 +346,26 @@ async fn wait_payment(ctx: &Ctx, order_id: &str, wanted: &[&str], within: Durati
 }
 
 /// Follows WatchShipment until one of `wanted` or `within` passes (`None`).
-async fn wait_shipment(ctx: &Ctx, order_id: &str, wanted: &[&str], within: Duration) -> anyhow::Result<Option<String>> {
+async fn wait_shipment(
+    ctx: &Ctx,
+    order_id: &str,
+    wanted: &[&str],
+    within: Duration,
+) -> anyhow::Result<Option<String>> {
     let watch = async {
         let ch = ctx.delivery.get().await?;
-        let mut req = grpc::request(ShipmentRef { order_id: order_id.to_owned() }, None);
+        let mut req = grpc::request(
+            ShipmentRef {
+                order_id: order_id.to_owned(),
+            },
+            None,
+        );
         req.set_timeout(within);
-        let mut stream = DeliveryServiceClient::new(ch).watch_shipment(req).await.inspect_err(|e| ctx.delivery.on_error(e))?.into_inner();
+        let mut stream = DeliveryServiceClient::new(ch)
+            .watch_shipment(req)
+            .await
+            .inspect_err(|e| ctx.delivery.on_error(e))?
+            .into_inner();
         while let Some(s) = stream.next().await {
             let s = s?;
             if wanted.contains(&s.stage.as_str()) {

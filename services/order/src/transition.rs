@@ -48,7 +48,10 @@ pub(crate) async fn transition(
     reason: &str,
 ) -> anyhow::Result<Order> {
     let current = order.value.status;
-    anyhow::ensure!(current.can_become(next), "illegal transition {current:?} -> {next:?}");
+    anyhow::ensure!(
+        current.can_become(next),
+        "illegal transition {current:?} -> {next:?}"
+    );
     let mut o = order.value;
     o.status = next;
     o.history.push(next);
@@ -59,7 +62,12 @@ pub(crate) async fn transition(
     let event = status_event(&o);
     let tx = Tx::new()
         .expect(ORDERS, &o.order_id, Some(order.version))
-        .put(ORDERS, &o.order_id, serde_json::to_value(&o)?, !next.is_terminal());
+        .put(
+            ORDERS,
+            &o.order_id,
+            serde_json::to_value(&o)?,
+            !next.is_terminal(),
+        );
     if ctx.infra.mutants.publish_without_outbox {
         // Mutant: a dual write. The commit and the publish are not atomic.
         ctx.infra.store.commit(tx).await?;
@@ -82,7 +90,11 @@ async fn publish_directly(ctx: &Ctx, message: OutboxMessage) {
     let record: ProducedRecord = to_record(&OutboxRow { id: 0, message });
     debug_assert!(record.headers.iter().any(|(k, _)| k == EVENT_ID_HEADER));
     let sent = async {
-        let p = ctx.infra.events.producer(ctx.infra.producer.clone()).await?;
+        let p = ctx
+            .infra
+            .events
+            .producer(ctx.infra.producer.clone())
+            .await?;
         p.send(record).await
     };
     if let Err(e) = sent.await {

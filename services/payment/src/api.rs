@@ -32,14 +32,18 @@ pub(crate) struct PaymentApi {
 fn store_status(e: StoreError) -> Status {
     match e {
         StoreError::Unavailable(m) => Status::unavailable(format!("{SERVICE}: database: {m}")),
-        StoreError::Conflict { .. } => Status::aborted(format!("{SERVICE}: concurrent update, retry")),
+        StoreError::Conflict { .. } => {
+            Status::aborted(format!("{SERVICE}: concurrent update, retry"))
+        }
         other => Status::internal(format!("{SERVICE}: {other}")),
     }
 }
 
 fn validate_order_id(id: &str) -> Result<(), Status> {
     if id.is_empty() || id.len() > 64 {
-        return Err(Status::invalid_argument(format!("{SERVICE}: order_id must be 1..=64 chars")));
+        return Err(Status::invalid_argument(format!(
+            "{SERVICE}: order_id must be 1..=64 chars"
+        )));
     }
     Ok(())
 }
@@ -50,10 +54,15 @@ impl PaymentApi {
         let order = load::<OrderPayments>(store, ORDER_PAYMENTS, order_id)
             .await
             .map_err(store_status)?
-            .ok_or_else(|| Status::not_found(format!("{SERVICE}: no payment for order {order_id}")))?;
+            .ok_or_else(|| {
+                Status::not_found(format!("{SERVICE}: no payment for order {order_id}"))
+            })?;
         let mut payments = Vec::new();
         for k in &order.value.keys {
-            if let Some(p) = load::<Payment>(store, PAYMENTS, k).await.map_err(store_status)? {
+            if let Some(p) = load::<Payment>(store, PAYMENTS, k)
+                .await
+                .map_err(store_status)?
+            {
                 payments.push(p.value);
             }
         }
@@ -71,18 +80,29 @@ impl PaymentApi {
 
 #[tonic::async_trait]
 impl PaymentService for PaymentApi {
-    async fn charge(&self, request: Request<ChargeRequest>) -> Result<Response<PaymentMsg>, Status> {
+    async fn charge(
+        &self,
+        request: Request<ChargeRequest>,
+    ) -> Result<Response<PaymentMsg>, Status> {
         let key = idempotency_key(SERVICE, &request)?;
         let req = request.into_inner();
         validate_order_id(&req.order_id)?;
         if req.amount_minor <= 0 {
-            return Err(Status::invalid_argument(format!("{SERVICE}: amount_minor must be positive")));
+            return Err(Status::invalid_argument(format!(
+                "{SERVICE}: amount_minor must be positive"
+            )));
         }
         if req.currency.len() != 3 || !req.currency.bytes().all(|b| b.is_ascii_uppercase()) {
-            return Err(Status::invalid_argument(format!("{SERVICE}: currency must be 3 capital letters")));
+            return Err(Status::invalid_argument(format!(
+                "{SERVICE}: currency must be 3 capital letters"
+            )));
         }
         let store = &*self.ctx.infra.store;
-        if load::<Payment>(store, PAYMENTS, &key).await.map_err(store_status)?.is_none() {
+        if load::<Payment>(store, PAYMENTS, &key)
+            .await
+            .map_err(store_status)?
+            .is_none()
+        {
             let order = load::<OrderPayments>(store, ORDER_PAYMENTS, &req.order_id)
                 .await
                 .map_err(store_status)?;
@@ -104,8 +124,18 @@ impl PaymentService for PaymentApi {
             let tx = Tx::new()
                 .expect(PAYMENTS, &key, None)
                 .expect(ORDER_PAYMENTS, &req.order_id, version)
-                .put(PAYMENTS, &key, serde_json::to_value(&payment).map_err(|e| Status::internal(e.to_string()))?, true)
-                .put(ORDER_PAYMENTS, &req.order_id, serde_json::to_value(&op).map_err(|e| Status::internal(e.to_string()))?, false);
+                .put(
+                    PAYMENTS,
+                    &key,
+                    serde_json::to_value(&payment).map_err(|e| Status::internal(e.to_string()))?,
+                    true,
+                )
+                .put(
+                    ORDER_PAYMENTS,
+                    &req.order_id,
+                    serde_json::to_value(&op).map_err(|e| Status::internal(e.to_string()))?,
+                    false,
+                );
             match store.commit(tx).await {
                 Ok(()) => self.ctx.work.notify_one(),
                 // A concurrent retry with the same key won; its payment stands.
@@ -116,14 +146,19 @@ impl PaymentService for PaymentApi {
         Ok(Response::new(self.view(&req.order_id).await?))
     }
 
-    async fn refund(&self, request: Request<RefundRequest>) -> Result<Response<PaymentMsg>, Status> {
+    async fn refund(
+        &self,
+        request: Request<RefundRequest>,
+    ) -> Result<Response<PaymentMsg>, Status> {
         let _key = idempotency_key(SERVICE, &request)?;
         let req = request.into_inner();
         validate_order_id(&req.order_id)?;
         let store = &*self.ctx.infra.store;
         // Optimistic retry: a concurrent Charge or worker update may race us.
         for _ in 0..8 {
-            let order = load::<OrderPayments>(store, ORDER_PAYMENTS, &req.order_id).await.map_err(store_status)?;
+            let order = load::<OrderPayments>(store, ORDER_PAYMENTS, &req.order_id)
+                .await
+                .map_err(store_status)?;
             let (version, mut op) = match order {
                 Some(o) => (Some(o.version), o.value),
                 None => (None, OrderPayments::default()),
@@ -131,7 +166,12 @@ impl PaymentService for PaymentApi {
             let mut tx = Tx::new().expect(ORDER_PAYMENTS, &req.order_id, version);
             op.refund_requested = true;
             for k in &op.keys {
-                let Some(p) = load::<Payment>(store, PAYMENTS, k).await.map_err(store_status)? else { continue };
+                let Some(p) = load::<Payment>(store, PAYMENTS, k)
+                    .await
+                    .map_err(store_status)?
+                else {
+                    continue;
+                };
                 let mut pay = p.value;
                 let next = match pay.status {
                     PaymentStatus::Captured => PaymentStatus::RefundPending,
@@ -149,7 +189,12 @@ impl PaymentService for PaymentApi {
                     pay.status.needs_work(),
                 );
             }
-            tx = tx.put(ORDER_PAYMENTS, &req.order_id, serde_json::to_value(&op).map_err(|e| Status::internal(e.to_string()))?, false);
+            tx = tx.put(
+                ORDER_PAYMENTS,
+                &req.order_id,
+                serde_json::to_value(&op).map_err(|e| Status::internal(e.to_string()))?,
+                false,
+            );
             match store.commit(tx).await {
                 Ok(()) => {
                     self.ctx.work.notify_one();
@@ -159,24 +204,41 @@ impl PaymentService for PaymentApi {
                 Err(e) => return Err(store_status(e)),
             }
         }
-        Err(Status::aborted(format!("{SERVICE}: refund kept conflicting, retry")))
+        Err(Status::aborted(format!(
+            "{SERVICE}: refund kept conflicting, retry"
+        )))
     }
 
-    async fn get_payment(&self, request: Request<PaymentRef>) -> Result<Response<PaymentMsg>, Status> {
+    async fn get_payment(
+        &self,
+        request: Request<PaymentRef>,
+    ) -> Result<Response<PaymentMsg>, Status> {
         let req = request.into_inner();
         validate_order_id(&req.order_id)?;
         Ok(Response::new(self.view(&req.order_id).await?))
     }
 
-    type WatchPaymentStream = Pin<Box<dyn Stream<Item = Result<PaymentMsg, Status>> + Send + 'static>>;
+    type WatchPaymentStream =
+        Pin<Box<dyn Stream<Item = Result<PaymentMsg, Status>> + Send + 'static>>;
 
-    async fn watch_payment(&self, request: Request<PaymentRef>) -> Result<Response<Self::WatchPaymentStream>, Status> {
+    async fn watch_payment(
+        &self,
+        request: Request<PaymentRef>,
+    ) -> Result<Response<Self::WatchPaymentStream>, Status> {
         let req = request.into_inner();
         validate_order_id(&req.order_id)?;
-        let api = PaymentApi { ctx: self.ctx.clone() };
+        let api = PaymentApi {
+            ctx: self.ctx.clone(),
+        };
         let first = api.view(&req.order_id).await?;
         let stream = futures::stream::unfold(
-            (api, req.order_id, Some(first), None::<String>, tokio::time::Instant::now()),
+            (
+                api,
+                req.order_id,
+                Some(first),
+                None::<String>,
+                tokio::time::Instant::now(),
+            ),
             |(api, order_id, pending, last, started)| async move {
                 if let Some(p) = pending {
                     let s = p.status.clone();
@@ -196,7 +258,12 @@ impl PaymentService for PaymentApi {
                             return Some((Ok(p), (api, order_id, None, Some(s), started)));
                         }
                         Ok(_) => continue,
-                        Err(e) => return Some((Err(e), (api, order_id, None, Some("FAILED".into()), started))),
+                        Err(e) => {
+                            return Some((
+                                Err(e),
+                                (api, order_id, None, Some("FAILED".into()), started),
+                            ))
+                        }
                     }
                 }
             },

@@ -42,7 +42,11 @@ pub(crate) struct Ctx {
 
 /// Runs the payment service until `shutdown`.
 pub async fn run(config: Config, infra: Infra, shutdown: Shutdown) -> anyhow::Result<()> {
-    let ctx = Ctx { infra, config: config.clone(), work: Arc::new(Notify::new()) };
+    let ctx = Ctx {
+        infra,
+        config: config.clone(),
+        work: Arc::new(Notify::new()),
+    };
     let worker = tokio::spawn(worker::run(ctx.clone(), shutdown.clone()));
     let server = tonic::transport::Server::builder()
         .add_service(PaymentServiceServer::new(api::PaymentApi { ctx }))

@@ -65,7 +65,10 @@ pub struct OrderPayments {
 pub fn aggregate(order: &OrderPayments, payments: &[Payment]) -> (PaymentStatus, String) {
     let any = |s: PaymentStatus| payments.iter().any(|p| p.status == s);
     if order.refund_requested {
-        if any(PaymentStatus::Pending) || any(PaymentStatus::RefundPending) || any(PaymentStatus::Captured) {
+        if any(PaymentStatus::Pending)
+            || any(PaymentStatus::RefundPending)
+            || any(PaymentStatus::Captured)
+        {
             return (PaymentStatus::RefundPending, String::new());
         }
         return (PaymentStatus::Refunded, String::new());
@@ -75,7 +78,10 @@ pub fn aggregate(order: &OrderPayments, payments: &[Payment]) -> (PaymentStatus,
     } else if any(PaymentStatus::Pending) {
         (PaymentStatus::Pending, String::new())
     } else {
-        let reason = payments.last().map(|p| p.reason.clone()).unwrap_or_default();
+        let reason = payments
+            .last()
+            .map(|p| p.reason.clone())
+            .unwrap_or_default();
         (PaymentStatus::Declined, reason)
     }
 }

@@ -64,6 +64,7 @@ pub(crate) async fn run(ctx: Ctx, shutdown: Shutdown) {
             }
         };
         tokio::select! {
+        biased;
             _ = tokio::time::sleep(wait) => {}
             _ = ctx.work.notified() => {}
             _ = shutdown.wait() => return,
@@ -82,9 +83,12 @@ async fn round(ctx: &Ctx, client: &HttpClient) -> anyhow::Result<usize> {
         match step(ctx, client, payment).await {
             Ok(Some(next)) => {
                 let active = next.status.needs_work();
-                let tx = Tx::new()
-                    .expect(PAYMENTS, &key, Some(v.version))
-                    .put(PAYMENTS, &key, serde_json::to_value(&next)?, active);
+                let tx = Tx::new().expect(PAYMENTS, &key, Some(v.version)).put(
+                    PAYMENTS,
+                    &key,
+                    serde_json::to_value(&next)?,
+                    active,
+                );
                 match store.commit(tx).await {
                     Ok(()) => progressed += 1,
                     // Refund raced us; the next round sees the new state.
@@ -108,13 +112,21 @@ async fn step(ctx: &Ctx, client: &HttpClient, mut p: Payment) -> anyhow::Result<
     match p.status {
         PaymentStatus::Pending => {
             let key = if ctx.infra.mutants.psp_call_without_idempotency_key {
-                uuid::Uuid::new_v4().to_string()
+                platform::ids::uuid_v4().to_string()
             } else {
                 format!("charge-{}", p.key)
             };
-            let body = ChargeBody { order_id: &p.order_id, amount_minor: p.amount_minor, currency: &p.currency };
+            let body = ChargeBody {
+                order_id: &p.order_id,
+                amount_minor: p.amount_minor,
+                currency: &p.currency,
+            };
             let a: ChargeAnswer = client
-                .post_json(&format!("{base}/v1/charges"), &[("idempotency-key", &key)], &body)
+                .post_json(
+                    &format!("{base}/v1/charges"),
+                    &[("idempotency-key", &key)],
+                    &body,
+                )
                 .await?;
             p.charge_id = Some(a.charge_id);
             p.status = match (a.status.as_str(), p.refund_requested) {
@@ -135,9 +147,19 @@ async fn step(ctx: &Ctx, client: &HttpClient, mut p: Payment) -> anyhow::Result<
             };
             let key = format!("refund-{}", p.key);
             let a: RefundAnswer = client
-                .post_json(&format!("{base}/v1/refunds"), &[("idempotency-key", &key)], &RefundBody { charge_id: &charge_id })
+                .post_json(
+                    &format!("{base}/v1/refunds"),
+                    &[("idempotency-key", &key)],
+                    &RefundBody {
+                        charge_id: &charge_id,
+                    },
+                )
                 .await?;
-            anyhow::ensure!(a.status == "refunded", "PSP answered refund with {}", a.status);
+            anyhow::ensure!(
+                a.status == "refunded",
+                "PSP answered refund with {}",
+                a.status
+            );
             p.status = PaymentStatus::Refunded;
             Ok(Some(p))
         }

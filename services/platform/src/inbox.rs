@@ -55,9 +55,10 @@ pub async fn run_consumer(
                 // A fenced or broken consumer re-joins; uncommitted records are re-read.
                 consumer = None;
                 tokio::select! {
-                    _ = tokio::time::sleep(backoff.delay(failures)) => {}
-                    _ = shutdown.wait() => return,
-                }
+                biased;
+                            _ = tokio::time::sleep(backoff.delay(failures)) => {}
+                            _ = shutdown.wait() => return,
+                        }
             }
         }
     }

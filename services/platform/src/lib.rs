@@ -13,6 +13,7 @@
 pub mod conformance;
 pub mod grpc;
 pub mod http;
+pub mod ids;
 pub mod inbox;
 pub mod infra;
 pub mod mutants;

@@ -79,7 +79,8 @@ pub async fn run_relay(
         if shutdown.is_requested() {
             return;
         }
-        let outcome = relay_round(&*store, &*events, &producer_config, &mut producer, &config).await;
+        let outcome =
+            relay_round(&*store, &*events, &producer_config, &mut producer, &config).await;
         let wait = match outcome {
             Ok(RoundOutcome { sent, complete }) => {
                 failures = 0;
@@ -102,6 +103,7 @@ pub async fn run_relay(
             continue;
         }
         tokio::select! {
+        biased;
             _ = tokio::time::sleep(wait) => {}
             _ = signal.0.notified(), if failures == 0 => {}
             _ = shutdown.wait() => return,
@@ -124,7 +126,10 @@ async fn relay_round(
 ) -> anyhow::Result<RoundOutcome> {
     let rows = store.outbox_pending(config.batch_rows_max).await?;
     if rows.is_empty() {
-        return Ok(RoundOutcome { sent: 0, complete: true });
+        return Ok(RoundOutcome {
+            sent: 0,
+            complete: true,
+        });
     }
     let p = match producer {
         Some(p) => p.clone(),
@@ -170,7 +175,13 @@ async fn relay_round(
     }
     match first_error {
         Some(e) if unique.is_empty() => Err(e.into()),
-        Some(_) => Ok(RoundOutcome { sent: unique.len(), complete: false }),
-        None => Ok(RoundOutcome { sent: unique.len(), complete: true }),
+        Some(_) => Ok(RoundOutcome {
+            sent: unique.len(),
+            complete: false,
+        }),
+        None => Ok(RoundOutcome {
+            sent: unique.len(),
+            complete: true,
+        }),
     }
 }

@@ -47,7 +47,7 @@ impl RetryPolicy {
             .saturating_mul(2u32.saturating_pow(attempt.saturating_sub(1).min(30)));
         let capped = exp.min(self.delay_max);
         let half = capped / 2;
-        let jitter_ns = (uuid::Uuid::new_v4().as_u128() as u64) % (half.as_nanos() as u64 + 1);
+        let jitter_ns = (crate::ids::random_u128() as u64) % (half.as_nanos() as u64 + 1);
         half + Duration::from_nanos(jitter_ns)
     }
 }
@@ -101,15 +101,19 @@ where
                 let delay = policy.delay(attempt);
                 if attempt >= policy.attempts_max || started.elapsed() + delay > policy.deadline {
                     tracing::warn!(%description, attempt, error = %e, "giving up");
-                    return Err(RetryError::Exhausted { attempts: attempt, last: e });
+                    return Err(RetryError::Exhausted {
+                        attempts: attempt,
+                        last: e,
+                    });
                 }
                 if attempt >= 3 {
                     tracing::info!(%description, attempt, error = %e, "retrying");
                 }
                 tokio::select! {
-                    _ = tokio::time::sleep(delay) => {}
-                    _ = shutdown.wait() => return Err(RetryError::Cancelled),
-                }
+                biased;
+                            _ = tokio::time::sleep(delay) => {}
+                            _ = shutdown.wait() => return Err(RetryError::Cancelled),
+                        }
             }
         }
     }
@@ -132,33 +136,50 @@ mod tests {
     #[tokio::test]
     async fn transient_errors_are_retried_until_success() {
         let calls = AtomicU32::new(0);
-        let r: Result<u32, RetryError<String>> =
-            retry(&quick(), "t", &Shutdown::never(), |_| true, |n| {
+        let r: Result<u32, RetryError<String>> = retry(
+            &quick(),
+            "t",
+            &Shutdown::never(),
+            |_| true,
+            |n| {
                 calls.fetch_add(1, Ordering::SeqCst);
-                async move { if n < 3 { Err(format!("fail {n}")) } else { Ok(n) } }
-            })
-            .await;
+                async move {
+                    if n < 3 {
+                        Err(format!("fail {n}"))
+                    } else {
+                        Ok(n)
+                    }
+                }
+            },
+        )
+        .await;
         assert_eq!(r.ok(), Some(3));
         assert_eq!(calls.load(Ordering::SeqCst), 3);
     }
 
     #[tokio::test]
     async fn permanent_errors_stop_at_once() {
-        let r: Result<(), RetryError<String>> =
-            retry(&quick(), "t", &Shutdown::never(), |_| false, |_| async {
-                Err("bad".to_owned())
-            })
-            .await;
+        let r: Result<(), RetryError<String>> = retry(
+            &quick(),
+            "t",
+            &Shutdown::never(),
+            |_| false,
+            |_| async { Err("bad".to_owned()) },
+        )
+        .await;
         assert!(matches!(r, Err(RetryError::Permanent(e)) if e == "bad"));
     }
 
     #[tokio::test]
     async fn attempts_are_bounded() {
-        let r: Result<(), RetryError<String>> =
-            retry(&quick(), "t", &Shutdown::never(), |_| true, |n| async move {
-                Err(format!("fail {n}"))
-            })
-            .await;
+        let r: Result<(), RetryError<String>> = retry(
+            &quick(),
+            "t",
+            &Shutdown::never(),
+            |_| true,
+            |n| async move { Err(format!("fail {n}")) },
+        )
+        .await;
         assert!(matches!(r, Err(RetryError::Exhausted { attempts: 5, .. })));
     }
 
@@ -166,9 +187,18 @@ mod tests {
     async fn shutdown_cancels_the_wait() {
         let (trigger, shutdown) = Shutdown::new();
         trigger.trigger();
-        let slow = RetryPolicy { delay_initial: Duration::from_secs(60), ..quick() };
-        let r: Result<(), RetryError<String>> =
-            retry(&slow, "t", &shutdown, |_| true, |_| async { Err("x".to_owned()) }).await;
+        let slow = RetryPolicy {
+            delay_initial: Duration::from_secs(60),
+            ..quick()
+        };
+        let r: Result<(), RetryError<String>> = retry(
+            &slow,
+            "t",
+            &shutdown,
+            |_| true,
+            |_| async { Err("x".to_owned()) },
+        )
+        .await;
         assert!(matches!(r, Err(RetryError::Cancelled)));
     }
 

@@ -34,7 +34,14 @@ fn main() -> std::process::ExitCode {
             "--mutant" => mutant = value,
             "-h" | "--help" => {
                 println!("usage: ci/simulate [--scenario NAME] [--seeds N] [--first-seed S] [--seed S] [--mutant NAME]");
-                println!("scenarios: {}", scenario::EMBEDDED.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", "));
+                println!(
+                    "scenarios: {}",
+                    scenario::EMBEDDED
+                        .iter()
+                        .map(|(n, _)| *n)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                );
                 println!("mutants: {}", Mutants::NAMES.join(", "));
                 return std::process::ExitCode::SUCCESS;
             }
@@ -113,11 +120,21 @@ fn main() -> std::process::ExitCode {
             seeds as f64 / wall.max(1e-9)
         );
         for (seed, violations) in failing.iter().take(5) {
-            println!("  seed {seed}: {} violation(s), first: {}", violations.len(), violations[0]);
-            println!("    replay: {}", runner::replay_command(&s.name, mutant.as_deref(), *seed));
+            println!(
+                "  seed {seed}: {} violation(s), first: {}",
+                violations.len(),
+                violations[0]
+            );
+            println!(
+                "    replay: {}",
+                runner::replay_command(&s.name, mutant.as_deref(), *seed)
+            );
         }
     }
-    println!("total wall time {:.1} s", total_wall.elapsed().as_secs_f64());
+    println!(
+        "total wall time {:.1} s",
+        total_wall.elapsed().as_secs_f64()
+    );
     if all_ok {
         std::process::ExitCode::SUCCESS
     } else {

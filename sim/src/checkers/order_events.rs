@@ -16,15 +16,26 @@ pub fn check(state: &FinalState) -> Vec<Violation> {
     for partition in &state.order_events {
         for r in partition {
             let Ok(e) = serde_json::from_slice::<serde_json::Value>(&r.payload) else {
-                out.push(Violation { checker: NAME, detail: format!("undecodable record at {}:{}", r.partition, r.offset) });
+                out.push(Violation {
+                    checker: NAME,
+                    detail: format!("undecodable record at {}:{}", r.partition, r.offset),
+                });
                 continue;
             };
-            let event_id = e.get("event_id").and_then(|v| v.as_str()).unwrap_or_default().to_owned();
+            let event_id = e
+                .get("event_id")
+                .and_then(|v| v.as_str())
+                .unwrap_or_default()
+                .to_owned();
             if !ids.insert(event_id.clone()) {
                 continue;
             }
             let seq = e.get("seq").and_then(|v| v.as_u64()).unwrap_or(u64::MAX);
-            let status = e.get("status").and_then(|v| v.as_str()).unwrap_or("?").to_owned();
+            let status = e
+                .get("status")
+                .and_then(|v| v.as_str())
+                .unwrap_or("?")
+                .to_owned();
             seen.entry(r.key.clone()).or_default().push((seq, status));
         }
     }
@@ -34,7 +45,11 @@ pub fn check(state: &FinalState) -> Vec<Violation> {
             .body
             .get("history")
             .and_then(|h| h.as_array())
-            .map(|h| h.iter().filter_map(|s| s.as_str().map(str::to_owned)).collect())
+            .map(|h| {
+                h.iter()
+                    .filter_map(|s| s.as_str().map(str::to_owned))
+                    .collect()
+            })
             .unwrap_or_default();
         let events = seen.remove(order_id).unwrap_or_default();
         let seqs: Vec<u64> = events.iter().map(|(s, _)| *s).collect();
@@ -44,20 +59,38 @@ pub fn check(state: &FinalState) -> Vec<Violation> {
             let detail = if missing.is_empty() {
                 format!("order {order_id}: events out of order: {seqs:?}")
             } else {
-                let lost: Vec<&str> = missing.iter().map(|&s| history[s as usize].as_str()).collect();
+                let lost: Vec<&str> = missing
+                    .iter()
+                    .map(|&s| history[s as usize].as_str())
+                    .collect();
                 format!("order {order_id}: committed changes never published: {lost:?}")
             };
-            out.push(Violation { checker: NAME, detail });
+            out.push(Violation {
+                checker: NAME,
+                detail,
+            });
             continue;
         }
         for (seq, status) in &events {
             if history.get(*seq as usize) != Some(status) {
-                out.push(Violation { checker: NAME, detail: format!("order {order_id}: event {seq} says {status}, history says {:?}", history.get(*seq as usize)) });
+                out.push(Violation {
+                    checker: NAME,
+                    detail: format!(
+                        "order {order_id}: event {seq} says {status}, history says {:?}",
+                        history.get(*seq as usize)
+                    ),
+                });
             }
         }
     }
     for (order_id, events) in seen {
-        out.push(Violation { checker: NAME, detail: format!("{} events for order {order_id} that was never committed", events.len()) });
+        out.push(Violation {
+            checker: NAME,
+            detail: format!(
+                "{} events for order {order_id} that was never committed",
+                events.len()
+            ),
+        });
     }
     out
 }

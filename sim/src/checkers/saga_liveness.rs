@@ -8,17 +8,26 @@ const NAME: &str = "saga-liveness";
 pub fn check(state: &FinalState) -> Vec<Violation> {
     let mut out = Vec::new();
     if !state.workload_done {
-        out.push(Violation { checker: NAME, detail: "the client was still placing orders when the heal phase ended".into() });
+        out.push(Violation {
+            checker: NAME,
+            detail: "the client was still placing orders when the heal phase ended".into(),
+        });
     }
     for (id, v) in state.orders.all("orders") {
         let status = status_of(&v.body);
         if status != "DELIVERED" && status != "CANCELLED" {
-            out.push(Violation { checker: NAME, detail: format!("order {id} is stuck in {status}") });
+            out.push(Violation {
+                checker: NAME,
+                detail: format!("order {id} is stuck in {status}"),
+            });
         }
     }
     for id in &state.acknowledged {
         if state.orders.get("orders", id).is_none() {
-            out.push(Violation { checker: NAME, detail: format!("order {id} was acknowledged to the client but is not stored") });
+            out.push(Violation {
+                checker: NAME,
+                detail: format!("order {id} was acknowledged to the client but is not stored"),
+            });
         }
     }
     out

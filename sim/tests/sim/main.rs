@@ -1,1 +1,10 @@
+//! Simulation tests (`ci/sim`): every scenario over a fixed seed set, every mutant caught,
+//! same seed → same trace, and the Kafka model's own behaviour.
+
+#![cfg(madsim)]
+
+mod determinism;
 mod kafka_model;
+mod mutants;
+mod scenarios;
+mod support;

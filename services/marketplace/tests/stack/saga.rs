@@ -10,13 +10,24 @@ use crate::support;
 
 /// Reads `order.status.changed` from the beginning until `order_id` has `count` events.
 async fn events_of(bootstrap: &str, order_id: &str, count: usize) -> Vec<StatusChanged> {
-    let log: Arc<dyn EventLog> = Arc::new(KafkaEventLog::connect(KafkaConfig::new(bootstrap)).await.expect("kafka"));
+    let log: Arc<dyn EventLog> = Arc::new(
+        KafkaEventLog::connect(KafkaConfig::new(bootstrap))
+            .await
+            .expect("kafka"),
+    );
     let group = format!("stack-test-{}", uuid::Uuid::new_v4().simple());
-    let mut consumer = log.consumer(ConsumerConfig::new(group), &[ORDER_STATUS_TOPIC]).await.expect("consumer");
+    let mut consumer = log
+        .consumer(ConsumerConfig::new(group), &[ORDER_STATUS_TOPIC])
+        .await
+        .expect("consumer");
     let mut seen: BTreeMap<(i32, i64), StatusChanged> = BTreeMap::new();
     let started = tokio::time::Instant::now();
     while started.elapsed() < Duration::from_secs(60) {
-        for r in consumer.poll(Duration::from_millis(500)).await.expect("poll") {
+        for r in consumer
+            .poll(Duration::from_millis(500))
+            .await
+            .expect("poll")
+        {
             if r.key == order_id {
                 let e: StatusChanged = serde_json::from_slice(&r.payload).expect("event decodes");
                 seen.insert((r.partition, r.offset), e);
@@ -27,13 +38,19 @@ async fn events_of(bootstrap: &str, order_id: &str, count: usize) -> Vec<StatusC
         }
     }
     let partitions: Vec<i32> = seen.keys().map(|(p, _)| *p).collect();
-    assert!(partitions.windows(2).all(|w| w[0] == w[1]), "one key, one partition: {partitions:?}");
+    assert!(
+        partitions.windows(2).all(|w| w[0] == w[1]),
+        "one key, one partition: {partitions:?}"
+    );
     seen.into_values().collect()
 }
 
 fn assert_events_match_history(order: &OrderView, events: &[StatusChanged]) {
     let statuses: Vec<&str> = events.iter().map(|e| e.status.as_str()).collect();
-    assert_eq!(statuses, order.history, "every status change appears once, in order");
+    assert_eq!(
+        statuses, order.history,
+        "every status change appears once, in order"
+    );
     for (i, e) in events.iter().enumerate() {
         assert_eq!(e.seq as usize, i);
         assert_eq!(e.event_id, format!("{}:{i}", order.order_id));
@@ -53,19 +70,47 @@ async fn order_placed_through_the_gateway_is_delivered_and_its_events_are_on_the
         .await
         .expect("order created");
     assert_eq!(created.status, "CREATED");
-    let done = stack.await_order(&created.order_id, Duration::from_secs(60), |o| o.status == "DELIVERED").await;
-    assert_eq!(done.history, ["CREATED", "PAYMENT_PENDING", "PAID", "SHIPPING", "SHIPPED", "DELIVERED"]);
-    let events = events_of(&stack.settings.kafka_bootstrap, &created.order_id, done.history.len()).await;
+    let done = stack
+        .await_order(&created.order_id, Duration::from_secs(60), |o| {
+            o.status == "DELIVERED"
+        })
+        .await;
+    assert_eq!(
+        done.history,
+        [
+            "CREATED",
+            "PAYMENT_PENDING",
+            "PAID",
+            "SHIPPING",
+            "SHIPPED",
+            "DELIVERED"
+        ]
+    );
+    let events = events_of(
+        &stack.settings.kafka_bootstrap,
+        &created.order_id,
+        done.history.len(),
+    )
+    .await;
     assert_events_match_history(&done, &events);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_retried_create_with_the_same_idempotency_key_returns_the_same_order() {
     let stack = support::start(|_| {}).await;
-    let body = json!({"customer_id": "c-2", "item": "lamp", "amount_minor": 990, "currency": "RUB"});
+    let body =
+        json!({"customer_id": "c-2", "item": "lamp", "amount_minor": 990, "currency": "RUB"});
     let url = format!("{}/v1/orders", stack.gateway);
-    let a: OrderView = stack.client().post_json(&url, &[("idempotency-key", "same-key")], &body).await.expect("first");
-    let b: OrderView = stack.client().post_json(&url, &[("idempotency-key", "same-key")], &body).await.expect("retry");
+    let a: OrderView = stack
+        .client()
+        .post_json(&url, &[("idempotency-key", "same-key")], &body)
+        .await
+        .expect("first");
+    let b: OrderView = stack
+        .client()
+        .post_json(&url, &[("idempotency-key", "same-key")], &body)
+        .await
+        .expect("retry");
     assert_eq!(a.order_id, b.order_id);
 }
 
@@ -81,8 +126,20 @@ async fn a_declined_payment_cancels_the_order_and_publishes_the_compensation() {
         )
         .await
         .expect("order created");
-    let done = stack.await_order(&created.order_id, Duration::from_secs(60), |o| o.status == "CANCELLED").await;
-    assert_eq!(done.history, ["CREATED", "PAYMENT_PENDING", "PAYMENT_FAILED", "CANCELLED"]);
-    let events = events_of(&stack.settings.kafka_bootstrap, &created.order_id, done.history.len()).await;
+    let done = stack
+        .await_order(&created.order_id, Duration::from_secs(60), |o| {
+            o.status == "CANCELLED"
+        })
+        .await;
+    assert_eq!(
+        done.history,
+        ["CREATED", "PAYMENT_PENDING", "PAYMENT_FAILED", "CANCELLED"]
+    );
+    let events = events_of(
+        &stack.settings.kafka_bootstrap,
+        &created.order_id,
+        done.history.len(),
+    )
+    .await;
     assert_events_match_history(&done, &events);
 }

@@ -36,7 +36,11 @@ pub async fn start(tune: impl FnOnce(&mut Settings)) -> Stack {
         .await
         .expect("the stack starts (is `ci/infra/up.sh` running?)");
     let gateway = format!("http://{}", settings.gateway_listen);
-    Stack { settings, gateway, _trigger: trigger }
+    Stack {
+        settings,
+        gateway,
+        _trigger: trigger,
+    }
 }
 
 impl Stack {
@@ -45,17 +49,28 @@ impl Stack {
     }
 
     /// Polls the order until `done` holds, within `deadline`.
-    pub async fn await_order(&self, id: &str, deadline: Duration, done: impl Fn(&OrderView) -> bool) -> OrderView {
+    pub async fn await_order(
+        &self,
+        id: &str,
+        deadline: Duration,
+        done: impl Fn(&OrderView) -> bool,
+    ) -> OrderView {
         let started = tokio::time::Instant::now();
         let mut last = None;
         while started.elapsed() < deadline {
-            match self.client().get_json::<OrderView>(&format!("{}/v1/orders/{id}", self.gateway)).await {
+            match self
+                .client()
+                .get_json::<OrderView>(&format!("{}/v1/orders/{id}", self.gateway))
+                .await
+            {
                 Ok(o) if done(&o) => return o,
                 Ok(o) => last = Some(o),
                 Err(e) => tracing::debug!(error = %e, "poll"),
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        panic!("order {id} did not reach the expected state within {deadline:?}; last seen: {last:?}");
+        panic!(
+            "order {id} did not reach the expected state within {deadline:?}; last seen: {last:?}"
+        );
     }
 }

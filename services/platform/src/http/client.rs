@@ -14,7 +14,10 @@ pub enum HttpError {
     #[error("invalid url {0}")]
     InvalidUrl(String),
     #[error("connect to {addr} failed: {source}")]
-    Connect { addr: String, source: std::io::Error },
+    Connect {
+        addr: String,
+        source: std::io::Error,
+    },
     #[error("request timed out after {0:?}")]
     Timeout(Duration),
     #[error("http: {0}")]
@@ -92,10 +95,17 @@ impl HttpClient {
             .authority()
             .ok_or_else(|| HttpError::InvalidUrl(url.into()))?
             .clone();
-        let addr = format!("{}:{}", authority.host(), authority.port_u16().unwrap_or(80));
+        let addr = format!(
+            "{}:{}",
+            authority.host(),
+            authority.port_u16().unwrap_or(80)
+        );
         let stream = tokio::net::TcpStream::connect(addr.as_str())
             .await
-            .map_err(|source| HttpError::Connect { addr: addr.clone(), source })?;
+            .map_err(|source| HttpError::Connect {
+                addr: addr.clone(),
+                source,
+            })?;
         let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
             .await
             .map_err(|e| HttpError::Protocol(e.to_string()))?;

@@ -30,10 +30,12 @@ pub async fn serve(listener: TcpListener, router: Router, shutdown: Shutdown) {
     let permits = Arc::new(tokio::sync::Semaphore::new(CONNECTIONS_MAX));
     loop {
         let permit = tokio::select! {
+        biased;
             p = permits.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => return },
             _ = shutdown.wait() => return,
         };
         let (stream, peer) = tokio::select! {
+        biased;
             r = listener.accept() => match r {
                 Ok(s) => s,
                 Err(e) => {
@@ -47,21 +49,23 @@ pub async fn serve(listener: TcpListener, router: Router, shutdown: Shutdown) {
         let shutdown = shutdown.clone();
         tokio::spawn(async move {
             let _permit = permit;
-            let service = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
-                router.clone().oneshot(req.map(axum::body::Body::new))
-            });
+            let service =
+                hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+                    router.clone().oneshot(req.map(axum::body::Body::new))
+                });
             let builder = auto::Builder::new(SpawnExecutor);
             let conn = builder.serve_connection(TokioIo::new(stream), service);
             tokio::pin!(conn);
             tokio::select! {
-                r = conn.as_mut() => if let Err(e) = r {
-                    tracing::debug!(%peer, error = %e, "connection ended with an error");
-                },
-                _ = shutdown.wait() => {
-                    conn.as_mut().graceful_shutdown();
-                    let _ = conn.await;
+            biased;
+                    r = conn.as_mut() => if let Err(e) = r {
+                        tracing::debug!(%peer, error = %e, "connection ended with an error");
+                    },
+                    _ = shutdown.wait() => {
+                        conn.as_mut().graceful_shutdown();
+                        let _ = conn.await;
+                    }
                 }
-            }
         });
     }
 }

@@ -147,7 +147,10 @@ pub enum EventLogError {
 impl EventLogError {
     /// Whether retrying the same call later can succeed.
     pub fn is_retriable(&self) -> bool {
-        !matches!(self, EventLogError::Fatal(_) | EventLogError::UnknownTopic(_))
+        !matches!(
+            self,
+            EventLogError::Fatal(_) | EventLogError::UnknownTopic(_)
+        )
     }
 }
 

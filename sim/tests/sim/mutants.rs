@@ -1,0 +1,63 @@
+//! Teeth: each mutant must make the checkers fail within a bounded number of seeds, on the
+//! scenario that names it in `catches`.
+
+use platform::Mutants;
+use sim::{runner, scenario};
+
+/// Seeds tried before a mutant counts as not caught.
+const SEEDS_MAX: u64 = 20;
+
+fn caught(mutant: &str) {
+    let m = Mutants::named(mutant).expect("known mutant");
+    let scenarios: Vec<_> = scenario::embedded()
+        .into_iter()
+        .filter(|s| s.catches.iter().any(|c| c == mutant))
+        .collect();
+    assert!(
+        !scenarios.is_empty(),
+        "no scenario is meant to catch {mutant}"
+    );
+    for s in scenarios {
+        let found = (1..=SEEDS_MAX).find_map(|seed| {
+            let r = runner::run_seed(&s, m, seed);
+            (!r.outcome.violations.is_empty()).then_some((seed, r.outcome.violations))
+        });
+        let Some((seed, violations)) = found else {
+            panic!("mutant {mutant} survived {SEEDS_MAX} seeds of {}", s.name);
+        };
+        println!(
+            "{mutant} caught by {} at seed {seed}: {}",
+            s.name, violations[0]
+        );
+        println!(
+            "  replay: {}",
+            runner::replay_command(&s.name, Some(mutant), seed)
+        );
+    }
+}
+
+#[test]
+fn publishing_without_the_outbox_loses_events_and_is_caught() {
+    caught("publish-without-outbox");
+}
+
+#[test]
+fn charging_without_an_idempotency_key_charges_twice_and_is_caught() {
+    caught("charge-without-idempotency-key");
+}
+
+#[test]
+fn calling_the_psp_without_an_idempotency_key_charges_twice_and_is_caught() {
+    caught("psp-call-without-idempotency-key");
+}
+
+#[test]
+fn every_mutant_is_named_by_some_scenario() {
+    let all = scenario::embedded();
+    for m in Mutants::NAMES {
+        assert!(
+            all.iter().any(|s| s.catches.iter().any(|c| c == m)),
+            "{m} is caught by no scenario"
+        );
+    }
+}
