@@ -3,7 +3,9 @@
 use std::path::{Path, PathBuf};
 
 fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
-    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
     for e in entries.flatten() {
         let p = e.path();
         if p.is_dir() && p.file_name().is_some_and(|n| n != "target") {
@@ -19,7 +21,11 @@ fn workspace_sources() -> Vec<PathBuf> {
     let mut files = Vec::new();
     rust_files(&root.join("services"), &mut files);
     rust_files(&root.join("sim"), &mut files);
-    assert!(files.len() > 20, "sources not found under {}", root.display());
+    assert!(
+        files.len() > 20,
+        "sources not found under {}",
+        root.display()
+    );
     files
 }
 
@@ -42,7 +48,11 @@ fn every_select_is_biased_so_the_simulation_replays_exactly() {
             }
         }
     }
-    assert!(offenders.is_empty(), "select! without `biased;`:\n{}", offenders.join("\n"));
+    assert!(
+        offenders.is_empty(),
+        "select! without `biased;`:\n{}",
+        offenders.join("\n")
+    );
 }
 
 /// Service logic has no `cfg(madsim)`; the seams are ports (only the platform may switch).
@@ -59,5 +69,9 @@ fn services_never_switch_on_madsim() {
             offenders.push(s.into_owned());
         }
     }
-    assert!(offenders.is_empty(), "cfg(madsim) in service code:\n{}", offenders.join("\n"));
+    assert!(
+        offenders.is_empty(),
+        "cfg(madsim) in service code:\n{}",
+        offenders.join("\n")
+    );
 }

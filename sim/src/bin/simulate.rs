@@ -2,10 +2,12 @@
 //!
 //! ```text
 //! ci/simulate [--scenario NAME] [--seeds N] [--first-seed S] [--seed S] [--mutant NAME]
+//! ci/simulate --all-mutants [--seeds N]
 //! ```
 //! Without arguments: every embedded scenario over 5 seeds. Prints a progress bar, a verdict
 //! per scenario with its speed, and for every failing seed the command that replays it.
-//! With `--mutant`, a scenario passes when the mutant is caught.
+//! With `--mutant`, a scenario passes when the mutant is caught; `--all-mutants` runs every
+//! mutant on each scenario that names it in `catches` (`ci/mutants`).
 
 #[cfg(madsim)]
 fn main() -> std::process::ExitCode {
@@ -19,6 +21,7 @@ fn main() -> std::process::ExitCode {
     let mut seeds = 5u64;
     let mut first = 1u64;
     let mut mutant: Option<String> = None;
+    let mut all_mutants = false;
     let mut i = 0;
     while i < args.len() {
         let value = args.get(i + 1).cloned();
@@ -32,8 +35,13 @@ fn main() -> std::process::ExitCode {
                 seeds = 1;
             }
             "--mutant" => mutant = value,
+            "--all-mutants" => {
+                all_mutants = true;
+                i += 1;
+                continue;
+            }
             "-h" | "--help" => {
-                println!("usage: ci/simulate [--scenario NAME] [--seeds N] [--first-seed S] [--seed S] [--mutant NAME]");
+                println!("usage: ci/simulate [--scenario NAME] [--seeds N] [--first-seed S] [--seed S] [--mutant NAME] [--all-mutants]");
                 println!(
                     "scenarios: {}",
                     scenario::EMBEDDED
@@ -76,9 +84,28 @@ fn main() -> std::process::ExitCode {
         },
         None => scenario::embedded(),
     };
+    // (scenario, mutant) pairs to run: the plain scenarios, or every mutant where it is caught.
+    let runs: Vec<(scenario::Scenario, Option<String>)> = if all_mutants {
+        scenario::embedded()
+            .into_iter()
+            .flat_map(|s| {
+                s.catches
+                    .clone()
+                    .into_iter()
+                    .map(move |m| (s.clone(), Some(m)))
+            })
+            .collect()
+    } else {
+        scenarios.into_iter().map(|s| (s, mutant.clone())).collect()
+    };
     let mut all_ok = true;
     let total_wall = Instant::now();
-    for s in &scenarios {
+    for (s, mutant) in &runs {
+        let mutants = match mutant.as_deref() {
+            Some(m) => Mutants::named(m).unwrap_or(mutants),
+            None => mutants,
+        };
+        let s = &s.clone();
         let started = Instant::now();
         let mut done = 0u64;
         let mut failing = Vec::new();
@@ -96,7 +123,10 @@ fn main() -> std::process::ExitCode {
             let filled = (done * width / seeds) as usize;
             print!(
                 "\r{:<32} [{}{}] {done}/{seeds} seeds, {} failing",
-                s.name,
+                match mutant {
+                    Some(m) => format!("{} +{m}", s.name),
+                    None => s.name.clone(),
+                },
                 "#".repeat(filled),
                 ".".repeat(width as usize - filled),
                 failing.len()
