@@ -8,7 +8,7 @@ use contracts::delivery::{
 };
 use futures::Stream;
 use platform::{
-    grpc::idempotency_key,
+    grpc::{idempotency_key, require_id, store_status},
     ports::{StoreError, Tx},
     store::load,
 };
@@ -28,25 +28,6 @@ pub(crate) struct DeliveryApi {
     pub ctx: Ctx,
 }
 
-fn store_status(e: StoreError) -> Status {
-    match e {
-        StoreError::Unavailable(m) => Status::unavailable(format!("{SERVICE}: database: {m}")),
-        StoreError::Conflict { .. } => {
-            Status::aborted(format!("{SERVICE}: concurrent update, retry"))
-        }
-        other => Status::internal(format!("{SERVICE}: {other}")),
-    }
-}
-
-fn validate_order_id(id: &str) -> Result<(), Status> {
-    if id.is_empty() || id.len() > 64 {
-        return Err(Status::invalid_argument(format!(
-            "{SERVICE}: order_id must be 1..=64 chars"
-        )));
-    }
-    Ok(())
-}
-
 fn to_msg(s: &Shipment) -> ShipmentMsg {
     ShipmentMsg {
         order_id: s.order_id.clone(),
@@ -59,7 +40,7 @@ impl DeliveryApi {
     async fn read(&self, order_id: &str) -> Result<(i64, Shipment), Status> {
         let s = load::<Shipment>(&*self.ctx.infra.store, SHIPMENTS, order_id)
             .await
-            .map_err(store_status)?
+            .map_err(|e| store_status(SERVICE, e))?
             .ok_or_else(|| {
                 Status::not_found(format!("{SERVICE}: no shipment for order {order_id}"))
             })?;
@@ -75,7 +56,7 @@ impl DeliveryService for DeliveryApi {
     ) -> Result<Response<ShipmentMsg>, Status> {
         idempotency_key(SERVICE, &request)?;
         let req = request.into_inner();
-        validate_order_id(&req.order_id)?;
+        require_id(SERVICE, "order_id", &req.order_id)?;
         if req.address.is_empty() || req.address.len() > ADDRESS_BYTES_MAX {
             return Err(Status::invalid_argument(format!(
                 "{SERVICE}: address must be 1..={ADDRESS_BYTES_MAX} bytes"
@@ -84,7 +65,7 @@ impl DeliveryService for DeliveryApi {
         let store = &*self.ctx.infra.store;
         if load::<Shipment>(store, SHIPMENTS, &req.order_id)
             .await
-            .map_err(store_status)?
+            .map_err(|e| store_status(SERVICE, e))?
             .is_none()
         {
             let s = Shipment {
@@ -105,7 +86,7 @@ impl DeliveryService for DeliveryApi {
                 .await
             {
                 Ok(()) | Err(StoreError::Conflict { .. }) => self.ctx.work.notify_one(),
-                Err(e) => return Err(store_status(e)),
+                Err(e) => return Err(store_status(SERVICE, e)),
             }
         }
         Ok(Response::new(to_msg(&self.read(&req.order_id).await?.1)))
@@ -117,7 +98,7 @@ impl DeliveryService for DeliveryApi {
     ) -> Result<Response<ShipmentMsg>, Status> {
         idempotency_key(SERVICE, &request)?;
         let req = request.into_inner();
-        validate_order_id(&req.order_id)?;
+        require_id(SERVICE, "order_id", &req.order_id)?;
         let store = &*self.ctx.infra.store;
         for _ in 0..8 {
             let (version, mut s) = self.read(&req.order_id).await?;
@@ -139,7 +120,7 @@ impl DeliveryService for DeliveryApi {
                     return Ok(Response::new(to_msg(&s)));
                 }
                 Err(StoreError::Conflict { .. }) => continue,
-                Err(e) => return Err(store_status(e)),
+                Err(e) => return Err(store_status(SERVICE, e)),
             }
         }
         Err(Status::aborted(format!(
@@ -152,7 +133,7 @@ impl DeliveryService for DeliveryApi {
         request: Request<ShipmentRef>,
     ) -> Result<Response<ShipmentMsg>, Status> {
         let req = request.into_inner();
-        validate_order_id(&req.order_id)?;
+        require_id(SERVICE, "order_id", &req.order_id)?;
         Ok(Response::new(to_msg(&self.read(&req.order_id).await?.1)))
     }
 
@@ -164,7 +145,7 @@ impl DeliveryService for DeliveryApi {
         request: Request<ShipmentRef>,
     ) -> Result<Response<Self::WatchShipmentStream>, Status> {
         let req = request.into_inner();
-        validate_order_id(&req.order_id)?;
+        require_id(SERVICE, "order_id", &req.order_id)?;
         let api = DeliveryApi {
             ctx: self.ctx.clone(),
         };

@@ -4,7 +4,7 @@ use contracts::order::{
     order_service_server::OrderService, CreateOrderRequest, GetOrderRequest, Order as OrderMsg,
 };
 use platform::{
-    grpc::idempotency_key,
+    grpc::{idempotency_key, store_status},
     ports::{StoreError, Tx},
     store::load,
 };
@@ -29,16 +29,6 @@ struct OrderRequest {
     order_id: String,
 }
 
-fn store_status(e: StoreError) -> Status {
-    match e {
-        StoreError::Unavailable(m) => Status::unavailable(format!("{SERVICE}: database: {m}")),
-        StoreError::Conflict { .. } => {
-            Status::aborted(format!("{SERVICE}: concurrent update, retry"))
-        }
-        other => Status::internal(format!("{SERVICE}: {other}")),
-    }
-}
-
 pub(crate) fn to_msg(o: &Order) -> OrderMsg {
     OrderMsg {
         order_id: o.order_id.clone(),
@@ -55,7 +45,7 @@ impl OrderApi {
     async fn read(&self, order_id: &str) -> Result<Order, Status> {
         load::<Order>(&*self.ctx.infra.store, ORDERS, order_id)
             .await
-            .map_err(store_status)?
+            .map_err(|e| store_status(SERVICE, e))?
             .map(|l| l.value)
             .ok_or_else(|| Status::not_found(format!("{SERVICE}: no order {order_id}")))
     }
@@ -75,7 +65,7 @@ impl OrderService for OrderApi {
         let store = &*self.ctx.infra.store;
         if let Some(prev) = load::<OrderRequest>(store, ORDER_REQUESTS, &key)
             .await
-            .map_err(store_status)?
+            .map_err(|e| store_status(SERVICE, e))?
         {
             return Ok(Response::new(to_msg(
                 &self.read(&prev.value.order_id).await?,
@@ -117,7 +107,7 @@ impl OrderService for OrderApi {
             Err(StoreError::Conflict { .. }) => {
                 let prev = load::<OrderRequest>(store, ORDER_REQUESTS, &key)
                     .await
-                    .map_err(store_status)?
+                    .map_err(|e| store_status(SERVICE, e))?
                     .ok_or_else(|| {
                         Status::aborted(format!("{SERVICE}: concurrent create, retry"))
                     })?;
@@ -125,7 +115,7 @@ impl OrderService for OrderApi {
                     &self.read(&prev.value.order_id).await?,
                 )))
             }
-            Err(e) => Err(store_status(e)),
+            Err(e) => Err(store_status(SERVICE, e)),
         }
     }
 

@@ -2,7 +2,7 @@
 
 use platform::{
     outbox::{to_record, EVENT_ID_HEADER},
-    ports::{OutboxMessage, OutboxRow, ProducedRecord, StoreError, Tx},
+    ports::{OutboxMessage, OutboxRow, ProducedRecord, Tx},
     store::Loaded,
 };
 
@@ -80,7 +80,6 @@ pub(crate) async fn transition(
             tracing::debug!(order_id = %o.order_id, status = next.as_str(), "transition");
             Ok(o)
         }
-        Err(e @ StoreError::Conflict { .. }) => Err(e.into()),
         Err(e) => Err(e.into()),
     }
 }

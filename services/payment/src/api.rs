@@ -8,7 +8,7 @@ use contracts::payment::{
 };
 use futures::Stream;
 use platform::{
-    grpc::idempotency_key,
+    grpc::{idempotency_key, require_id, store_status},
     ports::{StoreError, Tx},
     store::load,
 };
@@ -29,31 +29,12 @@ pub(crate) struct PaymentApi {
     pub ctx: Ctx,
 }
 
-fn store_status(e: StoreError) -> Status {
-    match e {
-        StoreError::Unavailable(m) => Status::unavailable(format!("{SERVICE}: database: {m}")),
-        StoreError::Conflict { .. } => {
-            Status::aborted(format!("{SERVICE}: concurrent update, retry"))
-        }
-        other => Status::internal(format!("{SERVICE}: {other}")),
-    }
-}
-
-fn validate_order_id(id: &str) -> Result<(), Status> {
-    if id.is_empty() || id.len() > 64 {
-        return Err(Status::invalid_argument(format!(
-            "{SERVICE}: order_id must be 1..=64 chars"
-        )));
-    }
-    Ok(())
-}
-
 impl PaymentApi {
     async fn view(&self, order_id: &str) -> Result<PaymentMsg, Status> {
         let store = &*self.ctx.infra.store;
         let order = load::<OrderPayments>(store, ORDER_PAYMENTS, order_id)
             .await
-            .map_err(store_status)?
+            .map_err(|e| store_status(SERVICE, e))?
             .ok_or_else(|| {
                 Status::not_found(format!("{SERVICE}: no payment for order {order_id}"))
             })?;
@@ -61,7 +42,7 @@ impl PaymentApi {
         for k in &order.value.keys {
             if let Some(p) = load::<Payment>(store, PAYMENTS, k)
                 .await
-                .map_err(store_status)?
+                .map_err(|e| store_status(SERVICE, e))?
             {
                 payments.push(p.value);
             }
@@ -86,7 +67,7 @@ impl PaymentService for PaymentApi {
     ) -> Result<Response<PaymentMsg>, Status> {
         let key = idempotency_key(SERVICE, &request)?;
         let req = request.into_inner();
-        validate_order_id(&req.order_id)?;
+        require_id(SERVICE, "order_id", &req.order_id)?;
         if req.amount_minor <= 0 {
             return Err(Status::invalid_argument(format!(
                 "{SERVICE}: amount_minor must be positive"
@@ -100,12 +81,12 @@ impl PaymentService for PaymentApi {
         let store = &*self.ctx.infra.store;
         if load::<Payment>(store, PAYMENTS, &key)
             .await
-            .map_err(store_status)?
+            .map_err(|e| store_status(SERVICE, e))?
             .is_none()
         {
             let order = load::<OrderPayments>(store, ORDER_PAYMENTS, &req.order_id)
                 .await
-                .map_err(store_status)?;
+                .map_err(|e| store_status(SERVICE, e))?;
             let (version, mut op) = match order {
                 Some(o) => (Some(o.version), o.value),
                 None => (None, OrderPayments::default()),
@@ -140,7 +121,7 @@ impl PaymentService for PaymentApi {
                 Ok(()) => self.ctx.work.notify_one(),
                 // A concurrent retry with the same key won; its payment stands.
                 Err(StoreError::Conflict { .. }) => {}
-                Err(e) => return Err(store_status(e)),
+                Err(e) => return Err(store_status(SERVICE, e)),
             }
         }
         Ok(Response::new(self.view(&req.order_id).await?))
@@ -152,13 +133,13 @@ impl PaymentService for PaymentApi {
     ) -> Result<Response<PaymentMsg>, Status> {
         let _key = idempotency_key(SERVICE, &request)?;
         let req = request.into_inner();
-        validate_order_id(&req.order_id)?;
+        require_id(SERVICE, "order_id", &req.order_id)?;
         let store = &*self.ctx.infra.store;
         // Optimistic retry: a concurrent Charge or worker update may race us.
         for _ in 0..8 {
             let order = load::<OrderPayments>(store, ORDER_PAYMENTS, &req.order_id)
                 .await
-                .map_err(store_status)?;
+                .map_err(|e| store_status(SERVICE, e))?;
             let (version, mut op) = match order {
                 Some(o) => (Some(o.version), o.value),
                 None => (None, OrderPayments::default()),
@@ -168,7 +149,7 @@ impl PaymentService for PaymentApi {
             for k in &op.keys {
                 let Some(p) = load::<Payment>(store, PAYMENTS, k)
                     .await
-                    .map_err(store_status)?
+                    .map_err(|e| store_status(SERVICE, e))?
                 else {
                     continue;
                 };
@@ -201,7 +182,7 @@ impl PaymentService for PaymentApi {
                     return Ok(Response::new(self.view(&req.order_id).await?));
                 }
                 Err(StoreError::Conflict { .. }) => continue,
-                Err(e) => return Err(store_status(e)),
+                Err(e) => return Err(store_status(SERVICE, e)),
             }
         }
         Err(Status::aborted(format!(
@@ -214,7 +195,7 @@ impl PaymentService for PaymentApi {
         request: Request<PaymentRef>,
     ) -> Result<Response<PaymentMsg>, Status> {
         let req = request.into_inner();
-        validate_order_id(&req.order_id)?;
+        require_id(SERVICE, "order_id", &req.order_id)?;
         Ok(Response::new(self.view(&req.order_id).await?))
     }
 
@@ -226,7 +207,7 @@ impl PaymentService for PaymentApi {
         request: Request<PaymentRef>,
     ) -> Result<Response<Self::WatchPaymentStream>, Status> {
         let req = request.into_inner();
-        validate_order_id(&req.order_id)?;
+        require_id(SERVICE, "order_id", &req.order_id)?;
         let api = PaymentApi {
             ctx: self.ctx.clone(),
         };

@@ -47,6 +47,31 @@ pub fn idempotency_key<T>(service: &str, req: &Request<T>) -> Result<String, Sta
     Ok(s.to_owned())
 }
 
+/// Checks that the id field `field` is 1..=64 bytes, or `InvalidArgument` naming `service`.
+pub fn require_id(service: &str, field: &str, value: &str) -> Result<(), Status> {
+    if value.is_empty() || value.len() > ID_BYTES_MAX {
+        return Err(Status::invalid_argument(format!(
+            "{service}: {field} must be 1..={ID_BYTES_MAX} bytes"
+        )));
+    }
+    Ok(())
+}
+
+/// The gRPC answer for a store failure in `service`.
+pub fn store_status(service: &str, e: crate::ports::StoreError) -> Status {
+    use crate::ports::StoreError;
+    match e {
+        StoreError::Unavailable(m) => Status::unavailable(format!("{service}: database: {m}")),
+        StoreError::Conflict { .. } => {
+            Status::aborted(format!("{service}: concurrent update, retry"))
+        }
+        other => Status::internal(format!("{service}: {other}")),
+    }
+}
+
+/// Bound on an entity id carried in a request.
+pub const ID_BYTES_MAX: usize = 64;
+
 /// Whether a failed call may succeed when retried.
 pub fn is_transient(status: &Status) -> bool {
     use tonic::Code::*;

@@ -83,3 +83,80 @@ pub async fn apply_once(
         Err(e) => Err(e.into()),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{ports::ConsumedRecord, store::MemoryStore};
+
+    fn record(offset: i64, event_id: &str) -> ConsumedRecord {
+        ConsumedRecord {
+            topic: "t".into(),
+            partition: 0,
+            offset,
+            key: "k".into(),
+            payload: b"{}".to_vec(),
+            headers: vec![(EVENT_ID_HEADER.into(), event_id.into())],
+        }
+    }
+
+    /// An effect that counts events in a record per key.
+    fn counting_effect(store: MemoryStore) -> Effect {
+        Arc::new(move |r: &ConsumedRecord| {
+            let n = store
+                .state
+                .lock()
+                .map_err(|_| anyhow::anyhow!("poisoned"))?
+                .get("counts", &r.key)
+                .map_or(0, |v| v.body.as_i64().unwrap_or(0));
+            Ok(Some(Tx::new().put(
+                "counts",
+                &r.key,
+                serde_json::json!(n + 1),
+                false,
+            )))
+        })
+    }
+
+    #[tokio::test]
+    async fn a_redelivered_event_takes_effect_once() {
+        let store = MemoryStore::default();
+        let effect = counting_effect(store.clone());
+        for r in [
+            record(0, "e1"),
+            record(0, "e1"),
+            record(1, "e2"),
+            record(0, "e1"),
+        ] {
+            apply_once(&store, "group", &r, &effect)
+                .await
+                .expect("applied or skipped");
+        }
+        let count = store
+            .state
+            .lock()
+            .expect("lock")
+            .get("counts", "k")
+            .expect("written");
+        assert_eq!(count.body, serde_json::json!(2), "e1 once, e2 once");
+    }
+
+    #[tokio::test]
+    async fn different_consumers_each_apply_the_event() {
+        let store = MemoryStore::default();
+        let effect = counting_effect(store.clone());
+        apply_once(&store, "analytics", &record(0, "e1"), &effect)
+            .await
+            .expect("a");
+        apply_once(&store, "notification", &record(0, "e1"), &effect)
+            .await
+            .expect("b");
+        let count = store
+            .state
+            .lock()
+            .expect("lock")
+            .get("counts", "k")
+            .expect("written");
+        assert_eq!(count.body, serde_json::json!(2));
+    }
+}
