@@ -54,6 +54,8 @@ pub struct Providers {
     pub psp_timeout_per_mille: u32,
     pub courier_fail_per_mille: u32,
     pub courier_stage_ms: u64,
+    /// How many times the PSP posts each charge's outcome to payment's webhook.
+    pub psp_callback_copies: u32,
 }
 
 impl Default for Providers {
@@ -63,6 +65,7 @@ impl Default for Providers {
             psp_timeout_per_mille: 50,
             courier_fail_per_mille: 100,
             courier_stage_ms: 2_000,
+            psp_callback_copies: 2,
         }
     }
 }
@@ -92,32 +95,24 @@ pub enum Action {
     HealNetwork,
 }
 
+/// `(name, text)` of the scenario file `fault-scenarios/<name>.toml`, embedded.
+macro_rules! embed {
+    ($($name:literal),* $(,)?) => {
+        &[$(($name, include_str!(concat!("../../fault-scenarios/", $name, ".toml")))),*]
+    };
+}
+
 /// The scenario files, embedded.
-pub const EMBEDDED: &[(&str, &str)] = &[
-    (
-        "happy-path",
-        include_str!("../../fault-scenarios/happy-path.toml"),
-    ),
-    (
-        "order-service-crash-mid-saga",
-        include_str!("../../fault-scenarios/order-service-crash-mid-saga.toml"),
-    ),
-    (
-        "msk-nsk-partition",
-        include_str!("../../fault-scenarios/msk-nsk-partition.toml"),
-    ),
-    (
-        "msk-broker-loss",
-        include_str!("../../fault-scenarios/msk-broker-loss.toml"),
-    ),
-    (
-        "broker-loss-during-partition",
-        include_str!("../../fault-scenarios/broker-loss-during-partition.toml"),
-    ),
-    (
-        "psp-timeouts",
-        include_str!("../../fault-scenarios/psp-timeouts.toml"),
-    ),
+pub const EMBEDDED: &[(&str, &str)] = embed![
+    "happy-path",
+    "order-service-crash-mid-saga",
+    "msk-nsk-partition",
+    "nsk-one-way-partition",
+    "msk-broker-loss",
+    "broker-loss-during-partition",
+    "database-crash",
+    "psp-timeouts",
+    "psp-duplicate-callbacks",
 ];
 
 /// Parses a scenario file.

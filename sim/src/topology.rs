@@ -10,7 +10,7 @@
 //! | deliveries-db   | NSK    | 10.2.2.3:5432   | Postgres model of the delivery service |
 //! | gateway         | MSK    | 10.1.3.1:8080   | gateway (REST)                         |
 //! | order           | MSK    | 10.1.3.2:50051  | order service (gRPC)                   |
-//! | payment         | MSK    | 10.1.3.3:50052  | payment service (gRPC)                 |
+//! | payment         | MSK    | 10.1.3.3:50052  | payment service (gRPC; PSP webhook :8090) |
 //! | delivery        | NSK    | 10.2.3.4:50053  | delivery service (gRPC)                |
 //! | psp             | MSK    | 10.1.5.1:8081   | fake payment provider (HTTP)           |
 //! | courier         | NSK    | 10.2.5.2:8082   | fake courier API (HTTP)                |
@@ -64,6 +64,8 @@ pub const DELIVERIES_DB: NodeSpec = node("deliveries-db", Region::Nsk, [10, 2, 2
 pub const GATEWAY: NodeSpec = node("gateway", Region::Msk, [10, 1, 3, 1], 8080);
 pub const ORDER: NodeSpec = node("order", Region::Msk, [10, 1, 3, 2], 50051);
 pub const PAYMENT: NodeSpec = node("payment", Region::Msk, [10, 1, 3, 3], 50052);
+/// The payment service's PSP webhook (same node as [`PAYMENT`]).
+pub const PAYMENT_CALLBACKS: NodeSpec = node("payment", Region::Msk, [10, 1, 3, 3], 8090);
 pub const DELIVERY: NodeSpec = node("delivery", Region::Nsk, [10, 2, 3, 4], 50053);
 pub const PSP: NodeSpec = node("psp", Region::Msk, [10, 1, 5, 1], 8081);
 pub const COURIER: NodeSpec = node("courier", Region::Nsk, [10, 2, 5, 2], 8082);

@@ -140,6 +140,8 @@ pub async fn run(scenario: &Scenario, mutants: Mutants) -> Outcome {
         timeout_per_mille: p.psp_timeout_per_mille,
         latency_ms: 20,
         timeout_latency_ms: 10_000,
+        callback_copies: p.psp_callback_copies,
+        callback_delay_ms: 300,
     };
     let books = fakes::courier::SharedBooks::default();
     let courier_config = fakes::courier::CourierConfig {
@@ -210,6 +212,11 @@ pub async fn run(scenario: &Scenario, mutants: Mutants) -> Outcome {
                 let config = payment::Config {
                     listen: topology::PAYMENT.addr(),
                     psp_url: topology::PSP.url(),
+                    callback_listen: Some(topology::PAYMENT_CALLBACKS.addr()),
+                    callback_url: Some(format!(
+                        "{}/v1/psp/callbacks",
+                        topology::PAYMENT_CALLBACKS.url()
+                    )),
                     psp_timeout: Duration::from_secs(2),
                     worker_poll: Duration::from_millis(500),
                 };

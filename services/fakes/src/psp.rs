@@ -3,7 +3,9 @@
 //! `POST /v1/charges` and `POST /v1/refunds` take an `Idempotency-Key` header: the same key
 //! gets the same answer and moves money at most once, like real PSPs. Faults: declines,
 //! latency, and "timeouts" — the charge is made but the answer comes too late for the caller,
-//! which must retry with the same key to learn the outcome.
+//! which must retry with the same key to learn the outcome. When the charge names a
+//! `callback_url`, the outcome is also posted there `callback_copies` times (duplicate
+//! webhooks, as real PSPs send them).
 
 use std::{
     collections::BTreeMap,
@@ -34,6 +36,10 @@ pub struct PspConfig {
     pub latency_ms: u64,
     /// Delay of a "timed out" answer.
     pub timeout_latency_ms: u64,
+    /// How many times the outcome is posted to the charge's `callback_url` (0: never).
+    pub callback_copies: u32,
+    /// Delay before the first callback and between copies.
+    pub callback_delay_ms: u64,
 }
 
 impl Default for PspConfig {
@@ -43,6 +49,8 @@ impl Default for PspConfig {
             timeout_per_mille: 50,
             latency_ms: 20,
             timeout_latency_ms: 10_000,
+            callback_copies: 2,
+            callback_delay_ms: 300,
         }
     }
 }
@@ -89,6 +97,17 @@ pub struct ChargeRequest {
     pub order_id: String,
     pub amount_minor: i64,
     pub currency: String,
+    /// Where to post the outcome as well.
+    #[serde(default)]
+    pub callback_url: Option<String>,
+}
+
+/// The webhook body the PSP posts to a charge's `callback_url`.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct CallbackBody {
+    pub idempotency_key: String,
+    pub charge_id: String,
+    pub status: String,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
@@ -151,6 +170,17 @@ async fn charge(
     ApiJson(req): ApiJson<ChargeRequest>,
 ) -> Result<Json<ChargeAnswer>, Problem> {
     let key = idempotency_key(&headers)?;
+    if req
+        .callback_url
+        .as_ref()
+        .is_some_and(|u| u.len() > 512 || !u.starts_with("http://"))
+    {
+        return Err(Problem::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "Unprocessable Entity",
+            "callback_url must be an http:// URL of at most 512 bytes",
+        ));
+    }
     if req.amount_minor <= 0 || req.order_id.is_empty() || req.currency.len() != 3 {
         return Err(Problem::new(
             StatusCode::UNPROCESSABLE_ENTITY,
@@ -158,13 +188,13 @@ async fn charge(
             "invalid charge",
         ));
     }
-    let answer = {
+    let (answer, fresh) = {
         let mut l = st
             .ledger
             .lock()
             .map_err(|_| Problem::unavailable("ledger poisoned"))?;
         if let Some(a) = l.answers.get(&key) {
-            a.clone()
+            (a.clone(), false)
         } else {
             let charge_id = format!("ch_{}", l.answers.len() + 1);
             let declined = crate::per_mille() < st.config.decline_per_mille;
@@ -184,12 +214,41 @@ async fn charge(
                 charge_id,
                 status: status.into(),
             };
-            l.answers.insert(key, a.clone());
-            a
+            l.answers.insert(key.clone(), a.clone());
+            (a, true)
         }
     };
+    if let (true, Some(url)) = (fresh, req.callback_url) {
+        let body = CallbackBody {
+            idempotency_key: key,
+            charge_id: answer.charge_id.clone(),
+            status: answer.status.clone(),
+        };
+        let config = &st.config;
+        tokio::spawn(send_callbacks(
+            url,
+            body,
+            config.callback_copies,
+            config.callback_delay_ms,
+        ));
+    }
     answer_delay(&st.config).await;
     Ok(Json(answer))
+}
+
+/// Posts `body` to `url` `copies` times, `delay_ms` apart; failures are dropped, like a
+/// webhook whose receiver is down.
+async fn send_callbacks(url: String, body: CallbackBody, copies: u32, delay_ms: u64) {
+    let client = platform::http::HttpClient::new(Duration::from_secs(2));
+    for _ in 0..copies {
+        tokio::time::sleep(Duration::from_millis(delay_ms)).await;
+        if let Err(e) = client
+            .post_json::<_, serde_json::Value>(&url, &[], &body)
+            .await
+        {
+            tracing::debug!(error = %e, "callback not delivered");
+        }
+    }
 }
 
 async fn refund(

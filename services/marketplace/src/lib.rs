@@ -62,6 +62,8 @@ pub struct Settings {
     pub delivery_listen: SocketAddr,
     pub psp_listen: SocketAddr,
     pub courier_listen: SocketAddr,
+    /// Where payment serves the PSP's webhook (`PAYMENT_CALLBACK_LISTEN`).
+    pub payment_callback_listen: SocketAddr,
     /// Fake PSP behaviour (`PSP_DECLINE_PER_MILLE`, `PSP_TIMEOUT_PER_MILLE`).
     pub psp: fakes::psp::PspConfig,
     /// Fake courier behaviour (`COURIER_FAIL_PER_MILLE`, `COURIER_STAGE_MS`).
@@ -111,6 +113,7 @@ impl Settings {
             delivery_listen: addr("DELIVERY_LISTEN", "127.0.0.1:50053")?,
             psp_listen: addr("PSP_LISTEN", "127.0.0.1:8081")?,
             courier_listen: addr("COURIER_LISTEN", "127.0.0.1:8082")?,
+            payment_callback_listen: addr("PAYMENT_CALLBACK_LISTEN", "127.0.0.1:8083")?,
             psp,
             courier,
         })
@@ -196,6 +199,11 @@ pub async fn start(
                 let config = payment::Config {
                     listen: settings.payment_listen,
                     psp_url: url(settings.psp_listen),
+                    callback_listen: Some(settings.payment_callback_listen),
+                    callback_url: Some(format!(
+                        "{}/v1/psp/callbacks",
+                        url(settings.payment_callback_listen)
+                    )),
                     psp_timeout: Duration::from_secs(2),
                     worker_poll: Duration::from_millis(500),
                 };

@@ -7,6 +7,7 @@
 //! charge of an order — or, for a charge still in flight, refunds it once it is captured.
 
 mod api;
+mod callback;
 mod model;
 mod worker;
 
@@ -29,6 +30,10 @@ pub struct Config {
     pub psp_timeout: Duration,
     /// Poll interval of the worker when not woken.
     pub worker_poll: Duration,
+    /// Where the PSP's webhook is served (HTTP), if anywhere.
+    pub callback_listen: Option<SocketAddr>,
+    /// The webhook URL handed to the PSP with each charge.
+    pub callback_url: Option<String>,
 }
 
 /// Shared state of the gRPC handlers and the worker.
@@ -48,6 +53,14 @@ pub async fn run(config: Config, infra: Infra, shutdown: Shutdown) -> anyhow::Re
         work: Arc::new(Notify::new()),
     };
     let worker = tokio::spawn(worker::run(ctx.clone(), shutdown.clone()));
+    if let Some(addr) = config.callback_listen {
+        let listener = tokio::net::TcpListener::bind(addr).await?;
+        tokio::spawn(platform::http::serve(
+            listener,
+            callback::router(ctx.clone()),
+            shutdown.clone(),
+        ));
+    }
     let server = tonic::transport::Server::builder()
         .add_service(PaymentServiceServer::new(api::PaymentApi { ctx }))
         .serve_with_shutdown(config.listen, {

@@ -27,6 +27,9 @@ mod fakes_api {
         pub order_id: &'a str,
         pub amount_minor: i64,
         pub currency: &'a str,
+        /// Where the PSP posts the outcome as well (possibly more than once).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pub callback_url: Option<&'a str>,
     }
     #[derive(Deserialize)]
     pub struct ChargeAnswer {
@@ -106,6 +109,20 @@ async fn round(ctx: &Ctx, client: &HttpClient) -> anyhow::Result<usize> {
     }
 }
 
+/// Applies the PSP's charge outcome (from its answer or its callback) to a pending payment.
+pub(crate) fn settle(p: &mut Payment, charge_id: String, psp_status: &str) {
+    p.charge_id = Some(charge_id);
+    p.status = match (psp_status, p.refund_requested) {
+        ("captured", false) => PaymentStatus::Captured,
+        ("captured", true) => PaymentStatus::RefundPending,
+        (_, false) => {
+            p.reason = "declined by the payment provider".into();
+            PaymentStatus::Declined
+        }
+        (_, true) => PaymentStatus::Cancelled,
+    };
+}
+
 /// Calls the PSP for `p`; the payment's next state, or `None` if nothing changed.
 async fn step(ctx: &Ctx, client: &HttpClient, mut p: Payment) -> anyhow::Result<Option<Payment>> {
     let base = &ctx.config.psp_url;
@@ -116,10 +133,12 @@ async fn step(ctx: &Ctx, client: &HttpClient, mut p: Payment) -> anyhow::Result<
             } else {
                 format!("charge-{}", p.key)
             };
+            let callback_url = ctx.config.callback_url.as_deref();
             let body = ChargeBody {
                 order_id: &p.order_id,
                 amount_minor: p.amount_minor,
                 currency: &p.currency,
+                callback_url,
             };
             let a: ChargeAnswer = client
                 .post_json(
@@ -128,16 +147,7 @@ async fn step(ctx: &Ctx, client: &HttpClient, mut p: Payment) -> anyhow::Result<
                     &body,
                 )
                 .await?;
-            p.charge_id = Some(a.charge_id);
-            p.status = match (a.status.as_str(), p.refund_requested) {
-                ("captured", false) => PaymentStatus::Captured,
-                ("captured", true) => PaymentStatus::RefundPending,
-                (_, false) => {
-                    p.reason = "declined by the payment provider".into();
-                    PaymentStatus::Declined
-                }
-                (_, true) => PaymentStatus::Cancelled,
-            };
+            settle(&mut p, a.charge_id, &a.status);
             Ok(Some(p))
         }
         PaymentStatus::RefundPending => {

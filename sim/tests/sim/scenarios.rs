@@ -31,6 +31,21 @@ fn psp_timeouts_and_lost_db_replies_never_charge_twice() {
 }
 
 #[test]
+fn database_crash_keeps_every_committed_order_and_event() {
+    scenario_passes("database-crash");
+}
+
+#[test]
+fn nsk_one_way_partition_loses_no_order_and_no_event() {
+    scenario_passes("nsk-one-way-partition");
+}
+
+#[test]
+fn psp_duplicate_callbacks_settle_each_payment_once() {
+    scenario_passes("psp-duplicate-callbacks");
+}
+
+#[test]
 fn every_embedded_scenario_parses_and_names_known_mutants() {
     let all = sim::scenario::embedded();
     assert_eq!(all.len(), sim::scenario::EMBEDDED.len());

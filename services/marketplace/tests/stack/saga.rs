@@ -143,3 +143,33 @@ async fn a_declined_payment_cancels_the_order_and_publishes_the_compensation() {
     .await;
     assert_events_match_history(&done, &events);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn when_the_psp_answers_too_late_its_duplicate_webhooks_settle_the_payment_once() {
+    // Every PSP answer comes after payment's 2 s timeout, so only the webhook (posted twice)
+    // can settle the charge before the order's 30 s payment deadline.
+    let stack = support::start(|s| {
+        s.psp.timeout_per_mille = 1000;
+        s.psp.callback_copies = 2;
+    })
+    .await;
+    let created: OrderView = stack
+        .client()
+        .post_json(
+            &format!("{}/v1/orders", stack.gateway),
+            &[],
+            &json!({"customer_id": "c-4", "item": "chair", "amount_minor": 2_500, "currency": "RUB"}),
+        )
+        .await
+        .expect("order created");
+    let done = stack
+        .await_order(&created.order_id, Duration::from_secs(25), |o| {
+            o.status == "DELIVERED"
+        })
+        .await;
+    assert!(
+        done.history.contains(&"PAID".to_owned()),
+        "{:?}",
+        done.history
+    );
+}

@@ -26,6 +26,7 @@ pub async fn start(tune: impl FnOnce(&mut Settings)) -> Stack {
     settings.delivery_listen = free_addr();
     settings.psp_listen = free_addr();
     settings.courier_listen = free_addr();
+    settings.payment_callback_listen = free_addr();
     settings.psp.decline_per_mille = 0;
     settings.psp.timeout_per_mille = 0;
     settings.courier.fail_per_mille = 0;
@@ -35,6 +36,22 @@ pub async fn start(tune: impl FnOnce(&mut Settings)) -> Stack {
     marketplace::start(&Service::ALL, &settings, shutdown)
         .await
         .expect("the stack starts (is `ci/infra/up.sh` running?)");
+    // tonic binds its listeners inside its serve task: wait until every port accepts.
+    for addr in [
+        settings.order_listen,
+        settings.payment_listen,
+        settings.delivery_listen,
+        settings.gateway_listen,
+    ] {
+        let started = tokio::time::Instant::now();
+        while tokio::net::TcpStream::connect(addr).await.is_err() {
+            assert!(
+                started.elapsed() < Duration::from_secs(20),
+                "{addr} never started listening"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
     let gateway = format!("http://{}", settings.gateway_listen);
     Stack {
         settings,
