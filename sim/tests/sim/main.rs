@@ -3,6 +3,7 @@
 
 #![cfg(madsim)]
 
+mod conformance;
 mod determinism;
 mod kafka_model;
 mod mutants;

@@ -1,0 +1,101 @@
+//! The ports' conformance suites (`platform::conformance`) against the simulation's adapters:
+//! the Kafka model and the Postgres model. The same suites run against the real servers in
+//! `services/adapters/tests`.
+
+use std::{future::Future, sync::Arc};
+
+use madsim::runtime::Handle;
+use platform::{conformance, ports::EventLog};
+use sim::{
+    db::{self, DbDisk, SimStore},
+    kafka::{KafkaCluster, KafkaModelConfig, TopicSpec},
+};
+
+/// Runs `f` on a fresh client node in MSK (every model is reached over the simulated network).
+async fn on_client<F: Future<Output = ()> + Send + 'static>(f: F) {
+    let node = Handle::current()
+        .create_node()
+        .name("conformance-client")
+        .ip("10.1.9.9".parse().expect("ip"))
+        .build();
+    node.spawn(f).await.expect("the scenario ran to the end");
+}
+
+fn cluster(topics: &[&str]) -> (Arc<KafkaCluster>, Arc<dyn EventLog>) {
+    let config = KafkaModelConfig::seed_default()
+        .with_topics(topics.iter().map(|t| TopicSpec::new(*t, 3)).collect());
+    let cluster = Arc::new(KafkaCluster::start(config));
+    let log = cluster.event_log();
+    (cluster, log)
+}
+
+#[madsim::test]
+async fn the_kafka_model_reads_back_acked_records_through_a_group() {
+    let (_c, log) = cluster(&["conf-a"]);
+    on_client(async move {
+        conformance::event_log::acked_records_are_read_back_by_a_consumer_group(
+            &*log, "conf-a", "g",
+        )
+        .await
+    })
+    .await;
+}
+
+#[madsim::test]
+async fn the_kafka_model_keeps_per_key_send_order() {
+    let (_c, log) = cluster(&["conf-b"]);
+    on_client(async move {
+        conformance::event_log::records_with_one_key_are_read_in_send_order(&*log, "conf-b", "g")
+            .await
+    })
+    .await;
+}
+
+#[madsim::test]
+async fn the_kafka_model_places_keys_like_kafkas_default_partitioner() {
+    let (_c, log) = cluster(&["conf-c"]);
+    on_client(async move {
+        conformance::event_log::keys_land_on_the_partition_kafkas_default_partitioner_picks(
+            &*log, "conf-c", 3,
+        )
+        .await
+    })
+    .await;
+}
+
+#[madsim::test]
+async fn the_kafka_model_continues_a_reopened_group_after_its_commits() {
+    let (_c, log) = cluster(&["conf-d"]);
+    on_client(async move {
+        conformance::event_log::a_reopened_group_continues_after_its_committed_offsets(
+            &*log, "conf-d", "g",
+        )
+        .await
+    })
+    .await;
+}
+
+#[madsim::test]
+async fn the_kafka_model_idempotent_producer_writes_each_record_once() {
+    let (_c, log) = cluster(&["conf-e"]);
+    on_client(async move {
+        conformance::event_log::an_idempotent_producer_writes_each_acked_record_exactly_once(
+            &*log, "conf-e", "g",
+        )
+        .await
+    })
+    .await;
+}
+
+#[madsim::test]
+async fn the_postgres_model_passes_the_store_suite() {
+    let addr = "10.1.2.99:5432".parse().expect("addr");
+    let disk = DbDisk::default();
+    Handle::current()
+        .create_node()
+        .name("conformance-db")
+        .ip("10.1.2.99".parse().expect("ip"))
+        .init(move || db::serve(addr, disk.clone(), 0))
+        .build();
+    on_client(async move { conformance::store::run_all(&SimStore { addr }).await }).await;
+}
