@@ -1,11 +1,9 @@
 //! The worker that books shipments with the courier and follows their stages.
 
-use std::time::Duration;
-
 use platform::{
     http::HttpClient,
     ports::{StoreError, Tx},
-    retry::RetryPolicy,
+    worker::{run_rounds, Round},
     Shutdown,
 };
 use serde::{Deserialize, Serialize};
@@ -29,27 +27,11 @@ struct CourierShipment {
 
 pub(crate) async fn run(ctx: Ctx, shutdown: Shutdown) {
     let client = HttpClient::new(ctx.config.courier_timeout);
-    let backoff = RetryPolicy::forever(Duration::from_millis(100), Duration::from_secs(2));
-    let mut failures = 0u32;
-    while !shutdown.is_requested() {
-        let wait = match round(&ctx, &client).await {
-            Ok(()) => {
-                failures = 0;
-                ctx.config.worker_poll
-            }
-            Err(e) => {
-                failures += 1;
-                tracing::debug!(error = %e, "delivery worker round failed");
-                backoff.delay(failures)
-            }
-        };
-        tokio::select! {
-        biased;
-            _ = tokio::time::sleep(wait) => {}
-            _ = ctx.work.notified() => {}
-            _ = shutdown.wait() => return,
-        }
-    }
+    let (poll, wake) = (ctx.config.worker_poll, ctx.work.clone());
+    run_rounds("delivery", poll, wake, shutdown, || async {
+        round(&ctx, &client).await.map(|()| Round::Idle)
+    })
+    .await;
 }
 
 async fn round(ctx: &Ctx, client: &HttpClient) -> anyhow::Result<()> {

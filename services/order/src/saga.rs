@@ -49,7 +49,7 @@ pub(crate) async fn recover(ctx: Ctx) {
             Err(e) => tracing::debug!(error = %e, "recovery scan failed"),
         }
         tokio::select! {
-        biased;
+            biased;
             _ = tokio::time::sleep(ctx.config.recovery_interval) => {}
             _ = ctx.shutdown.wait() => return,
         }

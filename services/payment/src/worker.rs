@@ -1,12 +1,10 @@
 //! The worker that talks to the PSP for every payment with work left.
 
-use std::time::Duration;
-
 use fakes_api::{ChargeAnswer, ChargeBody, RefundAnswer, RefundBody};
 use platform::{
     http::HttpClient,
     ports::{StoreError, Tx},
-    retry::RetryPolicy,
+    worker::{run_rounds, Round},
     Shutdown,
 };
 
@@ -48,31 +46,15 @@ mod fakes_api {
 
 pub(crate) async fn run(ctx: Ctx, shutdown: Shutdown) {
     let client = HttpClient::new(ctx.config.psp_timeout);
-    let backoff = RetryPolicy::forever(Duration::from_millis(100), Duration::from_secs(2));
-    let mut failures = 0u32;
-    while !shutdown.is_requested() {
-        let wait = match round(&ctx, &client).await {
-            Ok(0) => {
-                failures = 0;
-                ctx.config.worker_poll
-            }
-            Ok(_) => {
-                failures = 0;
-                Duration::from_millis(10)
-            }
-            Err(e) => {
-                failures += 1;
-                tracing::debug!(error = %e, "payment worker round failed");
-                backoff.delay(failures)
-            }
-        };
-        tokio::select! {
-        biased;
-            _ = tokio::time::sleep(wait) => {}
-            _ = ctx.work.notified() => {}
-            _ = shutdown.wait() => return,
-        }
-    }
+    let (poll, wake) = (ctx.config.worker_poll, ctx.work.clone());
+    run_rounds("payment", poll, wake, shutdown, || async {
+        Ok(if round(&ctx, &client).await? > 0 {
+            Round::Busy
+        } else {
+            Round::Idle
+        })
+    })
+    .await;
 }
 
 /// One pass over the payments with work; returns how many made progress.

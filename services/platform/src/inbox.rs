@@ -56,9 +56,9 @@ pub async fn run_consumer(
                 consumer = None;
                 tokio::select! {
                 biased;
-                            _ = tokio::time::sleep(backoff.delay(failures)) => {}
-                            _ = shutdown.wait() => return,
-                        }
+                        _ = tokio::time::sleep(backoff.delay(failures)) => {}
+                        _ = shutdown.wait() => return,
+                    }
             }
         }
     }

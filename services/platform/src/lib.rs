@@ -23,6 +23,7 @@ pub mod ports;
 pub mod retry;
 pub mod shutdown;
 pub mod store;
+pub mod worker;
 
 pub use infra::Infra;
 pub use mutants::Mutants;

@@ -6,13 +6,13 @@
 //! transactions never wait for it. A crash between acknowledgement and marking re-sends the
 //! row: delivery is at least once, and consumers deduplicate on the `event-id` header.
 
-use std::{collections::HashSet, sync::Arc, time::Duration};
+use std::{sync::Arc, time::Duration};
 
-use tokio::sync::Notify;
+use tokio::sync::{Notify, OnceCell};
 
 use crate::{
     ports::{EventLog, OutboxRow, ProducedRecord, Producer, ProducerConfig, Store},
-    retry::RetryPolicy,
+    worker::{run_rounds, Round},
     Shutdown,
 };
 
@@ -26,8 +26,6 @@ pub struct RelayConfig {
     pub batch_rows_max: usize,
     /// Poll interval when nothing wakes the relay.
     pub idle_poll: Duration,
-    /// Backoff while the event log or the store fails.
-    pub backoff: RetryPolicy,
 }
 
 impl Default for RelayConfig {
@@ -35,7 +33,6 @@ impl Default for RelayConfig {
         RelayConfig {
             batch_rows_max: 128,
             idle_poll: Duration::from_millis(500),
-            backoff: RetryPolicy::forever(Duration::from_millis(100), Duration::from_secs(2)),
         }
     }
 }
@@ -73,72 +70,37 @@ pub async fn run_relay(
     signal: OutboxSignal,
     shutdown: Shutdown,
 ) {
-    let mut producer: Option<Arc<dyn Producer>> = None;
-    let mut failures = 0u32;
-    loop {
-        if shutdown.is_requested() {
-            return;
-        }
-        let outcome =
-            relay_round(&*store, &*events, &producer_config, &mut producer, &config).await;
-        let wait = match outcome {
-            Ok(RoundOutcome { sent, complete }) => {
-                failures = 0;
-                if sent > 0 && !complete {
-                    continue;
-                }
-                if sent > 0 {
-                    Duration::ZERO
-                } else {
-                    config.idle_poll
-                }
-            }
-            Err(e) => {
-                failures += 1;
-                tracing::debug!(error = %e, failures, "outbox relay round failed");
-                config.backoff.delay(failures)
-            }
-        };
-        if wait.is_zero() {
-            continue;
-        }
-        tokio::select! {
-        biased;
-            _ = tokio::time::sleep(wait) => {}
-            _ = signal.0.notified(), if failures == 0 => {}
-            _ = shutdown.wait() => return,
-        }
-    }
+    // The producer is made on first need (the cluster may be down at start) and kept.
+    let producer: OnceCell<Arc<dyn Producer>> = OnceCell::new();
+    run_rounds(
+        "outbox relay",
+        config.idle_poll,
+        signal.0.clone(),
+        shutdown,
+        || async {
+            let p = || events.producer(producer_config.clone());
+            let sent = relay_round(&*store, &producer, p, config.batch_rows_max).await?;
+            Ok(if sent > 0 { Round::Busy } else { Round::Idle })
+        },
+    )
+    .await;
 }
 
-struct RoundOutcome {
-    sent: usize,
-    /// Every pending row seen was sent (none held back by a failure).
-    complete: bool,
-}
-
-async fn relay_round(
+async fn relay_round<F, Fut>(
     store: &dyn Store,
-    events: &dyn EventLog,
-    producer_config: &ProducerConfig,
-    producer: &mut Option<Arc<dyn Producer>>,
-    config: &RelayConfig,
-) -> anyhow::Result<RoundOutcome> {
-    let rows = store.outbox_pending(config.batch_rows_max).await?;
+    producer: &OnceCell<Arc<dyn Producer>>,
+    make_producer: F,
+    batch_rows_max: usize,
+) -> anyhow::Result<usize>
+where
+    F: FnOnce() -> Fut,
+    Fut: std::future::Future<Output = Result<Arc<dyn Producer>, crate::ports::EventLogError>>,
+{
+    let rows = store.outbox_pending(batch_rows_max).await?;
     if rows.is_empty() {
-        return Ok(RoundOutcome {
-            sent: 0,
-            complete: true,
-        });
+        return Ok(0);
     }
-    let p = match producer {
-        Some(p) => p.clone(),
-        None => {
-            let p = events.producer(producer_config.clone()).await?;
-            *producer = Some(p.clone());
-            p
-        }
-    };
+    let p = producer.get_or_try_init(make_producer).await?.clone();
     // Keys are sent concurrently, each key's rows strictly in order.
     let mut by_key: Vec<(String, Vec<OutboxRow>)> = Vec::new();
     for row in rows {
@@ -169,19 +131,12 @@ async fn relay_round(
             first_error = err;
         }
     }
-    let unique: HashSet<i64> = acked.iter().copied().collect();
     if !acked.is_empty() {
         store.outbox_mark_sent(&acked).await?;
     }
+    // Some keys made progress: report it (the failed keys are retried next round).
     match first_error {
-        Some(e) if unique.is_empty() => Err(e.into()),
-        Some(_) => Ok(RoundOutcome {
-            sent: unique.len(),
-            complete: false,
-        }),
-        None => Ok(RoundOutcome {
-            sent: unique.len(),
-            complete: true,
-        }),
+        Some(e) if acked.is_empty() => Err(e.into()),
+        _ => Ok(acked.len()),
     }
 }

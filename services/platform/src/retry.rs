@@ -111,9 +111,9 @@ where
                 }
                 tokio::select! {
                 biased;
-                            _ = tokio::time::sleep(delay) => {}
-                            _ = shutdown.wait() => return Err(RetryError::Cancelled),
-                        }
+                        _ = tokio::time::sleep(delay) => {}
+                        _ = shutdown.wait() => return Err(RetryError::Cancelled),
+                    }
             }
         }
     }

@@ -30,12 +30,12 @@ pub async fn serve(listener: TcpListener, router: Router, shutdown: Shutdown) {
     let permits = Arc::new(tokio::sync::Semaphore::new(CONNECTIONS_MAX));
     loop {
         let permit = tokio::select! {
-        biased;
+            biased;
             p = permits.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => return },
             _ = shutdown.wait() => return,
         };
         let (stream, peer) = tokio::select! {
-        biased;
+            biased;
             r = listener.accept() => match r {
                 Ok(s) => s,
                 Err(e) => {
@@ -58,14 +58,14 @@ pub async fn serve(listener: TcpListener, router: Router, shutdown: Shutdown) {
             tokio::pin!(conn);
             tokio::select! {
             biased;
-                    r = conn.as_mut() => if let Err(e) = r {
-                        tracing::debug!(%peer, error = %e, "connection ended with an error");
-                    },
-                    _ = shutdown.wait() => {
-                        conn.as_mut().graceful_shutdown();
-                        let _ = conn.await;
-                    }
+                r = conn.as_mut() => if let Err(e) = r {
+                    tracing::debug!(%peer, error = %e, "connection ended with an error");
+                },
+                _ = shutdown.wait() => {
+                    conn.as_mut().graceful_shutdown();
+                    let _ = conn.await;
                 }
+            }
         });
     }
 }
