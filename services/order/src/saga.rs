@@ -312,37 +312,19 @@ async fn wait_payment(
     wanted: &[&str],
     within: Duration,
 ) -> anyhow::Result<Option<String>> {
-    let watch = async {
-        let ch = ctx.payment.get().await?;
-        let req = grpc::request(
+    let open = async {
+        let mut req = grpc::request(
             PaymentRef {
                 order_id: order_id.to_owned(),
             },
             None,
         );
-        let mut req = req;
         req.set_timeout(within);
-        let mut stream = PaymentServiceClient::new(ch)
-            .watch_payment(req)
-            .await
-            .inspect_err(|e| ctx.payment.on_error(e))?
-            .into_inner();
-        while let Some(p) = stream.next().await {
-            let p = p?;
-            if wanted.contains(&p.status.as_str()) {
-                return Ok::<_, Status>(Some(p.status));
-            }
-        }
-        Ok(None)
+        let ch = ctx.payment.get().await?;
+        let r = PaymentServiceClient::new(ch).watch_payment(req).await;
+        Ok(r.inspect_err(|e| ctx.payment.on_error(e))?.into_inner())
     };
-    match tokio::time::timeout(within, watch).await {
-        Ok(Ok(Some(s))) => Ok(Some(s)),
-        // The stream ended early (server restarted or its lifetime ran out): try again.
-        Ok(Ok(None)) => anyhow::bail!("payment stream ended"),
-        Ok(Err(e)) if e.code() == tonic::Code::DeadlineExceeded => Ok(None),
-        Ok(Err(e)) => Err(e.into()),
-        Err(_) => Ok(None),
-    }
+    watch_until(open, |p| p.status.clone(), wanted, within).await
 }
 
 /// Follows WatchShipment until one of `wanted` or `within` passes (`None`).
@@ -352,8 +334,7 @@ async fn wait_shipment(
     wanted: &[&str],
     within: Duration,
 ) -> anyhow::Result<Option<String>> {
-    let watch = async {
-        let ch = ctx.delivery.get().await?;
+    let open = async {
         let mut req = grpc::request(
             ShipmentRef {
                 order_id: order_id.to_owned(),
@@ -361,22 +342,38 @@ async fn wait_shipment(
             None,
         );
         req.set_timeout(within);
-        let mut stream = DeliveryServiceClient::new(ch)
-            .watch_shipment(req)
-            .await
-            .inspect_err(|e| ctx.delivery.on_error(e))?
-            .into_inner();
-        while let Some(s) = stream.next().await {
-            let s = s?;
-            if wanted.contains(&s.stage.as_str()) {
-                return Ok::<_, Status>(Some(s.stage));
+        let ch = ctx.delivery.get().await?;
+        let r = DeliveryServiceClient::new(ch).watch_shipment(req).await;
+        Ok(r.inspect_err(|e| ctx.delivery.on_error(e))?.into_inner())
+    };
+    watch_until(open, |s| s.stage.clone(), wanted, within).await
+}
+
+/// Reads the stream `open` gives until an item whose `state` is one of `wanted` (that
+/// state), or `within` passes (`None`). A stream that ends first is an error: the server
+/// restarted or ended the stream, and the caller's step is retried.
+async fn watch_until<T, S>(
+    open: impl std::future::Future<Output = Result<S, Status>>,
+    state: impl Fn(&T) -> String,
+    wanted: &[&str],
+    within: Duration,
+) -> anyhow::Result<Option<String>>
+where
+    S: futures::Stream<Item = Result<T, Status>> + Unpin,
+{
+    let watch = async {
+        let mut stream = open.await?;
+        while let Some(item) = stream.next().await {
+            let s = state(&item?);
+            if wanted.contains(&s.as_str()) {
+                return Ok::<_, Status>(Some(s));
             }
         }
         Ok(None)
     };
     match tokio::time::timeout(within, watch).await {
         Ok(Ok(Some(s))) => Ok(Some(s)),
-        Ok(Ok(None)) => anyhow::bail!("shipment stream ended"),
+        Ok(Ok(None)) => anyhow::bail!("status stream ended early"),
         Ok(Err(e)) if e.code() == tonic::Code::DeadlineExceeded => Ok(None),
         Ok(Err(e)) => Err(e.into()),
         Err(_) => Ok(None),
