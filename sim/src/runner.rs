@@ -21,6 +21,9 @@ pub struct SeedRun {
 pub fn run_seed(scenario: &Scenario, mutants: Mutants, seed: u64) -> SeedRun {
     let s = scenario.clone();
     let run = std::thread::spawn(move || {
+        if std::env::var_os("RUST_LOG").is_some() {
+            madsim::runtime::init_logger();
+        }
         let wall = Instant::now();
         let rt = madsim::runtime::Runtime::with_seed_and_config(seed, madsim::Config::default());
         let outcome = rt.block_on(async move { world::run(&s, mutants).await });

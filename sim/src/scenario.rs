@@ -113,6 +113,9 @@ pub const EMBEDDED: &[(&str, &str)] = embed![
     "database-crash",
     "psp-timeouts",
     "psp-duplicate-callbacks",
+    "analytics-crash",
+    "rolling-broker-restart",
+    "unclean-election-bait",
 ];
 
 /// Parses a scenario file.

@@ -8,10 +8,12 @@
 //! | orders-db       | MSK    | 10.1.2.1:5432   | Postgres model of the order service    |
 //! | payments-db     | MSK    | 10.1.2.2:5432   | Postgres model of the payment service  |
 //! | deliveries-db   | NSK    | 10.2.2.3:5432   | Postgres model of the delivery service |
+//! | analytics-db    | MSK    | 10.1.2.4:5432   | Postgres model of the analytics mart   |
 //! | gateway         | MSK    | 10.1.3.1:8080   | gateway (REST)                         |
 //! | order           | MSK    | 10.1.3.2:50051  | order service (gRPC)                   |
 //! | payment         | MSK    | 10.1.3.3:50052  | payment service (gRPC; PSP webhook :8090) |
 //! | delivery        | NSK    | 10.2.3.4:50053  | delivery service (gRPC)                |
+//! | analytics       | MSK    | 10.1.3.5        | analytics consumer (group `analytics`) |
 //! | psp             | MSK    | 10.1.5.1:8081   | fake payment provider (HTTP)           |
 //! | courier         | NSK    | 10.2.5.2:8082   | fake courier API (HTTP)                |
 //! | client          | MSK    | 10.1.9.1        | the workload, through the gateway      |
@@ -61,6 +63,10 @@ const fn node(name: &'static str, region: Region, ip: [u8; 4], port: u16) -> Nod
 pub const ORDERS_DB: NodeSpec = node("orders-db", Region::Msk, [10, 1, 2, 1], 5432);
 pub const PAYMENTS_DB: NodeSpec = node("payments-db", Region::Msk, [10, 1, 2, 2], 5432);
 pub const DELIVERIES_DB: NodeSpec = node("deliveries-db", Region::Nsk, [10, 2, 2, 3], 5432);
+pub const ANALYTICS_DB: NodeSpec = node("analytics-db", Region::Msk, [10, 1, 2, 4], 5432);
+pub const ANALYTICS: NodeSpec = node("analytics", Region::Msk, [10, 1, 3, 5], 0);
+/// Every database node.
+pub const DATABASES: [NodeSpec; 4] = [ORDERS_DB, PAYMENTS_DB, DELIVERIES_DB, ANALYTICS_DB];
 pub const GATEWAY: NodeSpec = node("gateway", Region::Msk, [10, 1, 3, 1], 8080);
 pub const ORDER: NodeSpec = node("order", Region::Msk, [10, 1, 3, 2], 50051);
 pub const PAYMENT: NodeSpec = node("payment", Region::Msk, [10, 1, 3, 3], 50052);

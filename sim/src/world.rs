@@ -10,7 +10,7 @@ use std::{
 use madsim::{net::NetSim, runtime::Handle, task::NodeId};
 use platform::{
     http::HttpClient,
-    ports::ProducerConfig,
+    ports::{Acks, ProducerConfig},
     retry::{retry, RetryPolicy},
     store::MemoryState,
     Infra, Mutants, Shutdown,
@@ -65,10 +65,10 @@ fn service_infra(db: &NodeSpec, kafka: &KafkaCluster, mutants: Mutants, rack: &s
     Infra {
         store: Arc::new(SimStore { addr: db.addr() }),
         events: kafka.event_log(),
-        producer: ProducerConfig {
+        producer: mutants.producer(ProducerConfig {
             client_rack: Some(rack.into()),
             ..ProducerConfig::default()
-        },
+        }),
         mutants,
     }
 }
@@ -94,7 +94,9 @@ fn db_node(handle: &Handle, spec: NodeSpec, disk: DbDisk, lose_reply_per_mille: 
 pub async fn run(scenario: &Scenario, mutants: Mutants) -> Outcome {
     let handle = Handle::current();
     let started = madsim::time::Instant::now();
-    let kafka = Arc::new(KafkaCluster::start(KafkaModelConfig::seed_default()));
+    let mut kafka_config = KafkaModelConfig::seed_default();
+    kafka_config.unclean_leader_election = mutants.unclean_leader_election;
+    let kafka = Arc::new(KafkaCluster::start(kafka_config));
     let mut nodes = Nodes(BTreeMap::new());
     for n in kafka
         .broker_nodes()
@@ -105,19 +107,11 @@ pub async fn run(scenario: &Scenario, mutants: Mutants) -> Outcome {
         nodes.0.insert(n.name.clone(), Node { id: n.id, region });
     }
 
-    let disks: BTreeMap<&str, DbDisk> = [
-        topology::ORDERS_DB,
-        topology::PAYMENTS_DB,
-        topology::DELIVERIES_DB,
-    ]
-    .into_iter()
-    .map(|spec| (spec.name, DbDisk::default()))
-    .collect();
-    for spec in [
-        topology::ORDERS_DB,
-        topology::PAYMENTS_DB,
-        topology::DELIVERIES_DB,
-    ] {
+    let disks: BTreeMap<&str, DbDisk> = topology::DATABASES
+        .into_iter()
+        .map(|spec| (spec.name, DbDisk::default()))
+        .collect();
+    for spec in topology::DATABASES {
         let id = db_node(
             &handle,
             spec,
@@ -278,6 +272,29 @@ pub async fn run(scenario: &Scenario, mutants: Mutants) -> Outcome {
             }),
         );
     }
+    {
+        let infra = service_infra(
+            &topology::ANALYTICS_DB,
+            &kafka,
+            mutants,
+            rack(&topology::ANALYTICS),
+        );
+        add(
+            topology::ANALYTICS,
+            Box::new(move || {
+                let config = analytics::Config {
+                    group_id: analytics::GROUP.into(),
+                    client_rack: Some(rack(&topology::ANALYTICS).into()),
+                };
+                let infra = infra.clone();
+                Box::pin(async move {
+                    if let Err(e) = analytics::run(config, infra, Shutdown::never()).await {
+                        tracing::error!(error = %e, "analytics ended");
+                    }
+                })
+            }),
+        );
+    }
     add(
         topology::GATEWAY,
         Box::new(|| {
@@ -358,7 +375,7 @@ pub async fn run(scenario: &Scenario, mutants: Mutants) -> Outcome {
             && checkers::settled(
                 &lock(&disks["orders-db"]),
                 &lock(&disks["payments-db"]),
-                &lock(&disks["deliveries-db"]),
+                &lock(&disks["analytics-db"]),
             );
         if settled || started.elapsed() >= heal_deadline {
             break;
@@ -373,6 +390,13 @@ pub async fn run(scenario: &Scenario, mutants: Mutants) -> Outcome {
         workload_done: workload.is_none(),
         ledger: ledger.lock().map(|l| l.by_order()).unwrap_or_default(),
         order_events: kafka.log_snapshot(order::ORDER_STATUS_TOPIC),
+        analytics: lock(&disks["analytics-db"]),
+        lost_acknowledged: kafka
+            .lost_acknowledged_writes(Acks::All)
+            .into_iter()
+            .chain(kafka.lost_acknowledged_writes(Acks::Leader))
+            .map(|w| format!("{}:{}@{} key {}", w.topic, w.partition, w.offset, w.key))
+            .collect(),
     };
     let violations = checkers::check_all(&state);
     let orders = state.orders.all("orders");

@@ -16,17 +16,19 @@ pub enum Service {
     Delivery,
     Psp,
     Courier,
+    Analytics,
 }
 
 impl Service {
     /// Every service, in start order (dependencies first).
-    pub const ALL: [Service; 6] = [
+    pub const ALL: [Service; 7] = [
         Service::Psp,
         Service::Courier,
         Service::Payment,
         Service::Delivery,
         Service::Order,
         Service::Gateway,
+        Service::Analytics,
     ];
 }
 
@@ -40,7 +42,8 @@ impl FromStr for Service {
             "delivery" => Service::Delivery,
             "psp" => Service::Psp,
             "courier" => Service::Courier,
-            other => anyhow::bail!("unknown service {other:?}: expected gateway, order, payment, delivery, psp, courier or all"),
+            "analytics" => Service::Analytics,
+            other => anyhow::bail!("unknown service {other:?}: expected gateway, order, payment, delivery, psp, courier, analytics or all"),
         })
     }
 }
@@ -150,9 +153,12 @@ pub async fn start(
     settings: &Settings,
     shutdown: Shutdown,
 ) -> anyhow::Result<Vec<tokio::task::JoinHandle<anyhow::Result<()>>>> {
-    let needs_kafka = services
-        .iter()
-        .any(|s| matches!(s, Service::Order | Service::Payment | Service::Delivery));
+    let needs_kafka = services.iter().any(|s| {
+        matches!(
+            s,
+            Service::Order | Service::Payment | Service::Delivery | Service::Analytics
+        )
+    });
     let events = if needs_kafka {
         let log = KafkaEventLog::connect(KafkaConfig::new(settings.kafka_bootstrap.clone()))
             .await
@@ -227,6 +233,14 @@ pub async fn start(
                     url(settings.delivery_listen),
                 );
                 tokio::spawn(order::run(config, infra, s))
+            }
+            Service::Analytics => {
+                let infra = infra(settings, "analytics", events.clone().context("kafka")?).await?;
+                let config = analytics::Config {
+                    group_id: format!("{}{}", settings.schema_prefix, analytics::GROUP),
+                    client_rack: Some(settings.client_rack.clone()),
+                };
+                tokio::spawn(analytics::run(config, infra, s))
             }
             Service::Gateway => {
                 let listener = tokio::net::TcpListener::bind(settings.gateway_listen)

@@ -1,10 +1,10 @@
-//! `marketplace serve <gateway|order|payment|delivery|psp|courier|all>` — wiring only:
+//! `marketplace serve <gateway|order|payment|delivery|psp|courier|analytics|all>` — wiring only:
 //! settings, telemetry, adapters, then each service's entry point.
 
 use platform::Shutdown;
 
 const USAGE: &str =
-    "usage: marketplace serve <gateway|order|payment|delivery|psp|courier|all> [more services]";
+    "usage: marketplace serve <gateway|order|payment|delivery|psp|courier|analytics|all> [more services]";
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {

@@ -16,6 +16,18 @@ pub struct Mutants {
     pub psp_call_without_idempotency_key: bool,
     /// order: call payment's Charge with a fresh idempotency key on every attempt.
     pub charge_without_idempotency_key: bool,
+    /// consumers: apply each record's effect without an inbox mark, so a redelivered record
+    /// takes effect twice.
+    pub consumer_without_inbox: bool,
+    /// consumers: `enable.auto.commit=true`, offsets committed at poll time, before the
+    /// effect is durable: a crash skips records.
+    pub auto_commit_before_processing: bool,
+    /// producers: `acks=1` instead of `acks=all`.
+    pub acks_leader_only: bool,
+    /// producers: `enable.idempotence=false` (retries may duplicate).
+    pub idempotence_off: bool,
+    /// Kafka: `unclean.leader.election.enable=true`.
+    pub unclean_leader_election: bool,
 }
 
 impl Mutants {
@@ -26,17 +38,41 @@ impl Mutants {
             "publish-without-outbox" => m.publish_without_outbox = true,
             "psp-call-without-idempotency-key" => m.psp_call_without_idempotency_key = true,
             "charge-without-idempotency-key" => m.charge_without_idempotency_key = true,
+            "consumer-without-inbox" => m.consumer_without_inbox = true,
+            "auto-commit-before-processing" => m.auto_commit_before_processing = true,
+            "acks-1" => m.acks_leader_only = true,
+            "idempotence-off" => m.idempotence_off = true,
+            "unclean-leader-election" => m.unclean_leader_election = true,
             _ => return None,
         }
         Some(m)
     }
 
     /// Every mutant's name.
-    pub const NAMES: [&'static str; 3] = [
+    pub const NAMES: [&'static str; 8] = [
         "publish-without-outbox",
         "psp-call-without-idempotency-key",
         "charge-without-idempotency-key",
+        "consumer-without-inbox",
+        "auto-commit-before-processing",
+        "acks-1",
+        "idempotence-off",
+        "unclean-leader-election",
     ];
+
+    /// `config` with the producer mutants applied.
+    pub fn producer(
+        &self,
+        mut config: crate::ports::ProducerConfig,
+    ) -> crate::ports::ProducerConfig {
+        if self.acks_leader_only {
+            config.acks = crate::ports::Acks::Leader;
+        }
+        if self.idempotence_off {
+            config.enable_idempotence = false;
+        }
+        config
+    }
 }
 
 #[cfg(test)]

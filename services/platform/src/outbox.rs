@@ -19,6 +19,11 @@ use crate::{
 /// Header carrying the event id on every record.
 pub const EVENT_ID_HEADER: &str = "event-id";
 
+/// Header carrying a fresh id per relay send: a re-send after a crash has a new one, while
+/// a producer's internal retry of the same send keeps it (so a checker can tell a duplicate
+/// batch in the log from an at-least-once re-send).
+pub const SEND_ID_HEADER: &str = "send-id";
+
 /// Relay settings.
 #[derive(Clone, Debug)]
 pub struct RelayConfig {
@@ -114,7 +119,10 @@ where
         async move {
             let mut acked = Vec::new();
             for row in rows {
-                match p.send(to_record(&row)).await {
+                let mut record = to_record(&row);
+                let send_id = crate::ids::uuid_v4().to_string();
+                record.headers.push((SEND_ID_HEADER.to_owned(), send_id));
+                match p.send(record).await {
                     Ok(_) => acked.push(row.id),
                     Err(e) => return (acked, Some(e)),
                 }

@@ -52,6 +52,31 @@ fn calling_the_psp_without_an_idempotency_key_charges_twice_and_is_caught() {
 }
 
 #[test]
+fn a_consumer_without_its_inbox_double_counts_and_is_caught() {
+    caught("consumer-without-inbox");
+}
+
+#[test]
+fn auto_commit_before_processing_skips_records_and_is_caught() {
+    caught("auto-commit-before-processing");
+}
+
+#[test]
+fn acks_1_loses_acknowledged_events_and_is_caught() {
+    caught("acks-1");
+}
+
+#[test]
+fn idempotence_off_duplicates_retried_sends_and_is_caught() {
+    caught("idempotence-off");
+}
+
+#[test]
+fn unclean_leader_election_loses_acknowledged_events_and_is_caught() {
+    caught("unclean-leader-election");
+}
+
+#[test]
 fn every_mutant_is_named_by_some_scenario() {
     let all = scenario::embedded();
     for m in Mutants::NAMES {

@@ -46,6 +46,21 @@ fn psp_duplicate_callbacks_settle_each_payment_once() {
 }
 
 #[test]
+fn analytics_crash_counts_every_status_change_exactly_once() {
+    scenario_passes("analytics-crash");
+}
+
+#[test]
+fn rolling_broker_restart_loses_no_acknowledged_event() {
+    scenario_passes("rolling-broker-restart");
+}
+
+#[test]
+fn clean_election_waits_out_the_loss_of_both_msk_brokers_without_losing_events() {
+    scenario_passes("unclean-election-bait");
+}
+
+#[test]
 fn every_embedded_scenario_parses_and_names_known_mutants() {
     let all = sim::scenario::embedded();
     assert_eq!(all.len(), sim::scenario::EMBEDDED.len());

@@ -3,7 +3,7 @@ use std::{collections::BTreeMap, sync::Arc, time::Duration};
 use adapters::{KafkaConfig, KafkaEventLog};
 use gateway::OrderView;
 use order::{StatusChanged, ORDER_STATUS_TOPIC};
-use platform::ports::{ConsumerConfig, EventLog};
+use platform::ports::{ConsumerConfig, EventLog, Store};
 use serde_json::json;
 
 use crate::support;
@@ -93,6 +93,27 @@ async fn order_placed_through_the_gateway_is_delivered_and_its_events_are_on_the
     )
     .await;
     assert_events_match_history(&done, &events);
+    // The analytics consumer (its own group, reading the topic from the start) counts it.
+    let schema = adapters::SchemaName::parse(&format!("{}analytics", stack.settings.schema_prefix))
+        .expect("schema");
+    let mart = adapters::PgStore::connect(&stack.settings.database_url, &schema)
+        .await
+        .expect("analytics store");
+    let started = tokio::time::Instant::now();
+    loop {
+        let delivered = mart
+            .get(analytics::MART, "status:DELIVERED")
+            .await
+            .expect("read mart");
+        if delivered.is_some_and(|v| v.body.as_i64().unwrap_or(0) >= 1) {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "analytics never counted a delivered order"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
