@@ -23,6 +23,9 @@ pub struct Scenario {
     /// Lost replies from DB nodes after a commit, per mille.
     #[serde(default)]
     pub db_lose_reply_per_mille: u32,
+    /// A random mix of faults drawn from the seed, on top of `faults`.
+    #[serde(default)]
+    pub swarm: Option<Swarm>,
     /// Mutants this scenario must catch (each a failing run within `mutant_seeds_max` seeds).
     #[serde(default)]
     pub catches: Vec<String>,
@@ -79,6 +82,55 @@ pub struct Fault {
     pub action: Action,
 }
 
+/// A randomized fault profile (in the manner of TigerBeetle's VOPR "swarm" testing): each
+/// episode starts at a random time in the fault phase, lasts `episode_ms`, and is one of
+/// the `kinds` — kill then restart one of `nodes`, cut the regions apart, or cut one
+/// direction — ending with its repair.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Swarm {
+    pub episodes: u32,
+    /// Bounds of one episode's length.
+    pub episode_ms: [u64; 2],
+    /// Nodes a crash episode may pick.
+    pub nodes: Vec<String>,
+    /// Any of `crash`, `partition`, `one-way`.
+    pub kinds: Vec<String>,
+}
+
+impl Swarm {
+    /// The seed's episodes as timed actions within `fault_phase`.
+    pub fn draw(&self, fault_phase: std::time::Duration) -> Vec<(u64, Action)> {
+        let phase_ms = fault_phase.as_millis() as u64;
+        let pick = |n: usize| (madsim::rand::random::<u64>() % n.max(1) as u64) as usize;
+        let mut out = Vec::new();
+        for _ in 0..self.episodes {
+            let [lo, hi] = self.episode_ms;
+            let length = lo + madsim::rand::random::<u64>() % (hi.saturating_sub(lo) + 1);
+            let start = madsim::rand::random::<u64>() % phase_ms.saturating_sub(length).max(1);
+            let end = start + length;
+            match self.kinds.get(pick(self.kinds.len())).map(String::as_str) {
+                Some("crash") if !self.nodes.is_empty() => {
+                    let node = self.nodes[pick(self.nodes.len())].clone();
+                    out.push((start, Action::Kill { node: node.clone() }));
+                    out.push((end, Action::Restart { node }));
+                }
+                Some("partition") => {
+                    out.push((start, Action::PartitionRegions));
+                    out.push((end, Action::HealNetwork));
+                }
+                Some("one-way") => {
+                    let from = if pick(2) == 0 { "msk" } else { "nsk" };
+                    out.push((start, Action::PartitionOneWay { from: from.into() }));
+                    out.push((end, Action::HealNetwork));
+                }
+                _ => {}
+            }
+        }
+        out
+    }
+}
+
 /// What a fault does.
 #[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
 #[serde(tag = "action", rename_all = "kebab-case")]
@@ -116,6 +168,7 @@ pub const EMBEDDED: &[(&str, &str)] = embed![
     "analytics-crash",
     "rolling-broker-restart",
     "unclean-election-bait",
+    "swarm",
 ];
 
 /// Parses a scenario file.

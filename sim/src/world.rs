@@ -339,6 +339,9 @@ pub async fn run(scenario: &Scenario, mutants: Mutants) -> Outcome {
             )
         })
         .collect();
+    if let Some(swarm) = &scenario.swarm {
+        timeline.extend(swarm.draw(fault_phase));
+    }
     timeline.sort_by_key(|(t, _)| *t);
     let mut trace = Vec::new();
     let mut killed = Vec::new();

@@ -61,6 +61,11 @@ fn clean_election_waits_out_the_loss_of_both_msk_brokers_without_losing_events()
 }
 
 #[test]
+fn a_swarm_of_random_faults_breaks_no_guarantee() {
+    scenario_passes("swarm");
+}
+
+#[test]
 fn every_embedded_scenario_parses_and_names_known_mutants() {
     let all = sim::scenario::embedded();
     assert_eq!(all.len(), sim::scenario::EMBEDDED.len());
