@@ -386,6 +386,14 @@ cmd_kill_broker() {
     ((SECONDS < deadline)) || die "$node (pid $pid) still alive after SIGKILL"
     sleep 0.2
   done
+  # A zombie may still hold its listening port; wait until it is free so an immediate
+  # start-broker can bind it.
+  local port
+  port=$(node_port "$node")
+  while port_open "$port"; do
+    ((SECONDS < deadline)) || die "$node still holds port $port after SIGKILL"
+    sleep 0.2
+  done
   rm -f "$(pid_file "$node")"
 }
 
