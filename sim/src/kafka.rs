@@ -27,13 +27,31 @@
 //! - **Consumer groups** are coordinated on the controller node ([`group`]): generations,
 //!   range assignment, session expiry, generation-fenced commits, offsets on the controller's
 //!   disk.
+//! - **Follower fetching** (KIP-392): a consumer with `client_rack` asks the leader, which names
+//!   the in-sync follower of that rack holding the fetch offset (Kafka's
+//!   `RackAwareReplicaSelector`) unless it is in that rack itself; the consumer then reads
+//!   from that follower, below the high watermark the follower knows, for
+//!   `metadata_max_age_ms`, and goes back to the leader when the follower fails it
+//!   (unreachable, out of the ISR, behind its position). [`BrokerCounters`] count the consumer
+//!   fetches each broker served.
+//! - **Cross-region latency** ([`net`]): every message between MSK (10.1/16) and NSK (10.2/16)
+//!   nodes takes `cross_region_latency_ms` one way (25 ms by default).
+//! - **Idempotent producers** stamp batches with producer id, epoch and sequence; after a send
+//!   with an unknown outcome the producer bumps its epoch (KIP-360) and the leader fences
+//!   requests of an older epoch (`INVALID_PRODUCER_EPOCH`). An `acks=all` request whose ISR
+//!   shrank below `min.insync.replicas` after the append gets
+//!   `NOT_ENOUGH_REPLICAS_AFTER_APPEND`; the producer retries it and the retry is dropped as a
+//!   duplicate.
 //! - **Disks**: each node's durable state is an `Arc<Mutex<…>>` held by [`KafkaCluster`]
 //!   outside the node, so kill + restart keeps exactly what was persisted.
 //!
-//! Deliberate differences from Kafka (v1): one controller (no KRaft quorum) that also hosts
+//! Deliberate differences from Kafka: one controller (no KRaft quorum) that also hosts
 //! every group coordinator; single-record batches; one in-flight batch per partition per
-//! producer; producer ids allocated by brokers; no retention, compaction, transactions,
-//! follower fetching by consumers, or cross-region latency yet.
+//! producer; producer ids allocated by brokers, epochs bumped by the producer alone; no
+//! retention, compaction or transactions. A follower serves consumers only while its metadata
+//! says it is in the ISR (Kafka keeps serving until the consumer's metadata ages out). The serving
+//! side applies both directions of the cross-region delay (a task cannot learn its own node's
+//! IP from madsim), so a reply still "on the wire" is lost if the server node dies.
 
 mod broker;
 mod client;
@@ -42,6 +60,7 @@ mod controller;
 mod disk;
 mod group;
 mod log;
+mod net;
 mod protocol;
 mod signal;
 
@@ -58,7 +77,8 @@ pub use self::{
     client::{AcknowledgedWrite, ModelConsumer, ModelEventLog, ModelProducer},
     config::{BrokerSpec, KafkaModelConfig, TopicSpec},
     log::Record,
-    protocol::{BrokerId, PartitionState, TopicPartition},
+    net::{region_of, Region},
+    protocol::{BrokerId, PartitionState, ProducerStamp, TopicPartition},
 };
 use self::{
     client::AckLedger,

@@ -152,7 +152,7 @@ pub async fn run(scenario: &Scenario, mutants: Mutants) -> Outcome {
             .create_node()
             .name(spec.name)
             .ip(spec.ip())
-            .init(move || init())
+            .init(init)
             .build()
             .id();
         nodes.0.insert(

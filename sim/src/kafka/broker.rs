@@ -23,13 +23,13 @@ use madsim::time::{self, Instant};
 use super::{
     config::KafkaModelConfig,
     disk::{lock, BrokerDisk, Disk},
+    net,
     protocol::{
         BrokerHeartbeat, BrokerId, BrokerRequest, BrokerResponse, ClusterMetadata,
         ControllerRequest, ControllerResponse, ErrorCode, ProducerIdentity, TopicPartition,
     },
     signal::Signal,
 };
-use crate::rpc;
 
 /// Counters a test or checker can read to see what a broker did (not part of Kafka's state).
 #[derive(Debug, Default)]
@@ -38,6 +38,14 @@ pub struct BrokerCounters {
     pub produce_requests: AtomicU64,
     /// Retried batches an idempotent producer sent again and the leader dropped.
     pub duplicate_batches: AtomicU64,
+    /// Batches refused because their producer epoch is older than the log has seen.
+    pub fenced_batches: AtomicU64,
+    /// `acks=all` requests answered `NOT_ENOUGH_REPLICAS_AFTER_APPEND`.
+    pub not_enough_replicas_after_append: AtomicU64,
+    /// Consumer fetch requests this broker answered with records, as leader or follower.
+    pub consumer_fetches: AtomicU64,
+    /// Of those, the ones it served as a follower (follower fetching).
+    pub consumer_fetches_as_follower: AtomicU64,
 }
 
 impl BrokerCounters {
@@ -46,6 +54,19 @@ impl BrokerCounters {
     }
     pub fn duplicate_batches(&self) -> u64 {
         self.duplicate_batches.load(Ordering::Relaxed)
+    }
+    pub fn fenced_batches(&self) -> u64 {
+        self.fenced_batches.load(Ordering::Relaxed)
+    }
+    pub fn not_enough_replicas_after_append(&self) -> u64 {
+        self.not_enough_replicas_after_append
+            .load(Ordering::Relaxed)
+    }
+    pub fn consumer_fetches(&self) -> u64 {
+        self.consumer_fetches.load(Ordering::Relaxed)
+    }
+    pub fn consumer_fetches_as_follower(&self) -> u64 {
+        self.consumer_fetches_as_follower.load(Ordering::Relaxed)
     }
 }
 
@@ -59,6 +80,11 @@ struct FollowerProgress {
     last_caught_up: Instant,
     /// The leader's log end and the time at the previous fetch from this follower.
     previous_fetch: Option<(i64, Instant)>,
+    /// Whether the follower fetched since the leader's last ISR check. Kafka adds a follower
+    /// back to the ISR when one of its fetches shows it caught up; the periodic check adds
+    /// back only a follower that fetched since the previous check, never one whose last
+    /// (caught-up) fetch is old news, e.g. one cut off right after it.
+    fetched_since_isr_check: bool,
 }
 
 /// A partition this broker leads.
@@ -157,7 +183,7 @@ pub(crate) async fn run(
         let broker = broker.clone();
         async move { broker.handle(req).await }
     };
-    if let Err(e) = rpc::serve(addr, handler).await {
+    if let Err(e) = net::serve(config.clone(), addr, handler).await {
         tracing::error!(%addr, error = %e, "broker cannot serve");
     }
 }
@@ -211,7 +237,7 @@ impl Broker {
                 metadata_version: known,
             });
             let reply: std::io::Result<ControllerResponse> =
-                rpc::call(controller, req, self.config.controller_request_timeout()).await;
+                net::call(controller, req, self.config.controller_request_timeout()).await;
             match reply {
                 Ok(ControllerResponse::BrokerHeartbeat(Some(image))) => self.apply_metadata(image),
                 Ok(_) => {}
@@ -263,6 +289,7 @@ impl Broker {
                                         log_end_offset: None,
                                         last_caught_up: now,
                                         previous_fetch: None,
+                                        fetched_since_isr_check: false,
                                     },
                                 )
                             })

@@ -24,9 +24,9 @@ use platform::ports::{
 use super::{
     config::KafkaModelConfig,
     disk::lock,
+    net,
     protocol::{BrokerRequest, BrokerResponse, ClusterMetadata, TopicPartition},
 };
-use crate::rpc;
 
 pub use consumer::ModelConsumer;
 pub use producer::ModelProducer;
@@ -180,7 +180,7 @@ pub(crate) async fn call_broker(
     req: BrokerRequest,
     timeout: Duration,
 ) -> io::Result<BrokerResponse> {
-    rpc::call(addr, req, timeout).await
+    net::call(addr, req, timeout).await
 }
 
 /// Maps a transport error of a request whose outcome is unknown.

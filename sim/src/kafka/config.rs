@@ -87,13 +87,20 @@ pub struct KafkaModelConfig {
     pub retry_backoff_ms: u64,
     /// Kafka `retry.backoff.max.ms`: longest pause between producer retries.
     pub retry_backoff_max_ms: u64,
+    /// One-way delay of every model message between an MSK node (10.1.0.0/16) and an NSK
+    /// node (10.2.0.0/16): client↔broker, broker↔broker, broker↔controller. 0 turns it off.
+    pub cross_region_latency_ms: u64,
+    /// Kafka `metadata.max.age.ms`, as far as follower fetching uses it: how long a consumer
+    /// reads from the follower its leader picked before asking the leader again, and how long
+    /// it reads from the leader after that follower failed it. (Kafka's default is 5 min.)
+    pub metadata_max_age_ms: u64,
 }
 
 impl KafkaModelConfig {
     /// The seed's cluster: msk-1 (10.1.1.1), msk-2 (10.1.1.2) in rack `msk`, nsk-1 (10.2.1.1)
     /// in rack `nsk`, port 9092; the controller `kafka-controller` at 10.1.1.10:9093 in MSK;
     /// the seed's topics with replication factor 3; `min.insync.replicas=2`; unclean
-    /// election off.
+    /// election off; 25 ms one way between the regions.
     pub fn seed_default() -> Self {
         let broker = |id, name: &str, ip: [u8; 4], rack: &str| BrokerSpec {
             id,
@@ -134,6 +141,8 @@ impl KafkaModelConfig {
             fetch_records_max: 500,
             retry_backoff_ms: 100,
             retry_backoff_max_ms: 1_000,
+            cross_region_latency_ms: 25,
+            metadata_max_age_ms: 5_000,
         }
     }
 
@@ -206,6 +215,12 @@ impl KafkaModelConfig {
     }
     pub(crate) fn fetch_wait_max(&self) -> Duration {
         Duration::from_millis(self.fetch_wait_max_ms)
+    }
+    pub(crate) fn cross_region_latency(&self) -> Duration {
+        Duration::from_millis(self.cross_region_latency_ms)
+    }
+    pub(crate) fn metadata_max_age(&self) -> Duration {
+        Duration::from_millis(self.metadata_max_age_ms)
     }
 }
 

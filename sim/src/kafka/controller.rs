@@ -23,12 +23,12 @@ use super::{
     config::KafkaModelConfig,
     disk::{lock, ControllerDisk, Disk},
     group::GroupCoordinator,
+    net,
     protocol::{
         AlterPartition, BrokerEndpoint, BrokerHeartbeat, BrokerId, ClusterMetadata,
         ControllerRequest, ControllerResponse, ErrorCode, PartitionState,
     },
 };
-use crate::rpc;
 
 /// The initial metadata image: every partition led by its preferred replica, full ISR.
 pub(crate) fn initial_disk(config: &KafkaModelConfig) -> ControllerDisk {
@@ -110,7 +110,7 @@ pub(crate) async fn run(config: Arc<KafkaModelConfig>, disk: Disk<ControllerDisk
         let controller = controller.clone();
         async move { controller.handle(req) }
     };
-    if let Err(e) = rpc::serve(addr, handler).await {
+    if let Err(e) = net::serve(config.clone(), addr, handler).await {
         tracing::error!(%addr, error = %e, "controller cannot serve");
     }
 }

@@ -114,6 +114,9 @@ pub enum ErrorCode {
     OutOfOrderSequence,
     #[error("INVALID_PRODUCER_EPOCH")]
     InvalidProducerEpoch,
+    /// A follower asked for an offset past its log end; the consumer goes back to the leader.
+    #[error("OFFSET_OUT_OF_RANGE")]
+    OffsetOutOfRange,
     #[error("BROKER_NOT_AVAILABLE")]
     BrokerNotAvailable,
     #[error("STALE_BROKER_EPOCH")]
@@ -140,7 +143,8 @@ pub enum BrokerRequest {
     /// Kafka `InitProducerId` (non-transactional): a fresh producer id.
     InitProducerId,
     Produce(ProduceRequest),
-    /// A consumer's fetch (only below the high watermark).
+    /// A consumer's fetch (only below the high watermark), from a leader or, with follower
+    /// fetching, from the follower the leader picked.
     Fetch(FetchRequest),
     /// A follower's fetch (up to the log end; carries the follower's progress).
     ReplicaFetch(ReplicaFetchRequest),
@@ -184,14 +188,32 @@ pub struct ProduceRequest {
     pub headers: Vec<(String, String)>,
 }
 
-/// A consumer fetch for several partitions of one leader.
+/// A consumer fetch for several partitions of one broker.
 #[derive(Debug)]
 pub struct FetchRequest {
-    /// `(partition, fetch offset)`.
-    pub partitions: Vec<(TopicPartition, i64)>,
+    pub partitions: Vec<FetchPartition>,
     /// How long the leader may hold the request while no partition has records.
     pub wait_max_ms: u64,
     pub records_max: usize,
+}
+
+/// One partition of a consumer fetch.
+#[derive(Debug)]
+pub struct FetchPartition {
+    pub tp: TopicPartition,
+    pub fetch_offset: i64,
+    pub target: FetchTarget,
+}
+
+/// Which replica a consumer addresses for a partition (KIP-392).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum FetchTarget {
+    /// The leader. With the consumer's `client.rack`, the leader may answer with a
+    /// preferred read replica in that rack instead of records.
+    Leader { client_rack: Option<String> },
+    /// A follower the leader named as preferred read replica; it serves records below the
+    /// high watermark it knows, while it is in the ISR.
+    Follower,
 }
 
 #[derive(Debug)]
@@ -203,6 +225,8 @@ pub struct FetchPartitionResponse {
 #[derive(Debug)]
 pub struct FetchedRecords {
     pub records: Vec<Record>,
+    /// Set by a leader (with no records) when the consumer should read from this follower.
+    pub preferred_read_replica: Option<BrokerId>,
 }
 
 #[derive(Debug, PartialEq, Eq)]

@@ -1016,10 +1016,12 @@ async fn a_commit_from_a_stale_generation_is_fenced() {
                 .consumer(consumer_config(group), &[GROUP_TOPIC])
                 .await
                 .expect("consumer a");
+            // `a` alone reads everything in the first generation (so what it polls next
+            // belongs to the next one).
             let mut polled = Vec::new();
             let end = Instant::now() + Duration::from_secs(10);
-            while polled.is_empty() && Instant::now() < end {
-                polled = a.poll(Duration::from_millis(500)).await.unwrap_or_default();
+            while polled.len() < 30 && Instant::now() < end {
+                polled.extend(a.poll(Duration::from_millis(500)).await.unwrap_or_default());
             }
             // A second member joins: the group moves to a new generation.
             let mut b = log
@@ -1040,7 +1042,7 @@ async fn a_commit_from_a_stale_generation_is_fenced() {
     })
     .await;
     let (polled, stale, fresh, current) = outcome;
-    assert!(polled > 0 && fresh > 0);
+    assert!(polled == 30 && fresh > 0, "polled {polled}, fresh {fresh}");
     assert_eq!(stale, Err(EventLogError::Fenced));
     assert_eq!(current, Ok(()));
 }
@@ -1111,6 +1113,604 @@ async fn committed_offsets_survive_a_controller_restart() {
         payloads(&second),
         expected,
         "a restarted coordinator must resume from the commits"
+    );
+}
+
+// ------------------------------------------------------------------------------ follower fetching
+
+/// A one-partition topic led by msk-1, with followers nsk-1 and msk-2.
+const RACK_TOPIC: &str = "rack-aware";
+const MSK_CLIENT_IP: &str = "10.1.3.1";
+const NSK_CLIENT_IP: &str = "10.2.3.1";
+
+fn rack_config() -> KafkaModelConfig {
+    KafkaModelConfig::seed_default().with_topics(vec![TopicSpec::new(RACK_TOPIC, 1)])
+}
+
+fn consumer_in_rack(group: &str, rack: &str) -> ConsumerConfig {
+    ConsumerConfig {
+        client_rack: Some(rack.into()),
+        ..consumer_config(group)
+    }
+}
+
+/// A consumer in `rack` that polls `topic` until the test ends; what it read so far.
+fn background_reader(
+    node: &NodeHandle,
+    log: Arc<dyn EventLog>,
+    group: &str,
+    rack: &str,
+    topic: &'static str,
+) -> Arc<Mutex<Vec<ConsumedRecord>>> {
+    let seen: Arc<Mutex<Vec<ConsumedRecord>>> = Arc::default();
+    let config = consumer_in_rack(group, rack);
+    node.spawn({
+        let seen = seen.clone();
+        async move {
+            let mut consumer = log.consumer(config, &[topic]).await.expect("a consumer");
+            loop {
+                if let Ok(records) = consumer.poll(Duration::from_millis(500)).await {
+                    seen.lock().expect("records read").extend(records);
+                }
+            }
+        }
+    });
+    seen
+}
+
+fn seen_payloads(seen: &Mutex<Vec<ConsumedRecord>>) -> BTreeSet<String> {
+    payloads(&seen.lock().expect("records read"))
+}
+
+/// Sends `payloads` to [`RACK_TOPIC`] with `acks=all` from `node`.
+async fn produce_all(node: &NodeHandle, p: &Arc<dyn Producer>, payloads: &[&str]) {
+    let (p, payloads): (_, Vec<String>) =
+        (p.clone(), payloads.iter().map(|s| (*s).into()).collect());
+    let acks = on(node, async move {
+        let mut acks = Vec::new();
+        for payload in &payloads {
+            acks.push(p.send(record(RACK_TOPIC, "k", payload)).await);
+        }
+        acks
+    })
+    .await;
+    assert!(acks.iter().all(Result::is_ok), "{acks:?}");
+}
+
+/// Consumer fetches `broker` answered with records so far: `(in all, as a follower)`.
+fn fetches_served(cluster: &KafkaCluster, broker: &str) -> (u64, u64) {
+    let c = cluster.broker_counters(broker).expect("broker counters");
+    (c.consumer_fetches(), c.consumer_fetches_as_follower())
+}
+
+#[madsim::test]
+async fn a_consumer_in_rack_nsk_is_served_by_nsk_1_and_one_in_rack_msk_by_the_leader() {
+    announce("a_consumer_in_rack_nsk_is_served_by_nsk_1_and_one_in_rack_msk_by_the_leader");
+    let cluster = KafkaCluster::start(rack_config());
+    let log = cluster.event_log();
+    let msk_client = client_node("client-msk", MSK_CLIENT_IP);
+    let nsk_client = client_node("client-nsk", NSK_CLIENT_IP);
+    assert_eq!(
+        cluster.leader_node(RACK_TOPIC, 0).map(|n| n.name),
+        Some("msk-1".into())
+    );
+    let p = producer(&log, producer_config(Acks::All, true)).await;
+    let sent: Vec<String> = (0..10).map(|i| format!("r-{i}")).collect();
+    let refs: Vec<&str> = sent.iter().map(String::as_str).collect();
+    produce_all(&msk_client, &p, &refs).await;
+    let expected: BTreeSet<String> = sent.iter().cloned().collect();
+
+    let (leader_before, nsk_before) = (
+        fetches_served(&cluster, "msk-1"),
+        fetches_served(&cluster, "nsk-1"),
+    );
+    let nsk_reader = background_reader(&nsk_client, log.clone(), "nsk-readers", "nsk", RACK_TOPIC);
+    eventually(
+        "the nsk consumer read everything",
+        Duration::from_secs(20),
+        || seen_payloads(&nsk_reader) == expected,
+    )
+    .await;
+    let (leader_after, nsk_after) = (
+        fetches_served(&cluster, "msk-1"),
+        fetches_served(&cluster, "nsk-1"),
+    );
+    assert!(
+        nsk_after.1 > nsk_before.1,
+        "nsk-1 should have served the nsk consumer as a follower"
+    );
+    assert_eq!(
+        leader_after.0, leader_before.0,
+        "the leader should not have served the nsk consumer any record"
+    );
+
+    let msk_reader = background_reader(&msk_client, log.clone(), "msk-readers", "msk", RACK_TOPIC);
+    eventually(
+        "the msk consumer read everything",
+        Duration::from_secs(20),
+        || seen_payloads(&msk_reader) == expected,
+    )
+    .await;
+    let (leader_last, nsk_last) = (
+        fetches_served(&cluster, "msk-1"),
+        fetches_served(&cluster, "nsk-1"),
+    );
+    assert!(
+        leader_last.0 > leader_after.0,
+        "the leader should have served the msk consumer"
+    );
+    assert_eq!(
+        leader_last.1, 0,
+        "msk-1 leads; it serves nobody as a follower"
+    );
+    // The nsk consumer keeps polling nsk-1 (empty long polls are not counted).
+    assert_eq!(
+        nsk_last.0, nsk_after.0,
+        "nsk-1 served records it should not have"
+    );
+}
+
+#[madsim::test]
+async fn a_follower_serves_consumers_only_records_below_the_high_watermark_it_knows() {
+    announce("a_follower_serves_consumers_only_records_below_the_high_watermark_it_knows");
+    let cluster = KafkaCluster::start(rack_config());
+    let log = cluster.event_log();
+    let msk_client = client_node("client-msk", MSK_CLIENT_IP);
+    let nsk_client = client_node("client-nsk", NSK_CLIENT_IP);
+    let (leader, msk_2) = (
+        cluster.broker_node("msk-1").expect("msk-1"),
+        cluster.broker_node("msk-2").expect("msk-2"),
+    );
+    let p = producer(&log, producer_config(Acks::All, true)).await;
+    produce_all(&msk_client, &p, &["committed"]).await;
+
+    // msk-2 stays in the ISR without fetching (for `replica_lag_time_max_ms`), so what the
+    // leader appends now reaches nsk-1 but stays above the high watermark.
+    clog_both_ways(&leader, &msk_2);
+    let p1 = producer(&log, producer_config(Acks::Leader, false)).await;
+    let ack = on(&msk_client, async move {
+        p1.send(record(RACK_TOPIC, "k", "uncommitted")).await
+    })
+    .await;
+    assert!(ack.is_ok(), "{ack:?}");
+    eventually(
+        "nsk-1 replicated the uncommitted record",
+        Duration::from_secs(5),
+        || {
+            cluster
+                .replica("nsk-1", RACK_TOPIC, 0)
+                .is_some_and(|r| r.log_end_offset == 2)
+        },
+    )
+    .await;
+
+    let nsk_before = fetches_served(&cluster, "nsk-1").1;
+    let reader = background_reader(&nsk_client, log.clone(), "nsk-readers", "nsk", RACK_TOPIC);
+    time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        seen_payloads(&reader),
+        ["committed".to_string()].into(),
+        "the follower must serve only what is below its high watermark"
+    );
+    assert!(
+        fetches_served(&cluster, "nsk-1").1 > nsk_before,
+        "nsk-1 served the consumer"
+    );
+    assert_eq!(
+        cluster
+            .replica("nsk-1", RACK_TOPIC, 0)
+            .map(|r| (r.high_watermark, r.log_end_offset)),
+        Some((1, 2))
+    );
+    assert!(
+        isr_len(&cluster, RACK_TOPIC, 0) == 3,
+        "msk-2 should still be in the ISR"
+    );
+
+    // Once msk-2 catches up, the high watermark moves and reaches nsk-1, then the consumer.
+    unclog_both_ways(&leader, &msk_2);
+    eventually(
+        "the nsk consumer read the newly committed record",
+        Duration::from_secs(10),
+        || seen_payloads(&reader).contains("uncommitted"),
+    )
+    .await;
+}
+
+#[madsim::test]
+async fn a_consumer_in_rack_nsk_falls_back_to_the_leader_when_nsk_1_leaves_the_isr() {
+    announce("a_consumer_in_rack_nsk_falls_back_to_the_leader_when_nsk_1_leaves_the_isr");
+    // The consumer would ask the leader again only after a minute: it must notice itself.
+    let cluster = KafkaCluster::start(KafkaModelConfig {
+        replica_lag_time_max_ms: 2_000,
+        metadata_max_age_ms: 60_000,
+        ..rack_config()
+    });
+    let log = cluster.event_log();
+    let msk_client = client_node("client-msk", MSK_CLIENT_IP);
+    let nsk_client = client_node("client-nsk", NSK_CLIENT_IP);
+    let (leader, nsk_1) = (
+        cluster.broker_node("msk-1").expect("msk-1"),
+        cluster.broker_node("nsk-1").expect("nsk-1"),
+    );
+    let p = producer(&log, producer_config(Acks::All, true)).await;
+    produce_all(&msk_client, &p, &["before"]).await;
+    let reader = background_reader(&nsk_client, log.clone(), "nsk-readers", "nsk", RACK_TOPIC);
+    eventually(
+        "the nsk consumer read the first record",
+        Duration::from_secs(10),
+        || seen_payloads(&reader).contains("before"),
+    )
+    .await;
+    assert!(
+        fetches_served(&cluster, "nsk-1").1 > 0,
+        "nsk-1 served the consumer"
+    );
+
+    // nsk-1 can no longer replicate from the leader (it still reaches the controller and the
+    // consumer reaches it): it leaves the ISR, and new records never reach it.
+    clog_both_ways(&leader, &nsk_1);
+    eventually("nsk-1 left the ISR", Duration::from_secs(10), || {
+        cluster
+            .partition_state(RACK_TOPIC, 0)
+            .is_some_and(|s| !s.isr.contains(&3))
+    })
+    .await;
+    let leader_before = fetches_served(&cluster, "msk-1").0;
+    produce_all(&msk_client, &p, &["after-1", "after-2"]).await;
+    eventually(
+        "the nsk consumer read the records nsk-1 lacks",
+        Duration::from_secs(15),
+        || {
+            let seen = seen_payloads(&reader);
+            seen.contains("after-1") && seen.contains("after-2")
+        },
+    )
+    .await;
+    assert!(
+        fetches_served(&cluster, "msk-1").0 > leader_before,
+        "the leader should have served the nsk consumer"
+    );
+    assert_eq!(
+        cluster
+            .replica("nsk-1", RACK_TOPIC, 0)
+            .map(|r| r.log_end_offset),
+        Some(1),
+        "nsk-1 should not have the new records"
+    );
+}
+
+#[madsim::test]
+async fn a_consumer_in_rack_nsk_falls_back_to_the_leader_while_nsk_1_is_unreachable() {
+    announce("a_consumer_in_rack_nsk_falls_back_to_the_leader_while_nsk_1_is_unreachable");
+    let cluster = KafkaCluster::start(rack_config());
+    let log = cluster.event_log();
+    let msk_client = client_node("client-msk", MSK_CLIENT_IP);
+    let nsk_client = client_node("client-nsk", NSK_CLIENT_IP);
+    let nsk_1 = cluster.broker_node("nsk-1").expect("nsk-1");
+    let p = producer(&log, producer_config(Acks::All, true)).await;
+    produce_all(&msk_client, &p, &["before"]).await;
+
+    // The consumer cannot reach nsk-1, which stays in the ISR.
+    let net = NetSim::current();
+    net.clog_link(nsk_client.id(), nsk_1.id);
+    net.clog_link(nsk_1.id, nsk_client.id());
+    let reader = background_reader(&nsk_client, log.clone(), "nsk-readers", "nsk", RACK_TOPIC);
+    produce_all(&msk_client, &p, &["during"]).await;
+    eventually(
+        "the nsk consumer read everything",
+        Duration::from_secs(15),
+        || seen_payloads(&reader) == ["before".to_string(), "during".to_string()].into(),
+    )
+    .await;
+    assert_eq!(
+        isr_len(&cluster, RACK_TOPIC, 0),
+        3,
+        "nsk-1 should still be in the ISR"
+    );
+    assert!(
+        fetches_served(&cluster, "msk-1").0 > 0,
+        "the leader served the consumer"
+    );
+    assert_eq!(
+        fetches_served(&cluster, "nsk-1").0,
+        0,
+        "nsk-1 was unreachable"
+    );
+}
+
+// ------------------------------------------------------------------------------ cross-region latency
+
+/// Mean time of `acks=all` sends to partition 0 (leader msk-1, nsk-1 in the ISR) from an MSK
+/// client, with `cross_region_latency_ms` set to `latency_ms`; in a fresh runtime.
+fn mean_acks_all_send_time(seed: u64, latency_ms: u64) -> Duration {
+    let runtime = madsim::runtime::Runtime::with_seed_and_config(seed, madsim::Config::default());
+    runtime.block_on(async move {
+        // Keep the network's own per-message delay nearly constant, so the runs compare.
+        NetSim::current().update_config(|c| {
+            c.send_latency = Duration::from_millis(1)..Duration::from_micros(1_001);
+        });
+        let cluster = KafkaCluster::start(KafkaModelConfig {
+            cross_region_latency_ms: latency_ms,
+            ..model_config()
+        });
+        let client = client_node("client-1", MSK_CLIENT_IP);
+        let log = cluster.event_log();
+        let key = keys_for_partition(0, PARTITIONS, 1).remove(0);
+        let p = producer(&log, producer_config(Acks::All, true)).await;
+        let times = on(&client, async move {
+            p.send(record(TOPIC, &key, "warm-up"))
+                .await
+                .expect("warm-up");
+            let mut times = Vec::new();
+            for i in 0..10 {
+                let started = Instant::now();
+                p.send(record(TOPIC, &key, &format!("m-{i}")))
+                    .await
+                    .expect("send");
+                times.push(started.elapsed());
+            }
+            times
+        })
+        .await;
+        let state = cluster.partition_state(TOPIC, 0).expect("partition 0");
+        assert_eq!(state.leader, Some(1), "msk-1 should lead partition 0");
+        assert!(state.isr.contains(&3), "nsk-1 should be in the ISR");
+        times.iter().sum::<Duration>() / times.len() as u32
+    })
+}
+
+#[test]
+fn an_acks_all_write_from_msk_waits_two_cross_region_latencies_for_nsk_1() {
+    let seed: u64 = std::env::var("MADSIM_TEST_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(20_250_102);
+    println!("an_acks_all_write_from_msk_waits_two_cross_region_latencies_for_nsk_1: seed {seed}");
+    let latency = Duration::from_millis(100);
+    let without = mean_acks_all_send_time(seed, 0);
+    let with = mean_acks_all_send_time(seed, latency.as_millis() as u64);
+    assert!(
+        with >= without + 2 * latency,
+        "an acks=all write took {with:?} with {latency:?} between the regions and {without:?} without"
+    );
+}
+
+// ------------------------------------------------------------------------------ not enough replicas after append
+
+#[madsim::test]
+async fn a_write_whose_isr_shrinks_below_min_insync_after_the_append_is_refused_and_retried_without_duplicate(
+) {
+    announce("a_write_whose_isr_shrinks_below_min_insync_after_the_append_is_refused_and_retried_without_duplicate");
+    let cluster = KafkaCluster::start(KafkaModelConfig {
+        replica_lag_time_max_ms: 2_000,
+        ..model_config()
+    });
+    let client = client_node("client-1", MSK_CLIENT_IP);
+    let log = cluster.event_log();
+    let key = keys_for_partition(0, PARTITIONS, 1).remove(0);
+    let p = producer(
+        &log,
+        ProducerConfig {
+            request_timeout: Duration::from_secs(10),
+            delivery_timeout: Duration::from_secs(60),
+            ..producer_config(Acks::All, true)
+        },
+    )
+    .await;
+    let warm = on(&client, {
+        let (p, key) = (p.clone(), key.clone());
+        async move { p.send(record(TOPIC, &key, "warm-up")).await }
+    })
+    .await;
+    assert!(warm.is_ok(), "{warm:?}");
+    let leader = cluster.leader_node(TOPIC, 0).expect("a leader");
+    let counters = cluster.broker_counters(&leader.name).expect("counters");
+    let followers: Vec<ModelNode> = cluster
+        .broker_nodes()
+        .into_iter()
+        .filter(|n| n.id != leader.id)
+        .collect();
+
+    // The leader appends the record, then drops its cut-off followers from the ISR while
+    // the acks=all request waits: the record is committed on the leader alone.
+    for f in &followers {
+        clog_both_ways(f, &leader);
+    }
+    let done: Arc<Mutex<Option<Result<RecordAck, EventLogError>>>> = Arc::default();
+    client.spawn({
+        let (p, key, done) = (p.clone(), key.clone(), done.clone());
+        async move {
+            let ack = p.send(record(TOPIC, &key, "the-one")).await;
+            *done.lock().expect("send outcome") = Some(ack);
+        }
+    });
+    eventually(
+        "the leader answered NOT_ENOUGH_REPLICAS_AFTER_APPEND",
+        Duration::from_secs(15),
+        || counters.not_enough_replicas_after_append() >= 1,
+    )
+    .await;
+    assert_eq!(isr_len(&cluster, TOPIC, 0), 1);
+    let offset = cluster
+        .replica(&leader.name, TOPIC, 0)
+        .and_then(|r| {
+            r.records
+                .iter()
+                .find(|r| r.payload == b"the-one")
+                .map(|r| r.offset)
+        })
+        .expect("the record was appended");
+    time::sleep(Duration::from_secs(2)).await;
+    assert!(
+        done.lock().expect("send outcome").is_none(),
+        "the write must not be acknowledged while the ISR is below min.insync.replicas"
+    );
+
+    for f in &followers {
+        unclog_both_ways(f, &leader);
+    }
+    eventually(
+        "the producer's retry succeeded",
+        Duration::from_secs(30),
+        || done.lock().expect("send outcome").is_some(),
+    )
+    .await;
+    let ack = done
+        .lock()
+        .expect("send outcome")
+        .clone()
+        .expect("an outcome");
+    assert_eq!(
+        ack.map(|a| a.offset),
+        Ok(offset),
+        "acknowledged at the original offset"
+    );
+    assert!(
+        counters.duplicate_batches() >= 1,
+        "the retry should hit the duplicate check"
+    );
+    let copies = cluster.log_snapshot(TOPIC)[0]
+        .iter()
+        .filter(|r| r.payload == b"the-one")
+        .count();
+    assert_eq!(copies, 1, "the retried record was written twice");
+}
+
+// ------------------------------------------------------------------------------ producer epochs
+
+/// The stamps (producer id, epoch, sequence) of `payload` in `broker`'s replica.
+fn stamps_of(
+    cluster: &KafkaCluster,
+    broker: &str,
+    topic: &str,
+    partition: i32,
+    payload: &str,
+) -> Vec<(i64, i16, i32)> {
+    cluster
+        .replica(broker, topic, partition)
+        .map(|r| r.records)
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|r| r.payload == payload.as_bytes())
+        .filter_map(|r| r.stamp)
+        .map(|s| (s.producer_id, s.producer_epoch, s.sequence))
+        .collect()
+}
+
+#[madsim::test]
+async fn an_idempotent_producer_bumps_its_epoch_and_keeps_its_id_after_a_send_with_an_unknown_outcome(
+) {
+    announce("an_idempotent_producer_bumps_its_epoch_and_keeps_its_id_after_a_send_with_an_unknown_outcome");
+    let cluster = KafkaCluster::start(model_config());
+    let client = client_node("client-1", MSK_CLIENT_IP);
+    let client_id = client.id();
+    let log = cluster.event_log();
+    let key = keys_for_partition(0, PARTITIONS, 1).remove(0);
+    let p = producer(
+        &log,
+        ProducerConfig {
+            delivery_timeout: Duration::from_secs(3),
+            ..producer_config(Acks::All, true)
+        },
+    )
+    .await;
+    let leader = cluster.leader_node(TOPIC, 0).expect("a leader");
+    let send = |payload: &'static str| {
+        let (p, key) = (p.clone(), key.clone());
+        async move { p.send(record(TOPIC, &key, payload)).await }
+    };
+    assert!(on(&client, send("warm-up")).await.is_ok());
+
+    // The leader appends `lost` but its replies never arrive in time: an unknown outcome.
+    NetSim::current().clog_link(leader.id, client_id);
+    let lost = on(&client, send("lost")).await;
+    assert!(lost.is_err(), "{lost:?}");
+    NetSim::current().unclog_link(leader.id, client_id);
+    let next = on(&client, send("next")).await;
+    assert!(next.is_ok(), "{next:?}");
+
+    let warm = stamps_of(&cluster, &leader.name, TOPIC, 0, "warm-up");
+    let next = stamps_of(&cluster, &leader.name, TOPIC, 0, "next");
+    assert_eq!(warm.len(), 1);
+    let (id, epoch, _) = warm[0];
+    assert_eq!(
+        next,
+        vec![(id, epoch + 1, 0)],
+        "the next send should keep the producer id, bump the epoch and restart the sequence"
+    );
+}
+
+#[madsim::test]
+async fn a_request_from_a_stale_producer_epoch_is_fenced_by_the_leader() {
+    announce("a_request_from_a_stale_producer_epoch_is_fenced_by_the_leader");
+    // Partition 2 of a topic with two replicas lives in MSK only (msk-2 leads, msk-1
+    // follows), so only the NSK client's requests cross the slow inter-region link.
+    let topic = "fenced";
+    let cluster = KafkaCluster::start(KafkaModelConfig {
+        cross_region_latency_ms: 1_000,
+        // Metadata requests (to every broker, nsk-1 included) give up before a send does.
+        client_request_timeout_ms: 300,
+        ..KafkaModelConfig::seed_default().with_topics(vec![TopicSpec {
+            replication_factor: 2,
+            ..TopicSpec::new(topic, 3)
+        }])
+    });
+    let state = cluster.partition_state(topic, 2).expect("partition 2");
+    assert_eq!(
+        (state.leader, state.replicas.clone()),
+        (Some(2), vec![2, 1])
+    );
+    let log = cluster.event_log();
+    let msk_client = client_node("client-msk", MSK_CLIENT_IP);
+    let nsk_client = client_node("client-nsk", NSK_CLIENT_IP);
+    let key = keys_for_partition(2, 3, 1).remove(0);
+    // The cluster is up and serving partition 2 before the short-timeout producer starts.
+    let starter = producer(&log, producer_config(Acks::All, true)).await;
+    let started = on(&msk_client, {
+        let key = key.clone();
+        async move { starter.send(record(topic, &key, "start")).await }
+    })
+    .await;
+    assert!(started.is_ok(), "{started:?}");
+    // One producer, used from both regions (as if its requests took two paths).
+    let p = producer(
+        &log,
+        ProducerConfig {
+            delivery_timeout: Duration::from_millis(500),
+            ..producer_config(Acks::All, true)
+        },
+    )
+    .await;
+    let send = |payload: &'static str| {
+        let (p, key) = (p.clone(), key.clone());
+        async move { p.send(record(topic, &key, payload)).await }
+    };
+    let warm = on(&msk_client, send("warm-up")).await;
+    assert!(warm.is_ok(), "{warm:?}");
+
+    // `stale` is still on its way to the leader when its send gives up; the producer bumps
+    // its epoch and `fresh` (new epoch) reaches the leader first.
+    let stale = on(&nsk_client, send("stale")).await;
+    assert!(stale.is_err(), "{stale:?}");
+    let fresh = on(&msk_client, send("fresh")).await;
+    assert!(fresh.is_ok(), "{fresh:?}");
+    let leader = cluster.broker_counters("msk-2").expect("msk-2 counters");
+    eventually(
+        "the leader fenced the stale request",
+        Duration::from_secs(5),
+        || leader.fenced_batches() >= 1,
+    )
+    .await;
+    time::sleep(Duration::from_secs(3)).await;
+    let warm = stamps_of(&cluster, "msk-2", topic, 2, "warm-up");
+    let fresh = stamps_of(&cluster, "msk-2", topic, 2, "fresh");
+    assert_eq!(warm.len(), 1);
+    let (id, epoch, _) = warm[0];
+    assert_eq!(fresh, vec![(id, epoch + 1, 0)]);
+    assert!(
+        stamps_of(&cluster, "msk-2", topic, 2, "stale").is_empty(),
+        "a request of the older epoch must not be appended after the new epoch's"
     );
 }
 

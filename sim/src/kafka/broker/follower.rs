@@ -6,12 +6,12 @@
 use madsim::time;
 
 use super::Broker;
-use crate::{
-    kafka::protocol::{
+use crate::kafka::{
+    net,
+    protocol::{
         BrokerId, BrokerRequest, BrokerResponse, ReplicaFetchPartition, ReplicaFetchRequest,
         ReplicaFetched,
     },
-    rpc,
 };
 
 impl Broker {
@@ -41,7 +41,7 @@ impl Broker {
             let timeout =
                 self.config.replica_fetch_wait_max() + self.config.replica_fetch_timeout();
             let reply: std::io::Result<BrokerResponse> =
-                rpc::call(addr, BrokerRequest::ReplicaFetch(req), timeout).await;
+                net::call(addr, BrokerRequest::ReplicaFetch(req), timeout).await;
             match reply {
                 Ok(BrokerResponse::ReplicaFetch(responses)) => {
                     let errors = self.apply_fetched(source, responses);

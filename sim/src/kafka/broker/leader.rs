@@ -1,24 +1,27 @@
 //! The leader's side of a partition: produce (with `min.insync.replicas`, idempotent
-//! duplicate detection and `acks=all` waiting for the high watermark), consumer fetches
-//! (below the high watermark only), follower fetches (which report the followers' progress and
-//! move the high watermark), and ISR shrink/expand proposals to the controller.
+//! duplicate detection, producer epoch fencing and `acks=all` waiting for the high watermark,
+//! `NOT_ENOUGH_REPLICAS_AFTER_APPEND` when the ISR shrank meanwhile), consumer fetches (below
+//! the high watermark only, or a preferred read replica in the consumer's rack; a follower
+//! serves the consumers a leader sent to it from here too), follower fetches (which report the
+//! followers' progress and move the high watermark), and ISR shrink/expand proposals to the
+//! controller.
 
 use std::{collections::BTreeSet, sync::atomic::Ordering, time::Duration};
 
 use madsim::time::{self, Instant};
 use platform::ports::Acks;
 
-use super::{update_high_watermark, Broker, FollowerProgress};
-use crate::{
-    kafka::{
-        log::SequenceCheck,
-        protocol::{
-            AlterPartition, ControllerRequest, ControllerResponse, ErrorCode, FetchError,
-            FetchPartitionResponse, FetchRequest, FetchedRecords, ProduceRequest,
-            ReplicaFetchPartitionResponse, ReplicaFetchRequest, ReplicaFetched, TopicPartition,
-        },
+use super::{update_high_watermark, Broker, BrokerState, FollowerProgress, Leadership};
+use crate::kafka::{
+    disk::BrokerDisk,
+    log::SequenceCheck,
+    net,
+    protocol::{
+        AlterPartition, BrokerId, ControllerRequest, ControllerResponse, ErrorCode, FetchError,
+        FetchPartition, FetchPartitionResponse, FetchRequest, FetchTarget, FetchedRecords,
+        ProduceRequest, ReplicaFetchPartitionResponse, ReplicaFetchRequest, ReplicaFetched,
+        TopicPartition,
     },
-    rpc,
 };
 
 /// Bound on how long a leader holds any request (produce or fetch), whatever the client asks.
@@ -57,7 +60,11 @@ impl Broker {
                     offset
                 }
                 SequenceCheck::OutOfOrder => return Err(ErrorCode::OutOfOrderSequence),
-                SequenceCheck::StaleEpoch => return Err(ErrorCode::InvalidProducerEpoch),
+                SequenceCheck::StaleEpoch => {
+                    self.counters.fenced_batches.fetch_add(1, Ordering::Relaxed);
+                    tracing::debug!(broker = self.id, tp = %req.tp, stamp = ?req.stamp, "stale producer epoch fenced");
+                    return Err(ErrorCode::InvalidProducerEpoch);
+                }
             };
             update_high_watermark(&state, &mut disk, &req.tp, self.id);
             (offset, epoch)
@@ -83,6 +90,11 @@ impl Broker {
                     .map_or(0, |l| l.high_watermark());
                 if hw > offset {
                     if lead.isr.len() < self.config.min_insync_replicas {
+                        // The ISR shrank below `min.insync.replicas` after the append: the
+                        // record is committed, but not on enough replicas to acknowledge it.
+                        self.counters
+                            .not_enough_replicas_after_append
+                            .fetch_add(1, Ordering::Relaxed);
                         return Err(ErrorCode::NotEnoughReplicasAfterAppend);
                     }
                     return Ok(offset);
@@ -100,6 +112,9 @@ impl Broker {
         }
     }
 
+    /// A consumer fetch: each partition served as its leader (below the high watermark, or
+    /// naming a preferred read replica in the consumer's rack) or as a follower the leader
+    /// picked (below the high watermark this follower knows). Held while nothing is ready.
     pub(super) async fn fetch(&self, req: FetchRequest) -> Vec<FetchPartitionResponse> {
         let deadline =
             Instant::now() + Duration::from_millis(req.wait_max_ms.min(REQUEST_HOLD_MAX_MS));
@@ -110,31 +125,17 @@ impl Broker {
                 let disk = self.disk();
                 req.partitions
                     .iter()
-                    .map(|(tp, offset)| FetchPartitionResponse {
-                        tp: tp.clone(),
-                        result: if !state.leading.contains_key(tp) {
-                            Err(FetchError::Code(ErrorCode::NotLeaderOrFollower))
-                        } else {
-                            let log = disk.logs.get(tp);
-                            let hw = log.map_or(0, |l| l.high_watermark());
-                            let leo = log.map_or(0, |l| l.log_end_offset());
-                            if *offset > leo || *offset < 0 {
-                                Err(FetchError::OffsetOutOfRange { high_watermark: hw })
-                            } else {
-                                Ok(FetchedRecords {
-                                    records: log.map_or_else(Vec::new, |l| {
-                                        l.read(*offset, hw, req.records_max)
-                                    }),
-                                })
-                            }
-                        },
+                    .map(|p| FetchPartitionResponse {
+                        tp: p.tp.clone(),
+                        result: self.read_for_consumer(&state, &disk, p, req.records_max),
                     })
                     .collect()
             };
-            let ready = responses
-                .iter()
-                .any(|r| !matches!(&r.result, Ok(f) if f.records.is_empty()));
-            if ready {
+            let ready = responses.iter().any(|r| {
+                !matches!(&r.result, Ok(f) if f.records.is_empty() && f.preferred_read_replica.is_none())
+            });
+            if ready || Instant::now() >= deadline {
+                self.count_consumer_fetch(&req, &responses);
                 return responses;
             }
             if time::timeout(
@@ -144,9 +145,117 @@ impl Broker {
             .await
             .is_err()
             {
-                return responses;
+                continue;
             }
         }
+    }
+
+    fn count_consumer_fetch(&self, req: &FetchRequest, responses: &[FetchPartitionResponse]) {
+        let served = |follower: bool| {
+            responses.iter().any(|r| {
+                matches!(&r.result, Ok(f) if !f.records.is_empty())
+                    && req
+                        .partitions
+                        .iter()
+                        .any(|p| p.tp == r.tp && (p.target == FetchTarget::Follower) == follower)
+            })
+        };
+        let (as_leader, as_follower) = (served(false), served(true));
+        if as_leader || as_follower {
+            self.counters
+                .consumer_fetches
+                .fetch_add(1, Ordering::Relaxed);
+        }
+        if as_follower {
+            self.counters
+                .consumer_fetches_as_follower
+                .fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// One partition of a consumer fetch, read now.
+    fn read_for_consumer(
+        &self,
+        state: &BrokerState,
+        disk: &BrokerDisk,
+        p: &FetchPartition,
+        records_max: usize,
+    ) -> Result<FetchedRecords, FetchError> {
+        let not_serving = FetchError::Code(ErrorCode::NotLeaderOrFollower);
+        let log = disk.logs.get(&p.tp);
+        let hw = log.map_or(0, |l| l.high_watermark());
+        let leo = log.map_or(0, |l| l.log_end_offset());
+        let records = || log.map_or_else(Vec::new, |l| l.read(p.fetch_offset, hw, records_max));
+        match &p.target {
+            FetchTarget::Leader { client_rack } => {
+                let lead = state.leading.get(&p.tp).ok_or(not_serving)?;
+                if p.fetch_offset > leo || p.fetch_offset < 0 {
+                    return Err(FetchError::OffsetOutOfRange { high_watermark: hw });
+                }
+                if let Some(replica) =
+                    self.preferred_read_replica(state, lead, client_rack.as_deref(), p.fetch_offset)
+                {
+                    return Ok(FetchedRecords {
+                        records: Vec::new(),
+                        preferred_read_replica: Some(replica),
+                    });
+                }
+                Ok(FetchedRecords {
+                    records: records(),
+                    preferred_read_replica: None,
+                })
+            }
+            FetchTarget::Follower => {
+                // Serve only as an in-sync follower, per the newest image this broker has.
+                let in_sync = state.following.contains_key(&p.tp)
+                    && state.metadata.as_ref().is_some_and(|m| {
+                        !m.fenced.contains(&self.id)
+                            && m.partitions
+                                .get(&p.tp)
+                                .is_some_and(|s| s.isr.contains(&self.id))
+                    });
+                if !in_sync {
+                    return Err(not_serving);
+                }
+                if p.fetch_offset > leo || p.fetch_offset < 0 {
+                    return Err(FetchError::Code(ErrorCode::OffsetOutOfRange));
+                }
+                Ok(FetchedRecords {
+                    records: records(),
+                    preferred_read_replica: None,
+                })
+            }
+        }
+    }
+
+    /// Kafka's `RackAwareReplicaSelector`: for a consumer in `client_rack`, the leader if it is
+    /// in that rack, else the in-sync follower in that rack that holds the fetch offset (the
+    /// furthest along; the lowest id on a tie). `None` means: read from the leader.
+    fn preferred_read_replica(
+        &self,
+        state: &BrokerState,
+        lead: &Leadership,
+        client_rack: Option<&str>,
+        fetch_offset: i64,
+    ) -> Option<BrokerId> {
+        let rack = client_rack?;
+        let rack_of = |id: BrokerId| self.config.broker(id).map(|b| b.rack.as_str());
+        if rack_of(self.id) == Some(rack) {
+            return None;
+        }
+        let fenced = state.metadata.as_ref().map(|m| &m.fenced);
+        lead.isr
+            .iter()
+            .copied()
+            .filter(|id| *id != self.id && rack_of(*id) == Some(rack))
+            .filter(|id| lead.isr_proposed.as_ref().is_none_or(|p| p.contains(id)))
+            .filter(|id| fenced.is_none_or(|f| !f.contains(id)))
+            .filter_map(|id| {
+                let leo = lead.followers.get(&id)?.log_end_offset?;
+                (leo >= fetch_offset).then_some((leo, std::cmp::Reverse(id)))
+            })
+            .max()
+            .map(|(_, std::cmp::Reverse(id))| id)
     }
 
     pub(super) async fn serve_replica_fetch(
@@ -234,8 +343,10 @@ impl Broker {
                             log_end_offset: None,
                             last_caught_up: now,
                             previous_fetch: None,
+                            fetched_since_isr_check: false,
                         });
                 follower.log_end_offset = Some(p.fetch_offset);
+                follower.fetched_since_isr_check = true;
                 if p.fetch_offset >= leo {
                     follower.last_caught_up = now;
                 } else if let Some((previous_leo, at)) = follower.previous_fetch {
@@ -277,7 +388,7 @@ impl Broker {
     fn isr_proposals(&self) -> Vec<(TopicPartition, AlterPartition)> {
         let now = Instant::now();
         let lag_max = self.config.replica_lag_time_max();
-        let state = self.state();
+        let mut state = self.state();
         let disk = self.disk();
         let fenced = state
             .metadata
@@ -285,7 +396,7 @@ impl Broker {
             .map(|m| m.fenced.clone())
             .unwrap_or_default();
         let mut proposals = Vec::new();
-        for (tp, lead) in &state.leading {
+        for (tp, lead) in state.leading.iter_mut() {
             if lead.isr_proposed.is_some() {
                 continue;
             }
@@ -300,11 +411,12 @@ impl Broker {
                 .find(|r| r.leader_epoch >= lead.leader_epoch)
                 .map_or(log.log_end_offset(), |r| r.offset);
             let mut new_isr: BTreeSet<_> = lead.isr.clone();
-            for (follower, progress) in &lead.followers {
+            for (follower, progress) in lead.followers.iter_mut() {
                 let in_isr = lead.isr.contains(follower);
-                let caught_up = progress
-                    .log_end_offset
-                    .is_some_and(|leo| leo >= hw && leo >= epoch_start);
+                let caught_up = std::mem::take(&mut progress.fetched_since_isr_check)
+                    && progress
+                        .log_end_offset
+                        .is_some_and(|leo| leo >= hw && leo >= epoch_start);
                 if in_isr && now.duration_since(progress.last_caught_up) > lag_max {
                     new_isr.remove(follower);
                 } else if !in_isr
@@ -345,7 +457,7 @@ impl Broker {
             lead.isr_proposed = Some(proposal.new_isr.clone());
         }
         let epoch = proposal.leader_epoch;
-        let reply: std::io::Result<ControllerResponse> = rpc::call(
+        let reply: std::io::Result<ControllerResponse> = net::call(
             self.config.controller_addr(),
             ControllerRequest::AlterPartition(proposal),
             self.config.controller_request_timeout(),

@@ -1,7 +1,10 @@
 //! The consumer: a group member whose membership a background task keeps alive (join,
 //! heartbeat every third of the session timeout, rejoin on rebalance, leave when the consumer
 //! is dropped), and whose `poll` fetches the assigned partitions from their leaders, below the
-//! high watermark, starting from the group's committed offsets (or the earliest offset).
+//! high watermark, starting from the group's committed offsets (or the earliest offset). With
+//! `client_rack`, a leader may name a follower in that rack to read from instead (follower
+//! fetching); the consumer reads there for `metadata_max_age_ms` and falls back to the leader
+//! (for as long again) when that follower fails it.
 //!
 //! Commits carry the generation the polled records belong to, so a member that missed a
 //! rebalance gets [`EventLogError::Fenced`]. With `enable_auto_commit` the consumer commits
@@ -21,17 +24,16 @@ use madsim::time::{self, Instant};
 use platform::ports::{ConsumedRecord, Consumer, ConsumerConfig, EventLogError};
 
 use super::{call_broker, transport_error, MetadataCache};
-use crate::{
-    kafka::{
-        config::KafkaModelConfig,
-        disk::lock,
-        protocol::{
-            BrokerRequest, BrokerResponse, ControllerRequest, ControllerResponse, ErrorCode,
-            FetchError, FetchRequest, GroupRequest, GroupResponse, JoinResult, TopicPartition,
-        },
-        signal::Signal,
+use crate::kafka::{
+    config::KafkaModelConfig,
+    disk::lock,
+    net,
+    protocol::{
+        BrokerId, BrokerRequest, BrokerResponse, ClusterMetadata, ControllerRequest,
+        ControllerResponse, ErrorCode, FetchError, FetchPartition, FetchRequest, FetchTarget,
+        GroupRequest, GroupResponse, JoinResult, TopicPartition,
     },
-    rpc,
+    signal::Signal,
 };
 
 /// Pause after a failed fetch or coordinator request inside one poll.
@@ -68,6 +70,13 @@ pub struct ModelConsumer {
     positions: BTreeMap<TopicPartition, i64>,
     /// The generation whose assignment `positions` covers; commits carry it.
     positions_generation: Option<i32>,
+    /// Follower fetching: the replica a partition's leader named for this consumer's rack,
+    /// read from until the instant given (`metadata_max_age_ms`), then the leader is asked again.
+    read_replicas: BTreeMap<TopicPartition, (BrokerId, Instant)>,
+    /// Partitions read from the leader, without asking for a replica in the consumer's rack,
+    /// until the instant given, because the preferred replica failed (unreachable, not in the
+    /// ISR, or behind the consumer's position).
+    leader_only: BTreeMap<TopicPartition, Instant>,
 }
 
 impl ModelConsumer {
@@ -94,11 +103,13 @@ impl ModelConsumer {
             membership,
             positions: BTreeMap::new(),
             positions_generation: None,
+            read_replicas: BTreeMap::new(),
+            leader_only: BTreeMap::new(),
         }
     }
 
     async fn coordinator(&self, req: GroupRequest) -> Result<GroupResponse, EventLogError> {
-        let reply: std::io::Result<ControllerResponse> = rpc::call(
+        let reply: std::io::Result<ControllerResponse> = net::call(
             self.model.controller_addr(),
             ControllerRequest::Group(req),
             self.model.client_request_timeout(),
@@ -144,21 +155,65 @@ impl ModelConsumer {
         Ok(())
     }
 
-    /// One round of fetches to every leader of the assignment. Returns the records and
-    /// whether anything failed.
+    /// Where to fetch `tp` from now: the preferred read replica while it is fresh, else the
+    /// leader (asking it for a replica in this consumer's rack unless that failed lately).
+    fn fetch_target(
+        &mut self,
+        image: &ClusterMetadata,
+        tp: &TopicPartition,
+        now: Instant,
+    ) -> Option<(SocketAddr, FetchTarget)> {
+        if let Some((replica, until)) = self.read_replicas.get(tp).copied() {
+            match image.broker(replica) {
+                Some(b) if until > now => return Some((b.addr, FetchTarget::Follower)),
+                _ => {
+                    self.read_replicas.remove(tp);
+                }
+            }
+        }
+        let (_, leader) = image.leader_addr(tp)?;
+        let client_rack = match self.leader_only.get(tp) {
+            Some(until) if *until > now => None,
+            _ => {
+                self.leader_only.remove(tp);
+                self.config.client_rack.clone()
+            }
+        };
+        Some((leader, FetchTarget::Leader { client_rack }))
+    }
+
+    /// Stops reading `tp` from its preferred replica for a while: back to the leader.
+    fn fall_back_to_leader(&mut self, tp: &TopicPartition, now: Instant) {
+        if let Some((replica, _)) = self.read_replicas.remove(tp) {
+            tracing::debug!(%tp, replica, "preferred read replica failed; reading from the leader");
+        }
+        self.leader_only
+            .insert(tp.clone(), now + self.model.metadata_max_age());
+    }
+
+    /// One round of fetches to the brokers serving the assignment (leaders, or the followers
+    /// they picked for this consumer's rack). Returns the records and whether anything failed
+    /// in a way worth a pause.
     async fn fetch_round(&mut self, wait: Duration) -> (Vec<ConsumedRecord>, bool) {
         let image = match self.metadata.get().await {
             Ok(image) => image,
             Err(_) => return (Vec::new(), true),
         };
+        let now = Instant::now();
         let mut failed = false;
-        let mut by_leader: BTreeMap<SocketAddr, Vec<(TopicPartition, i64)>> = BTreeMap::new();
-        for (tp, offset) in &self.positions {
-            match image.leader_addr(tp) {
-                Some((_, addr)) => by_leader
-                    .entry(addr)
-                    .or_default()
-                    .push((tp.clone(), *offset)),
+        let mut by_broker: BTreeMap<SocketAddr, Vec<FetchPartition>> = BTreeMap::new();
+        let positions: Vec<(TopicPartition, i64)> = self
+            .positions
+            .iter()
+            .map(|(tp, o)| (tp.clone(), *o))
+            .collect();
+        for (tp, offset) in positions {
+            match self.fetch_target(&image, &tp, now) {
+                Some((addr, target)) => by_broker.entry(addr).or_default().push(FetchPartition {
+                    tp,
+                    fetch_offset: offset,
+                    target,
+                }),
                 None => failed = true,
             }
         }
@@ -167,7 +222,18 @@ impl ModelConsumer {
         }
         let timeout = wait + self.model.client_request_timeout();
         let records_max = self.model.fetch_records_max;
-        let replies = join_all(by_leader.into_iter().map(|(addr, partitions)| {
+        let requests: Vec<(SocketAddr, Vec<FetchPartition>)> = by_broker.into_iter().collect();
+        // Per request, its partitions and whether each went to a follower.
+        let sent: Vec<Vec<(TopicPartition, bool)>> = requests
+            .iter()
+            .map(|(_, parts)| {
+                parts
+                    .iter()
+                    .map(|p| (p.tp.clone(), p.target == FetchTarget::Follower))
+                    .collect()
+            })
+            .collect();
+        let replies = join_all(requests.into_iter().map(|(addr, partitions)| {
             let req = FetchRequest {
                 partitions,
                 wait_max_ms: wait.as_millis() as u64,
@@ -176,27 +242,46 @@ impl ModelConsumer {
             call_broker(addr, BrokerRequest::Fetch(req), timeout)
         }))
         .await;
+        let now = Instant::now();
         let mut out = Vec::new();
-        for reply in replies {
+        for (reply, sent) in replies.into_iter().zip(sent) {
             let parts = match reply {
                 Ok(BrokerResponse::Fetch(parts)) => parts,
                 Ok(_) | Err(_) => {
-                    self.metadata.mark_stale();
-                    failed = true;
+                    // A follower that cannot be reached: read from the leader instead.
+                    let mut to_leader = false;
+                    for (tp, follower) in &sent {
+                        if *follower {
+                            self.fall_back_to_leader(tp, now);
+                        } else {
+                            to_leader = true;
+                        }
+                    }
+                    if to_leader {
+                        self.metadata.mark_stale();
+                        failed = true;
+                    }
                     continue;
                 }
             };
             for part in parts {
-                let Some(position) = self.positions.get_mut(&part.tp) else {
+                let from_follower = sent.iter().any(|(tp, f)| *tp == part.tp && *f);
+                let Some(position) = self.positions.get(&part.tp).copied() else {
                     continue;
                 };
                 match part.result {
                     Ok(fetched) => {
+                        if let Some(replica) = fetched.preferred_read_replica {
+                            let until = now + self.model.metadata_max_age();
+                            self.read_replicas.insert(part.tp.clone(), (replica, until));
+                            continue;
+                        }
+                        let mut next = position;
                         for r in fetched.records {
-                            if r.offset != *position {
+                            if r.offset != next {
                                 continue;
                             }
-                            *position = r.offset + 1;
+                            next = r.offset + 1;
                             out.push(ConsumedRecord {
                                 topic: part.tp.topic.clone(),
                                 partition: part.tp.partition,
@@ -206,10 +291,14 @@ impl ModelConsumer {
                                 headers: r.headers,
                             });
                         }
+                        self.positions.insert(part.tp, next);
                     }
                     Err(FetchError::OffsetOutOfRange { high_watermark }) => {
-                        tracing::warn!(tp = %part.tp, position = *position, high_watermark, "fetch offset out of range; resetting");
-                        *position = high_watermark;
+                        tracing::warn!(tp = %part.tp, position, high_watermark, "fetch offset out of range; resetting");
+                        self.positions.insert(part.tp, high_watermark);
+                    }
+                    Err(FetchError::Code(_)) if from_follower => {
+                        self.fall_back_to_leader(&part.tp, now);
                     }
                     Err(FetchError::Code(_)) => {
                         self.metadata.mark_stale();
@@ -343,7 +432,7 @@ async fn membership_loop(
         (config.session_timeout / 3).max(Duration::from_millis(HEARTBEAT_INTERVAL_MIN_MS));
     let call = |req: GroupRequest| async move {
         let reply: std::io::Result<ControllerResponse> =
-            rpc::call(controller, ControllerRequest::Group(req), timeout).await;
+            net::call(controller, ControllerRequest::Group(req), timeout).await;
         match reply {
             Ok(ControllerResponse::Group(resp)) => Some(resp),
             _ => None,

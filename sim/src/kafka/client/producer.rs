@@ -5,9 +5,12 @@
 //! instead of written twice.
 //!
 //! One batch is in flight per partition (`max.in.flight.requests.per.connection=1`), so
-//! retries never reorder a key's records. After a send fails with an unknown outcome, an
-//! idempotent producer takes a new producer id before its next send (Kafka bumps the epoch,
-//! KIP-360): reusing the sequence could make the leader drop a different record as a duplicate.
+//! retries never reorder a key's records. After a send fails with an unknown outcome (or the
+//! leader reports its sequence out of order), an idempotent producer bumps its epoch, keeping
+//! its producer id, and restarts every partition's sequence at 0 (KIP-360, done locally as
+//! Kafka's idempotent producer does): reusing the old sequence could make the leader drop a
+//! different record as a duplicate, and the leader fences any request of the older epoch that
+//! arrives after the new one (`INVALID_PRODUCER_EPOCH`). At the last epoch it takes a new id.
 
 use std::{
     collections::BTreeMap,
@@ -38,10 +41,12 @@ use crate::kafka::{
 /// The reason given when `delivery_timeout` cuts an attempt short.
 const DELIVERY_TIMEOUT: &str = "delivery timeout";
 
-/// An idempotent producer's sequence state for one partition.
+/// An idempotent producer's sequence state for one partition: the next sequence number of
+/// the identity (id and epoch) that last wrote there.
 #[derive(Debug, Default)]
 struct PartitionSequence {
     producer_id: i64,
+    producer_epoch: i16,
     next_sequence: i32,
 }
 
@@ -53,8 +58,8 @@ pub struct ModelProducer {
     metadata: Arc<MetadataCache>,
     /// Where acknowledged writes are recorded for the checkers.
     ledger: AckLedger,
-    /// The producer id batches are stamped with; `None` before the first idempotent send and
-    /// after a send whose outcome is unknown.
+    /// The producer id and epoch batches are stamped with; `None` before the first idempotent
+    /// send (and after the epoch ran out).
     identity: Mutex<Option<ProducerIdentity>>,
     /// Queues sends in call order until each has its place in its partition's queue (the
     /// first sends wait here for metadata), so concurrent sends of one key keep their order.
@@ -140,12 +145,30 @@ impl ModelProducer {
         Err(last)
     }
 
-    /// Forgets `producer_id` so the next send takes a new one.
-    fn retire_identity(&self, producer_id: i64) {
+    /// Bumps the epoch of the identity `used` was stamped with (unless a failure elsewhere
+    /// bumped it already), so no later batch reuses a sequence number of the old epoch.
+    fn bump_epoch(&self, used: ProducerStamp) {
         let mut identity = lock(&self.identity);
-        if identity.is_some_and(|id| id.producer_id == producer_id) {
-            *identity = None;
+        let Some(current) = *identity else { return };
+        if current.producer_id != used.producer_id || current.producer_epoch != used.producer_epoch
+        {
+            return;
         }
+        *identity = match current.producer_epoch.checked_add(1) {
+            Some(producer_epoch) => {
+                tracing::debug!(
+                    producer_id = current.producer_id,
+                    producer_epoch,
+                    "bumping the producer epoch"
+                );
+                Some(ProducerIdentity {
+                    producer_id: current.producer_id,
+                    producer_epoch,
+                })
+            }
+            // Out of epochs: the next send takes a new producer id.
+            None => None,
+        };
     }
 
     fn partition_slot(&self, tp: &TopicPartition) -> Arc<tokio::sync::Mutex<PartitionSequence>> {
@@ -177,8 +200,8 @@ impl ModelProducer {
         outcome
     }
 
-    /// One produce request; `stamp` is set on first use and cleared when the leader says the
-    /// sequence is out of order (the next attempt takes a new producer id).
+    /// One produce request; `stamp` is set on first use and cleared when the leader refuses
+    /// its sequence or epoch (the next attempt is stamped with the bumped epoch).
     async fn attempt_once(
         &self,
         tp: &TopicPartition,
@@ -199,7 +222,9 @@ impl ModelProducer {
                 Some(s) => Some(s),
                 None => {
                     let id = self.identity().await?;
-                    let next = if sequence.producer_id == id.producer_id {
+                    let next = if sequence.producer_id == id.producer_id
+                        && sequence.producer_epoch == id.producer_epoch
+                    {
                         sequence.next_sequence
                     } else {
                         0
@@ -257,8 +282,9 @@ impl ModelProducer {
             }
             ErrorCode::RequestTimedOut => EventLogError::Timeout(code.to_string()),
             ErrorCode::OutOfOrderSequence | ErrorCode::InvalidProducerEpoch => {
+                // Not appended: retry the record under a newer epoch, from sequence 0.
                 if let Some(used) = used {
-                    self.retire_identity(used.producer_id);
+                    self.bump_epoch(used);
                 }
                 *lock(stamp) = None;
                 EventLogError::Unavailable(code.to_string())
@@ -351,6 +377,7 @@ impl Producer for ModelProducer {
             Ok(offset) => {
                 if let Some(s) = used {
                     sequence.producer_id = s.producer_id;
+                    sequence.producer_epoch = s.producer_epoch;
                     sequence.next_sequence = s.sequence.wrapping_add(1);
                 }
                 lock(&self.ledger).push(AcknowledgedWrite {
@@ -370,7 +397,7 @@ impl Producer for ModelProducer {
             Err(e) => {
                 if let Some(s) = used {
                     // The batch may or may not be in the log: never reuse its sequence.
-                    self.retire_identity(s.producer_id);
+                    self.bump_epoch(s);
                 }
                 let last = final_error(e);
                 // Report why delivery failed, not that the last attempt ran out of time.
