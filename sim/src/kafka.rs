@@ -77,13 +77,13 @@ pub use self::{
     client::{AcknowledgedWrite, ModelConsumer, ModelEventLog, ModelProducer},
     config::{BrokerSpec, KafkaModelConfig, TopicSpec},
     log::Record,
-    net::{region_of, Region},
     protocol::{BrokerId, PartitionState, ProducerStamp, TopicPartition},
 };
 use self::{
     client::AckLedger,
     disk::{lock, BrokerDisk, ControllerDisk, Disk},
 };
+pub use crate::topology::{region_of, Region};
 
 /// A simulated node of the model, as the fault injector addresses it.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::{FinalState, Violation};
+use super::{history, FinalState, Violation};
 
 const NAME: &str = "order-events";
 
@@ -41,16 +41,7 @@ pub fn check(state: &FinalState) -> Vec<Violation> {
     }
     let orders = state.orders.all("orders");
     for (order_id, v) in &orders {
-        let history: Vec<String> = v
-            .body
-            .get("history")
-            .and_then(|h| h.as_array())
-            .map(|h| {
-                h.iter()
-                    .filter_map(|s| s.as_str().map(str::to_owned))
-                    .collect()
-            })
-            .unwrap_or_default();
+        let history = history(&v.body);
         let events = seen.remove(order_id).unwrap_or_default();
         let seqs: Vec<u64> = events.iter().map(|(s, _)| *s).collect();
         let want: Vec<u64> = (0..history.len() as u64).collect();

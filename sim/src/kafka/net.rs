@@ -21,26 +21,7 @@ use madsim::time;
 use super::config::KafkaModelConfig;
 use crate::rpc;
 
-/// The seed's regions by the second octet of a `10.x.0.0/16` address.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Region {
-    /// 10.1.0.0/16.
-    Msk,
-    /// 10.2.0.0/16.
-    Nsk,
-}
-
-/// The region of `ip`, if it is in one.
-pub fn region_of(ip: IpAddr) -> Option<Region> {
-    match ip {
-        IpAddr::V4(v4) => match v4.octets() {
-            [10, 1, _, _] => Some(Region::Msk),
-            [10, 2, _, _] => Some(Region::Nsk),
-            _ => None,
-        },
-        IpAddr::V6(_) => None,
-    }
-}
+use crate::topology::region_of;
 
 /// The one-way delay of a message between `a` and `b`.
 pub(crate) fn one_way_delay(config: &KafkaModelConfig, a: IpAddr, b: IpAddr) -> Duration {
