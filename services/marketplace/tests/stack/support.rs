@@ -65,6 +65,22 @@ impl Stack {
         HttpClient::new(Duration::from_secs(10))
     }
 
+    /// Places an order through the gateway (with `idempotency_key` if given).
+    pub async fn place_order(
+        &self,
+        idempotency_key: Option<&str>,
+        body: serde_json::Value,
+    ) -> OrderView {
+        let headers: Vec<(&str, &str)> = idempotency_key
+            .map(|k| ("idempotency-key", k))
+            .into_iter()
+            .collect();
+        self.client()
+            .post_json(&format!("{}/v1/orders", self.gateway), &headers, &body)
+            .await
+            .expect("order created")
+    }
+
     /// Polls the order until `done` holds, within `deadline`.
     pub async fn await_order(
         &self,
