@@ -43,7 +43,10 @@
 //!   `NOT_ENOUGH_REPLICAS_AFTER_APPEND`; the producer retries it and the retry is dropped as a
 //!   duplicate.
 //! - **Disks**: each node's durable state is an `Arc<Mutex<…>>` held by [`KafkaCluster`]
-//!   outside the node, so kill + restart keeps exactly what was persisted.
+//!   outside the node, so kill + restart keeps exactly what was persisted. Appends are not
+//!   fsynced, as in Kafka: a process kill keeps them (the page cache survives), a power loss
+//!   ([`KafkaCluster::power_off`]) drops what the host had not written back yet, so an
+//!   acknowledged write is only as durable as the set of in-sync replicas that hold it.
 //!
 //! Deliberate differences from Kafka: one controller (no KRaft quorum) that also hosts
 //! every group coordinator; single-record batches; one in-flight batch per partition per
@@ -69,7 +72,7 @@ use std::{
     sync::{Arc, Mutex, OnceLock},
 };
 
-use madsim::{net::NetSim, runtime::Handle, task::NodeId};
+use madsim::{net::NetSim, runtime::Handle, task::NodeId, time::Instant};
 use platform::ports::{Acks, ConsumedRecord, EventLog};
 
 pub use self::{
@@ -121,6 +124,8 @@ pub struct KafkaCluster {
     controller_disk: Disk<ControllerDisk>,
     /// Every acknowledged write, appended by the producers this cluster's event log creates.
     ledger: AckLedger,
+    /// When the cluster started: the hosts' page-cache writebacks tick from here.
+    started: Instant,
 }
 
 impl KafkaCluster {
@@ -213,7 +218,33 @@ impl KafkaCluster {
             controller,
             controller_disk,
             ledger: Arc::default(),
+            started: Instant::now(),
         }
+    }
+
+    /// The time of the hosts' latest page-cache writeback: records written after it are
+    /// only in memory. Writebacks happen every `page_cache_writeback_interval_ms` from the
+    /// cluster's start.
+    pub fn last_writeback(&self) -> Instant {
+        let interval = self.config.page_cache_writeback_interval();
+        let ticks = self.started.elapsed().as_nanos() / interval.as_nanos();
+        self.started + interval * u32::try_from(ticks).unwrap_or(u32::MAX)
+    }
+
+    /// The host of broker node `name` loses power: kills the node (restart it with
+    /// `Handle::restart`) and drops from its logs every record written since its host's last
+    /// page-cache writeback (every `page_cache_writeback_interval_ms` from the cluster's
+    /// start). Returns how many records were lost, or `None` for an unknown name.
+    pub fn power_off(&self, name: &str) -> Option<usize> {
+        let broker = self.brokers.iter().find(|b| b.spec.name == name)?;
+        Handle::current().kill(broker.node.id);
+        let lost = lock(&broker.disk).lose_page_cache(self.last_writeback());
+        tracing::info!(
+            broker = name,
+            lost,
+            "power lost; unwritten page cache dropped"
+        );
+        Some(lost)
     }
 
     pub fn config(&self) -> &KafkaModelConfig {
@@ -282,6 +313,20 @@ impl KafkaCluster {
             .groups
             .get(group)
             .map_or(0, |g| g.generation)
+    }
+
+    /// The brokers the controller has fenced (session expired, no heartbeat since).
+    pub fn fenced_brokers(&self) -> std::collections::BTreeSet<BrokerId> {
+        lock(&self.controller_disk).fenced.clone()
+    }
+
+    /// Every partition of every topic, per the controller.
+    pub fn partition_states(&self) -> Vec<(TopicPartition, PartitionState)> {
+        lock(&self.controller_disk)
+            .partitions
+            .iter()
+            .map(|(tp, s)| (tp.clone(), s.clone()))
+            .collect()
     }
 
     /// Broker `name`'s replica of a partition, read from its disk.

@@ -135,8 +135,12 @@ impl Swarm {
 #[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
 #[serde(tag = "action", rename_all = "kebab-case")]
 pub enum Action {
-    /// Kill a node (its tasks die; its disk stays).
+    /// Kill a node's process (its tasks die; its disk and page cache stay).
     Kill { node: String },
+    /// The node's host loses power: killed as by `kill`, and a broker also loses what its
+    /// host had not written back from the page cache (see `KafkaCluster::power_off`). A
+    /// database node loses nothing more: it fsyncs every commit.
+    PowerOff { node: String },
     /// Restart a killed node (its init runs again).
     Restart { node: String },
     /// Cut MSK from NSK in both directions.
@@ -168,6 +172,7 @@ pub const EMBEDDED: &[(&str, &str)] = embed![
     "analytics-crash",
     "rolling-broker-restart",
     "unclean-election-bait",
+    "lone-leader-power-loss",
     "swarm",
 ];
 

@@ -96,6 +96,9 @@ pub async fn run(scenario: &Scenario, mutants: Mutants) -> Outcome {
     let started = madsim::time::Instant::now();
     let mut kafka_config = KafkaModelConfig::seed_default();
     kafka_config.unclean_leader_election = mutants.unclean_leader_election;
+    if mutants.min_insync_replicas_one {
+        kafka_config.min_insync_replicas = 1;
+    }
     let kafka = Arc::new(KafkaCluster::start(kafka_config));
     let mut nodes = Nodes(BTreeMap::new());
     for n in kafka
@@ -352,7 +355,7 @@ pub async fn run(scenario: &Scenario, mutants: Mutants) -> Outcome {
             madsim::time::sleep(at - now).await;
         }
         trace.push(format!("{at_ms}ms {action:?}"));
-        if let Err(e) = apply(&handle, &nodes, &action, &mut killed) {
+        if let Err(e) = apply(&handle, &nodes, &kafka, &action, &mut killed) {
             panic!(
                 "scenario {}: fault {action:?} cannot apply: {e}",
                 scenario.name
@@ -364,7 +367,7 @@ pub async fn run(scenario: &Scenario, mutants: Mutants) -> Outcome {
     }
 
     // Heal: faults off, everything killed comes back; then wait for liveness.
-    let _ = apply(&handle, &nodes, &Action::HealNetwork, &mut killed);
+    let _ = apply(&handle, &nodes, &kafka, &Action::HealNetwork, &mut killed);
     for id in killed.drain(..) {
         handle.restart(id);
     }
@@ -439,6 +442,7 @@ fn lock(disk: &DbDisk) -> MemoryState {
 fn apply(
     handle: &Handle,
     nodes: &Nodes,
+    kafka: &KafkaCluster,
     action: &Action,
     killed: &mut Vec<NodeId>,
 ) -> anyhow::Result<()> {
@@ -448,6 +452,13 @@ fn apply(
         Action::Kill { node } => {
             let id = nodes.id(node)?;
             handle.kill(id);
+            killed.push(id);
+        }
+        Action::PowerOff { node } => {
+            let id = nodes.id(node)?;
+            if kafka.power_off(node).is_none() {
+                handle.kill(id);
+            }
             killed.push(id);
         }
         Action::Restart { node } => {

@@ -28,6 +28,9 @@ pub struct Mutants {
     pub idempotence_off: bool,
     /// Kafka: `unclean.leader.election.enable=true`.
     pub unclean_leader_election: bool,
+    /// Kafka: `min.insync.replicas=1`, so `acks=all` is answered by a leader left alone in
+    /// the ISR, and the write lives on one host until it is replicated.
+    pub min_insync_replicas_one: bool,
 }
 
 impl Mutants {
@@ -43,13 +46,14 @@ impl Mutants {
             "acks-1" => m.acks_leader_only = true,
             "idempotence-off" => m.idempotence_off = true,
             "unclean-leader-election" => m.unclean_leader_election = true,
+            "min-insync-replicas-1" => m.min_insync_replicas_one = true,
             _ => return None,
         }
         Some(m)
     }
 
     /// Every mutant's name.
-    pub const NAMES: [&'static str; 8] = [
+    pub const NAMES: [&'static str; 9] = [
         "publish-without-outbox",
         "psp-call-without-idempotency-key",
         "charge-without-idempotency-key",
@@ -58,6 +62,7 @@ impl Mutants {
         "acks-1",
         "idempotence-off",
         "unclean-leader-election",
+        "min-insync-replicas-1",
     ];
 
     /// `config` with the producer mutants applied.

@@ -155,6 +155,12 @@ fn main() -> std::process::ExitCode {
                 violations.len(),
                 violations[0]
             );
+            if seeds == 1 {
+                // A replay of one seed: every violation, not just the first.
+                for v in &violations[1..] {
+                    println!("    {v}");
+                }
+            }
             println!(
                 "    replay: {}",
                 runner::replay_command(&s.name, mutant.as_deref(), *seed)

@@ -94,6 +94,11 @@ pub struct KafkaModelConfig {
     /// reads from the follower its leader picked before asking the leader again, and how long
     /// it reads from the leader after that follower failed it. (Kafka's default is 5 min.)
     pub metadata_max_age_ms: u64,
+    /// How often the brokers' hosts write dirty pages back to disk (Linux wakes its flusher
+    /// every 5 s, `vm.dirty_writeback_centisecs = 500`). A power loss drops what was written
+    /// since the last writeback. The model writes every dirty page at each wakeup; Linux
+    /// writes only pages dirty for 30 s (`vm.dirty_expire_centisecs`), so it loses more.
+    pub page_cache_writeback_interval_ms: u64,
 }
 
 impl KafkaModelConfig {
@@ -143,6 +148,7 @@ impl KafkaModelConfig {
             retry_backoff_max_ms: 1_000,
             cross_region_latency_ms: 25,
             metadata_max_age_ms: 5_000,
+            page_cache_writeback_interval_ms: 5_000,
         }
     }
 
@@ -218,6 +224,9 @@ impl KafkaModelConfig {
     }
     pub(crate) fn cross_region_latency(&self) -> Duration {
         Duration::from_millis(self.cross_region_latency_ms)
+    }
+    pub(crate) fn page_cache_writeback_interval(&self) -> Duration {
+        Duration::from_millis(self.page_cache_writeback_interval_ms.max(1))
     }
     pub(crate) fn metadata_max_age(&self) -> Duration {
         Duration::from_millis(self.metadata_max_age_ms)

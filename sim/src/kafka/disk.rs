@@ -1,11 +1,19 @@
 //! The durable state of each model node — its "disk". The cluster handle owns it outside the
-//! node's tasks, so a killed node restarts with exactly what it had persisted. Every write is
-//! durable at once (a process crash keeps the page cache; the model does not lose power).
+//! node's tasks, so a killed node restarts with exactly what it had persisted.
+//!
+//! A process crash (`kill`) keeps the page cache, so every write survives it. A power loss
+//! of a broker's host also loses what the operating system had not yet written back: the
+//! partition logs lose their newest records ([`BrokerDisk::lose_page_cache`]), as Kafka,
+//! which acknowledges from the page cache and relies on replication for durability, does.
+//! Metadata, group offsets and the producer-id counter count as written at once (KRaft
+//! fsyncs its metadata log; the model keeps offsets on the controller).
 
 use std::{
     collections::{BTreeMap, BTreeSet},
     sync::{Arc, Mutex, MutexGuard, PoisonError},
 };
+
+use madsim::time::Instant;
 
 use super::{
     log::PartitionLog,
@@ -30,6 +38,17 @@ pub struct BrokerDisk {
     pub producer_id_next: i64,
     /// This broker's replica of each partition it hosts.
     pub logs: BTreeMap<TopicPartition, PartitionLog>,
+}
+
+impl BrokerDisk {
+    /// The host lost power: every log drops the records written after `last_writeback`.
+    /// Returns how many records were lost in all.
+    pub fn lose_page_cache(&mut self, last_writeback: Instant) -> usize {
+        self.logs
+            .values_mut()
+            .map(|log| log.lose_unwritten(last_writeback))
+            .sum()
+    }
 }
 
 /// What the controller persists (KRaft's metadata log, and the group coordinator's

@@ -1,8 +1,15 @@
 //! One replica's log of one partition: records stamped with the leader epoch that wrote
 //! them, the high watermark, and the idempotent producers' recent sequence numbers (rebuilt
 //! from the log, as Kafka rebuilds its producer state). Plain data, no I/O.
+//!
+//! Like Kafka, the log does not fsync an append: a record is in the page cache when it is
+//! written and reaches the disk at the operating system's next writeback. Each record's
+//! write time is kept beside it, so a power loss can drop exactly what no writeback had
+//! written yet ([`PartitionLog::lose_unwritten`]).
 
 use std::collections::{BTreeMap, VecDeque};
+
+use madsim::time::Instant;
 
 use super::protocol::ProducerStamp;
 
@@ -48,6 +55,8 @@ struct ProducerHistory {
 #[derive(Clone, Debug, Default)]
 pub struct PartitionLog {
     records: Vec<Record>,
+    /// When each record reached this replica's page cache (same index as `records`).
+    written_at: Vec<Instant>,
     high_watermark: i64,
     producers: BTreeMap<i64, ProducerHistory>,
 }
@@ -98,10 +107,11 @@ impl PartitionLog {
         }
     }
 
-    /// Appends one record as the leader in `leader_epoch`; returns its offset. The caller
-    /// checked the sequence first.
+    /// Appends one record as the leader in `leader_epoch` at time `now`; returns its offset.
+    /// The caller checked the sequence first.
     pub fn append_as_leader(
         &mut self,
+        now: Instant,
         leader_epoch: i32,
         stamp: Option<ProducerStamp>,
         key: String,
@@ -119,12 +129,13 @@ impl PartitionLog {
         };
         self.remember_producer(&record);
         self.records.push(record);
+        self.written_at.push(now);
         offset
     }
 
-    /// Appends records fetched from the leader. Records not continuing this log exactly
-    /// (a stale or overlapping response) are ignored; returns how many were appended.
-    pub fn append_replicated(&mut self, records: Vec<Record>) -> usize {
+    /// Appends records fetched from the leader at time `now`. Records not continuing this log
+    /// exactly (a stale or overlapping response) are ignored; returns how many were appended.
+    pub fn append_replicated(&mut self, now: Instant, records: Vec<Record>) -> usize {
         let mut appended = 0;
         for record in records {
             if record.offset != self.log_end_offset() {
@@ -132,6 +143,7 @@ impl PartitionLog {
             }
             self.remember_producer(&record);
             self.records.push(record);
+            self.written_at.push(now);
             appended += 1;
         }
         appended
@@ -144,8 +156,23 @@ impl PartitionLog {
             return;
         }
         self.records.truncate(offset as usize);
+        self.written_at.truncate(offset as usize);
         self.high_watermark = self.high_watermark.min(offset);
         self.rebuild_producers();
+    }
+
+    /// A power loss: drops every record written after `last_writeback` (still only in the
+    /// page cache); returns how many were lost. The high watermark, checkpointed apart from
+    /// the log, is capped at the new end.
+    pub fn lose_unwritten(&mut self, last_writeback: Instant) -> usize {
+        let kept = self
+            .written_at
+            .iter()
+            .position(|t| *t > last_writeback)
+            .unwrap_or(self.written_at.len());
+        let lost = self.records.len() - kept;
+        self.truncate_to(kept as i64);
+        lost
     }
 
     /// Raises the high watermark to `high_watermark` (never lowers it, never past the end).

@@ -3,9 +3,11 @@
 
 #![cfg(madsim)]
 
+mod broker_faults;
 mod conformance;
 mod determinism;
 mod kafka_model;
 mod mutants;
+mod page_cache;
 mod scenarios;
 mod support;

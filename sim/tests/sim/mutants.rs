@@ -77,6 +77,11 @@ fn unclean_leader_election_loses_acknowledged_events_and_is_caught() {
 }
 
 #[test]
+fn min_insync_replicas_1_loses_acknowledged_events_on_power_loss_and_is_caught() {
+    caught("min-insync-replicas-1");
+}
+
+#[test]
 fn every_mutant_is_named_by_some_scenario() {
     let all = scenario::embedded();
     for m in Mutants::NAMES {

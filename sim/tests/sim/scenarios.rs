@@ -61,6 +61,11 @@ fn clean_election_waits_out_the_loss_of_both_msk_brokers_without_losing_events()
 }
 
 #[test]
+fn a_lone_leader_losing_power_loses_no_acknowledged_event_with_min_insync_replicas_2() {
+    scenario_passes("lone-leader-power-loss");
+}
+
+#[test]
 fn a_swarm_of_random_faults_breaks_no_guarantee() {
     scenario_passes("swarm");
 }

@@ -110,7 +110,7 @@ impl Broker {
                         records,
                         high_watermark,
                     }) => {
-                        log.append_replicated(records);
+                        log.append_replicated(time::Instant::now(), records);
                         log.advance_high_watermark(high_watermark);
                     }
                     Ok(ReplicaFetched::Diverging { epoch, end_offset }) => {

@@ -49,9 +49,14 @@ impl Broker {
                 None => SequenceCheck::New,
             };
             let offset = match check {
-                SequenceCheck::New => {
-                    log.append_as_leader(epoch, req.stamp, req.key, req.payload, req.headers)
-                }
+                SequenceCheck::New => log.append_as_leader(
+                    Instant::now(),
+                    epoch,
+                    req.stamp,
+                    req.key,
+                    req.payload,
+                    req.headers,
+                ),
                 SequenceCheck::Duplicate(offset) => {
                     self.counters
                         .duplicate_batches
