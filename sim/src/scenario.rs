@@ -1,13 +1,18 @@
 //! Fault scenarios as data (`fault-scenarios/*.toml`), embedded so the simulation runs with
 //! nothing but Rust installed.
 
+use std::{collections::BTreeMap, time::Duration};
+
+use platform::ports::{Acks, ProducerConfig};
 use serde::Deserialize;
+
+use crate::{checkers, kafka::KafkaModelConfig};
 
 /// One scenario file.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Scenario {
-    /// Reads as a sentence, e.g. `order-service-crash-mid-saga`.
+    /// Reads as a sentence, e.g. `service-crash-mid-saga`.
     pub name: String,
     pub description: String,
     #[serde(default)]
@@ -26,10 +31,117 @@ pub struct Scenario {
     /// A random mix of faults drawn from the seed, on top of `faults`.
     #[serde(default)]
     pub swarm: Option<Swarm>,
-    /// Mutants this scenario must catch (each a failing run within `mutant_seeds_max` seeds).
+    /// Overrides of the Kafka model's settings (`sim::kafka::KafkaModelConfig`).
+    #[serde(default)]
+    pub kafka: KafkaSettings,
+    /// Settings of the services' Kafka producers.
+    #[serde(default)]
+    pub client: ClientSettings,
+    /// Overrides of the node table's placement (`sim/src/topology.rs`).
+    #[serde(default)]
+    pub topology: TopologySettings,
+    /// The checkers to run after the heal phase (names from `checkers::names`); every
+    /// checker when absent.
+    #[serde(default)]
+    pub checkers: Option<Vec<String>>,
+    /// The expected outcome besides passing: mutants this scenario must catch (each a
+    /// failing run within the seeds `tests/sim/mutants.rs` tries).
     #[serde(default)]
     pub catches: Vec<String>,
 }
+
+/// Kafka settings a scenario may override; absent fields keep the seed's values. Mutants
+/// apply on top.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KafkaSettings {
+    pub min_insync_replicas: Option<usize>,
+    pub unclean_leader_election: Option<bool>,
+    pub replica_lag_time_max_ms: Option<u64>,
+    pub broker_session_timeout_ms: Option<u64>,
+    pub page_cache_writeback_interval_ms: Option<u64>,
+    /// One-way delay of Kafka traffic between MSK and NSK.
+    pub cross_region_latency_ms: Option<u64>,
+}
+
+impl KafkaSettings {
+    /// `config` with these overrides.
+    pub fn apply(&self, mut config: KafkaModelConfig) -> KafkaModelConfig {
+        if let Some(v) = self.min_insync_replicas {
+            config.min_insync_replicas = v;
+        }
+        if let Some(v) = self.unclean_leader_election {
+            config.unclean_leader_election = v;
+        }
+        if let Some(v) = self.replica_lag_time_max_ms {
+            config.replica_lag_time_max_ms = v;
+        }
+        if let Some(v) = self.broker_session_timeout_ms {
+            config.broker_session_timeout_ms = v;
+        }
+        if let Some(v) = self.page_cache_writeback_interval_ms {
+            config.page_cache_writeback_interval_ms = v;
+        }
+        if let Some(v) = self.cross_region_latency_ms {
+            config.cross_region_latency_ms = v;
+        }
+        config
+    }
+}
+
+/// The services' producer settings; absent fields keep `ProducerConfig::default()`.
+/// Mutants apply on top.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientSettings {
+    /// `"all"`, `"1"` or `"0"`.
+    pub acks: Option<String>,
+    pub enable_idempotence: Option<bool>,
+    pub delivery_timeout_ms: Option<u64>,
+    pub request_timeout_ms: Option<u64>,
+}
+
+impl ClientSettings {
+    /// `config` with these overrides.
+    pub fn apply(&self, mut config: ProducerConfig) -> ProducerConfig {
+        if let Some(acks) = self.acks.as_deref().and_then(parse_acks) {
+            config.acks = acks;
+        }
+        if let Some(v) = self.enable_idempotence {
+            config.enable_idempotence = v;
+        }
+        if let Some(ms) = self.delivery_timeout_ms {
+            config.delivery_timeout = Duration::from_millis(ms);
+        }
+        if let Some(ms) = self.request_timeout_ms {
+            config.request_timeout = Duration::from_millis(ms);
+        }
+        config
+    }
+}
+
+fn parse_acks(text: &str) -> Option<Acks> {
+    match text {
+        "all" | "-1" => Some(Acks::All),
+        "1" => Some(Acks::Leader),
+        "0" => Some(Acks::None),
+        _ => None,
+    }
+}
+
+/// Where the services sit, as far as a scenario may change it.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TopologySettings {
+    /// `client.rack` of a service's Kafka clients (`order`, `payment`, `delivery`,
+    /// `analytics` → `msk` / `nsk`); by default the rack of the service's region. A consumer
+    /// in rack nsk reads from nsk-1 (follower fetching).
+    #[serde(default)]
+    pub client_racks: BTreeMap<String, String>,
+}
+
+/// The services whose Kafka clients `TopologySettings::client_racks` may place.
+pub const SERVICES_WITH_KAFKA_CLIENTS: [&str; 4] = ["order", "payment", "delivery", "analytics"];
 
 /// The orders the client places through the gateway.
 #[derive(Clone, Debug, Deserialize)]
@@ -161,14 +273,14 @@ macro_rules! embed {
 /// The scenario files, embedded.
 pub const EMBEDDED: &[(&str, &str)] = embed![
     "happy-path",
-    "order-service-crash-mid-saga",
+    "service-crash-mid-saga",
     "msk-nsk-partition",
     "nsk-one-way-partition",
     "msk-broker-loss",
     "broker-loss-during-partition",
     "database-crash",
     "psp-timeouts",
-    "psp-duplicate-callbacks",
+    "psp-timeouts-and-duplicate-callbacks",
     "analytics-crash",
     "rolling-broker-restart",
     "unclean-election-bait",
@@ -193,6 +305,41 @@ pub fn parse(text: &str) -> anyhow::Result<Scenario> {
             s.name
         );
     }
+    if let Some(acks) = &s.client.acks {
+        anyhow::ensure!(
+            parse_acks(acks).is_some(),
+            "scenario {}: acks must be \"all\", \"1\" or \"0\", not {acks:?}",
+            s.name
+        );
+    }
+    for (service, rack) in &s.topology.client_racks {
+        anyhow::ensure!(
+            SERVICES_WITH_KAFKA_CLIENTS.contains(&service.as_str()),
+            "scenario {}: client_racks names unknown service {service:?} (known: {})",
+            s.name,
+            SERVICES_WITH_KAFKA_CLIENTS.join(", ")
+        );
+        anyhow::ensure!(
+            rack == "msk" || rack == "nsk",
+            "scenario {}: rack of {service} must be \"msk\" or \"nsk\", not {rack:?}",
+            s.name
+        );
+    }
+    for c in s.checkers.iter().flatten() {
+        anyhow::ensure!(
+            checkers::names().contains(&c.as_str()),
+            "scenario {}: unknown checker {c:?} (known: {})",
+            s.name,
+            checkers::names().join(", ")
+        );
+    }
+    anyhow::ensure!(
+        s.kafka
+            .min_insync_replicas
+            .is_none_or(|n| (1..=3).contains(&n)),
+        "scenario {}: min_insync_replicas must be 1 to 3 (replication factor 3)",
+        s.name
+    );
     Ok(s)
 }
 

@@ -61,22 +61,32 @@ impl Nodes {
     }
 }
 
-fn service_infra(db: &NodeSpec, kafka: &KafkaCluster, mutants: Mutants, rack: &str) -> Infra {
+fn service_infra(
+    scenario: &Scenario,
+    db: &NodeSpec,
+    kafka: &KafkaCluster,
+    mutants: Mutants,
+    service: &NodeSpec,
+) -> Infra {
     Infra {
         store: Arc::new(SimStore { addr: db.addr() }),
         events: kafka.event_log(),
-        producer: mutants.producer(ProducerConfig {
-            client_rack: Some(rack.into()),
+        producer: mutants.producer(scenario.client.apply(ProducerConfig {
+            client_rack: Some(client_rack(scenario, service)),
             ..ProducerConfig::default()
-        }),
+        })),
         mutants,
     }
 }
 
-fn rack(spec: &NodeSpec) -> &'static str {
-    match spec.region {
-        Region::Msk => "msk",
-        Region::Nsk => "nsk",
+/// `client.rack` of a service's Kafka clients: the scenario's override, or its region's rack.
+fn client_rack(scenario: &Scenario, service: &NodeSpec) -> String {
+    if let Some(rack) = scenario.topology.client_racks.get(service.name) {
+        return rack.clone();
+    }
+    match service.region {
+        Region::Msk => "msk".into(),
+        Region::Nsk => "nsk".into(),
     }
 }
 
@@ -94,8 +104,10 @@ fn db_node(handle: &Handle, spec: NodeSpec, disk: DbDisk, lose_reply_per_mille: 
 pub async fn run(scenario: &Scenario, mutants: Mutants) -> Outcome {
     let handle = Handle::current();
     let started = madsim::time::Instant::now();
-    let mut kafka_config = KafkaModelConfig::seed_default();
-    kafka_config.unclean_leader_election = mutants.unclean_leader_election;
+    let mut kafka_config = scenario.kafka.apply(KafkaModelConfig::seed_default());
+    if mutants.unclean_leader_election {
+        kafka_config.unclean_leader_election = true;
+    }
     if mutants.min_insync_replicas_one {
         kafka_config.min_insync_replicas = 1;
     }
@@ -198,10 +210,11 @@ pub async fn run(scenario: &Scenario, mutants: Mutants) -> Outcome {
     }
     {
         let infra = service_infra(
+            scenario,
             &topology::PAYMENTS_DB,
             &kafka,
             mutants,
-            rack(&topology::PAYMENT),
+            &topology::PAYMENT,
         );
         add(
             topology::PAYMENT,
@@ -228,10 +241,11 @@ pub async fn run(scenario: &Scenario, mutants: Mutants) -> Outcome {
     }
     {
         let infra = service_infra(
+            scenario,
             &topology::DELIVERIES_DB,
             &kafka,
             mutants,
-            rack(&topology::DELIVERY),
+            &topology::DELIVERY,
         );
         add(
             topology::DELIVERY,
@@ -253,10 +267,11 @@ pub async fn run(scenario: &Scenario, mutants: Mutants) -> Outcome {
     }
     {
         let infra = service_infra(
+            scenario,
             &topology::ORDERS_DB,
             &kafka,
             mutants,
-            rack(&topology::ORDER),
+            &topology::ORDER,
         );
         add(
             topology::ORDER,
@@ -277,17 +292,19 @@ pub async fn run(scenario: &Scenario, mutants: Mutants) -> Outcome {
     }
     {
         let infra = service_infra(
+            scenario,
             &topology::ANALYTICS_DB,
             &kafka,
             mutants,
-            rack(&topology::ANALYTICS),
+            &topology::ANALYTICS,
         );
+        let rack = client_rack(scenario, &topology::ANALYTICS);
         add(
             topology::ANALYTICS,
             Box::new(move || {
                 let config = analytics::Config {
                     group_id: analytics::GROUP.into(),
-                    client_rack: Some(rack(&topology::ANALYTICS).into()),
+                    client_rack: Some(rack.clone()),
                 };
                 let infra = infra.clone();
                 Box::pin(async move {
@@ -404,7 +421,11 @@ pub async fn run(scenario: &Scenario, mutants: Mutants) -> Outcome {
             .map(|w| format!("{}:{}@{} key {}", w.topic, w.partition, w.offset, w.key))
             .collect(),
     };
-    let violations = checkers::check_all(&state);
+    let selected: Vec<&str> = match &scenario.checkers {
+        Some(names) => names.iter().map(String::as_str).collect(),
+        None => checkers::names(),
+    };
+    let violations = checkers::check(&state, &selected);
     let orders = state.orders.all("orders");
     let mut delivered = 0;
     let mut cancelled = 0;

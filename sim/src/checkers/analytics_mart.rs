@@ -7,7 +7,7 @@ use platform::store::MemoryState;
 
 use super::{history, FinalState, Violation};
 
-const NAME: &str = "analytics-mart";
+pub(crate) const NAME: &str = "analytics-mart";
 
 /// The mart's `status:<STATUS>` counters.
 pub fn status_counts(analytics: &MemoryState) -> BTreeMap<String, i64> {

@@ -9,7 +9,7 @@ use platform::outbox::SEND_ID_HEADER;
 
 use super::{FinalState, Violation};
 
-const NAME: &str = "kafka-log";
+pub(crate) const NAME: &str = "kafka-log";
 
 pub fn check(state: &FinalState) -> Vec<Violation> {
     let mut out: Vec<Violation> = state

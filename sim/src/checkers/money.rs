@@ -3,7 +3,7 @@
 
 use super::{status_of, FinalState, Violation};
 
-const NAME: &str = "money";
+pub(crate) const NAME: &str = "money";
 
 pub fn check(state: &FinalState) -> Vec<Violation> {
     let mut out = Vec::new();

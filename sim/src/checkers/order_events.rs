@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use super::{history, FinalState, Violation};
 
-const NAME: &str = "order-events";
+pub(crate) const NAME: &str = "order-events";
 
 pub fn check(state: &FinalState) -> Vec<Violation> {
     let mut out = Vec::new();

@@ -3,7 +3,7 @@
 
 use super::{status_of, FinalState, Violation};
 
-const NAME: &str = "saga-liveness";
+pub(crate) const NAME: &str = "saga-liveness";
 
 pub fn check(state: &FinalState) -> Vec<Violation> {
     let mut out = Vec::new();

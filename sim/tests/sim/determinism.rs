@@ -19,17 +19,14 @@ fn replay() -> impl std::future::Future<Output = Vec<String>> {
 fn the_same_seed_draws_the_same_random_numbers_in_the_same_order() {
     // madsim logs every random draw of the first run and panics at the first draw of the
     // second run that differs: a stronger check than comparing outcomes.
-    *SCENARIO.lock().expect("lock") = scenario::by_name("order-service-crash-mid-saga");
+    *SCENARIO.lock().expect("lock") = scenario::by_name("service-crash-mid-saga");
     let trace = madsim::runtime::Runtime::check_determinism(7, madsim::Config::default(), replay);
     assert!(!trace.is_empty());
 }
 
 #[test]
 fn the_same_seed_gives_the_same_trace() {
-    for name in [
-        "order-service-crash-mid-saga",
-        "broker-loss-during-partition",
-    ] {
+    for name in ["service-crash-mid-saga", "broker-loss-during-partition"] {
         let s = scenario::by_name(name).expect("scenario");
         let a = runner::run_seed(&s, Mutants::default(), 7);
         let b = runner::run_seed(&s, Mutants::default(), 7);
@@ -44,7 +41,7 @@ fn the_same_seed_gives_the_same_trace() {
 
 #[test]
 fn different_seeds_give_different_traces() {
-    let s = scenario::by_name("order-service-crash-mid-saga").expect("scenario");
+    let s = scenario::by_name("service-crash-mid-saga").expect("scenario");
     let a = runner::run_seed(&s, Mutants::default(), 1);
     let b = runner::run_seed(&s, Mutants::default(), 2);
     assert_ne!(

@@ -6,8 +6,8 @@ fn happy_path_delivers_or_cancels_every_order_and_publishes_every_change() {
 }
 
 #[test]
-fn order_service_crash_mid_saga_resumes_every_saga_without_double_charges() {
-    scenario_passes("order-service-crash-mid-saga");
+fn a_service_crash_mid_saga_resumes_every_saga_without_double_charges() {
+    scenario_passes("service-crash-mid-saga");
 }
 
 #[test]
@@ -41,8 +41,8 @@ fn nsk_one_way_partition_loses_no_order_and_no_event() {
 }
 
 #[test]
-fn psp_duplicate_callbacks_settle_each_payment_once() {
-    scenario_passes("psp-duplicate-callbacks");
+fn psp_timeouts_and_duplicate_callbacks_settle_each_payment_once() {
+    scenario_passes("psp-timeouts-and-duplicate-callbacks");
 }
 
 #[test]
@@ -74,6 +74,89 @@ fn a_swarm_of_random_faults_breaks_no_guarantee() {
 fn every_embedded_scenario_parses_and_names_known_mutants() {
     let all = sim::scenario::embedded();
     assert_eq!(all.len(), sim::scenario::EMBEDDED.len());
-    assert!(sim::scenario::parse("name = \"x\"\ndescription = \"\"\nfault_phase_s = 1\nheal_phase_s_max = 1\ncatches = [\"nope\"]").is_err());
-    assert!(sim::scenario::parse("name = \"x\"\ndescription = \"\"\nfault_phase_s = 1\nheal_phase_s_max = 1\n[[faults]]\nat_ms = [5, 1]\naction = \"heal-network\"").is_err());
+    for (name, _) in sim::scenario::EMBEDDED {
+        assert!(
+            all.iter().any(|s| s.name == *name),
+            "fault-scenarios/{name}.toml names itself differently"
+        );
+    }
+}
+
+/// A scenario file with `extra` appended to a minimal valid head.
+fn with(extra: &str) -> anyhow::Result<sim::scenario::Scenario> {
+    sim::scenario::parse(&format!(
+        "name = \"x\"\ndescription = \"\"\nfault_phase_s = 1\nheal_phase_s_max = 1\n{extra}"
+    ))
+}
+
+#[test]
+fn a_scenario_file_with_a_mistake_is_refused_with_the_reason() {
+    assert!(with("").is_ok());
+    let refused = [
+        ("catches = [\"nope\"]", "unknown mutant"),
+        (
+            "[[faults]]\nat_ms = [5, 1]\naction = \"heal-network\"",
+            "at_ms range reversed",
+        ),
+        (
+            "[[faults]]\nat_ms = [1, 5]\naction = \"explode\"",
+            "unknown variant",
+        ),
+        ("checkers = [\"vibes\"]", "unknown checker"),
+        ("[client]\nacks = \"2\"", "acks must be"),
+        (
+            "[kafka]\nmin_insync_replicas = 4",
+            "min_insync_replicas must be",
+        ),
+        ("[kafka]\nlinger_ms = 5", "unknown field"),
+        (
+            "[topology]\nclient_racks = { search = \"nsk\" }",
+            "unknown service",
+        ),
+        (
+            "[topology]\nclient_racks = { analytics = \"spb\" }",
+            "must be \"msk\" or \"nsk\"",
+        ),
+    ];
+    for (extra, reason) in refused {
+        let err = with(extra).expect_err(extra).to_string();
+        assert!(err.contains(reason), "{extra:?}: {err}");
+    }
+}
+
+#[test]
+fn scenario_settings_override_the_seed_defaults() {
+    let s = with(
+        "checkers = [\"money\"]\n[kafka]\nmin_insync_replicas = 1\ncross_region_latency_ms = 80\n\
+         [client]\nacks = \"1\"\ndelivery_timeout_ms = 700\n\
+         [topology]\nclient_racks = { analytics = \"nsk\" }",
+    )
+    .expect("valid");
+    let kafka = s.kafka.apply(sim::kafka::KafkaModelConfig::seed_default());
+    assert_eq!(kafka.min_insync_replicas, 1);
+    assert_eq!(kafka.cross_region_latency_ms, 80);
+    assert!(!kafka.unclean_leader_election, "untouched settings stay");
+    let producer = s.client.apply(platform::ports::ProducerConfig::default());
+    assert_eq!(producer.acks, platform::ports::Acks::Leader);
+    assert_eq!(
+        producer.delivery_timeout,
+        std::time::Duration::from_millis(700)
+    );
+    assert!(producer.enable_idempotence);
+    assert_eq!(s.topology.client_racks["analytics"], "nsk");
+    assert_eq!(s.checkers, Some(vec!["money".to_owned()]));
+}
+
+#[test]
+fn the_format_example_in_fault_scenarios_readme_parses() {
+    let readme = include_str!("../../../fault-scenarios/README.md");
+    let example = readme
+        .split("```toml\n")
+        .nth(1)
+        .and_then(|rest| rest.split("```").next())
+        .expect("a toml block in fault-scenarios/README.md");
+    let s = sim::scenario::parse(example).expect("the documented example is valid");
+    assert_eq!(s.catches, ["min-insync-replicas-1"]);
+    assert_eq!(s.faults.len(), 3);
+    assert!(s.swarm.is_some());
 }
