@@ -99,25 +99,29 @@ impl Outage {
         Outage { down: Vec::new() }
     }
 
-    /// SIGKILLs broker `n` (a real crash: no controlled shutdown, no flush).
-    pub async fn kill(&mut self, n: i32) {
+    /// SIGKILLs broker `n` (a real crash: no controlled shutdown, no flush) and waits until
+    /// its port is closed.
+    pub async fn kill(&mut self, n: i32) -> Result<(), String> {
         // Remembered first: a half-done kill is restarted too (start-broker skips a live one).
         self.down.push(n);
         tokio::task::spawn_blocking(move || kill_blocking(n))
             .await
-            .expect("kill task")
-            .unwrap_or_else(|e| panic!("killing broker {n}: {e}"));
+            .map_err(|e| format!("kill task: {e}"))?
     }
 
     /// Restarts every killed broker (in parallel) and waits until the cluster reports them
     /// alive.
-    pub async fn heal(&mut self) {
+    pub async fn heal(&mut self) -> Result<(), String> {
         let down = self.down.clone();
         let failed = tokio::task::spawn_blocking(move || start_blocking(&down))
             .await
-            .expect("start task");
+            .map_err(|e| format!("start task: {e}"))?;
         self.down.retain(|n| failed.iter().any(|(f, _)| f == n));
-        assert!(failed.is_empty(), "restarting brokers failed: {failed:?}");
+        if failed.is_empty() {
+            Ok(())
+        } else {
+            Err(format!("restarting brokers failed: {failed:?}"))
+        }
     }
 }
 

@@ -1,5 +1,5 @@
-//! Where the servers are, one-at-a-time execution, cluster health from metadata, fresh
-//! resources, and reading a topic back with a deadline.
+//! Where the servers are, one-at-a-time execution, cluster state from metadata, and fresh
+//! resources.
 
 use std::{
     collections::{BTreeMap, BTreeSet},
@@ -8,9 +8,6 @@ use std::{
 };
 
 use adapters::{KafkaConfig, KafkaEventLog, PgStore, SchemaName};
-use platform::ports::{
-    ConsumedRecord, ConsumerConfig, EventLog, ProducedRecord, Producer, ProducerConfig, RecordAck,
-};
 use rdkafka::{
     consumer::{BaseConsumer, Consumer as _},
     ClientConfig,
@@ -27,18 +24,11 @@ const DATABASE_URL_DEFAULT: &str = "postgres://marketplace:marketplace@127.0.0.1
 /// The default of `KAFKA_BOOTSTRAP`.
 const KAFKA_BOOTSTRAP_DEFAULT: &str = "127.0.0.1:19092,127.0.0.1:19093,127.0.0.1:19094";
 
-/// The broker ids of the cluster (`ci/infra/kafka.sh`): 1 and 2 in rack msk, 3 in rack nsk.
-pub const BROKERS: [i32; 3] = [1, 2, 3];
-
-/// The broker of rack nsk.
-pub const NSK_BROKER: i32 = 3;
+/// The brokers of the cluster and their racks (`ci/infra/kafka.sh`).
+pub const BROKERS: [(i32, &str); 3] = [(1, "msk"), (2, "msk"), (3, "nsk")];
 
 /// Bound on a healthy cluster coming back: brokers alive and every ISR full again.
 pub const HEAL_DEADLINE: Duration = Duration::from_secs(90);
-
-/// Bound on reading records back through a consumer group, joining the group (and waiting
-/// for a killed coordinator or leader to be replaced, ~9 s) included.
-pub const READ_DEADLINE: Duration = Duration::from_secs(60);
 
 /// Poll interval of the deadline loops.
 pub const POLL_INTERVAL: Duration = Duration::from_millis(100);
@@ -103,12 +93,11 @@ pub async fn exclusive(name: &'static str) -> Exclusive {
     }
 }
 
-/// Prints a step of a test with the time since the test started.
-pub fn step(x: &Exclusive, what: impl std::fmt::Display) {
-    eprintln!(
-        "[broker_faults]   {:>6.1?} {what}",
-        x.started.elapsed().as_secs_f64()
-    );
+impl Exclusive {
+    /// When the test started (its steps are printed relative to it).
+    pub fn started(&self) -> Instant {
+        self.started
+    }
 }
 
 // ------------------------------------------------------------------------------ cluster state
@@ -135,14 +124,6 @@ impl PartitionState {
 pub struct Snapshot {
     pub brokers: BTreeSet<i32>,
     pub partitions: Vec<PartitionState>,
-}
-
-impl Snapshot {
-    pub fn partition(&self, topic: &str, partition: i32) -> Option<&PartitionState> {
-        self.partitions
-            .iter()
-            .find(|p| p.topic == topic && p.partition == partition)
-    }
 }
 
 /// Cluster metadata and watermarks, through a group-less librdkafka consumer (the port has
@@ -234,7 +215,7 @@ impl Cluster {
     /// Every broker alive and every partition of every topic led, with all replicas in sync.
     pub async fn wait_healthy(&self, what: &str, limit: Duration) -> Snapshot {
         self.wait_until(what, limit, None, |s| {
-            s.brokers == BROKERS.into_iter().collect()
+            s.brokers == BROKERS.iter().map(|(id, _)| *id).collect()
                 && s.partitions.iter().all(PartitionState::is_full)
         })
         .await
@@ -277,32 +258,12 @@ impl Cluster {
 
 /// The Kafka cluster through the production adapter.
 pub async fn kafka() -> KafkaEventLog {
-    kafka_with(|_| {}).await
-}
-
-/// The production adapter with some of its limits changed.
-pub async fn kafka_with(change: impl FnOnce(&mut KafkaConfig)) -> KafkaEventLog {
     let bootstrap = kafka_bootstrap();
-    let mut config = KafkaConfig::new(bootstrap.clone());
-    change(&mut config);
-    KafkaEventLog::connect(config).await.unwrap_or_else(|e| {
-        panic!("Kafka at {bootstrap} must be reachable (run `bash ci/infra/up.sh`): {e}")
-    })
-}
-
-/// A new topic with the seed's replication (RF 3, min ISR 2), every replica in sync.
-pub async fn fresh_topic(
-    log: &KafkaEventLog,
-    cluster: &Cluster,
-    prefix: &str,
-    partitions: i32,
-) -> String {
-    let topic = unique(prefix).replace('_', "-");
-    log.ensure_topic(&topic, partitions, 3, 2)
+    KafkaEventLog::connect(KafkaConfig::new(bootstrap.clone()))
         .await
-        .unwrap_or_else(|e| panic!("creating topic {topic}: {e}"));
-    cluster.wait_topic_full(&topic, partitions).await;
-    topic
+        .unwrap_or_else(|e| {
+            panic!("Kafka at {bootstrap} must be reachable (run `bash ci/infra/up.sh`): {e}")
+        })
 }
 
 /// A [`PgStore`] on a schema of its own.
@@ -325,146 +286,4 @@ pub async fn drop_store(store: PgStore) {
         .await
         .expect("drop test schema");
     let _ = conn.close().await;
-}
-
-// ------------------------------------------------------------------------------ records
-
-/// The seed's producer (acks=all, idempotent) with the given timeouts.
-pub fn producer_config(delivery_timeout: Duration, request_timeout: Duration) -> ProducerConfig {
-    ProducerConfig {
-        client_id: "broker-faults".into(),
-        client_rack: Some("msk".into()),
-        delivery_timeout,
-        request_timeout,
-        ..ProducerConfig::default()
-    }
-}
-
-/// A record whose payload is `payload` (also its `seq` header).
-pub fn record(topic: &str, key: &str, payload: &str) -> ProducedRecord {
-    ProducedRecord {
-        topic: topic.to_owned(),
-        key: key.to_owned(),
-        payload: payload.as_bytes().to_vec(),
-        headers: vec![("seq".to_owned(), payload.to_owned())],
-    }
-}
-
-pub fn payload_of(r: &ConsumedRecord) -> String {
-    String::from_utf8_lossy(&r.payload).into_owned()
-}
-
-/// Sends every record, all in flight at once (started in order); panics on any failure.
-pub async fn send_all(
-    producer: &dyn Producer,
-    records: &[ProducedRecord],
-    when: &str,
-) -> Vec<RecordAck> {
-    let results = futures::future::join_all(records.iter().map(|r| producer.send(r.clone()))).await;
-    results
-        .into_iter()
-        .zip(records)
-        .map(|(result, r)| {
-            result.unwrap_or_else(|e| {
-                panic!(
-                    "{when}: sending {} (key {}) with acks=all failed: {e:?}",
-                    String::from_utf8_lossy(&r.payload),
-                    r.key
-                )
-            })
-        })
-        .collect()
-}
-
-/// The last acknowledged offset of each partition.
-pub fn last_offsets(acks: &[RecordAck]) -> BTreeMap<i32, i64> {
-    let mut last: BTreeMap<i32, i64> = BTreeMap::new();
-    for a in acks {
-        let l = last.entry(a.partition).or_insert(a.offset);
-        *l = (*l).max(a.offset);
-    }
-    last
-}
-
-/// The last offset below each non-zero high watermark.
-pub fn below_watermarks(high: &BTreeMap<i32, i64>) -> BTreeMap<i32, i64> {
-    high.iter()
-        .filter(|(_, h)| **h > 0)
-        .map(|(p, h)| (*p, h - 1))
-        .collect()
-}
-
-/// Reads `topic` through a new member of `config.group_id` until, on every partition of
-/// `targets`, it reached the target offset; panics at [`READ_DEADLINE`]. Returns every
-/// record read, in order, repeats included.
-pub async fn read_until(
-    log: &dyn EventLog,
-    config: ConsumerConfig,
-    topic: &str,
-    targets: &BTreeMap<i32, i64>,
-    who: &str,
-) -> Vec<ConsumedRecord> {
-    let group = config.group_id.clone();
-    let mut consumer = log
-        .consumer(config, &[topic])
-        .await
-        .unwrap_or_else(|e| panic!("{who}: joining group {group} on {topic} failed: {e}"));
-    let deadline = Instant::now() + READ_DEADLINE;
-    let mut read = Vec::new();
-    let mut reached: BTreeMap<i32, i64> = BTreeMap::new();
-    let mut errors = 0usize;
-    while targets
-        .iter()
-        .any(|(p, t)| reached.get(p).is_none_or(|r| r < t))
-    {
-        if Instant::now() >= deadline {
-            panic!(
-                "{who} did not read up to {targets:?} within {READ_DEADLINE:?}; it reached \
-                 {reached:?} ({errors} retriable poll errors)"
-            );
-        }
-        match consumer.poll(Duration::from_millis(500)).await {
-            Ok(batch) => {
-                for r in &batch {
-                    let at = reached.entry(r.partition).or_insert(r.offset);
-                    *at = (*at).max(r.offset);
-                }
-                read.extend(batch);
-            }
-            Err(e) if e.is_retriable() => errors += 1,
-            Err(e) => panic!("{who}: poll failed: {e:?}"),
-        }
-    }
-    read
-}
-
-/// Asserts that every acknowledged record was read back, unchanged, at its position.
-pub fn assert_acked_were_read(
-    sent: &[ProducedRecord],
-    acks: &[RecordAck],
-    read: &[ConsumedRecord],
-    when: &str,
-) {
-    let by_position: BTreeMap<(i32, i64), &ConsumedRecord> =
-        read.iter().map(|r| ((r.partition, r.offset), r)).collect();
-    let mut missing = Vec::new();
-    for (record, ack) in sent.iter().zip(acks) {
-        match by_position.get(&(ack.partition, ack.offset)) {
-            None => missing.push((ack.partition, ack.offset)),
-            Some(got) => assert_eq!(
-                (got.key.as_str(), got.payload.as_slice()),
-                (record.key.as_str(), record.payload.as_slice()),
-                "{when}: the record at partition {} offset {} is not the one acknowledged there",
-                ack.partition,
-                ack.offset
-            ),
-        }
-    }
-    assert!(
-        missing.is_empty(),
-        "{when}: {} of {} acknowledged records were not read back, at (partition, offset) \
-         {missing:?}",
-        missing.len(),
-        acks.len()
-    );
 }
