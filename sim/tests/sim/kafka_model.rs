@@ -811,13 +811,15 @@ async fn auto_commit_before_processing_skips_records_when_a_member_dies() {
 }
 
 #[madsim::test]
-async fn a_commit_from_a_stale_generation_is_fenced() {
-    announce("a_commit_from_a_stale_generation_is_fenced");
+async fn a_commit_from_a_member_the_coordinator_evicted_is_fenced_until_it_rejoins() {
+    announce("a_commit_from_a_member_the_coordinator_evicted_is_fenced_until_it_rejoins");
     let cluster = KafkaCluster::start(model_config());
     let log = cluster.event_log();
-    let client = client_node("client-1", "10.1.3.1");
+    let node_a = client_node("client-a", "10.1.3.1");
+    let node_b = client_node("client-b", "10.1.3.2");
     let group = "fencing";
-    let outcome = on(&client, {
+    // `a` alone reads everything; `b` joins (a rebalance `a` follows in the background).
+    let (mut a, polled) = on(&node_a, {
         let log = log.clone();
         async move {
             let p = producer(&log, producer_config(Acks::All, true)).await;
@@ -830,34 +832,66 @@ async fn a_commit_from_a_stale_generation_is_fenced() {
                 .consumer(consumer_config(group), &[GROUP_TOPIC])
                 .await
                 .expect("consumer a");
-            // `a` alone reads everything in the first generation (so what it polls next
-            // belongs to the next one).
             let mut polled = Vec::new();
             let end = Instant::now() + Duration::from_secs(10);
             while polled.len() < 30 && Instant::now() < end {
                 polled.extend(a.poll(Duration::from_millis(500)).await.unwrap_or_default());
             }
-            // A second member joins: the group moves to a new generation.
+            (a, polled)
+        }
+    })
+    .await;
+    assert_eq!(polled.len(), 30);
+    let _b = on(&node_b, {
+        let log = log.clone();
+        async move {
             let mut b = log
                 .consumer(consumer_config(group), &[GROUP_TOPIC])
                 .await
                 .expect("consumer b");
             let _ = b.poll(Duration::from_secs(2)).await;
-            let stale = a.commit(&polled).await;
-            // After polling again, `a` belongs to the new generation and may commit.
-            let mut fresh = Vec::new();
-            let end = Instant::now() + Duration::from_secs(10);
-            while fresh.is_empty() && Instant::now() < end {
-                fresh = a.poll(Duration::from_millis(500)).await.unwrap_or_default();
-            }
-            let current = a.commit(&fresh).await;
-            (polled.len(), stale, fresh.len(), current)
+            b
         }
     })
     .await;
-    let (polled, stale, fresh, current) = outcome;
-    assert!(polled == 30 && fresh > 0, "polled {polled}, fresh {fresh}");
-    assert_eq!(stale, Err(EventLogError::Fenced));
+
+    // Cut `a` off from the coordinator until its session expires and the group moves on.
+    let controller = cluster.controller_node();
+    let net = NetSim::current();
+    let generation = cluster.group_generation(group);
+    net.clog_link(node_a.id(), controller.id);
+    net.clog_link(controller.id, node_a.id());
+    eventually("the coordinator evicted a", Duration::from_secs(20), || {
+        cluster.group_generation(group) > generation
+    })
+    .await;
+    net.unclog_link(node_a.id(), controller.id);
+    net.unclog_link(controller.id, node_a.id());
+
+    // Its commit arrives before it can rejoin (that takes a heartbeat and a join round trip).
+    let (mut a, evicted) = on(&node_a, async move {
+        let r = a.commit(&polled).await;
+        (a, r)
+    })
+    .await;
+    assert_eq!(evicted, Err(EventLogError::Fenced));
+    assert!(
+        cluster.committed_offsets(group).is_empty(),
+        "a fenced commit stores nothing"
+    );
+
+    // Once it rejoined (its next poll), it may commit again.
+    let (fresh, current) = on(&node_a, async move {
+        let mut fresh = Vec::new();
+        let end = Instant::now() + Duration::from_secs(20);
+        while fresh.is_empty() && Instant::now() < end {
+            fresh = a.poll(Duration::from_millis(500)).await.unwrap_or_default();
+        }
+        let r = a.commit(&fresh).await;
+        (fresh.len(), r)
+    })
+    .await;
+    assert!(fresh > 0, "a read nothing after rejoining");
     assert_eq!(current, Ok(()));
 }
 

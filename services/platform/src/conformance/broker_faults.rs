@@ -671,7 +671,7 @@ type Position = (i32, i64);
 struct MemberLog {
     /// Records whose processing finished.
     processed: BTreeSet<Position>,
-    /// Records covered by one of its successful commits.
+    /// Records it processed that one of its successful commits covers.
     committed: BTreeSet<Position>,
     /// Commits refused (the batch is read again by whoever owns the partition next).
     refused_commits: Vec<EventLogError>,
@@ -724,8 +724,21 @@ async fn member<C: Consumer + ?Sized>(
         let mut s = lock(&state);
         match result {
             Ok(()) => {
-                s.committed
-                    .extend(batch.iter().map(|r| (r.partition, r.offset)));
+                // A commit covers every offset below it: also what this member processed
+                // earlier on the partition in a batch whose own commit was refused (Kafka
+                // does not check that a member still owns what it commits).
+                let mut upto: BTreeMap<i32, i64> = BTreeMap::new();
+                for r in &batch {
+                    let o = upto.entry(r.partition).or_insert(r.offset);
+                    *o = (*o).max(r.offset);
+                }
+                let covered: Vec<Position> = s
+                    .processed
+                    .iter()
+                    .filter(|(p, o)| upto.get(p).is_some_and(|m| o <= m))
+                    .copied()
+                    .collect();
+                s.committed.extend(covered);
                 s.committed_batches += 1;
             }
             Err(e) => s.refused_commits.push(e),

@@ -6,8 +6,12 @@
 //! fetching); the consumer reads there for `metadata_max_age_ms` and falls back to the leader
 //! (for as long again) when that follower fails it.
 //!
-//! Commits carry the generation the polled records belong to, so a member that missed a
-//! rebalance gets [`EventLogError::Fenced`]. With `enable_auto_commit` the consumer commits
+//! Commits carry the member's current generation, as librdkafka's do: a member the
+//! coordinator evicted, or that has not yet learned of a rebalance, gets
+//! [`EventLogError::Fenced`]. Like Kafka's, the coordinator does not check that the member
+//! still owns the partitions it commits, so a member that rejoined may commit offsets of
+//! records it polled in the previous generation (it processed them, so nothing is skipped;
+//! another member may read them again). With `enable_auto_commit` the consumer commits
 //! what it returns at poll time, before the caller processed it (the mutant the checkers must
 //! catch).
 
@@ -68,7 +72,7 @@ pub struct ModelConsumer {
     membership: Arc<SharedMembership>,
     /// Next offset to read per assigned partition, for `positions_generation`.
     positions: BTreeMap<TopicPartition, i64>,
-    /// The generation whose assignment `positions` covers; commits carry it.
+    /// The generation whose assignment `positions` covers.
     positions_generation: Option<i32>,
     /// Follower fetching: the replica a partition's leader named for this consumer's rack,
     /// read from until the instant given (`metadata_max_age_ms`), then the leader is asked again.
@@ -321,12 +325,11 @@ impl ModelConsumer {
         let Some(member_id) = membership.member_id else {
             return Err(EventLogError::Fenced);
         };
-        let generation = self.positions_generation.unwrap_or(membership.generation);
         let resp = self
             .coordinator(GroupRequest::OffsetCommit {
                 group: self.config.group_id.clone(),
                 member_id,
-                generation,
+                generation: membership.generation,
                 offsets,
             })
             .await?;
