@@ -32,6 +32,8 @@ use platform::{
 };
 use sim::kafka::{KafkaCluster, KafkaModelConfig, ModelNode, TopicSpec};
 
+use crate::support::eventually;
+
 const TOPIC: &str = "orders";
 const PARTITIONS: i32 = 3;
 const GROUP_TOPIC: &str = "tasks";
@@ -65,18 +67,6 @@ async fn on<T: Send + 'static>(
     fut: impl Future<Output = T> + Send + 'static,
 ) -> T {
     node.spawn(fut).await.expect("client task panicked")
-}
-
-/// Waits until `cond` holds, failing the test after `limit`.
-async fn eventually(what: &str, limit: Duration, mut cond: impl FnMut() -> bool) {
-    let end = Instant::now() + limit;
-    while !cond() {
-        assert!(
-            Instant::now() < end,
-            "waited {limit:?} and still not: {what}"
-        );
-        time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 fn producer_config(acks: Acks, enable_idempotence: bool) -> ProducerConfig {

@@ -10,10 +10,12 @@ use std::{sync::Arc, time::Duration};
 
 use madsim::{
     runtime::{Handle, NodeHandle},
-    time::{self, Instant},
+    time,
 };
 use platform::ports::{Acks, EventLogError, ProducedRecord, Producer, ProducerConfig};
 use sim::kafka::{KafkaCluster, KafkaModelConfig, TopicSpec};
+
+use crate::support::eventually;
 
 const TOPIC: &str = "ledger";
 
@@ -32,18 +34,6 @@ fn client() -> NodeHandle {
         .name("client")
         .ip("10.1.3.1".parse().expect("an ip"))
         .build()
-}
-
-/// Waits until `cond` holds, failing the test after `limit` of simulated time.
-async fn eventually(what: &str, limit: Duration, mut cond: impl FnMut() -> bool) {
-    let end = Instant::now() + limit;
-    while !cond() {
-        assert!(
-            Instant::now() < end,
-            "waited {limit:?} and still not: {what}"
-        );
-        time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 /// Sends `count` records keyed `{label}-{i}` with `acks=all` from `node`; their results.

@@ -40,3 +40,16 @@ pub fn scenario_passes(name: &str) {
         failures.join("\n")
     );
 }
+
+/// Waits until `cond` holds, checking every 20 ms of simulated time; fails the test after
+/// `limit`.
+pub async fn eventually(what: &str, limit: std::time::Duration, mut cond: impl FnMut() -> bool) {
+    let end = madsim::time::Instant::now() + limit;
+    while !cond() {
+        assert!(
+            madsim::time::Instant::now() < end,
+            "waited {limit:?} and still not: {what}"
+        );
+        madsim::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}

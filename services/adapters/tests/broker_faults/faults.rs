@@ -15,8 +15,8 @@ use anyhow::{anyhow, Context as _};
 use async_trait::async_trait;
 use platform::{
     conformance::broker_faults::{
-        BrokerFaults, BrokerId, BrokerInfo, ClusterView, FetchesServed, MortalConsumer,
-        PartitionView,
+        wait_for_view, wait_until_healthy, BrokerFaults, BrokerId, BrokerInfo, ClusterView,
+        FetchesServed, MortalConsumer, HEAL_DEADLINE,
     },
     ports::{ConsumerConfig, EventLog, EventLogError, ProducedRecord, RecordAck},
 };
@@ -60,14 +60,18 @@ pub struct RealFaults {
 }
 
 impl RealFaults {
+    /// The cluster for the test holding `x`, once it is healthy (every broker alive, every
+    /// in-sync replica set full).
     pub async fn new(x: &Exclusive) -> RealFaults {
-        RealFaults {
+        let faults = RealFaults {
             log: Arc::new(kafka().await),
             cluster: Cluster::new(),
             outage: tokio::sync::Mutex::new(Outage::new()),
             topics: Mutex::default(),
             started: x.started(),
-        }
+        };
+        wait_until_healthy(&faults, "the cluster is healthy before the test").await;
+        faults
     }
 
     /// The event log the scenarios use: the production adapter.
@@ -116,27 +120,13 @@ impl BrokerFaults for RealFaults {
     }
 
     async fn cluster_view(&self, topic: Option<&str>) -> Option<ClusterView> {
-        let s = self.cluster.snapshot(topic).await?;
-        Some(ClusterView {
-            alive: s.brokers,
-            partitions: s
-                .partitions
-                .into_iter()
-                .map(|p| PartitionView {
-                    topic: p.topic,
-                    partition: p.partition,
-                    leader: (p.leader >= 0).then_some(p.leader),
-                    replicas: p.replicas,
-                    isr: p.isr,
-                })
-                .collect(),
-        })
+        self.cluster.view(topic).await
     }
 
     async fn high_watermarks(&self, topic: &str) -> anyhow::Result<BTreeMap<i32, i64>> {
         let partitions = self
             .cluster
-            .snapshot(Some(topic))
+            .view(Some(topic))
             .await
             .context("metadata")?
             .partitions
@@ -159,7 +149,17 @@ impl BrokerFaults for RealFaults {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .push(topic.clone());
-        self.cluster.wait_topic_full(&topic, partitions).await;
+        wait_for_view(
+            self,
+            &format!("every partition of {topic} has all replicas in sync"),
+            Some(&topic),
+            HEAL_DEADLINE,
+            |v| {
+                let ps = v.topic(&topic);
+                ps.len() == partitions as usize && ps.iter().all(|p| p.is_full())
+            },
+        )
+        .await;
         Ok(topic)
     }
 

@@ -1,13 +1,10 @@
 //! Where the servers are, one-at-a-time execution, cluster state from metadata, and fresh
 //! resources.
 
-use std::{
-    collections::{BTreeMap, BTreeSet},
-    sync::Arc,
-    time::Duration,
-};
+use std::{collections::BTreeMap, sync::Arc, time::Duration};
 
 use adapters::{KafkaConfig, KafkaEventLog, PgStore, SchemaName};
+use platform::conformance::broker_faults::{ClusterView, PartitionView};
 use rdkafka::{
     consumer::{BaseConsumer, Consumer as _},
     ClientConfig,
@@ -26,12 +23,6 @@ const KAFKA_BOOTSTRAP_DEFAULT: &str = "127.0.0.1:19092,127.0.0.1:19093,127.0.0.1
 
 /// The brokers of the cluster and their racks (`ci/infra/kafka.sh`).
 pub const BROKERS: [(i32, &str); 3] = [(1, "msk"), (2, "msk"), (3, "nsk")];
-
-/// Bound on a healthy cluster coming back: brokers alive and every ISR full again.
-pub const HEAL_DEADLINE: Duration = Duration::from_secs(90);
-
-/// Poll interval of the deadline loops.
-pub const POLL_INTERVAL: Duration = Duration::from_millis(100);
 
 /// Bound on one metadata or watermark request.
 const METADATA_TIMEOUT: Duration = Duration::from_secs(5);
@@ -78,14 +69,12 @@ impl Drop for Exclusive {
     }
 }
 
-/// Waits for the other tests of this binary, then for a healthy cluster.
+/// Waits for the other tests of this binary ([`crate::faults::RealFaults::new`] then waits
+/// for a healthy cluster).
 pub async fn exclusive(name: &'static str) -> Exclusive {
     let serial = SERIAL.lock().await;
     let started = Instant::now();
     eprintln!("[broker_faults] {name} starts");
-    Cluster::new()
-        .wait_healthy("the cluster is healthy before the test", HEAL_DEADLINE)
-        .await;
     Exclusive {
         _serial: serial,
         name,
@@ -101,30 +90,6 @@ impl Exclusive {
 }
 
 // ------------------------------------------------------------------------------ cluster state
-
-/// One partition as the cluster's metadata reports it.
-#[derive(Clone, Debug)]
-pub struct PartitionState {
-    pub topic: String,
-    pub partition: i32,
-    pub leader: i32,
-    pub replicas: Vec<i32>,
-    pub isr: Vec<i32>,
-}
-
-impl PartitionState {
-    /// Has a leader and every replica in sync.
-    pub fn is_full(&self) -> bool {
-        self.leader >= 0 && self.isr.len() == self.replicas.len()
-    }
-}
-
-/// Alive (registered, unfenced) brokers and partition states, from one metadata request.
-#[derive(Clone, Debug)]
-pub struct Snapshot {
-    pub brokers: BTreeSet<i32>,
-    pub partitions: Vec<PartitionState>,
-}
 
 /// Cluster metadata and watermarks, through a group-less librdkafka consumer (the port has
 /// neither).
@@ -145,7 +110,7 @@ impl Cluster {
     }
 
     /// One metadata request (of `topic` only, if given); `None` when it failed.
-    pub async fn snapshot(&self, topic: Option<&str>) -> Option<Snapshot> {
+    pub async fn view(&self, topic: Option<&str>) -> Option<ClusterView> {
         let client = Arc::clone(&self.client);
         let topic = topic.map(str::to_owned);
         let metadata = tokio::task::spawn_blocking(move || {
@@ -154,85 +119,22 @@ impl Cluster {
         .await
         .expect("metadata task")
         .ok()?;
-        let brokers = metadata.brokers().iter().map(|b| b.id()).collect();
+        let alive = metadata.brokers().iter().map(|b| b.id()).collect();
         let partitions = metadata
             .topics()
             .iter()
             .filter(|t| t.error().is_none())
             .flat_map(|t| {
-                t.partitions().iter().map(|p| PartitionState {
+                t.partitions().iter().map(|p| PartitionView {
                     topic: t.name().to_owned(),
                     partition: p.id(),
-                    leader: p.leader(),
+                    leader: (p.leader() >= 0).then_some(p.leader()),
                     replicas: p.replicas().to_vec(),
                     isr: p.isr().to_vec(),
                 })
             })
             .collect();
-        Some(Snapshot {
-            brokers,
-            partitions,
-        })
-    }
-
-    /// Polls metadata (of `topic` only, if given) until `cond` holds; panics after `limit`,
-    /// showing the last snapshot.
-    pub async fn wait_until(
-        &self,
-        what: &str,
-        limit: Duration,
-        topic: Option<&str>,
-        mut cond: impl FnMut(&Snapshot) -> bool,
-    ) -> Snapshot {
-        let deadline = Instant::now() + limit;
-        let mut last = None;
-        loop {
-            if let Some(s) = self.snapshot(topic).await {
-                if cond(&s) {
-                    return s;
-                }
-                last = Some(s);
-            }
-            if Instant::now() >= deadline {
-                let shown = last.map(|s| {
-                    let unhealthy: Vec<_> = s
-                        .partitions
-                        .iter()
-                        .filter(|p| !p.is_full())
-                        .take(10)
-                        .collect();
-                    format!(
-                        "alive brokers {:?}; partitions not full: {unhealthy:?}",
-                        s.brokers
-                    )
-                });
-                panic!("waited {limit:?} and still not: {what}; last metadata: {shown:?}");
-            }
-            tokio::time::sleep(POLL_INTERVAL).await;
-        }
-    }
-
-    /// Every broker alive and every partition of every topic led, with all replicas in sync.
-    pub async fn wait_healthy(&self, what: &str, limit: Duration) -> Snapshot {
-        self.wait_until(what, limit, None, |s| {
-            s.brokers == BROKERS.iter().map(|(id, _)| *id).collect()
-                && s.partitions.iter().all(PartitionState::is_full)
-        })
-        .await
-    }
-
-    /// Every partition of `topic` led, with all replicas in sync.
-    pub async fn wait_topic_full(&self, topic: &str, partitions: i32) -> Snapshot {
-        self.wait_until(
-            &format!("every partition of {topic} has all replicas in sync"),
-            HEAL_DEADLINE,
-            Some(topic),
-            |s| {
-                let ps: Vec<_> = s.partitions.iter().filter(|p| p.topic == topic).collect();
-                ps.len() == partitions as usize && ps.iter().all(|p| p.is_full())
-            },
-        )
-        .await
+        Some(ClusterView { alive, partitions })
     }
 
     /// The high watermark of each partition of `topic`.
