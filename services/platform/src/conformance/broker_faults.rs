@@ -547,15 +547,11 @@ pub async fn with_two_brokers_down_producers_are_refused_and_the_outbox_holds_ev
         .expect("the relay stops on shutdown")
         .expect("relay task");
 
-    let high = faults
-        .high_watermarks(&topic)
-        .await
-        .unwrap_or_else(|e| panic!("high watermarks of {topic}: {e:#}"));
-    let read = read_until(
+    let read = read_everything(
+        faults,
         log.as_ref(),
-        ConsumerConfig::new(unique("bf_outbox")),
         &topic,
-        &below(&high),
+        "bf_outbox",
         "a new group after the heal",
     )
     .await;
@@ -1001,15 +997,11 @@ pub async fn idempotent_retries_do_not_duplicate_or_reorder_across_a_leader_kill
     wait_until_healthy(faults, "the old leader is back in every ISR").await;
     faults.step(&format!("restarted broker {leader}; every ISR full"));
 
-    let high = faults
-        .high_watermarks(&topic)
-        .await
-        .unwrap_or_else(|e| panic!("high watermarks of {topic}: {e:#}"));
-    let read = read_until(
+    let read = read_everything(
+        faults,
         log.as_ref(),
-        ConsumerConfig::new(unique("bf_idempotent")),
         &topic,
-        &below(&high),
+        "bf_idempotent",
         "a new group after the restart",
     )
     .await;
@@ -1337,6 +1329,28 @@ fn last_offsets(acks: &[RecordAck]) -> BTreeMap<i32, i64> {
 }
 
 /// The last offset below each non-zero high watermark.
+/// Reads `topic` up to its current high watermarks through a new group `{group_prefix}_…`.
+async fn read_everything(
+    faults: &dyn BrokerFaults,
+    log: &dyn EventLog,
+    topic: &str,
+    group_prefix: &str,
+    who: &str,
+) -> Vec<ConsumedRecord> {
+    let high = faults
+        .high_watermarks(topic)
+        .await
+        .unwrap_or_else(|e| panic!("high watermarks of {topic}: {e:#}"));
+    read_until(
+        log,
+        ConsumerConfig::new(unique(group_prefix)),
+        topic,
+        &below(&high),
+        who,
+    )
+    .await
+}
+
 fn below(high: &BTreeMap<i32, i64>) -> BTreeMap<i32, i64> {
     high.iter()
         .filter(|(_, h)| **h > 0)
