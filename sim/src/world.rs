@@ -473,17 +473,25 @@ fn apply(
         Action::Kill { node } => {
             let id = nodes.id(node)?;
             handle.kill(id);
-            killed.push(id);
+            if !killed.contains(&id) {
+                killed.push(id);
+            }
         }
         Action::PowerOff { node } => {
             let id = nodes.id(node)?;
             if kafka.power_off(node).is_none() {
                 handle.kill(id);
             }
-            killed.push(id);
+            if !killed.contains(&id) {
+                killed.push(id);
+            }
         }
         Action::Restart { node } => {
             let id = nodes.id(node)?;
+            // A restart is a crash and a start. Killing first also covers a node that is
+            // running (two overlapping crash episodes restart it twice): madsim's restart
+            // alone would keep the old incarnation's sockets, and the new one could not bind.
+            handle.kill(id);
             handle.restart(id);
             killed.retain(|k| *k != id);
         }

@@ -1,5 +1,5 @@
 //! Teeth: each mutant must make the checkers fail within a bounded number of seeds, on the
-//! scenario that names it in `catches`.
+//! scenario that names it in `catches`, on a seed the correct system passes.
 
 use platform::Mutants;
 use sim::{runner, scenario};
@@ -25,6 +25,15 @@ fn caught(mutant: &str) {
         let Some((seed, violations)) = found else {
             panic!("mutant {mutant} survived {SEEDS_MAX} seeds of {}", s.name);
         };
+        // The failure is the mutant's: the same seed passes with the correct system.
+        let unmutated = runner::run_seed(&s, Mutants::default(), seed);
+        assert!(
+            unmutated.outcome.violations.is_empty(),
+            "{} fails seed {seed} even unmutated: {:?}\n  replay: {}",
+            s.name,
+            unmutated.outcome.violations,
+            runner::replay_command(&s.name, None, seed)
+        );
         println!(
             "{mutant} caught by {} at seed {seed}: {}",
             s.name, violations[0]
