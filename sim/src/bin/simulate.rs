@@ -140,8 +140,12 @@ fn main() -> std::process::ExitCode {
         all_ok &= ok;
         let verdict = match (mutant.is_some(), caught) {
             (false, false) => "PASS".to_owned(),
-            (false, true) => "FAIL".to_owned(),
-            (true, true) => format!("CAUGHT {}", mutant.as_deref().unwrap_or_default()),
+            (false, true) => format!("FAIL on {} of {seeds} seeds", failing.len()),
+            (true, true) => format!(
+                "CAUGHT {} on {} of {seeds} seeds",
+                mutant.as_deref().unwrap_or_default(),
+                failing.len()
+            ),
             (true, false) => format!("NOT CAUGHT {}", mutant.as_deref().unwrap_or_default()),
         };
         println!(
