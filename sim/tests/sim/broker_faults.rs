@@ -30,7 +30,7 @@ use platform::{
         self as suite, BrokerFaults, BrokerId, BrokerInfo, ClusterView, FetchesServed,
         MortalConsumer, PartitionView,
     },
-    ports::{ConsumedRecord, Consumer, ConsumerConfig, EventLog, EventLogError},
+    ports::{Acks, ConsumedRecord, Consumer, ConsumerConfig, EventLog, EventLogError},
     store::MemoryStore,
 };
 use sim::kafka::{KafkaCluster, KafkaModelConfig, TopicSpec};
@@ -341,12 +341,23 @@ impl MortalConsumer for NodeConsumer {
 
 /// Runs `scenario` on a fresh client node in MSK (every model is reached over the simulated
 /// network from there).
+/// Runs `scenario` on a client node, then checks what only the model can see from inside:
+/// no acknowledged write missing from the log, and no in-sync replica differing from its
+/// leader below the high watermark.
 async fn on_client<F: Future<Output = ()> + Send + 'static>(faults: &ModelFaults, scenario: F) {
     faults
         .client_node("scenario", "msk")
         .spawn(scenario)
         .await
         .expect("the scenario ran to the end");
+    let lost = faults.cluster.lost_acknowledged_writes(Acks::All);
+    assert!(lost.is_empty(), "acknowledged writes lost: {lost:?}");
+    for topic in lock(&faults.handed_out).iter() {
+        assert_eq!(
+            faults.cluster.replica_divergence(topic),
+            Vec::<String>::new()
+        );
+    }
 }
 
 #[madsim::test]
