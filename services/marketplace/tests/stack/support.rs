@@ -1,4 +1,8 @@
-use std::{net::SocketAddr, time::Duration};
+use std::{
+    net::SocketAddr,
+    sync::atomic::{AtomicU32, Ordering},
+    time::Duration,
+};
 
 use gateway::OrderView;
 use marketplace::{Service, Settings};
@@ -11,9 +15,31 @@ pub struct Stack {
     _trigger: platform::shutdown::ShutdownTrigger,
 }
 
+/// A loopback port for a service to listen on. An ephemeral port (`bind` to port 0, then
+/// released) can be taken by any outgoing connection before the service binds it — the
+/// Kafka and PostgreSQL clients open many — so ports come from just below the kernel's
+/// ephemeral range instead, where connections never get their local port. A counter keeps
+/// the stacks of this process apart (the tests run in parallel); a port something else
+/// listens on is skipped.
 fn free_addr() -> SocketAddr {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
-    l.local_addr().expect("local addr")
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    const SPAN: u32 = 8_000;
+    let ephemeral_low: u32 = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|r| r.split_whitespace().next()?.parse().ok())
+        .unwrap_or(32_768);
+    let first = ephemeral_low.saturating_sub(SPAN).max(10_000);
+    // Different test processes start at different places in the span.
+    let offset = std::process::id() * 97;
+    for _ in 0..SPAN {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let port = first + (offset + n) % (ephemeral_low - first);
+        let addr = SocketAddr::from(([127, 0, 0, 1], u16::try_from(port).expect("a port")));
+        if std::net::TcpListener::bind(addr).is_ok() {
+            return addr;
+        }
+    }
+    panic!("no free loopback port in {first}..{ephemeral_low}");
 }
 
 /// Starts every service with fresh schemas; `tune` adjusts the fakes.
