@@ -337,6 +337,16 @@ impl KafkaCluster {
             .collect()
     }
 
+    /// `(partition, state)` of every partition of `topic`, per the controller.
+    fn topic_partitions(&self, topic: &str) -> Vec<(i32, PartitionState)> {
+        lock(&self.controller_disk)
+            .partitions
+            .iter()
+            .filter(|(tp, _)| tp.topic == topic)
+            .map(|(tp, s)| (tp.partition, s.clone()))
+            .collect()
+    }
+
     /// Broker `name`'s replica of a partition, read from its disk.
     pub fn replica(&self, name: &str, topic: &str, partition: i32) -> Option<ReplicaSnapshot> {
         let broker = self.brokers.iter().find(|b| b.spec.name == name)?;
@@ -353,12 +363,7 @@ impl KafkaCluster {
     /// current leader (or, while the partition is offline, on the ISR member with the highest
     /// high watermark).
     pub fn log_snapshot(&self, topic: &str) -> Vec<Vec<ConsumedRecord>> {
-        let partitions: Vec<(i32, PartitionState)> = lock(&self.controller_disk)
-            .partitions
-            .iter()
-            .filter(|(tp, _)| tp.topic == topic)
-            .map(|(tp, s)| (tp.partition, s.clone()))
-            .collect();
+        let partitions = self.topic_partitions(topic);
         partitions
             .into_iter()
             .map(|(partition, state)| {
@@ -420,12 +425,7 @@ impl KafkaCluster {
     /// ISR members whose log differs from the leader's below the leader's high watermark
     /// (an ISR member must hold every committed record). Empty when replication is sound.
     pub fn replica_divergence(&self, topic: &str) -> Vec<String> {
-        let partitions: Vec<(i32, PartitionState)> = lock(&self.controller_disk)
-            .partitions
-            .iter()
-            .filter(|(tp, _)| tp.topic == topic)
-            .map(|(tp, s)| (tp.partition, s.clone()))
-            .collect();
+        let partitions = self.topic_partitions(topic);
         let name_of = |id: BrokerId| {
             self.brokers
                 .iter()

@@ -6,7 +6,7 @@ use std::{collections::BTreeMap, time::Duration};
 use platform::ports::{Acks, ProducerConfig};
 use serde::Deserialize;
 
-use crate::{checkers, kafka::KafkaModelConfig};
+use crate::{checkers, kafka::KafkaModelConfig, topology};
 
 /// One scenario file.
 #[derive(Clone, Debug, Deserialize)]
@@ -263,6 +263,21 @@ pub enum Action {
     HealNetwork,
 }
 
+/// What a swarm episode can be.
+pub const SWARM_KINDS: [&str; 3] = ["crash", "partition", "one-way"];
+
+/// Every node a fault may name: the Kafka model's nodes and the world's (`topology.rs`).
+fn node_names() -> Vec<String> {
+    let kafka = KafkaModelConfig::seed_default();
+    kafka
+        .brokers
+        .iter()
+        .map(|b| b.name.clone())
+        .chain([kafka.controller_name.clone()])
+        .chain(topology::FAULT_TARGETS.iter().map(|n| n.name.to_owned()))
+        .collect()
+}
+
 /// `(name, text)` of the scenario file `fault-scenarios/<name>.toml`, embedded.
 macro_rules! embed {
     ($($name:literal),* $(,)?) => {
@@ -303,6 +318,36 @@ pub fn parse(text: &str) -> anyhow::Result<Scenario> {
             f.at_ms[0] <= f.at_ms[1],
             "scenario {}: at_ms range reversed",
             s.name
+        );
+    }
+    let known = node_names();
+    let named = s.faults.iter().filter_map(|f| match &f.action {
+        Action::Kill { node } | Action::PowerOff { node } | Action::Restart { node } => Some(node),
+        _ => None,
+    });
+    for node in named.chain(s.swarm.iter().flat_map(|w| &w.nodes)) {
+        anyhow::ensure!(
+            known.contains(node),
+            "scenario {}: unknown node {node:?} (known: {})",
+            s.name,
+            known.join(", ")
+        );
+    }
+    for f in &s.faults {
+        if let Action::PartitionOneWay { from } = &f.action {
+            anyhow::ensure!(
+                from == "msk" || from == "nsk",
+                "scenario {}: partition-one-way from must be \"msk\" or \"nsk\", not {from:?}",
+                s.name
+            );
+        }
+    }
+    for kind in s.swarm.iter().flat_map(|w| &w.kinds) {
+        anyhow::ensure!(
+            SWARM_KINDS.contains(&kind.as_str()),
+            "scenario {}: unknown swarm kind {kind:?} (known: {})",
+            s.name,
+            SWARM_KINDS.join(", ")
         );
     }
     if let Some(acks) = &s.client.acks {

@@ -77,6 +77,22 @@ pub const PSP: NodeSpec = node("psp", Region::Msk, [10, 1, 5, 1], 8081);
 pub const COURIER: NodeSpec = node("courier", Region::Nsk, [10, 2, 5, 2], 8082);
 pub const CLIENT: NodeSpec = node("client", Region::Msk, [10, 1, 9, 1], 0);
 
+/// The nodes a fault may name, besides the Kafka model's brokers and controller (the client
+/// is the workload, not a target).
+pub const FAULT_TARGETS: [NodeSpec; 11] = [
+    ORDERS_DB,
+    PAYMENTS_DB,
+    DELIVERIES_DB,
+    ANALYTICS_DB,
+    GATEWAY,
+    ORDER,
+    PAYMENT,
+    DELIVERY,
+    ANALYTICS,
+    PSP,
+    COURIER,
+];
+
 /// Region of an address (MSK 10.1/16, NSK 10.2/16).
 pub fn region_of(ip: IpAddr) -> Option<Region> {
     match ip {

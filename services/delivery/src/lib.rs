@@ -70,10 +70,7 @@ pub async fn run(config: Config, infra: Infra, shutdown: Shutdown) -> anyhow::Re
     tracing::info!(listen = %config.listen, "delivery service up");
     tonic::transport::Server::builder()
         .add_service(DeliveryServiceServer::new(api::DeliveryApi { ctx }))
-        .serve_with_shutdown(config.listen, {
-            let s = shutdown.clone();
-            async move { s.wait().await }
-        })
+        .serve_with_shutdown(config.listen, shutdown.clone().into_wait())
         .await?;
     let _ = worker.await;
     Ok(())

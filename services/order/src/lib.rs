@@ -96,10 +96,7 @@ pub async fn run(config: Config, infra: Infra, shutdown: Shutdown) -> anyhow::Re
     tracing::info!(listen = %config.listen, "order service up");
     tonic::transport::Server::builder()
         .add_service(OrderServiceServer::new(api::OrderApi { ctx }))
-        .serve_with_shutdown(config.listen, {
-            let s = shutdown.clone();
-            async move { s.wait().await }
-        })
+        .serve_with_shutdown(config.listen, shutdown.clone().into_wait())
         .await?;
     let _ = relay.await;
     let _ = recovery.await;

@@ -63,10 +63,7 @@ pub async fn run(config: Config, infra: Infra, shutdown: Shutdown) -> anyhow::Re
     }
     let server = tonic::transport::Server::builder()
         .add_service(PaymentServiceServer::new(api::PaymentApi { ctx }))
-        .serve_with_shutdown(config.listen, {
-            let s = shutdown.clone();
-            async move { s.wait().await }
-        });
+        .serve_with_shutdown(config.listen, shutdown.clone().into_wait());
     tracing::info!(listen = %config.listen, "payment service up");
     server.await?;
     let _ = worker.await;

@@ -112,6 +112,47 @@ async fn producer(log: &Arc<dyn EventLog>, config: ProducerConfig) -> Arc<dyn Pr
     log.producer(config).await.expect("a model producer")
 }
 
+/// Sends the record `warm-up` with `key` from `client` (so the partition has a leader and
+/// the producer an id); fails the test if it is refused.
+async fn warm_up(client: &NodeHandle, p: &Arc<dyn Producer>, key: &str) {
+    let (p, key) = (p.clone(), key.to_owned());
+    let warm = on(client, async move {
+        p.send(record(TOPIC, &key, "warm-up")).await
+    })
+    .await;
+    assert!(warm.is_ok(), "{warm:?}");
+}
+
+/// The broker nodes other than `leader`.
+fn followers_of(cluster: &KafkaCluster, leader: &ModelNode) -> Vec<ModelNode> {
+    cluster
+        .broker_nodes()
+        .into_iter()
+        .filter(|n| n.id != leader.id)
+        .collect()
+}
+
+/// Sends `n` records keyed `{key_prefix}{i}` with payload `{payload_prefix}{i}`, one after
+/// another; their acknowledgements.
+async fn send_numbered(
+    p: &dyn Producer,
+    topic: &str,
+    key_prefix: &str,
+    payload_prefix: &str,
+    n: usize,
+) -> Vec<RecordAck> {
+    let mut acks = Vec::with_capacity(n);
+    for i in 0..n {
+        let r = record(
+            topic,
+            &format!("{key_prefix}{i}"),
+            &format!("{payload_prefix}{i}"),
+        );
+        acks.push(p.send(r).await.expect("produce"));
+    }
+    acks
+}
+
 /// Reads `topic` from the start with a fresh group until `count` records arrived.
 async fn read_all(
     log: Arc<dyn EventLog>,
@@ -171,20 +212,11 @@ async fn leader_dies_before_replicating(acks: Acks) -> (usize, usize) {
     let keys = keys_for_partition(0, PARTITIONS, 6);
     let p = producer(&log, producer_config(acks, acks == Acks::All)).await;
 
-    let warm = on(&client, {
-        let (p, key) = (p.clone(), keys[0].clone());
-        async move { p.send(record(TOPIC, &key, "warm-up")).await }
-    })
-    .await;
-    assert!(warm.is_ok(), "{warm:?}");
+    warm_up(&client, &p, &keys[0]).await;
     let leader = cluster
         .leader_node(TOPIC, 0)
         .expect("partition 0 has a leader");
-    let followers: Vec<ModelNode> = cluster
-        .broker_nodes()
-        .into_iter()
-        .filter(|n| n.id != leader.id)
-        .collect();
+    let followers = followers_of(&cluster, &leader);
     eventually(
         "every replica has the warm-up record",
         Duration::from_secs(10),
@@ -299,12 +331,7 @@ async fn leader_dies_alone_in_the_isr(unclean_leader_election: bool) -> Failover
     let log = cluster.event_log();
     let keys = keys_for_partition(0, PARTITIONS, 6);
     let p = producer(&log, producer_config(Acks::Leader, false)).await;
-    let warm = on(&client, {
-        let (p, key) = (p.clone(), keys[0].clone());
-        async move { p.send(record(TOPIC, &key, "warm-up")).await }
-    })
-    .await;
-    assert!(warm.is_ok(), "{warm:?}");
+    warm_up(&client, &p, &keys[0]).await;
     eventually(
         "every replica has the warm-up record",
         Duration::from_secs(10),
@@ -322,11 +349,7 @@ async fn leader_dies_alone_in_the_isr(unclean_leader_election: bool) -> Failover
         .and_then(|s| s.leader)
         .expect("a leader");
     let leader = cluster.leader_node(TOPIC, 0).expect("a leader node");
-    let followers: Vec<ModelNode> = cluster
-        .broker_nodes()
-        .into_iter()
-        .filter(|n| n.id != leader.id)
-        .collect();
+    let followers = followers_of(&cluster, &leader);
     for f in &followers {
         clog_both_ways(f, &leader);
     }
@@ -487,12 +510,7 @@ async fn retry_after_lost_reply(enable_idempotence: bool) -> (RecordAck, usize, 
     let log = cluster.event_log();
     let key = keys_for_partition(0, PARTITIONS, 1).remove(0);
     let p = producer(&log, producer_config(Acks::All, enable_idempotence)).await;
-    let warm = on(&client, {
-        let (p, key) = (p.clone(), key.clone());
-        async move { p.send(record(TOPIC, &key, "warm-up")).await }
-    })
-    .await;
-    assert!(warm.is_ok(), "{warm:?}");
+    warm_up(&client, &p, &key).await;
 
     let leader = cluster
         .leader_node(TOPIC, 0)
@@ -555,12 +573,7 @@ async fn consumers_never_see_records_above_the_high_watermark() {
     let log = cluster.event_log();
     let keys = keys_for_partition(0, PARTITIONS, 5);
     let p = producer(&log, producer_config(Acks::Leader, false)).await;
-    let warm = on(&client, {
-        let (p, key) = (p.clone(), keys[0].clone());
-        async move { p.send(record(TOPIC, &key, "warm-up")).await }
-    })
-    .await;
-    assert!(warm.is_ok(), "{warm:?}");
+    warm_up(&client, &p, &keys[0]).await;
     let leader = cluster
         .leader_node(TOPIC, 0)
         .expect("partition 0 has a leader");
@@ -575,11 +588,7 @@ async fn consumers_never_see_records_above_the_high_watermark() {
     )
     .await;
 
-    let followers: Vec<ModelNode> = cluster
-        .broker_nodes()
-        .into_iter()
-        .filter(|n| n.id != leader.id)
-        .collect();
+    let followers = followers_of(&cluster, &leader);
     for f in &followers {
         clog_both_ways(f, &leader);
     }
@@ -729,15 +738,11 @@ async fn member_dies_mid_batch(auto_commit: bool) -> (BTreeSet<(i32, i64)>, BTre
         let log = log.clone();
         async move {
             let p = producer(&log, producer_config(Acks::All, true)).await;
-            let mut produced = BTreeSet::new();
-            for i in 0..60 {
-                let ack = p
-                    .send(record(GROUP_TOPIC, &format!("task-{i}"), &format!("t-{i}")))
-                    .await
-                    .expect("produce");
-                produced.insert((ack.partition, ack.offset));
-            }
-            produced
+            send_numbered(p.as_ref(), GROUP_TOPIC, "task-", "t-", 60)
+                .await
+                .into_iter()
+                .map(|ack| (ack.partition, ack.offset))
+                .collect::<BTreeSet<_>>()
         }
     })
     .await;
@@ -813,11 +818,7 @@ async fn a_commit_from_a_member_the_coordinator_evicted_is_fenced_until_it_rejoi
         let log = log.clone();
         async move {
             let p = producer(&log, producer_config(Acks::All, true)).await;
-            for i in 0..30 {
-                p.send(record(GROUP_TOPIC, &format!("k{i}"), "x"))
-                    .await
-                    .expect("produce");
-            }
+            send_numbered(p.as_ref(), GROUP_TOPIC, "k", "x", 30).await;
             let mut a = log
                 .consumer(consumer_config(group), &[GROUP_TOPIC])
                 .await
@@ -897,11 +898,7 @@ async fn committed_offsets_survive_a_controller_restart() {
         let log = log.clone();
         async move {
             let p = producer(&log, producer_config(Acks::All, true)).await;
-            for i in 0..12 {
-                p.send(record(GROUP_TOPIC, &format!("k{i}"), &format!("old-{i}")))
-                    .await
-                    .expect("produce");
-            }
+            send_numbered(p.as_ref(), GROUP_TOPIC, "k", "old-", 12).await;
             let mut c = log
                 .consumer(consumer_config(group), &[GROUP_TOPIC])
                 .await
@@ -928,21 +925,8 @@ async fn committed_offsets_survive_a_controller_restart() {
         let log = log.clone();
         async move {
             let p = producer(&log, producer_config(Acks::All, true)).await;
-            for i in 0..6 {
-                p.send(record(GROUP_TOPIC, &format!("k{i}"), &format!("new-{i}")))
-                    .await
-                    .expect("produce");
-            }
-            let mut c = log
-                .consumer(consumer_config(group), &[GROUP_TOPIC])
-                .await
-                .expect("consumer");
-            let mut seen = Vec::new();
-            let end = Instant::now() + Duration::from_secs(20);
-            while seen.len() < 6 && Instant::now() < end {
-                seen.extend(c.poll(Duration::from_millis(500)).await.unwrap_or_default());
-            }
-            seen
+            send_numbered(p.as_ref(), GROUP_TOPIC, "k", "new-", 6).await;
+            read_all(log, group.to_owned(), GROUP_TOPIC, 6).await
         }
     })
     .await;
@@ -1269,19 +1253,10 @@ async fn a_write_whose_isr_shrinks_below_min_insync_after_the_append_is_refused_
         },
     )
     .await;
-    let warm = on(&client, {
-        let (p, key) = (p.clone(), key.clone());
-        async move { p.send(record(TOPIC, &key, "warm-up")).await }
-    })
-    .await;
-    assert!(warm.is_ok(), "{warm:?}");
+    warm_up(&client, &p, &key).await;
     let leader = cluster.leader_node(TOPIC, 0).expect("a leader");
     let counters = cluster.broker_counters(&leader.name).expect("counters");
-    let followers: Vec<ModelNode> = cluster
-        .broker_nodes()
-        .into_iter()
-        .filter(|n| n.id != leader.id)
-        .collect();
+    let followers = followers_of(&cluster, &leader);
 
     // The leader appends the record, then drops its cut-off followers from the ISR while
     // the acks=all request waits: the record is committed on the leader alone.

@@ -114,6 +114,18 @@ fn a_scenario_file_with_a_mistake_is_refused_with_the_reason() {
             "unknown service",
         ),
         (
+            "[[faults]]\nat_ms = [1, 5]\naction = \"kill\"\nnode = \"msk-9\"",
+            "unknown node",
+        ),
+        (
+            "[[faults]]\nat_ms = [1, 5]\naction = \"partition-one-way\"\nfrom = \"spb\"",
+            "from must be",
+        ),
+        (
+            "[swarm]\nepisodes = 1\nepisode_ms = [1, 2]\nnodes = [\"order\"]\nkinds = [\"flood\"]",
+            "unknown swarm kind",
+        ),
+        (
             "[topology]\nclient_racks = { analytics = \"spb\" }",
             "must be \"msk\" or \"nsk\"",
         ),

@@ -22,7 +22,7 @@ use platform::{
 };
 use serde_json::{json, Value};
 
-use crate::support::kafka;
+use crate::servers::kafka;
 
 /// Set (to the consumer's settings, as JSON) in the child's environment.
 const CHILD_ENV: &str = "BROKER_FAULTS_CHILD_CONSUMER";

@@ -35,7 +35,8 @@ use tokio::time::Instant;
 use crate::{
     brokers::Outage,
     child::ChildConsumer,
-    support::{kafka, kafka_bootstrap, unique, Cluster, Exclusive, BROKERS},
+    servers::{kafka, kafka_bootstrap, unique},
+    support::{Cluster, Exclusive, BROKERS},
 };
 
 /// Bound on the statistics showing where every partition is fetched from, records included.

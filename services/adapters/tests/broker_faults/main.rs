@@ -28,4 +28,8 @@ mod faults;
 mod groups;
 mod outbox;
 mod rack;
+// Each test binary uses part of the shared helpers.
+#[allow(dead_code)]
+#[path = "../common/servers.rs"]
+mod servers;
 mod support;

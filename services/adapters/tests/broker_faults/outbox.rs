@@ -8,10 +8,7 @@ use platform::{
     ports::EventLogError,
 };
 
-use crate::{
-    faults::RealFaults,
-    support::{drop_store, exclusive, fresh_store},
-};
+use crate::{faults::RealFaults, servers::FreshStore, support::exclusive};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_two_brokers_down_producers_are_refused_and_the_outbox_holds_events_until_heal() {
@@ -20,12 +17,12 @@ async fn with_two_brokers_down_producers_are_refused_and_the_outbox_holds_events
     )
     .await;
     let faults = RealFaults::new(&x).await;
-    let store = fresh_store().await;
+    let fresh = FreshStore::new().await;
     let refusals =
         suite::with_two_brokers_down_producers_are_refused_and_the_outbox_holds_events_until_heal(
             faults.log(),
             &faults,
-            Arc::new(store.clone()),
+            Arc::new(fresh.store.clone()),
         )
         .await;
     eprintln!(
@@ -43,6 +40,6 @@ async fn with_two_brokers_down_producers_are_refused_and_the_outbox_holds_events
          now reports NOT_ENOUGH_REPLICAS, update the README's Kafka section",
         refusals.producer
     );
-    drop_store(store).await;
+    fresh.drop_schema().await;
     faults.delete_topics().await;
 }

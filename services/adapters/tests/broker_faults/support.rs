@@ -1,44 +1,25 @@
-//! Where the servers are, one-at-a-time execution, cluster state from metadata, and fresh
-//! resources.
+//! One-at-a-time execution and cluster state from metadata (where the servers are and fresh
+//! resources come from `tests/common/servers.rs`).
 
 use std::{collections::BTreeMap, sync::Arc, time::Duration};
 
-use adapters::{KafkaConfig, KafkaEventLog, PgStore, SchemaName};
 use platform::conformance::broker_faults::{ClusterView, PartitionView};
 use rdkafka::{
     consumer::{BaseConsumer, Consumer as _},
     ClientConfig,
 };
-use sqlx::{Connection, PgConnection};
 use tokio::{
     sync::{Mutex, MutexGuard},
     time::Instant,
 };
 
-/// The default of `DATABASE_URL`: the stack `ci/infra/up.sh` brings up.
-const DATABASE_URL_DEFAULT: &str = "postgres://marketplace:marketplace@127.0.0.1:5432/marketplace";
-
-/// The default of `KAFKA_BOOTSTRAP`.
-const KAFKA_BOOTSTRAP_DEFAULT: &str = "127.0.0.1:19092,127.0.0.1:19093,127.0.0.1:19094";
+use crate::servers::kafka_bootstrap;
 
 /// The brokers of the cluster and their racks (`ci/infra/kafka.sh`).
 pub const BROKERS: [(i32, &str); 3] = [(1, "msk"), (2, "msk"), (3, "nsk")];
 
 /// Bound on one metadata or watermark request.
 const METADATA_TIMEOUT: Duration = Duration::from_secs(5);
-
-pub fn database_url() -> String {
-    std::env::var("DATABASE_URL").unwrap_or_else(|_| DATABASE_URL_DEFAULT.to_owned())
-}
-
-pub fn kafka_bootstrap() -> String {
-    std::env::var("KAFKA_BOOTSTRAP").unwrap_or_else(|_| KAFKA_BOOTSTRAP_DEFAULT.to_owned())
-}
-
-/// A name nobody used before: `{prefix}_{uuid}`.
-pub fn unique(prefix: &str) -> String {
-    format!("{prefix}_{}", uuid::Uuid::new_v4().simple())
-}
 
 // ------------------------------------------------------------------------------ one at a time
 
@@ -154,38 +135,4 @@ impl Cluster {
         .await
         .expect("watermark task")
     }
-}
-
-// ------------------------------------------------------------------------------ resources
-
-/// The Kafka cluster through the production adapter.
-pub async fn kafka() -> KafkaEventLog {
-    let bootstrap = kafka_bootstrap();
-    KafkaEventLog::connect(KafkaConfig::new(bootstrap.clone()))
-        .await
-        .unwrap_or_else(|e| {
-            panic!("Kafka at {bootstrap} must be reachable (run `bash ci/infra/up.sh`): {e}")
-        })
-}
-
-/// A [`PgStore`] on a schema of its own.
-pub async fn fresh_store() -> PgStore {
-    let schema = SchemaName::parse(&unique("bf")).expect("unique() makes valid schema names");
-    let url = database_url();
-    PgStore::connect(&url, &schema)
-        .await
-        .unwrap_or_else(|e| panic!("PostgreSQL at {url} must be reachable: {e}"))
-}
-
-/// Closes `store` and drops its schema (not done on failure: the schema is left to look at).
-pub async fn drop_store(store: PgStore) {
-    store.close().await;
-    let mut conn = PgConnection::connect(&database_url())
-        .await
-        .expect("PostgreSQL reachable to drop a test schema");
-    sqlx::raw_sql(&format!("DROP SCHEMA \"{}\" CASCADE", store.schema()))
-        .execute(&mut conn)
-        .await
-        .expect("drop test schema");
-    let _ = conn.close().await;
 }

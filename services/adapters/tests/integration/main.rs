@@ -6,4 +6,5 @@
 
 mod event_log;
 mod store;
+#[path = "../common/servers.rs"]
 mod support;

@@ -1,4 +1,5 @@
-//! Where the servers are, and fresh, uniquely named resources on them.
+//! Where the servers are, and fresh, uniquely named resources on them. Shared by the
+//! `integration` and `broker_faults` test binaries (each includes it with `#[path]`).
 
 use adapters::{KafkaConfig, KafkaEventLog, PgStore, SchemaName};
 use sqlx::{Connection, PgConnection};
