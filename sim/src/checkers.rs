@@ -2,6 +2,7 @@
 //! violations it found; every one is shown failing on a mutant (see `tests/sim/mutants.rs`).
 
 mod analytics_mart;
+mod exclusive_work;
 mod kafka_log;
 mod money;
 mod order_events;
@@ -46,12 +47,13 @@ impl fmt::Display for Violation {
 }
 
 /// Every checker, by the name scenario files select it with.
-const CHECKERS: [(&str, fn(&FinalState) -> Vec<Violation>); 5] = [
+const CHECKERS: [(&str, fn(&FinalState) -> Vec<Violation>); 6] = [
     (saga_liveness::NAME, saga_liveness::check),
     (money::NAME, money::check),
     (order_events::NAME, order_events::check),
     (kafka_log::NAME, kafka_log::check),
     (analytics_mart::NAME, analytics_mart::check),
+    (exclusive_work::NAME, exclusive_work::check),
 ];
 
 /// Every checker's name.

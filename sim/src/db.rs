@@ -14,8 +14,8 @@ use std::{
 
 use async_trait::async_trait;
 use platform::{
-    ports::{OutboxRow, Store, StoreError, Tx, Versioned},
-    store::MemoryState,
+    ports::{Claimed, Cleaned, OutboxRow, Store, StoreError, Tx, Versioned},
+    store::{now_ms, MemoryState},
 };
 
 /// A database's durable state.
@@ -25,11 +25,30 @@ pub type DbDisk = Arc<Mutex<MemoryState>>;
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
 
 enum Request {
-    Get { table: String, key: String },
-    ListActive { table: String, limit: usize },
+    Get {
+        table: String,
+        key: String,
+    },
+    ListActive {
+        table: String,
+        limit: usize,
+    },
     Commit(Tx),
-    OutboxPending { limit: usize },
+    OutboxPending {
+        limit: usize,
+    },
     MarkSent(Vec<i64>),
+    ClaimActive {
+        table: String,
+        owner: String,
+        limit: usize,
+    },
+    AcquireLease {
+        name: String,
+        owner: String,
+        lease: Duration,
+    },
+    Cleanup(Duration),
 }
 
 enum Reply {
@@ -37,6 +56,9 @@ enum Reply {
     Records(Vec<(String, Versioned)>),
     Committed(Result<(), StoreError>),
     Outbox(Vec<OutboxRow>),
+    Claimed(Vec<Claimed>),
+    Lease(Option<i64>),
+    Cleaned(Cleaned),
     Done,
 }
 
@@ -54,7 +76,7 @@ pub async fn serve(addr: SocketAddr, disk: DbDisk, lose_reply_per_mille: u32) {
                     Reply::Records(state.list_active(&table, limit))
                 }
                 Request::Commit(tx) => {
-                    let r = state.apply(tx);
+                    let r = state.apply(tx, now_ms());
                     if r.is_ok() && (madsim::rand::random::<u32>() % 1000) < lose_reply_per_mille {
                         // The commit is durable; its answer is lost on the way back.
                         return None;
@@ -63,9 +85,18 @@ pub async fn serve(addr: SocketAddr, disk: DbDisk, lose_reply_per_mille: u32) {
                 }
                 Request::OutboxPending { limit } => Reply::Outbox(state.outbox_pending(limit)),
                 Request::MarkSent(ids) => {
-                    state.outbox_mark_sent(&ids);
+                    state.outbox_mark_sent(&ids, now_ms());
                     Reply::Done
                 }
+                Request::ClaimActive {
+                    table,
+                    owner,
+                    limit,
+                } => Reply::Claimed(state.claim_active(&table, &owner, limit, now_ms())),
+                Request::AcquireLease { name, owner, lease } => {
+                    Reply::Lease(state.acquire_lease(&name, &owner, lease, now_ms()))
+                }
+                Request::Cleanup(retention) => Reply::Cleaned(state.cleanup(retention, now_ms())),
             };
             Some(reply)
         }
@@ -146,6 +177,44 @@ impl Store for SimStore {
     async fn outbox_mark_sent(&self, ids: &[i64]) -> Result<(), StoreError> {
         match self.call(Request::MarkSent(ids.to_vec())).await? {
             Reply::Done => Ok(()),
+            _ => Err(unexpected()),
+        }
+    }
+    async fn claim_active(
+        &self,
+        table: &str,
+        owner: &str,
+        limit: usize,
+    ) -> Result<Vec<Claimed>, StoreError> {
+        let req = Request::ClaimActive {
+            table: table.into(),
+            owner: owner.into(),
+            limit,
+        };
+        match self.call(req).await? {
+            Reply::Claimed(r) => Ok(r),
+            _ => Err(unexpected()),
+        }
+    }
+    async fn acquire_lease(
+        &self,
+        name: &str,
+        owner: &str,
+        lease: Duration,
+    ) -> Result<Option<i64>, StoreError> {
+        let req = Request::AcquireLease {
+            name: name.into(),
+            owner: owner.into(),
+            lease,
+        };
+        match self.call(req).await? {
+            Reply::Lease(r) => Ok(r),
+            _ => Err(unexpected()),
+        }
+    }
+    async fn cleanup(&self, retention: Duration) -> Result<Cleaned, StoreError> {
+        match self.call(Request::Cleanup(retention)).await? {
+            Reply::Cleaned(r) => Ok(r),
             _ => Err(unexpected()),
         }
     }

@@ -266,7 +266,8 @@ pub enum Action {
 /// What a swarm episode can be.
 pub const SWARM_KINDS: [&str; 3] = ["crash", "partition", "one-way"];
 
-/// Every node a fault may name: the Kafka model's nodes and the world's (`topology.rs`).
+/// Every node a fault may name: the Kafka model's nodes and the world's (`topology.rs`),
+/// and every service's name (all its instances).
 fn node_names() -> Vec<String> {
     let kafka = KafkaModelConfig::seed_default();
     kafka
@@ -274,7 +275,8 @@ fn node_names() -> Vec<String> {
         .iter()
         .map(|b| b.name.clone())
         .chain([kafka.controller_name.clone()])
-        .chain(topology::FAULT_TARGETS.iter().map(|n| n.name.to_owned()))
+        .chain(topology::fault_targets().into_iter().map(|n| n.name))
+        .chain(topology::SERVICES.iter().map(|s| s.name.to_owned()))
         .collect()
 }
 

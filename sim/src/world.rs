@@ -3,6 +3,7 @@
 
 use std::{
     collections::BTreeMap,
+    net::SocketAddr,
     sync::{Arc, Mutex},
     time::Duration,
 };
@@ -21,7 +22,7 @@ use crate::{
     db::{self, DbDisk, SimStore},
     kafka::{KafkaCluster, KafkaModelConfig},
     scenario::{Action, Scenario},
-    topology::{self, region_of, NodeSpec, Region},
+    topology::{self, region_of, NodeSpec, Region, ServiceSpec},
 };
 
 /// What one run produced.
@@ -61,15 +62,20 @@ impl Nodes {
     }
 }
 
+/// The infrastructure of one instance of `service` on node `instance`.
 fn service_infra(
     scenario: &Scenario,
-    db: &NodeSpec,
+    service: &ServiceSpec,
+    instance: &NodeSpec,
     kafka: &KafkaCluster,
     mutants: Mutants,
-    service: &NodeSpec,
 ) -> Infra {
+    let db = service
+        .database_node()
+        .map_or_else(|| instance.addr(), |d| d.addr());
     Infra {
-        store: Arc::new(SimStore { addr: db.addr() }),
+        instance: instance.name.clone(),
+        store: Arc::new(SimStore { addr: db }),
         events: kafka.event_log(),
         producer: mutants.producer(scenario.client.apply(ProducerConfig {
             client_rack: Some(client_rack(scenario, service)),
@@ -80,22 +86,83 @@ fn service_infra(
 }
 
 /// `client.rack` of a service's Kafka clients: the scenario's override, or its region's rack.
-fn client_rack(scenario: &Scenario, service: &NodeSpec) -> String {
-    if let Some(rack) = scenario.topology.client_racks.get(service.name) {
-        return rack.clone();
-    }
-    match service.region {
-        Region::Msk => "msk".into(),
-        Region::Nsk => "nsk".into(),
+fn client_rack(scenario: &Scenario, service: &ServiceSpec) -> String {
+    scenario
+        .topology
+        .client_racks
+        .get(service.name)
+        .cloned()
+        .unwrap_or_else(|| service.region.rack().to_owned())
+}
+
+/// What a node runs, started again by each restart.
+type NodeInit =
+    Box<dyn Fn() -> std::pin::Pin<Box<dyn std::future::Future<Output = ()>>> + Send + Sync>;
+
+/// Runs instance `node` of `service` through the service's production entry point.
+async fn run_instance(service: ServiceSpec, node: NodeSpec, infra: Infra) {
+    let psp = topology::psp();
+    let courier = topology::courier();
+    let result = match service.name {
+        "payment" => {
+            let callback = SocketAddr::new(node.ip(), topology::PAYMENT_CALLBACK_PORT);
+            let config = payment::Config {
+                listen: node.addr(),
+                psp_url: psp.url(),
+                callback_listen: Some(callback),
+                callback_url: Some(format!("http://{callback}/v1/psp/callbacks")),
+                psp_timeout: Duration::from_secs(2),
+                worker_poll: Duration::from_millis(500),
+            };
+            payment::run(config, infra, Shutdown::never()).await
+        }
+        "delivery" => {
+            let config = delivery::Config {
+                listen: node.addr(),
+                courier_url: courier.url(),
+                courier_timeout: Duration::from_secs(2),
+                worker_poll: Duration::from_millis(500),
+            };
+            delivery::run(config, infra, Shutdown::never()).await
+        }
+        "order" => {
+            let config = order::Config::new(
+                node.addr(),
+                topology::PAYMENT.urls(),
+                topology::DELIVERY.urls(),
+            );
+            order::run(config, infra, Shutdown::never()).await
+        }
+        "analytics" => {
+            let config = analytics::Config {
+                group_id: analytics::GROUP.into(),
+                client_rack: infra.producer.client_rack.clone(),
+            };
+            analytics::run(config, infra, Shutdown::never()).await
+        }
+        "gateway" => {
+            let config = gateway::Config {
+                order_url: topology::ORDER.urls(),
+            };
+            match tokio::net::TcpListener::bind(node.addr()).await {
+                Ok(l) => gateway::run(l, config, Shutdown::never()).await,
+                Err(e) => Err(e.into()),
+            }
+        }
+        other => Err(anyhow::anyhow!("the world has no entry point for {other}")),
+    };
+    if let Err(e) = result {
+        tracing::error!(node = %node.name, error = %e, "service instance ended");
     }
 }
 
-fn db_node(handle: &Handle, spec: NodeSpec, disk: DbDisk, lose_reply_per_mille: u32) -> NodeId {
+fn db_node(handle: &Handle, spec: &NodeSpec, disk: DbDisk, lose_reply_per_mille: u32) -> NodeId {
+    let addr = spec.addr();
     handle
         .create_node()
-        .name(spec.name)
+        .name(spec.name.clone())
         .ip(spec.ip())
-        .init(move || db::serve(spec.addr(), disk.clone(), lose_reply_per_mille))
+        .init(move || db::serve(addr, disk.clone(), lose_reply_per_mille))
         .build()
         .id()
 }
@@ -122,19 +189,19 @@ pub async fn run(scenario: &Scenario, mutants: Mutants) -> Outcome {
         nodes.0.insert(n.name.clone(), Node { id: n.id, region });
     }
 
-    let disks: BTreeMap<&str, DbDisk> = topology::DATABASES
+    let disks: BTreeMap<String, DbDisk> = topology::database_nodes()
         .into_iter()
         .map(|spec| (spec.name, DbDisk::default()))
         .collect();
-    for spec in topology::DATABASES {
+    for spec in topology::database_nodes() {
         let id = db_node(
             &handle,
-            spec,
-            disks[spec.name].clone(),
+            &spec,
+            disks[&spec.name].clone(),
             scenario.db_lose_reply_per_mille,
         );
         nodes.0.insert(
-            spec.name.into(),
+            spec.name.clone(),
             Node {
                 id,
                 region: spec.region,
@@ -159,19 +226,16 @@ pub async fn run(scenario: &Scenario, mutants: Mutants) -> Outcome {
         latency_ms: 20,
     };
 
-    let mut add = |spec: NodeSpec,
-                   init: Box<
-        dyn Fn() -> std::pin::Pin<Box<dyn std::future::Future<Output = ()>>> + Send + Sync,
-    >| {
+    let mut add = |spec: &NodeSpec, init: NodeInit| {
         let id = handle
             .create_node()
-            .name(spec.name)
+            .name(spec.name.clone())
             .ip(spec.ip())
             .init(init)
             .build()
             .id();
         nodes.0.insert(
-            spec.name.into(),
+            spec.name.clone(),
             Node {
                 id,
                 region: spec.region,
@@ -179,13 +243,14 @@ pub async fn run(scenario: &Scenario, mutants: Mutants) -> Outcome {
         );
     };
     {
-        let (ledger, config) = (ledger.clone(), psp_config.clone());
+        let (ledger, config, psp) = (ledger.clone(), psp_config.clone(), topology::psp());
+        let addr = psp.addr();
         add(
-            topology::PSP,
+            &psp,
             Box::new(move || {
                 let (ledger, config) = (ledger.clone(), config.clone());
                 Box::pin(async move {
-                    match tokio::net::TcpListener::bind(topology::PSP.addr()).await {
+                    match tokio::net::TcpListener::bind(addr).await {
                         Ok(l) => fakes::psp::run(l, config, ledger, Shutdown::never()).await,
                         Err(e) => tracing::error!(error = %e, "psp cannot bind"),
                     }
@@ -194,13 +259,14 @@ pub async fn run(scenario: &Scenario, mutants: Mutants) -> Outcome {
         );
     }
     {
-        let (books, config) = (books.clone(), courier_config.clone());
+        let (books, config, courier) = (books.clone(), courier_config.clone(), topology::courier());
+        let addr = courier.addr();
         add(
-            topology::COURIER,
+            &courier,
             Box::new(move || {
                 let (books, config) = (books.clone(), config.clone());
                 Box::pin(async move {
-                    match tokio::net::TcpListener::bind(topology::COURIER.addr()).await {
+                    match tokio::net::TcpListener::bind(addr).await {
                         Ok(l) => fakes::courier::run(l, config, books, Shutdown::never()).await,
                         Err(e) => tracing::error!(error = %e, "courier cannot bind"),
                     }
@@ -208,139 +274,25 @@ pub async fn run(scenario: &Scenario, mutants: Mutants) -> Outcome {
             }),
         );
     }
-    {
-        let infra = service_infra(
-            scenario,
-            &topology::PAYMENTS_DB,
-            &kafka,
-            mutants,
-            &topology::PAYMENT,
-        );
-        add(
-            topology::PAYMENT,
-            Box::new(move || {
-                let config = payment::Config {
-                    listen: topology::PAYMENT.addr(),
-                    psp_url: topology::PSP.url(),
-                    callback_listen: Some(topology::PAYMENT_CALLBACKS.addr()),
-                    callback_url: Some(format!(
-                        "{}/v1/psp/callbacks",
-                        topology::PAYMENT_CALLBACKS.url()
-                    )),
-                    psp_timeout: Duration::from_secs(2),
-                    worker_poll: Duration::from_millis(500),
-                };
-                let infra = infra.clone();
-                Box::pin(async move {
-                    if let Err(e) = payment::run(config, infra, Shutdown::never()).await {
-                        tracing::error!(error = %e, "payment ended");
-                    }
-                })
-            }),
-        );
+    for service in topology::SERVICES {
+        for instance in service.instances() {
+            let infra = service_infra(scenario, &service, &instance, &kafka, mutants);
+            let node = instance.clone();
+            add(
+                &instance,
+                Box::new(move || Box::pin(run_instance(service, node.clone(), infra.clone()))),
+            );
+        }
     }
-    {
-        let infra = service_infra(
-            scenario,
-            &topology::DELIVERIES_DB,
-            &kafka,
-            mutants,
-            &topology::DELIVERY,
-        );
-        add(
-            topology::DELIVERY,
-            Box::new(move || {
-                let config = delivery::Config {
-                    listen: topology::DELIVERY.addr(),
-                    courier_url: topology::COURIER.url(),
-                    courier_timeout: Duration::from_secs(2),
-                    worker_poll: Duration::from_millis(500),
-                };
-                let infra = infra.clone();
-                Box::pin(async move {
-                    if let Err(e) = delivery::run(config, infra, Shutdown::never()).await {
-                        tracing::error!(error = %e, "delivery ended");
-                    }
-                })
-            }),
-        );
-    }
-    {
-        let infra = service_infra(
-            scenario,
-            &topology::ORDERS_DB,
-            &kafka,
-            mutants,
-            &topology::ORDER,
-        );
-        add(
-            topology::ORDER,
-            Box::new(move || {
-                let config = order::Config::new(
-                    topology::ORDER.addr(),
-                    topology::PAYMENT.url(),
-                    topology::DELIVERY.url(),
-                );
-                let infra = infra.clone();
-                Box::pin(async move {
-                    if let Err(e) = order::run(config, infra, Shutdown::never()).await {
-                        tracing::error!(error = %e, "order ended");
-                    }
-                })
-            }),
-        );
-    }
-    {
-        let infra = service_infra(
-            scenario,
-            &topology::ANALYTICS_DB,
-            &kafka,
-            mutants,
-            &topology::ANALYTICS,
-        );
-        let rack = client_rack(scenario, &topology::ANALYTICS);
-        add(
-            topology::ANALYTICS,
-            Box::new(move || {
-                let config = analytics::Config {
-                    group_id: analytics::GROUP.into(),
-                    client_rack: Some(rack.clone()),
-                };
-                let infra = infra.clone();
-                Box::pin(async move {
-                    if let Err(e) = analytics::run(config, infra, Shutdown::never()).await {
-                        tracing::error!(error = %e, "analytics ended");
-                    }
-                })
-            }),
-        );
-    }
-    add(
-        topology::GATEWAY,
-        Box::new(|| {
-            Box::pin(async {
-                let config = gateway::Config {
-                    order_url: topology::ORDER.url(),
-                };
-                match tokio::net::TcpListener::bind(topology::GATEWAY.addr()).await {
-                    Ok(l) => {
-                        if let Err(e) = gateway::run(l, config, Shutdown::never()).await {
-                            tracing::error!(error = %e, "gateway ended");
-                        }
-                    }
-                    Err(e) => tracing::error!(error = %e, "gateway cannot bind"),
-                }
-            })
-        }),
-    );
 
     // The client places the workload's orders through the gateway, each retried with its
     // idempotency key until acknowledged.
     let acknowledged: Arc<Mutex<Vec<String>>> = Arc::default();
+    let client_node = topology::client();
     let client = handle
         .create_node()
-        .name(topology::CLIENT.name)
-        .ip(topology::CLIENT.ip())
+        .name(client_node.name.clone())
+        .ip(client_node.ip())
         .build();
     let workload = {
         let (acknowledged, w) = (acknowledged.clone(), scenario.workload.clone());
@@ -471,29 +423,36 @@ fn apply(
     let (msk, nsk) = (nodes.in_region(Region::Msk), nodes.in_region(Region::Nsk));
     match action {
         Action::Kill { node } => {
-            let id = nodes.id(node)?;
-            handle.kill(id);
-            if !killed.contains(&id) {
-                killed.push(id);
+            for name in topology::expand(node) {
+                let id = nodes.id(&name)?;
+                handle.kill(id);
+                if !killed.contains(&id) {
+                    killed.push(id);
+                }
             }
         }
         Action::PowerOff { node } => {
-            let id = nodes.id(node)?;
-            if kafka.power_off(node).is_none() {
-                handle.kill(id);
-            }
-            if !killed.contains(&id) {
-                killed.push(id);
+            for name in topology::expand(node) {
+                let id = nodes.id(&name)?;
+                if kafka.power_off(&name).is_none() {
+                    handle.kill(id);
+                }
+                if !killed.contains(&id) {
+                    killed.push(id);
+                }
             }
         }
         Action::Restart { node } => {
-            let id = nodes.id(node)?;
-            // A restart is a crash and a start. Killing first also covers a node that is
-            // running (two overlapping crash episodes restart it twice): madsim's restart
-            // alone would keep the old incarnation's sockets, and the new one could not bind.
-            handle.kill(id);
-            handle.restart(id);
-            killed.retain(|k| *k != id);
+            for name in topology::expand(node) {
+                let id = nodes.id(&name)?;
+                // A restart is a crash and a start. Killing first also covers a node that is
+                // running (two overlapping crash episodes restart it twice): madsim's restart
+                // alone would keep the old incarnation's sockets, and the new one could not
+                // bind.
+                handle.kill(id);
+                handle.restart(id);
+                killed.retain(|k| *k != id);
+            }
         }
         Action::PartitionRegions => {
             for &a in &msk {
@@ -538,7 +497,10 @@ async fn place_orders(count: u32, gap_ms: u64, acknowledged: Arc<Mutex<Vec<Strin
         let acknowledged = acknowledged.clone();
         tasks.push(madsim::task::spawn(async move {
             let client = HttpClient::new(Duration::from_secs(5));
-            let url = format!("{}/v1/orders", topology::GATEWAY.url());
+            // The client spreads its orders over the gateway instances (a load balancer's
+            // round robin); each order's retries stay with its gateway.
+            let gateways = topology::GATEWAY.instances();
+            let url = format!("{}/v1/orders", gateways[i as usize % gateways.len()].url());
             let key = format!("workload-{i}");
             let body = serde_json::json!({
                 "customer_id": format!("customer-{}", i % 7),

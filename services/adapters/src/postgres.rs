@@ -16,6 +16,15 @@
 //! row becomes visible at its transaction's commit (commits that touch the same record are
 //! serialised by its lock, so per record the order is commit order); and an outbox `event_id`
 //! used twice is refused (`Fatal`, it is a bug) by the table's unique constraint.
+//!
+//! **Cancellation.** sqlx's `Pool::begin` is not cancel-safe on Postgres (0.8.6 and 0.9.0):
+//! a future dropped while `BEGIN` is in flight returns its connection to the pool inside an
+//! open transaction, and the next borrower's statements run in it (they hold its locks,
+//! fail with 25P02 after an error, and are lost if nobody commits). A gRPC deadline drops
+//! handlers at any await, so [`PgStore::commit`] runs the whole transaction in a task of its
+//! own that the caller's cancellation does not reach, and a connection whose transaction did
+//! not end cleanly (begin, commit or rollback failed) is closed, never returned to the pool.
+//! `tests/integration/store.rs` reproduces the upstream bug and shows the store immune.
 
 mod error;
 mod schema;
@@ -23,9 +32,12 @@ mod schema;
 use std::{str::FromStr, time::Duration};
 
 use async_trait::async_trait;
-use platform::ports::{OutboxMessage, OutboxRow, Store, StoreError, Tx, Versioned};
+use platform::ports::{
+    Claimed, Cleaned, OutboxMessage, OutboxRow, Store, StoreError, Tx, Versioned,
+};
 use sqlx::{
     migrate::Migrator,
+    pool::PoolConnection,
     postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow},
     types::Json,
     Connection, Executor, PgConnection, Postgres, Row, Transaction,
@@ -131,9 +143,50 @@ impl PgStore {
         &self.schema
     }
 
+    /// The pool (for diagnostics and tests; service logic goes through the [`Store`] port).
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
     /// Closes the pool, waiting for connections in use to come back.
     pub async fn close(&self) {
         self.pool.close().await;
+    }
+
+    /// Begins, applies and commits `tx` on a connection of its own. A connection whose
+    /// transaction did not end cleanly is closed instead of going back to the pool.
+    async fn commit_to_end(&self, tx: Tx) -> Result<(), StoreError> {
+        let mut conn = self
+            .pool
+            .acquire()
+            .await
+            .map_err(|e| store_error("acquire", e))?;
+        let outcome = self.transaction_on(&mut conn, tx).await;
+        if !outcome.connection_clean {
+            conn.close_on_drop();
+        }
+        outcome.result
+    }
+
+    async fn transaction_on(&self, conn: &mut PoolConnection<Postgres>, tx: Tx) -> TxOutcome {
+        let mut db = match conn.begin().await {
+            Ok(db) => db,
+            Err(e) => return TxOutcome::broken(store_error("begin", e)),
+        };
+        match self.apply(&mut db, tx).await {
+            Ok(()) => match db.commit().await {
+                Ok(()) => TxOutcome::clean(Ok(())),
+                Err(e) => TxOutcome::broken(store_error("commit", e)),
+            },
+            Err(refused) => match db.rollback().await {
+                Ok(()) => TxOutcome::clean(Err(refused)),
+                Err(e) => {
+                    // The refusal is what the caller must see; the connection goes.
+                    tracing::warn!(error = %e, "rollback failed; closing the connection");
+                    TxOutcome::broken(refused)
+                }
+            },
+        }
     }
 
     /// Steps 1 to 4 of the module doc, inside `db`.
@@ -173,6 +226,28 @@ impl PgStore {
                 return Err(StoreError::Conflict {
                     table: failed.0.table.clone(),
                     key: failed.0.key.clone(),
+                });
+            }
+        }
+
+        for claim in &tx.claims {
+            // FOR UPDATE: a concurrent claim_active cannot pass the record to another owner
+            // between this check and the commit.
+            let held: Option<(Option<String>, i64)> = sqlx::query_as(
+                "SELECT claim_owner, claim_token FROM records WHERE tbl = $1 AND key = $2 FOR UPDATE",
+            )
+            .bind(&claim.table)
+            .bind(&claim.key)
+            .fetch_optional(&mut **db)
+            .await
+            .map_err(|e| store_error("check claim", e))?;
+            let still_held = held.is_some_and(|(owner, token)| {
+                owner.as_deref() == Some(claim.owner.as_str()) && token == claim.token
+            });
+            if !still_held {
+                return Err(StoreError::Conflict {
+                    table: claim.table.clone(),
+                    key: claim.key.clone(),
                 });
             }
         }
@@ -264,22 +339,12 @@ impl Store for PgStore {
 
     #[tracing::instrument(skip_all, fields(schema = %self.schema, puts = tx.puts.len(), outbox = tx.outbox.len()))]
     async fn commit(&self, tx: Tx) -> Result<(), StoreError> {
-        let mut db = self
-            .pool
-            .begin()
+        // The transaction runs to its end in its own task, whatever happens to the caller
+        // (see the module doc's "Cancellation").
+        let store = self.clone();
+        tokio::spawn(async move { store.commit_to_end(tx).await })
             .await
-            .map_err(|e| store_error("begin", e))?;
-        match self.apply(&mut db, tx).await {
-            Ok(()) => db.commit().await.map_err(|e| store_error("commit", e)),
-            Err(refused) => {
-                if let Err(e) = db.rollback().await {
-                    // The server rolls back on its own when the connection goes; the
-                    // refusal is what the caller must see.
-                    tracing::debug!(error = %e, "rollback failed");
-                }
-                Err(refused)
-            }
-        }
+            .map_err(|e| StoreError::Fatal(format!("commit task failed: {e}")))?
     }
 
     async fn outbox_pending(&self, limit: usize) -> Result<Vec<OutboxRow>, StoreError> {
@@ -307,6 +372,122 @@ impl Store for PgStore {
             .await
             .map_err(|e| store_error("outbox mark sent", e))?;
         Ok(())
+    }
+
+    async fn claim_active(
+        &self,
+        table: &str,
+        owner: &str,
+        limit: usize,
+    ) -> Result<Vec<Claimed>, StoreError> {
+        // One statement, so no transaction can be left open. The CTE takes over records
+        // nobody holds or whose holder's liveness lease ran out (SKIP LOCKED passes over
+        // records a commit is writing; they are taken next round); the outer query lists what
+        // `owner` held before, from the statement's snapshot, so the two parts are disjoint.
+        let mut claimed: Vec<Claimed> = sqlx::query(
+            "WITH picked AS ( \
+                 SELECT r.tbl, r.key FROM records r \
+                 LEFT JOIN leases l ON l.name = 'instance/' || r.claim_owner \
+                 WHERE r.tbl = $1 AND r.active AND r.claim_owner IS DISTINCT FROM $2 \
+                   AND (r.claim_owner IS NULL OR l.owner IS DISTINCT FROM r.claim_owner \
+                        OR l.until <= clock_timestamp()) \
+                 ORDER BY r.key LIMIT $3 FOR UPDATE OF r SKIP LOCKED), \
+             taken AS ( \
+                 UPDATE records r SET claim_owner = $2, claim_token = r.claim_token + 1 \
+                 FROM picked WHERE r.tbl = picked.tbl AND r.key = picked.key \
+                 RETURNING r.key, r.version, r.body, r.claim_token) \
+             (SELECT key, version, body, claim_token FROM records \
+              WHERE tbl = $1 AND active AND claim_owner = $2 ORDER BY key LIMIT $3) \
+             UNION ALL SELECT key, version, body, claim_token FROM taken",
+        )
+        .bind(table)
+        .bind(owner)
+        .bind(sql_limit(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|e| store_error("claim active", e))?
+        .iter()
+        .map(|row| {
+            Ok(Claimed {
+                key: row
+                    .try_get("key")
+                    .map_err(|e| store_error("decode key", e))?,
+                record: versioned(row)?,
+                token: row
+                    .try_get("claim_token")
+                    .map_err(|e| store_error("decode claim token", e))?,
+            })
+        })
+        .collect::<Result<_, StoreError>>()?;
+        claimed.sort_by(|a, b| a.key.cmp(&b.key));
+        Ok(claimed)
+    }
+
+    async fn acquire_lease(
+        &self,
+        name: &str,
+        owner: &str,
+        lease: Duration,
+    ) -> Result<Option<i64>, StoreError> {
+        sqlx::query_scalar(
+            "INSERT INTO leases (name, owner, token, until) \
+             VALUES ($1, $2, 1, clock_timestamp() + make_interval(secs => $3)) \
+             ON CONFLICT (name) DO UPDATE SET \
+                 token = CASE WHEN leases.owner = EXCLUDED.owner THEN leases.token ELSE leases.token + 1 END, \
+                 owner = EXCLUDED.owner, \
+                 until = EXCLUDED.until \
+             WHERE leases.owner = EXCLUDED.owner OR leases.until <= clock_timestamp() \
+             RETURNING token",
+        )
+        .bind(name)
+        .bind(owner)
+        .bind(lease.as_secs_f64())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(|e| store_error("acquire lease", e))
+    }
+
+    async fn cleanup(&self, retention: Duration) -> Result<Cleaned, StoreError> {
+        let secs = retention.as_secs_f64();
+        let outbox = sqlx::query(
+            "DELETE FROM outbox WHERE sent_at <= clock_timestamp() - make_interval(secs => $1)",
+        )
+        .bind(secs)
+        .execute(&self.pool)
+        .await
+        .map_err(|e| store_error("clean outbox", e))?;
+        let inbox = sqlx::query(
+            "DELETE FROM inbox WHERE processed_at <= clock_timestamp() - make_interval(secs => $1)",
+        )
+        .bind(secs)
+        .execute(&self.pool)
+        .await
+        .map_err(|e| store_error("clean inbox", e))?;
+        Ok(Cleaned {
+            outbox_rows: outbox.rows_affected(),
+            inbox_marks: inbox.rows_affected(),
+        })
+    }
+}
+
+/// How a transaction ended, and whether its connection may go back to the pool.
+struct TxOutcome {
+    result: Result<(), StoreError>,
+    connection_clean: bool,
+}
+
+impl TxOutcome {
+    fn clean(result: Result<(), StoreError>) -> Self {
+        TxOutcome {
+            result,
+            connection_clean: true,
+        }
+    }
+    fn broken(e: StoreError) -> Self {
+        TxOutcome {
+            result: Err(e),
+            connection_clean: false,
+        }
     }
 }
 

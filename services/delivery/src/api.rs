@@ -1,6 +1,6 @@
 //! The gRPC face of the delivery service.
 
-use std::{pin::Pin, time::Duration};
+use std::{pin::Pin, sync::Arc, time::Duration};
 
 use contracts::delivery::{
     delivery_service_server::DeliveryService, CreateShipmentRequest, Shipment as ShipmentMsg,
@@ -8,6 +8,7 @@ use contracts::delivery::{
 };
 use futures::Stream;
 use platform::{
+    changes::status_stream,
     grpc::{idempotency_key, require_id, store_status},
     ports::{StoreError, Tx},
     store::load,
@@ -19,8 +20,6 @@ use crate::{Ctx, Shipment, FINAL_STAGES, SHIPMENTS};
 const SERVICE: &str = "delivery";
 /// How long one WatchShipment stream lives before the client must re-open it.
 const WATCH_DURATION_MAX: Duration = Duration::from_secs(120);
-/// Store poll interval of WatchShipment.
-const WATCH_POLL: Duration = Duration::from_millis(200);
 /// Bound on an address.
 const ADDRESS_BYTES_MAX: usize = 512;
 
@@ -85,7 +84,10 @@ impl DeliveryService for DeliveryApi {
                 ))
                 .await
             {
-                Ok(()) | Err(StoreError::Conflict { .. }) => self.ctx.work.notify_one(),
+                Ok(()) | Err(StoreError::Conflict { .. }) => {
+                    self.ctx.work.notify_one();
+                    self.ctx.changes.publish(&req.order_id);
+                }
                 Err(e) => return Err(store_status(SERVICE, e)),
             }
         }
@@ -117,6 +119,7 @@ impl DeliveryService for DeliveryApi {
             {
                 Ok(()) => {
                     self.ctx.work.notify_one();
+                    self.ctx.changes.publish(&req.order_id);
                     return Ok(Response::new(to_msg(&s)));
                 }
                 Err(StoreError::Conflict { .. }) => continue,
@@ -146,50 +149,23 @@ impl DeliveryService for DeliveryApi {
     ) -> Result<Response<Self::WatchShipmentStream>, Status> {
         let req = request.into_inner();
         require_id(SERVICE, "order_id", &req.order_id)?;
-        let api = DeliveryApi {
+        // Subscribe before the first read: no change between the two is missed.
+        let subscription = self.ctx.changes.subscribe(&req.order_id);
+        let (_, first) = self.read(&req.order_id).await?;
+        let api = Arc::new(DeliveryApi {
             ctx: self.ctx.clone(),
+        });
+        let order_id = req.order_id;
+        let read = move || {
+            let (api, order_id) = (api.clone(), order_id.clone());
+            async move { api.read(&order_id).await.map(|(_, s)| to_msg(&s)) }
         };
-        let (_, first) = api.read(&req.order_id).await?;
-        let stream = futures::stream::unfold(
-            (
-                api,
-                req.order_id,
-                Some(to_msg(&first)),
-                None::<String>,
-                tokio::time::Instant::now(),
-            ),
-            |(api, order_id, pending, last, started)| async move {
-                if let Some(m) = pending {
-                    let s = m.stage.clone();
-                    return Some((Ok(m), (api, order_id, None, Some(s), started)));
-                }
-                if last
-                    .as_deref()
-                    .is_some_and(|s| FINAL_STAGES.contains(&s) || s == "ERROR")
-                {
-                    return None;
-                }
-                loop {
-                    if started.elapsed() > WATCH_DURATION_MAX {
-                        return None;
-                    }
-                    tokio::time::sleep(WATCH_POLL).await;
-                    match api.read(&order_id).await {
-                        Ok((_, s)) if Some(&s.stage) != last.as_ref() => {
-                            let m = to_msg(&s);
-                            return Some((Ok(m), (api, order_id, None, Some(s.stage), started)));
-                        }
-                        Ok(_) => continue,
-                        Err(e) => {
-                            return Some((
-                                Err(e),
-                                (api, order_id, None, Some("ERROR".into()), started),
-                            ))
-                        }
-                    }
-                }
-            },
-        );
-        Ok(Response::new(Box::pin(stream)))
+        Ok(Response::new(status_stream(
+            subscription,
+            to_msg(&first),
+            read,
+            |m: &ShipmentMsg| FINAL_STAGES.contains(&m.stage.as_str()),
+            WATCH_DURATION_MAX,
+        )))
     }
 }

@@ -10,7 +10,11 @@ mod worker;
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use contracts::delivery::delivery_service_server::DeliveryServiceServer;
-use platform::{Infra, Shutdown};
+use platform::{
+    changes::Changes,
+    claims::{Liveness, LIVENESS_TTL},
+    Infra, Shutdown,
+};
 use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
 
@@ -57,15 +61,28 @@ pub(crate) struct Ctx {
     pub config: Config,
     /// Wakes the worker right after a shipment needs courier work.
     pub work: Arc<Notify>,
+    /// This instance's liveness lease: the shipments it works on are claimed under it.
+    pub liveness: Arc<Liveness>,
+    /// Feeds WatchShipment streams: every commit publishes the order id it changed.
+    pub changes: Changes,
 }
 
 /// Runs the delivery service until `shutdown`.
 pub async fn run(config: Config, infra: Infra, shutdown: Shutdown) -> anyhow::Result<()> {
+    let liveness = Arc::new(Liveness::new(
+        infra.store.clone(),
+        &infra.instance,
+        LIVENESS_TTL,
+        infra.mutants.work_without_claims,
+    ));
     let ctx = Ctx {
         infra,
         config: config.clone(),
         work: Arc::new(Notify::new()),
+        liveness: liveness.clone(),
+        changes: Changes::default(),
     };
+    let keep_alive = tokio::spawn(liveness.keep(shutdown.clone()));
     let worker = tokio::spawn(worker::run(ctx.clone(), shutdown.clone()));
     tracing::info!(listen = %config.listen, "delivery service up");
     tonic::transport::Server::builder()
@@ -73,5 +90,6 @@ pub async fn run(config: Config, infra: Infra, shutdown: Shutdown) -> anyhow::Re
         .serve_with_shutdown(config.listen, shutdown.clone().into_wait())
         .await?;
     let _ = worker.await;
+    let _ = keep_alive.await;
     Ok(())
 }

@@ -37,19 +37,29 @@ pub(crate) async fn run(ctx: Ctx, shutdown: Shutdown) {
 async fn round(ctx: &Ctx, client: &HttpClient) -> anyhow::Result<()> {
     let store = &*ctx.infra.store;
     let mut last_error = None;
-    for (key, v) in store.list_active(SHIPMENTS, BATCH_MAX).await? {
-        let s: Shipment = serde_json::from_value(v.body)?;
+    for c in ctx.liveness.work_items(SHIPMENTS, BATCH_MAX).await? {
+        let (key, v) = (c.key, c.record);
+        let s: Shipment = match serde_json::from_value(v.body) {
+            Ok(s) => s,
+            Err(e) => {
+                // One bad record must not stop the others.
+                tracing::error!(shipment = %key, error = %e, "shipment record does not decode; skipped");
+                continue;
+            }
+        };
         match step(ctx, client, s.clone()).await {
             Ok(next) if next != s => {
                 let active = next.is_active();
-                let tx = Tx::new().expect(SHIPMENTS, &key, Some(v.version)).put(
+                let tx = ctx.liveness.fence(Tx::new(), SHIPMENTS, &key, c.token);
+                let tx = tx.expect(SHIPMENTS, &key, Some(v.version)).put(
                     SHIPMENTS,
                     &key,
                     serde_json::to_value(&next)?,
                     active,
                 );
                 match store.commit(tx).await {
-                    Ok(()) | Err(StoreError::Conflict { .. }) => {}
+                    Ok(()) => ctx.changes.publish(&next.order_id),
+                    Err(StoreError::Conflict { .. }) => {}
                     Err(e) => last_error = Some(anyhow::Error::from(e)),
                 }
             }

@@ -59,6 +59,10 @@ pub struct Settings {
     pub kafka_bootstrap: String,
     /// `CLIENT_RACK`: the Kafka `client.rack` of this process (`msk` or `nsk`).
     pub client_rack: String,
+    /// `INSTANCE_ID`: tells this process's service instances apart from other processes'
+    /// instances of the same services (each instance is `<service>-<id>`; default: the
+    /// process id). Two running processes must not share one.
+    pub instance_id: String,
     pub gateway_listen: SocketAddr,
     pub order_listen: SocketAddr,
     pub payment_listen: SocketAddr,
@@ -110,6 +114,7 @@ impl Settings {
                 "127.0.0.1:19092,127.0.0.1:19093,127.0.0.1:19094",
             ),
             client_rack: env_or("CLIENT_RACK", "msk"),
+            instance_id: env_or("INSTANCE_ID", &std::process::id().to_string()),
             gateway_listen: addr("GATEWAY_LISTEN", "127.0.0.1:8080")?,
             order_listen: addr("ORDER_LISTEN", "127.0.0.1:50051")?,
             payment_listen: addr("PAYMENT_LISTEN", "127.0.0.1:50052")?,
@@ -137,6 +142,7 @@ async fn infra(
         .await
         .with_context(|| format!("connecting to Postgres schema {schema}"))?;
     Ok(Infra {
+        instance: format!("{schema}-{}", settings.instance_id),
         store: Arc::new(store),
         events,
         producer: ProducerConfig {

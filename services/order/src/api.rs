@@ -13,7 +13,6 @@ use tonic::{Request, Response, Status};
 
 use crate::{
     domain::{parse_order_id, NewOrder, Order, OrderStatus, ORDERS, ORDER_REQUESTS},
-    saga,
     transition::{now_ms, status_event},
     Ctx,
 };
@@ -101,7 +100,8 @@ impl OrderService for OrderApi {
         match store.commit(tx).await {
             Ok(()) => {
                 self.ctx.outbox.notify();
-                saga::spawn_driver(&self.ctx, order.order_id.clone());
+                // The claim round picks the new order up (on this or another instance).
+                self.ctx.claim_wake.notify_one();
                 Ok(Response::new(to_msg(&order)))
             }
             Err(StoreError::Conflict { .. }) => {

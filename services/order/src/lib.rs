@@ -10,7 +10,7 @@ mod saga;
 mod transition;
 
 use std::{
-    collections::BTreeSet,
+    collections::BTreeMap,
     net::SocketAddr,
     sync::{Arc, Mutex},
     time::Duration,
@@ -18,12 +18,15 @@ use std::{
 
 use contracts::order::order_service_server::OrderServiceServer;
 use platform::{
+    claims::{Liveness, LIVENESS_TTL},
     grpc::LazyChannel,
     outbox::{run_relay, OutboxSignal, RelayConfig},
     Infra, Shutdown,
 };
+use tokio::sync::Notify;
 
 pub use domain::{Order, OrderStatus, StatusChanged, ORDER_STATUS_PARTITIONS, ORDER_STATUS_TOPIC};
+pub use transition::DRIVER_HEADER;
 
 /// Order service settings.
 #[derive(Clone, Debug)]
@@ -68,8 +71,13 @@ pub(crate) struct Ctx {
     pub delivery: Arc<LazyChannel>,
     /// Wakes the outbox relay after a transition.
     pub outbox: OutboxSignal,
-    /// Orders whose saga driver runs in this process, so recovery starts no second one.
-    pub running: Arc<Mutex<BTreeSet<String>>>,
+    /// The saga drivers running in this instance, by order id, so a claim round starts no
+    /// second one and stops those whose claim passed to another instance.
+    pub drivers: Arc<Mutex<BTreeMap<String, saga::Driver>>>,
+    /// This instance's liveness lease: its claims on orders last while it runs.
+    pub liveness: Arc<Liveness>,
+    /// Wakes the claim round right after an order is created.
+    pub claim_wake: Arc<Notify>,
     pub shutdown: Shutdown,
 }
 
@@ -81,14 +89,26 @@ pub async fn run(config: Config, infra: Infra, shutdown: Shutdown) -> anyhow::Re
         infra: infra.clone(),
         config: config.clone(),
         outbox: OutboxSignal::default(),
-        running: Arc::default(),
+        drivers: Arc::default(),
+        liveness: Arc::new(Liveness::new(
+            infra.store.clone(),
+            &infra.instance,
+            LIVENESS_TTL,
+            infra.mutants.work_without_claims,
+        )),
+        claim_wake: Arc::default(),
         shutdown: shutdown.clone(),
     };
+    let liveness = tokio::spawn(ctx.liveness.clone().keep(shutdown.clone()));
     let relay = tokio::spawn(run_relay(
         infra.store.clone(),
         infra.events.clone(),
         infra.producer.clone(),
-        RelayConfig::default(),
+        RelayConfig {
+            without_lease: infra.mutants.work_without_claims,
+            ..RelayConfig::default()
+        },
+        infra.instance.clone(),
         ctx.outbox.clone(),
         shutdown.clone(),
     ));
@@ -100,5 +120,6 @@ pub async fn run(config: Config, infra: Infra, shutdown: Shutdown) -> anyhow::Re
         .await?;
     let _ = relay.await;
     let _ = recovery.await;
+    let _ = liveness.await;
     Ok(())
 }

@@ -5,7 +5,14 @@
 //! that fails is retried with backoff; a step that outlives its deadline (measured from when
 //! the order entered the status, so it survives restarts) is compensated.
 
-use std::time::Duration;
+use std::{
+    collections::BTreeMap,
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc,
+    },
+    time::Duration,
+};
 
 use contracts::{
     delivery::{
@@ -29,56 +36,99 @@ use crate::{
     Ctx,
 };
 
-/// Orders looked up per recovery round.
-const RECOVERY_BATCH_MAX: usize = 1000;
+/// Orders claimed per claim round.
+const CLAIM_BATCH_MAX: usize = 10_000;
 
-/// Looks for unfinished orders now and every `recovery_interval`, and drives them.
+/// A running saga driver: the claim it drives under and its stop switch.
+pub(crate) struct Driver {
+    /// The fencing token of this instance's claim on the order.
+    pub token: i64,
+    /// Set when the claim is lost (taken over, or this instance's liveness lease may have
+    /// run out); the driver stops before its next step.
+    pub stop: Arc<AtomicBool>,
+}
+
+/// The claim a driver works under: every transition it commits is fenced by it.
+#[derive(Clone, Debug)]
+pub(crate) struct DriverClaim {
+    pub token: i64,
+    stop: Arc<AtomicBool>,
+}
+
+/// Claims this instance's orders now, then every `recovery_interval` or when woken, and
+/// keeps exactly one driver running per claimed order.
 pub(crate) async fn recover(ctx: Ctx) {
+    ctx.liveness.renew().await;
     loop {
-        match ctx
-            .infra
-            .store
-            .list_active(ORDERS, RECOVERY_BATCH_MAX)
-            .await
-        {
-            Ok(orders) => {
-                for (id, _) in orders {
-                    spawn_driver(&ctx, id);
-                }
-            }
-            Err(e) => tracing::debug!(error = %e, "recovery scan failed"),
-        }
+        claim_round(&ctx).await;
         tokio::select! {
             biased;
-            _ = tokio::time::sleep(ctx.config.recovery_interval) => {}
             _ = ctx.shutdown.wait() => return,
+            _ = ctx.claim_wake.notified() => {}
+            _ = tokio::time::sleep(ctx.config.recovery_interval) => {}
         }
     }
 }
 
-/// Starts the driver of `order_id` unless one runs in this process.
-pub(crate) fn spawn_driver(ctx: &Ctx, order_id: String) {
-    let Ok(mut running) = ctx.running.lock() else {
+async fn claim_round(ctx: &Ctx) {
+    let claimed: BTreeMap<String, i64> =
+        match ctx.liveness.work_items(ORDERS, CLAIM_BATCH_MAX).await {
+            Ok(c) => c.into_iter().map(|c| (c.key, c.token)).collect(),
+            Err(e) => {
+                tracing::warn!(error = %e, "claiming orders failed");
+                return;
+            }
+        };
+    let Ok(mut drivers) = ctx.drivers.lock() else {
         return;
     };
-    if !running.insert(order_id.clone()) {
-        return;
-    }
-    drop(running);
-    let ctx = ctx.clone();
-    tokio::spawn(async move {
-        drive(&ctx, &order_id).await;
-        if let Ok(mut running) = ctx.running.lock() {
-            running.remove(&order_id);
+    drivers.retain(|id, d| {
+        let keep = claimed.get(id) == Some(&d.token);
+        if !keep {
+            d.stop.store(true, Ordering::SeqCst);
         }
+        keep
     });
+    for (id, token) in claimed {
+        if drivers.contains_key(&id) {
+            continue;
+        }
+        let stop = Arc::new(AtomicBool::new(false));
+        drivers.insert(
+            id.clone(),
+            Driver {
+                token,
+                stop: stop.clone(),
+            },
+        );
+        let claim = DriverClaim { token, stop };
+        let ctx = ctx.clone();
+        tokio::spawn(async move {
+            drive(&ctx, &id, &claim).await;
+            if let Ok(mut drivers) = ctx.drivers.lock() {
+                if drivers
+                    .get(&id)
+                    .is_some_and(|d| Arc::ptr_eq(&d.stop, &claim.stop))
+                {
+                    drivers.remove(&id);
+                }
+            }
+        });
+    }
 }
 
-#[tracing::instrument(skip_all, fields(order_id = %order_id))]
-async fn drive(ctx: &Ctx, order_id: &str) {
+impl DriverClaim {
+    /// Whether the driver may take another step.
+    fn valid(&self, ctx: &Ctx) -> bool {
+        !self.stop.load(Ordering::SeqCst) && ctx.liveness.is_held()
+    }
+}
+
+#[tracing::instrument(skip_all, fields(order_id = %order_id, token = claim.token))]
+async fn drive(ctx: &Ctx, order_id: &str, claim: &DriverClaim) {
     let backoff = RetryPolicy::forever(Duration::from_millis(200), Duration::from_secs(5));
     let mut failures = 0u32;
-    while !ctx.shutdown.is_requested() {
+    while !ctx.shutdown.is_requested() && claim.valid(ctx) {
         let order = match load::<Order>(&*ctx.infra.store, ORDERS, order_id).await {
             Ok(Some(o)) => o,
             Ok(None) => return,
@@ -92,7 +142,7 @@ async fn drive(ctx: &Ctx, order_id: &str) {
         if order.value.status.is_terminal() {
             return;
         }
-        match step(ctx, order).await {
+        match step(ctx, order, claim).await {
             Ok(()) => failures = 0,
             Err(e) => {
                 failures += 1;
@@ -117,17 +167,21 @@ fn remaining(order: &Order, limit: Duration) -> Duration {
     limit.saturating_sub(spent)
 }
 
-async fn step(ctx: &Ctx, order: platform::store::Loaded<Order>) -> anyhow::Result<()> {
+async fn step(
+    ctx: &Ctx,
+    order: platform::store::Loaded<Order>,
+    claim: &DriverClaim,
+) -> anyhow::Result<()> {
     use OrderStatus::*;
     let o = order.value.clone();
     match o.status {
         Created => {
-            transition(ctx, order, PaymentPending, "").await?;
+            transition(ctx, claim, order, PaymentPending, "").await?;
         }
         PaymentPending => {
             let left = remaining(&o, ctx.config.payment_step_timeout);
             if left.is_zero() {
-                transition(ctx, order, PaymentFailed, "payment timed out").await?;
+                transition(ctx, claim, order, PaymentFailed, "payment timed out").await?;
                 return Ok(());
             }
             let key = if ctx.infra.mutants.charge_without_idempotency_key {
@@ -152,24 +206,24 @@ async fn step(ctx: &Ctx, order: platform::store::Loaded<Order>) -> anyhow::Resul
             })
             .await?;
             match wait_payment(ctx, &o.order_id, &["CAPTURED", "DECLINED"], left).await? {
-                Some(s) if s == "CAPTURED" => transition(ctx, order, Paid, "").await?,
-                Some(_) => transition(ctx, order, PaymentFailed, "payment declined").await?,
-                None => transition(ctx, order, PaymentFailed, "payment timed out").await?,
+                Some(s) if s == "CAPTURED" => transition(ctx, claim, order, Paid, "").await?,
+                Some(_) => transition(ctx, claim, order, PaymentFailed, "payment declined").await?,
+                None => transition(ctx, claim, order, PaymentFailed, "payment timed out").await?,
             };
         }
         PaymentFailed => {
             // Whatever happened at the PSP, no money may stay with us: cancel or refund.
             request_refund(ctx, &o.order_id).await?;
-            transition(ctx, order, Cancelled, "").await?;
+            transition(ctx, claim, order, Cancelled, "").await?;
         }
         Paid => {
-            transition(ctx, order, Shipping, "").await?;
+            transition(ctx, claim, order, Shipping, "").await?;
         }
         Shipping | Shipped => {
             let left = remaining(&o, ctx.config.delivery_step_timeout);
             if left.is_zero() {
                 cancel_shipment(ctx, &o.order_id).await?;
-                transition(ctx, order, DeliveryFailed, "delivery timed out").await?;
+                transition(ctx, claim, order, DeliveryFailed, "delivery timed out").await?;
                 return Ok(());
             }
             if o.status == Shipping {
@@ -201,35 +255,35 @@ async fn step(ctx: &Ctx, order: platform::store::Loaded<Order>) -> anyhow::Resul
             };
             match wait_shipment(ctx, &o.order_id, wanted, left).await? {
                 Some(s) if s == "FAILED" || s == "CANCELLED" => {
-                    transition(ctx, order, DeliveryFailed, "delivery failed").await?;
+                    transition(ctx, claim, order, DeliveryFailed, "delivery failed").await?;
                 }
                 Some(s) if o.status == Shipping => {
-                    let shipped = transition(ctx, order, Shipped, "").await?;
+                    let shipped = transition(ctx, claim, order, Shipped, "").await?;
                     if s == "DELIVERED" {
                         let again =
                             load::<Order>(&*ctx.infra.store, ORDERS, &shipped.order_id).await?;
                         if let Some(again) = again {
-                            transition(ctx, again, Delivered, "").await?;
+                            transition(ctx, claim, again, Delivered, "").await?;
                         }
                     }
                 }
                 Some(_) => {
-                    transition(ctx, order, Delivered, "").await?;
+                    transition(ctx, claim, order, Delivered, "").await?;
                 }
                 None => {
                     cancel_shipment(ctx, &o.order_id).await?;
-                    transition(ctx, order, DeliveryFailed, "delivery timed out").await?;
+                    transition(ctx, claim, order, DeliveryFailed, "delivery timed out").await?;
                 }
             }
         }
         DeliveryFailed => {
-            transition(ctx, order, Refunding, "").await?;
+            transition(ctx, claim, order, Refunding, "").await?;
         }
         Refunding => {
             request_refund(ctx, &o.order_id).await?;
             match wait_payment(ctx, &o.order_id, &["REFUNDED"], Duration::from_secs(30)).await? {
                 Some(_) => {
-                    transition(ctx, order, Cancelled, "").await?;
+                    transition(ctx, claim, order, Cancelled, "").await?;
                 }
                 None => anyhow::bail!("refund not confirmed yet"),
             }

@@ -8,8 +8,13 @@ use platform::{
 
 use crate::{
     domain::{Order, OrderStatus, StatusChanged, ORDERS, ORDER_STATUS_TOPIC},
+    saga::DriverClaim,
     Ctx,
 };
+
+/// Header on each status event naming the saga driver that committed it:
+/// `<instance>/<claim token>` (absent on CREATED, which the API commits).
+pub const DRIVER_HEADER: &str = "saga-driver";
 
 /// Milliseconds since the epoch (simulated time in the simulation).
 pub(crate) fn now_ms() -> u64 {
@@ -39,10 +44,11 @@ pub(crate) fn status_event(order: &Order) -> OutboxMessage {
     }
 }
 
-/// Moves `order` to `next`; the new order on success. A conflict means someone else moved
-/// it first: the caller re-reads.
+/// Moves `order` to `next`, fenced by the driver's `claim`; the new order on success. A
+/// conflict means someone else moved it first or took the claim over: the caller re-reads.
 pub(crate) async fn transition(
     ctx: &Ctx,
+    claim: &DriverClaim,
     order: Loaded<Order>,
     next: OrderStatus,
     reason: &str,
@@ -59,8 +65,13 @@ pub(crate) async fn transition(
     if !reason.is_empty() {
         o.reason = reason.into();
     }
-    let event = status_event(&o);
-    let tx = Tx::new()
+    let mut event = status_event(&o);
+    event
+        .headers
+        .push((DRIVER_HEADER.to_owned(), ctx.liveness.stamp(claim.token)));
+    let tx = ctx
+        .liveness
+        .fence(Tx::new(), ORDERS, &o.order_id, claim.token)
         .expect(ORDERS, &o.order_id, Some(order.version))
         .put(
             ORDERS,

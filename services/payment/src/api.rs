@@ -1,6 +1,6 @@
 //! The gRPC face of the payment service.
 
-use std::{pin::Pin, time::Duration};
+use std::{pin::Pin, sync::Arc, time::Duration};
 
 use contracts::payment::{
     payment_service_server::PaymentService, ChargeRequest, Payment as PaymentMsg, PaymentRef,
@@ -8,6 +8,7 @@ use contracts::payment::{
 };
 use futures::Stream;
 use platform::{
+    changes::status_stream,
     grpc::{idempotency_key, require_id, store_status},
     ports::{StoreError, Tx},
     store::load,
@@ -22,8 +23,6 @@ use crate::{
 const SERVICE: &str = "payment";
 /// How long one WatchPayment stream lives before the client must re-open it.
 const WATCH_DURATION_MAX: Duration = Duration::from_secs(120);
-/// Store poll interval of WatchPayment.
-const WATCH_POLL: Duration = Duration::from_millis(200);
 
 pub(crate) struct PaymentApi {
     pub ctx: Ctx,
@@ -118,7 +117,10 @@ impl PaymentService for PaymentApi {
                     false,
                 );
             match store.commit(tx).await {
-                Ok(()) => self.ctx.work.notify_one(),
+                Ok(()) => {
+                    self.ctx.work.notify_one();
+                    self.ctx.changes.publish(&req.order_id);
+                }
                 // A concurrent retry with the same key won; its payment stands.
                 Err(StoreError::Conflict { .. }) => {}
                 Err(e) => return Err(store_status(SERVICE, e)),
@@ -179,6 +181,7 @@ impl PaymentService for PaymentApi {
             match store.commit(tx).await {
                 Ok(()) => {
                     self.ctx.work.notify_one();
+                    self.ctx.changes.publish(&req.order_id);
                     return Ok(Response::new(self.view(&req.order_id).await?));
                 }
                 Err(StoreError::Conflict { .. }) => continue,
@@ -208,48 +211,24 @@ impl PaymentService for PaymentApi {
     ) -> Result<Response<Self::WatchPaymentStream>, Status> {
         let req = request.into_inner();
         require_id(SERVICE, "order_id", &req.order_id)?;
-        let api = PaymentApi {
+        // Subscribe before the first read: no change between the two is missed.
+        let subscription = self.ctx.changes.subscribe(&req.order_id);
+        let first = self.view(&req.order_id).await?;
+        let api = Arc::new(PaymentApi {
             ctx: self.ctx.clone(),
+        });
+        let order_id = req.order_id;
+        let read = move || {
+            let (api, order_id) = (api.clone(), order_id.clone());
+            async move { api.view(&order_id).await }
         };
-        let first = api.view(&req.order_id).await?;
-        let stream = futures::stream::unfold(
-            (
-                api,
-                req.order_id,
-                Some(first),
-                None::<String>,
-                tokio::time::Instant::now(),
-            ),
-            |(api, order_id, pending, last, started)| async move {
-                if let Some(p) = pending {
-                    let s = p.status.clone();
-                    return Some((Ok(p), (api, order_id, None, Some(s), started)));
-                }
-                if last.as_deref().is_some_and(is_final) {
-                    return None;
-                }
-                loop {
-                    if started.elapsed() > WATCH_DURATION_MAX {
-                        return None;
-                    }
-                    tokio::time::sleep(WATCH_POLL).await;
-                    match api.view(&order_id).await {
-                        Ok(p) if Some(&p.status) != last.as_ref() => {
-                            let s = p.status.clone();
-                            return Some((Ok(p), (api, order_id, None, Some(s), started)));
-                        }
-                        Ok(_) => continue,
-                        Err(e) => {
-                            return Some((
-                                Err(e),
-                                (api, order_id, None, Some("FAILED".into()), started),
-                            ))
-                        }
-                    }
-                }
-            },
-        );
-        Ok(Response::new(Box::pin(stream)))
+        Ok(Response::new(status_stream(
+            subscription,
+            first,
+            read,
+            |p: &PaymentMsg| is_final(&p.status),
+            WATCH_DURATION_MAX,
+        )))
     }
 }
 

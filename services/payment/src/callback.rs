@@ -68,6 +68,7 @@ async fn callback(
         match store.commit(tx).await {
             Ok(()) => {
                 ctx.work.notify_one();
+                ctx.changes.publish(&next.order_id);
                 return Ok((StatusCode::OK, Json(serde_json::json!({"applied": true}))));
             }
             Err(StoreError::Conflict { .. }) => continue,

@@ -14,7 +14,11 @@ mod worker;
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use contracts::payment::payment_service_server::PaymentServiceServer;
-use platform::{Infra, Shutdown};
+use platform::{
+    changes::Changes,
+    claims::{Liveness, LIVENESS_TTL},
+    Infra, Shutdown,
+};
 use tokio::sync::Notify;
 
 pub use model::{Payment, PaymentStatus};
@@ -43,15 +47,28 @@ pub(crate) struct Ctx {
     pub config: Config,
     /// Wakes the worker right after a payment needs PSP work.
     pub work: Arc<Notify>,
+    /// This instance's liveness lease: the payments it works on are claimed under it.
+    pub liveness: Arc<Liveness>,
+    /// Feeds WatchPayment streams: every commit publishes the order id it changed.
+    pub changes: Changes,
 }
 
 /// Runs the payment service until `shutdown`.
 pub async fn run(config: Config, infra: Infra, shutdown: Shutdown) -> anyhow::Result<()> {
+    let liveness = Arc::new(Liveness::new(
+        infra.store.clone(),
+        &infra.instance,
+        LIVENESS_TTL,
+        infra.mutants.work_without_claims,
+    ));
     let ctx = Ctx {
         infra,
         config: config.clone(),
         work: Arc::new(Notify::new()),
+        liveness: liveness.clone(),
+        changes: Changes::default(),
     };
+    let keep_alive = tokio::spawn(liveness.keep(shutdown.clone()));
     let worker = tokio::spawn(worker::run(ctx.clone(), shutdown.clone()));
     if let Some(addr) = config.callback_listen {
         let listener = tokio::net::TcpListener::bind(addr).await?;
@@ -67,5 +84,6 @@ pub async fn run(config: Config, infra: Infra, shutdown: Shutdown) -> anyhow::Re
     tracing::info!(listen = %config.listen, "payment service up");
     server.await?;
     let _ = worker.await;
+    let _ = keep_alive.await;
     Ok(())
 }

@@ -60,22 +60,34 @@ pub(crate) async fn run(ctx: Ctx, shutdown: Shutdown) {
 /// One pass over the payments with work; returns how many made progress.
 async fn round(ctx: &Ctx, client: &HttpClient) -> anyhow::Result<usize> {
     let store = &*ctx.infra.store;
-    let active = store.list_active(PAYMENTS, BATCH_MAX).await?;
+    let claimed = ctx.liveness.work_items(PAYMENTS, BATCH_MAX).await?;
     let mut progressed = 0;
     let mut last_error = None;
-    for (key, v) in active {
-        let payment: Payment = serde_json::from_value(v.body)?;
+    for c in claimed {
+        let (key, v) = (c.key, c.record);
+        let payment: Payment = match serde_json::from_value(v.body) {
+            Ok(p) => p,
+            Err(e) => {
+                // One bad record must not stop the others.
+                tracing::error!(payment = %key, error = %e, "payment record does not decode; skipped");
+                continue;
+            }
+        };
         match step(ctx, client, payment).await {
             Ok(Some(next)) => {
                 let active = next.status.needs_work();
-                let tx = Tx::new().expect(PAYMENTS, &key, Some(v.version)).put(
+                let tx = ctx.liveness.fence(Tx::new(), PAYMENTS, &key, c.token);
+                let tx = tx.expect(PAYMENTS, &key, Some(v.version)).put(
                     PAYMENTS,
                     &key,
                     serde_json::to_value(&next)?,
                     active,
                 );
                 match store.commit(tx).await {
-                    Ok(()) => progressed += 1,
+                    Ok(()) => {
+                        ctx.changes.publish(&next.order_id);
+                        progressed += 1;
+                    }
                     // Refund raced us; the next round sees the new state.
                     Err(StoreError::Conflict { .. }) => progressed += 1,
                     Err(e) => last_error = Some(anyhow::Error::from(e)),

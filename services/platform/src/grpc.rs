@@ -81,48 +81,87 @@ pub fn is_transient(status: &Status) -> bool {
     )
 }
 
-/// A channel connected on first use and dropped after a transport failure, so the next call
-/// reconnects (the peer may have restarted).
+/// A channel to one of a service's instances, connected on first use and dropped after a
+/// transport failure, so the next call connects to the next instance (round robin from a
+/// random start, so callers spread over the instances and fail over when one dies).
 #[derive(Debug)]
 pub struct LazyChannel {
-    endpoint: Endpoint,
-    /// The current channel; `None` until connected or after a failure.
-    channel: Mutex<Option<Channel>>,
+    endpoints: Vec<Endpoint>,
+    /// The current instance and its channel; the channel is `None` until connected or after
+    /// a failure.
+    current: Mutex<(usize, Option<Channel>)>,
 }
 
 impl LazyChannel {
-    /// A channel to `url` (e.g. `http://10.1.3.1:50051`).
-    pub fn new(url: &str) -> Result<Self, tonic::transport::Error> {
-        let endpoint = Endpoint::from_shared(url.to_owned())?
-            .connect_timeout(Duration::from_secs(1))
-            .timeout(UNARY_DEADLINE);
+    /// A channel to the instances at `urls`, separated by commas (e.g.
+    /// `http://10.1.3.1:50051,http://10.1.3.2:50051`).
+    pub fn new(urls: &str) -> Result<Self, tonic::transport::Error> {
+        let endpoints = urls
+            .split(',')
+            .map(str::trim)
+            .filter(|u| !u.is_empty())
+            .map(|url| {
+                Ok(Endpoint::from_shared(url.to_owned())?
+                    .connect_timeout(Duration::from_secs(1))
+                    .timeout(UNARY_DEADLINE))
+            })
+            .collect::<Result<Vec<_>, tonic::transport::Error>>()?;
+        if endpoints.is_empty() {
+            // Endpoint's own error for an empty URL.
+            Endpoint::from_shared(String::new())?;
+        }
+        let start = (crate::ids::random_u128() % endpoints.len().max(1) as u128) as usize;
         Ok(LazyChannel {
-            endpoint,
-            channel: Mutex::new(None),
+            endpoints,
+            current: Mutex::new((start, None)),
         })
     }
 
     /// The connected channel.
     pub async fn get(&self) -> Result<Channel, Status> {
-        if let Some(c) = self.channel.lock().ok().and_then(|g| g.clone()) {
-            return Ok(c);
-        }
-        let c = self
-            .endpoint
-            .connect()
-            .await
-            .map_err(|e| Status::unavailable(format!("connect: {e}")))?;
-        if let Ok(mut g) = self.channel.lock() {
-            *g = Some(c.clone());
+        let index = match self.current.lock() {
+            Ok(g) => {
+                if let Some(c) = &g.1 {
+                    return Ok(c.clone());
+                }
+                g.0
+            }
+            Err(_) => 0,
+        };
+        let endpoint = self
+            .endpoints
+            .get(index)
+            .ok_or_else(|| Status::unavailable("no endpoints"))?;
+        let c = match endpoint.connect().await {
+            Ok(c) => c,
+            Err(e) => {
+                self.advance(index);
+                return Err(Status::unavailable(format!("connect: {e}")));
+            }
+        };
+        if let Ok(mut g) = self.current.lock() {
+            if g.0 == index {
+                g.1 = Some(c.clone());
+            }
         }
         Ok(c)
     }
 
-    /// Forget the channel after `status` if it was a transport failure.
+    /// Forget the channel after `status` if it was a transport failure, and move on to the
+    /// next instance.
     pub fn on_error(&self, status: &Status) {
         if is_transient(status) {
-            if let Ok(mut g) = self.channel.lock() {
-                *g = None;
+            let index = self.current.lock().map_or(0, |g| g.0);
+            self.advance(index);
+        }
+    }
+
+    /// Moves from instance `from` to the next one (unless another caller already moved).
+    fn advance(&self, from: usize) {
+        if let Ok(mut g) = self.current.lock() {
+            if g.0 == from {
+                g.0 = (from + 1) % self.endpoints.len().max(1);
+                g.1 = None;
             }
         }
     }

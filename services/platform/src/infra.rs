@@ -10,6 +10,9 @@ use crate::{
 /// The infrastructure one service instance runs on.
 #[derive(Clone)]
 pub struct Infra {
+    /// This instance's name, unique among the service's instances: the owner of its claims
+    /// and leases in the store (e.g. `order-2`).
+    pub instance: String,
     /// The service's own database.
     pub store: Arc<dyn Store>,
     /// The Kafka cluster.

@@ -10,6 +10,8 @@
 //! can help ([`ports::EventLogError::is_retriable`], [`ports::StoreError::is_retriable`]);
 //! each service maps them to HTTP status or gRPC code in exactly one place.
 
+pub mod changes;
+pub mod claims;
 pub mod conformance;
 pub mod grpc;
 pub mod http;

@@ -31,6 +31,9 @@ pub struct Mutants {
     /// Kafka: `min.insync.replicas=1`, so `acks=all` is answered by a leader left alone in
     /// the ISR, and the write lives on one host until it is replicated.
     pub min_insync_replicas_one: bool,
+    /// every service: no claims and no relay lease, so every instance drives every active
+    /// record and relays every outbox row at once.
+    pub work_without_claims: bool,
 }
 
 impl Mutants {
@@ -47,13 +50,14 @@ impl Mutants {
             "idempotence-off" => m.idempotence_off = true,
             "unclean-leader-election" => m.unclean_leader_election = true,
             "min-insync-replicas-1" => m.min_insync_replicas_one = true,
+            "work-without-claims" => m.work_without_claims = true,
             _ => return None,
         }
         Some(m)
     }
 
     /// Every mutant's name.
-    pub const NAMES: [&'static str; 9] = [
+    pub const NAMES: [&'static str; 10] = [
         "publish-without-outbox",
         "psp-call-without-idempotency-key",
         "charge-without-idempotency-key",
@@ -63,6 +67,7 @@ impl Mutants {
         "idempotence-off",
         "unclean-leader-election",
         "min-insync-replicas-1",
+        "work-without-claims",
     ];
 
     /// `config` with the producer mutants applied.

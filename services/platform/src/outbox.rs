@@ -1,14 +1,27 @@
 //! The outbox relay: drains committed outbox rows to the event log.
 //!
+//! Every instance of a service runs a relay, but only the holder of the store's
+//! [`RELAY_LEASE`] sends (a lease with a fencing token, renewed while it is held), so rows are
+//! relayed by one instance at a time and each key's rows stay in order. Each record carries
+//! [`RELAY_LEASE_HEADER`] (`<instance>/<token>`), from which a checker can tell that no lease
+//! token was ever used by two instances. The holder also removes sent rows and inbox marks
+//! older than the retention.
+//!
 //! Rows are sent in commit order per key (a key's later rows wait until its earlier row is
 //! acknowledged), marked sent after the acknowledgement, and kept. While the event log refuses
 //! (broker down, `NOT_ENOUGH_REPLICAS`, partition) the relay backs off and retries; business
 //! transactions never wait for it. A crash between acknowledgement and marking re-sends the
 //! row: delivery is at least once, and consumers deduplicate on the `event-id` header.
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    sync::{Arc, Mutex},
+    time::Duration,
+};
 
-use tokio::sync::{Notify, OnceCell};
+use tokio::{
+    sync::{Notify, OnceCell},
+    time::Instant,
+};
 
 use crate::{
     ports::{EventLog, OutboxRow, ProducedRecord, Producer, ProducerConfig, Store},
@@ -24,13 +37,29 @@ pub const EVENT_ID_HEADER: &str = "event-id";
 /// batch in the log from an at-least-once re-send).
 pub const SEND_ID_HEADER: &str = "send-id";
 
+/// Header naming the relay instance and lease token that sent a record: `<instance>/<token>`.
+pub const RELAY_LEASE_HEADER: &str = "relay-lease";
+
+/// The store lease only one relay of a service holds at a time.
+pub const RELAY_LEASE: &str = "outbox-relay";
+
 /// Relay settings.
 #[derive(Clone, Debug)]
 pub struct RelayConfig {
     /// Rows read per round.
     pub batch_rows_max: usize,
-    /// Poll interval when nothing wakes the relay.
+    /// Poll interval when nothing wakes the relay (also how often a relay that does not hold
+    /// the lease asks for it).
     pub idle_poll: Duration,
+    /// How long the relay lease outlives its last renewal; renewed when half is spent.
+    pub lease: Duration,
+    /// How long sent rows and inbox marks are kept (longer than the event log keeps records,
+    /// so a redelivery still finds its mark).
+    pub retention: Duration,
+    /// How often the lease holder cleans up.
+    pub cleanup_interval: Duration,
+    /// The `work-without-claims` mutant: relay without the lease, on every instance at once.
+    pub without_lease: bool,
 }
 
 impl Default for RelayConfig {
@@ -38,8 +67,19 @@ impl Default for RelayConfig {
         RelayConfig {
             batch_rows_max: 128,
             idle_poll: Duration::from_millis(500),
+            lease: Duration::from_secs(10),
+            retention: Duration::from_secs(8 * 24 * 3600),
+            cleanup_interval: Duration::from_secs(600),
+            without_lease: false,
         }
     }
+}
+
+/// The relay's view of its lease: the token and until when it surely holds it.
+#[derive(Default)]
+struct HeldLease {
+    held: Option<(i64, Instant)>,
+    last_cleanup: Option<Instant>,
 }
 
 /// Wakes the relay right after a commit that wrote outbox rows.
@@ -66,29 +106,81 @@ pub fn to_record(row: &OutboxRow) -> ProducedRecord {
     }
 }
 
-/// Runs the relay until `shutdown`.
+/// Runs the relay of instance `owner` until `shutdown`.
 pub async fn run_relay(
     store: Arc<dyn Store>,
     events: Arc<dyn EventLog>,
     producer_config: ProducerConfig,
     config: RelayConfig,
+    owner: String,
     signal: OutboxSignal,
     shutdown: Shutdown,
 ) {
     // The producer is made on first need (the cluster may be down at start) and kept.
     let producer: OnceCell<Arc<dyn Producer>> = OnceCell::new();
+    let lease = Mutex::new(HeldLease::default());
     run_rounds(
         "outbox relay",
         config.idle_poll,
         signal.0.clone(),
         shutdown,
         || async {
+            let Some(token) = hold_lease(&*store, &owner, &config, &lease).await? else {
+                return Ok(Round::Idle);
+            };
+            let stamp = format!("{owner}/{token}");
             let p = || events.producer(producer_config.clone());
-            let sent = relay_round(&*store, &producer, p, config.batch_rows_max).await?;
+            let sent = relay_round(&*store, &producer, p, config.batch_rows_max, &stamp).await?;
+            clean_up_when_due(&*store, &config, &lease).await;
             Ok(if sent > 0 { Round::Busy } else { Round::Idle })
         },
     )
     .await;
+}
+
+/// The relay lease's token if `owner` holds it (renewed when half of it is spent).
+async fn hold_lease(
+    store: &dyn Store,
+    owner: &str,
+    config: &RelayConfig,
+    lease: &Mutex<HeldLease>,
+) -> anyhow::Result<Option<i64>> {
+    if config.without_lease {
+        return Ok(Some(0));
+    }
+    let now = Instant::now();
+    let cached = lease.lock().ok().and_then(|l| l.held);
+    if let Some((token, until)) = cached {
+        if now + config.lease / 2 < until {
+            return Ok(Some(token));
+        }
+    }
+    let token = store
+        .acquire_lease(RELAY_LEASE, owner, config.lease)
+        .await?;
+    if let Ok(mut l) = lease.lock() {
+        l.held = token.map(|t| (t, now + config.lease));
+    }
+    Ok(token)
+}
+
+/// Removes old sent rows and inbox marks when the interval has passed (failures are retried
+/// at the next interval: nothing depends on them).
+async fn clean_up_when_due(store: &dyn Store, config: &RelayConfig, lease: &Mutex<HeldLease>) {
+    let due = lease.lock().ok().is_some_and(|l| {
+        l.last_cleanup
+            .is_none_or(|at| at.elapsed() >= config.cleanup_interval)
+    });
+    if !due {
+        return;
+    }
+    if let Ok(mut l) = lease.lock() {
+        l.last_cleanup = Some(Instant::now());
+    }
+    match store.cleanup(config.retention).await {
+        Ok(cleaned) => tracing::debug!(?cleaned, "outbox and inbox cleaned up"),
+        Err(e) => tracing::warn!(error = %e, "cleanup failed; retried at the next interval"),
+    }
 }
 
 async fn relay_round<F, Fut>(
@@ -96,6 +188,7 @@ async fn relay_round<F, Fut>(
     producer: &OnceCell<Arc<dyn Producer>>,
     make_producer: F,
     batch_rows_max: usize,
+    lease_stamp: &str,
 ) -> anyhow::Result<usize>
 where
     F: FnOnce() -> Fut,
@@ -122,6 +215,9 @@ where
                 let mut record = to_record(&row);
                 let send_id = crate::ids::uuid_v4().to_string();
                 record.headers.push((SEND_ID_HEADER.to_owned(), send_id));
+                record
+                    .headers
+                    .push((RELAY_LEASE_HEADER.to_owned(), lease_stamp.to_owned()));
                 match p.send(record).await {
                     Ok(_) => acked.push(row.id),
                     Err(e) => return (acked, Some(e)),

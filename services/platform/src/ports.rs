@@ -9,5 +9,6 @@ pub use event_log::{
     Producer, ProducerConfig, RecordAck,
 };
 pub use store::{
-    Expect, InboxMark, OutboxMessage, OutboxRow, Put, Store, StoreError, Tx, Versioned,
+    liveness_lease, Claimed, Cleaned, Expect, ExpectClaim, InboxMark, OutboxMessage, OutboxRow,
+    Put, Store, StoreError, Tx, Versioned,
 };

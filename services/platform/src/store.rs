@@ -4,7 +4,7 @@
 mod memory;
 mod typed;
 
-pub use memory::{MemoryState, MemoryStore};
+pub use memory::{now_ms, MemoryState, MemoryStore};
 pub use typed::{load, Loaded};
 
 pub use crate::ports::store::Store;

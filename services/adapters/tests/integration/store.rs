@@ -138,3 +138,27 @@ async fn connecting_to_a_database_that_is_not_there_fails_with_the_cause() {
         "the error must name the schema: {text}"
     );
 }
+
+#[tokio::test]
+async fn pg_store_gives_a_claimed_record_one_owner_and_fences_the_old_one() {
+    let db = FreshStore::new().await;
+    conformance::a_claimed_record_has_one_owner_while_its_liveness_lease_runs_and_fences_the_old_one(&db.store).await;
+    db.drop_schema().await;
+}
+
+#[tokio::test]
+async fn pg_store_gives_a_named_lease_one_holder_until_it_expires() {
+    let db = FreshStore::new().await;
+    conformance::a_named_lease_has_one_holder_until_it_expires(&db.store).await;
+    db.drop_schema().await;
+}
+
+#[tokio::test]
+async fn pg_store_cleans_up_sent_rows_and_marks_after_the_retention() {
+    let db = FreshStore::new().await;
+    conformance::cleanup_removes_sent_rows_and_marks_after_the_retention_and_keeps_pending_rows(
+        &db.store,
+    )
+    .await;
+    db.drop_schema().await;
+}

@@ -458,6 +458,7 @@ pub async fn with_two_brokers_down_producers_are_refused_and_the_outbox_holds_ev
             idle_poll: Duration::from_millis(200),
             ..RelayConfig::default()
         },
+        "conformance-relay".into(),
         signal.clone(),
         shutdown,
     ));

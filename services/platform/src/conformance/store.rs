@@ -7,9 +7,16 @@
 //! (a fresh database schema, a new [`crate::store::MemoryStore`]).
 //! The reference semantics are [`crate::store::MemoryState::apply`].
 
+use std::time::Duration;
+
 use serde_json::json;
 
-use crate::ports::store::{OutboxMessage, OutboxRow, Store, StoreError, Tx, Versioned};
+use crate::ports::store::{
+    liveness_lease, Claimed, OutboxMessage, OutboxRow, Store, StoreError, Tx, Versioned,
+};
+
+/// A lease long enough never to run out during a scenario.
+const LEASE_LONG: Duration = Duration::from_secs(3_600);
 
 /// How many pending outbox rows a scenario reads when it wants "all of them".
 const PENDING_SCAN_ROWS_MAX: usize = 1_000;
@@ -26,6 +33,223 @@ pub async fn run_all(store: &dyn Store) {
     outbox_rows_come_out_in_commit_order_until_marked_sent(store).await;
     list_active_returns_the_active_records_of_a_table_in_key_order(store).await;
     concurrent_commits_expecting_one_version_let_exactly_one_win(store).await;
+    a_claimed_record_has_one_owner_while_its_liveness_lease_runs_and_fences_the_old_one(store)
+        .await;
+    a_named_lease_has_one_holder_until_it_expires(store).await;
+    cleanup_removes_sent_rows_and_marks_after_the_retention_and_keeps_pending_rows(store).await;
+}
+
+/// `claim_active` hands each active record of a table to one owner at a time, by key, at most
+/// `limit` new ones per call; the holder keeps its records and tokens while its liveness lease
+/// runs; once that lease runs out another owner takes them over with new tokens, a commit
+/// fenced by the old claim is refused, and the old owner gets nothing back.
+pub async fn a_claimed_record_has_one_owner_while_its_liveness_lease_runs_and_fences_the_old_one(
+    store: &dyn Store,
+) {
+    const T: &str = "conformance_claims";
+    let (a, b) = ("claimer-a", "claimer-b");
+    commit_ok(
+        store,
+        Tx::new()
+            .put(T, "b", json!("b"), true)
+            .put(T, "a", json!("a"), true)
+            .put(T, "c", json!("c"), true)
+            .put(T, "done", json!("done"), false),
+        "three active records and a finished one",
+    )
+    .await;
+    for owner in [a, b] {
+        lease(store, &liveness_lease(owner), owner, LEASE_LONG).await;
+    }
+
+    let first = claim(store, T, a, 2).await;
+    assert_eq!(
+        keys(&first),
+        ["a", "b"],
+        "the first claim must take the two first active records by key"
+    );
+    let rest = claim(store, T, b, 10).await;
+    assert_eq!(
+        keys(&rest),
+        ["c"],
+        "another owner must get only what nobody holds (not A's, not finished records)"
+    );
+    let again = claim(store, T, a, 10).await;
+    assert_eq!(keys(&again), ["a", "b"], "A keeps what it holds");
+    assert_eq!(
+        tokens(&again),
+        tokens(&first),
+        "a kept claim must keep its fencing token"
+    );
+
+    let (token_a, token_c) = (first[0].token, rest[0].token);
+    commit_ok(
+        store,
+        Tx::new()
+            .expect_claim(T, "a", a, token_a)
+            .put(T, "a", json!("a by A"), true),
+        "a commit fenced by the claim A holds",
+    )
+    .await;
+    let refused = store
+        .commit(
+            Tx::new()
+                .expect_claim(T, "c", a, token_c)
+                .put(T, "c", json!("c by A"), true),
+        )
+        .await;
+    assert!(
+        matches!(refused, Err(StoreError::Conflict { .. })),
+        "a commit fenced by a claim another owner holds must conflict, got {refused:?}"
+    );
+    assert_eq!(
+        get(store, T, "c").await.map(|v| v.body),
+        Some(json!("c")),
+        "the refused commit must write nothing"
+    );
+
+    // A's liveness lease runs out at once; B takes a and b over with new tokens.
+    lease(store, &liveness_lease(a), a, Duration::ZERO).await;
+    let taken = claim(store, T, b, 10).await;
+    assert_eq!(
+        keys(&taken),
+        ["a", "b", "c"],
+        "B must take over the claims of an owner whose liveness lease ran out"
+    );
+    assert!(
+        taken[0].token != token_a && taken[1].token != first[1].token,
+        "a claim that passes to another owner must get a new token: {taken:?} after {first:?}"
+    );
+    assert_eq!(
+        taken[0].record.body,
+        json!("a by A"),
+        "a claim returns the record as stored"
+    );
+    let fenced = store
+        .commit(
+            Tx::new()
+                .expect_claim(T, "a", a, token_a)
+                .put(T, "a", json!("late A"), true),
+        )
+        .await;
+    assert!(
+        matches!(fenced, Err(StoreError::Conflict { .. })),
+        "the old owner's fenced commit must conflict after the takeover, got {fenced:?}"
+    );
+    lease(store, &liveness_lease(a), a, LEASE_LONG).await;
+    assert!(
+        claim(store, T, a, 10).await.is_empty(),
+        "the old owner, alive again, must get nothing back while B is alive"
+    );
+
+    commit_ok(
+        store,
+        Tx::new()
+            .put(T, "a", json!("a done"), false)
+            .put(T, "b", json!("b done"), false)
+            .put(T, "c", json!("c done"), false),
+        "finish every record",
+    )
+    .await;
+    assert!(
+        claim(store, T, b, 10).await.is_empty(),
+        "finished records must not be claimed"
+    );
+}
+
+/// `acquire_lease` gives a named lease to one owner at a time: the holder renews with the same
+/// token, others get `None` until it expires, then the next owner gets a new token.
+pub async fn a_named_lease_has_one_holder_until_it_expires(store: &dyn Store) {
+    const NAME: &str = "conformance-lease";
+    let a = lease(store, NAME, "A", LEASE_LONG).await;
+    let Some(token) = a else {
+        panic!("a lease nobody holds must be granted");
+    };
+    assert_eq!(
+        lease(store, NAME, "B", LEASE_LONG).await,
+        None,
+        "a running lease must be refused to another owner"
+    );
+    assert_eq!(
+        lease(store, NAME, "A", LEASE_LONG).await,
+        Some(token),
+        "the holder renews with the same token"
+    );
+    assert!(
+        lease(store, "conformance-lease-other", "B", LEASE_LONG)
+            .await
+            .is_some(),
+        "leases of other names are independent"
+    );
+    lease(store, NAME, "A", Duration::ZERO).await;
+    let b = lease(store, NAME, "B", LEASE_LONG).await;
+    assert!(
+        b.is_some_and(|t| t != token),
+        "after expiry the next owner must get the lease with a new token, got {b:?} after {token}"
+    );
+    assert_eq!(
+        lease(store, NAME, "A", LEASE_LONG).await,
+        None,
+        "the old holder must be refused while the new lease runs"
+    );
+}
+
+/// `cleanup` removes sent outbox rows and inbox marks at least `retention` old, and nothing
+/// younger; unsent rows stay whatever their age. A removed mark no longer deduplicates.
+pub async fn cleanup_removes_sent_rows_and_marks_after_the_retention_and_keeps_pending_rows(
+    store: &dyn Store,
+) {
+    let sent = message("cleanup-sent", "k-1");
+    let unsent = message("cleanup-unsent", "k-2");
+    commit_ok(
+        store,
+        Tx::new()
+            .emit(sent.clone())
+            .emit(unsent.clone())
+            .consumed("conformance-cleanup", "e-1"),
+        "two events and an inbox mark",
+    )
+    .await;
+    let rows = pending(store).await;
+    let sent_row = rows
+        .iter()
+        .find(|r| r.message.event_id == sent.event_id)
+        .unwrap_or_else(|| panic!("the committed row must be pending: {rows:?}"))
+        .id;
+    mark_sent(store, &[sent_row]).await;
+
+    let kept = cleanup(store, LEASE_LONG).await;
+    assert_eq!(
+        kept,
+        crate::ports::Cleaned::default(),
+        "nothing is as old as the retention yet"
+    );
+    let again = store
+        .commit(Tx::new().consumed("conformance-cleanup", "e-1"))
+        .await;
+    assert!(
+        matches!(again, Err(StoreError::Duplicate { .. })),
+        "a kept mark must still deduplicate, got {again:?}"
+    );
+
+    let cleaned = cleanup(store, Duration::ZERO).await;
+    assert!(
+        cleaned.outbox_rows >= 1 && cleaned.inbox_marks >= 1,
+        "a zero retention must remove the sent row and the mark, removed {cleaned:?}"
+    );
+    let after = pending(store).await;
+    assert_eq!(
+        messages(&after),
+        vec![unsent],
+        "the unsent row must stay pending"
+    );
+    commit_ok(
+        store,
+        Tx::new().consumed("conformance-cleanup", "e-1"),
+        "the event again, its mark cleaned up",
+    )
+    .await;
+    mark_sent(store, &ids(&after)).await;
 }
 
 /// A put stores version 1, every later put (checked or blind) bumps it by one, bodies round
@@ -554,6 +778,35 @@ fn v1(key: &str) -> (String, Versioned) {
             body: json!(key),
         },
     )
+}
+
+async fn claim(store: &dyn Store, table: &str, owner: &str, limit: usize) -> Vec<Claimed> {
+    store
+        .claim_active(table, owner, limit)
+        .await
+        .unwrap_or_else(|e| panic!("claim_active({table}, {owner}) failed: {e}"))
+}
+
+async fn lease(store: &dyn Store, name: &str, owner: &str, lease: Duration) -> Option<i64> {
+    store
+        .acquire_lease(name, owner, lease)
+        .await
+        .unwrap_or_else(|e| panic!("acquire_lease({name}, {owner}) failed: {e}"))
+}
+
+async fn cleanup(store: &dyn Store, retention: Duration) -> crate::ports::Cleaned {
+    store
+        .cleanup(retention)
+        .await
+        .unwrap_or_else(|e| panic!("cleanup({retention:?}) failed: {e}"))
+}
+
+fn keys(claimed: &[Claimed]) -> Vec<&str> {
+    claimed.iter().map(|c| c.key.as_str()).collect()
+}
+
+fn tokens(claimed: &[Claimed]) -> Vec<i64> {
+    claimed.iter().map(|c| c.token).collect()
 }
 
 async fn commit_ok(store: &dyn Store, tx: Tx, what: &str) {

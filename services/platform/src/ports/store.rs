@@ -6,6 +6,8 @@
 //! unknown". Adapters: Postgres (crate `adapters`), in memory ([`crate::store::MemoryStore`]),
 //! and the simulation's DB node (crate `sim`).
 
+use std::time::Duration;
+
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
@@ -32,6 +34,41 @@ pub struct Put {
     pub key: String,
     pub body: serde_json::Value,
     pub active: bool,
+}
+
+/// A fencing check: the record at `table/key` must still be claimed by `owner` with `token`
+/// (see [`Store::claim_active`]). A driver that lost its claim to another instance cannot
+/// commit any more.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ExpectClaim {
+    pub table: String,
+    pub key: String,
+    pub owner: String,
+    pub token: i64,
+}
+
+/// An active record claimed by one instance: the record and the claim's fencing token.
+/// The token changes only when the claim passes to another owner.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Claimed {
+    pub key: String,
+    pub record: Versioned,
+    pub token: i64,
+}
+
+/// The name of `owner`'s liveness lease: its claims ([`Store::claim_active`]) are held while
+/// this lease runs.
+pub fn liveness_lease(owner: &str) -> String {
+    format!("instance/{owner}")
+}
+
+/// What [`Store::cleanup`] removed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Cleaned {
+    /// Sent outbox rows older than the retention.
+    pub outbox_rows: u64,
+    /// Inbox marks older than the retention.
+    pub inbox_marks: u64,
 }
 
 /// An event to publish, written in the same transaction as the state change.
@@ -64,6 +101,7 @@ pub struct InboxMark {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Tx {
     pub expect: Vec<Expect>,
+    pub claims: Vec<ExpectClaim>,
     pub puts: Vec<Put>,
     pub outbox: Vec<OutboxMessage>,
     pub inbox: Vec<InboxMark>,
@@ -80,6 +118,16 @@ impl Tx {
             table: table.into(),
             key: key.into(),
             version,
+        });
+        self
+    }
+    /// Require `table/key` to be claimed by `owner` with fencing `token`.
+    pub fn expect_claim(mut self, table: &str, key: &str, owner: &str, token: i64) -> Self {
+        self.claims.push(ExpectClaim {
+            table: table.into(),
+            key: key.into(),
+            owner: owner.into(),
+            token,
         });
         self
     }
@@ -148,6 +196,35 @@ pub trait Store: Send + Sync {
     async fn commit(&self, tx: Tx) -> Result<(), StoreError>;
     /// Up to `limit` unsent outbox rows, oldest first.
     async fn outbox_pending(&self, limit: usize) -> Result<Vec<OutboxRow>, StoreError>;
-    /// Marks rows as sent; they are kept (for audit) but no longer pending.
+    /// Marks rows as sent; they are kept (for audit) until [`Store::cleanup`], but no longer
+    /// pending.
     async fn outbox_mark_sent(&self, ids: &[i64]) -> Result<(), StoreError>;
+
+    /// The active records of `table` that `owner` holds (up to `limit`, by key), after taking
+    /// over up to `limit` more that nobody holds or whose holder's liveness lease
+    /// ([`liveness_lease`]) is not running. A record passed to another owner gets a new
+    /// fencing token; one kept keeps it. Claims need no renewal: they last while their owner
+    /// keeps its liveness lease, so an instance renews one lease, not every record.
+    async fn claim_active(
+        &self,
+        table: &str,
+        owner: &str,
+        limit: usize,
+    ) -> Result<Vec<Claimed>, StoreError>;
+
+    /// Takes or renews the lease `name` (a job only one instance may run at a time, such as
+    /// the outbox relay) for `owner`, for `lease` from now: its fencing token if `owner`
+    /// holds it now, `None` while another owner's lease runs. The token changes only when
+    /// the lease passes to another owner.
+    async fn acquire_lease(
+        &self,
+        name: &str,
+        owner: &str,
+        lease: Duration,
+    ) -> Result<Option<i64>, StoreError>;
+
+    /// Removes outbox rows sent and inbox marks recorded `retention` ago or earlier (with a
+    /// zero retention: every sent row and every mark). The retention must outlast the event log's: a record redelivered
+    /// after its mark is gone takes effect again.
+    async fn cleanup(&self, retention: Duration) -> Result<Cleaned, StoreError>;
 }

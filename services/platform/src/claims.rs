@@ -1,0 +1,155 @@
+//! Several instances of one service share its store; this module makes sure each piece of
+//! work is done by one of them at a time.
+//!
+//! - Each instance keeps a **liveness lease** ([`Liveness`]): one row it renews every
+//!   `ttl / 3`. Its claims on records ([`Store::claim_active`]) last while that lease runs, so
+//!   an instance renews one lease, not every record it drives. When an instance dies its lease
+//!   runs out and the next claim round of another instance takes its records over, each with a
+//!   new fencing token; commits of the dead instance's work (fenced with
+//!   [`Tx::expect_claim`](crate::ports::Tx::expect_claim)) are refused from then on.
+//! - An instance that cannot renew its lease (cut off from the database) stops its work once
+//!   the lease may have run out by its own clock ([`Liveness::is_held`]), before another
+//!   instance can take the work over.
+//! - A singleton job (the outbox relay) holds a named lease through [`Store::acquire_lease`].
+//!
+//! The mutant `work-without-claims` drives every active record on every instance and relays
+//! without the lease; the `exclusive-work` checker catches it.
+
+use std::{
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use tokio::time::Instant;
+
+use crate::{
+    ports::{liveness_lease, Claimed, Store, StoreError, Tx},
+    Shutdown,
+};
+
+/// Default time an instance's claims outlive its last renewal.
+pub const LIVENESS_TTL: Duration = Duration::from_secs(10);
+
+/// This instance's liveness lease.
+pub struct Liveness {
+    store: Arc<dyn Store>,
+    owner: String,
+    ttl: Duration,
+    /// Until when the lease is surely held by this instance's clock (the renewal's send
+    /// time plus the TTL); `None` before the first renewal.
+    held_until: Mutex<Option<Instant>>,
+    /// Set by the mutant: claims are not used, the lease always counts as held.
+    disabled: bool,
+}
+
+impl Liveness {
+    /// A lease for `owner` (the instance's unique name), not yet taken.
+    pub fn new(store: Arc<dyn Store>, owner: &str, ttl: Duration, disabled: bool) -> Self {
+        Liveness {
+            store,
+            owner: owner.to_owned(),
+            ttl,
+            held_until: Mutex::new(None),
+            disabled,
+        }
+    }
+
+    /// The instance's name, the owner of its claims.
+    pub fn owner(&self) -> &str {
+        &self.owner
+    }
+
+    /// Whether claims are in use (false only under the `work-without-claims` mutant).
+    pub fn enabled(&self) -> bool {
+        !self.disabled
+    }
+
+    /// Whether this instance surely holds its lease now.
+    pub fn is_held(&self) -> bool {
+        if self.disabled {
+            return true;
+        }
+        self.held_until
+            .lock()
+            .ok()
+            .and_then(|g| *g)
+            .is_some_and(|until| Instant::now() < until)
+    }
+
+    /// Renews the lease once; whether it is held.
+    pub async fn renew(&self) -> bool {
+        if self.disabled {
+            return true;
+        }
+        let sent = Instant::now();
+        match self
+            .store
+            .acquire_lease(&liveness_lease(&self.owner), &self.owner, self.ttl)
+            .await
+        {
+            Ok(Some(_)) => {
+                if let Ok(mut g) = self.held_until.lock() {
+                    *g = Some(sent + self.ttl);
+                }
+                true
+            }
+            Ok(None) => {
+                // Another process runs under this instance's name: a configuration error.
+                tracing::error!(owner = %self.owner, "liveness lease held by another process with this instance name");
+                false
+            }
+            Err(e) => {
+                tracing::warn!(owner = %self.owner, error = %e, "cannot renew the liveness lease");
+                false
+            }
+        }
+    }
+
+    /// The active records of `table` this instance works on now, at most `limit` new ones per
+    /// call: its claims; nothing while its lease is not surely held. (The mutant: every active
+    /// record, with token 0.)
+    pub async fn work_items(&self, table: &str, limit: usize) -> Result<Vec<Claimed>, StoreError> {
+        if self.disabled {
+            let active = self.store.list_active(table, limit).await?;
+            return Ok(active
+                .into_iter()
+                .map(|(key, record)| Claimed {
+                    key,
+                    record,
+                    token: 0,
+                })
+                .collect());
+        }
+        if !self.is_held() {
+            return Ok(Vec::new());
+        }
+        self.store.claim_active(table, &self.owner, limit).await
+    }
+
+    /// `tx` fenced by this instance's claim `token` on `table/key` (unfenced under the mutant).
+    pub fn fence(&self, tx: Tx, table: &str, key: &str, token: i64) -> Tx {
+        if self.disabled {
+            tx
+        } else {
+            tx.expect_claim(table, key, &self.owner, token)
+        }
+    }
+
+    /// `<instance>/<token>`: who did a piece of work under which claim (for headers that a
+    /// checker reads).
+    pub fn stamp(&self, token: i64) -> String {
+        format!("{}/{token}", self.owner)
+    }
+
+    /// Renews the lease every `ttl / 3` until `shutdown`.
+    pub async fn keep(self: Arc<Self>, shutdown: Shutdown) {
+        loop {
+            self.renew().await;
+            tokio::select! {
+                biased;
+                _ = shutdown.wait() => return,
+                _ = tokio::time::sleep(self.ttl / 3) => {}
+            }
+        }
+    }
+}
