@@ -302,6 +302,8 @@ pub const EMBEDDED: &[(&str, &str)] = embed![
     "rolling-broker-restart",
     "unclean-election-bait",
     "lone-leader-power-loss",
+    "instance-crash-takeover",
+    "rolling-instance-restart",
     "swarm",
 ];
 

@@ -91,6 +91,11 @@ fn min_insync_replicas_1_loses_acknowledged_events_on_power_loss_and_is_caught()
 }
 
 #[test]
+fn work_without_claims_runs_one_saga_or_relay_on_two_instances_at_once_and_is_caught() {
+    caught("work-without-claims");
+}
+
+#[test]
 fn every_mutant_is_named_by_some_scenario() {
     let all = scenario::embedded();
     for m in Mutants::NAMES {

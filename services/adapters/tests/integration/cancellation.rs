@@ -38,6 +38,13 @@ async fn plain_sqlx_returns_a_connection_whose_begin_was_cancelled_inside_a_tran
         .expect("PostgreSQL reachable");
     let mut conn = pool.acquire().await.expect("a connection");
     {
+        // A slow statement ahead of BEGIN (itself cancelled, which sqlx handles by draining
+        // its answer later) makes sure BEGIN cannot be answered within one poll.
+        let slow = sqlx::query("SELECT pg_sleep(0.2)").execute(&mut *conn);
+        assert!(
+            slow.now_or_never().is_none(),
+            "the slow statement is in flight"
+        );
         let begin = conn.begin();
         assert!(
             begin.now_or_never().is_none(),
