@@ -25,7 +25,7 @@ readonly CONTROLLER_PORT=19190
 readonly BROKER_PORTS=(19092 19093 19094)
 readonly BROKER_RACKS=(msk msk nsk)
 readonly BOOTSTRAP=127.0.0.1:19092,127.0.0.1:19093,127.0.0.1:19094
-readonly TOPIC=order.status.changed
+readonly TOPICS_FILE="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)/topics.tsv"
 readonly JAVA_BIN=${JAVA:-java}
 readonly HEAP_OPTS=${KAFKA_HEAP_OPTS:--Xms256m -Xmx512m}
 # C1-only JIT: on 2 cores, four JVMs booting at once spend most of their start-up
@@ -284,12 +284,17 @@ wait_brokers_alive() {
   done
 }
 
-ensure_topic() {
-  log "ensuring topic $TOPIC"
-  run_tool org.apache.kafka.tools.TopicCommand --bootstrap-server "$BOOTSTRAP" \
-    --create --if-not-exists --topic "$TOPIC" --partitions 6 --replication-factor 3 \
-    --config min.insync.replicas=2 2>&1 |
-    sed '/limitations in metric names/d' >&2 # harmless notice about '.' in the name
+# Every topic of the one list (topics.tsv: name, partitions).
+ensure_topics() {
+  local name partitions
+  while IFS=$'\t' read -r name partitions; do
+    [[ -z "$name" || "$name" == \#* ]] && continue
+    log "ensuring topic $name ($partitions partitions)"
+    run_tool org.apache.kafka.tools.TopicCommand --bootstrap-server "$BOOTSTRAP" \
+      --create --if-not-exists --topic "$name" --partitions "$partitions" --replication-factor 3 \
+      --config min.insync.replicas=2 2>&1 |
+      sed '/limitations in metric names/d' >&2 # harmless notice about '.' in the name
+  done < "$TOPICS_FILE"
 }
 
 all_ports_open() {
@@ -316,7 +321,7 @@ cmd_up() {
   for node in broker1 broker2 broker3; do start_node "$node"; done
   for node in broker1 broker2 broker3; do wait_port "$node"; done
   wait_brokers_alive 1 2 3
-  ensure_topic
+  ensure_topics
   log "cluster up in $((SECONDS - t0))s"
   echo "$BOOTSTRAP"
 }

@@ -1,25 +1,34 @@
--- Several instances of a service share its store (services/platform/src/ports/store.rs):
--- active records are claimed by one instance at a time (a lease with a fencing token), a
--- singleton job (the outbox relay) holds a named lease, and processed rows are cleaned up
--- after a retention.
+-- Each service keeps its own typed tables (migrations/<service>/, versions 100 and up); the
+-- platform keeps what every store shares (services/platform/src/ports/store.rs). Several
+-- instances of a service share its store: work items are claimed by one instance at a time
+-- (held while the instance's liveness lease runs, fenced by a token), a singleton job (the
+-- outbox relay) holds a named lease, and processed rows are cleaned up after a retention.
 
--- The claim on an active record: who drives it and the fencing token, which
--- changes only when the claim passes to another owner.
-ALTER TABLE records
-    ADD COLUMN claim_owner text,
-    ADD COLUMN claim_token bigint NOT NULL DEFAULT 0;
+-- The generic records of the first version gave way to typed tables per service.
+DROP TABLE records;
 
--- Named leases of singleton jobs.
-CREATE TABLE leases (
-    name   text        PRIMARY KEY,
-    owner  text        NOT NULL,
-    token  bigint      NOT NULL CHECK (token > 0),
-    until  timestamptz NOT NULL
+-- Work items (e.g. orders whose saga still runs), written with the service's rows. The
+-- fencing token changes only when the claim passes to another owner.
+CREATE TABLE work (
+    kind        text   COLLATE "C" NOT NULL,
+    key         text   COLLATE "C" NOT NULL,
+    active      boolean NOT NULL,
+    claim_owner text,
+    claim_token bigint NOT NULL DEFAULT 0,
+    PRIMARY KEY (kind, key)
 );
 
--- Cleanup scans sent rows by age and inbox marks by age.
+CREATE INDEX work_active ON work (kind, key) WHERE active;
+CREATE INDEX work_claimed ON work (kind, claim_owner, key) WHERE active;
+
+-- Named leases: singleton jobs and each instance's liveness.
+CREATE TABLE leases (
+    name  text        PRIMARY KEY,
+    owner text        NOT NULL,
+    token bigint      NOT NULL CHECK (token > 0),
+    until timestamptz NOT NULL
+);
+
+-- Cleanup scans sent rows and inbox marks by age.
 CREATE INDEX outbox_sent ON outbox (sent_at) WHERE sent_at IS NOT NULL;
 CREATE INDEX inbox_processed ON inbox (processed_at);
-
--- claim_active lists an owner's claims.
-CREATE INDEX records_claimed ON records (tbl, claim_owner, key) WHERE active;

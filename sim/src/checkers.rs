@@ -10,14 +10,13 @@ mod saga_liveness;
 
 use std::{collections::BTreeMap, fmt};
 
-use platform::{ports::ConsumedRecord, store::MemoryState};
+use order::Order;
+use platform::ports::ConsumedRecord;
 
 /// Everything the checkers look at after the heal phase.
 pub struct FinalState {
-    /// The order service's database.
-    pub orders: MemoryState,
-    /// The payment service's database.
-    pub payments: MemoryState,
+    /// The order service's orders, by id.
+    pub orders: BTreeMap<String, Order>,
     /// Order ids the gateway acknowledged to the client.
     pub acknowledged: Vec<String>,
     /// Whether the client finished placing its orders.
@@ -26,8 +25,8 @@ pub struct FinalState {
     pub ledger: BTreeMap<String, (i64, u32)>,
     /// `order.status.changed` as the cluster holds it, per partition, below the high watermark.
     pub order_events: Vec<Vec<ConsumedRecord>>,
-    /// The analytics service's database (its mart).
-    pub analytics: MemoryState,
+    /// The analytics service's mart: counter by key.
+    pub analytics: BTreeMap<String, i64>,
     /// Writes the cluster acknowledged that are not in the log where they were acknowledged.
     pub lost_acknowledged: Vec<String>,
 }
@@ -73,31 +72,25 @@ pub fn check(state: &FinalState, selected: &[&str]) -> Vec<Violation> {
 /// Whether the system has come to rest: every order terminal, the order outbox drained,
 /// no payment with PSP work left, and the analytics mart counting as many events as the
 /// orders went through (or more: a mutant's double count must not stall the run).
-pub fn settled(orders: &MemoryState, payments: &MemoryState, analytics: &MemoryState) -> bool {
-    let transitions: usize = orders
-        .all("orders")
-        .iter()
-        .map(|(_, v)| history(&v.body).len())
-        .sum();
-    let counted: i64 = analytics_mart::status_counts(analytics).values().sum();
-    orders.list_active("orders", 1).is_empty()
-        && orders.outbox_pending(1).is_empty()
-        && payments.list_active("payments", 1).is_empty()
+pub fn settled(
+    orders: &BTreeMap<String, Order>,
+    order_outbox_drained: bool,
+    payments_without_work: bool,
+    mart: &BTreeMap<String, i64>,
+) -> bool {
+    let transitions: usize = orders.values().map(|o| o.history.len()).sum();
+    let counted: i64 = analytics_mart::status_counts(mart).values().sum();
+    orders.values().all(|o| o.status.is_terminal())
+        && order_outbox_drained
+        && payments_without_work
         && counted >= transitions as i64
 }
 
-fn history(order: &serde_json::Value) -> Vec<String> {
+/// The statuses an order went through, oldest first.
+fn history(order: &Order) -> Vec<String> {
     order
-        .get("history")
-        .and_then(|h| h.as_array())
-        .map(|h| {
-            h.iter()
-                .filter_map(|s| s.as_str().map(str::to_owned))
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-fn status_of(v: &serde_json::Value) -> &str {
-    v.get("status").and_then(|s| s.as_str()).unwrap_or("?")
+        .history
+        .iter()
+        .map(|s| s.as_str().to_owned())
+        .collect()
 }

@@ -1,6 +1,7 @@
 //! The Postgres model: one DB node per service database, reached over the simulated network.
 //!
-//! The node applies each transaction atomically to a [`MemoryState`] that lives on its
+//! The node applies each transaction atomically to a [`MemoryState`] (the service's schema
+//! model plus the platform tables) that lives on its
 //! "disk" (outside the node's tasks), so committed data survive a node kill and restart.
 //! A transaction travels as one message; a lost reply is "commit result unknown", which the
 //! client sees as [`StoreError::Unavailable`]. `lose_reply_per_mille` injects exactly that
@@ -14,32 +15,29 @@ use std::{
 
 use async_trait::async_trait;
 use platform::{
-    ports::{Claimed, Cleaned, OutboxRow, Store, StoreError, Tx, Versioned},
+    ports::{Claimed, Cleaned, OutboxRow, Platform, Schema, Store, StoreError, Tx},
     store::{now_ms, MemoryState},
 };
 
 /// A database's durable state.
-pub type DbDisk = Arc<Mutex<MemoryState>>;
+pub type DbDisk<S> = Arc<Mutex<MemoryState<S>>>;
 
 /// Bound on one request to a DB node.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
 
-enum Request {
-    Get {
-        table: String,
-        key: String,
-    },
-    ListActive {
-        table: String,
-        limit: usize,
-    },
-    Commit(Tx),
+enum Request<S: Schema> {
+    Query(S::Query),
+    Commit(Tx<S::Write>),
     OutboxPending {
         limit: usize,
     },
     MarkSent(Vec<i64>),
-    ClaimActive {
-        table: String,
+    ListWork {
+        kind: String,
+        limit: usize,
+    },
+    ClaimWork {
+        kind: String,
         owner: String,
         limit: usize,
     },
@@ -51,11 +49,11 @@ enum Request {
     Cleanup(Duration),
 }
 
-enum Reply {
-    Record(Option<Versioned>),
-    Records(Vec<(String, Versioned)>),
+enum Reply<S: Schema> {
+    Answer(S::Answer),
     Committed(Result<(), StoreError>),
     Outbox(Vec<OutboxRow>),
+    Work(Vec<String>),
     Claimed(Vec<Claimed>),
     Lease(Option<i64>),
     Cleaned(Cleaned),
@@ -63,18 +61,15 @@ enum Reply {
 }
 
 /// Serves the database on `addr` from `disk` until the node dies.
-pub async fn serve(addr: SocketAddr, disk: DbDisk, lose_reply_per_mille: u32) {
-    let handler = move |req: Request, _from: SocketAddr| {
+pub async fn serve<S: Schema>(addr: SocketAddr, disk: DbDisk<S>, lose_reply_per_mille: u32) {
+    let handler = move |req: Request<S>, _from: SocketAddr| {
         let disk = disk.clone();
         async move {
             let Ok(mut state) = disk.lock() else {
                 return None;
             };
-            let reply = match req {
-                Request::Get { table, key } => Reply::Record(state.get(&table, &key)),
-                Request::ListActive { table, limit } => {
-                    Reply::Records(state.list_active(&table, limit))
-                }
+            let reply: Reply<S> = match req {
+                Request::Query(q) => Reply::Answer(state.query(&q)),
                 Request::Commit(tx) => {
                     let r = state.apply(tx, now_ms());
                     if r.is_ok() && (madsim::rand::random::<u32>() % 1000) < lose_reply_per_mille {
@@ -83,20 +78,25 @@ pub async fn serve(addr: SocketAddr, disk: DbDisk, lose_reply_per_mille: u32) {
                     }
                     Reply::Committed(r)
                 }
-                Request::OutboxPending { limit } => Reply::Outbox(state.outbox_pending(limit)),
+                Request::OutboxPending { limit } => {
+                    Reply::Outbox(state.platform.outbox_pending(limit))
+                }
                 Request::MarkSent(ids) => {
-                    state.outbox_mark_sent(&ids, now_ms());
+                    state.platform.outbox_mark_sent(&ids, now_ms());
                     Reply::Done
                 }
-                Request::ClaimActive {
-                    table,
-                    owner,
-                    limit,
-                } => Reply::Claimed(state.claim_active(&table, &owner, limit, now_ms())),
-                Request::AcquireLease { name, owner, lease } => {
-                    Reply::Lease(state.acquire_lease(&name, &owner, lease, now_ms()))
+                Request::ListWork { kind, limit } => {
+                    Reply::Work(state.platform.list_work(&kind, limit))
                 }
-                Request::Cleanup(retention) => Reply::Cleaned(state.cleanup(retention, now_ms())),
+                Request::ClaimWork { kind, owner, limit } => {
+                    Reply::Claimed(state.platform.claim_work(&kind, &owner, limit, now_ms()))
+                }
+                Request::AcquireLease { name, owner, lease } => {
+                    Reply::Lease(state.platform.acquire_lease(&name, &owner, lease, now_ms()))
+                }
+                Request::Cleanup(retention) => {
+                    Reply::Cleaned(state.platform.cleanup(retention, now_ms()))
+                }
             };
             Some(reply)
         }
@@ -107,14 +107,33 @@ pub async fn serve(addr: SocketAddr, disk: DbDisk, lose_reply_per_mille: u32) {
 }
 
 /// The [`Store`] adapter that talks to a DB node.
-#[derive(Clone, Debug)]
-pub struct SimStore {
+#[derive(Debug)]
+pub struct SimStore<S> {
     pub addr: SocketAddr,
+    _schema: std::marker::PhantomData<fn() -> S>,
 }
 
-impl SimStore {
-    async fn call(&self, req: Request) -> Result<Reply, StoreError> {
-        match crate::rpc::call::<Request, Option<Reply>>(self.addr, req, REQUEST_TIMEOUT).await {
+impl<S> Clone for SimStore<S> {
+    fn clone(&self) -> Self {
+        SimStore::new(self.addr)
+    }
+}
+
+impl<S> SimStore<S> {
+    /// A store on the DB node at `addr`.
+    pub fn new(addr: SocketAddr) -> Self {
+        SimStore {
+            addr,
+            _schema: std::marker::PhantomData,
+        }
+    }
+}
+
+impl<S: Schema> SimStore<S> {
+    async fn call(&self, req: Request<S>) -> Result<Reply<S>, StoreError> {
+        match crate::rpc::call::<Request<S>, Option<Reply<S>>>(self.addr, req, REQUEST_TIMEOUT)
+            .await
+        {
             Ok(Some(r)) => Ok(r),
             Ok(None) => {
                 // The server dropped the answer: model the lost reply as a timeout.
@@ -133,41 +152,7 @@ fn unexpected() -> StoreError {
 }
 
 #[async_trait]
-impl Store for SimStore {
-    async fn get(&self, table: &str, key: &str) -> Result<Option<Versioned>, StoreError> {
-        match self
-            .call(Request::Get {
-                table: table.into(),
-                key: key.into(),
-            })
-            .await?
-        {
-            Reply::Record(r) => Ok(r),
-            _ => Err(unexpected()),
-        }
-    }
-    async fn list_active(
-        &self,
-        table: &str,
-        limit: usize,
-    ) -> Result<Vec<(String, Versioned)>, StoreError> {
-        match self
-            .call(Request::ListActive {
-                table: table.into(),
-                limit,
-            })
-            .await?
-        {
-            Reply::Records(r) => Ok(r),
-            _ => Err(unexpected()),
-        }
-    }
-    async fn commit(&self, tx: Tx) -> Result<(), StoreError> {
-        match self.call(Request::Commit(tx)).await? {
-            Reply::Committed(r) => r,
-            _ => Err(unexpected()),
-        }
-    }
+impl<S: Schema> Platform for SimStore<S> {
     async fn outbox_pending(&self, limit: usize) -> Result<Vec<OutboxRow>, StoreError> {
         match self.call(Request::OutboxPending { limit }).await? {
             Reply::Outbox(r) => Ok(r),
@@ -180,14 +165,24 @@ impl Store for SimStore {
             _ => Err(unexpected()),
         }
     }
-    async fn claim_active(
+    async fn list_work(&self, kind: &str, limit: usize) -> Result<Vec<String>, StoreError> {
+        let req = Request::ListWork {
+            kind: kind.into(),
+            limit,
+        };
+        match self.call(req).await? {
+            Reply::Work(r) => Ok(r),
+            _ => Err(unexpected()),
+        }
+    }
+    async fn claim_work(
         &self,
-        table: &str,
+        kind: &str,
         owner: &str,
         limit: usize,
     ) -> Result<Vec<Claimed>, StoreError> {
-        let req = Request::ClaimActive {
-            table: table.into(),
+        let req = Request::ClaimWork {
+            kind: kind.into(),
             owner: owner.into(),
             limit,
         };
@@ -215,6 +210,22 @@ impl Store for SimStore {
     async fn cleanup(&self, retention: Duration) -> Result<Cleaned, StoreError> {
         match self.call(Request::Cleanup(retention)).await? {
             Reply::Cleaned(r) => Ok(r),
+            _ => Err(unexpected()),
+        }
+    }
+}
+
+#[async_trait]
+impl<S: Schema> Store<S> for SimStore<S> {
+    async fn query(&self, query: S::Query) -> Result<S::Answer, StoreError> {
+        match self.call(Request::Query(query)).await? {
+            Reply::Answer(a) => Ok(a),
+            _ => Err(unexpected()),
+        }
+    }
+    async fn commit(&self, tx: Tx<S::Write>) -> Result<(), StoreError> {
+        match self.call(Request::Commit(tx)).await? {
+            Reply::Committed(r) => r,
             _ => Err(unexpected()),
         }
     }

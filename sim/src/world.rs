@@ -8,12 +8,15 @@ use std::{
     time::Duration,
 };
 
+use analytics::MartSchema;
+use delivery::DeliverySchema;
 use madsim::{net::NetSim, runtime::Handle, task::NodeId};
+use order::OrderSchema;
+use payment::PaymentSchema;
 use platform::{
     http::HttpClient,
-    ports::{Acks, ProducerConfig},
+    ports::{Acks, ProducerConfig, Schema},
     retry::{retry, RetryPolicy},
-    store::MemoryState,
     Infra, Mutants, Shutdown,
 };
 
@@ -62,26 +65,49 @@ impl Nodes {
     }
 }
 
-/// The infrastructure of one instance of `service` on node `instance`.
-fn service_infra(
-    scenario: &Scenario,
-    service: &ServiceSpec,
-    instance: &NodeSpec,
-    kafka: &KafkaCluster,
+/// What one instance is given besides its config: its name, its database node, the Kafka
+/// model and the scenario's client settings and mutants.
+#[derive(Clone)]
+struct InstanceEnv {
+    instance: String,
+    database: Option<SocketAddr>,
+    events: Arc<dyn platform::ports::EventLog>,
+    producer: ProducerConfig,
     mutants: Mutants,
-) -> Infra {
-    let db = service
-        .database_node()
-        .map_or_else(|| instance.addr(), |d| d.addr());
-    Infra {
-        instance: instance.name.clone(),
-        store: Arc::new(SimStore { addr: db }),
-        events: kafka.event_log(),
-        producer: mutants.producer(scenario.client.apply(ProducerConfig {
-            client_rack: Some(client_rack(scenario, service)),
-            ..ProducerConfig::default()
-        })),
-        mutants,
+}
+
+impl InstanceEnv {
+    fn new(
+        scenario: &Scenario,
+        service: &ServiceSpec,
+        instance: &NodeSpec,
+        kafka: &KafkaCluster,
+        mutants: Mutants,
+    ) -> Self {
+        InstanceEnv {
+            instance: instance.name.clone(),
+            database: service.database_node().map(|d| d.addr()),
+            events: kafka.event_log(),
+            producer: mutants.producer(scenario.client.apply(ProducerConfig {
+                client_rack: Some(client_rack(scenario, service)),
+                ..ProducerConfig::default()
+            })),
+            mutants,
+        }
+    }
+
+    /// The instance's infrastructure with store schema `S`.
+    fn infra<S: Schema>(&self) -> anyhow::Result<Infra<S>> {
+        let db = self
+            .database
+            .ok_or_else(|| anyhow::anyhow!("{} has no database", self.instance))?;
+        Ok(Infra {
+            instance: self.instance.clone(),
+            store: Arc::new(SimStore::<S>::new(db)),
+            events: self.events.clone(),
+            producer: self.producer.clone(),
+            mutants: self.mutants,
+        })
     }
 }
 
@@ -100,10 +126,20 @@ type NodeInit =
     Box<dyn Fn() -> std::pin::Pin<Box<dyn std::future::Future<Output = ()>>> + Send + Sync>;
 
 /// Runs instance `node` of `service` through the service's production entry point.
-async fn run_instance(service: ServiceSpec, node: NodeSpec, infra: Infra) {
+async fn run_instance(service: ServiceSpec, node: NodeSpec, env: InstanceEnv) {
+    if let Err(e) = start_instance(&service, &node, env).await {
+        tracing::error!(node = %node.name, error = %e, "service instance ended");
+    }
+}
+
+async fn start_instance(
+    service: &ServiceSpec,
+    node: &NodeSpec,
+    env: InstanceEnv,
+) -> anyhow::Result<()> {
     let psp = topology::psp();
     let courier = topology::courier();
-    let result = match service.name {
+    match service.name {
         "payment" => {
             let callback = SocketAddr::new(node.ip(), topology::PAYMENT_CALLBACK_PORT);
             let config = payment::Config {
@@ -114,7 +150,7 @@ async fn run_instance(service: ServiceSpec, node: NodeSpec, infra: Infra) {
                 psp_timeout: Duration::from_secs(2),
                 worker_poll: Duration::from_millis(500),
             };
-            payment::run(config, infra, Shutdown::never()).await
+            payment::run(config, env.infra()?, Shutdown::never()).await
         }
         "delivery" => {
             let config = delivery::Config {
@@ -123,7 +159,7 @@ async fn run_instance(service: ServiceSpec, node: NodeSpec, infra: Infra) {
                 courier_timeout: Duration::from_secs(2),
                 worker_poll: Duration::from_millis(500),
             };
-            delivery::run(config, infra, Shutdown::never()).await
+            delivery::run(config, env.infra()?, Shutdown::never()).await
         }
         "order" => {
             let config = order::Config::new(
@@ -131,32 +167,32 @@ async fn run_instance(service: ServiceSpec, node: NodeSpec, infra: Infra) {
                 topology::PAYMENT.urls(),
                 topology::DELIVERY.urls(),
             );
-            order::run(config, infra, Shutdown::never()).await
+            order::run(config, env.infra()?, Shutdown::never()).await
         }
         "analytics" => {
             let config = analytics::Config {
                 group_id: analytics::GROUP.into(),
-                client_rack: infra.producer.client_rack.clone(),
+                client_rack: env.producer.client_rack.clone(),
             };
-            analytics::run(config, infra, Shutdown::never()).await
+            analytics::run(config, env.infra()?, Shutdown::never()).await
         }
         "gateway" => {
             let config = gateway::Config {
                 order_url: topology::ORDER.urls(),
             };
-            match tokio::net::TcpListener::bind(node.addr()).await {
-                Ok(l) => gateway::run(l, config, Shutdown::never()).await,
-                Err(e) => Err(e.into()),
-            }
+            let listener = tokio::net::TcpListener::bind(node.addr()).await?;
+            gateway::run(listener, config, Shutdown::never()).await
         }
         other => Err(anyhow::anyhow!("the world has no entry point for {other}")),
-    };
-    if let Err(e) = result {
-        tracing::error!(node = %node.name, error = %e, "service instance ended");
     }
 }
 
-fn db_node(handle: &Handle, spec: &NodeSpec, disk: DbDisk, lose_reply_per_mille: u32) -> NodeId {
+fn db_node<S: Schema>(
+    handle: &Handle,
+    spec: &NodeSpec,
+    disk: DbDisk<S>,
+    lose_reply_per_mille: u32,
+) -> NodeId {
     let addr = spec.addr();
     handle
         .create_node()
@@ -189,17 +225,16 @@ pub async fn run(scenario: &Scenario, mutants: Mutants) -> Outcome {
         nodes.0.insert(n.name.clone(), Node { id: n.id, region });
     }
 
-    let disks: BTreeMap<String, DbDisk> = topology::database_nodes()
-        .into_iter()
-        .map(|spec| (spec.name, DbDisk::default()))
-        .collect();
+    let disks = Disks::default();
     for spec in topology::database_nodes() {
-        let id = db_node(
-            &handle,
-            &spec,
-            disks[&spec.name].clone(),
-            scenario.db_lose_reply_per_mille,
-        );
+        let lose = scenario.db_lose_reply_per_mille;
+        let id = match spec.name.as_str() {
+            "orders-db" => db_node(&handle, &spec, disks.orders.clone(), lose),
+            "payments-db" => db_node(&handle, &spec, disks.payments.clone(), lose),
+            "deliveries-db" => db_node(&handle, &spec, disks.deliveries.clone(), lose),
+            "analytics-db" => db_node(&handle, &spec, disks.analytics.clone(), lose),
+            other => panic!("the world has no schema for database {other}"),
+        };
         nodes.0.insert(
             spec.name.clone(),
             Node {
@@ -276,11 +311,11 @@ pub async fn run(scenario: &Scenario, mutants: Mutants) -> Outcome {
     }
     for service in topology::SERVICES {
         for instance in service.instances() {
-            let infra = service_infra(scenario, &service, &instance, &kafka, mutants);
+            let env = InstanceEnv::new(scenario, &service, &instance, &kafka, mutants);
             let node = instance.clone();
             add(
                 &instance,
-                Box::new(move || Box::pin(run_instance(service, node.clone(), infra.clone()))),
+                Box::new(move || Box::pin(run_instance(service, node.clone(), env.clone()))),
             );
         }
     }
@@ -346,12 +381,7 @@ pub async fn run(scenario: &Scenario, mutants: Mutants) -> Outcome {
         if workload.as_ref().is_some_and(|w| w.is_finished()) {
             workload = None;
         }
-        let settled = workload.is_none()
-            && checkers::settled(
-                &lock(&disks["orders-db"]),
-                &lock(&disks["payments-db"]),
-                &lock(&disks["analytics-db"]),
-            );
+        let settled = workload.is_none() && disks.settled();
         if settled || started.elapsed() >= heal_deadline {
             break;
         }
@@ -359,13 +389,12 @@ pub async fn run(scenario: &Scenario, mutants: Mutants) -> Outcome {
     }
 
     let state = FinalState {
-        orders: lock(&disks["orders-db"]),
-        payments: lock(&disks["payments-db"]),
+        orders: disks.orders(),
         acknowledged: acknowledged.lock().map(|v| v.clone()).unwrap_or_default(),
         workload_done: workload.is_none(),
         ledger: ledger.lock().map(|l| l.by_order()).unwrap_or_default(),
         order_events: kafka.log_snapshot(order::ORDER_STATUS_TOPIC),
-        analytics: lock(&disks["analytics-db"]),
+        analytics: disks.mart(),
         lost_acknowledged: kafka
             .lost_acknowledged_writes(Acks::All)
             .into_iter()
@@ -378,17 +407,12 @@ pub async fn run(scenario: &Scenario, mutants: Mutants) -> Outcome {
         None => checkers::names(),
     };
     let violations = checkers::check(&state, &selected);
-    let orders = state.orders.all("orders");
+    let orders = &state.orders;
     let mut delivered = 0;
     let mut cancelled = 0;
-    for (id, v) in &orders {
-        let status = v
-            .body
-            .get("status")
-            .and_then(|s| s.as_str())
-            .unwrap_or("?")
-            .to_owned();
-        match status.as_str() {
+    for (id, o) in orders {
+        let status = o.status.as_str();
+        match status {
             "DELIVERED" => delivered += 1,
             "CANCELLED" => cancelled += 1,
             _ => {}
@@ -408,8 +432,48 @@ pub async fn run(scenario: &Scenario, mutants: Mutants) -> Outcome {
     }
 }
 
-fn lock(disk: &DbDisk) -> MemoryState {
-    disk.lock().map(|s| s.clone()).unwrap_or_default()
+/// The databases' durable state, one per service schema.
+#[derive(Default)]
+struct Disks {
+    orders: DbDisk<OrderSchema>,
+    payments: DbDisk<PaymentSchema>,
+    deliveries: DbDisk<DeliverySchema>,
+    analytics: DbDisk<MartSchema>,
+}
+
+impl Disks {
+    fn orders(&self) -> BTreeMap<String, order::Order> {
+        self.orders
+            .lock()
+            .map(|s| {
+                s.model
+                    .orders
+                    .iter()
+                    .map(|(id, o)| (id.clone(), o.value.clone()))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    fn mart(&self) -> BTreeMap<String, i64> {
+        self.analytics
+            .lock()
+            .map(|s| s.model.clone())
+            .unwrap_or_default()
+    }
+
+    /// See [`checkers::settled`].
+    fn settled(&self) -> bool {
+        let outbox_drained = self
+            .orders
+            .lock()
+            .is_ok_and(|s| s.platform.outbox_pending(1).is_empty());
+        let payments_done = self
+            .payments
+            .lock()
+            .is_ok_and(|s| s.platform.list_work(payment::store::PAYMENTS, 1).is_empty());
+        checkers::settled(&self.orders(), outbox_drained, payments_done, &self.mart())
+    }
 }
 
 fn apply(

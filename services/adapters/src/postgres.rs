@@ -1,39 +1,40 @@
-//! [`PgStore`]: the [`Store`] port on Postgres, one schema per service.
+//! [`PgStore`]: the store port on Postgres, one schema per service.
 //!
-//! A [`Tx`] commits in one database transaction (READ COMMITTED):
-//! 1. take a transaction-scoped advisory lock on every record key the transaction checks or
-//!    writes, in ascending lock-id order (no deadlocks between commits). Row locks alone
-//!    cannot guard "this key is still absent", advisory locks can, so two commits that both
-//!    expect a key to be absent cannot both insert it;
-//! 2. check every [`Expect`](platform::ports::Expect) (the first that fails: rollback,
-//!    `Conflict`);
-//! 3. insert the inbox marks (`ON CONFLICT DO NOTHING`; a mark that was already there: rollback,
-//!    `Duplicate`);
-//! 4. upsert the records (version + 1), insert the outbox rows, commit.
+//! The service's typed tables come from its [`PgSchema`] (its migrations, SQL for each write
+//! and query; `schemas/`), the shared tables (outbox, inbox, work items, leases) from
+//! `migrations/platform`; both run in the service's schema at start, as one migration history.
 //!
-//! Semantics are those of [`platform::store::MemoryState::apply`], checked by the shared
-//! conformance suite. Two differences: outbox ids come from a sequence, so they have gaps and a
-//! row becomes visible at its transaction's commit (commits that touch the same record are
-//! serialised by its lock, so per record the order is commit order); and an outbox `event_id`
-//! used twice is refused (`Fatal`, it is a bug) by the table's unique constraint.
+//! A [`Tx`] commits in one database transaction (READ COMMITTED): the service's writes in
+//! order (each carries its own optimistic check: `UPDATE … WHERE version = $v`, `INSERT … ON
+//! CONFLICT DO NOTHING`; no rows means `Conflict`), then the work marks they imply, the claim
+//! checks (`FOR UPDATE`, so a concurrent claim cannot pass the item on before the commit), the
+//! inbox marks (`ON CONFLICT DO NOTHING`; one already there means `Duplicate`) and the outbox
+//! rows. Any refusal rolls the whole transaction back.
+//!
+//! Semantics are those of [`platform::store::MemoryState::apply`] with the schema's model,
+//! checked by the conformance suite (kv schema) and a differential test per service. Two
+//! differences: outbox ids come from a sequence, so they have gaps and a row becomes visible
+//! at its transaction's commit; and an outbox `event_id` used twice is refused (`Fatal`, it is
+//! a bug) by the table's unique constraint.
 //!
 //! **Cancellation.** sqlx's `Pool::begin` is not cancel-safe on Postgres (0.8.6 and 0.9.0):
 //! a future dropped while `BEGIN` is in flight returns its connection to the pool inside an
 //! open transaction, and the next borrower's statements run in it (they hold its locks,
 //! fail with 25P02 after an error, and are lost if nobody commits). A gRPC deadline drops
-//! handlers at any await, so [`PgStore::commit`] runs the whole transaction in a task of its
+//! handlers at any await, so [`PgStore`]'s commit runs the whole transaction in a task of its
 //! own that the caller's cancellation does not reach, and a connection whose transaction did
 //! not end cleanly (begin, commit or rollback failed) is closed, never returned to the pool.
-//! `tests/integration/store.rs` reproduces the upstream bug and shows the store immune.
+//! `tests/integration/cancellation.rs` reproduces the upstream bug and shows the store immune.
 
 mod error;
 mod schema;
+pub mod schemas;
 
-use std::{str::FromStr, time::Duration};
+use std::{borrow::Cow, marker::PhantomData, str::FromStr, time::Duration};
 
 use async_trait::async_trait;
 use platform::ports::{
-    Claimed, Cleaned, OutboxMessage, OutboxRow, Store, StoreError, Tx, Versioned,
+    Claimed, Cleaned, OutboxMessage, OutboxRow, Platform, Schema, Store, StoreError, Tx,
 };
 use sqlx::{
     migrate::Migrator,
@@ -43,12 +44,41 @@ use sqlx::{
     Connection, Executor, PgConnection, Postgres, Row, Transaction,
 };
 
-use error::store_error;
+pub(crate) use error::store_error;
 pub use error::ConnectError;
 pub use schema::{InvalidSchemaName, SchemaName};
 
-/// The platform migrations (`migrations/platform`), run in the service's schema.
-static MIGRATOR: Migrator = sqlx::migrate!("../../migrations/platform");
+/// The platform migrations (`migrations/platform`), run in every service's schema first.
+static PLATFORM_MIGRATOR: Migrator = sqlx::migrate!("../../migrations/platform");
+
+/// A service's [`Schema`] on Postgres: its migrations and the SQL of each write and query.
+#[async_trait]
+pub trait PgSchema: Schema {
+    /// The schema's own migrations (versions 100 and up; the platform's are below).
+    fn migrator() -> &'static Migrator;
+    /// Runs `write` inside the transaction `db`: `Conflict` when its check fails (no row
+    /// inserted or updated), so the whole transaction rolls back.
+    async fn write(db: &mut PgConnection, write: &Self::Write) -> Result<(), StoreError>;
+    /// Answers `query`.
+    async fn query(db: &mut PgConnection, query: &Self::Query) -> Result<Self::Answer, StoreError>;
+}
+
+/// The platform's migrations followed by `S`'s, as one history.
+fn migrator<S: PgSchema>() -> Migrator {
+    Migrator {
+        migrations: Cow::Owned(
+            PLATFORM_MIGRATOR
+                .migrations
+                .iter()
+                .chain(S::migrator().migrations.iter())
+                .cloned()
+                .collect(),
+        ),
+        ignore_missing: false,
+        locking: true,
+        no_tx: false,
+    }
+}
 
 /// Limits of one [`PgStore`].
 #[derive(Clone, Debug)]
@@ -71,24 +101,34 @@ impl Default for PgStoreConfig {
     }
 }
 
-/// The store of one service: its own schema in a Postgres database.
-#[derive(Clone, Debug)]
-pub struct PgStore {
+/// The store of one service with schema `S`: its own Postgres schema in a database.
+#[derive(Debug)]
+pub struct PgStore<S> {
     /// At most `pool_connections_max` connections, each with `search_path` set to `schema`;
     /// callers beyond that wait up to `acquire_timeout`, then get `Unavailable`.
     pool: PgPool,
-    /// Also salts the advisory lock ids, so services sharing a database never contend.
     schema: SchemaName,
+    _schema: PhantomData<fn() -> S>,
 }
 
-impl PgStore {
+impl<S> Clone for PgStore<S> {
+    fn clone(&self) -> Self {
+        PgStore {
+            pool: self.pool.clone(),
+            schema: self.schema.clone(),
+            _schema: PhantomData,
+        }
+    }
+}
+
+impl<S: PgSchema> PgStore<S> {
     /// Connects with [`PgStoreConfig::default`]; see [`PgStore::connect_with`].
     pub async fn connect(database_url: &str, schema: &SchemaName) -> Result<Self, ConnectError> {
         Self::connect_with(database_url, schema, PgStoreConfig::default()).await
     }
 
     /// Creates `schema` if missing, opens a bounded pool whose connections use it as their
-    /// `search_path`, and runs the platform migrations in it.
+    /// `search_path`, and runs the platform's and `S`'s migrations in it.
     #[tracing::instrument(skip_all, fields(schema = %schema))]
     pub async fn connect_with(
         database_url: &str,
@@ -124,7 +164,7 @@ impl PgStore {
                 schema: schema.clone(),
                 source,
             })?;
-        MIGRATOR
+        migrator::<S>()
             .run(&pool)
             .await
             .map_err(|source| ConnectError::Migrate {
@@ -135,6 +175,7 @@ impl PgStore {
         Ok(PgStore {
             pool,
             schema: schema.clone(),
+            _schema: PhantomData,
         })
     }
 
@@ -155,7 +196,7 @@ impl PgStore {
 
     /// Begins, applies and commits `tx` on a connection of its own. A connection whose
     /// transaction did not end cleanly is closed instead of going back to the pool.
-    async fn commit_to_end(&self, tx: Tx) -> Result<(), StoreError> {
+    async fn commit_to_end(&self, tx: Tx<S::Write>) -> Result<(), StoreError> {
         let mut conn = self
             .pool
             .acquire()
@@ -168,7 +209,11 @@ impl PgStore {
         outcome.result
     }
 
-    async fn transaction_on(&self, conn: &mut PoolConnection<Postgres>, tx: Tx) -> TxOutcome {
+    async fn transaction_on(
+        &self,
+        conn: &mut PoolConnection<Postgres>,
+        tx: Tx<S::Write>,
+    ) -> TxOutcome {
         let mut db = match conn.begin().await {
             Ok(db) => db,
             Err(e) => return TxOutcome::broken(store_error("begin", e)),
@@ -189,54 +234,33 @@ impl PgStore {
         }
     }
 
-    /// Steps 1 to 4 of the module doc, inside `db`.
-    async fn apply(&self, db: &mut Transaction<'_, Postgres>, tx: Tx) -> Result<(), StoreError> {
-        let locks = record_locks(&self.schema, &tx);
-        if !locks.is_empty() {
-            // unnest yields the (sorted) array in order, so the locks are taken in order.
-            sqlx::query("SELECT count(pg_advisory_xact_lock(id)) FROM unnest($1::bigint[]) AS id")
-                .bind(&locks)
-                .execute(&mut **db)
-                .await
-                .map_err(|e| store_error("lock records", e))?;
+    /// The transaction of the module doc, inside `db`.
+    async fn apply(
+        &self,
+        db: &mut Transaction<'_, Postgres>,
+        tx: Tx<S::Write>,
+    ) -> Result<(), StoreError> {
+        for write in &tx.writes {
+            S::write(db, write).await?;
         }
-
-        if !tx.expect.is_empty() {
-            let tables: Vec<&str> = tx.expect.iter().map(|e| e.table.as_str()).collect();
-            let keys: Vec<&str> = tx.expect.iter().map(|e| e.key.as_str()).collect();
-            let current: Vec<Option<i64>> = sqlx::query(
-                "SELECT r.version FROM unnest($1::text[], $2::text[]) WITH ORDINALITY AS e(tbl, key, i) \
-                 LEFT JOIN records r ON r.tbl = e.tbl AND r.key = e.key ORDER BY e.i",
+        for mark in tx.writes.iter().flat_map(S::work) {
+            sqlx::query(
+                "INSERT INTO work (kind, key, active) VALUES ($1, $2, $3) \
+                 ON CONFLICT (kind, key) DO UPDATE SET active = EXCLUDED.active",
             )
-            .bind(&tables)
-            .bind(&keys)
-            .fetch_all(&mut **db)
+            .bind(&mark.kind)
+            .bind(&mark.key)
+            .bind(mark.active)
+            .execute(&mut **db)
             .await
-            .map_err(|e| store_error("check versions", e))?
-            .iter()
-            .map(|row| row.try_get::<Option<i64>, _>(0))
-            .collect::<Result<_, _>>()
-            .map_err(|e| store_error("decode versions", e))?;
-            if let Some(failed) = tx
-                .expect
-                .iter()
-                .zip(&current)
-                .find(|(expect, current)| expect.version != **current)
-            {
-                return Err(StoreError::Conflict {
-                    table: failed.0.table.clone(),
-                    key: failed.0.key.clone(),
-                });
-            }
+            .map_err(|e| store_error("mark work", e))?;
         }
 
         for claim in &tx.claims {
-            // FOR UPDATE: a concurrent claim_active cannot pass the record to another owner
-            // between this check and the commit.
             let held: Option<(Option<String>, i64)> = sqlx::query_as(
-                "SELECT claim_owner, claim_token FROM records WHERE tbl = $1 AND key = $2 FOR UPDATE",
+                "SELECT claim_owner, claim_token FROM work WHERE kind = $1 AND key = $2 FOR UPDATE",
             )
-            .bind(&claim.table)
+            .bind(&claim.kind)
             .bind(&claim.key)
             .fetch_optional(&mut **db)
             .await
@@ -245,10 +269,7 @@ impl PgStore {
                 owner.as_deref() == Some(claim.owner.as_str()) && token == claim.token
             });
             if !still_held {
-                return Err(StoreError::Conflict {
-                    table: claim.table.clone(),
-                    key: claim.key.clone(),
-                });
+                return Err(StoreError::conflict(&claim.kind, &claim.key));
             }
         }
 
@@ -269,21 +290,6 @@ impl PgStore {
             }
         }
 
-        for put in &tx.puts {
-            sqlx::query(
-                "INSERT INTO records (tbl, key, version, body, active) VALUES ($1, $2, 1, $3, $4) \
-                 ON CONFLICT (tbl, key) DO UPDATE \
-                 SET version = records.version + 1, body = EXCLUDED.body, active = EXCLUDED.active",
-            )
-            .bind(&put.table)
-            .bind(&put.key)
-            .bind(&put.body)
-            .bind(put.active)
-            .execute(&mut **db)
-            .await
-            .map_err(|e| store_error("put record", e))?;
-        }
-
         for message in &tx.outbox {
             sqlx::query(
                 "INSERT INTO outbox (event_id, topic, key, payload, headers) VALUES ($1, $2, $3, $4, $5)",
@@ -302,43 +308,18 @@ impl PgStore {
 }
 
 #[async_trait]
-impl Store for PgStore {
-    async fn get(&self, table: &str, key: &str) -> Result<Option<Versioned>, StoreError> {
-        sqlx::query("SELECT version, body FROM records WHERE tbl = $1 AND key = $2")
-            .bind(table)
-            .bind(key)
-            .fetch_optional(&self.pool)
+impl<S: PgSchema> Store<S> for PgStore<S> {
+    async fn query(&self, query: S::Query) -> Result<S::Answer, StoreError> {
+        let mut conn = self
+            .pool
+            .acquire()
             .await
-            .map_err(|e| store_error("get", e))?
-            .map(|row| versioned(&row))
-            .transpose()
+            .map_err(|e| store_error("acquire", e))?;
+        <S as PgSchema>::query(&mut conn, &query).await
     }
 
-    async fn list_active(
-        &self,
-        table: &str,
-        limit: usize,
-    ) -> Result<Vec<(String, Versioned)>, StoreError> {
-        sqlx::query(
-            "SELECT key, version, body FROM records WHERE tbl = $1 AND active ORDER BY key LIMIT $2",
-        )
-        .bind(table)
-        .bind(sql_limit(limit))
-        .fetch_all(&self.pool)
-        .await
-        .map_err(|e| store_error("list active", e))?
-        .iter()
-        .map(|row| {
-            let key = row
-                .try_get("key")
-                .map_err(|e| store_error("decode key", e))?;
-            Ok((key, versioned(row)?))
-        })
-        .collect()
-    }
-
-    #[tracing::instrument(skip_all, fields(schema = %self.schema, puts = tx.puts.len(), outbox = tx.outbox.len()))]
-    async fn commit(&self, tx: Tx) -> Result<(), StoreError> {
+    #[tracing::instrument(skip_all, fields(schema = %self.schema, writes = tx.writes.len(), outbox = tx.outbox.len()))]
+    async fn commit(&self, tx: Tx<S::Write>) -> Result<(), StoreError> {
         // The transaction runs to its end in its own task, whatever happens to the caller
         // (see the module doc's "Cancellation").
         let store = self.clone();
@@ -346,7 +327,10 @@ impl Store for PgStore {
             .await
             .map_err(|e| StoreError::Fatal(format!("commit task failed: {e}")))?
     }
+}
 
+#[async_trait]
+impl<S: PgSchema> Platform for PgStore<S> {
     async fn outbox_pending(&self, limit: usize) -> Result<Vec<OutboxRow>, StoreError> {
         sqlx::query(
             "SELECT id, event_id, topic, key, payload, headers FROM outbox \
@@ -374,51 +358,50 @@ impl Store for PgStore {
         Ok(())
     }
 
-    async fn claim_active(
+    async fn list_work(&self, kind: &str, limit: usize) -> Result<Vec<String>, StoreError> {
+        sqlx::query_scalar("SELECT key FROM work WHERE kind = $1 AND active ORDER BY key LIMIT $2")
+            .bind(kind)
+            .bind(sql_limit(limit))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(|e| store_error("list work", e))
+    }
+
+    async fn claim_work(
         &self,
-        table: &str,
+        kind: &str,
         owner: &str,
         limit: usize,
     ) -> Result<Vec<Claimed>, StoreError> {
-        // One statement, so no transaction can be left open. The CTE takes over records
-        // nobody holds or whose holder's liveness lease ran out (SKIP LOCKED passes over
-        // records a commit is writing; they are taken next round); the outer query lists what
-        // `owner` held before, from the statement's snapshot, so the two parts are disjoint.
-        let mut claimed: Vec<Claimed> = sqlx::query(
+        // One statement, so no transaction can be left open. The CTE takes over items nobody
+        // holds or whose holder's liveness lease ran out (SKIP LOCKED passes over items a
+        // commit is writing; they are taken next round); the outer query lists what `owner`
+        // held before, from the statement's snapshot, so the two parts are disjoint.
+        let mut claimed: Vec<Claimed> = sqlx::query_as::<_, (String, i64)>(
             "WITH picked AS ( \
-                 SELECT r.tbl, r.key FROM records r \
-                 LEFT JOIN leases l ON l.name = 'instance/' || r.claim_owner \
-                 WHERE r.tbl = $1 AND r.active AND r.claim_owner IS DISTINCT FROM $2 \
-                   AND (r.claim_owner IS NULL OR l.owner IS DISTINCT FROM r.claim_owner \
+                 SELECT w.kind, w.key FROM work w \
+                 LEFT JOIN leases l ON l.name = 'instance/' || w.claim_owner \
+                 WHERE w.kind = $1 AND w.active AND w.claim_owner IS DISTINCT FROM $2 \
+                   AND (w.claim_owner IS NULL OR l.owner IS DISTINCT FROM w.claim_owner \
                         OR l.until <= clock_timestamp()) \
-                 ORDER BY r.key LIMIT $3 FOR UPDATE OF r SKIP LOCKED), \
+                 ORDER BY w.key LIMIT $3 FOR UPDATE OF w SKIP LOCKED), \
              taken AS ( \
-                 UPDATE records r SET claim_owner = $2, claim_token = r.claim_token + 1 \
-                 FROM picked WHERE r.tbl = picked.tbl AND r.key = picked.key \
-                 RETURNING r.key, r.version, r.body, r.claim_token) \
-             (SELECT key, version, body, claim_token FROM records \
-              WHERE tbl = $1 AND active AND claim_owner = $2 ORDER BY key LIMIT $3) \
-             UNION ALL SELECT key, version, body, claim_token FROM taken",
+                 UPDATE work w SET claim_owner = $2, claim_token = w.claim_token + 1 \
+                 FROM picked WHERE w.kind = picked.kind AND w.key = picked.key \
+                 RETURNING w.key, w.claim_token) \
+             (SELECT key, claim_token FROM work \
+              WHERE kind = $1 AND active AND claim_owner = $2 ORDER BY key LIMIT $3) \
+             UNION ALL SELECT key, claim_token FROM taken",
         )
-        .bind(table)
+        .bind(kind)
         .bind(owner)
         .bind(sql_limit(limit))
         .fetch_all(&self.pool)
         .await
-        .map_err(|e| store_error("claim active", e))?
-        .iter()
-        .map(|row| {
-            Ok(Claimed {
-                key: row
-                    .try_get("key")
-                    .map_err(|e| store_error("decode key", e))?,
-                record: versioned(row)?,
-                token: row
-                    .try_get("claim_token")
-                    .map_err(|e| store_error("decode claim token", e))?,
-            })
-        })
-        .collect::<Result<_, StoreError>>()?;
+        .map_err(|e| store_error("claim work", e))?
+        .into_iter()
+        .map(|(key, token)| Claimed { key, token })
+        .collect();
         claimed.sort_by(|a, b| a.key.cmp(&b.key));
         Ok(claimed)
     }
@@ -505,49 +488,9 @@ async fn create_schema(options: &PgConnectOptions, schema: &SchemaName) -> Resul
     }
 }
 
-/// The advisory lock ids of every record `tx` checks or writes, sorted and deduplicated.
-/// Ids hash schema, table and key (a collision only serialises two unrelated commits).
-fn record_locks(schema: &SchemaName, tx: &Tx) -> Vec<i64> {
-    let keys = tx
-        .expect
-        .iter()
-        .map(|e| (&e.table, &e.key))
-        .chain(tx.puts.iter().map(|p| (&p.table, &p.key)));
-    let mut locks: Vec<i64> = keys
-        .map(|(table, key)| lock_id(&[schema.as_str(), table, key]))
-        .collect();
-    locks.sort_unstable();
-    locks.dedup();
-    locks
-}
-
-/// 64-bit FNV-1a over the parts, each followed by a NUL (stable across processes and builds).
-fn lock_id(parts: &[&str]) -> i64 {
-    const OFFSET_BASIS: u64 = 0xcbf2_9ce4_8422_2325;
-    const PRIME: u64 = 0x0000_0100_0000_01b3;
-    let mut hash = OFFSET_BASIS;
-    for part in parts {
-        for byte in part.bytes().chain([0]) {
-            hash ^= u64::from(byte);
-            hash = hash.wrapping_mul(PRIME);
-        }
-    }
-    hash as i64
-}
-
 /// A `LIMIT` parameter: Postgres takes a bigint.
-fn sql_limit(limit: usize) -> i64 {
+pub(crate) fn sql_limit(limit: usize) -> i64 {
     i64::try_from(limit).unwrap_or(i64::MAX)
-}
-
-fn versioned(row: &PgRow) -> Result<Versioned, StoreError> {
-    let decode = || -> Result<Versioned, sqlx::Error> {
-        Ok(Versioned {
-            version: row.try_get("version")?,
-            body: row.try_get("body")?,
-        })
-    };
-    decode().map_err(|e| store_error("decode record", e))
 }
 
 fn outbox_row(row: &PgRow) -> Result<OutboxRow, sqlx::Error> {
@@ -562,31 +505,4 @@ fn outbox_row(row: &PgRow) -> Result<OutboxRow, sqlx::Error> {
             headers,
         },
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn lock_ids_are_stable_sorted_and_deduplicated() {
-        let schema = SchemaName::parse("order").expect("valid");
-        let tx = Tx::new()
-            .expect("orders", "o-1", Some(1))
-            .put("orders", "o-1", serde_json::json!({}), true)
-            .put("orders", "o-2", serde_json::json!({}), true);
-        let locks = record_locks(&schema, &tx);
-        assert_eq!(locks.len(), 2);
-        assert!(locks[0] < locks[1]);
-        assert_eq!(locks, record_locks(&schema, &tx));
-    }
-
-    #[test]
-    fn the_same_key_in_another_schema_or_table_takes_another_lock() {
-        let a = lock_id(&["order", "orders", "o-1"]);
-        assert_ne!(a, lock_id(&["payment", "orders", "o-1"]));
-        assert_ne!(a, lock_id(&["order", "order", "so-1"]));
-        // FNV-1a reference: the empty input hashes to the offset basis.
-        assert_eq!(lock_id(&[]) as u64, 0xcbf2_9ce4_8422_2325);
-    }
 }

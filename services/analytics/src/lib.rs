@@ -2,22 +2,23 @@
 //! orders per status and captured revenue, exactly once in effect (each event's increment
 //! commits with its inbox mark; offsets are committed after).
 
-use std::{collections::BTreeMap, sync::Arc};
+pub mod store;
+
+use std::sync::Arc;
 
 use platform::{
-    inbox::{run_consumer, Effect},
+    inbox::{run_consumer, ConsumerSettings, Effect, EffectError},
     ports::{ConsumedRecord, ConsumerConfig, Store, Tx},
     Infra, Shutdown,
 };
 use serde::Deserialize;
 
+pub use store::{MartAnswer, MartQuery, MartSchema, MartWrite};
+
 /// The consumer group.
 pub const GROUP: &str = "analytics";
 /// The topic it reads.
-pub const TOPIC: &str = "order.status.changed";
-/// The mart's table: `status:<STATUS>` → count, `revenue:<CURRENCY>` → minor units of paid
-/// orders.
-pub const MART: &str = "mart";
+pub const TOPIC: &str = platform::topics::ORDER_STATUS_CHANGED;
 
 /// Analytics settings.
 #[derive(Clone, Debug)]
@@ -44,61 +45,42 @@ fn increments(e: &Event) -> Vec<(String, i64)> {
     out
 }
 
-fn effect() -> Effect {
-    Arc::new(|record: ConsumedRecord, store: Arc<dyn Store>| {
-        Box::pin(async move {
-            let event: Event = match serde_json::from_slice(&record.payload) {
-                Ok(e) => e,
-                Err(e) => {
-                    // A record we cannot read is skipped (and logged), not retried forever.
-                    tracing::error!(offset = record.offset, error = %e, "undecodable order event");
-                    return Ok(None);
-                }
-            };
-            let mut tx = Tx::new();
-            for (key, by) in increments(&event) {
-                let (version, n) = match store.get(MART, &key).await? {
-                    Some(v) => (Some(v.version), v.body.as_i64().unwrap_or(0)),
-                    None => (None, 0),
-                };
-                tx = tx.expect(MART, &key, version).put(
-                    MART,
-                    &key,
-                    serde_json::json!(n + by),
-                    false,
-                );
-            }
-            Ok(Some(tx))
-        })
-    })
-}
-
-/// Reads the mart from a store snapshot's records (for checkers and the API).
-pub fn mart(records: &[(String, serde_json::Value)]) -> BTreeMap<String, i64> {
-    records
-        .iter()
-        .map(|(k, v)| (k.clone(), v.as_i64().unwrap_or(0)))
-        .collect()
+fn effect() -> Effect<MartSchema> {
+    Arc::new(
+        |record: ConsumedRecord, _store: Arc<dyn Store<MartSchema>>| {
+            Box::pin(async move {
+                let event: Event = serde_json::from_slice(&record.payload).map_err(|e| {
+                    EffectError::Poison(format!("order event does not decode: {e}"))
+                })?;
+                let tx = increments(&event)
+                    .into_iter()
+                    .fold(Tx::new(), |tx, (key, by)| {
+                        tx.write(MartWrite::Add { key, by })
+                    });
+                Ok(Some(tx))
+            })
+        },
+    )
 }
 
 /// Runs the analytics consumer until `shutdown`.
-pub async fn run(config: Config, infra: Infra, shutdown: Shutdown) -> anyhow::Result<()> {
+pub async fn run(
+    config: Config,
+    infra: Infra<MartSchema>,
+    shutdown: Shutdown,
+) -> anyhow::Result<()> {
     let mut consumer = ConsumerConfig::new(config.group_id);
     consumer.client_rack = config.client_rack;
     // Mutant: commit offsets at poll time, before the effect is durable.
     consumer.enable_auto_commit = infra.mutants.auto_commit_before_processing;
-    let inbox = !infra.mutants.consumer_without_inbox;
-    tracing::info!("analytics consuming {TOPIC}");
-    run_consumer(
-        infra.store,
-        infra.events,
+    let settings = ConsumerSettings {
         consumer,
-        vec![TOPIC.into()],
-        effect(),
-        inbox,
-        shutdown,
-    )
-    .await;
+        topics: vec![TOPIC.into()],
+        producer: infra.producer.clone(),
+        inbox: !infra.mutants.consumer_without_inbox,
+    };
+    tracing::info!("analytics consuming {TOPIC}");
+    run_consumer(infra.store, infra.events, settings, effect(), shutdown).await;
     Ok(())
 }
 

@@ -11,11 +11,13 @@ use platform::{
     changes::status_stream,
     grpc::{idempotency_key, require_id, store_status},
     ports::{StoreError, Tx},
-    store::load,
 };
 use tonic::{Request, Response, Status};
 
-use crate::{Ctx, Shipment, FINAL_STAGES, SHIPMENTS};
+use crate::{
+    store::{DeliveryQuery, DeliveryWrite},
+    Ctx, Shipment, FINAL_STAGES,
+};
 
 const SERVICE: &str = "delivery";
 /// How long one WatchShipment stream lives before the client must re-open it.
@@ -37,7 +39,13 @@ fn to_msg(s: &Shipment) -> ShipmentMsg {
 
 impl DeliveryApi {
     async fn read(&self, order_id: &str) -> Result<(i64, Shipment), Status> {
-        let s = load::<Shipment>(&*self.ctx.infra.store, SHIPMENTS, order_id)
+        let s = self
+            .ctx
+            .infra
+            .store
+            .query(DeliveryQuery::Shipment {
+                order_id: order_id.to_owned(),
+            })
             .await
             .map_err(|e| store_status(SERVICE, e))?
             .ok_or_else(|| {
@@ -62,11 +70,13 @@ impl DeliveryService for DeliveryApi {
             )));
         }
         let store = &*self.ctx.infra.store;
-        if load::<Shipment>(store, SHIPMENTS, &req.order_id)
+        let existing = store
+            .query(DeliveryQuery::Shipment {
+                order_id: req.order_id.clone(),
+            })
             .await
-            .map_err(|e| store_status(SERVICE, e))?
-            .is_none()
-        {
+            .map_err(|e| store_status(SERVICE, e))?;
+        if existing.is_none() {
             let s = Shipment {
                 order_id: req.order_id.clone(),
                 address: req.address,
@@ -74,14 +84,8 @@ impl DeliveryService for DeliveryApi {
                 courier_id: None,
                 cancel_requested: false,
             };
-            let body = serde_json::to_value(&s).map_err(|e| Status::internal(e.to_string()))?;
             match store
-                .commit(Tx::new().expect(SHIPMENTS, &req.order_id, None).put(
-                    SHIPMENTS,
-                    &req.order_id,
-                    body,
-                    true,
-                ))
+                .commit(Tx::new().write(DeliveryWrite::Insert(s)))
                 .await
             {
                 Ok(()) | Err(StoreError::Conflict { .. }) => {
@@ -108,13 +112,11 @@ impl DeliveryService for DeliveryApi {
                 return Ok(Response::new(to_msg(&s)));
             }
             s.cancel_requested = true;
-            let body = serde_json::to_value(&s).map_err(|e| Status::internal(e.to_string()))?;
             match store
-                .commit(
-                    Tx::new()
-                        .expect(SHIPMENTS, &req.order_id, Some(version))
-                        .put(SHIPMENTS, &req.order_id, body, true),
-                )
+                .commit(Tx::new().write(DeliveryWrite::Update {
+                    shipment: s.clone(),
+                    version,
+                }))
                 .await
             {
                 Ok(()) => {

@@ -5,6 +5,7 @@
 //! twice), then follows its stages until a final one. `WatchShipment` streams the stages.
 
 mod api;
+pub mod store;
 mod worker;
 
 use std::{net::SocketAddr, sync::Arc, time::Duration};
@@ -15,11 +16,7 @@ use platform::{
     claims::{Liveness, LIVENESS_TTL},
     Infra, Shutdown,
 };
-use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
-
-/// Table of shipments, keyed by order id.
-pub(crate) const SHIPMENTS: &str = "shipments";
 
 /// Delivery service settings.
 #[derive(Clone, Debug)]
@@ -34,30 +31,12 @@ pub struct Config {
     pub worker_poll: Duration,
 }
 
-/// Stages of a shipment as the order saga sees them.
-pub const FINAL_STAGES: [&str; 3] = ["DELIVERED", "FAILED", "CANCELLED"];
-
-/// A shipment record.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub(crate) struct Shipment {
-    pub order_id: String,
-    pub address: String,
-    /// REQUESTED (not yet booked), then the courier's stage.
-    pub stage: String,
-    pub courier_id: Option<String>,
-    pub cancel_requested: bool,
-}
-
-impl Shipment {
-    pub fn is_active(&self) -> bool {
-        !FINAL_STAGES.contains(&self.stage.as_str())
-    }
-}
+pub use store::{DeliveryQuery, DeliverySchema, DeliveryWrite, Shipment, FINAL_STAGES};
 
 /// Shared state of the gRPC handlers and the worker.
 #[derive(Clone)]
 pub(crate) struct Ctx {
-    pub infra: Infra,
+    pub infra: Infra<DeliverySchema>,
     pub config: Config,
     /// Wakes the worker right after a shipment needs courier work.
     pub work: Arc<Notify>,
@@ -68,7 +47,11 @@ pub(crate) struct Ctx {
 }
 
 /// Runs the delivery service until `shutdown`.
-pub async fn run(config: Config, infra: Infra, shutdown: Shutdown) -> anyhow::Result<()> {
+pub async fn run(
+    config: Config,
+    infra: Infra<DeliverySchema>,
+    shutdown: Shutdown,
+) -> anyhow::Result<()> {
     let liveness = Arc::new(Liveness::new(
         infra.store.clone(),
         &infra.instance,

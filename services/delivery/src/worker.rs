@@ -8,7 +8,10 @@ use platform::{
 };
 use serde::{Deserialize, Serialize};
 
-use crate::{Ctx, Shipment, SHIPMENTS};
+use crate::{
+    store::{DeliveryQuery, DeliveryWrite, SHIPMENTS},
+    Ctx, Shipment,
+};
 
 /// Shipments handled per round.
 const BATCH_MAX: usize = 64;
@@ -38,25 +41,27 @@ async fn round(ctx: &Ctx, client: &HttpClient) -> anyhow::Result<()> {
     let store = &*ctx.infra.store;
     let mut last_error = None;
     for c in ctx.liveness.work_items(SHIPMENTS, BATCH_MAX).await? {
-        let (key, v) = (c.key, c.record);
-        let s: Shipment = match serde_json::from_value(v.body) {
-            Ok(s) => s,
+        let found = store
+            .query(DeliveryQuery::Shipment {
+                order_id: c.key.clone(),
+            })
+            .await;
+        let v = match found {
+            Ok(Some(v)) => v,
+            Ok(None) => continue,
             Err(e) => {
-                // One bad record must not stop the others.
-                tracing::error!(shipment = %key, error = %e, "shipment record does not decode; skipped");
+                last_error = Some(e.into());
                 continue;
             }
         };
+        let s = v.value;
         match step(ctx, client, s.clone()).await {
             Ok(next) if next != s => {
-                let active = next.is_active();
-                let tx = ctx.liveness.fence(Tx::new(), SHIPMENTS, &key, c.token);
-                let tx = tx.expect(SHIPMENTS, &key, Some(v.version)).put(
-                    SHIPMENTS,
-                    &key,
-                    serde_json::to_value(&next)?,
-                    active,
-                );
+                let tx = ctx.liveness.fence(Tx::new(), SHIPMENTS, &c.key, c.token);
+                let tx = tx.write(DeliveryWrite::Update {
+                    shipment: next.clone(),
+                    version: v.version,
+                });
                 match store.commit(tx).await {
                     Ok(()) => ctx.changes.publish(&next.order_id),
                     Err(StoreError::Conflict { .. }) => {}

@@ -3,7 +3,7 @@
 
 use std::{net::SocketAddr, str::FromStr, sync::Arc, time::Duration};
 
-use adapters::{KafkaConfig, KafkaEventLog, PgStore, SchemaName};
+use adapters::{postgres::PgSchema, KafkaConfig, KafkaEventLog, PgStore, SchemaName};
 use anyhow::Context;
 use platform::{ports::ProducerConfig, Infra, Mutants, Shutdown};
 
@@ -133,12 +133,12 @@ impl Settings {
     }
 }
 
-async fn infra(
+async fn infra<S: PgSchema>(
     settings: &Settings,
     schema: &str,
     events: Arc<KafkaEventLog>,
-) -> anyhow::Result<Infra> {
-    let store = PgStore::connect(&settings.database_url, &settings.schema(schema)?)
+) -> anyhow::Result<Infra<S>> {
+    let store = PgStore::<S>::connect(&settings.database_url, &settings.schema(schema)?)
         .await
         .with_context(|| format!("connecting to Postgres schema {schema}"))?;
     Ok(Infra {
@@ -169,14 +169,16 @@ pub async fn start(
         let log = KafkaEventLog::connect(KafkaConfig::new(settings.kafka_bootstrap.clone()))
             .await
             .context("connecting to Kafka")?;
-        log.ensure_topic(
-            order::ORDER_STATUS_TOPIC,
-            order::ORDER_STATUS_PARTITIONS,
-            3,
-            2,
-        )
-        .await
-        .context("creating topic order.status.changed")?;
+        for topic in platform::topics::all() {
+            log.ensure_topic(
+                &topic.name,
+                topic.partitions,
+                platform::topics::REPLICATION_FACTOR,
+                platform::topics::MIN_INSYNC_REPLICAS,
+            )
+            .await
+            .with_context(|| format!("creating topic {}", topic.name))?;
+        }
         Some(Arc::new(log))
     } else {
         None

@@ -6,13 +6,12 @@ use contracts::order::{
 use platform::{
     grpc::{idempotency_key, store_status},
     ports::{StoreError, Tx},
-    store::load,
 };
-use serde::{Deserialize, Serialize};
 use tonic::{Request, Response, Status};
 
 use crate::{
-    domain::{parse_order_id, NewOrder, Order, OrderStatus, ORDERS, ORDER_REQUESTS},
+    domain::{parse_order_id, NewOrder, Order, OrderStatus},
+    store::{OrderQuery, OrderWrite},
     transition::{now_ms, status_event},
     Ctx,
 };
@@ -21,11 +20,6 @@ const SERVICE: &str = "order";
 
 pub(crate) struct OrderApi {
     pub ctx: Ctx,
-}
-
-#[derive(Serialize, Deserialize)]
-struct OrderRequest {
-    order_id: String,
 }
 
 pub(crate) fn to_msg(o: &Order) -> OrderMsg {
@@ -42,7 +36,12 @@ pub(crate) fn to_msg(o: &Order) -> OrderMsg {
 
 impl OrderApi {
     async fn read(&self, order_id: &str) -> Result<Order, Status> {
-        load::<Order>(&*self.ctx.infra.store, ORDERS, order_id)
+        self.ctx
+            .infra
+            .store
+            .query(OrderQuery::Order {
+                order_id: order_id.to_owned(),
+            })
             .await
             .map_err(|e| store_status(SERVICE, e))?
             .map(|l| l.value)
@@ -62,13 +61,15 @@ impl OrderService for OrderApi {
         let new = NewOrder::parse(&r.customer_id, &r.item, r.amount_minor, &r.currency)
             .map_err(|e| Status::invalid_argument(format!("{SERVICE}: {e}")))?;
         let store = &*self.ctx.infra.store;
-        if let Some(prev) = load::<OrderRequest>(store, ORDER_REQUESTS, &key)
+        let by_request = OrderQuery::ByRequest {
+            request_key: key.clone(),
+        };
+        if let Some(prev) = store
+            .query(by_request.clone())
             .await
             .map_err(|e| store_status(SERVICE, e))?
         {
-            return Ok(Response::new(to_msg(
-                &self.read(&prev.value.order_id).await?,
-            )));
+            return Ok(Response::new(to_msg(&prev.value)));
         }
         let order = Order {
             order_id: platform::ids::uuid_v4().to_string(),
@@ -82,20 +83,10 @@ impl OrderService for OrderApi {
             reason: String::new(),
         };
         let tx = Tx::new()
-            .expect(ORDER_REQUESTS, &key, None)
-            .expect(ORDERS, &order.order_id, None)
-            .put(
-                ORDER_REQUESTS,
-                &key,
-                serde_json::json!({ "order_id": order.order_id }),
-                false,
-            )
-            .put(
-                ORDERS,
-                &order.order_id,
-                serde_json::to_value(&order).map_err(|e| Status::internal(e.to_string()))?,
-                true,
-            )
+            .write(OrderWrite::Create {
+                order: order.clone(),
+                request_key: key.clone(),
+            })
             .emit(status_event(&order));
         match store.commit(tx).await {
             Ok(()) => {
@@ -105,15 +96,14 @@ impl OrderService for OrderApi {
                 Ok(Response::new(to_msg(&order)))
             }
             Err(StoreError::Conflict { .. }) => {
-                let prev = load::<OrderRequest>(store, ORDER_REQUESTS, &key)
+                let prev = store
+                    .query(by_request)
                     .await
                     .map_err(|e| store_status(SERVICE, e))?
                     .ok_or_else(|| {
                         Status::aborted(format!("{SERVICE}: concurrent create, retry"))
                     })?;
-                Ok(Response::new(to_msg(
-                    &self.read(&prev.value.order_id).await?,
-                )))
+                Ok(Response::new(to_msg(&prev.value)))
             }
             Err(e) => Err(store_status(SERVICE, e)),
         }

@@ -3,13 +3,11 @@
 use serde::{Deserialize, Serialize};
 
 /// Topic of order status events (key = order id).
-pub const ORDER_STATUS_TOPIC: &str = "order.status.changed";
+pub const ORDER_STATUS_TOPIC: &str = platform::topics::ORDER_STATUS_CHANGED;
 /// Partitions of [`ORDER_STATUS_TOPIC`].
 pub const ORDER_STATUS_PARTITIONS: i32 = 6;
-/// Table of orders, keyed by order id.
+/// Work kind of orders whose saga still runs (claimed by one order instance at a time).
 pub const ORDERS: &str = "orders";
-/// Table mapping a create request's idempotency key to its order id.
-pub const ORDER_REQUESTS: &str = "order_requests";
 
 /// The saga's states.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -41,6 +39,25 @@ impl OrderStatus {
             OrderStatus::Refunding => "REFUNDING",
             OrderStatus::Cancelled => "CANCELLED",
         }
+    }
+
+    /// The status named `s` (as [`OrderStatus::as_str`] writes it).
+    pub fn parse(s: &str) -> Option<OrderStatus> {
+        use OrderStatus::*;
+        [
+            Created,
+            PaymentPending,
+            Paid,
+            Shipping,
+            Shipped,
+            Delivered,
+            PaymentFailed,
+            DeliveryFailed,
+            Refunding,
+            Cancelled,
+        ]
+        .into_iter()
+        .find(|st| st.as_str() == s)
     }
 
     /// Whether the saga is over.

@@ -7,6 +7,7 @@
 mod api;
 pub mod domain;
 mod saga;
+pub mod store;
 mod transition;
 
 use std::{
@@ -26,6 +27,7 @@ use platform::{
 use tokio::sync::Notify;
 
 pub use domain::{Order, OrderStatus, StatusChanged, ORDER_STATUS_PARTITIONS, ORDER_STATUS_TOPIC};
+pub use store::{OrderModel, OrderQuery, OrderSchema, OrderWrite};
 pub use transition::DRIVER_HEADER;
 
 /// Order service settings.
@@ -65,7 +67,7 @@ impl Config {
 /// Shared state of the API, the saga drivers and the relay.
 #[derive(Clone)]
 pub(crate) struct Ctx {
-    pub infra: Infra,
+    pub infra: Infra<OrderSchema>,
     pub config: Config,
     pub payment: Arc<LazyChannel>,
     pub delivery: Arc<LazyChannel>,
@@ -82,7 +84,11 @@ pub(crate) struct Ctx {
 }
 
 /// Runs the order service until `shutdown`.
-pub async fn run(config: Config, infra: Infra, shutdown: Shutdown) -> anyhow::Result<()> {
+pub async fn run(
+    config: Config,
+    infra: Infra<OrderSchema>,
+    shutdown: Shutdown,
+) -> anyhow::Result<()> {
     let ctx = Ctx {
         payment: Arc::new(LazyChannel::new(&config.payment_url)?),
         delivery: Arc::new(LazyChannel::new(&config.delivery_url)?),

@@ -25,13 +25,14 @@ use contracts::{
 use futures::StreamExt;
 use platform::{
     grpc::{self, LazyChannel},
+    ports::Versioned,
     retry::{retry, RetryError, RetryPolicy},
-    store::load,
 };
 use tonic::{transport::Channel, Status};
 
 use crate::{
     domain::{Order, OrderStatus, ORDERS},
+    store::OrderQuery,
     transition::{now_ms, transition},
     Ctx,
 };
@@ -129,7 +130,7 @@ async fn drive(ctx: &Ctx, order_id: &str, claim: &DriverClaim) {
     let backoff = RetryPolicy::forever(Duration::from_millis(200), Duration::from_secs(5));
     let mut failures = 0u32;
     while !ctx.shutdown.is_requested() && claim.valid(ctx) {
-        let order = match load::<Order>(&*ctx.infra.store, ORDERS, order_id).await {
+        let order = match load(ctx, order_id).await {
             Ok(Some(o)) => o,
             Ok(None) => return,
             Err(e) => {
@@ -153,6 +154,18 @@ async fn drive(ctx: &Ctx, order_id: &str, claim: &DriverClaim) {
     }
 }
 
+async fn load(
+    ctx: &Ctx,
+    order_id: &str,
+) -> Result<Option<Versioned<Order>>, platform::ports::StoreError> {
+    ctx.infra
+        .store
+        .query(OrderQuery::Order {
+            order_id: order_id.to_owned(),
+        })
+        .await
+}
+
 async fn pause(ctx: &Ctx, d: Duration) {
     tokio::select! {
         biased;
@@ -167,11 +180,7 @@ fn remaining(order: &Order, limit: Duration) -> Duration {
     limit.saturating_sub(spent)
 }
 
-async fn step(
-    ctx: &Ctx,
-    order: platform::store::Loaded<Order>,
-    claim: &DriverClaim,
-) -> anyhow::Result<()> {
+async fn step(ctx: &Ctx, order: Versioned<Order>, claim: &DriverClaim) -> anyhow::Result<()> {
     use OrderStatus::*;
     let o = order.value.clone();
     match o.status {
@@ -260,8 +269,7 @@ async fn step(
                 Some(s) if o.status == Shipping => {
                     let shipped = transition(ctx, claim, order, Shipped, "").await?;
                     if s == "DELIVERED" {
-                        let again =
-                            load::<Order>(&*ctx.infra.store, ORDERS, &shipped.order_id).await?;
+                        let again = load(ctx, &shipped.order_id).await?;
                         if let Some(again) = again {
                             transition(ctx, claim, again, Delivered, "").await?;
                         }

@@ -2,13 +2,13 @@
 
 use platform::{
     outbox::{to_record, EVENT_ID_HEADER},
-    ports::{OutboxMessage, OutboxRow, ProducedRecord, Tx},
-    store::Loaded,
+    ports::{OutboxMessage, OutboxRow, ProducedRecord, Tx, Versioned},
 };
 
 use crate::{
     domain::{Order, OrderStatus, StatusChanged, ORDERS, ORDER_STATUS_TOPIC},
     saga::DriverClaim,
+    store::OrderWrite,
     Ctx,
 };
 
@@ -49,7 +49,7 @@ pub(crate) fn status_event(order: &Order) -> OutboxMessage {
 pub(crate) async fn transition(
     ctx: &Ctx,
     claim: &DriverClaim,
-    order: Loaded<Order>,
+    order: Versioned<Order>,
     next: OrderStatus,
     reason: &str,
 ) -> anyhow::Result<Order> {
@@ -72,13 +72,10 @@ pub(crate) async fn transition(
     let tx = ctx
         .liveness
         .fence(Tx::new(), ORDERS, &o.order_id, claim.token)
-        .expect(ORDERS, &o.order_id, Some(order.version))
-        .put(
-            ORDERS,
-            &o.order_id,
-            serde_json::to_value(&o)?,
-            !next.is_terminal(),
-        );
+        .write(OrderWrite::Update {
+            order: o.clone(),
+            version: order.version,
+        });
     if ctx.infra.mutants.publish_without_outbox {
         // Mutant: a dual write. The commit and the publish are not atomic.
         ctx.infra.store.commit(tx).await?;

@@ -11,12 +11,13 @@ use platform::{
     changes::status_stream,
     grpc::{idempotency_key, require_id, store_status},
     ports::{StoreError, Tx},
-    store::load,
 };
 use tonic::{Request, Response, Status};
 
 use crate::{
-    model::{aggregate, OrderPayments, Payment, PaymentStatus, ORDER_PAYMENTS, PAYMENTS},
+    store::{
+        aggregate, OrderPayments, Payment, PaymentAnswer, PaymentQuery, PaymentStatus, PaymentWrite,
+    },
     Ctx,
 };
 
@@ -29,25 +30,38 @@ pub(crate) struct PaymentApi {
 }
 
 impl PaymentApi {
-    async fn view(&self, order_id: &str) -> Result<PaymentMsg, Status> {
-        let store = &*self.ctx.infra.store;
-        let order = load::<OrderPayments>(store, ORDER_PAYMENTS, order_id)
-            .await
-            .map_err(|e| store_status(SERVICE, e))?
-            .ok_or_else(|| {
-                Status::not_found(format!("{SERVICE}: no payment for order {order_id}"))
-            })?;
-        let mut payments = Vec::new();
-        for k in &order.value.keys {
-            if let Some(p) = load::<Payment>(store, PAYMENTS, k)
-                .await
-                .map_err(|e| store_status(SERVICE, e))?
-            {
-                payments.push(p.value);
-            }
+    async fn order(&self, order_id: &str) -> Result<Option<OrderPayments>, Status> {
+        let q = PaymentQuery::Order {
+            order_id: order_id.to_owned(),
+        };
+        match self.ctx.infra.store.query(q).await {
+            Ok(PaymentAnswer::Order(o)) => Ok(o),
+            Ok(_) => Err(Status::internal(format!(
+                "{SERVICE}: unexpected store answer"
+            ))),
+            Err(e) => Err(store_status(SERVICE, e)),
         }
-        let (status, reason) = aggregate(&order.value, &payments);
-        let first = payments.first();
+    }
+
+    async fn payment_exists(&self, key: &str) -> Result<bool, Status> {
+        let q = PaymentQuery::Payment {
+            key: key.to_owned(),
+        };
+        match self.ctx.infra.store.query(q).await {
+            Ok(PaymentAnswer::Payment(p)) => Ok(p.is_some()),
+            Ok(_) => Err(Status::internal(format!(
+                "{SERVICE}: unexpected store answer"
+            ))),
+            Err(e) => Err(store_status(SERVICE, e)),
+        }
+    }
+
+    async fn view(&self, order_id: &str) -> Result<PaymentMsg, Status> {
+        let order = self.order(order_id).await?.ok_or_else(|| {
+            Status::not_found(format!("{SERVICE}: no payment for order {order_id}"))
+        })?;
+        let (status, reason) = aggregate(&order);
+        let first = order.payments.first().map(|p| &p.value);
         Ok(PaymentMsg {
             order_id: order_id.to_owned(),
             amount_minor: first.map_or(0, |p| p.amount_minor),
@@ -78,19 +92,12 @@ impl PaymentService for PaymentApi {
             )));
         }
         let store = &*self.ctx.infra.store;
-        if load::<Payment>(store, PAYMENTS, &key)
-            .await
-            .map_err(|e| store_status(SERVICE, e))?
-            .is_none()
-        {
-            let order = load::<OrderPayments>(store, ORDER_PAYMENTS, &req.order_id)
-                .await
-                .map_err(|e| store_status(SERVICE, e))?;
-            let (version, mut op) = match order {
-                Some(o) => (Some(o.version), o.value),
-                None => (None, OrderPayments::default()),
+        if !self.payment_exists(&key).await? {
+            let order = self.order(&req.order_id).await?;
+            let (expected, refund_requested) = match &order {
+                Some(o) => (Some(o.version), o.refund_requested),
+                None => (None, false),
             };
-            op.keys.push(key.clone());
             let payment = Payment {
                 key: key.clone(),
                 order_id: req.order_id.clone(),
@@ -98,24 +105,18 @@ impl PaymentService for PaymentApi {
                 currency: req.currency.clone(),
                 status: PaymentStatus::Pending,
                 charge_id: None,
-                refund_requested: op.refund_requested,
+                refund_requested,
                 reason: String::new(),
             };
+            // The order's row is re-written (same flag) so that a concurrent Refund, which
+            // bumps it too, serialises with this charge.
             let tx = Tx::new()
-                .expect(PAYMENTS, &key, None)
-                .expect(ORDER_PAYMENTS, &req.order_id, version)
-                .put(
-                    PAYMENTS,
-                    &key,
-                    serde_json::to_value(&payment).map_err(|e| Status::internal(e.to_string()))?,
-                    true,
-                )
-                .put(
-                    ORDER_PAYMENTS,
-                    &req.order_id,
-                    serde_json::to_value(&op).map_err(|e| Status::internal(e.to_string()))?,
-                    false,
-                );
+                .write(PaymentWrite::PutOrder {
+                    order_id: req.order_id.clone(),
+                    refund_requested,
+                    expected,
+                })
+                .write(PaymentWrite::InsertPayment(payment));
             match store.commit(tx).await {
                 Ok(()) => {
                     self.ctx.work.notify_one();
@@ -139,22 +140,17 @@ impl PaymentService for PaymentApi {
         let store = &*self.ctx.infra.store;
         // Optimistic retry: a concurrent Charge or worker update may race us.
         for _ in 0..8 {
-            let order = load::<OrderPayments>(store, ORDER_PAYMENTS, &req.order_id)
-                .await
-                .map_err(|e| store_status(SERVICE, e))?;
-            let (version, mut op) = match order {
-                Some(o) => (Some(o.version), o.value),
-                None => (None, OrderPayments::default()),
+            let order = self.order(&req.order_id).await?;
+            let (expected, payments) = match order {
+                Some(o) => (Some(o.version), o.payments),
+                None => (None, Vec::new()),
             };
-            let mut tx = Tx::new().expect(ORDER_PAYMENTS, &req.order_id, version);
-            op.refund_requested = true;
-            for k in &op.keys {
-                let Some(p) = load::<Payment>(store, PAYMENTS, k)
-                    .await
-                    .map_err(|e| store_status(SERVICE, e))?
-                else {
-                    continue;
-                };
+            let mut tx = Tx::new().write(PaymentWrite::PutOrder {
+                order_id: req.order_id.clone(),
+                refund_requested: true,
+                expected,
+            });
+            for p in payments {
                 let mut pay = p.value;
                 let next = match pay.status {
                     PaymentStatus::Captured => PaymentStatus::RefundPending,
@@ -165,19 +161,11 @@ impl PaymentService for PaymentApi {
                 }
                 pay.refund_requested = true;
                 pay.status = next;
-                tx = tx.expect(PAYMENTS, k, Some(p.version)).put(
-                    PAYMENTS,
-                    k,
-                    serde_json::to_value(&pay).map_err(|e| Status::internal(e.to_string()))?,
-                    pay.status.needs_work(),
-                );
+                tx = tx.write(PaymentWrite::UpdatePayment {
+                    payment: pay,
+                    version: p.version,
+                });
             }
-            tx = tx.put(
-                ORDER_PAYMENTS,
-                &req.order_id,
-                serde_json::to_value(&op).map_err(|e| Status::internal(e.to_string()))?,
-                false,
-            );
             match store.commit(tx).await {
                 Ok(()) => {
                     self.ctx.work.notify_one();

@@ -6,12 +6,11 @@ use axum::{extract::State, http::StatusCode, routing::post, Json, Router};
 use platform::{
     http::{ApiJson, Problem},
     ports::{StoreError, Tx},
-    store::load,
 };
 use serde::Deserialize;
 
 use crate::{
-    model::{Payment, PaymentStatus, PAYMENTS},
+    store::{PaymentAnswer, PaymentQuery, PaymentStatus, PaymentWrite},
     worker::settle,
     Ctx,
 };
@@ -48,23 +47,25 @@ async fn callback(
     };
     let store = &*ctx.infra.store;
     for _ in 0..8 {
-        let p = load::<Payment>(store, PAYMENTS, key)
+        let found = store
+            .query(PaymentQuery::Payment {
+                key: key.to_owned(),
+            })
             .await
-            .map_err(|e| Problem::unavailable(e.to_string()))?
-            .ok_or_else(|| Problem::not_found(format!("no payment {key}")))?;
+            .map_err(|e| Problem::unavailable(e.to_string()))?;
+        let PaymentAnswer::Payment(Some(p)) = found else {
+            return Err(Problem::not_found(format!("no payment {key}")));
+        };
         if p.value.status != PaymentStatus::Pending {
             // A duplicate, or the answer got here first.
             return Ok((StatusCode::OK, Json(serde_json::json!({"applied": false}))));
         }
         let mut next = p.value;
         settle(&mut next, cb.charge_id.clone(), &cb.status);
-        let body = serde_json::to_value(&next).map_err(|e| Problem::unavailable(e.to_string()))?;
-        let tx = Tx::new().expect(PAYMENTS, key, Some(p.version)).put(
-            PAYMENTS,
-            key,
-            body,
-            next.status.needs_work(),
-        );
+        let tx = Tx::new().write(PaymentWrite::UpdatePayment {
+            payment: next.clone(),
+            version: p.version,
+        });
         match store.commit(tx).await {
             Ok(()) => {
                 ctx.work.notify_one();

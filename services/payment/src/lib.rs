@@ -8,7 +8,7 @@
 
 mod api;
 mod callback;
-mod model;
+pub mod store;
 mod worker;
 
 use std::{net::SocketAddr, sync::Arc, time::Duration};
@@ -21,7 +21,7 @@ use platform::{
 };
 use tokio::sync::Notify;
 
-pub use model::{Payment, PaymentStatus};
+pub use store::{Payment, PaymentSchema, PaymentStatus};
 
 /// Payment service settings.
 #[derive(Clone, Debug)]
@@ -43,7 +43,7 @@ pub struct Config {
 /// Shared state of the gRPC handlers and the worker.
 #[derive(Clone)]
 pub(crate) struct Ctx {
-    pub infra: Infra,
+    pub infra: Infra<PaymentSchema>,
     pub config: Config,
     /// Wakes the worker right after a payment needs PSP work.
     pub work: Arc<Notify>,
@@ -54,7 +54,11 @@ pub(crate) struct Ctx {
 }
 
 /// Runs the payment service until `shutdown`.
-pub async fn run(config: Config, infra: Infra, shutdown: Shutdown) -> anyhow::Result<()> {
+pub async fn run(
+    config: Config,
+    infra: Infra<PaymentSchema>,
+    shutdown: Shutdown,
+) -> anyhow::Result<()> {
     let liveness = Arc::new(Liveness::new(
         infra.store.clone(),
         &infra.instance,

@@ -9,7 +9,7 @@ use platform::{
 };
 
 use crate::{
-    model::{Payment, PaymentStatus, PAYMENTS},
+    store::{Payment, PaymentAnswer, PaymentQuery, PaymentStatus, PaymentWrite, PAYMENTS},
     Ctx,
 };
 
@@ -64,25 +64,24 @@ async fn round(ctx: &Ctx, client: &HttpClient) -> anyhow::Result<usize> {
     let mut progressed = 0;
     let mut last_error = None;
     for c in claimed {
-        let (key, v) = (c.key, c.record);
-        let payment: Payment = match serde_json::from_value(v.body) {
-            Ok(p) => p,
+        let found = store
+            .query(PaymentQuery::Payment { key: c.key.clone() })
+            .await;
+        let v = match found {
+            Ok(PaymentAnswer::Payment(Some(v))) => v,
+            Ok(_) => continue,
             Err(e) => {
-                // One bad record must not stop the others.
-                tracing::error!(payment = %key, error = %e, "payment record does not decode; skipped");
+                last_error = Some(e.into());
                 continue;
             }
         };
-        match step(ctx, client, payment).await {
+        match step(ctx, client, v.value).await {
             Ok(Some(next)) => {
-                let active = next.status.needs_work();
-                let tx = ctx.liveness.fence(Tx::new(), PAYMENTS, &key, c.token);
-                let tx = tx.expect(PAYMENTS, &key, Some(v.version)).put(
-                    PAYMENTS,
-                    &key,
-                    serde_json::to_value(&next)?,
-                    active,
-                );
+                let tx = ctx.liveness.fence(Tx::new(), PAYMENTS, &c.key, c.token);
+                let tx = tx.write(PaymentWrite::UpdatePayment {
+                    payment: next.clone(),
+                    version: v.version,
+                });
                 match store.commit(tx).await {
                     Ok(()) => {
                         ctx.changes.publish(&next.order_id);

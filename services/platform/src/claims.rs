@@ -2,7 +2,7 @@
 //! work is done by one of them at a time.
 //!
 //! - Each instance keeps a **liveness lease** ([`Liveness`]): one row it renews every
-//!   `ttl / 3`. Its claims on records ([`Store::claim_active`]) last while that lease runs, so
+//!   `ttl / 3`. Its claims on work items ([`Platform::claim_work`]) last while that lease runs, so
 //!   an instance renews one lease, not every record it drives. When an instance dies its lease
 //!   runs out and the next claim round of another instance takes its records over, each with a
 //!   new fencing token; commits of the dead instance's work (fenced with
@@ -10,7 +10,7 @@
 //! - An instance that cannot renew its lease (cut off from the database) stops its work once
 //!   the lease may have run out by its own clock ([`Liveness::is_held`]), before another
 //!   instance can take the work over.
-//! - A singleton job (the outbox relay) holds a named lease through [`Store::acquire_lease`].
+//! - A singleton job (the outbox relay) holds a named lease through [`Platform::acquire_lease`].
 //!
 //! The mutant `work-without-claims` drives every active record on every instance and relays
 //! without the lease; the `exclusive-work` checker catches it.
@@ -23,7 +23,7 @@ use std::{
 use tokio::time::Instant;
 
 use crate::{
-    ports::{liveness_lease, Claimed, Store, StoreError, Tx},
+    ports::{liveness_lease, Claimed, Platform, StoreError, Tx},
     Shutdown,
 };
 
@@ -32,7 +32,7 @@ pub const LIVENESS_TTL: Duration = Duration::from_secs(10);
 
 /// This instance's liveness lease.
 pub struct Liveness {
-    store: Arc<dyn Store>,
+    store: Arc<dyn Platform>,
     owner: String,
     ttl: Duration,
     /// Until when the lease is surely held by this instance's clock (the renewal's send
@@ -44,7 +44,7 @@ pub struct Liveness {
 
 impl Liveness {
     /// A lease for `owner` (the instance's unique name), not yet taken.
-    pub fn new(store: Arc<dyn Store>, owner: &str, ttl: Duration, disabled: bool) -> Self {
+    pub fn new(store: Arc<dyn Platform>, owner: &str, ttl: Duration, disabled: bool) -> Self {
         Liveness {
             store,
             owner: owner.to_owned(),
@@ -105,33 +105,29 @@ impl Liveness {
         }
     }
 
-    /// The active records of `table` this instance works on now, at most `limit` new ones per
-    /// call: its claims; nothing while its lease is not surely held. (The mutant: every active
-    /// record, with token 0.)
-    pub async fn work_items(&self, table: &str, limit: usize) -> Result<Vec<Claimed>, StoreError> {
+    /// The active work items of `kind` this instance works on now, at most `limit` new ones
+    /// per call: its claims; nothing while its lease is not surely held. (The mutant: every
+    /// active item, with token 0.)
+    pub async fn work_items(&self, kind: &str, limit: usize) -> Result<Vec<Claimed>, StoreError> {
         if self.disabled {
-            let active = self.store.list_active(table, limit).await?;
+            let active = self.store.list_work(kind, limit).await?;
             return Ok(active
                 .into_iter()
-                .map(|(key, record)| Claimed {
-                    key,
-                    record,
-                    token: 0,
-                })
+                .map(|key| Claimed { key, token: 0 })
                 .collect());
         }
         if !self.is_held() {
             return Ok(Vec::new());
         }
-        self.store.claim_active(table, &self.owner, limit).await
+        self.store.claim_work(kind, &self.owner, limit).await
     }
 
-    /// `tx` fenced by this instance's claim `token` on `table/key` (unfenced under the mutant).
-    pub fn fence(&self, tx: Tx, table: &str, key: &str, token: i64) -> Tx {
+    /// `tx` fenced by this instance's claim `token` on `kind/key` (unfenced under the mutant).
+    pub fn fence<W>(&self, tx: Tx<W>, kind: &str, key: &str, token: i64) -> Tx<W> {
         if self.disabled {
             tx
         } else {
-            tx.expect_claim(table, key, &self.owner, token)
+            tx.expect_claim(kind, key, &self.owner, token)
         }
     }
 

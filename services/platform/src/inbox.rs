@@ -4,6 +4,11 @@
 //! the same transaction as an inbox mark for the record's `event-id`, so a redelivered record
 //! (after a crash or rebalance) hits [`StoreError::Duplicate`] and is skipped. Offsets are
 //! committed to the event log only after the effect is durable.
+//!
+//! A record the effect can never process ([`EffectError::Poison`]: it does not decode, it
+//! breaks a rule) goes to the topic's dead-letter topic ([`crate::topics::dlq`]) with the
+//! reason and its origin in headers, and the batch goes on; one bad record never stops a
+//! partition. Any other failure re-reads the batch after a backoff.
 
 use std::{sync::Arc, time::Duration};
 
@@ -11,16 +16,46 @@ use futures::future::BoxFuture;
 
 use crate::{
     outbox::EVENT_ID_HEADER,
-    ports::{ConsumedRecord, Consumer, ConsumerConfig, EventLog, Store, StoreError, Tx},
+    ports::{
+        ConsumedRecord, Consumer, ConsumerConfig, EventLog, ProducedRecord, Producer,
+        ProducerConfig, Schema, Store, StoreError, Tx,
+    },
     retry::RetryPolicy,
     Shutdown,
 };
 
+/// Header of a dead-lettered record: why it could not be processed.
+pub const DLQ_REASON_HEADER: &str = "dlq-reason";
+/// Header of a dead-lettered record: where it came from, `<topic>/<partition>/<offset>`.
+pub const DLQ_ORIGIN_HEADER: &str = "dlq-origin";
+/// Header of a dead-lettered record: the consumer group that gave up on it.
+pub const DLQ_CONSUMER_HEADER: &str = "dlq-consumer";
+
+/// Why an effect did not produce its transaction.
+#[derive(Debug, thiserror::Error)]
+pub enum EffectError {
+    /// The record can never be processed: dead-lettered, and the batch goes on.
+    #[error("poison record: {0}")]
+    Poison(String),
+    /// Processing failed for now (the store is down…): the batch is read again.
+    #[error(transparent)]
+    Retry(#[from] anyhow::Error),
+}
+
+impl From<StoreError> for EffectError {
+    fn from(e: StoreError) -> Self {
+        EffectError::Retry(e.into())
+    }
+}
+
 /// Turns one record into the transaction that applies its effect (without the inbox mark,
 /// which [`apply_once`] adds), reading the store as it needs. `None`: no effect. Called
 /// again when the transaction conflicts with a concurrent one.
-pub type Effect = Arc<
-    dyn Fn(ConsumedRecord, Arc<dyn Store>) -> BoxFuture<'static, anyhow::Result<Option<Tx>>>
+pub type Effect<S> = Arc<
+    dyn Fn(
+            ConsumedRecord,
+            Arc<dyn Store<S>>,
+        ) -> BoxFuture<'static, Result<Option<Tx<<S as Schema>::Write>>, EffectError>>
         + Send
         + Sync,
 >;
@@ -28,33 +63,63 @@ pub type Effect = Arc<
 /// Attempts of one effect whose transaction keeps conflicting.
 const EFFECT_ATTEMPTS_MAX: u32 = 16;
 
-/// Consumes `topics` as `config.group_id` until shutdown, applying `effect` once per event
-/// (`inbox` false is the mutant that applies it once per delivery).
-pub async fn run_consumer(
-    store: Arc<dyn Store>,
+/// What a consumer loop needs besides its store and effect.
+#[derive(Clone, Debug)]
+pub struct ConsumerSettings {
+    pub consumer: ConsumerConfig,
+    pub topics: Vec<String>,
+    /// The producer that writes dead letters.
+    pub producer: ProducerConfig,
+    /// `false` is the mutant that applies each effect once per delivery.
+    pub inbox: bool,
+}
+
+/// Consumes `settings.topics` as `settings.consumer.group_id` until shutdown, applying
+/// `effect` once per event.
+pub async fn run_consumer<S: Schema>(
+    store: Arc<dyn Store<S>>,
     events: Arc<dyn EventLog>,
-    config: ConsumerConfig,
-    topics: Vec<String>,
-    effect: Effect,
-    inbox: bool,
+    settings: ConsumerSettings,
+    effect: Effect<S>,
     shutdown: Shutdown,
 ) {
+    let group = settings.consumer.group_id.clone();
     let backoff = RetryPolicy::forever(Duration::from_millis(100), Duration::from_secs(2));
     let mut failures = 0u32;
     let mut consumer: Option<Box<dyn Consumer>> = None;
+    let mut dead_letters: Option<Arc<dyn Producer>> = None;
     while !shutdown.is_requested() {
         let result = async {
             if consumer.is_none() {
-                let topics: Vec<&str> = topics.iter().map(String::as_str).collect();
-                consumer = Some(events.consumer(config.clone(), &topics).await?);
+                let topics: Vec<&str> = settings.topics.iter().map(String::as_str).collect();
+                consumer = Some(events.consumer(settings.consumer.clone(), &topics).await?);
             }
             let c = consumer.as_mut().expect("set above");
             let records = c.poll(Duration::from_millis(500)).await?;
             for r in &records {
-                if inbox {
-                    apply_once(&store, &config.group_id, r, &effect).await?;
+                let applied = if settings.inbox {
+                    apply_once(&store, &group, r, &effect).await
                 } else {
-                    apply_without_inbox(&store, r, &effect).await?;
+                    apply_without_inbox(&store, r, &effect).await
+                };
+                match applied {
+                    Ok(()) => {}
+                    Err(EffectError::Poison(reason)) => {
+                        if dead_letters.is_none() {
+                            dead_letters = Some(events.producer(settings.producer.clone()).await?);
+                        }
+                        let p = dead_letters.as_ref().expect("set above");
+                        p.send(dead_letter(r, &group, &reason)).await?;
+                        tracing::warn!(
+                            group = %group,
+                            topic = %r.topic,
+                            partition = r.partition,
+                            offset = r.offset,
+                            %reason,
+                            "record dead-lettered"
+                        );
+                    }
+                    Err(EffectError::Retry(e)) => return Err(e),
                 }
             }
             if !records.is_empty() {
@@ -67,16 +132,33 @@ pub async fn run_consumer(
             Ok(()) => failures = 0,
             Err(e) => {
                 failures += 1;
-                tracing::debug!(error = %e, group = %config.group_id, "consumer round failed");
+                tracing::warn!(error = format!("{e:#}"), group = %group, failures, "consumer round failed; re-reading");
                 // A fenced or broken consumer re-joins; uncommitted records are re-read.
                 consumer = None;
                 tokio::select! {
-                biased;
-                        _ = tokio::time::sleep(backoff.delay(failures)) => {}
-                        _ = shutdown.wait() => return,
-                    }
+                    biased;
+                    _ = tokio::time::sleep(backoff.delay(failures)) => {}
+                    _ = shutdown.wait() => return,
+                }
             }
         }
+    }
+}
+
+/// The dead letter of `record`: the same key, payload and headers, plus why and whence.
+pub fn dead_letter(record: &ConsumedRecord, group: &str, reason: &str) -> ProducedRecord {
+    let mut headers = record.headers.clone();
+    headers.push((DLQ_REASON_HEADER.into(), reason.into()));
+    headers.push((
+        DLQ_ORIGIN_HEADER.into(),
+        format!("{}/{}/{}", record.topic, record.partition, record.offset),
+    ));
+    headers.push((DLQ_CONSUMER_HEADER.into(), group.into()));
+    ProducedRecord {
+        topic: crate::topics::dlq(&record.topic),
+        key: record.key.clone(),
+        payload: record.payload.clone(),
+        headers,
     }
 }
 
@@ -89,12 +171,12 @@ fn event_id(record: &ConsumedRecord) -> String {
 }
 
 /// Applies `effect` for `record` once: a duplicate delivery is recognised and skipped.
-pub async fn apply_once(
-    store: &Arc<dyn Store>,
+pub async fn apply_once<S: Schema>(
+    store: &Arc<dyn Store<S>>,
     consumer: &str,
     record: &ConsumedRecord,
-    effect: &Effect,
-) -> anyhow::Result<()> {
+    effect: &Effect<S>,
+) -> Result<(), EffectError> {
     let event_id = event_id(record);
     for _ in 0..EFFECT_ATTEMPTS_MAX {
         let Some(tx) = effect(record.clone(), store.clone()).await? else {
@@ -106,15 +188,15 @@ pub async fn apply_once(
             Err(e) => return Err(e.into()),
         }
     }
-    anyhow::bail!("effect of {event_id} kept conflicting")
+    Err(anyhow::anyhow!("effect of {event_id} kept conflicting").into())
 }
 
 /// The mutant: the effect without its inbox mark, so a redelivery applies it again.
-async fn apply_without_inbox(
-    store: &Arc<dyn Store>,
+async fn apply_without_inbox<S: Schema>(
+    store: &Arc<dyn Store<S>>,
     record: &ConsumedRecord,
-    effect: &Effect,
-) -> anyhow::Result<()> {
+    effect: &Effect<S>,
+) -> Result<(), EffectError> {
     for _ in 0..EFFECT_ATTEMPTS_MAX {
         let Some(tx) = effect(record.clone(), store.clone()).await? else {
             return Ok(());
@@ -125,13 +207,19 @@ async fn apply_without_inbox(
             Err(e) => return Err(e.into()),
         }
     }
-    anyhow::bail!("effect kept conflicting")
+    Err(anyhow::anyhow!("effect kept conflicting").into())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{ports::ConsumedRecord, store::MemoryStore};
+    use crate::{
+        ports::ConsumedRecord,
+        store::{
+            kv::{KvQuery, KvSchema, KvTx},
+            MemoryStore,
+        },
+    };
 
     fn record(offset: i64, event_id: &str) -> ConsumedRecord {
         ConsumedRecord {
@@ -145,17 +233,18 @@ mod tests {
     }
 
     /// An effect that counts events per key (read, then write with a version check).
-    fn counting_effect() -> Effect {
-        Arc::new(|r: ConsumedRecord, store: Arc<dyn Store>| {
+    fn counting_effect() -> Effect<KvSchema> {
+        Arc::new(|r: ConsumedRecord, store: Arc<dyn Store<KvSchema>>| {
             Box::pin(async move {
-                let (version, n) = match store.get("counts", &r.key).await? {
-                    Some(v) => (Some(v.version), v.body.as_i64().unwrap_or(0)),
+                let current = store.query(get(&r.key)).await?;
+                let (version, n) = match current {
+                    Some(v) => (Some(v.version), v.value.as_i64().unwrap_or(0)),
                     None => (None, 0),
                 };
-                let tx = Tx::new().expect("counts", &r.key, version);
-                Ok(Some(tx.put(
+                Ok(Some(Tx::new().put_at(
                     "counts",
                     &r.key,
+                    version,
                     serde_json::json!(n + 1),
                     false,
                 )))
@@ -163,18 +252,29 @@ mod tests {
         })
     }
 
-    async fn count(store: &Arc<dyn Store>) -> serde_json::Value {
+    fn get(key: &str) -> KvQuery {
+        KvQuery::Get {
+            table: "counts".into(),
+            key: key.into(),
+        }
+    }
+
+    fn kv_store() -> Arc<dyn Store<KvSchema>> {
+        Arc::new(MemoryStore::<KvSchema>::default())
+    }
+
+    async fn count(store: &Arc<dyn Store<KvSchema>>) -> serde_json::Value {
         store
-            .get("counts", "k")
+            .query(get("k"))
             .await
             .expect("read")
             .expect("written")
-            .body
+            .value
     }
 
     #[tokio::test]
     async fn a_redelivered_event_takes_effect_once() {
-        let store: Arc<dyn Store> = Arc::new(MemoryStore::default());
+        let store = kv_store();
         let effect = counting_effect();
         for r in [
             record(0, "e1"),
@@ -184,7 +284,7 @@ mod tests {
         ] {
             apply_once(&store, "group", &r, &effect)
                 .await
-                .expect("applied or skipped");
+                .unwrap_or_else(|e| panic!("applied or skipped: {e}"));
         }
         assert_eq!(
             count(&store).await,
@@ -195,26 +295,46 @@ mod tests {
 
     #[tokio::test]
     async fn without_the_inbox_a_redelivery_takes_effect_again() {
-        let store: Arc<dyn Store> = Arc::new(MemoryStore::default());
+        let store = kv_store();
         let effect = counting_effect();
         for r in [record(0, "e1"), record(0, "e1")] {
             apply_without_inbox(&store, &r, &effect)
                 .await
-                .expect("applied");
+                .unwrap_or_else(|e| panic!("applied: {e}"));
         }
         assert_eq!(count(&store).await, serde_json::json!(2));
     }
 
+    #[test]
+    fn a_dead_letter_keeps_the_record_and_says_why_and_whence() {
+        let r = record(41, "e9");
+        let d = dead_letter(&r, "analytics", "payload does not decode");
+        assert_eq!(d.topic, "t.dlq");
+        assert_eq!(
+            (d.key.as_str(), d.payload.as_slice()),
+            ("k", b"{}".as_slice())
+        );
+        let header = |name: &str| {
+            d.headers
+                .iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.as_str())
+        };
+        assert_eq!(header(EVENT_ID_HEADER), Some("e9"));
+        assert_eq!(header(DLQ_REASON_HEADER), Some("payload does not decode"));
+        assert_eq!(header(DLQ_ORIGIN_HEADER), Some("t/0/41"));
+        assert_eq!(header(DLQ_CONSUMER_HEADER), Some("analytics"));
+    }
+
     #[tokio::test]
     async fn different_consumers_each_apply_the_event() {
-        let store: Arc<dyn Store> = Arc::new(MemoryStore::default());
+        let store = kv_store();
         let effect = counting_effect();
-        apply_once(&store, "analytics", &record(0, "e1"), &effect)
-            .await
-            .expect("a");
-        apply_once(&store, "notification", &record(0, "e1"), &effect)
-            .await
-            .expect("b");
+        for group in ["analytics", "notification"] {
+            apply_once(&store, group, &record(0, "e1"), &effect)
+                .await
+                .unwrap_or_else(|e| panic!("{group}: {e}"));
+        }
         assert_eq!(count(&store).await, serde_json::json!(2));
     }
 }

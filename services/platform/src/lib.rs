@@ -25,6 +25,7 @@ pub mod ports;
 pub mod retry;
 pub mod shutdown;
 pub mod store;
+pub mod topics;
 pub mod worker;
 
 pub use infra::Infra;

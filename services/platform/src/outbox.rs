@@ -24,7 +24,7 @@ use tokio::{
 };
 
 use crate::{
-    ports::{EventLog, OutboxRow, ProducedRecord, Producer, ProducerConfig, Store},
+    ports::{EventLog, OutboxRow, Platform, ProducedRecord, Producer, ProducerConfig},
     worker::{run_rounds, Round},
     Shutdown,
 };
@@ -108,7 +108,7 @@ pub fn to_record(row: &OutboxRow) -> ProducedRecord {
 
 /// Runs the relay of instance `owner` until `shutdown`.
 pub async fn run_relay(
-    store: Arc<dyn Store>,
+    store: Arc<dyn Platform>,
     events: Arc<dyn EventLog>,
     producer_config: ProducerConfig,
     config: RelayConfig,
@@ -140,7 +140,7 @@ pub async fn run_relay(
 
 /// The relay lease's token if `owner` holds it (renewed when half of it is spent).
 async fn hold_lease(
-    store: &dyn Store,
+    store: &dyn Platform,
     owner: &str,
     config: &RelayConfig,
     lease: &Mutex<HeldLease>,
@@ -166,7 +166,7 @@ async fn hold_lease(
 
 /// Removes old sent rows and inbox marks when the interval has passed (failures are retried
 /// at the next interval: nothing depends on them).
-async fn clean_up_when_due(store: &dyn Store, config: &RelayConfig, lease: &Mutex<HeldLease>) {
+async fn clean_up_when_due(store: &dyn Platform, config: &RelayConfig, lease: &Mutex<HeldLease>) {
     let due = lease.lock().ok().is_some_and(|l| {
         l.last_cleanup
             .is_none_or(|at| at.elapsed() >= config.cleanup_interval)
@@ -184,7 +184,7 @@ async fn clean_up_when_due(store: &dyn Store, config: &RelayConfig, lease: &Mute
 }
 
 async fn relay_round<F, Fut>(
-    store: &dyn Store,
+    store: &dyn Platform,
     producer: &OnceCell<Arc<dyn Producer>>,
     make_producer: F,
     batch_rows_max: usize,

@@ -9,6 +9,6 @@ pub use event_log::{
     Producer, ProducerConfig, RecordAck,
 };
 pub use store::{
-    liveness_lease, Claimed, Cleaned, Expect, ExpectClaim, InboxMark, OutboxMessage, OutboxRow,
-    Put, Store, StoreError, Tx, Versioned,
+    liveness_lease, Claimed, Cleaned, ExpectClaim, InboxMark, OutboxMessage, OutboxRow, Platform,
+    Schema, Store, StoreError, Tx, Versioned, WorkMark,
 };

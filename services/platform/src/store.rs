@@ -1,10 +1,10 @@
-//! Store helpers shared by every adapter: the in-memory state machine (used by unit tests and
-//! hosted by the simulation's DB nodes) and typed access on top of the raw [`Store`] port.
+//! Store helpers shared by every adapter: the in-memory state (the platform tables plus a
+//! schema's model; used by unit tests and hosted by the simulation's DB nodes) and the kv
+//! schema the conformance suite runs on.
 
+pub mod kv;
 mod memory;
-mod typed;
 
-pub use memory::{now_ms, MemoryState, MemoryStore};
-pub use typed::{load, Loaded};
+pub use memory::{now_ms, MemoryState, MemoryStore, PlatformState};
 
-pub use crate::ports::store::Store;
+pub use crate::ports::store::{Platform, Schema, Store};

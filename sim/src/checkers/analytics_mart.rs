@@ -3,44 +3,27 @@
 
 use std::collections::BTreeMap;
 
-use platform::store::MemoryState;
-
 use super::{history, FinalState, Violation};
 
 pub(crate) const NAME: &str = "analytics-mart";
 
 /// The mart's `status:<STATUS>` counters.
-pub fn status_counts(analytics: &MemoryState) -> BTreeMap<String, i64> {
-    analytics
-        .all(analytics::MART)
-        .into_iter()
-        .filter_map(|(k, v)| {
-            k.strip_prefix("status:")
-                .map(|s| (s.to_owned(), v.body.as_i64().unwrap_or(0)))
-        })
+pub fn status_counts(mart: &BTreeMap<String, i64>) -> BTreeMap<String, i64> {
+    mart.iter()
+        .filter_map(|(k, v)| k.strip_prefix("status:").map(|s| (s.to_owned(), *v)))
         .collect()
 }
 
 pub fn check(state: &FinalState) -> Vec<Violation> {
     let mut want: BTreeMap<String, i64> = BTreeMap::new();
     let mut revenue: BTreeMap<String, i64> = BTreeMap::new();
-    for (_, v) in state.orders.all("orders") {
-        let h = history(&v.body);
+    for o in state.orders.values() {
+        let h = history(o);
         for s in &h {
             *want.entry(s.clone()).or_default() += 1;
         }
         if h.iter().any(|s| s == "PAID") {
-            let currency = v
-                .body
-                .get("currency")
-                .and_then(|c| c.as_str())
-                .unwrap_or("?")
-                .to_owned();
-            *revenue.entry(currency).or_default() += v
-                .body
-                .get("amount_minor")
-                .and_then(|a| a.as_i64())
-                .unwrap_or(0);
+            *revenue.entry(o.currency.clone()).or_default() += o.amount_minor;
         }
     }
     let got = status_counts(&state.analytics);
@@ -72,8 +55,8 @@ pub fn check(state: &FinalState) -> Vec<Violation> {
     for (currency, w) in &revenue {
         let g = state
             .analytics
-            .get(analytics::MART, &format!("revenue:{currency}"))
-            .and_then(|v| v.body.as_i64())
+            .get(&format!("revenue:{currency}"))
+            .copied()
             .unwrap_or(0);
         if g != *w {
             out.push(Violation {

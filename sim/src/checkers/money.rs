@@ -1,7 +1,7 @@
 //! Money: no order is charged twice; a cancelled order keeps no money; a delivered order
 //! was paid exactly its amount. Read from the PSP's own books.
 
-use super::{status_of, FinalState, Violation};
+use super::{FinalState, Violation};
 
 pub(crate) const NAME: &str = "money";
 
@@ -14,19 +14,15 @@ pub fn check(state: &FinalState) -> Vec<Violation> {
                 detail: format!("order {order_id} was charged {captures} times"),
             });
         }
-        let Some(order) = state.orders.get("orders", order_id) else {
+        let Some(order) = state.orders.get(order_id) else {
             out.push(Violation {
                 checker: NAME,
                 detail: format!("money moved for unknown order {order_id}"),
             });
             continue;
         };
-        let amount = order
-            .body
-            .get("amount_minor")
-            .and_then(|a| a.as_i64())
-            .unwrap_or(0);
-        match status_of(&order.body) {
+        let amount = order.amount_minor;
+        match order.status.as_str() {
             "CANCELLED" if net != 0 => {
                 out.push(Violation {
                     checker: NAME,
@@ -42,8 +38,8 @@ pub fn check(state: &FinalState) -> Vec<Violation> {
             _ => {}
         }
     }
-    for (order_id, v) in state.orders.all("orders") {
-        if status_of(&v.body) == "DELIVERED" && !state.ledger.contains_key(&order_id) {
+    for (order_id, o) in &state.orders {
+        if o.status.as_str() == "DELIVERED" && !state.ledger.contains_key(order_id) {
             out.push(Violation {
                 checker: NAME,
                 detail: format!("order {order_id} was delivered without payment"),

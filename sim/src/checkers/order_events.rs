@@ -39,9 +39,8 @@ pub fn check(state: &FinalState) -> Vec<Violation> {
             seen.entry(r.key.clone()).or_default().push((seq, status));
         }
     }
-    let orders = state.orders.all("orders");
-    for (order_id, v) in &orders {
-        let history = history(&v.body);
+    for (order_id, o) in &state.orders {
+        let history = history(o);
         let events = seen.remove(order_id).unwrap_or_default();
         let seqs: Vec<u64> = events.iter().map(|(s, _)| *s).collect();
         let want: Vec<u64> = (0..history.len() as u64).collect();

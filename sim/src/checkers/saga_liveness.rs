@@ -1,7 +1,7 @@
 //! Saga liveness: after heal every order is DELIVERED or CANCELLED, and no order the client
 //! was told about is missing.
 
-use super::{status_of, FinalState, Violation};
+use super::{FinalState, Violation};
 
 pub(crate) const NAME: &str = "saga-liveness";
 
@@ -13,8 +13,8 @@ pub fn check(state: &FinalState) -> Vec<Violation> {
             detail: "the client was still placing orders when the heal phase ended".into(),
         });
     }
-    for (id, v) in state.orders.all("orders") {
-        let status = status_of(&v.body);
+    for (id, o) in &state.orders {
+        let status = o.status.as_str();
         if status != "DELIVERED" && status != "CANCELLED" {
             out.push(Violation {
                 checker: NAME,
@@ -23,7 +23,7 @@ pub fn check(state: &FinalState) -> Vec<Violation> {
         }
     }
     for id in &state.acknowledged {
-        if state.orders.get("orders", id).is_none() {
+        if !state.orders.contains_key(id) {
             out.push(Violation {
                 checker: NAME,
                 detail: format!("order {id} was acknowledged to the client but is not stored"),

@@ -124,11 +124,10 @@ impl KafkaModelConfig {
             controller_ip: IpAddr::V4(Ipv4Addr::new(10, 1, 1, 10)),
             controller_rack: "msk".into(),
             controller_port: 9093,
-            topics: vec![
-                TopicSpec::new("order.status.changed", 6),
-                TopicSpec::new("moderation.tasks", 12),
-                TopicSpec::new("moderation.results", 6),
-            ],
+            topics: platform::topics::all()
+                .into_iter()
+                .map(|t| TopicSpec::new(&t.name, t.partitions))
+                .collect(),
             min_insync_replicas: 2,
             unclean_leader_election: false,
             broker_heartbeat_interval_ms: 500,

@@ -31,7 +31,7 @@ use platform::{
         MortalConsumer, PartitionView,
     },
     ports::{Acks, ConsumedRecord, Consumer, ConsumerConfig, EventLog, EventLogError},
-    store::MemoryStore,
+    store::{kv::KvSchema, MemoryStore},
 };
 use sim::kafka::{KafkaCluster, KafkaModelConfig, TopicSpec};
 
@@ -381,7 +381,7 @@ async fn with_two_brokers_down_producers_are_refused_and_the_outbox_holds_events
             suite::with_two_brokers_down_producers_are_refused_and_the_outbox_holds_events_until_heal(
                 f.log.clone(),
                 &*f,
-                Arc::new(MemoryStore::default()),
+                Arc::new(MemoryStore::<KvSchema>::default()),
             )
             .await;
         println!("[broker_faults] refusals below min ISR: {refusals:?}");

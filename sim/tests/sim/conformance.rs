@@ -5,7 +5,7 @@
 use std::{future::Future, sync::Arc};
 
 use madsim::runtime::Handle;
-use platform::{conformance, ports::EventLog};
+use platform::{conformance, ports::EventLog, store::kv::KvSchema};
 use sim::{
     db::{self, DbDisk, SimStore},
     kafka::{KafkaCluster, KafkaModelConfig, TopicSpec},
@@ -90,12 +90,13 @@ async fn the_kafka_model_idempotent_producer_writes_each_record_once() {
 #[madsim::test]
 async fn the_postgres_model_passes_the_store_suite() {
     let addr = "10.1.2.99:5432".parse().expect("addr");
-    let disk = DbDisk::default();
+    let disk = DbDisk::<KvSchema>::default();
     Handle::current()
         .create_node()
         .name("conformance-db")
         .ip("10.1.2.99".parse().expect("ip"))
         .init(move || db::serve(addr, disk.clone(), 0))
         .build();
-    on_client(async move { conformance::store::run_all(&SimStore { addr }).await }).await;
+    on_client(async move { conformance::store::run_all(&SimStore::<KvSchema>::new(addr)).await })
+        .await;
 }

@@ -2,6 +2,7 @@
 //! `integration` and `broker_faults` test binaries (each includes it with `#[path]`).
 
 use adapters::{KafkaConfig, KafkaEventLog, PgStore, SchemaName};
+use platform::store::kv::{KvQuery, KvSchema};
 use sqlx::{Connection, PgConnection};
 
 /// The default of `DATABASE_URL`: the stack `ci/infra/up.sh` brings up.
@@ -25,7 +26,7 @@ pub fn unique(prefix: &str) -> String {
 
 /// A [`PgStore`] on a schema of its own.
 pub struct FreshStore {
-    pub store: PgStore,
+    pub store: PgStore<KvSchema>,
 }
 
 impl FreshStore {
@@ -45,14 +46,16 @@ impl FreshStore {
     }
 }
 
-pub async fn connect(schema: &SchemaName) -> PgStore {
+pub async fn connect(schema: &SchemaName) -> PgStore<KvSchema> {
     let url = database_url();
-    PgStore::connect(&url, schema).await.unwrap_or_else(|e| {
-        panic!(
-            "PostgreSQL at {url} must be reachable (run `bash ci/infra/up.sh`): {}",
-            chain(&e)
-        )
-    })
+    PgStore::<KvSchema>::connect(&url, schema)
+        .await
+        .unwrap_or_else(|e| {
+            panic!(
+                "PostgreSQL at {url} must be reachable (run `bash ci/infra/up.sh`): {}",
+                chain(&e)
+            )
+        })
 }
 
 pub async fn drop_schema(schema: &SchemaName) {
@@ -94,4 +97,13 @@ pub fn chain(error: &dyn std::error::Error) -> String {
         source = cause.source();
     }
     text
+}
+
+/// The kv query for `table/key`.
+#[allow(dead_code)] // not every test binary reads rows
+pub fn get(table: &str, key: &str) -> KvQuery {
+    KvQuery::Get {
+        table: table.into(),
+        key: key.into(),
+    }
 }

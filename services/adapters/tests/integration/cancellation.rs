@@ -8,10 +8,13 @@ use std::time::Duration;
 
 use adapters::{PgStore, PgStoreConfig, SchemaName};
 use futures::FutureExt;
-use platform::ports::{Store, StoreError, Tx};
+use platform::{
+    ports::{Store, StoreError, Tx},
+    store::kv::{KvSchema, KvTx},
+};
 use sqlx::{postgres::PgPoolOptions, Acquire, PgConnection};
 
-use crate::support;
+use crate::support::{self, get};
 
 /// Whether `conn` is inside a transaction block: `SAVEPOINT` works only there.
 async fn in_transaction(conn: &mut PgConnection) -> bool {
@@ -62,13 +65,13 @@ async fn plain_sqlx_returns_a_connection_whose_begin_was_cancelled_inside_a_tran
     pool.close().await;
 }
 
-async fn one_connection_store() -> PgStore {
+async fn one_connection_store() -> PgStore<KvSchema> {
     let schema = SchemaName::parse(&support::unique("it")).expect("valid");
     let config = PgStoreConfig {
         pool_connections_max: 1,
         ..PgStoreConfig::default()
     };
-    PgStore::connect_with(&support::database_url(), &schema, config)
+    PgStore::<KvSchema>::connect_with(&support::database_url(), &schema, config)
         .await
         .expect("PostgreSQL reachable")
 }
@@ -95,7 +98,7 @@ async fn a_cancelled_commit_runs_to_its_end_and_leaves_no_open_transaction_in_th
         // Cancelled after its first poll, as a gRPC deadline cancels a handler.
         let _ = commit.now_or_never();
         eventually("the cancelled commit lands", || async {
-            store.get("t", &key).await.ok().flatten().is_some()
+            store.query(get("t", &key)).await.ok().flatten().is_some()
         })
         .await;
         let mut conn = store.pool().acquire().await.expect("the pool's connection");

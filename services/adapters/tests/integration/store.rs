@@ -7,9 +7,10 @@ use adapters::{PgStore, PgStoreConfig, SchemaName};
 use platform::{
     conformance::store as conformance,
     ports::{Store, StoreError, Tx},
+    store::kv::{KvSchema, KvTx},
 };
 
-use crate::support::{self, FreshStore};
+use crate::support::{self, get, FreshStore};
 
 #[tokio::test]
 async fn pg_store_passes_the_whole_store_suite_on_one_schema() {
@@ -56,7 +57,7 @@ async fn pg_store_returns_outbox_rows_in_commit_order_until_marked_sent() {
 #[tokio::test]
 async fn pg_store_lists_active_records_in_key_byte_order() {
     let db = FreshStore::new().await;
-    conformance::list_active_returns_the_active_records_of_a_table_in_key_order(&db.store).await;
+    conformance::list_work_returns_the_active_items_of_a_kind_in_key_order(&db.store).await;
     db.drop_schema().await;
 }
 
@@ -76,7 +77,11 @@ async fn reconnecting_to_a_schema_keeps_its_data_and_migrates_nothing_twice() {
         .expect("commit");
     let again = support::connect(db.store.schema()).await;
     assert_eq!(
-        again.get("t", "k").await.expect("get").map(|v| v.version),
+        again
+            .query(get("t", "k"))
+            .await
+            .expect("get")
+            .map(|v| v.version),
         Some(1),
         "a second store on the same schema must see the first one's data"
     );
@@ -96,7 +101,7 @@ async fn stores_in_two_schemas_do_not_see_each_other() {
         )
         .await
         .expect("commit in a");
-    assert_eq!(b.store.get("t", "k").await.expect("get"), None);
+    assert_eq!(b.store.query(get("t", "k")).await.expect("get"), None);
     b.store
         .commit(Tx::new().consumed("c", "e"))
         .await
@@ -109,7 +114,7 @@ async fn stores_in_two_schemas_do_not_see_each_other() {
 async fn a_closed_pool_reports_unavailable_not_fatal() {
     let db = FreshStore::new().await;
     db.store.close().await;
-    let result = db.store.get("t", "k").await;
+    let result = db.store.query(get("t", "k")).await;
     assert!(
         matches!(result, Err(StoreError::Unavailable(_))),
         "a store that cannot reach its database must say Unavailable (retriable), got {result:?}"
@@ -125,7 +130,7 @@ async fn connecting_to_a_database_that_is_not_there_fails_with_the_cause() {
         ..PgStoreConfig::default()
     };
     // Port 1 on loopback: nothing listens there.
-    let result = PgStore::connect_with(
+    let result = PgStore::<KvSchema>::connect_with(
         "postgres://nobody:nothing@127.0.0.1:1/none",
         &schema,
         config,

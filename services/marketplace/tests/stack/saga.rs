@@ -88,16 +88,17 @@ async fn order_placed_through_the_gateway_is_delivered_and_its_events_are_on_the
     // The analytics consumer (its own group, reading the topic from the start) counts it.
     let schema = adapters::SchemaName::parse(&format!("{}analytics", stack.settings.schema_prefix))
         .expect("schema");
-    let mart = adapters::PgStore::connect(&stack.settings.database_url, &schema)
-        .await
-        .expect("analytics store");
+    let mart =
+        adapters::PgStore::<analytics::MartSchema>::connect(&stack.settings.database_url, &schema)
+            .await
+            .expect("analytics store");
     let started = tokio::time::Instant::now();
     loop {
         let delivered = mart
-            .get(analytics::MART, "status:DELIVERED")
+            .query(analytics::MartQuery::Counter("status:DELIVERED".into()))
             .await
             .expect("read mart");
-        if delivered.is_some_and(|v| v.body.as_i64().unwrap_or(0) >= 1) {
+        if matches!(delivered, analytics::MartAnswer::Counter(n) if n >= 1) {
             break;
         }
         assert!(

@@ -62,6 +62,7 @@ use crate::{
         ConsumedRecord, Consumer, ConsumerConfig, EventLog, EventLogError, OutboxMessage,
         ProducedRecord, Producer, ProducerConfig, RecordAck, Store, Tx,
     },
+    store::kv::{KvSchema, KvTx},
     Shutdown,
 };
 
@@ -340,7 +341,7 @@ pub struct Refusals {
 pub async fn with_two_brokers_down_producers_are_refused_and_the_outbox_holds_events_until_heal(
     log: Arc<dyn EventLog>,
     faults: &dyn BrokerFaults,
-    store: Arc<dyn Store>,
+    store: Arc<dyn Store<KvSchema>>,
 ) -> Refusals {
     const PARTITIONS: i32 = 3;
     /// Events committed while the cluster refuses writes, over a few keys.

@@ -1,6 +1,9 @@
-//! The [`Store`] conformance suite: what service logic may rely on from any store adapter.
+//! The store conformance suite: what service logic may rely on from any store adapter — the
+//! platform's outbox, inbox, work claims, leases and cleanup, and the transaction semantics
+//! (checks, atomicity, concurrency) — exercised through the kv schema
+//! ([`crate::store::kv`]), whose Postgres twin every adapter carries for this purpose.
 //!
-//! Each scenario is a public async function over `&dyn Store` that panics, saying what was
+//! Each scenario is a public async function over `&dyn Store<KvSchema>` that panics, saying what was
 //! expected, on the first violation. [`run_all`] runs them in turn; adapters' tests may also
 //! call them one by one. Scenarios use their own tables, consumers and event ids, and leave no
 //! pending outbox rows behind, so they can share one store — but that store must start empty
@@ -11,9 +14,13 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use crate::ports::store::{
-    liveness_lease, Claimed, OutboxMessage, OutboxRow, Store, StoreError, Tx, Versioned,
+use crate::{
+    ports::store::{liveness_lease, Claimed, OutboxMessage, OutboxRow, Store, StoreError, Tx},
+    store::kv::{KvQuery, KvSchema, KvTx, KvWrite},
 };
+
+/// A row of the kv schema.
+type Versioned = crate::ports::store::Versioned<serde_json::Value>;
 
 /// A lease long enough never to run out during a scenario.
 const LEASE_LONG: Duration = Duration::from_secs(3_600);
@@ -25,13 +32,13 @@ const PENDING_SCAN_ROWS_MAX: usize = 1_000;
 const RACERS: usize = 8;
 
 /// Runs every scenario against `store`, which must start empty.
-pub async fn run_all(store: &dyn Store) {
+pub async fn run_all(store: &dyn Store<KvSchema>) {
     put_then_get_counts_versions_from_one(store).await;
     a_stale_expectation_conflicts_and_writes_nothing(store).await;
     a_failed_check_writes_none_of_the_transaction(store).await;
     a_processed_event_is_refused_as_duplicate_and_writes_nothing(store).await;
     outbox_rows_come_out_in_commit_order_until_marked_sent(store).await;
-    list_active_returns_the_active_records_of_a_table_in_key_order(store).await;
+    list_work_returns_the_active_items_of_a_kind_in_key_order(store).await;
     concurrent_commits_expecting_one_version_let_exactly_one_win(store).await;
     a_claimed_record_has_one_owner_while_its_liveness_lease_runs_and_fences_the_old_one(store)
         .await;
@@ -44,7 +51,7 @@ pub async fn run_all(store: &dyn Store) {
 /// runs; once that lease runs out another owner takes them over with new tokens, a commit
 /// fenced by the old claim is refused, and the old owner gets nothing back.
 pub async fn a_claimed_record_has_one_owner_while_its_liveness_lease_runs_and_fences_the_old_one(
-    store: &dyn Store,
+    store: &dyn Store<KvSchema>,
 ) {
     const T: &str = "conformance_claims";
     let (a, b) = ("claimer-a", "claimer-b");
@@ -103,7 +110,7 @@ pub async fn a_claimed_record_has_one_owner_while_its_liveness_lease_runs_and_fe
         "a commit fenced by a claim another owner holds must conflict, got {refused:?}"
     );
     assert_eq!(
-        get(store, T, "c").await.map(|v| v.body),
+        get(store, T, "c").await.map(|v| v.value),
         Some(json!("c")),
         "the refused commit must write nothing"
     );
@@ -121,9 +128,9 @@ pub async fn a_claimed_record_has_one_owner_while_its_liveness_lease_runs_and_fe
         "a claim that passes to another owner must get a new token: {taken:?} after {first:?}"
     );
     assert_eq!(
-        taken[0].record.body,
-        json!("a by A"),
-        "a claim returns the record as stored"
+        get(store, T, "a").await.map(|v| v.value),
+        Some(json!("a by A")),
+        "the takeover keeps the record as stored"
     );
     let fenced = store
         .commit(
@@ -159,7 +166,7 @@ pub async fn a_claimed_record_has_one_owner_while_its_liveness_lease_runs_and_fe
 
 /// `acquire_lease` gives a named lease to one owner at a time: the holder renews with the same
 /// token, others get `None` until it expires, then the next owner gets a new token.
-pub async fn a_named_lease_has_one_holder_until_it_expires(store: &dyn Store) {
+pub async fn a_named_lease_has_one_holder_until_it_expires(store: &dyn Store<KvSchema>) {
     const NAME: &str = "conformance-lease";
     let a = lease(store, NAME, "A", LEASE_LONG).await;
     let Some(token) = a else {
@@ -197,7 +204,7 @@ pub async fn a_named_lease_has_one_holder_until_it_expires(store: &dyn Store) {
 /// `cleanup` removes sent outbox rows and inbox marks at least `retention` old, and nothing
 /// younger; unsent rows stay whatever their age. A removed mark no longer deduplicates.
 pub async fn cleanup_removes_sent_rows_and_marks_after_the_retention_and_keeps_pending_rows(
-    store: &dyn Store,
+    store: &dyn Store<KvSchema>,
 ) {
     let sent = message("cleanup-sent", "k-1");
     let unsent = message("cleanup-unsent", "k-2");
@@ -254,7 +261,7 @@ pub async fn cleanup_removes_sent_rows_and_marks_after_the_retention_and_keeps_p
 
 /// A put stores version 1, every later put (checked or blind) bumps it by one, bodies round
 /// trip unchanged, and tables are separate key spaces.
-pub async fn put_then_get_counts_versions_from_one(store: &dyn Store) {
+pub async fn put_then_get_counts_versions_from_one(store: &dyn Store<KvSchema>) {
     const T: &str = "conformance_versions";
     assert_eq!(
         get(store, T, "k").await,
@@ -276,7 +283,10 @@ pub async fn put_then_get_counts_versions_from_one(store: &dyn Store) {
     .await;
     assert_eq!(
         get(store, T, "k").await,
-        Some(Versioned { version: 1, body }),
+        Some(Versioned {
+            version: 1,
+            value: body
+        }),
         "the first put must store version 1 with the body unchanged"
     );
 
@@ -325,7 +335,7 @@ pub async fn put_then_get_counts_versions_from_one(store: &dyn Store) {
 
 /// A commit whose expectation does not match the stored version (absent, older, newer) fails
 /// with `Conflict` naming the record, and the record keeps its version and body.
-pub async fn a_stale_expectation_conflicts_and_writes_nothing(store: &dyn Store) {
+pub async fn a_stale_expectation_conflicts_and_writes_nothing(store: &dyn Store<KvSchema>) {
     const T: &str = "conformance_conflict";
     commit_ok(
         store,
@@ -383,7 +393,7 @@ pub async fn a_stale_expectation_conflicts_and_writes_nothing(store: &dyn Store)
 
 /// A transaction with one failed check (or one duplicate inbox mark) writes none of its puts,
 /// outbox rows or inbox marks, whatever their order in the transaction.
-pub async fn a_failed_check_writes_none_of_the_transaction(store: &dyn Store) {
+pub async fn a_failed_check_writes_none_of_the_transaction(store: &dyn Store<KvSchema>) {
     const T: &str = "conformance_atomic";
     const CONSUMER: &str = "conformance-atomic";
     commit_ok(
@@ -460,7 +470,9 @@ pub async fn a_failed_check_writes_none_of_the_transaction(store: &dyn Store) {
 /// An inbox mark commits once per consumer: again (in a later transaction or twice in one)
 /// it is `Duplicate` and the transaction's effect is not written; other consumers may mark
 /// the same event.
-pub async fn a_processed_event_is_refused_as_duplicate_and_writes_nothing(store: &dyn Store) {
+pub async fn a_processed_event_is_refused_as_duplicate_and_writes_nothing(
+    store: &dyn Store<KvSchema>,
+) {
     const T: &str = "conformance_inbox";
     const A: &str = "conformance-inbox-a";
     const B: &str = "conformance-inbox-b";
@@ -528,7 +540,7 @@ pub async fn a_processed_event_is_refused_as_duplicate_and_writes_nothing(store:
 /// Committed outbox rows are pending in commit order with ascending ids and unchanged
 /// messages; `limit` takes the oldest; marked rows stop being pending (re-marking and unknown
 /// ids are harmless); later commits come after.
-pub async fn outbox_rows_come_out_in_commit_order_until_marked_sent(store: &dyn Store) {
+pub async fn outbox_rows_come_out_in_commit_order_until_marked_sent(store: &dyn Store<KvSchema>) {
     const T: &str = "conformance_outbox";
     let before = pending(store).await;
     assert!(
@@ -629,9 +641,12 @@ pub async fn outbox_rows_come_out_in_commit_order_until_marked_sent(store: &dyn 
     mark_sent(store, &ids(&rows_after)).await;
 }
 
-/// `list_active` returns the active records of one table, ordered by key bytes (`"B" < "a"`),
-/// at most `limit`; a put with `active = false` removes a record from it, `true` brings it back.
-pub async fn list_active_returns_the_active_records_of_a_table_in_key_order(store: &dyn Store) {
+/// `list_work` returns the active work items of one kind, ordered by key bytes (`"B" < "a"`),
+/// at most `limit`; a write that finishes an item removes it, one that starts it brings it
+/// back; kinds are separate.
+pub async fn list_work_returns_the_active_items_of_a_kind_in_key_order(
+    store: &dyn Store<KvSchema>,
+) {
     const T: &str = "conformance_active";
     const OTHER: &str = "conformance_active_other";
     commit_ok(
@@ -647,68 +662,64 @@ pub async fn list_active_returns_the_active_records_of_a_table_in_key_order(stor
     .await;
 
     assert_eq!(
-        list_active(store, T, 10).await,
-        vec![v1("B"), v1("a"), v1("b")],
-        "list_active must return the active records of the table, by key bytes"
+        list_work(store, T, 10).await,
+        ["B", "a", "b"],
+        "list_work must return the active items of the kind, by key bytes"
     );
     assert_eq!(
-        list_active(store, T, 2).await,
-        vec![v1("B"), v1("a")],
-        "list_active must return at most `limit` records, the first by key"
+        list_work(store, T, 2).await,
+        ["B", "a"],
+        "list_work must return at most `limit` items, the first by key"
     );
-    assert_eq!(
-        list_active(store, T, 0).await,
-        vec![],
-        "list_active with limit 0 must return nothing"
+    assert!(
+        list_work(store, T, 0).await.is_empty(),
+        "list_work with limit 0 must return nothing"
     );
 
     commit_ok(
         store,
         Tx::new().put(T, "a", json!("a done"), false),
-        "deactivation",
+        "finishing",
     )
     .await;
     commit_ok(
         store,
         Tx::new().put(T, "c", json!("c again"), true),
-        "reactivation",
+        "restarting",
     )
     .await;
     assert_eq!(
-        list_active(store, T, 10).await,
-        vec![
-            v1("B"),
-            v1("b"),
-            (
-                "c".to_owned(),
-                Versioned {
-                    version: 2,
-                    body: json!("c again"),
-                },
-            ),
-        ],
-        "an inactive put must drop a record from list_active and an active one bring it back"
+        list_work(store, T, 10).await,
+        ["B", "b", "c"],
+        "a finishing write must drop an item and a starting one bring it back"
     );
     assert_eq!(
-        list_active(store, "conformance_active_none", 10).await,
-        vec![],
-        "a table without records has no active ones"
+        get(store, T, "c").await,
+        Some(Versioned {
+            version: 2,
+            value: json!("c again"),
+        }),
+        "the row itself is the schema's"
+    );
+    assert!(
+        list_work(store, "conformance_active_none", 10)
+            .await
+            .is_empty(),
+        "a kind without items has no active ones"
     );
 }
 
 /// Commits racing on one expectation serialise: exactly one wins and the others conflict,
 /// both for an absent record and for an existing version. Blind puts racing on one record all
 /// succeed and each bumps the version.
-pub async fn concurrent_commits_expecting_one_version_let_exactly_one_win(store: &dyn Store) {
+pub async fn concurrent_commits_expecting_one_version_let_exactly_one_win(
+    store: &dyn Store<KvSchema>,
+) {
     const T: &str = "conformance_race";
     for (what, expected) in [("absent", None), ("at version 1", Some(1))] {
-        let results = futures::future::join_all((0..RACERS).map(|i| {
-            store.commit(
-                Tx::new()
-                    .expect(T, "k", expected)
-                    .put(T, "k", json!(i), true),
-            )
-        }))
+        let results = futures::future::join_all(
+            (0..RACERS).map(|i| store.commit(Tx::new().put_at(T, "k", expected, json!(i), true))),
+        )
         .await;
         let wins = results.iter().filter(|r| r.is_ok()).count();
         assert_eq!(
@@ -770,31 +781,31 @@ fn duplicate(consumer: &str, event_id: &str) -> StoreError {
     }
 }
 
-fn v1(key: &str) -> (String, Versioned) {
-    (
-        key.to_owned(),
-        Versioned {
-            version: 1,
-            body: json!(key),
-        },
-    )
-}
-
-async fn claim(store: &dyn Store, table: &str, owner: &str, limit: usize) -> Vec<Claimed> {
+async fn claim(
+    store: &dyn Store<KvSchema>,
+    table: &str,
+    owner: &str,
+    limit: usize,
+) -> Vec<Claimed> {
     store
-        .claim_active(table, owner, limit)
+        .claim_work(table, owner, limit)
         .await
-        .unwrap_or_else(|e| panic!("claim_active({table}, {owner}) failed: {e}"))
+        .unwrap_or_else(|e| panic!("claim_work({table}, {owner}) failed: {e}"))
 }
 
-async fn lease(store: &dyn Store, name: &str, owner: &str, lease: Duration) -> Option<i64> {
+async fn lease(
+    store: &dyn Store<KvSchema>,
+    name: &str,
+    owner: &str,
+    lease: Duration,
+) -> Option<i64> {
     store
         .acquire_lease(name, owner, lease)
         .await
         .unwrap_or_else(|e| panic!("acquire_lease({name}, {owner}) failed: {e}"))
 }
 
-async fn cleanup(store: &dyn Store, retention: Duration) -> crate::ports::Cleaned {
+async fn cleanup(store: &dyn Store<KvSchema>, retention: Duration) -> crate::ports::Cleaned {
     store
         .cleanup(retention)
         .await
@@ -809,21 +820,24 @@ fn tokens(claimed: &[Claimed]) -> Vec<i64> {
     claimed.iter().map(|c| c.token).collect()
 }
 
-async fn commit_ok(store: &dyn Store, tx: Tx, what: &str) {
+async fn commit_ok(store: &dyn Store<KvSchema>, tx: Tx<KvWrite>, what: &str) {
     if let Err(e) = store.commit(tx.clone()).await {
         panic!("{what}: commit must succeed, got {e:?} for {tx:?}");
     }
 }
 
-async fn get(store: &dyn Store, table: &str, key: &str) -> Option<Versioned> {
+async fn get(store: &dyn Store<KvSchema>, table: &str, key: &str) -> Option<Versioned> {
     store
-        .get(table, key)
+        .query(KvQuery::Get {
+            table: table.into(),
+            key: key.into(),
+        })
         .await
         .unwrap_or_else(|e| panic!("get {table}/{key} failed: {e}"))
 }
 
 async fn assert_version(
-    store: &dyn Store,
+    store: &dyn Store<KvSchema>,
     table: &str,
     key: &str,
     version: i64,
@@ -832,33 +846,36 @@ async fn assert_version(
 ) {
     assert_eq!(
         get(store, table, key).await,
-        Some(Versioned { version, body }),
+        Some(Versioned {
+            version,
+            value: body
+        }),
         "{when}: {table}/{key} must be at version {version} with the body shown"
     );
 }
 
-async fn list_active(store: &dyn Store, table: &str, limit: usize) -> Vec<(String, Versioned)> {
+async fn list_work(store: &dyn Store<KvSchema>, kind: &str, limit: usize) -> Vec<String> {
     store
-        .list_active(table, limit)
+        .list_work(kind, limit)
         .await
-        .unwrap_or_else(|e| panic!("list_active({table}, {limit}) failed: {e}"))
+        .unwrap_or_else(|e| panic!("list_work({kind}, {limit}) failed: {e}"))
 }
 
-async fn pending(store: &dyn Store) -> Vec<OutboxRow> {
+async fn pending(store: &dyn Store<KvSchema>) -> Vec<OutboxRow> {
     store
         .outbox_pending(PENDING_SCAN_ROWS_MAX)
         .await
         .unwrap_or_else(|e| panic!("outbox_pending failed: {e}"))
 }
 
-async fn mark_sent(store: &dyn Store, ids: &[i64]) {
+async fn mark_sent(store: &dyn Store<KvSchema>, ids: &[i64]) {
     store
         .outbox_mark_sent(ids)
         .await
         .unwrap_or_else(|e| panic!("outbox_mark_sent({ids:?}) failed: {e}"));
 }
 
-async fn assert_not_pending(store: &dyn Store, event_id: &str, what: &str) {
+async fn assert_not_pending(store: &dyn Store<KvSchema>, event_id: &str, what: &str) {
     let rows = pending(store).await;
     assert!(
         rows.iter().all(|r| r.message.event_id != event_id),
@@ -881,6 +898,6 @@ mod tests {
 
     #[tokio::test]
     async fn the_memory_store_passes_the_store_conformance_suite() {
-        run_all(&MemoryStore::default()).await;
+        run_all(&MemoryStore::<KvSchema>::default()).await;
     }
 }

@@ -1,73 +1,94 @@
-//! The store port: versioned records, a transactional outbox and an inbox, committed together.
+//! The store port: each service's typed tables, plus what every store shares — a transactional
+//! outbox, an inbox, work items claimed by one instance at a time, named leases and cleanup —
+//! committed together.
 //!
-//! A transaction is one value ([`Tx`]): the versions it read (optimistic checks), the records it
-//! writes, the events it emits (outbox) and the events it consumed (inbox). It travels to the
-//! database as one message, so in the simulation a lost reply is exactly "commit result
-//! unknown". Adapters: Postgres (crate `adapters`), in memory ([`crate::store::MemoryStore`]),
-//! and the simulation's DB node (crate `sim`).
+//! A service declares its [`Schema`]: its own write enum, query enum and answer type, and an
+//! in-memory model that defines what they mean. A transaction is one value ([`Tx`]): the
+//! service's writes (each carries its own optimistic check, e.g. an expected version), the
+//! claims it must still hold, the events it emits (outbox) and the events it consumed (inbox).
+//! It travels to the database as one message, so in the simulation a lost reply is exactly
+//! "commit result unknown".
+//!
+//! Adapters: Postgres (crate `adapters`: the platform tables plus typed SQL per service, held
+//! to the model by a differential test per service), in memory ([`crate::store::MemoryStore`]),
+//! and the simulation's DB node (crate `sim`, hosting the same model).
 
-use std::time::Duration;
+use std::{fmt::Debug, time::Duration};
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
-/// A record with the version it was stored at (1 for the first write).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Versioned {
+/// A service's typed store: its writes, its queries and the model that defines them.
+pub trait Schema: Send + Sync + 'static {
+    /// One write: an insert or an update with the check it needs (e.g. an expected version).
+    type Write: Clone + Debug + Send + Sync + 'static;
+    /// One read.
+    type Query: Clone + Debug + Send + Sync + 'static;
+    /// A read's answer.
+    type Answer: Clone + Debug + PartialEq + Send + Sync + 'static;
+    /// The service's tables in memory: the meaning of every write and query.
+    type Model: Clone + Debug + Default + Send + Sync + 'static;
+
+    /// Applies `write` to `model`, or changes nothing and says why (`Conflict` when its check
+    /// fails, `Fatal` for a write that breaks a constraint). The writes of one transaction
+    /// apply in order, each seeing the ones before, as statements do in SQL.
+    fn apply(model: &mut Self::Model, write: Self::Write) -> Result<(), StoreError>;
+    /// Answers `query`.
+    fn query(model: &Self::Model, query: &Self::Query) -> Self::Answer;
+    /// The work items `write` starts or finishes (e.g. an order whose saga still runs), kept
+    /// in the platform's work table for [`Platform::claim_work`].
+    fn work(write: &Self::Write) -> Vec<WorkMark> {
+        let _ = write;
+        Vec::new()
+    }
+}
+
+/// A row with the version it was stored at (1 for the first write).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Versioned<T> {
     pub version: i64,
-    pub body: serde_json::Value,
+    pub value: T,
 }
 
-/// An optimistic check: the record at `table/key` must be at `version` (`None`: absent).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Expect {
-    pub table: String,
+/// A work item started (`active`) or finished, of kind `kind` (e.g. `orders`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorkMark {
+    pub kind: String,
     pub key: String,
-    pub version: Option<i64>,
-}
-
-/// A write of `body` to `table/key`, bumping its version. `active` records are listed by
-/// [`Store::list_active`] (work not finished yet, e.g. an order whose saga still runs).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Put {
-    pub table: String,
-    pub key: String,
-    pub body: serde_json::Value,
     pub active: bool,
 }
 
-/// A fencing check: the record at `table/key` must still be claimed by `owner` with `token`
-/// (see [`Store::claim_active`]). A driver that lost its claim to another instance cannot
+/// A fencing check: the work item `kind/key` must still be claimed by `owner` with `token`
+/// (see [`Platform::claim_work`]). A driver that lost its claim to another instance cannot
 /// commit any more.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ExpectClaim {
-    pub table: String,
+    pub kind: String,
     pub key: String,
     pub owner: String,
     pub token: i64,
 }
 
-/// An active record claimed by one instance: the record and the claim's fencing token.
-/// The token changes only when the claim passes to another owner.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+/// An active work item claimed by one instance, with the claim's fencing token. The token
+/// changes only when the claim passes to another owner.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Claimed {
     pub key: String,
-    pub record: Versioned,
     pub token: i64,
 }
 
-/// The name of `owner`'s liveness lease: its claims ([`Store::claim_active`]) are held while
+/// The name of `owner`'s liveness lease: its claims ([`Platform::claim_work`]) are held while
 /// this lease runs.
 pub fn liveness_lease(owner: &str) -> String {
     format!("instance/{owner}")
 }
 
-/// What [`Store::cleanup`] removed.
+/// What [`Platform::cleanup`] removed.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Cleaned {
-    /// Sent outbox rows older than the retention.
+    /// Sent outbox rows at least the retention old.
     pub outbox_rows: u64,
-    /// Inbox marks older than the retention.
+    /// Inbox marks at least the retention old.
     pub inbox_marks: u64,
 }
 
@@ -97,47 +118,43 @@ pub struct InboxMark {
     pub event_id: String,
 }
 
-/// One atomic unit of work.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-pub struct Tx {
-    pub expect: Vec<Expect>,
+/// One atomic unit of work of a service whose writes are `W`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Tx<W> {
+    pub writes: Vec<W>,
     pub claims: Vec<ExpectClaim>,
-    pub puts: Vec<Put>,
     pub outbox: Vec<OutboxMessage>,
     pub inbox: Vec<InboxMark>,
 }
 
-impl Tx {
+impl<W> Default for Tx<W> {
+    fn default() -> Self {
+        Tx {
+            writes: Vec::new(),
+            claims: Vec::new(),
+            outbox: Vec::new(),
+            inbox: Vec::new(),
+        }
+    }
+}
+
+impl<W> Tx<W> {
     /// An empty transaction.
     pub fn new() -> Self {
         Tx::default()
     }
-    /// Require `table/key` to be at `version` (`None`: absent).
-    pub fn expect(mut self, table: &str, key: &str, version: Option<i64>) -> Self {
-        self.expect.push(Expect {
-            table: table.into(),
-            key: key.into(),
-            version,
-        });
+    /// Add a write of the service.
+    pub fn write(mut self, write: W) -> Self {
+        self.writes.push(write);
         self
     }
-    /// Require `table/key` to be claimed by `owner` with fencing `token`.
-    pub fn expect_claim(mut self, table: &str, key: &str, owner: &str, token: i64) -> Self {
+    /// Require `kind/key` to be claimed by `owner` with fencing `token`.
+    pub fn expect_claim(mut self, kind: &str, key: &str, owner: &str, token: i64) -> Self {
         self.claims.push(ExpectClaim {
-            table: table.into(),
+            kind: kind.into(),
             key: key.into(),
             owner: owner.into(),
             token,
-        });
-        self
-    }
-    /// Write `body` to `table/key`.
-    pub fn put(mut self, table: &str, key: &str, body: serde_json::Value, active: bool) -> Self {
-        self.puts.push(Put {
-            table: table.into(),
-            key: key.into(),
-            body,
-            active,
         });
         self
     }
@@ -179,35 +196,37 @@ impl StoreError {
     pub fn is_retriable(&self) -> bool {
         matches!(self, StoreError::Unavailable(_))
     }
+
+    /// A conflict on `table/key`.
+    pub fn conflict(table: &str, key: &str) -> Self {
+        StoreError::Conflict {
+            table: table.into(),
+            key: key.into(),
+        }
+    }
 }
 
-/// The database of one service.
+/// What every service's store shares, whatever its schema: the outbox, work claims, leases
+/// and cleanup. The outbox relay and the claim helpers need only this.
 #[async_trait]
-pub trait Store: Send + Sync {
-    /// The record at `table/key`.
-    async fn get(&self, table: &str, key: &str) -> Result<Option<Versioned>, StoreError>;
-    /// Up to `limit` active records of `table`, by key.
-    async fn list_active(
-        &self,
-        table: &str,
-        limit: usize,
-    ) -> Result<Vec<(String, Versioned)>, StoreError>;
-    /// Commits `tx` atomically, or writes nothing.
-    async fn commit(&self, tx: Tx) -> Result<(), StoreError>;
+pub trait Platform: Send + Sync {
     /// Up to `limit` unsent outbox rows, oldest first.
     async fn outbox_pending(&self, limit: usize) -> Result<Vec<OutboxRow>, StoreError>;
-    /// Marks rows as sent; they are kept (for audit) until [`Store::cleanup`], but no longer
-    /// pending.
+    /// Marks rows as sent; they are kept until [`Platform::cleanup`], but no longer pending.
     async fn outbox_mark_sent(&self, ids: &[i64]) -> Result<(), StoreError>;
 
-    /// The active records of `table` that `owner` holds (up to `limit`, by key), after taking
-    /// over up to `limit` more that nobody holds or whose holder's liveness lease
-    /// ([`liveness_lease`]) is not running. A record passed to another owner gets a new
+    /// Up to `limit` active work items of `kind`, by key, whoever holds them (the mutant that
+    /// works without claims; checkers).
+    async fn list_work(&self, kind: &str, limit: usize) -> Result<Vec<String>, StoreError>;
+
+    /// The active work items of `kind` that `owner` holds (up to `limit`, by key), after
+    /// taking over up to `limit` more that nobody holds or whose holder's liveness lease
+    /// ([`liveness_lease`]) is not running. An item passed to another owner gets a new
     /// fencing token; one kept keeps it. Claims need no renewal: they last while their owner
-    /// keeps its liveness lease, so an instance renews one lease, not every record.
-    async fn claim_active(
+    /// keeps its liveness lease, so an instance renews one lease, not every item.
+    async fn claim_work(
         &self,
-        table: &str,
+        kind: &str,
         owner: &str,
         limit: usize,
     ) -> Result<Vec<Claimed>, StoreError>;
@@ -224,7 +243,16 @@ pub trait Store: Send + Sync {
     ) -> Result<Option<i64>, StoreError>;
 
     /// Removes outbox rows sent and inbox marks recorded `retention` ago or earlier (with a
-    /// zero retention: every sent row and every mark). The retention must outlast the event log's: a record redelivered
-    /// after its mark is gone takes effect again.
+    /// zero retention: every sent row and every mark). The retention must outlast the event
+    /// log's: a record redelivered after its mark is gone takes effect again.
     async fn cleanup(&self, retention: Duration) -> Result<Cleaned, StoreError>;
+}
+
+/// The database of one service with schema `S`.
+#[async_trait]
+pub trait Store<S: Schema>: Platform {
+    /// Answers `query`.
+    async fn query(&self, query: S::Query) -> Result<S::Answer, StoreError>;
+    /// Commits `tx` atomically, or writes nothing.
+    async fn commit(&self, tx: Tx<S::Write>) -> Result<(), StoreError>;
 }

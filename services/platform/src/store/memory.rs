@@ -1,11 +1,12 @@
-//! An in-memory store with the same semantics as the Postgres adapter. It defines the meaning
-//! of the [`Store`] port; the conformance suite holds every adapter to it.
+//! An in-memory store with the same semantics as the Postgres adapter. Together with each
+//! service's [`Schema`] model it defines the meaning of the store port; the conformance suite
+//! and the differential tests hold the Postgres adapter to it.
 //!
 //! Time enters as `now_ms` (milliseconds since the epoch) from the caller: the simulation's DB
 //! node passes its simulated clock, [`MemoryStore`] the system clock.
 
 use std::{
-    collections::{BTreeMap, BTreeSet},
+    collections::BTreeMap,
     sync::{Arc, Mutex},
     time::Duration,
 };
@@ -13,18 +14,16 @@ use std::{
 use async_trait::async_trait;
 
 use crate::ports::store::{
-    liveness_lease, Claimed, Cleaned, OutboxRow, Store, StoreError, Tx, Versioned,
+    liveness_lease, Claimed, Cleaned, OutboxRow, Platform, Schema, Store, StoreError, Tx,
 };
 
-/// One stored record with its work flag and claim.
-#[derive(Clone, Debug)]
-struct Record {
-    value: Versioned,
+/// One work item: whether it is active, its claim's owner and fencing token.
+#[derive(Clone, Debug, Default)]
+struct WorkItem {
     active: bool,
-    /// The current claim's owner, if it was ever claimed.
-    claim: Option<String>,
-    /// The fencing token of the latest claim (0: never claimed).
-    claim_token: i64,
+    owner: Option<String>,
+    /// The token of the latest claim (0: never claimed).
+    token: i64,
 }
 
 /// A named lease: owner, token, expiry (ms).
@@ -35,15 +34,14 @@ struct LeaseState {
     until_ms: u64,
 }
 
-/// The whole state of one service database. Applying a [`Tx`] is atomic: it checks
-/// everything first and writes only if every check passes.
+/// What every store shares: outbox, inbox, work items and leases.
 #[derive(Clone, Debug, Default)]
-pub struct MemoryState {
-    records: BTreeMap<(String, String), Record>,
+pub struct PlatformState {
     /// Outbox rows by id, with the time they were marked sent.
     outbox: BTreeMap<i64, (OutboxRow, Option<u64>)>,
     /// Inbox marks with the time they were recorded.
     inbox: BTreeMap<(String, String), u64>,
+    work: BTreeMap<(String, String), WorkItem>,
     leases: BTreeMap<String, LeaseState>,
     next_outbox_id: i64,
 }
@@ -52,33 +50,93 @@ fn duration_ms(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
-impl MemoryState {
-    /// The record at `table/key`.
-    pub fn get(&self, table: &str, key: &str) -> Option<Versioned> {
-        self.records
-            .get(&(table.to_owned(), key.to_owned()))
-            .map(|r| r.value.clone())
+/// Milliseconds since the epoch by the system clock (simulated under madsim).
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, duration_ms)
+}
+
+/// The whole state of one service database: its schema's model and the platform tables.
+/// Applying a [`Tx`] is atomic: it checks everything first and writes only if every check
+/// passes.
+#[derive(Clone, Debug)]
+pub struct MemoryState<S: Schema> {
+    pub model: S::Model,
+    pub platform: PlatformState,
+}
+
+impl<S: Schema> Default for MemoryState<S> {
+    fn default() -> Self {
+        MemoryState {
+            model: S::Model::default(),
+            platform: PlatformState::default(),
+        }
+    }
+}
+
+impl<S: Schema> MemoryState<S> {
+    /// Answers `query`.
+    pub fn query(&self, query: &S::Query) -> S::Answer {
+        S::query(&self.model, query)
     }
 
-    /// Up to `limit` active records of `table`, by key.
-    pub fn list_active(&self, table: &str, limit: usize) -> Vec<(String, Versioned)> {
-        self.records
-            .iter()
-            .filter(|((t, _), r)| t == table && r.active)
-            .take(limit)
-            .map(|((_, k), r)| (k.clone(), r.value.clone()))
-            .collect()
+    /// Applies `tx` atomically at `now_ms`.
+    pub fn apply(&mut self, tx: Tx<S::Write>, now_ms: u64) -> Result<(), StoreError> {
+        let p = &mut self.platform;
+        for c in &tx.claims {
+            let held = p
+                .work
+                .get(&(c.kind.clone(), c.key.clone()))
+                .is_some_and(|w| w.token == c.token && w.owner.as_deref() == Some(&c.owner));
+            if !held {
+                return Err(StoreError::conflict(&c.kind, &c.key));
+            }
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        for m in &tx.inbox {
+            let k = (m.consumer.clone(), m.event_id.clone());
+            if p.inbox.contains_key(&k) || !seen.insert(k) {
+                return Err(StoreError::Duplicate {
+                    consumer: m.consumer.clone(),
+                    event_id: m.event_id.clone(),
+                });
+            }
+        }
+        let marks: Vec<_> = tx.writes.iter().flat_map(S::work).collect();
+        match tx.writes.len() {
+            0 => {}
+            // A write that fails changes nothing: no copy needed.
+            1 => {
+                for w in tx.writes {
+                    S::apply(&mut self.model, w)?;
+                }
+            }
+            _ => {
+                let mut model = self.model.clone();
+                for w in tx.writes {
+                    S::apply(&mut model, w)?;
+                }
+                self.model = model;
+            }
+        }
+        let p = &mut self.platform;
+        for mark in marks {
+            p.work.entry((mark.kind, mark.key)).or_default().active = mark.active;
+        }
+        for message in tx.outbox {
+            p.next_outbox_id += 1;
+            let id = p.next_outbox_id;
+            p.outbox.insert(id, (OutboxRow { id, message }, None));
+        }
+        for m in tx.inbox {
+            p.inbox.insert((m.consumer, m.event_id), now_ms);
+        }
+        Ok(())
     }
+}
 
-    /// Every record of `table` (for checkers and tests).
-    pub fn all(&self, table: &str) -> Vec<(String, Versioned)> {
-        self.records
-            .iter()
-            .filter(|((t, _), _)| t == table)
-            .map(|((_, k), r)| (k.clone(), r.value.clone()))
-            .collect()
-    }
-
+impl PlatformState {
     /// Every outbox row still kept, sent or not (for checkers).
     pub fn outbox_all(&self) -> Vec<(OutboxRow, bool)> {
         self.outbox
@@ -90,81 +148,6 @@ impl MemoryState {
     /// How many inbox marks are kept (for tests).
     pub fn inbox_len(&self) -> usize {
         self.inbox.len()
-    }
-
-    /// Applies `tx` atomically at `now_ms`.
-    pub fn apply(&mut self, tx: Tx, now_ms: u64) -> Result<(), StoreError> {
-        for e in &tx.expect {
-            let current = self
-                .records
-                .get(&(e.table.clone(), e.key.clone()))
-                .map(|r| r.value.version);
-            if current != e.version {
-                return Err(StoreError::Conflict {
-                    table: e.table.clone(),
-                    key: e.key.clone(),
-                });
-            }
-        }
-        for c in &tx.claims {
-            let held = self
-                .records
-                .get(&(c.table.clone(), c.key.clone()))
-                .is_some_and(|r| {
-                    r.claim_token == c.token && r.claim.as_deref() == Some(c.owner.as_str())
-                });
-            if !held {
-                return Err(StoreError::Conflict {
-                    table: c.table.clone(),
-                    key: c.key.clone(),
-                });
-            }
-        }
-        let mut seen = BTreeSet::new();
-        for m in &tx.inbox {
-            let k = (m.consumer.clone(), m.event_id.clone());
-            if self.inbox.contains_key(&k) || !seen.insert(k) {
-                return Err(StoreError::Duplicate {
-                    consumer: m.consumer.clone(),
-                    event_id: m.event_id.clone(),
-                });
-            }
-        }
-        for p in tx.puts {
-            let k = (p.table, p.key);
-            match self.records.get_mut(&k) {
-                Some(r) => {
-                    r.value = Versioned {
-                        version: r.value.version + 1,
-                        body: p.body,
-                    };
-                    r.active = p.active;
-                }
-                None => {
-                    self.records.insert(
-                        k,
-                        Record {
-                            value: Versioned {
-                                version: 1,
-                                body: p.body,
-                            },
-                            active: p.active,
-                            claim: None,
-                            claim_token: 0,
-                        },
-                    );
-                }
-            }
-        }
-        for message in tx.outbox {
-            self.next_outbox_id += 1;
-            let id = self.next_outbox_id;
-            self.outbox.insert(id, (OutboxRow { id, message }, None));
-        }
-        for m in tx.inbox {
-            self.inbox.insert((m.consumer, m.event_id), now_ms);
-        }
-        Ok(())
     }
 
     /// Up to `limit` unsent outbox rows, oldest first.
@@ -186,41 +169,53 @@ impl MemoryState {
         }
     }
 
-    /// See [`Store::claim_active`].
-    pub fn claim_active(
+    /// See [`Platform::list_work`].
+    pub fn list_work(&self, kind: &str, limit: usize) -> Vec<String> {
+        self.work
+            .iter()
+            .filter(|((k, _), w)| k == kind && w.active)
+            .take(limit)
+            .map(|((_, key), _)| key.clone())
+            .collect()
+    }
+
+    /// See [`Platform::claim_work`].
+    pub fn claim_work(
         &mut self,
-        table: &str,
+        kind: &str,
         owner: &str,
         limit: usize,
         now_ms: u64,
     ) -> Vec<Claimed> {
-        let alive = |leases: &BTreeMap<String, LeaseState>, o: &str| {
+        let leases = &self.leases;
+        let alive = |o: &str| {
             leases
                 .get(&liveness_lease(o))
                 .is_some_and(|l| l.owner == o && l.until_ms > now_ms)
         };
         let (mut held, mut taken) = (Vec::new(), Vec::new());
-        for ((t, key), r) in self.records.iter_mut() {
-            if t != table || !r.active {
+        for ((k, key), w) in self.work.iter_mut() {
+            if k != kind || !w.active {
                 continue;
             }
-            let claimed = |r: &Record| Claimed {
-                key: key.clone(),
-                record: r.value.clone(),
-                token: r.claim_token,
-            };
-            match r.claim.as_deref() {
+            match w.owner.as_deref() {
                 Some(o) if o == owner => {
                     if held.len() < limit {
-                        held.push(claimed(r));
+                        held.push(Claimed {
+                            key: key.clone(),
+                            token: w.token,
+                        });
                     }
                 }
-                Some(o) if alive(&self.leases, o) => {}
+                Some(o) if alive(o) => {}
                 _ => {
                     if taken.len() < limit {
-                        r.claim = Some(owner.to_owned());
-                        r.claim_token += 1;
-                        taken.push(claimed(r));
+                        w.owner = Some(owner.to_owned());
+                        w.token += 1;
+                        taken.push(Claimed {
+                            key: key.clone(),
+                            token: w.token,
+                        });
                     }
                 }
             }
@@ -230,7 +225,7 @@ impl MemoryState {
         held
     }
 
-    /// See [`Store::acquire_lease`].
+    /// See [`Platform::acquire_lease`].
     pub fn acquire_lease(
         &mut self,
         name: &str,
@@ -265,13 +260,13 @@ impl MemoryState {
         }
     }
 
-    /// See [`Store::cleanup`].
+    /// See [`Platform::cleanup`].
     pub fn cleanup(&mut self, retention: Duration, now_ms: u64) -> Cleaned {
-        let before = now_ms.saturating_sub(duration_ms(retention));
+        let cutoff = now_ms.saturating_sub(duration_ms(retention));
         let (rows, marks) = (self.outbox.len(), self.inbox.len());
         self.outbox
-            .retain(|_, (_, sent)| sent.is_none_or(|at| at > before));
-        self.inbox.retain(|_, at| *at > before);
+            .retain(|_, (_, sent)| sent.is_none_or(|at| at > cutoff));
+        self.inbox.retain(|_, at| *at > cutoff);
         Cleaned {
             outbox_rows: (rows - self.outbox.len()) as u64,
             inbox_marks: (marks - self.inbox.len()) as u64,
@@ -279,22 +274,23 @@ impl MemoryState {
     }
 }
 
-/// Milliseconds since the epoch by the system clock (simulated under madsim).
-pub fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| duration_ms(d))
-}
-
 /// A [`Store`] over a [`MemoryState`] in this process.
-#[derive(Clone, Debug, Default)]
-pub struct MemoryStore {
+#[derive(Clone, Debug)]
+pub struct MemoryStore<S: Schema> {
     /// Shared so tests can inspect the state the service wrote.
-    pub state: Arc<Mutex<MemoryState>>,
+    pub state: Arc<Mutex<MemoryState<S>>>,
 }
 
-impl MemoryStore {
-    fn lock(&self) -> Result<std::sync::MutexGuard<'_, MemoryState>, StoreError> {
+impl<S: Schema> Default for MemoryStore<S> {
+    fn default() -> Self {
+        MemoryStore {
+            state: Arc::new(Mutex::new(MemoryState::default())),
+        }
+    }
+}
+
+impl<S: Schema> MemoryStore<S> {
+    fn lock(&self) -> Result<std::sync::MutexGuard<'_, MemoryState<S>>, StoreError> {
         self.state
             .lock()
             .map_err(|_| StoreError::Fatal("memory store poisoned".into()))
@@ -302,34 +298,27 @@ impl MemoryStore {
 }
 
 #[async_trait]
-impl Store for MemoryStore {
-    async fn get(&self, table: &str, key: &str) -> Result<Option<Versioned>, StoreError> {
-        Ok(self.lock()?.get(table, key))
-    }
-    async fn list_active(
-        &self,
-        table: &str,
-        limit: usize,
-    ) -> Result<Vec<(String, Versioned)>, StoreError> {
-        Ok(self.lock()?.list_active(table, limit))
-    }
-    async fn commit(&self, tx: Tx) -> Result<(), StoreError> {
-        self.lock()?.apply(tx, now_ms())
-    }
+impl<S: Schema> Platform for MemoryStore<S> {
     async fn outbox_pending(&self, limit: usize) -> Result<Vec<OutboxRow>, StoreError> {
-        Ok(self.lock()?.outbox_pending(limit))
+        Ok(self.lock()?.platform.outbox_pending(limit))
     }
     async fn outbox_mark_sent(&self, ids: &[i64]) -> Result<(), StoreError> {
-        self.lock()?.outbox_mark_sent(ids, now_ms());
+        self.lock()?.platform.outbox_mark_sent(ids, now_ms());
         Ok(())
     }
-    async fn claim_active(
+    async fn list_work(&self, kind: &str, limit: usize) -> Result<Vec<String>, StoreError> {
+        Ok(self.lock()?.platform.list_work(kind, limit))
+    }
+    async fn claim_work(
         &self,
-        table: &str,
+        kind: &str,
         owner: &str,
         limit: usize,
     ) -> Result<Vec<Claimed>, StoreError> {
-        Ok(self.lock()?.claim_active(table, owner, limit, now_ms()))
+        Ok(self
+            .lock()?
+            .platform
+            .claim_work(kind, owner, limit, now_ms()))
     }
     async fn acquire_lease(
         &self,
@@ -337,9 +326,22 @@ impl Store for MemoryStore {
         owner: &str,
         lease: Duration,
     ) -> Result<Option<i64>, StoreError> {
-        Ok(self.lock()?.acquire_lease(name, owner, lease, now_ms()))
+        Ok(self
+            .lock()?
+            .platform
+            .acquire_lease(name, owner, lease, now_ms()))
     }
     async fn cleanup(&self, retention: Duration) -> Result<Cleaned, StoreError> {
-        Ok(self.lock()?.cleanup(retention, now_ms()))
+        Ok(self.lock()?.platform.cleanup(retention, now_ms()))
+    }
+}
+
+#[async_trait]
+impl<S: Schema> Store<S> for MemoryStore<S> {
+    async fn query(&self, query: S::Query) -> Result<S::Answer, StoreError> {
+        Ok(self.lock()?.query(&query))
+    }
+    async fn commit(&self, tx: Tx<S::Write>) -> Result<(), StoreError> {
+        self.lock()?.apply(tx, now_ms())
     }
 }

@@ -1,0 +1,113 @@
+//! The delivery service's typed store: one shipment per order. SQL:
+//! `migrations/delivery/`; Postgres twin: `adapters::postgres::schemas::delivery`.
+
+use std::collections::BTreeMap;
+
+use platform::ports::{Schema, StoreError, Versioned, WorkMark};
+use serde::{Deserialize, Serialize};
+
+/// Work kind of shipments the worker still has courier work for.
+pub const SHIPMENTS: &str = "shipments";
+
+/// Stages after which nothing changes.
+pub const FINAL_STAGES: [&str; 3] = ["DELIVERED", "FAILED", "CANCELLED"];
+
+/// Every stage a shipment can be in: REQUESTED (not yet booked), then the courier's.
+pub const STAGES: [&str; 7] = [
+    "REQUESTED",
+    "ACCEPTED",
+    "PICKED_UP",
+    "IN_TRANSIT",
+    "DELIVERED",
+    "FAILED",
+    "CANCELLED",
+];
+
+/// A shipment.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Shipment {
+    pub order_id: String,
+    pub address: String,
+    pub stage: String,
+    pub courier_id: Option<String>,
+    pub cancel_requested: bool,
+}
+
+impl Shipment {
+    /// Whether the worker still has courier work for it.
+    pub fn is_active(&self) -> bool {
+        !FINAL_STAGES.contains(&self.stage.as_str())
+    }
+}
+
+/// A write of the delivery store.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum DeliveryWrite {
+    /// A new shipment; conflicts if the order has one.
+    Insert(Shipment),
+    /// The shipment at `version`, replaced; conflicts if it is at another version.
+    Update { shipment: Shipment, version: i64 },
+}
+
+/// A read of the delivery store.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum DeliveryQuery {
+    /// The shipment of an order.
+    Shipment { order_id: String },
+}
+
+/// The shipments by order id.
+pub type DeliveryModel = BTreeMap<String, Versioned<Shipment>>;
+
+/// The delivery store's schema.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct DeliverySchema;
+
+impl Schema for DeliverySchema {
+    type Write = DeliveryWrite;
+    type Query = DeliveryQuery;
+    type Answer = Option<Versioned<Shipment>>;
+    type Model = DeliveryModel;
+
+    fn apply(model: &mut DeliveryModel, write: DeliveryWrite) -> Result<(), StoreError> {
+        let (shipment, expected) = match write {
+            DeliveryWrite::Insert(s) => (s, None),
+            DeliveryWrite::Update { shipment, version } => (shipment, Some(version)),
+        };
+        if model.get(&shipment.order_id).map(|v| v.version) != expected {
+            return Err(StoreError::conflict("shipments", &shipment.order_id));
+        }
+        if !STAGES.contains(&shipment.stage.as_str()) {
+            return Err(StoreError::Fatal(format!(
+                "shipment {} has unknown stage {:?}",
+                shipment.order_id, shipment.stage
+            )));
+        }
+        let version = expected.map_or(1, |v| v + 1);
+        model.insert(
+            shipment.order_id.clone(),
+            Versioned {
+                version,
+                value: shipment,
+            },
+        );
+        Ok(())
+    }
+
+    fn query(model: &DeliveryModel, query: &DeliveryQuery) -> Self::Answer {
+        match query {
+            DeliveryQuery::Shipment { order_id } => model.get(order_id).cloned(),
+        }
+    }
+
+    fn work(write: &DeliveryWrite) -> Vec<WorkMark> {
+        let s = match write {
+            DeliveryWrite::Insert(s) | DeliveryWrite::Update { shipment: s, .. } => s,
+        };
+        vec![WorkMark {
+            kind: SHIPMENTS.into(),
+            key: s.order_id.clone(),
+            active: s.is_active(),
+        }]
+    }
+}
