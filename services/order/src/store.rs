@@ -48,13 +48,15 @@ impl Schema for OrderSchema {
     fn apply(model: &mut OrderModel, write: OrderWrite) -> Result<(), StoreError> {
         match write {
             OrderWrite::Create { order, request_key } => {
+                // In the order PostgreSQL checks: the row's constraints, then its key, then
+                // the request's key.
+                check(&order)?;
                 if model.orders.contains_key(&order.order_id) {
                     return Err(StoreError::conflict("orders", &order.order_id));
                 }
                 if model.requests.contains_key(&request_key) {
                     return Err(StoreError::conflict("order_requests", &request_key));
                 }
-                check(&order)?;
                 model.requests.insert(request_key, order.order_id.clone());
                 model.orders.insert(
                     order.order_id.clone(),

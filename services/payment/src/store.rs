@@ -137,10 +137,18 @@ impl Schema for PaymentSchema {
                 );
             }
             PaymentWrite::InsertPayment(p) => {
+                // In the order PostgreSQL checks: the row's own constraints, the key, then
+                // the foreign key.
+                check_payment(&p)?;
                 if model.payments.contains_key(&p.key) {
                     return Err(StoreError::conflict("payments", &p.key));
                 }
-                check_payment(model, &p)?;
+                if !model.orders.contains_key(&p.order_id) {
+                    return Err(StoreError::Fatal(format!(
+                        "payment {} of unknown order {}",
+                        p.key, p.order_id
+                    )));
+                }
                 model.next_seq += 1;
                 model.payments.insert(
                     p.key.clone(),
@@ -166,7 +174,7 @@ impl Schema for PaymentSchema {
                         payment.key
                     )));
                 }
-                check_payment(model, &payment)?;
+                check_payment(&payment)?;
                 if let Some((_, row)) = model.payments.get_mut(&payment.key) {
                     *row = Versioned {
                         version: version + 1,
@@ -216,14 +224,8 @@ impl Schema for PaymentSchema {
     }
 }
 
-/// The constraints the SQL tables declare (foreign key, amount, currency).
-fn check_payment(model: &PaymentModel, p: &Payment) -> Result<(), StoreError> {
-    if !model.orders.contains_key(&p.order_id) {
-        return Err(StoreError::Fatal(format!(
-            "payment {} of unknown order {}",
-            p.key, p.order_id
-        )));
-    }
+/// The row constraints the SQL table declares (amount, currency).
+fn check_payment(p: &Payment) -> Result<(), StoreError> {
     if p.amount_minor <= 0
         || p.currency.len() != 3
         || !p.currency.bytes().all(|b| b.is_ascii_uppercase())

@@ -5,6 +5,7 @@
 //! Each test gets its own schema / topic / consumer group, so tests run in parallel.
 
 mod cancellation;
+mod differential;
 mod event_log;
 mod store;
 #[path = "../common/servers.rs"]

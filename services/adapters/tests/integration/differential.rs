@@ -1,0 +1,361 @@
+//! Differential tests: for each service's schema, the same random sequence of transactions
+//! and queries gives the same results on its in-memory model (what the simulation runs) and
+//! on its typed tables in real PostgreSQL (what production runs): each commit succeeds or is
+//! refused the same way (`Conflict` on the same row, `Duplicate`, `Fatal`), every query answers
+//! the same, and the platform's work items (what instances claim) are the same.
+//!
+//! Key spaces are small on purpose, so sequences hit every conflict: a create of an existing
+//! order, an update at a stale version, a payment of an unknown order.
+
+use std::sync::Arc;
+
+use adapters::{postgres::PgSchema, PgStore, SchemaName};
+use platform::{
+    ports::{Platform, Store, StoreError, Tx},
+    store::MemoryState,
+};
+use proptest::{prelude::*, test_runner::TestRunner};
+
+use crate::support;
+
+/// One step of a sequence.
+enum Op<S: platform::ports::Schema> {
+    Commit(Vec<S::Write>),
+    Query(S::Query),
+}
+
+impl<S: platform::ports::Schema> Clone for Op<S> {
+    fn clone(&self) -> Self {
+        match self {
+            Op::Commit(w) => Op::Commit(w.clone()),
+            Op::Query(q) => Op::Query(q.clone()),
+        }
+    }
+}
+
+impl<S: platform::ports::Schema> std::fmt::Debug for Op<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Op::Commit(w) => f.debug_tuple("Commit").field(w).finish(),
+            Op::Query(q) => f.debug_tuple("Query").field(q).finish(),
+        }
+    }
+}
+
+/// Sequences per schema and their length.
+const CASES: u32 = 40;
+const OPS_MAX: usize = 24;
+
+/// How a commit ended, compared across the two stores (`Fatal` texts differ by design).
+fn outcome(r: &Result<(), StoreError>) -> String {
+    match r {
+        Ok(()) => "ok".into(),
+        Err(StoreError::Fatal(_)) => "fatal".into(),
+        Err(e) => format!("{e:?}"),
+    }
+}
+
+/// Empties every table of the store's schema but the migration history.
+async fn reset<S: PgSchema>(store: &PgStore<S>) {
+    let sql = format!(
+        "DO $$ DECLARE t text; BEGIN \
+           FOR t IN SELECT tablename FROM pg_tables WHERE schemaname = '{schema}' \
+                    AND tablename <> '_sqlx_migrations' LOOP \
+             EXECUTE format('TRUNCATE %I.%I RESTART IDENTITY CASCADE', '{schema}', t); \
+           END LOOP; END $$",
+        schema = store.schema()
+    );
+    sqlx::raw_sql(&sql)
+        .execute(store.pool())
+        .await
+        .expect("truncate the schema's tables");
+}
+
+async fn run_ops<S: PgSchema>(store: &PgStore<S>, ops: Vec<Op<S>>, kinds: &[&str]) {
+    reset(store).await;
+    let mut model = MemoryState::<S>::default();
+    for (i, op) in ops.into_iter().enumerate() {
+        match op {
+            Op::Commit(writes) => {
+                let tx = writes.into_iter().fold(Tx::new(), Tx::write);
+                let in_model = model.apply(tx.clone(), 0);
+                let in_pg = store.commit(tx.clone()).await;
+                assert_eq!(
+                    outcome(&in_model),
+                    outcome(&in_pg),
+                    "step {i}: the model and PostgreSQL disagree on {tx:?}"
+                );
+                for kind in kinds {
+                    let pg = store.list_work(kind, 1_000).await.expect("list work");
+                    assert_eq!(
+                        model.platform.list_work(kind, 1_000),
+                        pg,
+                        "step {i}: active {kind} differ after {tx:?}"
+                    );
+                }
+            }
+            Op::Query(q) => {
+                let pg = store.query(q.clone()).await.expect("query");
+                assert_eq!(model.query(&q), pg, "step {i}: {q:?} answers differ");
+            }
+        }
+    }
+}
+
+/// Runs [`CASES`] sequences drawn from `ops` on the model and on a fresh schema.
+fn differential<S: PgSchema>(ops: impl Strategy<Value = Vec<Op<S>>>, kinds: &'static [&'static str])
+where
+    S::Write: std::panic::RefUnwindSafe,
+    S::Query: std::panic::RefUnwindSafe,
+{
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let schema = SchemaName::parse(&support::unique("diff")).expect("valid");
+    let store: Arc<PgStore<S>> = Arc::new(rt.block_on(async {
+        PgStore::<S>::connect(&support::database_url(), &schema)
+            .await
+            .expect("PostgreSQL reachable")
+    }));
+    let mut runner = TestRunner::new(ProptestConfig {
+        cases: CASES,
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    });
+    let result = runner.run(&ops, |ops| {
+        rt.block_on(run_ops(&store, ops, kinds));
+        Ok(())
+    });
+    rt.block_on(async {
+        store.close().await;
+        support::drop_schema(&schema).await;
+    });
+    if let Err(e) = result {
+        panic!("{e}");
+    }
+}
+
+fn sequence<S: platform::ports::Schema>(
+    write: impl Strategy<Value = S::Write> + Clone,
+    query: impl Strategy<Value = S::Query>,
+) -> impl Strategy<Value = Vec<Op<S>>>
+where
+    S::Write: std::fmt::Debug,
+    S::Query: std::fmt::Debug,
+{
+    let op = prop_oneof![
+        3 => prop::collection::vec(write, 1..=3).prop_map(Op::Commit),
+        1 => query.prop_map(Op::Query),
+    ];
+    prop::collection::vec(op, 1..=OPS_MAX)
+}
+
+mod order_schema {
+    use order::{Order, OrderQuery, OrderSchema, OrderStatus, OrderWrite};
+
+    use super::*;
+
+    const IDS: [&str; 3] = [
+        "00000000-0000-4000-8000-000000000001",
+        "00000000-0000-4000-8000-000000000002",
+        "00000000-0000-4000-8000-000000000003",
+    ];
+    const KEYS: [&str; 3] = ["req-a", "req-b", "req-c"];
+    const STATUSES: [OrderStatus; 5] = [
+        OrderStatus::Created,
+        OrderStatus::PaymentPending,
+        OrderStatus::Paid,
+        OrderStatus::Delivered,
+        OrderStatus::Cancelled,
+    ];
+
+    fn order() -> impl Strategy<Value = Order> + Clone {
+        (
+            prop::sample::select(&IDS[..]),
+            prop::collection::vec(prop::sample::select(&STATUSES[..]), 1..4),
+            prop_oneof![Just(1i64), 1i64..=1_000_000_000, Just(0i64)],
+            prop::sample::select(&["RUB", "USD", "rub"][..]),
+            0u64..2_000_000_000_000,
+        )
+            .prop_map(|(id, history, amount_minor, currency, since)| Order {
+                order_id: id.into(),
+                customer_id: "c-1".into(),
+                item: "bike".into(),
+                amount_minor,
+                currency: currency.into(),
+                status: *history.last().unwrap_or(&OrderStatus::Created),
+                history,
+                status_since_ms: since,
+                reason: String::new(),
+            })
+    }
+
+    fn write() -> impl Strategy<Value = OrderWrite> + Clone {
+        prop_oneof![
+            (order(), prop::sample::select(&KEYS[..])).prop_map(|(order, key)| {
+                OrderWrite::Create {
+                    order,
+                    request_key: key.into(),
+                }
+            }),
+            (order(), 1i64..4).prop_map(|(order, version)| OrderWrite::Update { order, version }),
+        ]
+    }
+
+    fn query() -> impl Strategy<Value = OrderQuery> {
+        prop_oneof![
+            prop::sample::select(&IDS[..]).prop_map(|id| OrderQuery::Order {
+                order_id: id.into()
+            }),
+            Just(OrderQuery::Order {
+                order_id: "not-a-uuid".into()
+            }),
+            prop::sample::select(&KEYS[..]).prop_map(|k| OrderQuery::ByRequest {
+                request_key: k.into()
+            }),
+        ]
+    }
+
+    #[test]
+    fn the_order_model_and_postgres_agree_on_random_transactions() {
+        differential::<OrderSchema>(sequence(write(), query()), &[order::domain::ORDERS]);
+    }
+}
+
+mod payment_schema {
+    use payment::{
+        store::{PaymentQuery, PaymentWrite, PAYMENTS},
+        Payment, PaymentSchema, PaymentStatus,
+    };
+
+    use super::*;
+
+    const KEYS: [&str; 3] = ["charge-1", "charge-2", "charge-3"];
+    const ORDERS: [&str; 2] = ["order-1", "order-2"];
+
+    fn payment() -> impl Strategy<Value = Payment> + Clone {
+        (
+            prop::sample::select(&KEYS[..]),
+            prop::sample::select(&ORDERS[..]),
+            prop::sample::select(&PaymentStatus::ALL[..]),
+            prop_oneof![Just(1_000i64), Just(0i64)],
+            any::<bool>(),
+            prop::option::of(Just("ch-1".to_owned())),
+        )
+            .prop_map(
+                |(key, order_id, status, amount_minor, refund_requested, charge_id)| Payment {
+                    key: key.into(),
+                    order_id: order_id.into(),
+                    amount_minor,
+                    currency: "RUB".into(),
+                    status,
+                    charge_id,
+                    refund_requested,
+                    reason: String::new(),
+                },
+            )
+    }
+
+    fn write() -> impl Strategy<Value = PaymentWrite> + Clone {
+        prop_oneof![
+            (
+                prop::sample::select(&ORDERS[..]),
+                any::<bool>(),
+                prop::option::of(1i64..4)
+            )
+                .prop_map(|(order_id, refund_requested, expected)| {
+                    PaymentWrite::PutOrder {
+                        order_id: order_id.into(),
+                        refund_requested,
+                        expected,
+                    }
+                }),
+            payment().prop_map(PaymentWrite::InsertPayment),
+            (payment(), 1i64..4)
+                .prop_map(|(payment, version)| PaymentWrite::UpdatePayment { payment, version }),
+        ]
+    }
+
+    fn query() -> impl Strategy<Value = PaymentQuery> {
+        prop_oneof![
+            prop::sample::select(&KEYS[..]).prop_map(|k| PaymentQuery::Payment { key: k.into() }),
+            prop::sample::select(&ORDERS[..])
+                .prop_map(|o| PaymentQuery::Order { order_id: o.into() }),
+        ]
+    }
+
+    #[test]
+    fn the_payment_model_and_postgres_agree_on_random_transactions() {
+        differential::<PaymentSchema>(sequence(write(), query()), &[PAYMENTS]);
+    }
+}
+
+mod delivery_schema {
+    use delivery::{
+        store::{DeliveryQuery, DeliveryWrite, SHIPMENTS, STAGES},
+        DeliverySchema, Shipment,
+    };
+
+    use super::*;
+
+    const ORDERS: [&str; 3] = ["order-1", "order-2", "order-3"];
+
+    fn shipment() -> impl Strategy<Value = Shipment> + Clone {
+        (
+            prop::sample::select(&ORDERS[..]),
+            prop::sample::select(&STAGES[..]),
+            prop::option::of(Just("courier-1".to_owned())),
+            any::<bool>(),
+        )
+            .prop_map(|(order_id, stage, courier_id, cancel_requested)| Shipment {
+                order_id: order_id.into(),
+                address: "pickup point 1".into(),
+                stage: stage.into(),
+                courier_id,
+                cancel_requested,
+            })
+    }
+
+    fn write() -> impl Strategy<Value = DeliveryWrite> + Clone {
+        prop_oneof![
+            shipment().prop_map(DeliveryWrite::Insert),
+            (shipment(), 1i64..4)
+                .prop_map(|(shipment, version)| DeliveryWrite::Update { shipment, version }),
+        ]
+    }
+
+    fn query() -> impl Strategy<Value = DeliveryQuery> {
+        prop::sample::select(&ORDERS[..])
+            .prop_map(|o| DeliveryQuery::Shipment { order_id: o.into() })
+    }
+
+    #[test]
+    fn the_delivery_model_and_postgres_agree_on_random_transactions() {
+        differential::<DeliverySchema>(sequence(write(), query()), &[SHIPMENTS]);
+    }
+}
+
+mod analytics_schema {
+    use analytics::{MartQuery, MartSchema, MartWrite};
+
+    use super::*;
+
+    const KEYS: [&str; 3] = ["status:PAID", "status:CREATED", "revenue:RUB"];
+
+    fn write() -> impl Strategy<Value = MartWrite> + Clone {
+        (prop::sample::select(&KEYS[..]), -5i64..=5).prop_map(|(key, by)| MartWrite::Add {
+            key: key.into(),
+            by,
+        })
+    }
+
+    fn query() -> impl Strategy<Value = MartQuery> {
+        prop_oneof![
+            Just(MartQuery::All),
+            prop::sample::select(&KEYS[..]).prop_map(|k| MartQuery::Counter(k.into())),
+        ]
+    }
+
+    #[test]
+    fn the_analytics_model_and_postgres_agree_on_random_transactions() {
+        differential::<MartSchema>(sequence(write(), query()), &[]);
+    }
+}
