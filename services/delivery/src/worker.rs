@@ -2,7 +2,7 @@
 
 use platform::{
     http::HttpClient,
-    ports::{StoreError, Tx},
+    ports::{Claimed, StoreError, Tx},
     worker::{run_rounds, Round},
     Shutdown,
 };
@@ -14,7 +14,7 @@ use crate::{
 };
 
 /// Shipments handled per round.
-const BATCH_MAX: usize = 64;
+const BATCH_MAX: usize = 256;
 
 /// The courier's wire format.
 #[derive(Serialize)]
@@ -37,42 +37,43 @@ pub(crate) async fn run(ctx: Ctx, shutdown: Shutdown) {
     .await;
 }
 
+/// One pass over the shipments with work, [`platform::claims::WORK_CONCURRENCY_MAX`] at a
+/// time.
 async fn round(ctx: &Ctx, client: &HttpClient) -> anyhow::Result<()> {
+    let claimed = ctx.liveness.work_items(SHIPMENTS, BATCH_MAX).await?;
+    let results = platform::claims::each_concurrently(claimed, |c| work_on(ctx, client, c)).await;
+    results
+        .into_iter()
+        .find_map(Result::err)
+        .map_or(Ok(()), Err)
+}
+
+/// Moves one claimed shipment on.
+async fn work_on(ctx: &Ctx, client: &HttpClient, c: Claimed) -> anyhow::Result<()> {
     let store = &*ctx.infra.store;
-    let mut last_error = None;
-    for c in ctx.liveness.work_items(SHIPMENTS, BATCH_MAX).await? {
-        let found = store
-            .query(DeliveryQuery::Shipment {
-                order_id: c.key.clone(),
-            })
-            .await;
-        let v = match found {
-            Ok(Some(v)) => v,
-            Ok(None) => continue,
-            Err(e) => {
-                last_error = Some(e.into());
-                continue;
-            }
-        };
-        let s = v.value;
-        match step(ctx, client, s.clone()).await {
-            Ok(next) if next != s => {
-                let tx = ctx.liveness.fence(Tx::new(), SHIPMENTS, &c.key, c.token);
-                let tx = tx.write(DeliveryWrite::Update {
-                    shipment: next.clone(),
-                    version: v.version,
-                });
-                match store.commit(tx).await {
-                    Ok(()) => ctx.changes.publish(&next.order_id),
-                    Err(StoreError::Conflict { .. }) => {}
-                    Err(e) => last_error = Some(anyhow::Error::from(e)),
-                }
-            }
-            Ok(_) => {}
-            Err(e) => last_error = Some(e),
-        }
+    let Some(v) = store
+        .query(DeliveryQuery::Shipment {
+            order_id: c.key.clone(),
+        })
+        .await?
+    else {
+        return Ok(());
+    };
+    let next = step(ctx, client, v.value.clone()).await?;
+    if next == v.value {
+        return Ok(());
     }
-    last_error.map_or(Ok(()), Err)
+    let tx = ctx.liveness.fence(Tx::new(), SHIPMENTS, &c.key, c.token);
+    let tx = tx.write(DeliveryWrite::Update {
+        shipment: next.clone(),
+        version: v.version,
+    });
+    match store.commit(tx).await {
+        Ok(()) => ctx.changes.publish(&next.order_id),
+        Err(StoreError::Conflict { .. }) => {}
+        Err(e) => return Err(e.into()),
+    }
+    Ok(())
 }
 
 async fn step(ctx: &Ctx, client: &HttpClient, mut s: Shipment) -> anyhow::Result<Shipment> {

@@ -3,7 +3,7 @@
 use fakes_api::{ChargeAnswer, ChargeBody, RefundAnswer, RefundBody};
 use platform::{
     http::HttpClient,
-    ports::{StoreError, Tx},
+    ports::{Claimed, StoreError, Tx},
     worker::{run_rounds, Round},
     Shutdown,
 };
@@ -14,7 +14,7 @@ use crate::{
 };
 
 /// Payments handled per round.
-const BATCH_MAX: usize = 64;
+const BATCH_MAX: usize = 256;
 
 /// The PSP's wire format (the contract of `POST /v1/charges` and `POST /v1/refunds`).
 mod fakes_api {
@@ -57,48 +57,43 @@ pub(crate) async fn run(ctx: Ctx, shutdown: Shutdown) {
     .await;
 }
 
-/// One pass over the payments with work; returns how many made progress.
+/// One pass over the payments with work, [`platform::claims::WORK_CONCURRENCY_MAX`] at a
+/// time; returns how many made progress.
 async fn round(ctx: &Ctx, client: &HttpClient) -> anyhow::Result<usize> {
-    let store = &*ctx.infra.store;
     let claimed = ctx.liveness.work_items(PAYMENTS, BATCH_MAX).await?;
-    let mut progressed = 0;
-    let mut last_error = None;
-    for c in claimed {
-        let found = store
-            .query(PaymentQuery::Payment { key: c.key.clone() })
-            .await;
-        let v = match found {
-            Ok(PaymentAnswer::Payment(Some(v))) => v,
-            Ok(_) => continue,
-            Err(e) => {
-                last_error = Some(e.into());
-                continue;
-            }
-        };
-        match step(ctx, client, v.value).await {
-            Ok(Some(next)) => {
-                let tx = ctx.liveness.fence(Tx::new(), PAYMENTS, &c.key, c.token);
-                let tx = tx.write(PaymentWrite::UpdatePayment {
-                    payment: next.clone(),
-                    version: v.version,
-                });
-                match store.commit(tx).await {
-                    Ok(()) => {
-                        ctx.changes.publish(&next.order_id);
-                        progressed += 1;
-                    }
-                    // Refund raced us; the next round sees the new state.
-                    Err(StoreError::Conflict { .. }) => progressed += 1,
-                    Err(e) => last_error = Some(anyhow::Error::from(e)),
-                }
-            }
-            Ok(None) => {}
-            Err(e) => last_error = Some(e),
-        }
-    }
-    match last_error {
+    let results = platform::claims::each_concurrently(claimed, |c| work_on(ctx, client, c)).await;
+    let progressed = results.iter().filter(|r| matches!(r, Ok(true))).count();
+    match results.into_iter().find_map(Result::err) {
         Some(e) if progressed == 0 => Err(e),
         _ => Ok(progressed),
+    }
+}
+
+/// Moves one claimed payment on; whether it progressed.
+async fn work_on(ctx: &Ctx, client: &HttpClient, c: Claimed) -> anyhow::Result<bool> {
+    let store = &*ctx.infra.store;
+    let PaymentAnswer::Payment(Some(v)) = store
+        .query(PaymentQuery::Payment { key: c.key.clone() })
+        .await?
+    else {
+        return Ok(false);
+    };
+    let Some(next) = step(ctx, client, v.value).await? else {
+        return Ok(false);
+    };
+    let tx = ctx.liveness.fence(Tx::new(), PAYMENTS, &c.key, c.token);
+    let tx = tx.write(PaymentWrite::UpdatePayment {
+        payment: next.clone(),
+        version: v.version,
+    });
+    match store.commit(tx).await {
+        Ok(()) => {
+            ctx.changes.publish(&next.order_id);
+            Ok(true)
+        }
+        // Refund raced us; the next round sees the new state.
+        Err(StoreError::Conflict { .. }) => Ok(true),
+        Err(e) => Err(e.into()),
     }
 }
 

@@ -27,6 +27,25 @@ use crate::{
     Shutdown,
 };
 
+/// How many claimed items a worker round works on at once (calls to a provider overlap; one
+/// slow item does not hold the others up).
+pub const WORK_CONCURRENCY_MAX: usize = 32;
+
+/// Runs `f` on every item, at most [`WORK_CONCURRENCY_MAX`] at a time; the results in any
+/// order.
+pub async fn each_concurrently<T, R, F, Fut>(items: Vec<T>, f: F) -> Vec<R>
+where
+    F: Fn(T) -> Fut,
+    Fut: std::future::Future<Output = R>,
+{
+    use futures::StreamExt;
+    futures::stream::iter(items)
+        .map(f)
+        .buffer_unordered(WORK_CONCURRENCY_MAX)
+        .collect()
+        .await
+}
+
 /// Default time an instance's claims outlive its last renewal.
 pub const LIVENESS_TTL: Duration = Duration::from_secs(10);
 
