@@ -180,6 +180,8 @@ impl KafkaEventLog {
         let admin = Arc::clone(&self.admin);
         let owned_topic = topic.map(str::to_owned);
         let timeout = self.config.admin_timeout;
+        // A blocking librdkafka call; production adapters never run in the simulation.
+        #[allow(clippy::disallowed_methods)]
         tokio::task::spawn_blocking(move || {
             admin
                 .inner()

@@ -153,12 +153,15 @@ async fn infra<S: PgSchema>(
     })
 }
 
+/// A running service: which one, and its task.
+pub type Running = (Service, tokio::task::JoinHandle<anyhow::Result<()>>);
+
 /// Starts `services` and returns their tasks; each stops on `shutdown`.
 pub async fn start(
     services: &[Service],
     settings: &Settings,
     shutdown: Shutdown,
-) -> anyhow::Result<Vec<tokio::task::JoinHandle<anyhow::Result<()>>>> {
+) -> anyhow::Result<Vec<Running>> {
     let needs_kafka = services.iter().any(|s| {
         matches!(
             s,
@@ -260,7 +263,7 @@ pub async fn start(
                 tokio::spawn(gateway::run(listener, config, s))
             }
         };
-        tasks.push(task);
+        tasks.push((service, task));
     }
     Ok(tasks)
 }

@@ -1,6 +1,7 @@
 //! `marketplace serve <gateway|order|payment|delivery|psp|courier|analytics|all>` — wiring only:
 //! settings, telemetry, adapters, then each service's entry point.
 
+use futures::{stream::FuturesUnordered, StreamExt};
 use platform::Shutdown;
 
 const USAGE: &str =
@@ -30,14 +31,74 @@ async fn main() -> anyhow::Result<()> {
     let settings = marketplace::Settings::from_env()?;
     let (trigger, shutdown) = Shutdown::new();
     let tasks = marketplace::start(&services, &settings, shutdown).await?;
-    tracing::info!(gateway = %format!("http://{}", settings.gateway_listen), "marketplace running; Ctrl-C stops it");
-    tokio::signal::ctrl_c().await?;
-    tracing::info!("shutting down");
-    trigger.trigger();
-    for t in tasks {
-        if let Ok(Err(e)) = t.await {
-            tracing::error!(error = format!("{e:#}"), "service ended with an error");
+    tracing::info!(gateway = %format!("http://{}", settings.gateway_listen), "marketplace running; Ctrl-C or SIGTERM stops it");
+    let mut running: FuturesUnordered<_> = tasks
+        .into_iter()
+        .map(|(service, task)| async move { (service, task.await) })
+        .collect();
+    // The process lives as long as every service it runs: a service that ends on its own
+    // (an error, a panic) ends the process with a failure, so a supervisor restarts it.
+    let ended_alone = tokio::select! {
+        biased;
+        _ = stop_signal() => {
+            tracing::info!("shutting down");
+            None
         }
+        Some((service, result)) = running.next() => Some((service, result)),
+    };
+    trigger.trigger();
+    let mut failed = false;
+    if let Some((service, result)) = ended_alone {
+        log_end(service, result);
+        failed = true;
+    }
+    while let Some((service, result)) = running.next().await {
+        if let Ok(Err(_)) | Err(_) = &result {
+            failed = true;
+        }
+        log_end(service, result);
+    }
+    if failed {
+        anyhow::bail!("a service ended with an error");
     }
     Ok(())
+}
+
+/// Ctrl-C or (on Unix) SIGTERM, as an orchestrator sends before killing.
+async fn stop_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    biased;
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+fn log_end(
+    service: marketplace::Service,
+    result: Result<anyhow::Result<()>, tokio::task::JoinError>,
+) {
+    match result {
+        Ok(Ok(())) => tracing::info!(?service, "service stopped"),
+        Ok(Err(e)) => tracing::error!(
+            ?service,
+            error = format!("{e:#}"),
+            "service ended with an error"
+        ),
+        Err(e) => tracing::error!(?service, error = %e, "service task failed"),
+    }
 }

@@ -240,7 +240,7 @@ mod tests {
     #[test]
     fn order_ids_are_uuids() {
         assert!(parse_order_id("not-a-uuid").is_err());
-        let id = uuid::Uuid::new_v4().to_string();
+        let id = platform::ids::uuid_v4().to_string();
         assert_eq!(parse_order_id(&id.to_uppercase()), Ok(id));
     }
 

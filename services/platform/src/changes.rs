@@ -19,12 +19,14 @@ use tokio::sync::watch;
 /// How often a stream re-reads even when nothing woke it (changes made by another instance).
 pub const SAFETY_POLL: Duration = Duration::from_secs(2);
 
+/// Per watched key: the channel's sender and how many subscriptions use it.
+type Watched = BTreeMap<String, (watch::Sender<u64>, usize)>;
+
 /// The in-process hub: one watch channel per key with subscribers.
 #[derive(Clone, Debug, Default)]
 pub struct Changes {
-    /// Per key: the channel's sender and how many subscriptions use it; removed with the
-    /// last subscription, so the map holds only keys somebody watches.
-    keys: Arc<Mutex<BTreeMap<String, (watch::Sender<u64>, usize)>>>,
+    /// Removed with the last subscription, so the map holds only keys somebody watches.
+    keys: Arc<Mutex<Watched>>,
 }
 
 impl Changes {

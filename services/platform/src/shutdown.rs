@@ -49,8 +49,8 @@ impl Shutdown {
 
     /// [`Shutdown::wait`] as an owned future, for APIs that take one (tonic's
     /// `serve_with_shutdown`).
-    pub fn into_wait(self) -> impl std::future::Future<Output = ()> + Send + 'static {
-        async move { self.wait().await }
+    pub async fn into_wait(self) {
+        self.wait().await
     }
 }
 

@@ -81,6 +81,9 @@ impl Consumer for KafkaConsumer {
         }
         let inner = Arc::clone(self.inner()?);
         // A synchronous commit blocks its thread until the coordinator answers.
+        // librdkafka's synchronous commit blocks; production adapters never run in the
+        // simulation, so a blocking-pool thread is fine here.
+        #[allow(clippy::disallowed_methods)]
         let commit = tokio::task::spawn_blocking(move || inner.commit(&offsets, CommitMode::Sync));
         match tokio::time::timeout(self.commit_timeout, commit).await {
             Err(_elapsed) => Err(EventLogError::Timeout(format!(

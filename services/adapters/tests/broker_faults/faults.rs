@@ -298,7 +298,7 @@ async fn fetch_placement(
         .collect();
     let (topic, until) = (topic.to_owned(), until.clone());
     tokio::task::spawn_blocking(move || {
-        let deadline = std::time::Instant::now() + FETCH_EVIDENCE_DEADLINE;
+        let deadline = tokio::time::Instant::now() + FETCH_EVIDENCE_DEADLINE;
         let mut reached: BTreeMap<i32, i64> = BTreeMap::new();
         loop {
             if let Some(Ok(m)) = observer.poll(Duration::from_millis(100)) {
@@ -322,7 +322,7 @@ async fn fetch_placement(
                 .collect();
             let placed_in_rack = placement.len() == until.len()
                 && placement.values().all(|(_, b)| in_rack.contains(b));
-            if (read_all && placed_in_rack) || std::time::Instant::now() >= deadline {
+            if (read_all && placed_in_rack) || tokio::time::Instant::now() >= deadline {
                 return placement;
             }
         }

@@ -20,6 +20,8 @@ pub fn kafka_bootstrap() -> String {
 }
 
 /// A name nobody used before: `{prefix}_{uuid}` (lowercase, `_` only, fits a schema name).
+/// A name unique across runs of the tests: OS randomness is what is wanted here.
+#[allow(clippy::disallowed_methods)]
 pub fn unique(prefix: &str) -> String {
     format!("{prefix}_{}", uuid::Uuid::new_v4().simple())
 }

@@ -15,6 +15,8 @@ async fn events_of(bootstrap: &str, order_id: &str, count: usize) -> Vec<StatusC
             .await
             .expect("kafka"),
     );
+    // A name unique across runs of the test: OS randomness is what is wanted here.
+    #[allow(clippy::disallowed_methods)]
     let group = format!("stack-test-{}", uuid::Uuid::new_v4().simple());
     let mut consumer = log
         .consumer(ConsumerConfig::new(group), &[ORDER_STATUS_TOPIC])

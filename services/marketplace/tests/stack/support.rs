@@ -45,7 +45,10 @@ fn free_addr() -> SocketAddr {
 /// Starts every service with fresh schemas; `tune` adjusts the fakes.
 pub async fn start(tune: impl FnOnce(&mut Settings)) -> Stack {
     let mut settings = Settings::from_env().expect("settings");
-    settings.schema_prefix = format!("t{}_", &uuid::Uuid::new_v4().simple().to_string()[..12]);
+    // A schema prefix unique across runs of the test: OS randomness is what is wanted here.
+    #[allow(clippy::disallowed_methods)]
+    let run = uuid::Uuid::new_v4().simple().to_string();
+    settings.schema_prefix = format!("t{}_", &run[..12]);
     settings.gateway_listen = free_addr();
     settings.order_listen = free_addr();
     settings.payment_listen = free_addr();
