@@ -11,6 +11,7 @@ use platform::{
     changes::status_stream,
     grpc::{idempotency_key, require_id, store_status},
     ports::{StoreError, Tx},
+    retry::on_conflict,
 };
 use tonic::{Request, Response, Status};
 
@@ -106,31 +107,41 @@ impl DeliveryService for DeliveryApi {
         let req = request.into_inner();
         require_id(SERVICE, "order_id", &req.order_id)?;
         let store = &*self.ctx.infra.store;
-        for _ in 0..8 {
-            let (version, mut s) = self.read(&req.order_id).await?;
+        // The worker may move the shipment on meanwhile: re-read and try again.
+        let cancelled = on_conflict("cancel shipment", |_| async {
+            let query = DeliveryQuery::Shipment {
+                order_id: req.order_id.clone(),
+            };
+            let Some(v) = store.query(query).await? else {
+                return Ok(None);
+            };
+            let mut s = v.value;
             if !s.is_active() || s.cancel_requested {
-                return Ok(Response::new(to_msg(&s)));
+                return Ok(Some((s, false)));
             }
             s.cancel_requested = true;
-            match store
-                .commit(Tx::new().write(DeliveryWrite::Update {
-                    shipment: s.clone(),
-                    version,
-                }))
-                .await
-            {
-                Ok(()) => {
+            let tx = Tx::new().write(DeliveryWrite::Update {
+                shipment: s.clone(),
+                version: v.version,
+            });
+            store.commit(tx).await?;
+            Ok(Some((s, true)))
+        })
+        .await
+        .map_err(|e| store_status(SERVICE, e))?;
+        match cancelled {
+            None => Err(Status::not_found(format!(
+                "{SERVICE}: no shipment for order {}",
+                req.order_id
+            ))),
+            Some((s, changed)) => {
+                if changed {
                     self.ctx.work.notify_one();
                     self.ctx.changes.publish(&req.order_id);
-                    return Ok(Response::new(to_msg(&s)));
                 }
-                Err(StoreError::Conflict { .. }) => continue,
-                Err(e) => return Err(store_status(SERVICE, e)),
+                Ok(Response::new(to_msg(&s)))
             }
         }
-        Err(Status::aborted(format!(
-            "{SERVICE}: cancel kept conflicting, retry"
-        )))
     }
 
     async fn get_shipment(

@@ -76,20 +76,30 @@ impl From<Order> for OrderView {
     }
 }
 
-/// The one place gRPC answers become HTTP answers.
+/// The one place gRPC answers become HTTP answers (see `platform::errors`). Messages of
+/// codes that describe the client's request pass through; anything else is logged here and
+/// answered without internal text.
 fn problem(status: tonic::Status) -> Problem {
     use tonic::Code::*;
     match status.code() {
-        InvalidArgument => Problem::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "Unprocessable Entity",
-            status.message(),
-        ),
+        InvalidArgument | OutOfRange => Problem::unprocessable(status.message()),
         NotFound => Problem::not_found(status.message()),
-        FailedPrecondition | Aborted | AlreadyExists => {
-            Problem::new(StatusCode::CONFLICT, "Conflict", status.message())
+        FailedPrecondition | Aborted | AlreadyExists => Problem::conflict(status.message()),
+        ResourceExhausted => Problem::too_many_requests("the order service is at capacity", 1),
+        Unauthenticated => Problem::new(
+            StatusCode::UNAUTHORIZED,
+            "Unauthorized",
+            "authentication required",
+        ),
+        PermissionDenied => Problem::new(StatusCode::FORBIDDEN, "Forbidden", "not allowed"),
+        Unavailable | DeadlineExceeded | Cancelled => {
+            tracing::warn!(code = ?status.code(), message = status.message(), "order service unavailable");
+            Problem::unavailable("the order service cannot be reached; retry")
         }
-        _ => Problem::unavailable(format!("order service: {}", status.message())),
+        Ok | Unknown | Internal | Unimplemented | DataLoss => {
+            tracing::error!(code = ?status.code(), message = status.message(), "order service failed");
+            Problem::internal()
+        }
     }
 }
 
@@ -190,4 +200,101 @@ pub async fn run(
     tracing::info!(addr = ?listener.local_addr().ok(), "gateway up");
     platform::http::serve(listener, router, shutdown).await;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn answer(status: tonic::Status) -> (StatusCode, Option<String>, String) {
+        let response = problem(status).into_response();
+        let retry_after = response
+            .headers()
+            .get(header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let p = body(response);
+        (
+            StatusCode::from_u16(p.status).unwrap_or_default(),
+            retry_after,
+            p.detail,
+        )
+    }
+
+    fn body(response: Response) -> Problem {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("runtime");
+        rt.block_on(async {
+            let bytes = axum::body::to_bytes(response.into_body(), 64 * 1024)
+                .await
+                .expect("body");
+            serde_json::from_slice(&bytes).expect("problem+json")
+        })
+    }
+
+    #[test]
+    fn internal_failures_become_a_500_that_keeps_the_cause_inside() {
+        let secret = "relation \"orders\" does not exist at 10.1.2.1";
+        for code in [
+            tonic::Code::Internal,
+            tonic::Code::Unknown,
+            tonic::Code::DataLoss,
+        ] {
+            let (status, _, detail) = answer(tonic::Status::new(code, secret));
+            assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR, "{code:?}");
+            assert!(
+                !detail.contains("orders") && !detail.contains("10.1"),
+                "{detail}"
+            );
+        }
+    }
+
+    #[test]
+    fn an_unreachable_order_service_is_a_503_with_retry_after_and_no_internal_text() {
+        let (status, retry_after, detail) = answer(tonic::Status::unavailable(
+            "connect: 10.1.3.21:50051 refused",
+        ));
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(retry_after.as_deref(), Some("1"));
+        assert!(!detail.contains("10.1"), "{detail}");
+    }
+
+    #[test]
+    fn client_mistakes_keep_their_explanation() {
+        let cases = [
+            (
+                tonic::Status::invalid_argument("order: amount_minor must be positive"),
+                StatusCode::UNPROCESSABLE_ENTITY,
+            ),
+            (
+                tonic::Status::not_found("order: no order 5a0e"),
+                StatusCode::NOT_FOUND,
+            ),
+            (
+                tonic::Status::failed_precondition("order: already cancelled"),
+                StatusCode::CONFLICT,
+            ),
+            (
+                tonic::Status::resource_exhausted("busy"),
+                StatusCode::TOO_MANY_REQUESTS,
+            ),
+            (
+                tonic::Status::unauthenticated("no token"),
+                StatusCode::UNAUTHORIZED,
+            ),
+            (
+                tonic::Status::permission_denied("not yours"),
+                StatusCode::FORBIDDEN,
+            ),
+        ];
+        for (s, want) in cases {
+            let message = s.message().to_owned();
+            let (status, _, detail) = answer(s);
+            assert_eq!(status, want, "{message}");
+            if want.as_u16() == 422 || want.as_u16() == 404 || want.as_u16() == 409 {
+                assert_eq!(detail, message);
+            }
+        }
+    }
 }

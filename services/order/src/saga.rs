@@ -135,7 +135,9 @@ async fn drive(ctx: &Ctx, order_id: &str, claim: &DriverClaim) {
             Ok(None) => return,
             Err(e) => {
                 failures += 1;
-                tracing::debug!(error = %e, "cannot read order");
+                if failures == 1 {
+                    tracing::warn!(error = %e, "cannot read order; retrying");
+                }
                 pause(ctx, backoff.delay(failures)).await;
                 continue;
             }
@@ -147,7 +149,13 @@ async fn drive(ctx: &Ctx, order_id: &str, claim: &DriverClaim) {
             Ok(()) => failures = 0,
             Err(e) => {
                 failures += 1;
-                tracing::debug!(error = %e, failures, "saga step failed; retrying");
+                if failures == 1 || failures % 10 == 0 {
+                    tracing::warn!(
+                        error = format!("{e:#}"),
+                        failures,
+                        "saga step failed; retrying"
+                    );
+                }
                 pause(ctx, backoff.delay(failures)).await;
             }
         }
@@ -301,8 +309,26 @@ async fn step(ctx: &Ctx, order: Versioned<Order>, claim: &DriverClaim) -> anyhow
     Ok(())
 }
 
+/// Why a call to a peer failed.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum CallError {
+    /// The peer answered with a status that retrying cannot change; decisions go by its code.
+    #[error("{what}: refused: {status}")]
+    Refused { what: String, status: Status },
+    /// Transient failures until the retry budget ran out, or shutdown came first.
+    #[error("{what}: {detail}")]
+    GaveUp { what: String, detail: String },
+}
+
+impl CallError {
+    /// Whether the peer said the thing asked about does not exist.
+    fn is_not_found(&self) -> bool {
+        matches!(self, CallError::Refused { status, .. } if status.code() == tonic::Code::NotFound)
+    }
+}
+
 /// A unary call to a peer, retried on transient failures with the one retry helper.
-async fn call<T, F, Fut>(ctx: &Ctx, peer: &LazyChannel, what: &str, f: F) -> anyhow::Result<T>
+async fn call<T, F, Fut>(ctx: &Ctx, peer: &LazyChannel, what: &str, f: F) -> Result<T, CallError>
 where
     F: Fn(Channel, u32) -> Fut,
     Fut: std::future::Future<Output = Result<tonic::Response<T>, Status>>,
@@ -321,8 +347,14 @@ where
     )
     .await;
     r.map_err(|e| match e {
-        RetryError::Cancelled => anyhow::anyhow!("{what}: cancelled by shutdown"),
-        other => anyhow::anyhow!("{what}: {other}"),
+        RetryError::Permanent(status) => CallError::Refused {
+            what: what.to_owned(),
+            status,
+        },
+        other => CallError::GaveUp {
+            what: what.to_owned(),
+            detail: other.to_string(),
+        },
     })
 }
 
@@ -342,8 +374,8 @@ async fn request_refund(ctx: &Ctx, order_id: &str) -> anyhow::Result<()> {
     match r {
         Ok(_) => Ok(()),
         // No payment was ever recorded: nothing to refund.
-        Err(e) if e.to_string().contains("no payment for order") => Ok(()),
-        Err(e) => Err(e),
+        Err(e) if e.is_not_found() => Ok(()),
+        Err(e) => Err(e.into()),
     }
 }
 
@@ -362,8 +394,9 @@ async fn cancel_shipment(ctx: &Ctx, order_id: &str) -> anyhow::Result<()> {
     .await;
     match r {
         Ok(_) => Ok(()),
-        Err(e) if e.to_string().contains("no shipment for order") => Ok(()),
-        Err(e) => Err(e),
+        // No shipment was ever booked: nothing to cancel.
+        Err(e) if e.is_not_found() => Ok(()),
+        Err(e) => Err(e.into()),
     }
 }
 

@@ -10,7 +10,8 @@ use futures::Stream;
 use platform::{
     changes::status_stream,
     grpc::{idempotency_key, require_id, store_status},
-    ports::{StoreError, Tx},
+    ports::{Store, StoreError, Tx},
+    retry::on_conflict,
 };
 use tonic::{Request, Response, Status};
 
@@ -18,7 +19,7 @@ use crate::{
     store::{
         aggregate, OrderPayments, Payment, PaymentAnswer, PaymentQuery, PaymentStatus, PaymentWrite,
     },
-    Ctx,
+    Ctx, PaymentSchema,
 };
 
 const SERVICE: &str = "payment";
@@ -29,18 +30,27 @@ pub(crate) struct PaymentApi {
     pub ctx: Ctx,
 }
 
+/// An order's payments.
+async fn order_of(
+    store: &dyn Store<PaymentSchema>,
+    order_id: &str,
+) -> Result<Option<OrderPayments>, StoreError> {
+    let q = PaymentQuery::Order {
+        order_id: order_id.to_owned(),
+    };
+    match store.query(q).await? {
+        PaymentAnswer::Order(o) => Ok(o),
+        _ => Err(StoreError::Fatal(
+            "payment store answered another query".into(),
+        )),
+    }
+}
+
 impl PaymentApi {
     async fn order(&self, order_id: &str) -> Result<Option<OrderPayments>, Status> {
-        let q = PaymentQuery::Order {
-            order_id: order_id.to_owned(),
-        };
-        match self.ctx.infra.store.query(q).await {
-            Ok(PaymentAnswer::Order(o)) => Ok(o),
-            Ok(_) => Err(Status::internal(format!(
-                "{SERVICE}: unexpected store answer"
-            ))),
-            Err(e) => Err(store_status(SERVICE, e)),
-        }
+        order_of(&*self.ctx.infra.store, order_id)
+            .await
+            .map_err(|e| store_status(SERVICE, e))
     }
 
     async fn payment_exists(&self, key: &str) -> Result<bool, Status> {
@@ -138,10 +148,9 @@ impl PaymentService for PaymentApi {
         let req = request.into_inner();
         require_id(SERVICE, "order_id", &req.order_id)?;
         let store = &*self.ctx.infra.store;
-        // Optimistic retry: a concurrent Charge or worker update may race us.
-        for _ in 0..8 {
-            let order = self.order(&req.order_id).await?;
-            let (expected, payments) = match order {
+        // A concurrent Charge or worker update may win the race: re-read and try again.
+        on_conflict("refund", |_| async {
+            let (expected, payments) = match order_of(store, &req.order_id).await? {
                 Some(o) => (Some(o.version), o.payments),
                 None => (None, Vec::new()),
             };
@@ -166,19 +175,13 @@ impl PaymentService for PaymentApi {
                     version: p.version,
                 });
             }
-            match store.commit(tx).await {
-                Ok(()) => {
-                    self.ctx.work.notify_one();
-                    self.ctx.changes.publish(&req.order_id);
-                    return Ok(Response::new(self.view(&req.order_id).await?));
-                }
-                Err(StoreError::Conflict { .. }) => continue,
-                Err(e) => return Err(store_status(SERVICE, e)),
-            }
-        }
-        Err(Status::aborted(format!(
-            "{SERVICE}: refund kept conflicting, retry"
-        )))
+            store.commit(tx).await
+        })
+        .await
+        .map_err(|e| store_status(SERVICE, e))?;
+        self.ctx.work.notify_one();
+        self.ctx.changes.publish(&req.order_id);
+        Ok(Response::new(self.view(&req.order_id).await?))
     }
 
     async fn get_payment(

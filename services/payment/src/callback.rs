@@ -6,6 +6,7 @@ use axum::{extract::State, http::StatusCode, routing::post, Json, Router};
 use platform::{
     http::{ApiJson, Problem},
     ports::{StoreError, Tx},
+    retry::on_conflict,
 };
 use serde::Deserialize;
 
@@ -46,19 +47,18 @@ async fn callback(
         return Err(Problem::not_found("not a charge of this service"));
     };
     let store = &*ctx.infra.store;
-    for _ in 0..8 {
+    let applied = on_conflict("apply PSP callback", |_| async {
         let found = store
             .query(PaymentQuery::Payment {
                 key: key.to_owned(),
             })
-            .await
-            .map_err(|e| Problem::unavailable(e.to_string()))?;
+            .await?;
         let PaymentAnswer::Payment(Some(p)) = found else {
-            return Err(Problem::not_found(format!("no payment {key}")));
+            return Ok(None);
         };
         if p.value.status != PaymentStatus::Pending {
             // A duplicate, or the answer got here first.
-            return Ok((StatusCode::OK, Json(serde_json::json!({"applied": false}))));
+            return Ok(Some(false));
         }
         let mut next = p.value;
         settle(&mut next, cb.charge_id.clone(), &cb.status);
@@ -66,15 +66,29 @@ async fn callback(
             payment: next.clone(),
             version: p.version,
         });
-        match store.commit(tx).await {
-            Ok(()) => {
-                ctx.work.notify_one();
-                ctx.changes.publish(&next.order_id);
-                return Ok((StatusCode::OK, Json(serde_json::json!({"applied": true}))));
-            }
-            Err(StoreError::Conflict { .. }) => continue,
-            Err(e) => return Err(Problem::unavailable(e.to_string())),
-        }
+        store.commit(tx).await?;
+        ctx.work.notify_one();
+        ctx.changes.publish(&next.order_id);
+        Ok(Some(true))
+    })
+    .await
+    .map_err(store_problem)?;
+    match applied {
+        None => Err(Problem::not_found(format!("no payment {key}"))),
+        Some(applied) => Ok((
+            StatusCode::OK,
+            Json(serde_json::json!({ "applied": applied })),
+        )),
     }
-    Err(Problem::unavailable("payment kept changing; retry"))
+}
+
+/// The one place store errors become this endpoint's answers: a retry can help (503), or it
+/// is a bug (500, logged, its text kept inside).
+fn store_problem(e: StoreError) -> Problem {
+    if e.is_retriable() || matches!(e, StoreError::Conflict { .. }) {
+        Problem::unavailable("the payment store is busy; retry")
+    } else {
+        tracing::error!(error = %e, "PSP callback failed");
+        Problem::internal()
+    }
 }

@@ -57,15 +57,23 @@ pub fn require_id(service: &str, field: &str, value: &str) -> Result<(), Status>
     Ok(())
 }
 
-/// The gRPC answer for a store failure in `service`.
+/// The gRPC answer for a store failure in `service` (see [`crate::errors`]): `Unavailable`
+/// or `Aborted` when a retry can help; otherwise `Internal`, logged here with its cause and
+/// answered without it.
 pub fn store_status(service: &str, e: crate::ports::StoreError) -> Status {
     use crate::ports::StoreError;
     match e {
-        StoreError::Unavailable(m) => Status::unavailable(format!("{service}: database: {m}")),
-        StoreError::Conflict { .. } => {
+        StoreError::Unavailable(m) => {
+            tracing::warn!(%service, error = %m, "database unavailable");
+            Status::unavailable(format!("{service}: database unavailable"))
+        }
+        StoreError::Conflict { .. } | StoreError::Duplicate { .. } => {
             Status::aborted(format!("{service}: concurrent update, retry"))
         }
-        other => Status::internal(format!("{service}: {other}")),
+        StoreError::Fatal(m) => {
+            tracing::error!(%service, error = %m, "database error");
+            Status::internal(format!("{service}: internal error"))
+        }
     }
 }
 

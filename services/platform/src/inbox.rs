@@ -20,7 +20,7 @@ use crate::{
         ConsumedRecord, Consumer, ConsumerConfig, EventLog, ProducedRecord, Producer,
         ProducerConfig, Schema, Store, StoreError, Tx,
     },
-    retry::RetryPolicy,
+    retry::{on_conflict, RetryPolicy},
     Shutdown,
 };
 
@@ -59,9 +59,6 @@ pub type Effect<S> = Arc<
         + Send
         + Sync,
 >;
-
-/// Attempts of one effect whose transaction keeps conflicting.
-const EFFECT_ATTEMPTS_MAX: u32 = 16;
 
 /// What a consumer loop needs besides its store and effect.
 #[derive(Clone, Debug)]
@@ -177,18 +174,41 @@ pub async fn apply_once<S: Schema>(
     record: &ConsumedRecord,
     effect: &Effect<S>,
 ) -> Result<(), EffectError> {
-    let event_id = event_id(record);
-    for _ in 0..EFFECT_ATTEMPTS_MAX {
-        let Some(tx) = effect(record.clone(), store.clone()).await? else {
-            return Ok(());
+    apply(store, record, effect, Some((consumer, &event_id(record)))).await
+}
+
+/// The effect of `record`, with its inbox mark if `mark` is given, re-run while its
+/// transaction conflicts with a concurrent one; a duplicate mark means it took effect before.
+async fn apply<S: Schema>(
+    store: &Arc<dyn Store<S>>,
+    record: &ConsumedRecord,
+    effect: &Effect<S>,
+    mark: Option<(&str, &str)>,
+) -> Result<(), EffectError> {
+    let applied = on_conflict("consumer effect", |_| async {
+        let tx = match effect(record.clone(), store.clone()).await {
+            Ok(Some(tx)) => tx,
+            Ok(None) => return Ok(None),
+            Err(EffectError::Poison(reason)) => return Ok(Some(reason)),
+            Err(EffectError::Retry(e)) => {
+                return Err(StoreError::Unavailable(format!("{e:#}")));
+            }
         };
-        match store.commit(tx.consumed(consumer, &event_id)).await {
-            Ok(()) | Err(StoreError::Duplicate { .. }) => return Ok(()),
-            Err(StoreError::Conflict { .. }) => continue,
-            Err(e) => return Err(e.into()),
+        let tx = match mark {
+            Some((consumer, event_id)) => tx.consumed(consumer, event_id),
+            None => tx,
+        };
+        match store.commit(tx).await {
+            Ok(()) | Err(StoreError::Duplicate { .. }) => Ok(None),
+            Err(e) => Err(e),
         }
+    })
+    .await;
+    match applied {
+        Ok(None) => Ok(()),
+        Ok(Some(reason)) => Err(EffectError::Poison(reason)),
+        Err(e) => Err(e.into()),
     }
-    Err(anyhow::anyhow!("effect of {event_id} kept conflicting").into())
 }
 
 /// The mutant: the effect without its inbox mark, so a redelivery applies it again.
@@ -197,17 +217,7 @@ async fn apply_without_inbox<S: Schema>(
     record: &ConsumedRecord,
     effect: &Effect<S>,
 ) -> Result<(), EffectError> {
-    for _ in 0..EFFECT_ATTEMPTS_MAX {
-        let Some(tx) = effect(record.clone(), store.clone()).await? else {
-            return Ok(());
-        };
-        match store.commit(tx).await {
-            Ok(()) => return Ok(()),
-            Err(StoreError::Conflict { .. }) => continue,
-            Err(e) => return Err(e.into()),
-        }
-    }
-    Err(anyhow::anyhow!("effect kept conflicting").into())
+    apply(store, record, effect, None).await
 }
 
 #[cfg(test)]

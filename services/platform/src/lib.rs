@@ -6,13 +6,12 @@
 //! worlds — the outbox relay, the inbox, the retry helper, the HTTP serve loop and client —
 //! lives here once.
 //!
-//! Error policy: ports return their own `thiserror` enums whose variants say whether a retry
-//! can help ([`ports::EventLogError::is_retriable`], [`ports::StoreError::is_retriable`]);
-//! each service maps them to HTTP status or gRPC code in exactly one place.
+//! The error policy every service follows is written in [`errors`].
 
 pub mod changes;
 pub mod claims;
 pub mod conformance;
+pub mod errors;
 pub mod grpc;
 pub mod http;
 pub mod ids;

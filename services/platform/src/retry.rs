@@ -3,7 +3,7 @@
 
 use std::{future::Future, time::Duration};
 
-use crate::Shutdown;
+use crate::{ports::StoreError, Shutdown};
 
 /// How to retry.
 #[derive(Clone, Debug)]
@@ -26,6 +26,17 @@ impl RetryPolicy {
             delay_max: Duration::from_secs(2),
             attempts_max: 8,
             deadline: Duration::from_secs(20),
+        }
+    }
+
+    /// A policy for optimistic writes that lost to a concurrent writer: re-read and try
+    /// again soon, 5 ms doubling to 80 ms, at most 8 attempts, 2 s.
+    pub fn conflicts() -> Self {
+        RetryPolicy {
+            delay_initial: Duration::from_millis(5),
+            delay_max: Duration::from_millis(80),
+            attempts_max: 8,
+            deadline: Duration::from_secs(2),
         }
     }
 
@@ -74,6 +85,29 @@ impl<E> RetryError<E> {
             RetryError::Cancelled => None,
         }
     }
+}
+
+/// Runs `op` (a read, a decision and an optimistic commit) again while it fails with
+/// [`StoreError::Conflict`], per [`RetryPolicy::conflicts`]; any other outcome, or the last
+/// conflict, is returned as it is.
+pub async fn on_conflict<T, F, Fut>(description: &str, op: F) -> Result<T, StoreError>
+where
+    F: FnMut(u32) -> Fut,
+    Fut: Future<Output = Result<T, StoreError>>,
+{
+    let is_conflict = |e: &StoreError| matches!(e, StoreError::Conflict { .. });
+    retry(
+        &RetryPolicy::conflicts(),
+        description,
+        &Shutdown::never(),
+        is_conflict,
+        op,
+    )
+    .await
+    .map_err(|e| match e {
+        RetryError::Permanent(e) | RetryError::Exhausted { last: e, .. } => e,
+        RetryError::Cancelled => StoreError::Unavailable(format!("{description}: cancelled")),
+    })
 }
 
 /// Runs `op` until it succeeds, fails permanently (`is_transient` false), or the policy's

@@ -32,22 +32,28 @@ pub async fn run_rounds<F, Fut>(
     let mut failures = 0u32;
     while !shutdown.is_requested() {
         let wait = match round().await {
-            Ok(Round::Busy) => {
-                failures = 0;
-                continue;
-            }
-            Ok(Round::Idle) => {
-                failures = 0;
-                idle_poll
+            Ok(round) => {
+                if failures > 0 {
+                    tracing::info!(worker = name, failures, "round succeeded again");
+                    failures = 0;
+                }
+                match round {
+                    Round::Busy => continue,
+                    Round::Idle => idle_poll,
+                }
             }
             Err(e) => {
                 failures += 1;
-                tracing::debug!(
-                    worker = name,
-                    failures,
-                    error = format!("{e:#}"),
-                    "round failed"
-                );
+                // Once when a streak of failures starts, then every tenth: a long outage
+                // does not flood the log, and its end is logged below.
+                if failures == 1 || failures % 10 == 0 {
+                    tracing::warn!(
+                        worker = name,
+                        failures,
+                        error = format!("{e:#}"),
+                        "round failed; backing off"
+                    );
+                }
                 backoff.delay(failures)
             }
         };

@@ -14,6 +14,9 @@ pub struct Problem {
     pub title: String,
     pub status: u16,
     pub detail: String,
+    /// Seconds after which a retry may succeed (`Retry-After`), for 429 and 503.
+    #[serde(skip)]
+    pub retry_after_s: Option<u32>,
 }
 
 impl Problem {
@@ -24,6 +27,34 @@ impl Problem {
             title: title.into(),
             status: status.as_u16(),
             detail: detail.into(),
+            retry_after_s: None,
+        }
+    }
+    /// 500 Internal Server Error. It says nothing more: what went wrong stays in the log.
+    pub fn internal() -> Self {
+        Problem::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "Internal Server Error",
+            "something went wrong on our side; it has been logged",
+        )
+    }
+    /// 409 Conflict.
+    pub fn conflict(detail: impl Into<String>) -> Self {
+        Problem::new(StatusCode::CONFLICT, "Conflict", detail)
+    }
+    /// 422 Unprocessable Entity: well-formed input that breaks a rule.
+    pub fn unprocessable(detail: impl Into<String>) -> Self {
+        Problem::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "Unprocessable Entity",
+            detail,
+        )
+    }
+    /// 429 Too Many Requests, to retry after `retry_after_s`.
+    pub fn too_many_requests(detail: impl Into<String>, retry_after_s: u32) -> Self {
+        Problem {
+            retry_after_s: Some(retry_after_s),
+            ..Problem::new(StatusCode::TOO_MANY_REQUESTS, "Too Many Requests", detail)
         }
     }
     /// 400 Bad Request.
@@ -34,13 +65,16 @@ impl Problem {
     pub fn not_found(detail: impl Into<String>) -> Self {
         Problem::new(StatusCode::NOT_FOUND, "Not Found", detail)
     }
-    /// 503 Service Unavailable: a dependency is down; the client may retry.
+    /// 503 Service Unavailable: a dependency is down; the client may retry (after 1 s).
     pub fn unavailable(detail: impl Into<String>) -> Self {
-        Problem::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "Service Unavailable",
-            detail,
-        )
+        Problem {
+            retry_after_s: Some(1),
+            ..Problem::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Service Unavailable",
+                detail,
+            )
+        }
     }
 }
 
@@ -48,12 +82,18 @@ impl IntoResponse for Problem {
     fn into_response(self) -> Response {
         let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         let body = serde_json::to_vec(&self).unwrap_or_default();
-        (
+        let mut response = (
             status,
             [(header::CONTENT_TYPE, "application/problem+json")],
             body,
         )
-            .into_response()
+            .into_response();
+        if let Some(s) = self.retry_after_s {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, header::HeaderValue::from(s));
+        }
+        response
     }
 }
 
