@@ -149,7 +149,7 @@ async fn drive(ctx: &Ctx, order_id: &str, claim: &DriverClaim) {
             Ok(()) => failures = 0,
             Err(e) => {
                 failures += 1;
-                if failures == 1 || failures % 10 == 0 {
+                if failures == 1 || failures.is_multiple_of(10) {
                     tracing::warn!(
                         error = format!("{e:#}"),
                         failures,

@@ -46,7 +46,7 @@ pub async fn run_rounds<F, Fut>(
                 failures += 1;
                 // Once when a streak of failures starts, then every tenth: a long outage
                 // does not flood the log, and its end is logged below.
-                if failures == 1 || failures % 10 == 0 {
+                if failures == 1 || failures.is_multiple_of(10) {
                     tracing::warn!(
                         worker = name,
                         failures,
