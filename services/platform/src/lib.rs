@@ -10,7 +10,6 @@
 
 pub mod changes;
 pub mod claims;
-pub mod conformance;
 pub mod errors;
 pub mod grpc;
 pub mod http;

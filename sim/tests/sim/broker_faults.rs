@@ -1,4 +1,4 @@
-//! The broker-fault conformance suite (`platform::conformance::broker_faults`) against the
+//! The broker-fault conformance suite (`conformance::broker_faults`) against the
 //! Kafka model: broker nodes killed and restarted through madsim, cluster state read from
 //! the controller's disk, follower-fetch evidence from [`sim::kafka::BrokerCounters`]. The
 //! same scenarios run against the real cluster in `services/adapters/tests/broker_faults`.
@@ -20,16 +20,16 @@ use std::{
 
 use anyhow::{anyhow, Context as _};
 use async_trait::async_trait;
+use conformance::broker_faults::{
+    self as suite, BrokerFaults, BrokerId, BrokerInfo, ClusterView, FetchesServed, MortalConsumer,
+    PartitionView,
+};
 use madsim::{
     runtime::{Handle, NodeHandle},
     task::NodeId,
     time::{self, Instant},
 };
 use platform::{
-    conformance::broker_faults::{
-        self as suite, BrokerFaults, BrokerId, BrokerInfo, ClusterView, FetchesServed,
-        MortalConsumer, PartitionView,
-    },
     ports::{Acks, ConsumedRecord, Consumer, ConsumerConfig, EventLog, EventLogError},
     store::{kv::KvSchema, MemoryStore},
 };

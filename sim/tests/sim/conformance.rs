@@ -5,7 +5,7 @@
 use std::{future::Future, sync::Arc};
 
 use madsim::runtime::Handle;
-use platform::{conformance, ports::EventLog, store::kv::KvSchema};
+use platform::{ports::EventLog, store::kv::KvSchema};
 use sim::{
     db::{self, DbDisk, SimStore},
     kafka::{KafkaCluster, KafkaModelConfig, TopicSpec},

@@ -4,7 +4,7 @@
 //! epoch fencing, determinism). The guarantees the real cluster must give too (acknowledged
 //! writes survive a broker, refusal below min ISR with the outbox holding events, group
 //! rebalance after a member dies, idempotent retries across a leader kill, rack-aware
-//! fetching) are the shared suite `platform::conformance::broker_faults`, run against the
+//! fetching) are the shared suite `conformance::broker_faults`, run against the
 //! model in `broker_faults.rs` and against the real cluster in
 //! `services/adapters/tests/broker_faults`; the weakened forms here are their counterparts.
 //!

@@ -16,10 +16,8 @@ use std::{
 };
 
 use async_trait::async_trait;
-use platform::{
-    conformance::broker_faults::{variant, MortalConsumer},
-    ports::{ConsumedRecord, Consumer, ConsumerConfig, EventLog, EventLogError},
-};
+use conformance::broker_faults::{variant, MortalConsumer};
+use platform::ports::{ConsumedRecord, Consumer, ConsumerConfig, EventLog, EventLogError};
 use serde_json::{json, Value};
 
 use crate::servers::kafka;

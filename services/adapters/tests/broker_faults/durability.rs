@@ -1,7 +1,7 @@
 //! Acknowledged writes survive a broker crash; idempotent retries across a leader crash
 //! neither duplicate nor reorder.
 
-use platform::conformance::broker_faults as suite;
+use conformance::broker_faults as suite;
 
 use crate::{faults::RealFaults, support::exclusive};
 

@@ -13,13 +13,11 @@ use std::{
 use adapters::KafkaEventLog;
 use anyhow::{anyhow, Context as _};
 use async_trait::async_trait;
-use platform::{
-    conformance::broker_faults::{
-        wait_for_view, wait_until_healthy, BrokerFaults, BrokerId, BrokerInfo, ClusterView,
-        FetchesServed, MortalConsumer, HEAL_DEADLINE,
-    },
-    ports::{ConsumerConfig, EventLog, EventLogError, ProducedRecord, RecordAck},
+use conformance::broker_faults::{
+    wait_for_view, wait_until_healthy, BrokerFaults, BrokerId, BrokerInfo, ClusterView,
+    FetchesServed, MortalConsumer, HEAL_DEADLINE,
 };
+use platform::ports::{ConsumerConfig, EventLog, EventLogError, ProducedRecord, RecordAck};
 use rdkafka::{
     client::ClientContext,
     consumer::{BaseConsumer, Consumer as _, ConsumerContext},

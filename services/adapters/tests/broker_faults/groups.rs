@@ -1,7 +1,7 @@
 //! A consumer group rebalances after a member dies (SIGKILL of its process, no LeaveGroup)
 //! and no record is skipped.
 
-use platform::conformance::broker_faults as suite;
+use conformance::broker_faults as suite;
 
 use crate::{faults::RealFaults, support::exclusive};
 

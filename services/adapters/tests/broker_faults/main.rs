@@ -1,4 +1,4 @@
-//! The broker-fault conformance suite (`platform::conformance::broker_faults`) on the real
+//! The broker-fault conformance suite (`conformance::broker_faults`) on the real
 //! cluster: the same scenarios the simulation's Kafka model runs (`sim/tests/sim/broker_faults.rs`),
 //! with real brokers SIGKILLed and restarted through `ci/infra/kafka.sh` (ARCHITECTURE.md §3,
 //! §7). [`faults::RealFaults`] is this world's adapter of the suite's `BrokerFaults`. Needs the

@@ -3,10 +3,8 @@
 
 use std::sync::Arc;
 
-use platform::{
-    conformance::broker_faults::{self as suite, variant},
-    ports::EventLogError,
-};
+use conformance::broker_faults::{self as suite, variant};
+use platform::ports::EventLogError;
 
 use crate::{faults::RealFaults, servers::FreshStore, support::exclusive};
 

@@ -2,7 +2,7 @@
 //! partitions another broker leads (follower fetching through the cluster's
 //! `RackAwareReplicaSelector`); the evidence is librdkafka's statistics.
 
-use platform::conformance::broker_faults as suite;
+use conformance::broker_faults as suite;
 
 use crate::{faults::RealFaults, support::exclusive};
 

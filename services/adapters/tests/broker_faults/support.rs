@@ -3,7 +3,7 @@
 
 use std::{collections::BTreeMap, sync::Arc, time::Duration};
 
-use platform::conformance::broker_faults::{ClusterView, PartitionView};
+use conformance::broker_faults::{ClusterView, PartitionView};
 use rdkafka::{
     consumer::{BaseConsumer, Consumer as _},
     ClientConfig,

@@ -4,7 +4,8 @@
 use std::time::Duration;
 
 use adapters::{KafkaConfig, KafkaEventLog};
-use platform::{conformance::event_log as conformance, ports::EventLogError};
+use conformance::event_log as conformance;
+use platform::ports::EventLogError;
 
 use crate::support::{fresh_topic, kafka, unique};
 

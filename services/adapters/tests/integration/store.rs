@@ -4,8 +4,8 @@
 use std::time::Duration;
 
 use adapters::{PgStore, PgStoreConfig, SchemaName};
+use conformance::store as conformance;
 use platform::{
-    conformance::store as conformance,
     ports::{Store, StoreError, Tx},
     store::kv::{KvSchema, KvTx},
 };

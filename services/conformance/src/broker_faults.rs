@@ -55,7 +55,7 @@ use std::{
 use async_trait::async_trait;
 use tokio::time::Instant;
 
-use crate::{
+use platform::{
     ids,
     outbox::{run_relay, OutboxSignal, RelayConfig, EVENT_ID_HEADER, SEND_ID_HEADER},
     ports::{

@@ -1,26 +1,26 @@
 //! The store conformance suite: what service logic may rely on from any store adapter — the
 //! platform's outbox, inbox, work claims, leases and cleanup, and the transaction semantics
 //! (checks, atomicity, concurrency) — exercised through the kv schema
-//! ([`crate::store::kv`]), whose Postgres twin every adapter carries for this purpose.
+//! ([`platform::store::kv`]), whose Postgres twin every adapter carries for this purpose.
 //!
 //! Each scenario is a public async function over `&dyn Store<KvSchema>` that panics, saying what was
 //! expected, on the first violation. [`run_all`] runs them in turn; adapters' tests may also
 //! call them one by one. Scenarios use their own tables, consumers and event ids, and leave no
 //! pending outbox rows behind, so they can share one store — but that store must start empty
-//! (a fresh database schema, a new [`crate::store::MemoryStore`]).
-//! The reference semantics are [`crate::store::MemoryState::apply`].
+//! (a fresh database schema, a new [`platform::store::MemoryStore`]).
+//! The reference semantics are [`platform::store::MemoryState::apply`].
 
 use std::time::Duration;
 
 use serde_json::json;
 
-use crate::{
+use platform::{
     ports::store::{liveness_lease, Claimed, OutboxMessage, OutboxRow, Store, StoreError, Tx},
     store::kv::{KvQuery, KvSchema, KvTx, KvWrite},
 };
 
 /// A row of the kv schema.
-type Versioned = crate::ports::store::Versioned<serde_json::Value>;
+type Versioned = platform::ports::store::Versioned<serde_json::Value>;
 
 /// A lease long enough never to run out during a scenario.
 const LEASE_LONG: Duration = Duration::from_secs(3_600);
@@ -228,7 +228,7 @@ pub async fn cleanup_removes_sent_rows_and_marks_after_the_retention_and_keeps_p
     let kept = cleanup(store, LEASE_LONG).await;
     assert_eq!(
         kept,
-        crate::ports::Cleaned::default(),
+        platform::ports::Cleaned::default(),
         "nothing is as old as the retention yet"
     );
     let again = store
@@ -805,7 +805,7 @@ async fn lease(
         .unwrap_or_else(|e| panic!("acquire_lease({name}, {owner}) failed: {e}"))
 }
 
-async fn cleanup(store: &dyn Store<KvSchema>, retention: Duration) -> crate::ports::Cleaned {
+async fn cleanup(store: &dyn Store<KvSchema>, retention: Duration) -> platform::ports::Cleaned {
     store
         .cleanup(retention)
         .await
@@ -894,7 +894,7 @@ fn ids(rows: &[OutboxRow]) -> Vec<i64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::MemoryStore;
+    use platform::store::MemoryStore;
 
     #[tokio::test]
     async fn the_memory_store_passes_the_store_conformance_suite() {

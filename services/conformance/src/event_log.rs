@@ -15,7 +15,7 @@ use std::{
 
 use tokio::time::Instant;
 
-use crate::{
+use platform::{
     partitioner::partition_for_key,
     ports::event_log::{
         ConsumedRecord, Consumer, ConsumerConfig, EventLog, ProducedRecord, Producer,
