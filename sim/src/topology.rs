@@ -1,44 +1,19 @@
-//! The simulated world's nodes, derived from one table of services.
+//! The simulated world's nodes, derived from the one service table (`wiring::SERVICES`).
 //!
-//! | service   | region | instances | addresses (instance i = 1..)  | runs                                   |
-//! |-----------|--------|-----------|-------------------------------|----------------------------------------|
-//! | gateway   | MSK    | 2         | 10.1.3.1i:8080                | gateway (REST)                         |
-//! | order     | MSK    | 2         | 10.1.3.2i:50051               | order service (gRPC) + its saga drivers|
-//! | payment   | MSK    | 2         | 10.1.3.3i:50052 (webhook 8090)| payment service (gRPC)                 |
-//! | delivery  | NSK    | 2         | 10.2.3.4i:50053               | delivery service (gRPC)                |
-//! | analytics | MSK    | 2         | 10.1.3.5i                     | analytics consumers (group `analytics`)|
+//! | nodes                     | region      | address                          | runs                        |
+//! |---------------------------|-------------|----------------------------------|-----------------------------|
+//! | `<service>-<i>`           | the table's | 10.<region>.3.<10·row + i>:<port>| instance i of a service     |
+//! | `psp`, `courier`          | the table's | 10.<region>.5.<row>:<port>       | the external providers' fakes |
+//! | `<database>-db`           | its service's | 10.<region>.2.<row>:5432       | the Postgres model of a service's database |
+//! | `client`                  | MSK         | 10.1.9.1                         | the workload, through the gateways |
 //!
-//! Instance nodes are named `<service>-<i>` (`order-1`, `order-2`); a fault naming the service
-//! (`order`) hits every instance. Besides them: one database node per service database
-//! ([`DATABASES`]), the fake PSP and courier, the client, and the Kafka nodes (msk-1, msk-2,
-//! nsk-1, kafka-controller), which [`crate::kafka::KafkaCluster`] creates from its own config.
+//! Regions: MSK is 10.1/16, NSK 10.2/16. A fault naming a service (`order`) hits every
+//! instance of it; `order-2` one instance. The Kafka nodes (msk-1, msk-2, nsk-1,
+//! kafka-controller) are created by [`crate::kafka::KafkaCluster`] from its own config.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
-/// A region of the seed's deployment.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Region {
-    Msk,
-    Nsk,
-}
-
-impl Region {
-    /// The second octet of the region's addresses.
-    const fn octet(self) -> u8 {
-        match self {
-            Region::Msk => 1,
-            Region::Nsk => 2,
-        }
-    }
-
-    /// The Kafka `client.rack` of services placed in this region.
-    pub fn rack(self) -> &'static str {
-        match self {
-            Region::Msk => "msk",
-            Region::Nsk => "nsk",
-        }
-    }
-}
+pub use wiring::{Region, ServiceSpec, SERVICES};
 
 /// One node.
 #[derive(Clone, Debug)]
@@ -61,150 +36,95 @@ impl NodeSpec {
     }
 }
 
-fn node(name: &str, region: Region, ip: [u8; 4], port: u16) -> NodeSpec {
-    NodeSpec {
-        name: name.to_owned(),
-        region,
-        ip,
-        port,
+/// The second octet of a region's addresses.
+fn octet(region: Region) -> u8 {
+    match region {
+        Region::Msk => 1,
+        Region::Nsk => 2,
     }
 }
 
-/// One row of the service table.
-#[derive(Clone, Copy, Debug)]
-pub struct ServiceSpec {
-    pub name: &'static str,
-    pub region: Region,
-    pub instances: u8,
-    /// Fourth-octet base of the instances' addresses (instance i gets `base + i`).
-    host_base: u8,
-    /// The port it serves on (0: serves nothing).
-    pub port: u16,
-    /// Its database node, if it has one.
-    pub database: Option<&'static str>,
+/// The row of `service` in the table.
+fn row(service: &ServiceSpec) -> u8 {
+    SERVICES
+        .iter()
+        .position(|s| s == service)
+        .map_or(0, |i| i as u8 + 1)
 }
 
-impl ServiceSpec {
-    /// Its instances' nodes, `<name>-1` first.
-    pub fn instances(&self) -> Vec<NodeSpec> {
-        (1..=self.instances)
-            .map(|i| {
-                node(
-                    &format!("{}-{i}", self.name),
-                    self.region,
-                    [10, self.region.octet(), 3, self.host_base + i],
-                    self.port,
-                )
-            })
-            .collect()
+/// The nodes of `service`'s instances, `<name>-1` first (a fake's one node is `<name>`).
+pub fn instances(service: &ServiceSpec) -> Vec<NodeSpec> {
+    if service.fake {
+        return vec![NodeSpec {
+            name: service.name.to_owned(),
+            region: service.region,
+            ip: [10, octet(service.region), 5, row(service)],
+            port: service.port,
+        }];
     }
-
-    /// Comma-separated URLs of every instance (what a caller's channel is given).
-    pub fn urls(&self) -> String {
-        self.instances()
-            .iter()
-            .map(NodeSpec::url)
-            .collect::<Vec<_>>()
-            .join(",")
-    }
-
-    /// Its database node.
-    pub fn database_node(&self) -> Option<NodeSpec> {
-        let name = self.database?;
-        DATABASES.iter().position(|d| *d == name).map(|i| {
-            node(
-                name,
-                self.region,
-                [10, self.region.octet(), 2, i as u8 + 1],
-                5432,
-            )
+    (1..=service.sim_instances)
+        .map(|i| NodeSpec {
+            name: format!("{}-{i}", service.name),
+            region: service.region,
+            ip: [10, octet(service.region), 3, 10 * row(service) + i],
+            port: service.port,
         })
-    }
+        .collect()
 }
 
-/// Every database node's name (each owned by one service of [`SERVICES`]).
-pub const DATABASES: [&str; 4] = ["orders-db", "payments-db", "deliveries-db", "analytics-db"];
-
-pub const GATEWAY: ServiceSpec = ServiceSpec {
-    name: "gateway",
-    region: Region::Msk,
-    instances: 2,
-    host_base: 10,
-    port: 8080,
-    database: None,
-};
-pub const ORDER: ServiceSpec = ServiceSpec {
-    name: "order",
-    region: Region::Msk,
-    instances: 2,
-    host_base: 20,
-    port: 50051,
-    database: Some("orders-db"),
-};
-pub const PAYMENT: ServiceSpec = ServiceSpec {
-    name: "payment",
-    region: Region::Msk,
-    instances: 2,
-    host_base: 30,
-    port: 50052,
-    database: Some("payments-db"),
-};
-pub const DELIVERY: ServiceSpec = ServiceSpec {
-    name: "delivery",
-    region: Region::Nsk,
-    instances: 2,
-    host_base: 40,
-    port: 50053,
-    database: Some("deliveries-db"),
-};
-pub const ANALYTICS: ServiceSpec = ServiceSpec {
-    name: "analytics",
-    region: Region::Msk,
-    instances: 2,
-    host_base: 50,
-    port: 0,
-    database: Some("analytics-db"),
-};
-
-/// Every service of the marketplace, dependencies first.
-pub const SERVICES: [ServiceSpec; 5] = [PAYMENT, DELIVERY, ORDER, ANALYTICS, GATEWAY];
-
-/// Port of the payment service's PSP webhook (on each payment instance).
-pub const PAYMENT_CALLBACK_PORT: u16 = 8090;
-
-pub fn psp() -> NodeSpec {
-    node("psp", Region::Msk, [10, 1, 5, 1], 8081)
+/// The service named `name`.
+pub fn service(name: &str) -> &'static ServiceSpec {
+    wiring::spec(name).unwrap_or_else(|| panic!("the service table has no {name}"))
 }
-pub fn courier() -> NodeSpec {
-    node("courier", Region::Nsk, [10, 2, 5, 2], 8082)
+
+/// Comma-separated URLs of every instance of `name` (what a caller's channel takes).
+pub fn urls(name: &str) -> String {
+    instances(service(name))
+        .iter()
+        .map(NodeSpec::url)
+        .collect::<Vec<_>>()
+        .join(",")
 }
+
+/// The node of `service`'s database, if it has one (`<database>-db`).
+pub fn database_node(service: &ServiceSpec) -> Option<NodeSpec> {
+    let database = service.database?;
+    Some(NodeSpec {
+        name: format!("{database}-db"),
+        region: service.region,
+        ip: [10, octet(service.region), 2, row(service)],
+        port: 5432,
+    })
+}
+
 pub fn client() -> NodeSpec {
-    node("client", Region::Msk, [10, 1, 9, 1], 0)
+    NodeSpec {
+        name: "client".into(),
+        region: Region::Msk,
+        ip: [10, 1, 9, 1],
+        port: 0,
+    }
 }
 
 /// Every database node.
 pub fn database_nodes() -> Vec<NodeSpec> {
-    SERVICES
-        .iter()
-        .filter_map(ServiceSpec::database_node)
-        .collect()
+    SERVICES.iter().filter_map(database_node).collect()
 }
 
 /// The nodes a fault may name, besides the Kafka model's brokers and controller (the client
-/// is the workload, not a target): databases, service instances, the PSP and the courier.
+/// is the workload, not a target): databases, service instances, the fakes.
 pub fn fault_targets() -> Vec<NodeSpec> {
     database_nodes()
         .into_iter()
-        .chain(SERVICES.iter().flat_map(ServiceSpec::instances))
-        .chain([psp(), courier()])
+        .chain(SERVICES.iter().flat_map(instances))
         .collect()
 }
 
 /// The nodes a fault naming `name` hits: a node's own name, or a service's name for every
 /// instance of it.
 pub fn expand(name: &str) -> Vec<String> {
-    match SERVICES.iter().find(|s| s.name == name) {
-        Some(service) => service.instances().into_iter().map(|n| n.name).collect(),
+    match wiring::spec(name) {
+        Some(service) => instances(service).into_iter().map(|n| n.name).collect(),
         None => vec![name.to_owned()],
     }
 }

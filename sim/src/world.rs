@@ -25,7 +25,7 @@ use crate::{
     db::{self, DbDisk, SimStore},
     kafka::{KafkaCluster, KafkaModelConfig},
     scenario::{Action, Scenario},
-    topology::{self, region_of, NodeSpec, Region, ServiceSpec},
+    topology::{self, region_of, NodeSpec, Region, ServiceSpec, SERVICES},
 };
 
 /// What one run produced.
@@ -65,49 +65,64 @@ impl Nodes {
     }
 }
 
-/// What one instance is given besides its config: its name, its database node, the Kafka
-/// model and the scenario's client settings and mutants.
+/// What one instance is given ([`wiring::Env`]): its node, its database node, the Kafka
+/// model, the scenario's client settings and mutants, and the fakes' settings and books
+/// (shared with the checkers).
 #[derive(Clone)]
-struct InstanceEnv {
-    instance: String,
-    database: Option<SocketAddr>,
+struct SimEnv {
+    service: &'static ServiceSpec,
+    node: NodeSpec,
     events: Arc<dyn platform::ports::EventLog>,
     producer: ProducerConfig,
     mutants: Mutants,
+    psp: (fakes::psp::PspConfig, fakes::psp::SharedLedger),
+    courier: (fakes::courier::CourierConfig, fakes::courier::SharedBooks),
 }
 
-impl InstanceEnv {
-    fn new(
-        scenario: &Scenario,
-        service: &ServiceSpec,
-        instance: &NodeSpec,
-        kafka: &KafkaCluster,
-        mutants: Mutants,
-    ) -> Self {
-        InstanceEnv {
-            instance: instance.name.clone(),
-            database: service.database_node().map(|d| d.addr()),
-            events: kafka.event_log(),
-            producer: mutants.producer(scenario.client.apply(ProducerConfig {
-                client_rack: Some(client_rack(scenario, service)),
-                ..ProducerConfig::default()
-            })),
-            mutants,
-        }
+impl wiring::Env for SimEnv {
+    fn instance(&self) -> String {
+        self.node.name.clone()
     }
 
-    /// The instance's infrastructure with store schema `S`.
+    fn listen(&self) -> SocketAddr {
+        self.node.addr()
+    }
+
+    fn callback(&self) -> Option<(SocketAddr, String)> {
+        let addr = SocketAddr::new(self.node.ip(), self.service.callback_port?);
+        Some((addr, format!("http://{addr}")))
+    }
+
+    fn urls(&self, service: &str) -> String {
+        topology::urls(service)
+    }
+
     fn infra<S: Schema>(&self) -> anyhow::Result<Infra<S>> {
-        let db = self
-            .database
-            .ok_or_else(|| anyhow::anyhow!("{} has no database", self.instance))?;
+        let db = topology::database_node(self.service)
+            .ok_or_else(|| anyhow::anyhow!("{} has no database", self.service.name))?;
         Ok(Infra {
-            instance: self.instance.clone(),
-            store: Arc::new(SimStore::<S>::new(db)),
+            instance: self.node.name.clone(),
+            store: Arc::new(SimStore::<S>::new(db.addr())),
             events: self.events.clone(),
             producer: self.producer.clone(),
             mutants: self.mutants,
         })
+    }
+
+    fn analytics_group(&self) -> String {
+        analytics::GROUP.into()
+    }
+
+    fn client_rack(&self) -> Option<String> {
+        self.producer.client_rack.clone()
+    }
+
+    fn psp(&self) -> (fakes::psp::PspConfig, fakes::psp::SharedLedger) {
+        self.psp.clone()
+    }
+
+    fn courier(&self) -> (fakes::courier::CourierConfig, fakes::courier::SharedBooks) {
+        self.courier.clone()
     }
 }
 
@@ -121,69 +136,10 @@ fn client_rack(scenario: &Scenario, service: &ServiceSpec) -> String {
         .unwrap_or_else(|| service.region.rack().to_owned())
 }
 
-/// What a node runs, started again by each restart.
-type NodeInit =
-    Box<dyn Fn() -> std::pin::Pin<Box<dyn std::future::Future<Output = ()>>> + Send + Sync>;
-
-/// Runs instance `node` of `service` through the service's production entry point.
-async fn run_instance(service: ServiceSpec, node: NodeSpec, env: InstanceEnv) {
-    if let Err(e) = start_instance(&service, &node, env).await {
-        tracing::error!(node = %node.name, error = %e, "service instance ended");
-    }
-}
-
-async fn start_instance(
-    service: &ServiceSpec,
-    node: &NodeSpec,
-    env: InstanceEnv,
-) -> anyhow::Result<()> {
-    let psp = topology::psp();
-    let courier = topology::courier();
-    match service.name {
-        "payment" => {
-            let callback = SocketAddr::new(node.ip(), topology::PAYMENT_CALLBACK_PORT);
-            let config = payment::Config {
-                listen: node.addr(),
-                psp_url: psp.url(),
-                callback_listen: Some(callback),
-                callback_url: Some(format!("http://{callback}/v1/psp/callbacks")),
-                psp_timeout: Duration::from_secs(2),
-                worker_poll: Duration::from_millis(500),
-            };
-            payment::run(config, env.infra()?, Shutdown::never()).await
-        }
-        "delivery" => {
-            let config = delivery::Config {
-                listen: node.addr(),
-                courier_url: courier.url(),
-                courier_timeout: Duration::from_secs(2),
-                worker_poll: Duration::from_millis(500),
-            };
-            delivery::run(config, env.infra()?, Shutdown::never()).await
-        }
-        "order" => {
-            let config = order::Config::new(
-                node.addr(),
-                topology::PAYMENT.urls(),
-                topology::DELIVERY.urls(),
-            );
-            order::run(config, env.infra()?, Shutdown::never()).await
-        }
-        "analytics" => {
-            let config = analytics::Config {
-                group_id: analytics::GROUP.into(),
-                client_rack: env.producer.client_rack.clone(),
-            };
-            analytics::run(config, env.infra()?, Shutdown::never()).await
-        }
-        "gateway" => {
-            let config = gateway::Config {
-                order_url: topology::ORDER.urls(),
-            };
-            let listener = tokio::net::TcpListener::bind(node.addr()).await?;
-            gateway::run(listener, config, Shutdown::never()).await
-        }
-        other => Err(anyhow::anyhow!("the world has no entry point for {other}")),
+/// Runs one instance through the service table's entry point, as production does.
+async fn run_instance(env: SimEnv) {
+    if let Err(e) = wiring::run_service(env.service, &env, Shutdown::never()).await {
+        tracing::error!(node = %env.node.name, error = format!("{e:#}"), "service instance ended");
     }
 }
 
@@ -261,61 +217,33 @@ pub async fn run(scenario: &Scenario, mutants: Mutants) -> Outcome {
         latency_ms: 20,
     };
 
-    let mut add = |spec: &NodeSpec, init: NodeInit| {
-        let id = handle
-            .create_node()
-            .name(spec.name.clone())
-            .ip(spec.ip())
-            .init(init)
-            .build()
-            .id();
-        nodes.0.insert(
-            spec.name.clone(),
-            Node {
-                id,
-                region: spec.region,
-            },
-        );
-    };
-    {
-        let (ledger, config, psp) = (ledger.clone(), psp_config.clone(), topology::psp());
-        let addr = psp.addr();
-        add(
-            &psp,
-            Box::new(move || {
-                let (ledger, config) = (ledger.clone(), config.clone());
-                Box::pin(async move {
-                    match tokio::net::TcpListener::bind(addr).await {
-                        Ok(l) => fakes::psp::run(l, config, ledger, Shutdown::never()).await,
-                        Err(e) => tracing::error!(error = %e, "psp cannot bind"),
-                    }
-                })
-            }),
-        );
-    }
-    {
-        let (books, config, courier) = (books.clone(), courier_config.clone(), topology::courier());
-        let addr = courier.addr();
-        add(
-            &courier,
-            Box::new(move || {
-                let (books, config) = (books.clone(), config.clone());
-                Box::pin(async move {
-                    match tokio::net::TcpListener::bind(addr).await {
-                        Ok(l) => fakes::courier::run(l, config, books, Shutdown::never()).await,
-                        Err(e) => tracing::error!(error = %e, "courier cannot bind"),
-                    }
-                })
-            }),
-        );
-    }
-    for service in topology::SERVICES {
-        for instance in service.instances() {
-            let env = InstanceEnv::new(scenario, &service, &instance, &kafka, mutants);
-            let node = instance.clone();
-            add(
-                &instance,
-                Box::new(move || Box::pin(run_instance(service, node.clone(), env.clone()))),
+    for service in SERVICES.iter() {
+        for node in topology::instances(service) {
+            let env = SimEnv {
+                service,
+                node: node.clone(),
+                events: kafka.event_log(),
+                producer: mutants.producer(scenario.client.apply(ProducerConfig {
+                    client_rack: Some(client_rack(scenario, service)),
+                    ..ProducerConfig::default()
+                })),
+                mutants,
+                psp: (psp_config.clone(), ledger.clone()),
+                courier: (courier_config.clone(), books.clone()),
+            };
+            let id = handle
+                .create_node()
+                .name(node.name.clone())
+                .ip(node.ip())
+                .init(move || run_instance(env.clone()))
+                .build()
+                .id();
+            nodes.0.insert(
+                node.name,
+                Node {
+                    id,
+                    region: node.region,
+                },
             );
         }
     }
@@ -563,7 +491,7 @@ async fn place_orders(count: u32, gap_ms: u64, acknowledged: Arc<Mutex<Vec<Strin
             let client = HttpClient::new(Duration::from_secs(5));
             // The client spreads its orders over the gateway instances (a load balancer's
             // round robin); each order's retries stay with its gateway.
-            let gateways = topology::GATEWAY.instances();
+            let gateways = topology::instances(topology::service("gateway"));
             let url = format!("{}/v1/orders", gateways[i as usize % gateways.len()].url());
             let key = format!("workload-{i}");
             let body = serde_json::json!({

@@ -1,49 +1,36 @@
 //! Wiring of the production process: settings from the environment, production adapters,
-//! and each service's one entry point. `main.rs` and the real-stack tests both use it.
+//! and the service table's entry points (`wiring::run_service`, which the simulation calls
+//! too). `main.rs` and the real-stack tests both use it.
 
-use std::{net::SocketAddr, str::FromStr, sync::Arc, time::Duration};
+use std::{any::Any, collections::BTreeMap, net::SocketAddr, str::FromStr, sync::Arc};
 
 use adapters::{postgres::PgSchema, KafkaConfig, KafkaEventLog, PgStore, SchemaName};
 use anyhow::Context;
-use platform::{ports::ProducerConfig, Infra, Mutants, Shutdown};
+use platform::{
+    ports::{ProducerConfig, Schema, Store},
+    Infra, Mutants, Shutdown,
+};
+use wiring::{Env, ServiceSpec, SERVICES};
 
-/// The services this binary can run.
+/// A service this binary can run: a row of the service table.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Service {
-    Gateway,
-    Order,
-    Payment,
-    Delivery,
-    Psp,
-    Courier,
-    Analytics,
-}
+pub struct Service(pub &'static ServiceSpec);
 
 impl Service {
     /// Every service, in start order (dependencies first).
-    pub const ALL: [Service; 7] = [
-        Service::Psp,
-        Service::Courier,
-        Service::Payment,
-        Service::Delivery,
-        Service::Order,
-        Service::Gateway,
-        Service::Analytics,
-    ];
+    pub fn all() -> Vec<Service> {
+        SERVICES.iter().map(Service).collect()
+    }
 }
 
 impl FromStr for Service {
     type Err = anyhow::Error;
     fn from_str(s: &str) -> anyhow::Result<Self> {
-        Ok(match s {
-            "gateway" => Service::Gateway,
-            "order" => Service::Order,
-            "payment" => Service::Payment,
-            "delivery" => Service::Delivery,
-            "psp" => Service::Psp,
-            "courier" => Service::Courier,
-            "analytics" => Service::Analytics,
-            other => anyhow::bail!("unknown service {other:?}: expected gateway, order, payment, delivery, psp, courier, analytics or all"),
+        wiring::spec(s).map(Service).ok_or_else(|| {
+            anyhow::anyhow!(
+                "unknown service {s:?}: expected {} or all",
+                wiring::names().join(", ")
+            )
         })
     }
 }
@@ -53,7 +40,8 @@ impl FromStr for Service {
 pub struct Settings {
     /// `DATABASE_URL`.
     pub database_url: String,
-    /// `SCHEMA_PREFIX`: prefixes each service's Postgres schema (tests use a fresh one).
+    /// `SCHEMA_PREFIX`: prefixes each service's Postgres schema and consumer group (tests use
+    /// a fresh one).
     pub schema_prefix: String,
     /// `KAFKA_BOOTSTRAP`.
     pub kafka_bootstrap: String,
@@ -63,19 +51,20 @@ pub struct Settings {
     /// instances of the same services (each instance is `<service>-<id>`; default: the
     /// process id). Two running processes must not share one.
     pub instance_id: String,
-    pub gateway_listen: SocketAddr,
-    pub order_listen: SocketAddr,
-    pub payment_listen: SocketAddr,
-    pub delivery_listen: SocketAddr,
-    pub psp_listen: SocketAddr,
-    pub courier_listen: SocketAddr,
-    /// Where payment serves the PSP's webhook (`PAYMENT_CALLBACK_LISTEN`).
-    pub payment_callback_listen: SocketAddr,
+    /// `<SERVICE>_LISTEN` for each service (default `127.0.0.1:<its port in the table>`) and
+    /// `PAYMENT_CALLBACK_LISTEN` for the PSP webhook.
+    pub listen: BTreeMap<String, SocketAddr>,
+    /// `<SERVICE>_URLS`: comma-separated URLs of a service's instances, when it runs in other
+    /// processes (default: `http://` + its listen address here).
+    pub urls: BTreeMap<String, String>,
     /// Fake PSP behaviour (`PSP_DECLINE_PER_MILLE`, `PSP_TIMEOUT_PER_MILLE`).
     pub psp: fakes::psp::PspConfig,
     /// Fake courier behaviour (`COURIER_FAIL_PER_MILLE`, `COURIER_STAGE_MS`).
     pub courier: fakes::courier::CourierConfig,
 }
+
+/// The key of the payment service's webhook listener in [`Settings::listen`].
+pub const PAYMENT_CALLBACK: &str = "payment_callback";
 
 fn env_or(name: &str, default: &str) -> String {
     std::env::var(name).unwrap_or_else(|_| default.to_owned())
@@ -91,18 +80,37 @@ where
     }
 }
 
+fn loopback(port: u16) -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], port))
+}
+
 impl Settings {
     /// Reads the environment; unset variables take the local defaults.
     pub fn from_env() -> anyhow::Result<Self> {
-        let addr = |name: &str, default: &str| -> anyhow::Result<SocketAddr> {
-            env_parse(name, default.parse()?)
-        };
         let mut psp = fakes::psp::PspConfig::default();
         psp.decline_per_mille = env_parse("PSP_DECLINE_PER_MILLE", psp.decline_per_mille)?;
         psp.timeout_per_mille = env_parse("PSP_TIMEOUT_PER_MILLE", psp.timeout_per_mille)?;
         let mut courier = fakes::courier::CourierConfig::default();
         courier.fail_per_mille = env_parse("COURIER_FAIL_PER_MILLE", courier.fail_per_mille)?;
         courier.stage_ms = env_parse("COURIER_STAGE_MS", courier.stage_ms)?;
+        let mut listen = BTreeMap::new();
+        let mut urls = BTreeMap::new();
+        for s in SERVICES.iter().filter(|s| s.port != 0) {
+            let upper = s.name.to_uppercase();
+            listen.insert(
+                s.name.to_owned(),
+                env_parse(&format!("{upper}_LISTEN"), loopback(s.port))?,
+            );
+            if let Ok(v) = std::env::var(format!("{upper}_URLS")) {
+                urls.insert(s.name.to_owned(), v);
+            }
+            if let Some(port) = s.callback_port {
+                listen.insert(
+                    PAYMENT_CALLBACK.to_owned(),
+                    env_parse("PAYMENT_CALLBACK_LISTEN", loopback(port))?,
+                );
+            }
+        }
         Ok(Settings {
             database_url: env_or(
                 "DATABASE_URL",
@@ -115,42 +123,134 @@ impl Settings {
             ),
             client_rack: env_or("CLIENT_RACK", "msk"),
             instance_id: env_or("INSTANCE_ID", &std::process::id().to_string()),
-            gateway_listen: addr("GATEWAY_LISTEN", "127.0.0.1:8080")?,
-            order_listen: addr("ORDER_LISTEN", "127.0.0.1:50051")?,
-            payment_listen: addr("PAYMENT_LISTEN", "127.0.0.1:50052")?,
-            delivery_listen: addr("DELIVERY_LISTEN", "127.0.0.1:50053")?,
-            psp_listen: addr("PSP_LISTEN", "127.0.0.1:8081")?,
-            courier_listen: addr("COURIER_LISTEN", "127.0.0.1:8082")?,
-            payment_callback_listen: addr("PAYMENT_CALLBACK_LISTEN", "127.0.0.1:8083")?,
+            listen,
+            urls,
             psp,
             courier,
         })
     }
 
-    fn schema(&self, service: &str) -> anyhow::Result<SchemaName> {
-        SchemaName::parse(&format!("{}{service}", self.schema_prefix))
+    /// Where `service` listens in this process.
+    pub fn listen(&self, service: &str) -> Option<SocketAddr> {
+        self.listen.get(service).copied()
+    }
+
+    fn schema(&self, database: &str) -> anyhow::Result<SchemaName> {
+        SchemaName::parse(&format!("{}{database}", self.schema_prefix))
             .map_err(|e| anyhow::anyhow!("{e}"))
     }
 }
 
-async fn infra<S: PgSchema>(
+/// The stores of this process, by database name: each an `Arc<dyn Store<S>>` of the schema
+/// its service declares.
+type Stores = BTreeMap<&'static str, Arc<dyn Any + Send + Sync>>;
+
+async fn connect<S: PgSchema>(
     settings: &Settings,
-    schema: &str,
-    events: Arc<KafkaEventLog>,
-) -> anyhow::Result<Infra<S>> {
-    let store = PgStore::<S>::connect(&settings.database_url, &settings.schema(schema)?)
+    database: &str,
+) -> anyhow::Result<Arc<dyn Any + Send + Sync>> {
+    let store = PgStore::<S>::connect(&settings.database_url, &settings.schema(database)?)
         .await
-        .with_context(|| format!("connecting to Postgres schema {schema}"))?;
-    Ok(Infra {
-        instance: format!("{schema}-{}", settings.instance_id),
-        store: Arc::new(store),
-        events,
-        producer: ProducerConfig {
-            client_rack: Some(settings.client_rack.clone()),
-            ..ProducerConfig::default()
-        },
-        mutants: Mutants::default(),
-    })
+        .with_context(|| format!("connecting to Postgres schema {database}"))?;
+    let store: Arc<dyn Store<S>> = Arc::new(store);
+    Ok(Arc::new(store))
+}
+
+/// Connects the store of `database` with its service's schema (the one list of which
+/// database holds which schema in production).
+async fn connect_store(
+    settings: &Settings,
+    database: &str,
+) -> anyhow::Result<Arc<dyn Any + Send + Sync>> {
+    match database {
+        "orders" => connect::<order::OrderSchema>(settings, database).await,
+        "payments" => connect::<payment::PaymentSchema>(settings, database).await,
+        "deliveries" => connect::<delivery::DeliverySchema>(settings, database).await,
+        "analytics" => connect::<analytics::MartSchema>(settings, database).await,
+        other => anyhow::bail!("no schema is known for database {other:?}"),
+    }
+}
+
+/// What one service of this process is given ([`wiring::Env`]).
+struct ProcessEnv {
+    spec: &'static ServiceSpec,
+    settings: Arc<Settings>,
+    stores: Arc<Stores>,
+    events: Option<Arc<KafkaEventLog>>,
+    ledger: fakes::psp::SharedLedger,
+    books: fakes::courier::SharedBooks,
+}
+
+impl Env for ProcessEnv {
+    fn instance(&self) -> String {
+        format!("{}-{}", self.spec.name, self.settings.instance_id)
+    }
+
+    fn listen(&self) -> SocketAddr {
+        self.settings
+            .listen(self.spec.name)
+            .unwrap_or_else(|| loopback(self.spec.port))
+    }
+
+    fn callback(&self) -> Option<(SocketAddr, String)> {
+        self.spec.callback_port?;
+        let addr = self.settings.listen(PAYMENT_CALLBACK)?;
+        Some((addr, format!("http://{addr}")))
+    }
+
+    fn urls(&self, service: &str) -> String {
+        match self.settings.urls.get(service) {
+            Some(urls) => urls.clone(),
+            None => self
+                .settings
+                .listen(service)
+                .map(|a| format!("http://{a}"))
+                .unwrap_or_default(),
+        }
+    }
+
+    fn infra<S: Schema>(&self) -> anyhow::Result<Infra<S>> {
+        let database = self
+            .spec
+            .database
+            .with_context(|| format!("{} has no database", self.spec.name))?;
+        let store = self
+            .stores
+            .get(database)
+            .and_then(|s| s.downcast_ref::<Arc<dyn Store<S>>>())
+            .with_context(|| format!("no store of the right schema for {database}"))?
+            .clone();
+        let events = self
+            .events
+            .clone()
+            .with_context(|| format!("{} needs Kafka", self.spec.name))?;
+        Ok(Infra {
+            instance: self.instance(),
+            store,
+            events,
+            producer: ProducerConfig {
+                client_rack: Some(self.settings.client_rack.clone()),
+                ..ProducerConfig::default()
+            },
+            mutants: Mutants::default(),
+        })
+    }
+
+    fn analytics_group(&self) -> String {
+        format!("{}{}", self.settings.schema_prefix, analytics::GROUP)
+    }
+
+    fn client_rack(&self) -> Option<String> {
+        Some(self.settings.client_rack.clone())
+    }
+
+    fn psp(&self) -> (fakes::psp::PspConfig, fakes::psp::SharedLedger) {
+        (self.settings.psp.clone(), self.ledger.clone())
+    }
+
+    fn courier(&self) -> (fakes::courier::CourierConfig, fakes::courier::SharedBooks) {
+        (self.settings.courier.clone(), self.books.clone())
+    }
 }
 
 /// A running service: which one, and its task.
@@ -162,13 +262,7 @@ pub async fn start(
     settings: &Settings,
     shutdown: Shutdown,
 ) -> anyhow::Result<Vec<Running>> {
-    let needs_kafka = services.iter().any(|s| {
-        matches!(
-            s,
-            Service::Order | Service::Payment | Service::Delivery | Service::Analytics
-        )
-    });
-    let events = if needs_kafka {
+    let events = if services.iter().any(|s| s.0.kafka) {
         let log = KafkaEventLog::connect(KafkaConfig::new(settings.kafka_bootstrap.clone()))
             .await
             .context("connecting to Kafka")?;
@@ -186,84 +280,31 @@ pub async fn start(
     } else {
         None
     };
-    let url = |a: SocketAddr| format!("http://{a}");
+    let mut stores = Stores::new();
+    for database in services.iter().filter_map(|s| s.0.database) {
+        stores.insert(database, connect_store(settings, database).await?);
+    }
+    let (settings, stores) = (Arc::new(settings.clone()), Arc::new(stores));
+    let ledger: fakes::psp::SharedLedger = Default::default();
+    let books: fakes::courier::SharedBooks = Default::default();
+    let mut ordered: Vec<Service> = services.to_vec();
+    ordered.sort_by_key(|s| SERVICES.iter().position(|t| t == s.0));
+    ordered.dedup();
     let mut tasks = Vec::new();
-    for &service in services {
-        let s = shutdown.clone();
-        let task = match service {
-            Service::Psp => {
-                let listener = tokio::net::TcpListener::bind(settings.psp_listen)
-                    .await
-                    .context("binding psp")?;
-                let (config, ledger) = (settings.psp.clone(), Default::default());
-                tokio::spawn(async move {
-                    fakes::psp::run(listener, config, ledger, s).await;
-                    Ok(())
-                })
-            }
-            Service::Courier => {
-                let listener = tokio::net::TcpListener::bind(settings.courier_listen)
-                    .await
-                    .context("binding courier")?;
-                let (config, books) = (settings.courier.clone(), Default::default());
-                tokio::spawn(async move {
-                    fakes::courier::run(listener, config, books, s).await;
-                    Ok(())
-                })
-            }
-            Service::Payment => {
-                let infra = infra(settings, "payments", events.clone().context("kafka")?).await?;
-                let config = payment::Config {
-                    listen: settings.payment_listen,
-                    psp_url: url(settings.psp_listen),
-                    callback_listen: Some(settings.payment_callback_listen),
-                    callback_url: Some(format!(
-                        "{}/v1/psp/callbacks",
-                        url(settings.payment_callback_listen)
-                    )),
-                    psp_timeout: Duration::from_secs(2),
-                    worker_poll: Duration::from_millis(500),
-                };
-                tokio::spawn(payment::run(config, infra, s))
-            }
-            Service::Delivery => {
-                let infra = infra(settings, "deliveries", events.clone().context("kafka")?).await?;
-                let config = delivery::Config {
-                    listen: settings.delivery_listen,
-                    courier_url: url(settings.courier_listen),
-                    courier_timeout: Duration::from_secs(2),
-                    worker_poll: Duration::from_millis(500),
-                };
-                tokio::spawn(delivery::run(config, infra, s))
-            }
-            Service::Order => {
-                let infra = infra(settings, "orders", events.clone().context("kafka")?).await?;
-                let config = order::Config::new(
-                    settings.order_listen,
-                    url(settings.payment_listen),
-                    url(settings.delivery_listen),
-                );
-                tokio::spawn(order::run(config, infra, s))
-            }
-            Service::Analytics => {
-                let infra = infra(settings, "analytics", events.clone().context("kafka")?).await?;
-                let config = analytics::Config {
-                    group_id: format!("{}{}", settings.schema_prefix, analytics::GROUP),
-                    client_rack: Some(settings.client_rack.clone()),
-                };
-                tokio::spawn(analytics::run(config, infra, s))
-            }
-            Service::Gateway => {
-                let listener = tokio::net::TcpListener::bind(settings.gateway_listen)
-                    .await
-                    .context("binding gateway")?;
-                let config = gateway::Config {
-                    order_url: url(settings.order_listen),
-                };
-                tokio::spawn(gateway::run(listener, config, s))
-            }
+    for service in ordered {
+        let env = ProcessEnv {
+            spec: service.0,
+            settings: settings.clone(),
+            stores: stores.clone(),
+            events: events.clone(),
+            ledger: Arc::clone(&ledger),
+            books: Arc::clone(&books),
         };
-        tasks.push((service, task));
+        let shutdown = shutdown.clone();
+        tasks.push((
+            service,
+            tokio::spawn(async move { wiring::run_service(env.spec, &env, shutdown).await }),
+        ));
     }
     Ok(tasks)
 }

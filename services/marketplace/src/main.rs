@@ -18,7 +18,7 @@ async fn main() -> anyhow::Result<()> {
     let services = match args.split_first() {
         Some((cmd, names)) if cmd == "serve" && !names.is_empty() => {
             if names.iter().any(|n| n == "all") {
-                marketplace::Service::ALL.to_vec()
+                marketplace::Service::all()
             } else {
                 names
                     .iter()
@@ -31,7 +31,11 @@ async fn main() -> anyhow::Result<()> {
     let settings = marketplace::Settings::from_env()?;
     let (trigger, shutdown) = Shutdown::new();
     let tasks = marketplace::start(&services, &settings, shutdown).await?;
-    tracing::info!(gateway = %format!("http://{}", settings.gateway_listen), "marketplace running; Ctrl-C or SIGTERM stops it");
+    let gateway = settings.listen("gateway").map(|a| format!("http://{a}"));
+    tracing::info!(
+        gateway = gateway.unwrap_or_default(),
+        "marketplace running; Ctrl-C or SIGTERM stops it"
+    );
     let mut running: FuturesUnordered<_> = tasks
         .into_iter()
         .map(|(service, task)| async move { (service, task.await) })
@@ -93,12 +97,12 @@ fn log_end(
     result: Result<anyhow::Result<()>, tokio::task::JoinError>,
 ) {
     match result {
-        Ok(Ok(())) => tracing::info!(?service, "service stopped"),
+        Ok(Ok(())) => tracing::info!(service = service.0.name, "service stopped"),
         Ok(Err(e)) => tracing::error!(
             ?service,
             error = format!("{e:#}"),
             "service ended with an error"
         ),
-        Err(e) => tracing::error!(?service, error = %e, "service task failed"),
+        Err(e) => tracing::error!(service = service.0.name, error = %e, "service task failed"),
     }
 }

@@ -55,7 +55,7 @@ async fn raw(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_requests_get_problem_json_4xx_and_never_a_500() {
     let stack = support::start(|_| {}).await;
-    let gw = stack.settings.gateway_listen;
+    let gw = support::listen(&stack.settings, "gateway");
     let cases = [
         (
             "POST",
@@ -126,7 +126,7 @@ async fn malformed_requests_get_problem_json_4xx_and_never_a_500() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_gateway_speaks_http2_with_prior_knowledge() {
     let stack = support::start(|_| {}).await;
-    let stream = tokio::net::TcpStream::connect(stack.settings.gateway_listen)
+    let stream = tokio::net::TcpStream::connect(support::listen(&stack.settings, "gateway"))
         .await
         .expect("connect");
     let (mut sender, conn) =
@@ -138,7 +138,7 @@ async fn the_gateway_speaks_http2_with_prior_knowledge() {
         .method("POST")
         .uri(format!(
             "http://{}/v1/orders",
-            stack.settings.gateway_listen
+            support::listen(&stack.settings, "gateway")
         ))
         .header("content-type", "application/json")
         .body(Full::new(Bytes::from(

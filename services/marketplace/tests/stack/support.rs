@@ -49,29 +49,20 @@ pub async fn start(tune: impl FnOnce(&mut Settings)) -> Stack {
     #[allow(clippy::disallowed_methods)]
     let run = uuid::Uuid::new_v4().simple().to_string();
     settings.schema_prefix = format!("t{}_", &run[..12]);
-    settings.gateway_listen = free_addr();
-    settings.order_listen = free_addr();
-    settings.payment_listen = free_addr();
-    settings.delivery_listen = free_addr();
-    settings.psp_listen = free_addr();
-    settings.courier_listen = free_addr();
-    settings.payment_callback_listen = free_addr();
+    for addr in settings.listen.values_mut() {
+        *addr = free_addr();
+    }
     settings.psp.decline_per_mille = 0;
     settings.psp.timeout_per_mille = 0;
     settings.courier.fail_per_mille = 0;
     settings.courier.stage_ms = 200;
     tune(&mut settings);
     let (trigger, shutdown) = Shutdown::new();
-    marketplace::start(&Service::ALL, &settings, shutdown)
+    marketplace::start(&Service::all(), &settings, shutdown)
         .await
         .expect("the stack starts (is `ci/infra/up.sh` running?)");
     // tonic binds its listeners inside its serve task: wait until every port accepts.
-    for addr in [
-        settings.order_listen,
-        settings.payment_listen,
-        settings.delivery_listen,
-        settings.gateway_listen,
-    ] {
+    for addr in ["order", "payment", "delivery", "gateway"].map(|s| listen(&settings, s)) {
         let started = tokio::time::Instant::now();
         while tokio::net::TcpStream::connect(addr).await.is_err() {
             assert!(
@@ -81,7 +72,7 @@ pub async fn start(tune: impl FnOnce(&mut Settings)) -> Stack {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
-    let gateway = format!("http://{}", settings.gateway_listen);
+    let gateway = format!("http://{}", listen(&settings, "gateway"));
     Stack {
         settings,
         gateway,
@@ -135,4 +126,11 @@ impl Stack {
             "order {id} did not reach the expected state within {deadline:?}; last seen: {last:?}"
         );
     }
+}
+
+/// Where `service` listens in `settings`.
+pub fn listen(settings: &Settings, service: &str) -> SocketAddr {
+    settings
+        .listen(service)
+        .unwrap_or_else(|| panic!("{service} listens somewhere"))
 }

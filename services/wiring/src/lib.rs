@@ -1,0 +1,248 @@
+//! The one service table, and the one place each service's config is built and its entry
+//! point called — for the production binary (`marketplace serve`) and the simulation's world
+//! alike, so the two cannot drift.
+//!
+//! A world (production or simulation) implements [`Env`]: where an instance listens, the URLs
+//! of a peer's instances, the instance's infrastructure (its typed store, the event log), and
+//! the fakes' settings. [`run_service`] does the rest. Adding a service is a row in
+//! [`SERVICES`], its crate, and its arm in [`run_service`] (plus, when it has a database, its
+//! schema's SQL in `adapters` and its model on a DB node in the sim).
+
+use std::{net::SocketAddr, time::Duration};
+
+use platform::{ports::Schema, Infra, Shutdown};
+
+/// A region of the seed's deployment.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Region {
+    Msk,
+    Nsk,
+}
+
+impl Region {
+    /// The Kafka `client.rack` of services placed in this region.
+    pub fn rack(self) -> &'static str {
+        match self {
+            Region::Msk => "msk",
+            Region::Nsk => "nsk",
+        }
+    }
+}
+
+/// One row of the service table.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ServiceSpec {
+    /// Its name: `marketplace serve <name>`, node names `<name>-<i>` in the simulation.
+    pub name: &'static str,
+    /// Where the seed places it.
+    pub region: Region,
+    /// Instances in the simulation (production runs as many processes as it likes).
+    pub sim_instances: u8,
+    /// Port of its listener (gRPC or HTTP); 0 when it serves nothing.
+    pub port: u16,
+    /// Port of its second listener (the payment service's PSP webhook), if any.
+    pub callback_port: Option<u16>,
+    /// Its own database: the Postgres schema in production, node `<database>-db` in the sim.
+    pub database: Option<&'static str>,
+    /// Whether it needs the Kafka cluster.
+    pub kafka: bool,
+    /// An external provider's fake (PSP, courier), not a marketplace service.
+    pub fake: bool,
+}
+
+const fn service(name: &'static str, region: Region, port: u16) -> ServiceSpec {
+    ServiceSpec {
+        name,
+        region,
+        sim_instances: 2,
+        port,
+        callback_port: None,
+        database: None,
+        kafka: false,
+        fake: false,
+    }
+}
+
+const fn fake(name: &'static str, region: Region, port: u16) -> ServiceSpec {
+    ServiceSpec {
+        sim_instances: 1,
+        fake: true,
+        ..service(name, region, port)
+    }
+}
+
+/// Every service, dependencies first (the order they start in).
+pub const SERVICES: [ServiceSpec; 7] = [
+    fake("psp", Region::Msk, 8081),
+    fake("courier", Region::Nsk, 8082),
+    ServiceSpec {
+        callback_port: Some(8083),
+        database: Some("payments"),
+        kafka: true,
+        ..service("payment", Region::Msk, 50052)
+    },
+    ServiceSpec {
+        database: Some("deliveries"),
+        kafka: true,
+        ..service("delivery", Region::Nsk, 50053)
+    },
+    ServiceSpec {
+        database: Some("orders"),
+        kafka: true,
+        ..service("order", Region::Msk, 50051)
+    },
+    ServiceSpec {
+        database: Some("analytics"),
+        kafka: true,
+        ..service("analytics", Region::Msk, 0)
+    },
+    service("gateway", Region::Msk, 8080),
+];
+
+/// The row of `name`.
+pub fn spec(name: &str) -> Option<&'static ServiceSpec> {
+    SERVICES.iter().find(|s| s.name == name)
+}
+
+/// Every service's name, for messages.
+pub fn names() -> Vec<&'static str> {
+    SERVICES.iter().map(|s| s.name).collect()
+}
+
+/// Timeouts and intervals every world uses alike (declared once).
+pub mod timing {
+    use super::Duration;
+
+    /// Bound on one call to the PSP.
+    pub const PSP_CALL: Duration = Duration::from_secs(2);
+    /// Bound on one call to the courier.
+    pub const COURIER_CALL: Duration = Duration::from_secs(2);
+    /// Worker poll interval when nothing wakes it (payment, delivery).
+    pub const WORKER_POLL: Duration = Duration::from_millis(500);
+}
+
+/// What a world gives one instance of a service.
+pub trait Env: Send + Sync {
+    /// The instance's name, unique among the service's instances.
+    fn instance(&self) -> String;
+    /// Where the instance's listener binds.
+    fn listen(&self) -> SocketAddr;
+    /// Where its second listener (webhook) binds, and the URL peers reach it at.
+    fn callback(&self) -> Option<(SocketAddr, String)>;
+    /// Comma-separated URLs of every instance of `service` (what a caller's channel takes).
+    fn urls(&self, service: &str) -> String;
+    /// The instance's infrastructure, its store with schema `S`.
+    fn infra<S: Schema>(&self) -> anyhow::Result<Infra<S>>;
+    /// The consumer group of the analytics service.
+    fn analytics_group(&self) -> String;
+    /// Kafka `client.rack` of the instance's consumers.
+    fn client_rack(&self) -> Option<String>;
+    /// The fake PSP's settings and books.
+    fn psp(&self) -> (fakes::psp::PspConfig, fakes::psp::SharedLedger);
+    /// The fake courier's settings and books.
+    fn courier(&self) -> (fakes::courier::CourierConfig, fakes::courier::SharedBooks);
+}
+
+/// Builds `spec`'s config from `env` and runs the service until `shutdown` (or until it ends
+/// by itself, with the reason).
+pub async fn run_service(
+    spec: &ServiceSpec,
+    env: &impl Env,
+    shutdown: Shutdown,
+) -> anyhow::Result<()> {
+    match spec.name {
+        "psp" => {
+            let listener = tokio::net::TcpListener::bind(env.listen()).await?;
+            let (config, ledger) = env.psp();
+            fakes::psp::run(listener, config, ledger, shutdown).await;
+            Ok(())
+        }
+        "courier" => {
+            let listener = tokio::net::TcpListener::bind(env.listen()).await?;
+            let (config, books) = env.courier();
+            fakes::courier::run(listener, config, books, shutdown).await;
+            Ok(())
+        }
+        "payment" => {
+            let callback = env.callback();
+            let config = payment::Config {
+                listen: env.listen(),
+                psp_url: env.urls("psp"),
+                psp_timeout: timing::PSP_CALL,
+                worker_poll: timing::WORKER_POLL,
+                callback_listen: callback.as_ref().map(|(addr, _)| *addr),
+                callback_url: callback.map(|(_, url)| format!("{url}/v1/psp/callbacks")),
+            };
+            payment::run(config, env.infra()?, shutdown).await
+        }
+        "delivery" => {
+            let config = delivery::Config {
+                listen: env.listen(),
+                courier_url: env.urls("courier"),
+                courier_timeout: timing::COURIER_CALL,
+                worker_poll: timing::WORKER_POLL,
+            };
+            delivery::run(config, env.infra()?, shutdown).await
+        }
+        "order" => {
+            let config =
+                order::Config::new(env.listen(), env.urls("payment"), env.urls("delivery"));
+            order::run(config, env.infra()?, shutdown).await
+        }
+        "analytics" => {
+            let config = analytics::Config {
+                group_id: env.analytics_group(),
+                client_rack: env.client_rack(),
+            };
+            analytics::run(config, env.infra()?, shutdown).await
+        }
+        "gateway" => {
+            let listener = tokio::net::TcpListener::bind(env.listen()).await?;
+            let config = gateway::Config {
+                order_url: env.urls("order"),
+            };
+            gateway::run(listener, config, shutdown).await
+        }
+        other => anyhow::bail!("the service table has no entry point for {other:?}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_service_is_named_once_and_listens_on_its_own_ports() {
+        let mut names = names();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), SERVICES.len());
+        let mut ports: Vec<u16> = SERVICES
+            .iter()
+            .flat_map(|s| [Some(s.port), s.callback_port])
+            .flatten()
+            .filter(|p| *p != 0)
+            .collect();
+        let n = ports.len();
+        ports.sort_unstable();
+        ports.dedup();
+        assert_eq!(ports.len(), n, "two services share a port");
+    }
+
+    #[test]
+    fn services_start_after_the_services_they_call() {
+        let position = |n: &str| SERVICES.iter().position(|s| s.name == n);
+        for (caller, callee) in [
+            ("payment", "psp"),
+            ("delivery", "courier"),
+            ("order", "payment"),
+            ("order", "delivery"),
+            ("gateway", "order"),
+        ] {
+            assert!(
+                position(callee) < position(caller),
+                "{caller} before {callee}"
+            );
+        }
+    }
+}
