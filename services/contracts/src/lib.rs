@@ -11,3 +11,64 @@ pub mod payment {
 pub mod delivery {
     tonic::include_proto!("marketplace.delivery.v1");
 }
+
+/// The name of a proto enum value without its type prefix (`ORDER_STATUS_PAID` → `PAID`):
+/// what the REST API and the stores say.
+fn api_name(full: &'static str, prefix: &str) -> &'static str {
+    full.strip_prefix(prefix).unwrap_or(full)
+}
+
+impl order::OrderStatus {
+    /// `PAID` for `ORDER_STATUS_PAID`.
+    pub fn api_name(self) -> &'static str {
+        api_name(self.as_str_name(), "ORDER_STATUS_")
+    }
+    /// The status the API calls `name` (`Unspecified` for none).
+    pub fn from_api_name(name: &str) -> Self {
+        Self::from_str_name(&format!("ORDER_STATUS_{name}")).unwrap_or_default()
+    }
+}
+
+impl payment::PaymentStatus {
+    /// `CAPTURED` for `PAYMENT_STATUS_CAPTURED`.
+    pub fn api_name(self) -> &'static str {
+        api_name(self.as_str_name(), "PAYMENT_STATUS_")
+    }
+    /// The status the API calls `name` (`Unspecified` for none).
+    pub fn from_api_name(name: &str) -> Self {
+        Self::from_str_name(&format!("PAYMENT_STATUS_{name}")).unwrap_or_default()
+    }
+}
+
+impl delivery::ShipmentStage {
+    /// `DELIVERED` for `SHIPMENT_STAGE_DELIVERED`.
+    pub fn api_name(self) -> &'static str {
+        api_name(self.as_str_name(), "SHIPMENT_STAGE_")
+    }
+    /// The stage the courier calls `name` (`Unspecified` for none).
+    pub fn from_api_name(name: &str) -> Self {
+        Self::from_str_name(&format!("SHIPMENT_STAGE_{name}")).unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn api_names_round_trip_without_the_type_prefix() {
+        assert_eq!(order::OrderStatus::Paid.api_name(), "PAID");
+        assert_eq!(
+            order::OrderStatus::from_api_name("PAYMENT_PENDING"),
+            order::OrderStatus::PaymentPending
+        );
+        assert_eq!(
+            payment::PaymentStatus::from_api_name("REFUND_PENDING").api_name(),
+            "REFUND_PENDING"
+        );
+        assert_eq!(
+            delivery::ShipmentStage::from_api_name("nonsense"),
+            delivery::ShipmentStage::Unspecified
+        );
+    }
+}

@@ -33,7 +33,7 @@ pub(crate) struct DeliveryApi {
 fn to_msg(s: &Shipment) -> ShipmentMsg {
     ShipmentMsg {
         order_id: s.order_id.clone(),
-        stage: s.stage.clone(),
+        stage: contracts::delivery::ShipmentStage::from_api_name(&s.stage) as i32,
         reason: String::new(),
     }
 }
@@ -177,7 +177,7 @@ impl DeliveryService for DeliveryApi {
             subscription,
             to_msg(&first),
             read,
-            |m: &ShipmentMsg| FINAL_STAGES.contains(&m.stage.as_str()),
+            |m: &ShipmentMsg| FINAL_STAGES.contains(&m.stage().api_name()),
             WATCH_DURATION_MAX,
         )))
     }

@@ -111,3 +111,16 @@ impl Schema for DeliverySchema {
         }]
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_stage_has_its_contract_value() {
+        for s in STAGES {
+            let p = contracts::delivery::ShipmentStage::from_api_name(s);
+            assert_ne!(p, contracts::delivery::ShipmentStage::Unspecified, "{s}");
+        }
+    }
+}

@@ -20,9 +20,9 @@ use axum::{
 use contracts::order::{
     order_service_client::OrderServiceClient, CreateOrderRequest, GetOrderRequest, Order,
 };
-use order::domain::{parse_order_id, NewOrder};
+use domain::{IdempotencyKey, NewOrder, OrderId};
 use platform::{
-    grpc::{self, LazyChannel, IDEMPOTENCY_KEY_BYTES_MAX},
+    grpc::{self, LazyChannel},
     http::{ApiJson, Problem},
     Shutdown,
 };
@@ -65,13 +65,13 @@ pub struct OrderView {
 impl From<Order> for OrderView {
     fn from(o: Order) -> Self {
         OrderView {
+            status: o.status().api_name().into(),
+            history: o.history().map(|s| s.api_name().to_owned()).collect(),
             order_id: o.order_id,
             customer_id: o.customer_id,
             item: o.item,
             amount_minor: o.amount_minor,
             currency: o.currency,
-            status: o.status,
-            history: o.history,
         }
     }
 }
@@ -135,9 +135,10 @@ async fn create_order(
         None => platform::ids::uuid_v4().to_string(),
         Some(v) => v
             .to_str()
-            .ok()
-            .filter(|k| !k.is_empty() && k.len() <= IDEMPOTENCY_KEY_BYTES_MAX)
-            .ok_or_else(|| Problem::bad_request(format!("Idempotency-Key must be 1..={IDEMPOTENCY_KEY_BYTES_MAX} visible ASCII characters")))?
+            .map_err(|_| domain::InvalidInput::IdempotencyKey)
+            .and_then(IdempotencyKey::parse)
+            .map_err(|e| Problem::bad_request(format!("Idempotency-Key: {e}")))?
+            .as_str()
             .to_owned(),
     };
     let new = NewOrder::parse(
@@ -146,18 +147,12 @@ async fn create_order(
         body.amount_minor,
         &body.currency,
     )
-    .map_err(|e| {
-        Problem::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "Unprocessable Entity",
-            e.to_string(),
-        )
-    })?;
+    .map_err(|e| Problem::unprocessable(e.to_string()))?;
     let req = CreateOrderRequest {
         customer_id: new.customer_id,
         item: new.item,
-        amount_minor: new.amount_minor,
-        currency: new.currency,
+        amount_minor: new.price.amount_minor(),
+        currency: new.price.currency().to_string(),
     };
     let mut client = order_client(&st).await?;
     let order = client
@@ -179,7 +174,9 @@ async fn get_order(
     State(st): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Json<OrderView>, Problem> {
-    let id = parse_order_id(&id).map_err(|e| Problem::bad_request(e.to_string()))?;
+    let id = OrderId::parse(&id)
+        .map_err(|e| Problem::bad_request(e.to_string()))?
+        .to_string();
     let mut client = order_client(&st).await?;
     let order = client
         .get_order(grpc::request(GetOrderRequest { order_id: id }, None))

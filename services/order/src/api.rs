@@ -10,7 +10,7 @@ use platform::{
 use tonic::{Request, Response, Status};
 
 use crate::{
-    domain::{parse_order_id, NewOrder, Order, OrderStatus},
+    domain::{NewOrder, Order, OrderId, OrderStatus},
     store::{OrderQuery, OrderWrite},
     transition::{now_ms, status_event},
     Ctx,
@@ -22,6 +22,11 @@ pub(crate) struct OrderApi {
     pub ctx: Ctx,
 }
 
+/// The contract's status for `s`.
+fn proto_status(s: OrderStatus) -> contracts::order::OrderStatus {
+    contracts::order::OrderStatus::from_api_name(s.as_str())
+}
+
 pub(crate) fn to_msg(o: &Order) -> OrderMsg {
     OrderMsg {
         order_id: o.order_id.clone(),
@@ -29,8 +34,8 @@ pub(crate) fn to_msg(o: &Order) -> OrderMsg {
         item: o.item.clone(),
         amount_minor: o.amount_minor,
         currency: o.currency.clone(),
-        status: o.status.as_str().into(),
-        history: o.history.iter().map(|s| s.as_str().to_owned()).collect(),
+        status: proto_status(o.status) as i32,
+        history: o.history.iter().map(|s| proto_status(*s) as i32).collect(),
     }
 }
 
@@ -72,11 +77,11 @@ impl OrderService for OrderApi {
             return Ok(Response::new(to_msg(&prev.value)));
         }
         let order = Order {
-            order_id: platform::ids::uuid_v4().to_string(),
+            order_id: OrderId::from_random(platform::ids::random_u128()).to_string(),
             customer_id: new.customer_id,
             item: new.item,
-            amount_minor: new.amount_minor,
-            currency: new.currency,
+            amount_minor: new.price.amount_minor(),
+            currency: new.price.currency().to_string(),
             status: OrderStatus::Created,
             history: vec![OrderStatus::Created],
             status_since_ms: now_ms(),
@@ -113,8 +118,22 @@ impl OrderService for OrderApi {
         &self,
         request: Request<GetOrderRequest>,
     ) -> Result<Response<OrderMsg>, Status> {
-        let id = parse_order_id(&request.into_inner().order_id)
+        let id = OrderId::parse(&request.into_inner().order_id)
             .map_err(|e| Status::invalid_argument(format!("{SERVICE}: {e}")))?;
-        Ok(Response::new(to_msg(&self.read(&id).await?)))
+        Ok(Response::new(to_msg(&self.read(id.as_str()).await?)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_status_has_its_contract_value() {
+        for s in crate::domain::OrderStatus::ALL {
+            let p = proto_status(s);
+            assert_ne!(p, contracts::order::OrderStatus::Unspecified, "{s:?}");
+            assert_eq!(p.api_name(), s.as_str());
+        }
     }
 }

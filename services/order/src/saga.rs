@@ -17,9 +17,11 @@ use std::{
 use contracts::{
     delivery::{
         delivery_service_client::DeliveryServiceClient, CreateShipmentRequest, ShipmentRef,
+        ShipmentStage,
     },
     payment::{
-        payment_service_client::PaymentServiceClient, ChargeRequest, PaymentRef, RefundRequest,
+        payment_service_client::PaymentServiceClient, ChargeRequest, PaymentRef, PaymentStatus,
+        RefundRequest,
     },
 };
 use futures::StreamExt;
@@ -222,8 +224,9 @@ async fn step(ctx: &Ctx, order: Versioned<Order>, claim: &DriverClaim) -> anyhow
                 }
             })
             .await?;
-            match wait_payment(ctx, &o.order_id, &["CAPTURED", "DECLINED"], left).await? {
-                Some(s) if s == "CAPTURED" => transition(ctx, claim, order, Paid, "").await?,
+            let outcomes = [PaymentStatus::Captured, PaymentStatus::Declined];
+            match wait_payment(ctx, &o.order_id, &outcomes, left).await? {
+                Some(PaymentStatus::Captured) => transition(ctx, claim, order, Paid, "").await?,
                 Some(_) => transition(ctx, claim, order, PaymentFailed, "payment declined").await?,
                 None => transition(ctx, claim, order, PaymentFailed, "payment timed out").await?,
             };
@@ -259,24 +262,28 @@ async fn step(ctx: &Ctx, order: Versioned<Order>, claim: &DriverClaim) -> anyhow
                 })
                 .await?;
             }
-            let wanted: &[&str] = if o.status == Shipping {
+            let wanted: &[ShipmentStage] = if o.status == Shipping {
                 &[
-                    "PICKED_UP",
-                    "IN_TRANSIT",
-                    "DELIVERED",
-                    "FAILED",
-                    "CANCELLED",
+                    ShipmentStage::PickedUp,
+                    ShipmentStage::InTransit,
+                    ShipmentStage::Delivered,
+                    ShipmentStage::Failed,
+                    ShipmentStage::Cancelled,
                 ]
             } else {
-                &["DELIVERED", "FAILED", "CANCELLED"]
+                &[
+                    ShipmentStage::Delivered,
+                    ShipmentStage::Failed,
+                    ShipmentStage::Cancelled,
+                ]
             };
             match wait_shipment(ctx, &o.order_id, wanted, left).await? {
-                Some(s) if s == "FAILED" || s == "CANCELLED" => {
+                Some(ShipmentStage::Failed | ShipmentStage::Cancelled) => {
                     transition(ctx, claim, order, DeliveryFailed, "delivery failed").await?;
                 }
                 Some(s) if o.status == Shipping => {
                     let shipped = transition(ctx, claim, order, Shipped, "").await?;
-                    if s == "DELIVERED" {
+                    if s == ShipmentStage::Delivered {
                         let again = load(ctx, &shipped.order_id).await?;
                         if let Some(again) = again {
                             transition(ctx, claim, again, Delivered, "").await?;
@@ -297,7 +304,8 @@ async fn step(ctx: &Ctx, order: Versioned<Order>, claim: &DriverClaim) -> anyhow
         }
         Refunding => {
             request_refund(ctx, &o.order_id).await?;
-            match wait_payment(ctx, &o.order_id, &["REFUNDED"], Duration::from_secs(30)).await? {
+            let refunded = [PaymentStatus::Refunded];
+            match wait_payment(ctx, &o.order_id, &refunded, Duration::from_secs(30)).await? {
                 Some(_) => {
                     transition(ctx, claim, order, Cancelled, "").await?;
                 }
@@ -404,9 +412,9 @@ async fn cancel_shipment(ctx: &Ctx, order_id: &str) -> anyhow::Result<()> {
 async fn wait_payment(
     ctx: &Ctx,
     order_id: &str,
-    wanted: &[&str],
+    wanted: &[PaymentStatus],
     within: Duration,
-) -> anyhow::Result<Option<String>> {
+) -> anyhow::Result<Option<PaymentStatus>> {
     let open = async {
         let mut req = grpc::request(
             PaymentRef {
@@ -419,16 +427,16 @@ async fn wait_payment(
         let r = PaymentServiceClient::new(ch).watch_payment(req).await;
         Ok(r.inspect_err(|e| ctx.payment.on_error(e))?.into_inner())
     };
-    watch_until(open, |p| p.status.clone(), wanted, within).await
+    watch_until(open, |p| p.status(), wanted, within).await
 }
 
 /// Follows WatchShipment until one of `wanted` or `within` passes (`None`).
 async fn wait_shipment(
     ctx: &Ctx,
     order_id: &str,
-    wanted: &[&str],
+    wanted: &[ShipmentStage],
     within: Duration,
-) -> anyhow::Result<Option<String>> {
+) -> anyhow::Result<Option<ShipmentStage>> {
     let open = async {
         let mut req = grpc::request(
             ShipmentRef {
@@ -441,18 +449,18 @@ async fn wait_shipment(
         let r = DeliveryServiceClient::new(ch).watch_shipment(req).await;
         Ok(r.inspect_err(|e| ctx.delivery.on_error(e))?.into_inner())
     };
-    watch_until(open, |s| s.stage.clone(), wanted, within).await
+    watch_until(open, |s| s.stage(), wanted, within).await
 }
 
 /// Reads the stream `open` gives until an item whose `state` is one of `wanted` (that
 /// state), or `within` passes (`None`). A stream that ends first is an error: the server
 /// restarted or ended the stream, and the caller's step is retried.
-async fn watch_until<T, S>(
+async fn watch_until<T, S, St: PartialEq + Copy>(
     open: impl std::future::Future<Output = Result<S, Status>>,
-    state: impl Fn(&T) -> String,
-    wanted: &[&str],
+    state: impl Fn(&T) -> St,
+    wanted: &[St],
     within: Duration,
-) -> anyhow::Result<Option<String>>
+) -> anyhow::Result<Option<St>>
 where
     S: futures::Stream<Item = Result<T, Status>> + Unpin,
 {
@@ -460,7 +468,7 @@ where
         let mut stream = open.await?;
         while let Some(item) = stream.next().await {
             let s = state(&item?);
-            if wanted.contains(&s.as_str()) {
+            if wanted.contains(&s) {
                 return Ok::<_, Status>(Some(s));
             }
         }

@@ -111,7 +111,7 @@ impl Schema for OrderSchema {
 fn check(order: &Order) -> Result<(), StoreError> {
     let valid = uuid::Uuid::parse_str(&order.order_id)
         .is_ok_and(|u| u.to_string() == order.order_id)
-        && (1..=crate::domain::AMOUNT_MINOR_MAX).contains(&order.amount_minor)
+        && (1..=domain::AMOUNT_MINOR_MAX).contains(&order.amount_minor)
         && order.currency.len() == 3
         && order.currency.bytes().all(|b| b.is_ascii_uppercase())
         && order.history.last() == Some(&order.status);

@@ -76,7 +76,7 @@ impl PaymentApi {
             order_id: order_id.to_owned(),
             amount_minor: first.map_or(0, |p| p.amount_minor),
             currency: first.map(|p| p.currency.clone()).unwrap_or_default(),
-            status: status.as_str().into(),
+            status: contracts::payment::PaymentStatus::from_api_name(status.as_str()) as i32,
             reason,
         })
     }
@@ -91,16 +91,8 @@ impl PaymentService for PaymentApi {
         let key = idempotency_key(SERVICE, &request)?;
         let req = request.into_inner();
         require_id(SERVICE, "order_id", &req.order_id)?;
-        if req.amount_minor <= 0 {
-            return Err(Status::invalid_argument(format!(
-                "{SERVICE}: amount_minor must be positive"
-            )));
-        }
-        if req.currency.len() != 3 || !req.currency.bytes().all(|b| b.is_ascii_uppercase()) {
-            return Err(Status::invalid_argument(format!(
-                "{SERVICE}: currency must be 3 capital letters"
-            )));
-        }
+        domain::Money::parse(req.amount_minor, &req.currency)
+            .map_err(|e| Status::invalid_argument(format!("{SERVICE}: {e}")))?;
         let store = &*self.ctx.infra.store;
         if !self.payment_exists(&key).await? {
             let order = self.order(&req.order_id).await?;
@@ -217,12 +209,14 @@ impl PaymentService for PaymentApi {
             subscription,
             first,
             read,
-            |p: &PaymentMsg| is_final(&p.status),
+            |p: &PaymentMsg| is_final(p.status()),
             WATCH_DURATION_MAX,
         )))
     }
 }
 
-fn is_final(status: &str) -> bool {
-    matches!(status, "CAPTURED" | "DECLINED" | "REFUNDED" | "FAILED")
+/// Whether a payment's status no longer changes by itself.
+fn is_final(status: contracts::payment::PaymentStatus) -> bool {
+    use contracts::payment::PaymentStatus::*;
+    matches!(status, Captured | Declined | Refunded | Cancelled)
 }

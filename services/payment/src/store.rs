@@ -280,3 +280,16 @@ pub fn aggregate(order: &OrderPayments) -> (PaymentStatus, String) {
         (PaymentStatus::Declined, reason)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_status_has_its_contract_value() {
+        for s in PaymentStatus::ALL {
+            let p = contracts::payment::PaymentStatus::from_api_name(s.as_str());
+            assert_ne!(p, contracts::payment::PaymentStatus::Unspecified, "{s:?}");
+        }
+    }
+}

@@ -14,7 +14,7 @@ use tonic::{
 pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
 
 /// Bound on an idempotency key's length.
-pub const IDEMPOTENCY_KEY_BYTES_MAX: usize = 128;
+pub use domain::IDEMPOTENCY_KEY_BYTES_MAX;
 
 /// Deadline of one unary call between services.
 pub const UNARY_DEADLINE: Duration = Duration::from_secs(3);
@@ -36,15 +36,11 @@ pub fn idempotency_key<T>(service: &str, req: &Request<T>) -> Result<String, Sta
     let v = req.metadata().get(IDEMPOTENCY_KEY).ok_or_else(|| {
         Status::invalid_argument(format!("{service}: missing `{IDEMPOTENCY_KEY}` metadata"))
     })?;
-    let s = v.to_str().map_err(|_| {
-        Status::invalid_argument(format!("{service}: `{IDEMPOTENCY_KEY}` is not ASCII"))
-    })?;
-    if s.is_empty() || s.len() > IDEMPOTENCY_KEY_BYTES_MAX {
-        return Err(Status::invalid_argument(format!(
-            "{service}: `{IDEMPOTENCY_KEY}` must be 1..={IDEMPOTENCY_KEY_BYTES_MAX} bytes"
-        )));
-    }
-    Ok(s.to_owned())
+    v.to_str()
+        .map_err(|_| domain::InvalidInput::IdempotencyKey)
+        .and_then(domain::IdempotencyKey::parse)
+        .map(|k| k.as_str().to_owned())
+        .map_err(|e| Status::invalid_argument(format!("{service}: `{IDEMPOTENCY_KEY}`: {e}")))
 }
 
 /// Checks that the id field `field` is 1..=64 bytes, or `InvalidArgument` naming `service`.
