@@ -22,6 +22,7 @@ use platform::{
     claims::{Liveness, LIVENESS_TTL},
     grpc::LazyChannel,
     outbox::{run_relay, OutboxSignal, RelayConfig},
+    shutdown::{Gate, DRAIN_MAX},
     Infra, Shutdown,
 };
 use tokio::sync::Notify;
@@ -80,6 +81,8 @@ pub(crate) struct Ctx {
     pub liveness: Arc<Liveness>,
     /// Wakes the claim round right after an order is created.
     pub claim_wake: Arc<Notify>,
+    /// Every running saga driver holds a pass: a shutdown waits for their current steps.
+    pub drivers_gate: Gate,
     pub shutdown: Shutdown,
 }
 
@@ -103,6 +106,7 @@ pub async fn run(
             infra.mutants.work_without_claims,
         )),
         claim_wake: Arc::default(),
+        drivers_gate: Gate::default(),
         shutdown: shutdown.clone(),
     };
     let liveness = tokio::spawn(ctx.liveness.clone().keep(shutdown.clone()));
@@ -121,9 +125,16 @@ pub async fn run(
     let recovery = tokio::spawn(saga::recover(ctx.clone()));
     tracing::info!(listen = %config.listen, "order service up");
     tonic::transport::Server::builder()
-        .add_service(OrderServiceServer::new(api::OrderApi { ctx }))
+        .add_service(OrderServiceServer::new(api::OrderApi { ctx: ctx.clone() }))
         .serve_with_shutdown(config.listen, shutdown.clone().into_wait())
         .await?;
+    // Drivers stop before their next step; wait for the steps under way.
+    if !ctx.drivers_gate.drained(DRAIN_MAX).await {
+        tracing::warn!(
+            drivers = ctx.drivers_gate.in_flight(),
+            "saga drivers still running after the drain limit; their orders resume elsewhere"
+        );
+    }
     let _ = relay.await;
     let _ = recovery.await;
     let _ = liveness.await;

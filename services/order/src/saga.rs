@@ -106,7 +106,9 @@ async fn claim_round(ctx: &Ctx) {
         );
         let claim = DriverClaim { token, stop };
         let ctx = ctx.clone();
+        let pass = ctx.drivers_gate.enter();
         tokio::spawn(async move {
+            let _pass = pass;
             drive(&ctx, &id, &claim).await;
             if let Ok(mut drivers) = ctx.drivers.lock() {
                 if drivers

@@ -10,17 +10,29 @@
 
 use std::{
     collections::BTreeMap,
-    sync::{Arc, Mutex},
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc, Mutex,
+    },
     time::Duration,
 };
 
-use tokio::sync::watch;
+use tokio::sync::Notify;
 
 /// How often a stream re-reads even when nothing woke it (changes made by another instance).
 pub const SAFETY_POLL: Duration = Duration::from_secs(2);
 
-/// Per watched key: the channel's sender and how many subscriptions use it.
-type Watched = BTreeMap<String, (watch::Sender<u64>, usize)>;
+/// One watched key: how often it changed, who waits, and how many subscriptions use it.
+/// (Not a `watch` channel: its waiters pick a notifier with tokio's unseeded RNG, which the
+/// simulation must not touch; `Notify` wakes its waiters in order.)
+#[derive(Debug, Default)]
+struct Key {
+    changes: AtomicU64,
+    notify: Notify,
+}
+
+/// Per watched key: its state and how many subscriptions use it.
+type Watched = BTreeMap<String, (Arc<Key>, usize)>;
 
 /// The in-process hub: one watch channel per key with subscribers.
 #[derive(Clone, Debug, Default)]
@@ -33,28 +45,28 @@ impl Changes {
     /// Tells the subscribers of `key` that it changed (nothing if nobody watches it).
     pub fn publish(&self, key: &str) {
         if let Ok(keys) = self.keys.lock() {
-            if let Some((tx, _)) = keys.get(key) {
-                tx.send_modify(|n| *n = n.wrapping_add(1));
+            if let Some((k, _)) = keys.get(key) {
+                k.changes.fetch_add(1, Ordering::SeqCst);
+                k.notify.notify_waiters();
             }
         }
     }
 
     /// Starts watching `key`: every change published from now on wakes the subscription.
     pub fn subscribe(&self, key: &str) -> Subscription {
-        let rx = match self.keys.lock() {
+        let watched = match self.keys.lock() {
             Ok(mut keys) => {
-                let entry = keys
-                    .entry(key.to_owned())
-                    .or_insert_with(|| (watch::channel(0).0, 0));
+                let entry = keys.entry(key.to_owned()).or_default();
                 entry.1 += 1;
-                Some(entry.0.subscribe())
+                let seen = entry.0.changes.load(Ordering::SeqCst);
+                Some((entry.0.clone(), seen))
             }
             Err(_) => None,
         };
         Subscription {
             hub: self.clone(),
             key: key.to_owned(),
-            rx,
+            watched,
         }
     }
 
@@ -69,23 +81,32 @@ impl Changes {
 pub struct Subscription {
     hub: Changes,
     key: String,
-    /// `None` only if the hub's lock was poisoned; the stream then lives on safety polls.
-    rx: Option<watch::Receiver<u64>>,
+    /// The key's state and the change count this subscription has seen; `None` only if the
+    /// hub's lock was poisoned (the stream then lives on safety polls).
+    watched: Option<(Arc<Key>, u64)>,
 }
 
 impl Subscription {
     /// Waits until the key changes or `SAFETY_POLL` passes, whichever comes first.
     pub async fn next_change(&mut self) {
-        match self.rx.as_mut() {
-            Some(rx) => {
-                tokio::select! {
-                    biased;
-                    _ = rx.changed() => {}
-                    _ = tokio::time::sleep(SAFETY_POLL) => {}
-                }
-            }
-            None => tokio::time::sleep(SAFETY_POLL).await,
+        let Some((key, seen)) = self.watched.as_mut() else {
+            return tokio::time::sleep(SAFETY_POLL).await;
+        };
+        let notified = key.notify.notified();
+        tokio::pin!(notified);
+        // Registered before the check, so a publish between the two is not missed.
+        notified.as_mut().enable();
+        let now = key.changes.load(Ordering::SeqCst);
+        if now != *seen {
+            *seen = now;
+            return;
         }
+        tokio::select! {
+            biased;
+            _ = notified => {}
+            _ = tokio::time::sleep(SAFETY_POLL) => {}
+        }
+        *seen = key.changes.load(Ordering::SeqCst);
     }
 }
 

@@ -1,6 +1,76 @@
-//! Graceful shutdown is passed in, never invented inside a service.
+//! Graceful shutdown is passed in, never invented inside a service; work in flight (open
+//! connections, saga drivers) passes through a [`Gate`] so a shutdown can wait for it.
 
-use tokio::sync::watch;
+use std::{
+    sync::{
+        atomic::{AtomicUsize, Ordering},
+        Arc,
+    },
+    time::Duration,
+};
+
+use tokio::sync::{watch, Notify};
+
+/// How long a shutdown waits for work in flight to finish before it stops anyway.
+pub const DRAIN_MAX: Duration = Duration::from_secs(10);
+
+/// Counts work in flight, so that a shutdown can wait until it is done.
+#[derive(Clone, Debug, Default)]
+pub struct Gate {
+    inner: Arc<GateInner>,
+}
+
+#[derive(Debug, Default)]
+struct GateInner {
+    open: AtomicUsize,
+    /// Woken when the last pass is dropped.
+    idle: Notify,
+}
+
+/// One piece of work in flight; dropping it lets the gate drain.
+#[derive(Debug)]
+pub struct Pass {
+    gate: Arc<GateInner>,
+}
+
+impl Gate {
+    /// Registers one piece of work until the returned pass is dropped.
+    pub fn enter(&self) -> Pass {
+        self.inner.open.fetch_add(1, Ordering::SeqCst);
+        Pass {
+            gate: self.inner.clone(),
+        }
+    }
+
+    /// How much work is in flight.
+    pub fn in_flight(&self) -> usize {
+        self.inner.open.load(Ordering::SeqCst)
+    }
+
+    /// Waits until nothing is in flight, at most `limit`; whether it drained.
+    pub async fn drained(&self, limit: Duration) -> bool {
+        let wait = async {
+            loop {
+                let idle = self.inner.idle.notified();
+                tokio::pin!(idle);
+                idle.as_mut().enable();
+                if self.in_flight() == 0 {
+                    return;
+                }
+                idle.await;
+            }
+        };
+        tokio::time::timeout(limit, wait).await.is_ok()
+    }
+}
+
+impl Drop for Pass {
+    fn drop(&mut self) {
+        if self.gate.open.fetch_sub(1, Ordering::SeqCst) == 1 {
+            self.gate.idle.notify_waiters();
+        }
+    }
+}
 
 /// A cloneable signal that tells tasks to stop. Triggered once by [`ShutdownTrigger`].
 #[derive(Clone, Debug)]
@@ -74,6 +144,31 @@ mod tests {
         shutdown.wait().await;
         other.wait().await;
         assert!(other.is_requested());
+    }
+
+    #[tokio::test]
+    async fn a_gate_drains_when_the_last_pass_is_dropped_and_not_before() {
+        let gate = Gate::default();
+        assert!(
+            gate.drained(Duration::from_millis(10)).await,
+            "empty at first"
+        );
+        let a = gate.enter();
+        let b = gate.enter();
+        assert!(
+            !gate.drained(Duration::from_millis(20)).await,
+            "two passes out"
+        );
+        drop(a);
+        let waiter = tokio::spawn({
+            let gate = gate.clone();
+            async move { gate.drained(Duration::from_secs(5)).await }
+        });
+        drop(b);
+        assert!(
+            waiter.await.expect("waiter"),
+            "drained once both passes are back"
+        );
     }
 
     #[tokio::test]

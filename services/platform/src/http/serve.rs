@@ -5,7 +5,10 @@ use hyper_util::{rt::TokioIo, server::conn::auto};
 use tokio::net::TcpListener;
 use tower::ServiceExt;
 
-use crate::Shutdown;
+use crate::{
+    shutdown::{Gate, DRAIN_MAX},
+    Shutdown,
+};
 
 /// Bound on concurrently served connections per listener; further accepts wait.
 pub const CONNECTIONS_MAX: usize = 1024;
@@ -25,7 +28,20 @@ where
 }
 
 /// Serves `router` on `listener` until `shutdown`; HTTP/1.1 and HTTP/2 (h2c) on one port.
+/// On shutdown it stops accepting, lets open connections finish their requests (at most
+/// [`DRAIN_MAX`]), then returns.
 pub async fn serve(listener: TcpListener, router: Router, shutdown: Shutdown) {
+    let open = Gate::default();
+    accept(listener, router, shutdown, &open).await;
+    if !open.drained(DRAIN_MAX).await {
+        tracing::warn!(
+            connections = open.in_flight(),
+            "connections still open after the drain limit"
+        );
+    }
+}
+
+async fn accept(listener: TcpListener, router: Router, shutdown: Shutdown, open: &Gate) {
     // Bounds open connections so a flood of clients cannot exhaust memory.
     let permits = Arc::new(tokio::sync::Semaphore::new(CONNECTIONS_MAX));
     loop {
@@ -47,8 +63,10 @@ pub async fn serve(listener: TcpListener, router: Router, shutdown: Shutdown) {
         };
         let router = router.clone();
         let shutdown = shutdown.clone();
+        let pass = open.enter();
         tokio::spawn(async move {
             let _permit = permit;
+            let _pass = pass;
             let service =
                 hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
                     router.clone().oneshot(req.map(axum::body::Body::new))
