@@ -5,4 +5,5 @@
 
 pub mod broker_faults;
 pub mod event_log;
+pub mod inbox;
 pub mod store;

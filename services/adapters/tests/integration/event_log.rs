@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use ::conformance::inbox as conformance_inbox;
 use adapters::{KafkaConfig, KafkaEventLog};
 use conformance::event_log as conformance;
 use platform::ports::EventLogError;
@@ -88,5 +89,25 @@ async fn connecting_to_a_cluster_that_is_not_there_fails_retriably() {
             "an unreachable cluster is a retriable failure, got {e:?}"
         ),
         Ok(_) => panic!("connecting to a closed port must fail"),
+    }
+}
+
+#[tokio::test]
+async fn kafka_consumer_dead_letters_a_poison_record_and_goes_on() {
+    let log = kafka().await;
+    let topic = fresh_topic(&log, "it_poison", PARTITIONS).await;
+    let dlq = platform::topics::dlq(&topic);
+    log.ensure_topic(&dlq, 1, 3, 2)
+        .await
+        .unwrap_or_else(|e| panic!("creating {dlq}: {e}"));
+    let log = std::sync::Arc::new(log);
+    conformance_inbox::a_poison_record_is_dead_lettered_and_the_records_around_it_take_effect(
+        log.clone(),
+        &topic,
+        &unique("g"),
+    )
+    .await;
+    for t in [&topic, &dlq] {
+        log.delete_topic(t).await.expect("delete topic");
     }
 }
