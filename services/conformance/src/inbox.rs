@@ -109,7 +109,7 @@ pub async fn a_poison_record_is_dead_lettered_and_the_records_around_it_take_eff
 
     let dlq = topics::dlq(topic);
     let mut reader = log
-        .consumer(ConsumerConfig::new(&format!("{group}-dlq-reader")), &[&dlq])
+        .consumer(ConsumerConfig::new(format!("{group}-dlq-reader")), &[&dlq])
         .await
         .unwrap_or_else(|e| panic!("reading {dlq}: {e}"));
     let mut letters = Vec::new();
