@@ -46,7 +46,7 @@ pub async fn run_all(store: &dyn Store<KvSchema>) {
     cleanup_removes_sent_rows_and_marks_after_the_retention_and_keeps_pending_rows(store).await;
 }
 
-/// `claim_active` hands each active record of a table to one owner at a time, by key, at most
+/// `claim_work` hands each active work item of a kind to one owner at a time, by key, at most
 /// `limit` new ones per call; the holder keeps its records and tokens while its liveness lease
 /// runs; once that lease runs out another owner takes them over with new tokens, a commit
 /// fenced by the old claim is refused, and the old owner gets nothing back.

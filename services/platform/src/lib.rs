@@ -3,8 +3,8 @@
 //! Service logic talks only to the ports defined here ([`ports::EventLog`], [`ports::Store`]),
 //! so the same code runs against production adapters (rdkafka, sqlx; crate `adapters`) and
 //! against the simulation's models (crate `sim`). Everything that must behave the same in both
-//! worlds — the outbox relay, the inbox, the retry helper, the HTTP serve loop and client —
-//! lives here once.
+//! worlds — the outbox relay, the inbox, claims and leases for several instances, change
+//! notifications, the retry helper, the HTTP serve loop and client — lives here once.
 //!
 //! The error policy every service follows is written in [`errors`].
 
