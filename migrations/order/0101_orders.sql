@@ -10,7 +10,8 @@ CREATE TABLE orders (
                         'SHIPPING', 'SHIPPED', 'DELIVERED', 'PAYMENT_FAILED', 'DELIVERY_FAILED',
                         'REFUNDING', 'CANCELLED')),
     -- Every status the order has had, oldest first; the last is `status`.
-    history         text[] NOT NULL CHECK (history[array_length(history, 1)] = status),
+    history         text[] NOT NULL CHECK (array_length(history, 1) >= 1
+                        AND history[array_length(history, 1)] = status),
     -- When the current status was entered (ms since the epoch), for step deadlines.
     status_since_ms bigint NOT NULL,
     reason          text   NOT NULL,

@@ -4,7 +4,16 @@
 -- (held while the instance's liveness lease runs, fenced by a token), a singleton job (the
 -- outbox relay) holds a named lease, and processed rows are cleaned up after a retention.
 
--- The generic records of the first version gave way to typed tables per service.
+-- The generic records of the first version gave way to typed tables per service. Their data
+-- is not carried over: a schema that holds any refuses to migrate, rather than lose it.
+DO $$
+BEGIN
+    IF EXISTS (SELECT 1 FROM records) THEN
+        RAISE EXCEPTION 'schema % still holds generic records from the first store version; '
+            'drain it (finish every order) and drop the schema, or move its data by hand',
+            current_schema();
+    END IF;
+END $$;
 DROP TABLE records;
 
 -- Work items (e.g. orders whose saga still runs), written with the service's rows. The

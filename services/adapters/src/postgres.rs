@@ -4,12 +4,13 @@
 //! and query; `schemas/`), the shared tables (outbox, inbox, work items, leases) from
 //! `migrations/platform`; both run in the service's schema at start, as one migration history.
 //!
-//! A [`Tx`] commits in one database transaction (READ COMMITTED): the service's writes in
-//! order (each carries its own optimistic check: `UPDATE … WHERE version = $v`, `INSERT … ON
-//! CONFLICT DO NOTHING`; no rows means `Conflict`), then the work marks they imply, the claim
-//! checks (`FOR UPDATE`, so a concurrent claim cannot pass the item on before the commit), the
-//! inbox marks (`ON CONFLICT DO NOTHING`; one already there means `Duplicate`) and the outbox
-//! rows. Any refusal rolls the whole transaction back.
+//! A [`Tx`] commits in one database transaction (READ COMMITTED), checking in the model's
+//! order: the claim checks (`FOR UPDATE`, so a concurrent claim cannot pass the item on before
+//! the commit), the inbox marks (`ON CONFLICT DO NOTHING`; one already there means
+//! `Duplicate`), the service's writes in order (each carries its own optimistic check:
+//! `UPDATE … WHERE version = $v`, `INSERT … ON CONFLICT DO NOTHING`; no rows means `Conflict`)
+//! with the work marks they imply, and the outbox rows. Any refusal rolls the whole
+//! transaction back.
 //!
 //! Semantics are those of [`platform::store::MemoryState::apply`] with the schema's model,
 //! checked by the conformance suite (kv schema) and a differential test per service. Two
@@ -240,22 +241,6 @@ impl<S: PgSchema> PgStore<S> {
         db: &mut Transaction<'_, Postgres>,
         tx: Tx<S::Write>,
     ) -> Result<(), StoreError> {
-        for write in &tx.writes {
-            S::write(db, write).await?;
-        }
-        for mark in tx.writes.iter().flat_map(S::work) {
-            sqlx::query(
-                "INSERT INTO work (kind, key, active) VALUES ($1, $2, $3) \
-                 ON CONFLICT (kind, key) DO UPDATE SET active = EXCLUDED.active",
-            )
-            .bind(&mark.kind)
-            .bind(&mark.key)
-            .bind(mark.active)
-            .execute(&mut **db)
-            .await
-            .map_err(|e| store_error("mark work", e))?;
-        }
-
         for claim in &tx.claims {
             let held: Option<(Option<String>, i64)> = sqlx::query_as(
                 "SELECT claim_owner, claim_token FROM work WHERE kind = $1 AND key = $2 FOR UPDATE",
@@ -288,6 +273,23 @@ impl<S: PgSchema> PgStore<S> {
                     event_id: mark.event_id.clone(),
                 });
             }
+        }
+
+        // The schema's writes after the claim and inbox checks, in the model's order.
+        for write in &tx.writes {
+            S::write(db, write).await?;
+        }
+        for mark in tx.writes.iter().flat_map(S::work) {
+            sqlx::query(
+                "INSERT INTO work (kind, key, active) VALUES ($1, $2, $3) \
+                 ON CONFLICT (kind, key) DO UPDATE SET active = EXCLUDED.active",
+            )
+            .bind(&mark.kind)
+            .bind(&mark.key)
+            .bind(mark.active)
+            .execute(&mut **db)
+            .await
+            .map_err(|e| store_error("mark work", e))?;
         }
 
         for message in &tx.outbox {
@@ -325,7 +327,8 @@ impl<S: PgSchema> Store<S> for PgStore<S> {
         let store = self.clone();
         tokio::spawn(async move { store.commit_to_end(tx).await })
             .await
-            .map_err(|e| StoreError::Fatal(format!("commit task failed: {e}")))?
+            // The task died (runtime shutting down, a panic): the commit may have happened.
+            .map_err(|e| StoreError::Unavailable(format!("commit task ended: {e}")))?
     }
 }
 
@@ -373,25 +376,28 @@ impl<S: PgSchema> Platform for PgStore<S> {
         owner: &str,
         limit: usize,
     ) -> Result<Vec<Claimed>, StoreError> {
-        // One statement, so no transaction can be left open. The CTE takes over items nobody
-        // holds or whose holder's liveness lease ran out (SKIP LOCKED passes over items a
-        // commit is writing; they are taken next round); the outer query lists what `owner`
-        // held before, from the statement's snapshot, so the two parts are disjoint.
+        // One statement, so no transaction can be left open. `held` lists what `owner` held
+        // before (from the statement's snapshot); `picked` fills the room left under the limit
+        // with items nobody holds or whose holder's liveness lease ran out (SKIP LOCKED passes
+        // over items a commit is writing; they are taken next round). The parts are disjoint.
         let mut claimed: Vec<Claimed> = sqlx::query_as::<_, (String, i64)>(
-            "WITH picked AS ( \
+            "WITH held AS ( \
+                 SELECT key, claim_token FROM work \
+                 WHERE kind = $1 AND active AND claim_owner = $2 ORDER BY key LIMIT $3), \
+             picked AS ( \
                  SELECT w.kind, w.key FROM work w \
                  LEFT JOIN leases l ON l.name = 'instance/' || w.claim_owner \
                  WHERE w.kind = $1 AND w.active AND w.claim_owner IS DISTINCT FROM $2 \
                    AND (w.claim_owner IS NULL OR l.owner IS DISTINCT FROM w.claim_owner \
                         OR l.until <= clock_timestamp()) \
-                 ORDER BY w.key LIMIT $3 FOR UPDATE OF w SKIP LOCKED), \
+                 ORDER BY w.key \
+                 LIMIT GREATEST($3 - (SELECT count(*) FROM held), 0) \
+                 FOR UPDATE OF w SKIP LOCKED), \
              taken AS ( \
                  UPDATE work w SET claim_owner = $2, claim_token = w.claim_token + 1 \
                  FROM picked WHERE w.kind = picked.kind AND w.key = picked.key \
                  RETURNING w.key, w.claim_token) \
-             (SELECT key, claim_token FROM work \
-              WHERE kind = $1 AND active AND claim_owner = $2 ORDER BY key LIMIT $3) \
-             UNION ALL SELECT key, claim_token FROM taken",
+             SELECT key, claim_token FROM held UNION ALL SELECT key, claim_token FROM taken",
         )
         .bind(kind)
         .bind(owner)

@@ -31,6 +31,16 @@ pub enum MartAnswer {
     Counter(i64),
 }
 
+/// `status:<NAME>` or `revenue:<NAME>`, NAME 1..=32 of `A-Z` and `_` (the table's CHECK).
+pub fn valid_key(key: &str) -> bool {
+    let name = key
+        .strip_prefix("status:")
+        .or_else(|| key.strip_prefix("revenue:"));
+    name.is_some_and(|n| {
+        (1..=32).contains(&n.len()) && n.bytes().all(|b| b.is_ascii_uppercase() || b == b'_')
+    })
+}
+
 /// The mart's schema.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct MartSchema;
@@ -43,6 +53,11 @@ impl Schema for MartSchema {
 
     fn apply(model: &mut Self::Model, write: MartWrite) -> Result<(), StoreError> {
         let MartWrite::Add { key, by } = write;
+        if !valid_key(&key) {
+            return Err(StoreError::Fatal(format!(
+                "mart key {key:?} is not status:/revenue:<NAME>"
+            )));
+        }
         let counter = model.entry(key.clone()).or_insert(0);
         *counter = counter
             .checked_add(by)

@@ -40,6 +40,21 @@ impl Shipment {
     }
 }
 
+/// The constraints the SQL table declares.
+fn check(s: &Shipment) -> Result<(), StoreError> {
+    let valid = (1..=64).contains(&s.order_id.chars().count())
+        && (1..=512).contains(&s.address.chars().count())
+        && STAGES.contains(&s.stage.as_str());
+    if valid {
+        Ok(())
+    } else {
+        Err(StoreError::Fatal(format!(
+            "shipment {} breaks the shipments table's constraints",
+            s.order_id
+        )))
+    }
+}
+
 /// A write of the delivery store.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum DeliveryWrite {
@@ -70,19 +85,20 @@ impl Schema for DeliverySchema {
     type Model = DeliveryModel;
 
     fn apply(model: &mut DeliveryModel, write: DeliveryWrite) -> Result<(), StoreError> {
+        // In the order PostgreSQL checks: an insert checks the row's constraints before its
+        // key; an update that finds no row at the expected version checks nothing.
         let (shipment, expected) = match write {
             DeliveryWrite::Insert(s) => (s, None),
             DeliveryWrite::Update { shipment, version } => (shipment, Some(version)),
         };
-        if model.get(&shipment.order_id).map(|v| v.version) != expected {
+        let current = model.get(&shipment.order_id).map(|v| v.version);
+        if expected.is_none() {
+            check(&shipment)?;
+        }
+        if current != expected {
             return Err(StoreError::conflict("shipments", &shipment.order_id));
         }
-        if !STAGES.contains(&shipment.stage.as_str()) {
-            return Err(StoreError::Fatal(format!(
-                "shipment {} has unknown stage {:?}",
-                shipment.order_id, shipment.stage
-            )));
-        }
+        check(&shipment)?;
         let version = expected.map_or(1, |v| v + 1);
         model.insert(
             shipment.order_id.clone(),

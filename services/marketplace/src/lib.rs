@@ -48,8 +48,9 @@ pub struct Settings {
     /// `CLIENT_RACK`: the Kafka `client.rack` of this process (`msk` or `nsk`).
     pub client_rack: String,
     /// `INSTANCE_ID`: tells this process's service instances apart from other processes'
-    /// instances of the same services (each instance is `<service>-<id>`; default: the
-    /// process id). Two running processes must not share one.
+    /// instances of the same services (each instance is `<service>-<id>`). The default is
+    /// drawn at start (random, with the process id), because two running processes must
+    /// never share one: in containers every process id is 1.
     pub instance_id: String,
     /// `<SERVICE>_LISTEN` for each service (default `127.0.0.1:<its port in the table>`) and
     /// `PAYMENT_CALLBACK_LISTEN` for the PSP webhook.
@@ -122,7 +123,14 @@ impl Settings {
                 "127.0.0.1:19092,127.0.0.1:19093,127.0.0.1:19094",
             ),
             client_rack: env_or("CLIENT_RACK", "msk"),
-            instance_id: env_or("INSTANCE_ID", &std::process::id().to_string()),
+            instance_id: env_or(
+                "INSTANCE_ID",
+                &format!(
+                    "{}-{:08x}",
+                    std::process::id(),
+                    platform::ids::random_u128() as u32
+                ),
+            ),
             listen,
             urls,
             psp,

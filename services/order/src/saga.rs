@@ -82,11 +82,17 @@ async fn claim_round(ctx: &Ctx) {
                 return;
             }
         };
+    // A full list may leave out orders this instance still holds: then only a changed
+    // token proves a claim lost.
+    let complete = claimed.len() < CLAIM_BATCH_MAX;
     let Ok(mut drivers) = ctx.drivers.lock() else {
         return;
     };
     drivers.retain(|id, d| {
-        let keep = claimed.get(id) == Some(&d.token);
+        let keep = match claimed.get(id) {
+            Some(token) => *token == d.token,
+            None => !complete,
+        };
         if !keep {
             d.stop.store(true, Ordering::SeqCst);
         }
@@ -109,16 +115,35 @@ async fn claim_round(ctx: &Ctx) {
         let pass = ctx.drivers_gate.enter();
         tokio::spawn(async move {
             let _pass = pass;
+            // Removes the entry however the driver ends (a panic included), so the next claim
+            // round starts a new one.
+            let _entry = DriverEntry {
+                ctx: &ctx,
+                order_id: &id,
+                stop: claim.stop.clone(),
+            };
             drive(&ctx, &id, &claim).await;
-            if let Ok(mut drivers) = ctx.drivers.lock() {
-                if drivers
-                    .get(&id)
-                    .is_some_and(|d| Arc::ptr_eq(&d.stop, &claim.stop))
-                {
-                    drivers.remove(&id);
-                }
-            }
         });
+    }
+}
+
+/// A driver's entry in [`Ctx::drivers`], removed when the driver ends.
+struct DriverEntry<'a> {
+    ctx: &'a Ctx,
+    order_id: &'a str,
+    stop: Arc<AtomicBool>,
+}
+
+impl Drop for DriverEntry<'_> {
+    fn drop(&mut self) {
+        if let Ok(mut drivers) = self.ctx.drivers.lock() {
+            if drivers
+                .get(self.order_id)
+                .is_some_and(|d| Arc::ptr_eq(&d.stop, &self.stop))
+            {
+                drivers.remove(self.order_id);
+            }
+        }
     }
 }
 

@@ -54,6 +54,12 @@ impl Schema for OrderSchema {
                 if model.orders.contains_key(&order.order_id) {
                     return Err(StoreError::conflict("orders", &order.order_id));
                 }
+                if !(1..=128).contains(&request_key.chars().count()) {
+                    return Err(StoreError::Fatal(format!(
+                        "request key of order {} breaks the order_requests table's constraints",
+                        order.order_id
+                    )));
+                }
                 if model.requests.contains_key(&request_key) {
                     return Err(StoreError::conflict("order_requests", &request_key));
                 }
@@ -114,7 +120,9 @@ fn check(order: &Order) -> Result<(), StoreError> {
         && (1..=domain::AMOUNT_MINOR_MAX).contains(&order.amount_minor)
         && order.currency.len() == 3
         && order.currency.bytes().all(|b| b.is_ascii_uppercase())
-        && order.history.last() == Some(&order.status);
+        && order.history.last() == Some(&order.status)
+        && (1..=64).contains(&order.customer_id.chars().count())
+        && (1..=200).contains(&order.item.chars().count());
     if valid {
         Ok(())
     } else {

@@ -125,7 +125,17 @@ impl Schema for PaymentSchema {
                 refund_requested,
                 expected,
             } => {
-                if model.orders.get(&order_id).map(|v| v.version) != expected {
+                let current = model.orders.get(&order_id).map(|v| v.version);
+                // An insert checks the row's constraints first; an update that finds no row
+                // at the expected version checks nothing.
+                if (expected.is_none() || current == expected)
+                    && !(1..=64).contains(&order_id.chars().count())
+                {
+                    return Err(StoreError::Fatal(format!(
+                        "order id {order_id:?} breaks the order_payments table's constraints"
+                    )));
+                }
+                if current != expected {
                     return Err(StoreError::conflict("order_payments", &order_id));
                 }
                 model.orders.insert(
@@ -224,9 +234,10 @@ impl Schema for PaymentSchema {
     }
 }
 
-/// The row constraints the SQL table declares (amount, currency).
+/// The row constraints the SQL table declares (key, amount, currency).
 fn check_payment(p: &Payment) -> Result<(), StoreError> {
-    if p.amount_minor <= 0
+    if !(1..=128).contains(&p.key.chars().count())
+        || p.amount_minor <= 0
         || p.currency.len() != 3
         || !p.currency.bytes().all(|b| b.is_ascii_uppercase())
     {

@@ -6,9 +6,11 @@
 //! committed to the event log only after the effect is durable.
 //!
 //! A record the effect can never process ([`EffectError::Poison`]: it does not decode, it
-//! breaks a rule) goes to the topic's dead-letter topic ([`crate::topics::dlq`]) with the
-//! reason and its origin in headers, and the batch goes on; one bad record never stops a
-//! partition. Any other failure re-reads the batch after a backoff.
+//! breaks a rule, the store refuses its effect as `Fatal`) goes to the topic's dead-letter
+//! topic ([`crate::topics::dlq`]) with the reason and its origin in headers, and the batch
+//! goes on; one bad record never stops a partition. Any other failure re-reads the batch
+//! after a backoff. Dead letters are at least once: a batch read again after a later failure
+//! sends its letters again (the `event-id` header tells copies apart).
 
 use std::{sync::Arc, time::Duration};
 
@@ -106,7 +108,12 @@ pub async fn run_consumer<S: Schema>(
                             dead_letters = Some(events.producer(settings.producer.clone()).await?);
                         }
                         let p = dead_letters.as_ref().expect("set above");
-                        p.send(dead_letter(r, &group, &reason)).await?;
+                        if let Err(e) = p.send(dead_letter(r, &group, &reason)).await {
+                            // A new producer next time (this one may be broken for good);
+                            // the batch is read again, so the letter is at least once.
+                            dead_letters = None;
+                            return Err(e.into());
+                        }
                         tracing::warn!(
                             group = %group,
                             topic = %r.topic,
@@ -207,6 +214,11 @@ async fn apply<S: Schema>(
     match applied {
         Ok(None) => Ok(()),
         Ok(Some(reason)) => Err(EffectError::Poison(reason)),
+        // The store refuses the effect for good (a constraint it breaks): retrying would
+        // stop the partition forever, so it is dead-lettered like an undecodable record.
+        Err(StoreError::Fatal(reason)) => Err(EffectError::Poison(format!(
+            "the store refuses the effect: {reason}"
+        ))),
         Err(e) => Err(e.into()),
     }
 }

@@ -51,7 +51,9 @@ pub struct RelayConfig {
     /// Poll interval when nothing wakes the relay (also how often a relay that does not hold
     /// the lease asks for it).
     pub idle_poll: Duration,
-    /// How long the relay lease outlives its last renewal; renewed when half is spent.
+    /// How long the relay lease outlives its last renewal; renewed when half is spent before
+    /// a round. Longer than two producer delivery timeouts, so a round that started with the
+    /// lease ends before another instance can take it.
     pub lease: Duration,
     /// How long sent rows and inbox marks are kept (longer than the event log keeps records,
     /// so a redelivery still finds its mark).
@@ -67,7 +69,7 @@ impl Default for RelayConfig {
         RelayConfig {
             batch_rows_max: 128,
             idle_poll: Duration::from_millis(500),
-            lease: Duration::from_secs(10),
+            lease: Duration::from_secs(30),
             retention: Duration::from_secs(8 * 24 * 3600),
             cleanup_interval: Duration::from_secs(600),
             without_lease: false,

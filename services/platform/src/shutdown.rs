@@ -3,13 +3,13 @@
 
 use std::{
     sync::{
-        atomic::{AtomicUsize, Ordering},
+        atomic::{AtomicBool, AtomicUsize, Ordering},
         Arc,
     },
     time::Duration,
 };
 
-use tokio::sync::{watch, Notify};
+use tokio::sync::Notify;
 
 /// How long a shutdown waits for work in flight to finish before it stops anyway.
 pub const DRAIN_MAX: Duration = Duration::from_secs(10);
@@ -75,45 +75,64 @@ impl Drop for Pass {
 /// A cloneable signal that tells tasks to stop. Triggered once by [`ShutdownTrigger`].
 #[derive(Clone, Debug)]
 pub struct Shutdown {
-    /// Watch channel: `true` once shutdown was requested; every clone observes it. `None`
-    /// for [`Shutdown::never`], which registers no waiter at all (a watch channel picks one
-    /// of its notifiers with tokio's unseeded RNG, which the simulation must not touch).
-    rx: Option<watch::Receiver<bool>>,
+    /// The shared flag and its waiters; `None` for [`Shutdown::never`]. (Not a `watch`
+    /// channel: its waiters pick a notifier with tokio's unseeded RNG, which the simulation
+    /// must not touch; `Notify` wakes its waiters in order.)
+    signal: Option<Arc<Signal>>,
 }
 
-/// The side that requests shutdown.
+#[derive(Debug, Default)]
+struct Signal {
+    requested: AtomicBool,
+    waiters: Notify,
+}
+
+/// The side that requests shutdown; dropping it requests it too.
 #[derive(Debug)]
 pub struct ShutdownTrigger {
-    /// Sender half of the shutdown watch channel; dropping it also stops every listener.
-    tx: watch::Sender<bool>,
+    signal: Arc<Signal>,
 }
 
 impl Shutdown {
     /// A new shutdown pair.
     pub fn new() -> (ShutdownTrigger, Shutdown) {
-        let (tx, rx) = watch::channel(false);
-        (ShutdownTrigger { tx }, Shutdown { rx: Some(rx) })
+        let signal = Arc::new(Signal::default());
+        (
+            ShutdownTrigger {
+                signal: signal.clone(),
+            },
+            Shutdown {
+                signal: Some(signal),
+            },
+        )
     }
 
     /// A shutdown that never fires (the simulation kills nodes instead).
     pub fn never() -> Shutdown {
-        Shutdown { rx: None }
+        Shutdown { signal: None }
     }
 
     /// Whether shutdown was requested.
     pub fn is_requested(&self) -> bool {
-        self.rx.as_ref().is_some_and(|rx| *rx.borrow())
+        self.signal
+            .as_ref()
+            .is_some_and(|s| s.requested.load(Ordering::SeqCst))
     }
 
     /// Resolves once shutdown is requested (or the trigger is dropped).
     pub async fn wait(&self) {
-        let Some(mut rx) = self.rx.clone() else {
+        let Some(signal) = &self.signal else {
             return std::future::pending().await;
         };
-        while !*rx.borrow_and_update() {
-            if rx.changed().await.is_err() {
+        loop {
+            let notified = signal.waiters.notified();
+            tokio::pin!(notified);
+            // Registered before the check, so a trigger between the two is not missed.
+            notified.as_mut().enable();
+            if signal.requested.load(Ordering::SeqCst) {
                 return;
             }
+            notified.await;
         }
     }
 
@@ -127,7 +146,14 @@ impl Shutdown {
 impl ShutdownTrigger {
     /// Ask every holder of the paired [`Shutdown`] to stop.
     pub fn trigger(&self) {
-        let _ = self.tx.send(true);
+        self.signal.requested.store(true, Ordering::SeqCst);
+        self.signal.waiters.notify_waiters();
+    }
+}
+
+impl Drop for ShutdownTrigger {
+    fn drop(&mut self) {
+        self.trigger();
     }
 }
 

@@ -338,7 +338,12 @@ mod analytics_schema {
 
     use super::*;
 
-    const KEYS: [&str; 3] = ["status:PAID", "status:CREATED", "revenue:RUB"];
+    const KEYS: [&str; 4] = [
+        "status:PAID",
+        "status:CREATED",
+        "revenue:RUB",
+        "status:paid",
+    ];
 
     fn write() -> impl Strategy<Value = MartWrite> + Clone {
         (prop::sample::select(&KEYS[..]), -5i64..=5).prop_map(|(key, by)| MartWrite::Add {

@@ -45,13 +45,15 @@ async fn accept(listener: TcpListener, router: Router, shutdown: Shutdown, open:
     // Bounds open connections so a flood of clients cannot exhaust memory.
     let permits = Arc::new(tokio::sync::Semaphore::new(CONNECTIONS_MAX));
     loop {
+        // Shutdown first: under a steady stream of connections it must still win.
         let permit = tokio::select! {
             biased;
-            p = permits.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => return },
             _ = shutdown.wait() => return,
+            p = permits.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => return },
         };
         let (stream, peer) = tokio::select! {
             biased;
+            _ = shutdown.wait() => return,
             r = listener.accept() => match r {
                 Ok(s) => s,
                 Err(e) => {
@@ -59,7 +61,6 @@ async fn accept(listener: TcpListener, router: Router, shutdown: Shutdown, open:
                     continue;
                 }
             },
-            _ = shutdown.wait() => return,
         };
         let router = router.clone();
         let shutdown = shutdown.clone();
@@ -75,14 +76,14 @@ async fn accept(listener: TcpListener, router: Router, shutdown: Shutdown, open:
             let conn = builder.serve_connection(TokioIo::new(stream), service);
             tokio::pin!(conn);
             tokio::select! {
-            biased;
-                r = conn.as_mut() => if let Err(e) = r {
-                    tracing::debug!(%peer, error = %e, "connection ended with an error");
-                },
+                biased;
                 _ = shutdown.wait() => {
                     conn.as_mut().graceful_shutdown();
                     let _ = conn.await;
                 }
+                r = conn.as_mut() => if let Err(e) = r {
+                    tracing::debug!(%peer, error = %e, "connection ended with an error");
+                },
             }
         });
     }

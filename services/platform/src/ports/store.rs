@@ -219,9 +219,11 @@ pub trait Platform: Send + Sync {
     /// works without claims; checkers).
     async fn list_work(&self, kind: &str, limit: usize) -> Result<Vec<String>, StoreError>;
 
-    /// The active work items of `kind` that `owner` holds (up to `limit`, by key), after
-    /// taking over up to `limit` more that nobody holds or whose holder's liveness lease
-    /// ([`liveness_lease`]) is not running. An item passed to another owner gets a new
+    /// The active work items of `kind` that `owner` holds (up to `limit`, by key), and, while
+    /// that leaves room under `limit`, items it takes over that nobody holds or whose
+    /// holder's liveness lease ([`liveness_lease`]) is not running: at most `limit` in all,
+    /// so an instance never hoards more than it works on. A list of exactly `limit` items may
+    /// leave out some the owner holds. An item passed to another owner gets a new
     /// fencing token; one kept keeps it. Claims need no renewal: they last while their owner
     /// keeps its liveness lease, so an instance renews one lease, not every item.
     async fn claim_work(

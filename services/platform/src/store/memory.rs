@@ -187,42 +187,49 @@ impl PlatformState {
         limit: usize,
         now_ms: u64,
     ) -> Vec<Claimed> {
+        let held: Vec<Claimed> = self
+            .work
+            .iter()
+            .filter(|((k, _), w)| k == kind && w.active && w.owner.as_deref() == Some(owner))
+            .take(limit)
+            .map(|((_, key), w)| Claimed {
+                key: key.clone(),
+                token: w.token,
+            })
+            .collect();
+        let room = limit.saturating_sub(held.len());
         let leases = &self.leases;
         let alive = |o: &str| {
             leases
                 .get(&liveness_lease(o))
                 .is_some_and(|l| l.owner == o && l.until_ms > now_ms)
         };
-        let (mut held, mut taken) = (Vec::new(), Vec::new());
+        let mut out = held;
+        let mut taken = 0;
         for ((k, key), w) in self.work.iter_mut() {
+            if taken >= room {
+                break;
+            }
             if k != kind || !w.active {
                 continue;
             }
-            match w.owner.as_deref() {
-                Some(o) if o == owner => {
-                    if held.len() < limit {
-                        held.push(Claimed {
-                            key: key.clone(),
-                            token: w.token,
-                        });
-                    }
-                }
-                Some(o) if alive(o) => {}
-                _ => {
-                    if taken.len() < limit {
-                        w.owner = Some(owner.to_owned());
-                        w.token += 1;
-                        taken.push(Claimed {
-                            key: key.clone(),
-                            token: w.token,
-                        });
-                    }
-                }
+            let free = match w.owner.as_deref() {
+                Some(o) if o == owner => false,
+                Some(o) => !alive(o),
+                None => true,
+            };
+            if free {
+                w.owner = Some(owner.to_owned());
+                w.token += 1;
+                taken += 1;
+                out.push(Claimed {
+                    key: key.clone(),
+                    token: w.token,
+                });
             }
         }
-        held.extend(taken);
-        held.sort_by(|a, b| a.key.cmp(&b.key));
-        held
+        out.sort_by(|a, b| a.key.cmp(&b.key));
+        out
     }
 
     /// See [`Platform::acquire_lease`].

@@ -16,6 +16,10 @@ static MIGRATOR: Migrator = sqlx::migrate!("../../migrations/payment");
 const PAYMENT_COLUMNS: &str =
     "key, order_id, amount_minor, currency, status, charge_id, refund_requested, reason, version";
 
+/// [`PAYMENT_COLUMNS`] of the `p` alias, as [`payment`] reads them.
+const PAYMENT_COLUMNS_OF_P: &str = "p.key, p.order_id, p.amount_minor, p.currency, p.status, \
+     p.charge_id, p.refund_requested, p.reason, p.version";
+
 fn payment(row: &PgRow) -> Result<Versioned<Payment>, StoreError> {
     let decode = || -> Result<Versioned<Payment>, sqlx::Error> {
         let status: String = row.try_get("status")?;
@@ -155,26 +159,32 @@ impl PgSchema for PaymentSchema {
                 ))
             }
             PaymentQuery::Order { order_id } => {
-                let order: Option<(bool, i64)> = sqlx::query_as(
-                    "SELECT refund_requested, version FROM order_payments WHERE order_id = $1",
-                )
-                .bind(order_id)
-                .fetch_optional(&mut *db)
-                .await
-                .map_err(|e| store_error("read order payments", e))?;
-                let Some((refund_requested, version)) = order else {
-                    return Ok(PaymentAnswer::Order(None));
-                };
-                let payments = sqlx::query(&format!(
-                    "SELECT {PAYMENT_COLUMNS} FROM payments WHERE order_id = $1 ORDER BY seq"
+                // One statement, so the order's flag and its payments come from one snapshot
+                // (a refund committing in between cannot be half seen).
+                let rows = sqlx::query(&format!(
+                    "SELECT o.refund_requested AS order_refund_requested, o.version AS order_version, \
+                     p.seq, {PAYMENT_COLUMNS_OF_P} \
+                     FROM order_payments o LEFT JOIN payments p ON p.order_id = o.order_id \
+                     WHERE o.order_id = $1 ORDER BY p.seq"
                 ))
                 .bind(order_id)
                 .fetch_all(&mut *db)
                 .await
-                .map_err(|e| store_error("read payments of order", e))?
-                .iter()
-                .map(payment)
-                .collect::<Result<_, _>>()?;
+                .map_err(|e| store_error("read order payments", e))?;
+                let Some(first) = rows.first() else {
+                    return Ok(PaymentAnswer::Order(None));
+                };
+                let decode = |e| store_error("decode order payments", e);
+                let refund_requested: bool =
+                    first.try_get("order_refund_requested").map_err(decode)?;
+                let version: i64 = first.try_get("order_version").map_err(decode)?;
+                let mut payments = Vec::new();
+                for row in &rows {
+                    let seq: Option<i64> = row.try_get("seq").map_err(decode)?;
+                    if seq.is_some() {
+                        payments.push(payment(row)?);
+                    }
+                }
                 Ok(PaymentAnswer::Order(Some(OrderPayments {
                     version,
                     refund_requested,
