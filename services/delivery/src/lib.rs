@@ -11,11 +11,7 @@ mod worker;
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use contracts::delivery::delivery_service_server::DeliveryServiceServer;
-use platform::{
-    changes::Changes,
-    claims::{Liveness, LIVENESS_TTL},
-    Infra, Shutdown,
-};
+use platform::{changes::Changes, claims::Liveness, Infra, Shutdown};
 use tokio::sync::Notify;
 
 /// Delivery service settings.
@@ -52,12 +48,7 @@ pub async fn run(
     infra: Infra<DeliverySchema>,
     shutdown: Shutdown,
 ) -> anyhow::Result<()> {
-    let liveness = Arc::new(Liveness::new(
-        infra.store.clone(),
-        &infra.instance,
-        LIVENESS_TTL,
-        infra.mutants.work_without_claims,
-    ));
+    let liveness = Liveness::of(&infra);
     let ctx = Ctx {
         infra,
         config: config.clone(),

@@ -19,7 +19,7 @@ use std::{
 
 use contracts::order::order_service_server::OrderServiceServer;
 use platform::{
-    claims::{Liveness, LIVENESS_TTL},
+    claims::Liveness,
     grpc::LazyChannel,
     outbox::{run_relay, OutboxSignal, RelayConfig},
     shutdown::{Gate, DRAIN_MAX},
@@ -99,12 +99,7 @@ pub async fn run(
         config: config.clone(),
         outbox: OutboxSignal::default(),
         drivers: Arc::default(),
-        liveness: Arc::new(Liveness::new(
-            infra.store.clone(),
-            &infra.instance,
-            LIVENESS_TTL,
-            infra.mutants.work_without_claims,
-        )),
+        liveness: Liveness::of(&infra),
         claim_wake: Arc::default(),
         drivers_gate: Gate::default(),
         shutdown: shutdown.clone(),

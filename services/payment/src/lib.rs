@@ -14,11 +14,7 @@ mod worker;
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use contracts::payment::payment_service_server::PaymentServiceServer;
-use platform::{
-    changes::Changes,
-    claims::{Liveness, LIVENESS_TTL},
-    Infra, Shutdown,
-};
+use platform::{changes::Changes, claims::Liveness, Infra, Shutdown};
 use tokio::sync::Notify;
 
 pub use store::{Payment, PaymentSchema, PaymentStatus};
@@ -59,12 +55,7 @@ pub async fn run(
     infra: Infra<PaymentSchema>,
     shutdown: Shutdown,
 ) -> anyhow::Result<()> {
-    let liveness = Arc::new(Liveness::new(
-        infra.store.clone(),
-        &infra.instance,
-        LIVENESS_TTL,
-        infra.mutants.work_without_claims,
-    ));
+    let liveness = Liveness::of(&infra);
     let ctx = Ctx {
         infra,
         config: config.clone(),

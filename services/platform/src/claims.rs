@@ -73,6 +73,17 @@ impl Liveness {
         }
     }
 
+    /// The liveness lease of the instance `infra` describes, with the default TTL (claims off
+    /// under the `work-without-claims` mutant).
+    pub fn of<S: crate::ports::Schema>(infra: &crate::Infra<S>) -> Arc<Self> {
+        Arc::new(Liveness::new(
+            infra.store.clone(),
+            &infra.instance,
+            LIVENESS_TTL,
+            infra.mutants.work_without_claims,
+        ))
+    }
+
     /// The instance's name, the owner of its claims.
     pub fn owner(&self) -> &str {
         &self.owner
