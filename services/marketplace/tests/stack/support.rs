@@ -21,7 +21,7 @@ pub struct Stack {
 /// ephemeral range instead, where connections never get their local port. A counter keeps
 /// the stacks of this process apart (the tests run in parallel); a port something else
 /// listens on is skipped.
-fn free_addr() -> SocketAddr {
+pub fn free_addr() -> SocketAddr {
     static NEXT: AtomicU32 = AtomicU32::new(0);
     const SPAN: u32 = 8_000;
     let ephemeral_low: u32 = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
