@@ -47,9 +47,15 @@ pub fn run_seed(scenario: &Scenario, mutants: Mutants, seed: u64) -> SeedRun {
 
 /// The command that replays one seed.
 pub fn replay_command(scenario: &str, mutant: Option<&str>, seed: u64) -> String {
+    replay_command_of(&format!("--scenario {scenario}"), mutant, seed)
+}
+
+/// The command that replays `seed` of the scenarios `selector` picks (`--scenario NAME` or
+/// `--scenario-file PATH`).
+pub fn replay_command_of(selector: &str, mutant: Option<&str>, seed: u64) -> String {
     match mutant {
-        Some(m) => format!("ci/simulate --scenario {scenario} --mutant {m} --seed {seed}"),
-        None => format!("ci/simulate --scenario {scenario} --seed {seed}"),
+        Some(m) => format!("ci/simulate {selector} --mutant {m} --seed {seed}"),
+        None => format!("ci/simulate {selector} --seed {seed}"),
     }
 }
 

@@ -406,3 +406,34 @@ pub fn embedded() -> Vec<Scenario> {
 pub fn by_name(name: &str) -> Option<Scenario> {
     embedded().into_iter().find(|s| s.name == name)
 }
+
+/// The scenarios in `path`: a scenario file, or every `*.toml` in a folder (by file name), so
+/// a user runs their own without rebuilding. A file with a mistake is refused with its path
+/// and the reason.
+pub fn from_path(path: &std::path::Path) -> anyhow::Result<Vec<Scenario>> {
+    use anyhow::Context;
+    let files = if path.is_dir() {
+        let mut files: Vec<std::path::PathBuf> = std::fs::read_dir(path)
+            .with_context(|| format!("reading folder {}", path.display()))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+            .collect();
+        files.sort();
+        anyhow::ensure!(
+            !files.is_empty(),
+            "folder {} holds no scenario (*.toml)",
+            path.display()
+        );
+        files
+    } else {
+        vec![path.to_path_buf()]
+    };
+    files
+        .iter()
+        .map(|f| {
+            let text =
+                std::fs::read_to_string(f).with_context(|| format!("reading {}", f.display()))?;
+            parse(&text).with_context(|| format!("scenario file {}", f.display()))
+        })
+        .collect()
+}

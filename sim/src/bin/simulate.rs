@@ -1,10 +1,12 @@
 //! `ci/simulate` — the simulated marketplace under the fault scenarios, over many seeds.
 //!
 //! ```text
-//! ci/simulate [--scenario NAME] [--seeds N] [--first-seed S] [--seed S] [--mutant NAME]
+//! ci/simulate [--scenario NAME | --scenario-file PATH] [--seeds N] [--first-seed S] [--seed S]
+//!             [--mutant NAME]
 //! ci/simulate --all-mutants [--seeds N]
 //! ```
-//! Without arguments: every embedded scenario over 5 seeds. Prints a progress bar, a verdict
+//! Without arguments: every embedded scenario over 5 seeds. `--scenario-file` runs the
+//! scenarios of a file or a folder of `*.toml` files without rebuilding. Prints a progress bar, a verdict
 //! per scenario with its speed, and for every failing seed the command that replays it.
 //! With `--mutant`, a scenario passes when the mutant is caught; `--all-mutants` runs every
 //! mutant on each scenario that names it in `catches` (`ci/mutants`).
@@ -18,6 +20,7 @@ fn main() -> std::process::ExitCode {
 
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut name: Option<String> = None;
+    let mut file: Option<String> = None;
     let mut seeds = 5u64;
     let mut first = 1u64;
     let mut mutant: Option<String> = None;
@@ -28,6 +31,7 @@ fn main() -> std::process::ExitCode {
         let num = |v: Option<String>| v.and_then(|v| v.parse::<u64>().ok());
         match args[i].as_str() {
             "--scenario" => name = value,
+            "--scenario-file" => file = value,
             "--seeds" => seeds = num(value).unwrap_or(0),
             "--first-seed" => first = num(value).unwrap_or(0),
             "--seed" => {
@@ -41,7 +45,7 @@ fn main() -> std::process::ExitCode {
                 continue;
             }
             "-h" | "--help" => {
-                println!("usage: ci/simulate [--scenario NAME] [--seeds N] [--first-seed S] [--seed S] [--mutant NAME] [--all-mutants]");
+                println!("usage: ci/simulate [--scenario NAME | --scenario-file PATH] [--seeds N] [--first-seed S] [--seed S] [--mutant NAME] [--all-mutants]");
                 println!(
                     "scenarios: {}",
                     scenario::EMBEDDED
@@ -74,15 +78,26 @@ fn main() -> std::process::ExitCode {
             }
         },
     };
-    let scenarios: Vec<scenario::Scenario> = match &name {
-        Some(n) => match scenario::by_name(n) {
+    let scenarios: Vec<scenario::Scenario> = match (&name, &file) {
+        (Some(_), Some(_)) => {
+            eprintln!("--scenario and --scenario-file exclude each other");
+            return std::process::ExitCode::from(2);
+        }
+        (Some(n), None) => match scenario::by_name(n) {
             Some(s) => vec![s],
             None => {
                 eprintln!("unknown scenario {n:?}; see --help");
                 return std::process::ExitCode::from(2);
             }
         },
-        None => scenario::embedded(),
+        (None, Some(path)) => match scenario::from_path(std::path::Path::new(path)) {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("{e:#}");
+                return std::process::ExitCode::from(2);
+            }
+        },
+        (None, None) => scenario::embedded(),
     };
     // (scenario, mutant) pairs to run: the plain scenarios, or every mutant where it is caught.
     let runs: Vec<(scenario::Scenario, Option<String>)> = if all_mutants {
@@ -165,9 +180,13 @@ fn main() -> std::process::ExitCode {
                     println!("    {v}");
                 }
             }
+            let selector = match &file {
+                Some(path) => format!("--scenario-file {path}"),
+                None => format!("--scenario {}", s.name),
+            };
             println!(
                 "    replay: {}",
-                runner::replay_command(&s.name, mutant.as_deref(), *seed)
+                runner::replay_command_of(&selector, mutant.as_deref(), *seed)
             );
         }
     }

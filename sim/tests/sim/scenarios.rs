@@ -1,4 +1,5 @@
 use crate::support::scenario_passes;
+use sim::scenario;
 
 #[test]
 fn happy_path_delivers_or_cancels_every_order_and_publishes_every_change() {
@@ -196,4 +197,38 @@ fn overlapping_crash_episodes_on_one_node_leave_it_running_after_heal() {
     let r = sim::runner::run_seed(&s, platform::Mutants::default(), 1);
     assert!(r.outcome.orders > 0, "the workload placed no order");
     assert_eq!(r.outcome.violations, Vec::new());
+}
+
+#[test]
+fn scenario_files_on_disk_load_like_the_embedded_ones_and_a_mistake_names_the_file() {
+    let folder = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fault-scenarios");
+    let loaded = scenario::from_path(&folder).expect("the scenario folder loads");
+    let mut names: Vec<String> = loaded.iter().map(|s| s.name.clone()).collect();
+    let mut embedded: Vec<String> = scenario::embedded().into_iter().map(|s| s.name).collect();
+    names.sort();
+    embedded.sort();
+    assert_eq!(names, embedded, "every file of the folder, and only those");
+    let one = scenario::from_path(&folder.join("happy-path.toml")).expect("one file loads");
+    assert_eq!(one.len(), 1);
+    assert_eq!(one[0].name, "happy-path");
+
+    let dir = std::env::temp_dir().join(format!("sim-scenarios-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let bad = dir.join("broken.toml");
+    let text = "name = \"broken\"\ndescription = \"\"\nfault_phase_s = 1\nheal_phase_s_max = 1\n\
+                catches = [\"nope\"]\n";
+    std::fs::write(&bad, text).expect("write");
+    let e = scenario::from_path(&bad).expect_err("a mistake is refused");
+    let text = format!("{e:#}");
+    assert!(
+        text.contains("broken.toml") && text.contains("unknown mutant"),
+        "{text}"
+    );
+    let empty = dir.join("empty");
+    std::fs::create_dir_all(&empty).expect("temp dir");
+    assert!(
+        scenario::from_path(&empty).is_err(),
+        "an empty folder is refused"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
 }
