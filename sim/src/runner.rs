@@ -59,7 +59,42 @@ pub fn replay_command_of(selector: &str, mutant: Option<&str>, seed: u64) -> Str
     }
 }
 
-/// Runs `seeds` of `scenario` and returns every run; `on_seed` sees each as it ends.
+/// Runs `seeds` of `scenario` on up to `jobs` seeds at once (each on its own thread and
+/// runtime, so each seed's run is exactly what it is alone) and returns every run in seed
+/// order; `on_seed` sees each as it ends, in the order they end.
+pub fn sweep_parallel(
+    scenario: &Scenario,
+    mutants: Mutants,
+    seeds: impl IntoIterator<Item = u64>,
+    jobs: usize,
+    mut on_seed: impl FnMut(&SeedRun),
+) -> Vec<SeedRun> {
+    let queue = std::sync::Mutex::new(seeds.into_iter().collect::<Vec<u64>>().into_iter());
+    let (tx, rx) = std::sync::mpsc::channel::<SeedRun>();
+    let mut runs = Vec::new();
+    std::thread::scope(|scope| {
+        for _ in 0..jobs.max(1) {
+            let (queue, tx) = (&queue, tx.clone());
+            scope.spawn(move || loop {
+                let next = queue.lock().ok().and_then(|mut q| q.next());
+                let Some(seed) = next else { return };
+                if tx.send(run_seed(scenario, mutants, seed)).is_err() {
+                    return;
+                }
+            });
+        }
+        drop(tx);
+        for r in rx {
+            on_seed(&r);
+            runs.push(r);
+        }
+    });
+    runs.sort_by_key(|r| r.seed);
+    runs
+}
+
+/// Runs `seeds` of `scenario` one after another and returns every run; `on_seed` sees each
+/// as it ends.
 pub fn sweep(
     scenario: &Scenario,
     mutants: Mutants,

@@ -2,9 +2,11 @@
 //!
 //! ```text
 //! ci/simulate [--scenario NAME | --scenario-file PATH] [--seeds N] [--first-seed S] [--seed S]
-//!             [--mutant NAME]
+//!             [--mutant NAME] [--jobs N]
 //! ci/simulate --all-mutants [--seeds N]
 //! ```
+//! Seeds run `--jobs` at a time (default: every core); each seed runs on its own thread and
+//! runtime, so its result is the same as when it runs alone.
 //! Without arguments: every embedded scenario over 5 seeds. `--scenario-file` runs the
 //! scenarios of a file or a folder of `*.toml` files without rebuilding. Prints a progress bar, a verdict
 //! per scenario with its speed, and for every failing seed the command that replays it.
@@ -21,6 +23,7 @@ fn main() -> std::process::ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut name: Option<String> = None;
     let mut file: Option<String> = None;
+    let mut jobs = std::thread::available_parallelism().map_or(1, |n| n.get());
     let mut seeds = 5u64;
     let mut first = 1u64;
     let mut mutant: Option<String> = None;
@@ -32,6 +35,7 @@ fn main() -> std::process::ExitCode {
         match args[i].as_str() {
             "--scenario" => name = value,
             "--scenario-file" => file = value,
+            "--jobs" => jobs = num(value).unwrap_or(0) as usize,
             "--seeds" => seeds = num(value).unwrap_or(0),
             "--first-seed" => first = num(value).unwrap_or(0),
             "--seed" => {
@@ -45,7 +49,7 @@ fn main() -> std::process::ExitCode {
                 continue;
             }
             "-h" | "--help" => {
-                println!("usage: ci/simulate [--scenario NAME | --scenario-file PATH] [--seeds N] [--first-seed S] [--seed S] [--mutant NAME] [--all-mutants]");
+                println!("usage: ci/simulate [--scenario NAME | --scenario-file PATH] [--seeds N] [--first-seed S] [--seed S] [--mutant NAME] [--all-mutants] [--jobs N]");
                 println!(
                     "scenarios: {}",
                     scenario::EMBEDDED
@@ -66,6 +70,10 @@ fn main() -> std::process::ExitCode {
     }
     if seeds == 0 {
         eprintln!("--seeds/--seed need a positive number");
+        return std::process::ExitCode::from(2);
+    }
+    if jobs == 0 {
+        eprintln!("--jobs needs a positive number");
         return std::process::ExitCode::from(2);
     }
     let mutants = match mutant.as_deref() {
@@ -125,7 +133,7 @@ fn main() -> std::process::ExitCode {
         let mut done = 0u64;
         let mut failing = Vec::new();
         let (mut orders, mut delivered, mut cancelled, mut simulated) = (0, 0, 0, 0.0);
-        runner::sweep(s, mutants, first..first + seeds, |r| {
+        runner::sweep_parallel(s, mutants, first..first + seeds, jobs, |r| {
             done += 1;
             orders += r.outcome.orders;
             delivered += r.outcome.delivered;
@@ -148,6 +156,7 @@ fn main() -> std::process::ExitCode {
             );
             let _ = std::io::stdout().flush();
         });
+        failing.sort_by_key(|(seed, _)| *seed);
         let wall = started.elapsed().as_secs_f64();
         println!();
         let caught = !failing.is_empty();

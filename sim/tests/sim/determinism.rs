@@ -49,3 +49,30 @@ fn different_seeds_give_different_traces() {
         "the seed does not reach the run"
     );
 }
+
+#[test]
+fn seeds_run_in_parallel_give_the_runs_they_give_alone() {
+    let s = scenario::parse(
+        "name = \"short\"\ndescription = \"\"\nfault_phase_s = 6\nheal_phase_s_max = 60\n\
+         [workload]\norders = 6\ngap_ms = 500\n",
+    )
+    .expect("scenario");
+    let alone = runner::sweep(&s, Mutants::default(), 1..=4, |_| {});
+    let mut seen = Vec::new();
+    let parallel = runner::sweep_parallel(&s, Mutants::default(), 1..=4, 3, |r| seen.push(r.seed));
+    seen.sort_unstable();
+    assert_eq!(seen, [1, 2, 3, 4], "on_seed sees every seed once");
+    assert_eq!(
+        parallel.iter().map(|r| r.seed).collect::<Vec<_>>(),
+        [1, 2, 3, 4],
+        "runs come back in seed order"
+    );
+    for (a, b) in alone.iter().zip(&parallel) {
+        assert!(!a.outcome.trace.is_empty());
+        assert_eq!(
+            a.outcome.trace, b.outcome.trace,
+            "seed {} differs when run beside others",
+            a.seed
+        );
+    }
+}
