@@ -13,6 +13,7 @@ use std::{
     time::Duration,
 };
 
+use crate::journal::{Commit, Journal};
 use async_trait::async_trait;
 use platform::{
     ports::{Claimed, Cleaned, OutboxRow, Platform, Schema, Store, StoreError, Tx},
@@ -61,9 +62,16 @@ enum Reply<S: Schema> {
 }
 
 /// Serves the database on `addr` from `disk` until the node dies.
-pub async fn serve<S: Schema>(addr: SocketAddr, disk: DbDisk<S>, lose_reply_per_mille: u32) {
-    let handler = move |req: Request<S>, _from: SocketAddr| {
-        let disk = disk.clone();
+/// A recording `journal` gets every commit, under the node's name `name`.
+pub async fn serve<S: Schema>(
+    name: String,
+    addr: SocketAddr,
+    disk: DbDisk<S>,
+    lose_reply_per_mille: u32,
+    journal: Journal,
+) {
+    let handler = move |req: Request<S>, from: SocketAddr| {
+        let (disk, journal, name) = (disk.clone(), journal.clone(), name.clone());
         async move {
             let Ok(mut state) = disk.lock() else {
                 return None;
@@ -71,7 +79,20 @@ pub async fn serve<S: Schema>(addr: SocketAddr, disk: DbDisk<S>, lose_reply_per_
             let reply: Reply<S> = match req {
                 Request::Query(q) => Reply::Answer(state.query(&q)),
                 Request::Commit(tx) => {
+                    let seen = journal.is_on().then(|| {
+                        let outbox = tx.outbox.iter().map(|m| (m.topic.clone(), m.key.clone()));
+                        (format!("{:?}", tx.writes), outbox.collect::<Vec<_>>())
+                    });
                     let r = state.apply(tx, now_ms());
+                    if let (Some((writes, outbox)), true) = (seen, r.is_ok()) {
+                        journal.commit(|at_ms| Commit {
+                            at_ms,
+                            db: name,
+                            from: from.ip(),
+                            writes,
+                            outbox,
+                        });
+                    }
                     if r.is_ok() && (madsim::rand::random::<u32>() % 1000) < lose_reply_per_mille {
                         // The commit is durable; its answer is lost on the way back.
                         return None;

@@ -3,11 +3,15 @@
 
 #![cfg(madsim)]
 
+pub mod artifacts;
 pub mod checkers;
 pub mod db;
+pub mod journal;
 pub mod kafka;
+pub mod nightly;
 pub mod rpc;
 pub mod runner;
 pub mod scenario;
+pub mod timeline;
 pub mod topology;
 pub mod world;

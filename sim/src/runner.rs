@@ -19,6 +19,11 @@ pub struct SeedRun {
 /// `HashMap` keys once, on first use, so a thread that already ran a seed would run the next
 /// one with other keys, and the same seed would not replay the same way.
 pub fn run_seed(scenario: &Scenario, mutants: Mutants, seed: u64) -> SeedRun {
+    run_seed_with(scenario, mutants, seed, false)
+}
+
+/// [`run_seed`], keeping the run's history when `record` is set (see [`world::run`]).
+pub fn run_seed_with(scenario: &Scenario, mutants: Mutants, seed: u64, record: bool) -> SeedRun {
     let s = scenario.clone();
     let run = std::thread::spawn(move || {
         if std::env::var_os("RUST_LOG").is_some() {
@@ -26,7 +31,7 @@ pub fn run_seed(scenario: &Scenario, mutants: Mutants, seed: u64) -> SeedRun {
         }
         let wall = Instant::now();
         let rt = madsim::runtime::Runtime::with_seed_and_config(seed, madsim::Config::default());
-        let outcome = rt.block_on(async move { world::run(&s, mutants).await });
+        let outcome = rt.block_on(async move { world::run(&s, mutants, record).await });
         SeedRun {
             seed,
             outcome,
@@ -109,4 +114,120 @@ pub fn sweep(
             r
         })
         .collect()
+}
+
+/// The result of one scenario (with or without a mutant) over a range of seeds.
+#[derive(Debug)]
+pub struct Report {
+    pub scenario: String,
+    pub mutant: Option<String>,
+    pub first_seed: u64,
+    pub seeds: u64,
+    /// Failing seeds, ascending, with their violations.
+    pub failing: Vec<(u64, Vec<crate::checkers::Violation>)>,
+    pub orders: usize,
+    pub delivered: usize,
+    pub cancelled: usize,
+    /// Simulated seconds, summed over the seeds.
+    pub simulated_s: f64,
+    /// Messages the simulated network carried, summed over the seeds.
+    pub messages: u64,
+    /// Wall time of the whole sweep.
+    pub wall_s: f64,
+    /// Seeds run at once.
+    pub jobs: usize,
+}
+
+impl Report {
+    /// Whether the outcome is the expected one: no failing seed, or, with a mutant, at least
+    /// one (the mutant is caught).
+    pub fn ok(&self) -> bool {
+        self.mutant.is_some() != self.failing.is_empty()
+    }
+
+    /// `pass`, `fail`, `caught` or `not-caught`.
+    pub fn verdict(&self) -> &'static str {
+        match (self.mutant.is_some(), self.failing.is_empty()) {
+            (false, true) => "pass",
+            (false, false) => "fail",
+            (true, false) => "caught",
+            (true, true) => "not-caught",
+        }
+    }
+
+    /// The scenario's name, with `+mutant` when there is one.
+    pub fn label(&self) -> String {
+        match &self.mutant {
+            Some(m) => format!("{} +{m}", self.scenario),
+            None => self.scenario.clone(),
+        }
+    }
+
+    /// The verdict in words, with the figures: one line.
+    pub fn line(&self) -> String {
+        let verdict = match self.verdict() {
+            "pass" => "PASS".to_owned(),
+            "fail" => format!("FAIL on {} of {} seeds", self.failing.len(), self.seeds),
+            "caught" => format!(
+                "CAUGHT {} on {} of {} seeds",
+                self.mutant.as_deref().unwrap_or_default(),
+                self.failing.len(),
+                self.seeds
+            ),
+            _ => format!("NOT CAUGHT {}", self.mutant.as_deref().unwrap_or_default()),
+        };
+        let wall = self.wall_s.max(1e-9);
+        format!(
+            "{}: {verdict}: {} orders ({} delivered, {} cancelled); {:.0} simulated s in {:.1} wall s ({:.0}x), {:.2} seeds/s",
+            self.label(),
+            self.orders,
+            self.delivered,
+            self.cancelled,
+            self.simulated_s,
+            self.wall_s,
+            self.simulated_s / wall,
+            self.seeds as f64 / wall
+        )
+    }
+}
+
+/// Runs `seeds` of `scenario` with the mutant named `mutant` (none: unmutated), `jobs` at a
+/// time, and sums the result up; `on_seed` sees each seed as it ends.
+pub fn report(
+    scenario: &Scenario,
+    mutant: Option<&str>,
+    seeds: std::ops::Range<u64>,
+    jobs: usize,
+    mut on_seed: impl FnMut(&SeedRun),
+) -> Report {
+    let mutants = mutant.and_then(Mutants::named).unwrap_or_default();
+    let started = Instant::now();
+    let (first_seed, count) = (seeds.start, seeds.end.saturating_sub(seeds.start));
+    let runs = sweep_parallel(scenario, mutants, seeds, jobs, |r| on_seed(r));
+    let mut report = Report {
+        scenario: scenario.name.clone(),
+        mutant: mutant.map(str::to_owned),
+        first_seed,
+        seeds: count,
+        failing: Vec::new(),
+        orders: 0,
+        delivered: 0,
+        cancelled: 0,
+        simulated_s: 0.0,
+        messages: 0,
+        wall_s: 0.0,
+        jobs: jobs.max(1),
+    };
+    for r in runs {
+        report.orders += r.outcome.orders;
+        report.delivered += r.outcome.delivered;
+        report.cancelled += r.outcome.cancelled;
+        report.simulated_s += r.outcome.simulated.as_secs_f64();
+        report.messages += r.outcome.messages;
+        if !r.outcome.violations.is_empty() {
+            report.failing.push((r.seed, r.outcome.violations));
+        }
+    }
+    report.wall_s = started.elapsed().as_secs_f64();
+    report
 }

@@ -4,12 +4,12 @@
 use std::{collections::BTreeMap, time::Duration};
 
 use platform::ports::{Acks, ProducerConfig};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::{checkers, kafka::KafkaModelConfig, topology};
 
 /// One scenario file.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Scenario {
     /// Reads as a sentence, e.g. `service-crash-mid-saga`.
@@ -30,6 +30,7 @@ pub struct Scenario {
     pub db_lose_reply_per_mille: u32,
     /// A random mix of faults drawn from the seed, on top of `faults`.
     #[serde(default)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub swarm: Option<Swarm>,
     /// Overrides of the Kafka model's settings (`sim::kafka::KafkaModelConfig`).
     #[serde(default)]
@@ -43,6 +44,7 @@ pub struct Scenario {
     /// The checkers to run after the heal phase (names from `checkers::names`); every
     /// checker when absent.
     #[serde(default)]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub checkers: Option<Vec<String>>,
     /// The expected outcome besides passing: mutants this scenario must catch (each a
     /// failing run within the seeds `tests/sim/mutants.rs` tries).
@@ -52,15 +54,21 @@ pub struct Scenario {
 
 /// Kafka settings a scenario may override; absent fields keep the seed's values. Mutants
 /// apply on top.
-#[derive(Clone, Debug, Default, Deserialize)]
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct KafkaSettings {
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub min_insync_replicas: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub unclean_leader_election: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub replica_lag_time_max_ms: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub broker_session_timeout_ms: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub page_cache_writeback_interval_ms: Option<u64>,
     /// One-way delay of Kafka traffic between MSK and NSK.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub cross_region_latency_ms: Option<u64>,
 }
 
@@ -91,13 +99,17 @@ impl KafkaSettings {
 
 /// The services' producer settings; absent fields keep `ProducerConfig::default()`.
 /// Mutants apply on top.
-#[derive(Clone, Debug, Default, Deserialize)]
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ClientSettings {
     /// `"all"`, `"1"` or `"0"`.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub acks: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub enable_idempotence: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub delivery_timeout_ms: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub request_timeout_ms: Option<u64>,
 }
 
@@ -130,7 +142,7 @@ fn parse_acks(text: &str) -> Option<Acks> {
 }
 
 /// Where the services sit, as far as a scenario may change it.
-#[derive(Clone, Debug, Default, Deserialize)]
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct TopologySettings {
     /// `client.rack` of a service's Kafka clients (`order`, `payment`, `delivery`,
@@ -144,7 +156,7 @@ pub struct TopologySettings {
 pub const SERVICES_WITH_KAFKA_CLIENTS: [&str; 4] = ["order", "payment", "delivery", "analytics"];
 
 /// The orders the client places through the gateway.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Workload {
     pub orders: u32,
@@ -162,7 +174,7 @@ impl Default for Workload {
 }
 
 /// Behaviour of the fake PSP and courier.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Providers {
     pub psp_decline_per_mille: u32,
@@ -187,7 +199,7 @@ impl Default for Providers {
 
 /// One timed fault. `at_ms` counts from the start of the fault phase; a range
 /// `[from, to]` draws the time from the seed.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, Serialize)]
 pub struct Fault {
     pub at_ms: [u64; 2],
     #[serde(flatten)]
@@ -198,7 +210,7 @@ pub struct Fault {
 /// episode starts at a random time in the fault phase, lasts `episode_ms`, and is one of
 /// the `kinds` — kill then restart one of `nodes`, cut the regions apart, or cut one
 /// direction — ending with its repair.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Swarm {
     pub episodes: u32,
@@ -211,19 +223,19 @@ pub struct Swarm {
 }
 
 impl Swarm {
-    /// The seed's episodes as timed actions within `fault_phase`.
-    pub fn draw(&self, fault_phase: std::time::Duration) -> Vec<(u64, Action)> {
+    /// The episodes `draw` picks, as timed actions within `fault_phase`.
+    pub fn draw(&self, fault_phase: Duration, draw: &mut Draw) -> Vec<(u64, Action)> {
         let phase_ms = fault_phase.as_millis() as u64;
-        let pick = |n: usize| (madsim::rand::random::<u64>() % n.max(1) as u64) as usize;
         let mut out = Vec::new();
         for _ in 0..self.episodes {
             let [lo, hi] = self.episode_ms;
-            let length = lo + madsim::rand::random::<u64>() % (hi.saturating_sub(lo) + 1);
-            let start = madsim::rand::random::<u64>() % phase_ms.saturating_sub(length).max(1);
+            let length = lo + draw.below(hi.saturating_sub(lo) + 1);
+            let start = draw.below(phase_ms.saturating_sub(length).max(1));
             let end = start + length;
-            match self.kinds.get(pick(self.kinds.len())).map(String::as_str) {
+            let kind = self.kinds.get(draw.index(self.kinds.len()));
+            match kind.map(String::as_str) {
                 Some("crash") if !self.nodes.is_empty() => {
-                    let node = self.nodes[pick(self.nodes.len())].clone();
+                    let node = self.nodes[draw.index(self.nodes.len())].clone();
                     out.push((start, Action::Kill { node: node.clone() }));
                     out.push((end, Action::Restart { node }));
                 }
@@ -232,7 +244,7 @@ impl Swarm {
                     out.push((end, Action::HealNetwork));
                 }
                 Some("one-way") => {
-                    let from = if pick(2) == 0 { "msk" } else { "nsk" };
+                    let from = if draw.below(2) == 0 { "msk" } else { "nsk" };
                     out.push((start, Action::PartitionOneWay { from: from.into() }));
                     out.push((end, Action::HealNetwork));
                 }
@@ -243,8 +255,85 @@ impl Swarm {
     }
 }
 
+/// The random numbers a seed's fault schedule is drawn from (SplitMix64), apart from the
+/// runtime's: the schedule is a pure function of the scenario and the seed, known before the
+/// run, and a run given that schedule as fixed faults ([`Scenario::pinned`]) draws the same
+/// numbers from the runtime as the original, so it replays it exactly.
+pub struct Draw(u64);
+
+impl Draw {
+    /// The numbers of `seed`.
+    pub fn new(seed: u64) -> Self {
+        Draw(seed ^ 0x5eed_fa17_5c4e_d01e)
+    }
+
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    /// A number in `0..n` (0 when `n` is 0).
+    pub fn below(&mut self, n: u64) -> u64 {
+        let x = self.next();
+        if n == 0 {
+            0
+        } else {
+            x % n
+        }
+    }
+
+    fn index(&mut self, len: usize) -> usize {
+        self.below(len.max(1) as u64) as usize
+    }
+}
+
+impl Scenario {
+    /// The faults `seed` applies, in time order (ms from the start of the fault phase): the
+    /// fixed faults at their drawn times, then the swarm's episodes.
+    pub fn schedule(&self, seed: u64) -> Vec<(u64, Action)> {
+        let mut draw = Draw::new(seed);
+        let mut out: Vec<(u64, Action)> = self
+            .faults
+            .iter()
+            .map(|f| {
+                let [lo, hi] = f.at_ms;
+                (lo + draw.below(hi - lo + 1), f.action.clone())
+            })
+            .collect();
+        if let Some(swarm) = &self.swarm {
+            out.extend(swarm.draw(Duration::from_secs(self.fault_phase_s), &mut draw));
+        }
+        out.sort_by_key(|(t, _)| *t);
+        out
+    }
+
+    /// This scenario with `schedule` as its only faults, at fixed times and without a swarm:
+    /// under the same seed it runs as the original did with that schedule.
+    pub fn pinned(&self, schedule: &[(u64, Action)]) -> Scenario {
+        Scenario {
+            swarm: None,
+            faults: schedule
+                .iter()
+                .map(|(t, action)| Fault {
+                    at_ms: [*t, *t],
+                    action: action.clone(),
+                })
+                .collect(),
+            ..self.clone()
+        }
+    }
+
+    /// The scenario as a scenario file.
+    pub fn to_toml(&self) -> anyhow::Result<String> {
+        Ok(toml::to_string(self)?)
+    }
+}
+
 /// What a fault does.
-#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(tag = "action", rename_all = "kebab-case")]
 pub enum Action {
     /// Kill a node's process (its tasks die; its disk and page cache stay).

@@ -23,6 +23,7 @@ use platform::{
 use crate::{
     checkers::{self, FinalState, Violation},
     db::{self, DbDisk, SimStore},
+    journal::Journal,
     kafka::{KafkaCluster, KafkaModelConfig},
     scenario::{Action, Scenario},
     topology::{self, region_of, NodeSpec, Region, ServiceSpec, SERVICES},
@@ -39,6 +40,24 @@ pub struct Outcome {
     pub cancelled: usize,
     /// Simulated time the run took.
     pub simulated: Duration,
+    /// Messages the simulated network carried.
+    pub messages: u64,
+    /// What a recorded run saw (see [`run`]'s `record`).
+    pub history: Option<History>,
+}
+
+/// What a recorded run saw, for its timeline.
+#[derive(Debug, Clone)]
+pub struct History {
+    /// The faults applied, ms from the start of the run.
+    pub faults: Vec<(u64, Action)>,
+    pub fault_phase_ms: u64,
+    /// Every committed transaction.
+    pub commits: Vec<crate::journal::Commit>,
+    /// The final orders: id and status.
+    pub orders: Vec<(String, String)>,
+    /// Per order, the statuses `order.status.changed` holds, in log order.
+    pub published: BTreeMap<String, Vec<String>>,
 }
 
 struct Node {
@@ -148,21 +167,32 @@ fn db_node<S: Schema>(
     spec: &NodeSpec,
     disk: DbDisk<S>,
     lose_reply_per_mille: u32,
+    journal: &Journal,
 ) -> NodeId {
-    let addr = spec.addr();
+    let (addr, name, journal) = (spec.addr(), spec.name.clone(), journal.clone());
     handle
         .create_node()
         .name(spec.name.clone())
         .ip(spec.ip())
-        .init(move || db::serve(addr, disk.clone(), lose_reply_per_mille))
+        .init(move || {
+            let (name, disk, journal) = (name.clone(), disk.clone(), journal.clone());
+            db::serve(name, addr, disk, lose_reply_per_mille, journal)
+        })
         .build()
         .id()
 }
 
-/// Runs `scenario` with `mutants` in the current madsim runtime.
-pub async fn run(scenario: &Scenario, mutants: Mutants) -> Outcome {
+/// Runs `scenario` with `mutants` in the current madsim runtime. With `record`, the outcome
+/// also holds the run's [`History`]; recording changes nothing in the run itself.
+pub async fn run(scenario: &Scenario, mutants: Mutants, record: bool) -> Outcome {
     let handle = Handle::current();
     let started = madsim::time::Instant::now();
+    let journal = if record {
+        Journal::recording()
+    } else {
+        Journal::default()
+    };
+    let messages_before = NetSim::current().stat().msg_count;
     let mut kafka_config = scenario.kafka.apply(KafkaModelConfig::seed_default());
     if mutants.unclean_leader_election {
         kafka_config.unclean_leader_election = true;
@@ -185,10 +215,10 @@ pub async fn run(scenario: &Scenario, mutants: Mutants) -> Outcome {
     for spec in topology::database_nodes() {
         let lose = scenario.db_lose_reply_per_mille;
         let id = match spec.name.as_str() {
-            "orders-db" => db_node(&handle, &spec, disks.orders.clone(), lose),
-            "payments-db" => db_node(&handle, &spec, disks.payments.clone(), lose),
-            "deliveries-db" => db_node(&handle, &spec, disks.deliveries.clone(), lose),
-            "analytics-db" => db_node(&handle, &spec, disks.analytics.clone(), lose),
+            "orders-db" => db_node(&handle, &spec, disks.orders.clone(), lose, &journal),
+            "payments-db" => db_node(&handle, &spec, disks.payments.clone(), lose, &journal),
+            "deliveries-db" => db_node(&handle, &spec, disks.deliveries.clone(), lose, &journal),
+            "analytics-db" => db_node(&handle, &spec, disks.analytics.clone(), lose, &journal),
             other => panic!("the world has no schema for database {other}"),
         };
         nodes.0.insert(
@@ -264,20 +294,8 @@ pub async fn run(scenario: &Scenario, mutants: Mutants) -> Outcome {
 
     // Fault phase.
     let fault_phase = Duration::from_secs(scenario.fault_phase_s);
-    let mut timeline: Vec<(u64, Action)> = scenario
-        .faults
-        .iter()
-        .map(|f| {
-            (
-                f.at_ms[0] + madsim::rand::random::<u64>() % (f.at_ms[1] - f.at_ms[0] + 1),
-                f.action.clone(),
-            )
-        })
-        .collect();
-    if let Some(swarm) = &scenario.swarm {
-        timeline.extend(swarm.draw(fault_phase));
-    }
-    timeline.sort_by_key(|(t, _)| *t);
+    let timeline = scenario.schedule(handle.seed());
+    let mut applied = Vec::new();
     let mut trace = Vec::new();
     let mut killed = Vec::new();
     for (at_ms, action) in timeline {
@@ -287,6 +305,7 @@ pub async fn run(scenario: &Scenario, mutants: Mutants) -> Outcome {
             madsim::time::sleep(at - now).await;
         }
         trace.push(format!("{at_ms}ms {action:?}"));
+        applied.push((started.elapsed().as_millis() as u64, action.clone()));
         if let Err(e) = apply(&handle, &nodes, &kafka, &action, &mut killed) {
             panic!(
                 "scenario {}: fault {action:?} cannot apply: {e}",
@@ -350,6 +369,16 @@ pub async fn run(scenario: &Scenario, mutants: Mutants) -> Outcome {
     for v in &violations {
         trace.push(format!("violation {v}"));
     }
+    let history = record.then(|| History {
+        faults: applied,
+        fault_phase_ms: fault_phase.as_millis() as u64,
+        commits: journal.commits(),
+        orders: orders
+            .iter()
+            .map(|(id, o)| (id.clone(), o.status.as_str().to_owned()))
+            .collect(),
+        published: published_statuses(&state.order_events),
+    });
     Outcome {
         violations,
         trace,
@@ -357,7 +386,24 @@ pub async fn run(scenario: &Scenario, mutants: Mutants) -> Outcome {
         delivered,
         cancelled,
         simulated: started.elapsed(),
+        messages: NetSim::current().stat().msg_count - messages_before,
+        history,
     }
+}
+
+/// Per order, the `status` of each of its `order.status.changed` records, in log order.
+fn published_statuses(
+    partitions: &[Vec<platform::ports::ConsumedRecord>],
+) -> BTreeMap<String, Vec<String>> {
+    let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for r in partitions.iter().flatten() {
+        let status = serde_json::from_slice::<serde_json::Value>(&r.payload)
+            .ok()
+            .and_then(|v| v.get("status").and_then(|s| s.as_str()).map(str::to_owned))
+            .unwrap_or_else(|| "?".into());
+        out.entry(r.key.clone()).or_default().push(status);
+    }
+    out
 }
 
 /// The databases' durable state, one per service schema.

@@ -107,7 +107,7 @@ async fn the_postgres_model_passes_the_store_suite() {
         .create_node()
         .name("conformance-db")
         .ip("10.1.2.99".parse().expect("ip"))
-        .init(move || db::serve(addr, disk.clone(), 0))
+        .init(move || db::serve("kv-db".into(), addr, disk.clone(), 0, Default::default()))
         .build();
     on_client(async move { conformance::store::run_all(&SimStore::<KvSchema>::new(addr)).await })
         .await;

@@ -12,7 +12,7 @@ fn replay() -> impl std::future::Future<Output = Vec<String>> {
         .ok()
         .and_then(|g| g.clone())
         .expect("scenario set");
-    async move { world::run(&s, Mutants::default()).await.trace }
+    async move { world::run(&s, Mutants::default(), false).await.trace }
 }
 
 #[test]
@@ -75,4 +75,34 @@ fn seeds_run_in_parallel_give_the_runs_they_give_alone() {
             a.seed
         );
     }
+}
+
+#[test]
+fn a_seeds_schedule_pinned_as_fixed_faults_replays_the_same_run() {
+    // The schedule is drawn apart from the runtime's random numbers, so the scenario file an
+    // artifact folder holds (`schedule.toml`) replays the seed exactly.
+    let s = scenario::by_name("swarm").expect("scenario");
+    for seed in [3, 4] {
+        let schedule = s.schedule(seed);
+        assert!(!schedule.is_empty(), "the swarm draws faults");
+        let pinned = scenario::parse(&s.pinned(&schedule).to_toml().expect("toml"))
+            .expect("the pinned schedule is a valid scenario file");
+        assert!(pinned.swarm.is_none());
+        assert_eq!(pinned.schedule(seed + 100), schedule, "fixed times");
+        let a = runner::run_seed(&s, Mutants::default(), seed);
+        let b = runner::run_seed(&pinned, Mutants::default(), seed);
+        assert_eq!(a.outcome.trace, b.outcome.trace, "seed {seed}");
+    }
+}
+
+#[test]
+fn recording_a_run_does_not_change_it() {
+    let s = scenario::by_name("service-crash-mid-saga").expect("scenario");
+    let plain = runner::run_seed(&s, Mutants::default(), 5);
+    let recorded = runner::run_seed_with(&s, Mutants::default(), 5, true);
+    assert_eq!(plain.outcome.trace, recorded.outcome.trace);
+    assert!(plain.outcome.history.is_none());
+    let history = recorded.outcome.history.expect("history");
+    assert!(history.commits.iter().any(|c| c.db == "orders-db"));
+    assert!(!history.faults.is_empty());
 }

@@ -3,11 +3,13 @@
 
 #![cfg(madsim)]
 
+mod artifacts;
 mod broker_faults;
 mod conformance;
 mod determinism;
 mod kafka_model;
 mod mutants;
 mod page_cache;
+mod regressions;
 mod scenarios;
 mod support;
