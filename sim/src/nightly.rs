@@ -68,7 +68,10 @@ pub fn append_regressions(text: &str, new: &[Regression]) -> anyhow::Result<(Str
     Ok((out, added))
 }
 
-/// The first seed of `date`'s nightly range (`YYYY-MM-DD` → `YYYYMMDD000`), so each night
+/// Seeds each night owns: its range starts at `YYYYMMDD × SEEDS_PER_NIGHT`.
+pub const SEEDS_PER_NIGHT: u64 = 100_000;
+
+/// The first seed of `date`'s nightly range (`YYYY-MM-DD` → `YYYYMMDD00000`), so each night
 /// explores seeds no earlier night ran.
 pub fn first_seed_of(date: &str) -> anyhow::Result<u64> {
     let shaped = date.len() == 10
@@ -78,7 +81,7 @@ pub fn first_seed_of(date: &str) -> anyhow::Result<u64> {
         });
     anyhow::ensure!(shaped, "a date is YYYY-MM-DD, not {date:?}");
     let digits: String = date.chars().filter(char::is_ascii_digit).collect();
-    Ok(digits.parse::<u64>()? * 1000)
+    Ok(digits.parse::<u64>()? * SEEDS_PER_NIGHT)
 }
 
 /// Today's date in UTC, `YYYY-MM-DD`.
@@ -209,16 +212,16 @@ pub fn junit_xml(date: &str, entries: &[Entry]) -> String {
 /// The markdown summary.
 pub fn markdown(
     date: &str,
-    seeds: std::ops::Range<u64>,
+    seeds: std::ops::RangeFrom<u64>,
     entries: &[Entry],
     pinned: &[Regression],
 ) -> String {
     let ran: Vec<&Report> = entries.iter().filter_map(|e| e.report.as_ref()).collect();
     let bad = ran.iter().filter(|r| !r.ok()).count();
     let mut out = format!(
-        "# Nightly chaos {date}\n\nSeeds {}..{} per scenario; {} of {} runs done within the budget; {}.\n\n",
+        "# Nightly chaos {date}\n\nSeeds from {} on, {} per scenario and mutant at most; {} of {} runs done within the budget; {}.\n\n",
         seeds.start,
-        seeds.end,
+        ran.iter().map(|r| r.seeds).max().unwrap_or(0),
         ran.len(),
         entries.len(),
         if bad == 0 {
@@ -326,7 +329,10 @@ mod tests {
         assert_eq!(civil_date(0), "1970-01-01");
         assert_eq!(civil_date(20_787), "2026-11-30");
         assert_eq!(civil_date(11_016), "2000-02-29");
-        assert_eq!(first_seed_of("2026-11-30").expect("date"), 20_261_130_000);
+        assert_eq!(
+            first_seed_of("2026-11-30").expect("date"),
+            2_026_113_000_000
+        );
         assert!(first_seed_of("30.11.2026").is_err());
         assert!(first_seed_of("2026-11-3").is_err());
     }
@@ -376,7 +382,7 @@ mod tests {
         assert!(x.contains("tests=\"2\" failures=\"1\" skipped=\"1\""));
         assert!(x.contains("a &lt;b&gt; &amp; &quot;c&quot;"));
         assert!(!x.contains("<b>"));
-        let md = markdown("2026-11-30", 1..3, &entries, &[entry("swarm", 2)]);
+        let md = markdown("2026-11-30", 1.., &entries, &[entry("swarm", 2)]);
         assert!(md.contains("| swarm | - | fail | 1 of 2 |"));
         assert!(md.contains("skipped (budget)"));
         assert!(md.contains("- swarm seed 2 [money]"));

@@ -155,6 +155,18 @@ impl Report {
         }
     }
 
+    /// Adds the seeds of `other`, a further sweep of the same scenario and mutant.
+    pub fn merge(&mut self, other: Report) {
+        self.seeds += other.seeds;
+        self.failing.extend(other.failing);
+        self.orders += other.orders;
+        self.delivered += other.delivered;
+        self.cancelled += other.cancelled;
+        self.simulated_s += other.simulated_s;
+        self.messages += other.messages;
+        self.wall_s += other.wall_s;
+    }
+
     /// The scenario's name, with `+mutant` when there is one.
     pub fn label(&self) -> String {
         match &self.mutant {

@@ -21,10 +21,15 @@ mod cli {
         /// The first seed, instead of the date's.
         #[arg(long)]
         first_seed: Option<u64>,
-        /// Seeds per scenario and per mutant.
+        /// Seeds per scenario and per mutant in one round; rounds repeat, each on the next
+        /// seeds, while the budget lasts.
         #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u64).range(1..))]
         seeds: u64,
-        /// Time budget in minutes: runs that would start after it are skipped (reported).
+        /// Rounds at most (default: as many as the budget allows).
+        #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+        rounds: Option<u64>,
+        /// Time budget in minutes: no batch starts after it; runs it left out are reported
+        /// as skipped.
         #[arg(long, default_value_t = 60.0)]
         budget_min: f64,
         /// Seeds run at once (default: every core).
@@ -54,7 +59,7 @@ mod cli {
                 }
             },
         };
-        let seeds = first..first + args.seeds;
+        let seeds = first..;
         let jobs = args.jobs.map_or_else(
             || std::thread::available_parallelism().map_or(1, |n| n.get()),
             |j| j as usize,
@@ -76,55 +81,59 @@ mod cli {
             )
             .collect();
         println!(
-            "nightly chaos {date}: seeds {}..{}, {} runs, budget {:.0} min, {jobs} jobs",
-            seeds.start,
-            seeds.end,
+            "nightly chaos {date}: seeds from {first}, {} runs of {} seeds a round, budget {:.0} min, {jobs} jobs",
             plan.len(),
+            args.seeds,
             args.budget_min
         );
         let artifacts_root = args.out.join("artifacts");
-        let mut entries = Vec::new();
-        let mut new_regressions = Vec::new();
-        for (s, mutant) in &plan {
-            let mut entry = nightly::Entry {
+        let mut entries: Vec<nightly::Entry> = plan
+            .iter()
+            .map(|(s, mutant)| nightly::Entry {
                 report: None,
                 scenario: s.name.clone(),
                 mutant: mutant.clone(),
                 failures: Vec::new(),
-            };
-            if started.elapsed() >= budget {
-                println!("{}: skipped, the budget is spent", s.name);
-                entries.push(entry);
-                continue;
-            }
-            let report = runner::report(s, mutant.as_deref(), seeds.clone(), jobs, |_| {});
-            println!("{}", report.line());
-            if !report.ok() {
-                let selector = format!("--scenario {}", s.name);
-                for (i, (seed, violations)) in report.failing.iter().enumerate() {
-                    let replay = runner::replay_command_of(&selector, mutant.as_deref(), *seed);
-                    let dir = (i < args.artifacts_max)
-                        .then(|| {
-                            artifacts::write(
-                                &artifacts_root,
-                                s,
-                                &selector,
-                                mutant.as_deref(),
-                                *seed,
-                            )
-                        })
-                        .and_then(|r| match r {
-                            Ok(w) => Some(w.dir.display().to_string()),
-                            Err(e) => {
-                                eprintln!("  seed {seed}: no artifacts: {e:#}");
-                                None
-                            }
-                        });
-                    println!("  seed {seed}: {}\n    replay: {replay}", violations[0]);
-                    entry
-                        .failures
-                        .push((*seed, violations[0].to_string(), replay, dir));
-                    if mutant.is_none() {
+            })
+            .collect();
+        let mut new_regressions = Vec::new();
+        let mut round = 0u64;
+        'rounds: while args.rounds.is_none_or(|r| round < r) {
+            let batch = first + round * args.seeds..first + (round + 1) * args.seeds;
+            println!("round {}: seeds {}..{}", round + 1, batch.start, batch.end);
+            for ((s, mutant), entry) in plan.iter().zip(entries.iter_mut()) {
+                if started.elapsed() >= budget {
+                    break 'rounds;
+                }
+                let report = runner::report(s, mutant.as_deref(), batch.clone(), jobs, |_| {});
+                println!("{}", report.line());
+                // A mutant's failing seeds are its catches (expected); only an unmutated
+                // scenario's are problems worth artifacts and regression entries.
+                if mutant.is_none() && !report.ok() {
+                    let selector = format!("--scenario {}", s.name);
+                    for (seed, violations) in &report.failing {
+                        let replay = runner::replay_command_of(&selector, mutant.as_deref(), *seed);
+                        let dir = (entry.failures.len() < args.artifacts_max)
+                            .then(|| {
+                                artifacts::write(
+                                    &artifacts_root,
+                                    s,
+                                    &selector,
+                                    mutant.as_deref(),
+                                    *seed,
+                                )
+                            })
+                            .and_then(|r| match r {
+                                Ok(w) => Some(w.dir.display().to_string()),
+                                Err(e) => {
+                                    eprintln!("  seed {seed}: no artifacts: {e:#}");
+                                    None
+                                }
+                            });
+                        println!("  seed {seed}: {}\n    replay: {replay}", violations[0]);
+                        entry
+                            .failures
+                            .push((*seed, violations[0].to_string(), replay, dir));
                         new_regressions.push(nightly::Regression {
                             scenario: s.name.clone(),
                             seed: *seed,
@@ -134,11 +143,13 @@ mod cli {
                         });
                     }
                 }
+                match &mut entry.report {
+                    Some(total) => total.merge(report),
+                    None => entry.report = Some(report),
+                }
             }
-            entry.report = Some(report);
-            entries.push(entry);
+            round += 1;
         }
-
         let mut pinned = Vec::new();
         if !new_regressions.is_empty() {
             let text = std::fs::read_to_string(&args.regressions).unwrap_or_default();
@@ -171,7 +182,7 @@ mod cli {
             return ExitCode::FAILURE;
         }
         println!(
-            "reports: {} and {} ({:.1} min)",
+            "{round} full round(s); reports: {} and {} ({:.1} min)",
             junit.display(),
             summary.display(),
             started.elapsed().as_secs_f64() / 60.0
