@@ -5,6 +5,10 @@
 //! rate); then the swarm's figures as ratios of the baseline's, and the goal.
 
 #[cfg(madsim)]
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+#[cfg(madsim)]
 mod cli {
     use clap::Parser;
     use sim::{runner, scenario};

@@ -5,6 +5,10 @@
 //! Exit status: 0 every verdict as expected, 1 something unexpected, 2 a usage error.
 
 #[cfg(madsim)]
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+#[cfg(madsim)]
 mod cli {
     use std::{path::PathBuf, process::ExitCode};
 

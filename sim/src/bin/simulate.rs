@@ -4,6 +4,10 @@
 //! 2 a usage error (a bad option, an unknown scenario or mutant, a scenario file refused).
 
 #[cfg(madsim)]
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+#[cfg(madsim)]
 mod cli {
     use std::{io::IsTerminal, path::PathBuf, process::ExitCode};
 

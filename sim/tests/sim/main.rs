@@ -3,6 +3,9 @@
 
 #![cfg(madsim)]
 
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 mod artifacts;
 mod broker_faults;
 mod conformance;
