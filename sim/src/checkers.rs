@@ -3,6 +3,7 @@
 
 mod analytics_mart;
 mod exclusive_work;
+mod goods;
 mod kafka_log;
 mod money;
 mod order_events;
@@ -23,6 +24,9 @@ pub struct FinalState {
     pub workload_done: bool,
     /// The PSP's books: per order, net money captured and the number of captures.
     pub ledger: BTreeMap<String, (i64, u32)>,
+    /// The courier's books: per order, each booking's fate (`DELIVERED`, `FAILED` or
+    /// `CANCELLED`, what it becomes when left alone).
+    pub shipments: BTreeMap<String, Vec<String>>,
     /// `order.status.changed` as the cluster holds it, per partition, below the high watermark.
     pub order_events: Vec<Vec<ConsumedRecord>>,
     /// The analytics service's mart: counter by key.
@@ -46,9 +50,10 @@ impl fmt::Display for Violation {
 }
 
 /// Every checker, by the name scenario files select it with.
-const CHECKERS: [(&str, fn(&FinalState) -> Vec<Violation>); 6] = [
+const CHECKERS: [(&str, fn(&FinalState) -> Vec<Violation>); 7] = [
     (saga_liveness::NAME, saga_liveness::check),
     (money::NAME, money::check),
+    (goods::NAME, goods::check),
     (order_events::NAME, order_events::check),
     (kafka_log::NAME, kafka_log::check),
     (analytics_mart::NAME, analytics_mart::check),

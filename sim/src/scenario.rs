@@ -393,6 +393,9 @@ pub const EMBEDDED: &[(&str, &str)] = embed![
     "lone-leader-power-loss",
     "instance-crash-takeover",
     "rolling-instance-restart",
+    "delivery-cut-past-deadline",
+    "courier-down-past-deadline",
+    "slow-courier",
     "swarm",
 ];
 

@@ -340,6 +340,7 @@ pub async fn run(scenario: &Scenario, mutants: Mutants, record: bool) -> Outcome
         acknowledged: acknowledged.lock().map(|v| v.clone()).unwrap_or_default(),
         workload_done: workload.is_none(),
         ledger: ledger.lock().map(|l| l.by_order()).unwrap_or_default(),
+        shipments: books.lock().map(|b| b.fates_by_order()).unwrap_or_default(),
         order_events: kafka.log_snapshot(order::ORDER_STATUS_TOPIC),
         analytics: disks.mart(),
         lost_acknowledged: kafka

@@ -23,6 +23,8 @@ use crate::{
 const SERVICE: &str = "delivery";
 /// How long one WatchShipment stream lives before the client must re-open it.
 const WATCH_DURATION_MAX: Duration = Duration::from_secs(120);
+/// The address of a shipment cancelled before it was ever asked for.
+const NOT_BOOKED: &str = "(cancelled before booking)";
 /// Bound on an address.
 const ADDRESS_BYTES_MAX: usize = 512;
 
@@ -113,7 +115,19 @@ impl DeliveryService for DeliveryApi {
                 order_id: req.order_id.clone(),
             };
             let Some(v) = store.query(query).await? else {
-                return Ok(None);
+                // No shipment yet: a cancelled record, so that a CreateShipment still on its
+                // way finds it and books nothing.
+                let s = Shipment {
+                    order_id: req.order_id.clone(),
+                    address: NOT_BOOKED.into(),
+                    stage: "CANCELLED".into(),
+                    courier_id: None,
+                    cancel_requested: true,
+                };
+                store
+                    .commit(Tx::new().write(DeliveryWrite::Insert(s.clone())))
+                    .await?;
+                return Ok(Some((s, true)));
             };
             let mut s = v.value;
             if !s.is_active() || s.cancel_requested {
@@ -130,8 +144,8 @@ impl DeliveryService for DeliveryApi {
         .await
         .map_err(|e| store_status(SERVICE, e))?;
         match cancelled {
-            None => Err(Status::not_found(format!(
-                "{SERVICE}: no shipment for order {}",
+            None => Err(Status::internal(format!(
+                "{SERVICE}: cancel of order {} left no shipment",
                 req.order_id
             ))),
             Some((s, changed)) => {

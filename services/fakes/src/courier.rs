@@ -60,6 +60,23 @@ pub struct Books {
 }
 
 impl Books {
+    /// Per order, each booking's fate: what it is or becomes when left alone (`DELIVERED`,
+    /// `FAILED` or `CANCELLED`), in booking order.
+    pub fn fates_by_order(&self) -> BTreeMap<String, Vec<String>> {
+        let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        let mut ids: Vec<(&String, &Shipment)> = self.shipments.iter().collect();
+        ids.sort_by_key(|(_, s)| s.booked_at);
+        for (_, s) in ids {
+            let fate = match (s.cancelled, s.fails) {
+                (true, _) => "CANCELLED",
+                (false, true) => "FAILED",
+                (false, false) => "DELIVERED",
+            };
+            out.entry(s.order_id.clone()).or_default().push(fate.into());
+        }
+        out
+    }
+
     /// Number of shipments booked per order (more than one is a double booking).
     pub fn bookings_by_order(&self) -> BTreeMap<String, u32> {
         let mut out = BTreeMap::new();

@@ -23,6 +23,9 @@ pub enum OrderStatus {
     DeliveryFailed,
     Refunding,
     Cancelled,
+    /// The delivery deadline passed with the shipment's fate unknown: a cancel was asked of
+    /// the courier, and the saga waits for its verdict (delivered after all, or cancelled).
+    CancellingDelivery,
 }
 
 impl OrderStatus {
@@ -38,11 +41,12 @@ impl OrderStatus {
             OrderStatus::DeliveryFailed => "DELIVERY_FAILED",
             OrderStatus::Refunding => "REFUNDING",
             OrderStatus::Cancelled => "CANCELLED",
+            OrderStatus::CancellingDelivery => "CANCELLING_DELIVERY",
         }
     }
 
     /// Every status.
-    pub const ALL: [OrderStatus; 10] = [
+    pub const ALL: [OrderStatus; 11] = [
         OrderStatus::Created,
         OrderStatus::PaymentPending,
         OrderStatus::Paid,
@@ -53,6 +57,7 @@ impl OrderStatus {
         OrderStatus::DeliveryFailed,
         OrderStatus::Refunding,
         OrderStatus::Cancelled,
+        OrderStatus::CancellingDelivery,
     ];
 
     /// The status named `s` (as [`OrderStatus::as_str`] writes it).
@@ -77,8 +82,12 @@ impl OrderStatus {
                 | (Paid, Shipping)
                 | (Shipping, Shipped)
                 | (Shipping, DeliveryFailed)
+                | (Shipping, CancellingDelivery)
                 | (Shipped, Delivered)
                 | (Shipped, DeliveryFailed)
+                | (Shipped, CancellingDelivery)
+                | (CancellingDelivery, Delivered)
+                | (CancellingDelivery, DeliveryFailed)
                 | (DeliveryFailed, Refunding)
                 | (Refunding, Cancelled)
         )
@@ -133,5 +142,13 @@ mod tests {
         assert!(!Delivered.can_become(Cancelled));
         assert!(!Cancelled.can_become(Created));
         assert!(Delivered.is_terminal() && Cancelled.is_terminal() && !Refunding.is_terminal());
+        // A delivery whose deadline passed ends as the courier says: delivered after all, or
+        // cancelled (then refunded); never cancelled without its verdict.
+        assert!(Shipped.can_become(CancellingDelivery));
+        assert!(CancellingDelivery.can_become(Delivered));
+        assert!(CancellingDelivery.can_become(DeliveryFailed));
+        assert!(!CancellingDelivery.can_become(Cancelled));
+        assert!(!CancellingDelivery.can_become(Refunding));
+        assert!(!CancellingDelivery.is_terminal());
     }
 }

@@ -2,8 +2,21 @@
 //!
 //! Each step reads the order, calls the service it needs (with an idempotency key derived from
 //! the order, so a retried step never repeats its effect), and commits the next status. A step
-//! that fails is retried with backoff; a step that outlives its deadline (measured from when
-//! the order entered the status, so it survives restarts) is compensated.
+//! that fails is retried with backoff.
+//!
+//! A step that outlives its deadline (measured from when the order entered the status, so it
+//! survives restarts) has an *unknown* outcome, not a failed one: the provider may have acted
+//! and its answer not reached us. The saga asks before it compensates:
+//! - payment: the payment service's record of the charge (kept up to date from the PSP by
+//!   idempotency key); captured → PAID and the order goes on; anything else → PAYMENT_FAILED,
+//!   whose refund also returns a charge captured later, and CANCELLED only once the payment
+//!   service confirms no money is held;
+//! - delivery: CANCELLING_DELIVERY asks the courier (through the delivery service) to cancel
+//!   and waits, without a deadline, for its verdict: DELIVERED if the goods arrived after all
+//!   (the payment is kept), otherwise DELIVERY_FAILED → REFUNDING → CANCELLED.
+//!
+//! The verdict may take as long as a partition lasts; after heal it comes within the
+//! providers' answer times, so every saga still ends.
 
 use std::{
     collections::BTreeMap,
@@ -227,8 +240,7 @@ async fn step(ctx: &Ctx, order: Versioned<Order>, claim: &DriverClaim) -> anyhow
         PaymentPending => {
             let left = remaining(&o, ctx.config.payment_step_timeout);
             if left.is_zero() {
-                transition(ctx, claim, order, PaymentFailed, "payment timed out").await?;
-                return Ok(());
+                return payment_deadline(ctx, claim, order).await;
             }
             let key = if ctx.infra.mutants.charge_without_idempotency_key {
                 None
@@ -255,13 +267,28 @@ async fn step(ctx: &Ctx, order: Versioned<Order>, claim: &DriverClaim) -> anyhow
             match wait_payment(ctx, &o.order_id, &outcomes, left).await? {
                 Some(PaymentStatus::Captured) => transition(ctx, claim, order, Paid, "").await?,
                 Some(_) => transition(ctx, claim, order, PaymentFailed, "payment declined").await?,
-                None => transition(ctx, claim, order, PaymentFailed, "payment timed out").await?,
+                None => return payment_deadline(ctx, claim, order).await,
             };
         }
         PaymentFailed => {
-            // Whatever happened at the PSP, no money may stay with us: cancel or refund.
+            // Whatever happened at the PSP, no money may stay with us: the refund request
+            // also returns a charge the PSP captures later. CANCELLED once no money is held.
             request_refund(ctx, &o.order_id).await?;
-            transition(ctx, claim, order, Cancelled, "").await?;
+            if ctx.infra.mutants.compensate_without_asking {
+                transition(ctx, claim, order, Cancelled, "").await?;
+                return Ok(());
+            }
+            let settled = [PaymentStatus::Refunded];
+            match wait_payment(ctx, &o.order_id, &settled, SETTLE_WAIT).await {
+                Ok(Some(_)) => {
+                    transition(ctx, claim, order, Cancelled, "").await?;
+                }
+                Err(e) if is_not_found(&e) => {
+                    transition(ctx, claim, order, Cancelled, "").await?;
+                }
+                Ok(None) => anyhow::bail!("the payment still holds money; waiting for its refund"),
+                Err(e) => return Err(e),
+            }
         }
         Paid => {
             transition(ctx, claim, order, Shipping, "").await?;
@@ -269,9 +296,7 @@ async fn step(ctx: &Ctx, order: Versioned<Order>, claim: &DriverClaim) -> anyhow
         Shipping | Shipped => {
             let left = remaining(&o, ctx.config.delivery_step_timeout);
             if left.is_zero() {
-                cancel_shipment(ctx, &o.order_id).await?;
-                transition(ctx, claim, order, DeliveryFailed, "delivery timed out").await?;
-                return Ok(());
+                return delivery_deadline(ctx, claim, order).await;
             }
             if o.status == Shipping {
                 let address = ctx.config.default_address.clone();
@@ -320,10 +345,33 @@ async fn step(ctx: &Ctx, order: Versioned<Order>, claim: &DriverClaim) -> anyhow
                 Some(_) => {
                     transition(ctx, claim, order, Delivered, "").await?;
                 }
-                None => {
-                    cancel_shipment(ctx, &o.order_id).await?;
+                None => return delivery_deadline(ctx, claim, order).await,
+            }
+        }
+        CancellingDelivery => {
+            // The courier's verdict decides: a cancel it refused because the goods arrived
+            // is a delivery, and the payment is kept.
+            cancel_shipment(ctx, &o.order_id).await?;
+            let verdicts = [
+                ShipmentStage::Delivered,
+                ShipmentStage::Failed,
+                ShipmentStage::Cancelled,
+            ];
+            match wait_shipment(ctx, &o.order_id, &verdicts, SETTLE_WAIT).await {
+                Ok(Some(ShipmentStage::Delivered)) => {
+                    transition(ctx, claim, order, Delivered, "delivered after its deadline")
+                        .await?;
+                }
+                Ok(Some(_)) => {
                     transition(ctx, claim, order, DeliveryFailed, "delivery timed out").await?;
                 }
+                // Nothing was ever booked: the delivery service keeps a cancelled record, so a
+                // booking still on its way is refused.
+                Err(e) if is_not_found(&e) => {
+                    transition(ctx, claim, order, DeliveryFailed, "delivery timed out").await?;
+                }
+                Ok(None) => anyhow::bail!("the courier's verdict is not known yet"),
+                Err(e) => return Err(e),
             }
         }
         DeliveryFailed => {
@@ -342,6 +390,74 @@ async fn step(ctx: &Ctx, order: Versioned<Order>, claim: &DriverClaim) -> anyhow
         Delivered | Cancelled => {}
     }
     Ok(())
+}
+
+/// How long one wait for a provider's verdict lasts before the step is retried (the wait
+/// itself has no deadline).
+const SETTLE_WAIT: Duration = Duration::from_secs(30);
+
+/// Whether `e` says the peer has no record of the thing asked about.
+fn is_not_found(e: &anyhow::Error) -> bool {
+    e.downcast_ref::<Status>()
+        .is_some_and(|s| s.code() == tonic::Code::NotFound)
+        || e.downcast_ref::<CallError>()
+            .is_some_and(CallError::is_not_found)
+}
+
+/// The payment step's deadline passed: the charge's outcome is asked of the payment service
+/// (which learns it from the PSP by idempotency key) before the order gives up on it.
+async fn payment_deadline(
+    ctx: &Ctx,
+    claim: &DriverClaim,
+    order: Versioned<Order>,
+) -> anyhow::Result<()> {
+    use OrderStatus::*;
+    if !ctx.infra.mutants.compensate_without_asking {
+        let status = payment_status(ctx, &order.value.order_id).await?;
+        if status == Some(PaymentStatus::Captured) {
+            transition(ctx, claim, order, Paid, "captured at its deadline").await?;
+            return Ok(());
+        }
+    }
+    transition(ctx, claim, order, PaymentFailed, "payment timed out").await?;
+    Ok(())
+}
+
+/// The delivery step's deadline passed: the shipment's fate is unknown until the courier
+/// answers a cancel.
+async fn delivery_deadline(
+    ctx: &Ctx,
+    claim: &DriverClaim,
+    order: Versioned<Order>,
+) -> anyhow::Result<()> {
+    use OrderStatus::*;
+    if ctx.infra.mutants.compensate_without_asking {
+        cancel_shipment(ctx, &order.value.order_id).await?;
+        transition(ctx, claim, order, DeliveryFailed, "delivery timed out").await?;
+        return Ok(());
+    }
+    transition(ctx, claim, order, CancellingDelivery, "delivery timed out").await?;
+    Ok(())
+}
+
+/// The payment service's status of the order's charge (`None`: it has no record of one).
+async fn payment_status(ctx: &Ctx, order_id: &str) -> anyhow::Result<Option<PaymentStatus>> {
+    let r = call(ctx, &ctx.payment, "get payment", |ch, _| {
+        let req = PaymentRef {
+            order_id: order_id.to_owned(),
+        };
+        async move {
+            PaymentServiceClient::new(ch)
+                .get_payment(grpc::request(req, None))
+                .await
+        }
+    })
+    .await;
+    match r {
+        Ok(p) => Ok(Some(p.status())),
+        Err(e) if e.is_not_found() => Ok(None),
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// Why a call to a peer failed.

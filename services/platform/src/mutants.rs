@@ -34,6 +34,13 @@ pub struct Mutants {
     /// every service: no claims and no relay lease, so every instance drives every active
     /// record and relays every outbox row at once.
     pub work_without_claims: bool,
+    /// order: a step whose deadline passed with its outcome unknown is compensated at once,
+    /// without asking the provider what happened (a shipment is cancelled and the order
+    /// refunded whatever the courier did; a charge is failed whatever the PSP did).
+    pub compensate_without_asking: bool,
+    /// delivery: a cancel sent to the courier counts as done whatever the courier answers
+    /// (it answers DELIVERED when the goods already arrived).
+    pub cancel_ignores_courier_answer: bool,
 }
 
 impl Mutants {
@@ -51,13 +58,15 @@ impl Mutants {
             "unclean-leader-election" => m.unclean_leader_election = true,
             "min-insync-replicas-1" => m.min_insync_replicas_one = true,
             "work-without-claims" => m.work_without_claims = true,
+            "compensate-without-asking" => m.compensate_without_asking = true,
+            "cancel-ignores-courier-answer" => m.cancel_ignores_courier_answer = true,
             _ => return None,
         }
         Some(m)
     }
 
     /// Every mutant's name.
-    pub const NAMES: [&'static str; 10] = [
+    pub const NAMES: [&'static str; 12] = [
         "publish-without-outbox",
         "psp-call-without-idempotency-key",
         "charge-without-idempotency-key",
@@ -68,6 +77,8 @@ impl Mutants {
         "unclean-leader-election",
         "min-insync-replicas-1",
         "work-without-claims",
+        "compensate-without-asking",
+        "cancel-ignores-courier-answer",
     ];
 
     /// `config` with the producer mutants applied.

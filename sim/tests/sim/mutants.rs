@@ -96,6 +96,16 @@ fn work_without_claims_runs_one_saga_or_relay_on_two_instances_at_once_and_is_ca
 }
 
 #[test]
+fn compensating_a_timed_out_delivery_without_asking_gives_goods_away_and_is_caught() {
+    caught("compensate-without-asking");
+}
+
+#[test]
+fn ignoring_the_couriers_answer_to_a_cancel_gives_goods_away_and_is_caught() {
+    caught("cancel-ignores-courier-answer");
+}
+
+#[test]
 fn every_mutant_is_named_by_some_scenario() {
     let all = scenario::embedded();
     for m in Mutants::NAMES {
