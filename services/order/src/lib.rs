@@ -1,7 +1,9 @@
 //! The order service: creates orders and drives each one through the saga
 //! CREATED → PAYMENT_PENDING → PAID → SHIPPING → SHIPPED → DELIVERED, with compensations
-//! (payment declined or timed out → PAYMENT_FAILED → CANCELLED; shipment failed →
-//! DELIVERY_FAILED → REFUNDING → CANCELLED). Every transition commits together with its
+//! (payment declined or timed out → PAYMENT_FAILED → CANCELLED once no money is held;
+//! shipment failed → DELIVERY_FAILED → REFUNDING → CANCELLED; delivery deadline passed →
+//! CANCELLING_DELIVERY → the courier's verdict: DELIVERED or DELIVERY_FAILED). Every
+//! transition commits together with its
 //! `order.status.changed` outbox row; the outbox relay publishes them.
 
 mod api;
