@@ -1,6 +1,7 @@
 //! Checkers over a run's final state, each in its own file. A checker returns the
 //! violations it found; every one is shown failing on a mutant (see `tests/sim/mutants.rs`).
 
+mod admission;
 mod analytics_mart;
 mod exclusive_work;
 mod goods;
@@ -20,6 +21,11 @@ pub struct FinalState {
     pub orders: BTreeMap<String, Order>,
     /// Order ids the gateway acknowledged to the client.
     pub acknowledged: Vec<String>,
+    /// Idempotency keys of create requests the gateway refused (429/503) and the client did
+    /// not retry.
+    pub refused: Vec<String>,
+    /// The order service's create requests: idempotency key → the order it made.
+    pub requests: BTreeMap<String, String>,
     /// Whether the client finished placing its orders.
     pub workload_done: bool,
     /// The PSP's books: per order, net money captured and the number of captures.
@@ -50,7 +56,7 @@ impl fmt::Display for Violation {
 }
 
 /// Every checker, by the name scenario files select it with.
-const CHECKERS: [(&str, fn(&FinalState) -> Vec<Violation>); 7] = [
+const CHECKERS: [(&str, fn(&FinalState) -> Vec<Violation>); 8] = [
     (saga_liveness::NAME, saga_liveness::check),
     (money::NAME, money::check),
     (goods::NAME, goods::check),
@@ -58,6 +64,7 @@ const CHECKERS: [(&str, fn(&FinalState) -> Vec<Violation>); 7] = [
     (kafka_log::NAME, kafka_log::check),
     (analytics_mart::NAME, analytics_mart::check),
     (exclusive_work::NAME, exclusive_work::check),
+    (admission::NAME, admission::check),
 ];
 
 /// Every checker's name.

@@ -41,6 +41,9 @@ pub struct Scenario {
     /// Overrides of the node table's placement (`sim/src/topology.rs`).
     #[serde(default)]
     pub topology: TopologySettings,
+    /// Overrides of the order service's admission limits.
+    #[serde(default)]
+    pub admission: AdmissionSettings,
     /// The checkers to run after the heal phase (names from `checkers::names`); every
     /// checker when absent.
     #[serde(default)]
@@ -162,6 +165,9 @@ pub struct Workload {
     pub orders: u32,
     /// Gap between two orders, simulated milliseconds.
     pub gap_ms: u64,
+    /// Whether the client retries an order until acknowledged (with its idempotency key).
+    /// Without, it tries once, and an order refused with 429/503 must not exist.
+    pub retry: bool,
 }
 
 impl Default for Workload {
@@ -169,7 +175,31 @@ impl Default for Workload {
         Workload {
             orders: 30,
             gap_ms: 500,
+            retry: true,
         }
+    }
+}
+
+/// Overrides of the order service's admission limits (`order::Limits`).
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdmissionSettings {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sagas_in_flight_max: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub outbox_backlog_max: Option<usize>,
+}
+
+impl AdmissionSettings {
+    /// `limits` with these overrides.
+    pub fn apply(&self, mut limits: order::Limits) -> order::Limits {
+        if let Some(v) = self.sagas_in_flight_max {
+            limits.sagas_in_flight_max = v;
+        }
+        if let Some(v) = self.outbox_backlog_max {
+            limits.outbox_backlog_max = v;
+        }
+        limits
     }
 }
 
@@ -396,6 +426,7 @@ pub const EMBEDDED: &[(&str, &str)] = embed![
     "delivery-cut-past-deadline",
     "courier-down-past-deadline",
     "slow-courier",
+    "order-burst",
     "swarm",
 ];
 
@@ -474,6 +505,11 @@ pub fn parse(text: &str) -> anyhow::Result<Scenario> {
             checkers::names().join(", ")
         );
     }
+    anyhow::ensure!(
+        s.admission.sagas_in_flight_max != Some(0) && s.admission.outbox_backlog_max != Some(0),
+        "scenario {}: admission limits must be positive",
+        s.name
+    );
     anyhow::ensure!(
         s.kafka
             .min_insync_replicas

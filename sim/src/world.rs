@@ -42,6 +42,8 @@ pub struct Outcome {
     pub simulated: Duration,
     /// Messages the simulated network carried.
     pub messages: u64,
+    /// Orders the gateway refused (429/503) to a client that does not retry.
+    pub refused: usize,
     /// What a recorded run saw (see [`run`]'s `record`).
     pub history: Option<History>,
 }
@@ -96,6 +98,7 @@ struct SimEnv {
     mutants: Mutants,
     psp: (fakes::psp::PspConfig, fakes::psp::SharedLedger),
     courier: (fakes::courier::CourierConfig, fakes::courier::SharedBooks),
+    order_limits: order::Limits,
 }
 
 impl wiring::Env for SimEnv {
@@ -142,6 +145,10 @@ impl wiring::Env for SimEnv {
 
     fn courier(&self) -> (fakes::courier::CourierConfig, fakes::courier::SharedBooks) {
         self.courier.clone()
+    }
+
+    fn order_limits(&self) -> order::Limits {
+        self.order_limits
     }
 }
 
@@ -260,6 +267,7 @@ pub async fn run(scenario: &Scenario, mutants: Mutants, record: bool) -> Outcome
                 mutants,
                 psp: (psp_config.clone(), ledger.clone()),
                 courier: (courier_config.clone(), books.clone()),
+                order_limits: scenario.admission.apply(order::Limits::default()),
             };
             let id = handle
                 .create_node()
@@ -281,6 +289,7 @@ pub async fn run(scenario: &Scenario, mutants: Mutants, record: bool) -> Outcome
     // The client places the workload's orders through the gateway, each retried with its
     // idempotency key until acknowledged.
     let acknowledged: Arc<Mutex<Vec<String>>> = Arc::default();
+    let refused: Arc<Mutex<Vec<String>>> = Arc::default();
     let client_node = topology::client();
     let client = handle
         .create_node()
@@ -288,8 +297,9 @@ pub async fn run(scenario: &Scenario, mutants: Mutants, record: bool) -> Outcome
         .ip(client_node.ip())
         .build();
     let workload = {
-        let (acknowledged, w) = (acknowledged.clone(), scenario.workload.clone());
-        client.spawn(async move { place_orders(w.orders, w.gap_ms, acknowledged).await })
+        let (acknowledged, refused) = (acknowledged.clone(), refused.clone());
+        let w = scenario.workload.clone();
+        client.spawn(async move { place_orders(w, acknowledged, refused).await })
     };
 
     // Fault phase.
@@ -338,6 +348,8 @@ pub async fn run(scenario: &Scenario, mutants: Mutants, record: bool) -> Outcome
     let state = FinalState {
         orders: disks.orders(),
         acknowledged: acknowledged.lock().map(|v| v.clone()).unwrap_or_default(),
+        refused: refused.lock().map(|v| v.clone()).unwrap_or_default(),
+        requests: disks.requests(),
         workload_done: workload.is_none(),
         ledger: ledger.lock().map(|l| l.by_order()).unwrap_or_default(),
         shipments: books.lock().map(|b| b.fates_by_order()).unwrap_or_default(),
@@ -388,6 +400,7 @@ pub async fn run(scenario: &Scenario, mutants: Mutants, record: bool) -> Outcome
         cancelled,
         simulated: started.elapsed(),
         messages: NetSim::current().stat().msg_count - messages_before,
+        refused: state.refused.len(),
         history,
     }
 }
@@ -427,6 +440,14 @@ impl Disks {
                     .map(|(id, o)| (id.clone(), o.value.clone()))
                     .collect()
             })
+            .unwrap_or_default()
+    }
+
+    /// Create requests' idempotency keys → the order each made.
+    fn requests(&self) -> BTreeMap<String, String> {
+        self.orders
+            .lock()
+            .map(|s| s.model.requests.clone())
             .unwrap_or_default()
     }
 
@@ -530,10 +551,15 @@ struct Created {
     order_id: String,
 }
 
-async fn place_orders(count: u32, gap_ms: u64, acknowledged: Arc<Mutex<Vec<String>>>) {
+async fn place_orders(
+    workload: crate::scenario::Workload,
+    acknowledged: Arc<Mutex<Vec<String>>>,
+    refused: Arc<Mutex<Vec<String>>>,
+) {
     let mut tasks = Vec::new();
-    for i in 0..count {
-        let acknowledged = acknowledged.clone();
+    for i in 0..workload.orders {
+        let (acknowledged, refused) = (acknowledged.clone(), refused.clone());
+        let retries = workload.retry;
         tasks.push(madsim::task::spawn(async move {
             let client = HttpClient::new(Duration::from_secs(5));
             // The client spreads its orders over the gateway instances (a load balancer's
@@ -547,27 +573,46 @@ async fn place_orders(count: u32, gap_ms: u64, acknowledged: Arc<Mutex<Vec<Strin
                 "amount_minor": 1_000 + i64::from(i) * 10,
                 "currency": "RUB",
             });
-            let policy = RetryPolicy {
-                deadline: Duration::from_secs(60),
-                attempts_max: 50,
-                ..RetryPolicy::rpc()
-            };
             let headers = [("idempotency-key", key.as_str())];
-            let r = retry(
-                &policy,
-                "place order",
-                &Shutdown::never(),
-                |e: &platform::http::HttpError| e.is_transient(),
-                |_| client.post_json::<_, Created>(&url, &headers, &body),
-            )
-            .await;
-            if let Ok(c) = r {
-                if let Ok(mut v) = acknowledged.lock() {
-                    v.push(c.order_id);
+            let r = if retries {
+                let policy = RetryPolicy {
+                    deadline: Duration::from_secs(60),
+                    attempts_max: 50,
+                    ..RetryPolicy::rpc()
+                };
+                retry(
+                    &policy,
+                    "place order",
+                    &Shutdown::never(),
+                    |e: &platform::http::HttpError| e.is_transient(),
+                    |_| client.post_json::<_, Created>(&url, &headers, &body),
+                )
+                .await
+                .map_err(|_| None)
+            } else {
+                client
+                    .post_json::<_, Created>(&url, &headers, &body)
+                    .await
+                    .map_err(|e| match e {
+                        platform::http::HttpError::Status { status, .. } => Some(status),
+                        _ => None,
+                    })
+            };
+            match r {
+                Ok(c) => {
+                    if let Ok(mut v) = acknowledged.lock() {
+                        v.push(c.order_id);
+                    }
                 }
+                Err(Some(429 | 503)) => {
+                    if let Ok(mut v) = refused.lock() {
+                        v.push(key);
+                    }
+                }
+                Err(_) => {}
             }
         }));
-        madsim::time::sleep(Duration::from_millis(gap_ms)).await;
+        madsim::time::sleep(Duration::from_millis(workload.gap_ms)).await;
     }
     for t in tasks {
         let _ = t.await;

@@ -81,11 +81,21 @@ impl From<Order> for OrderView {
 /// answered without internal text.
 fn problem(status: tonic::Status) -> Problem {
     use tonic::Code::*;
+    // The order service's hint when it sheds load (admission control), else 1 s.
+    let retry_after_s = status
+        .metadata()
+        .get(platform::grpc::RETRY_AFTER_METADATA)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u32>().ok())
+        .map_or(1, |s| s.clamp(1, 60));
     match status.code() {
         InvalidArgument | OutOfRange => Problem::unprocessable(status.message()),
         NotFound => Problem::not_found(status.message()),
         FailedPrecondition | Aborted | AlreadyExists => Problem::conflict(status.message()),
-        ResourceExhausted => Problem::too_many_requests("the order service is at capacity", 1),
+        ResourceExhausted => Problem::too_many_requests(
+            "the marketplace is taking as many orders as it can finish; retry later",
+            retry_after_s,
+        ),
         Unauthenticated => Problem::new(
             StatusCode::UNAUTHORIZED,
             "Unauthorized",
@@ -94,7 +104,10 @@ fn problem(status: tonic::Status) -> Problem {
         PermissionDenied => Problem::new(StatusCode::FORBIDDEN, "Forbidden", "not allowed"),
         Unavailable | DeadlineExceeded | Cancelled => {
             tracing::warn!(code = ?status.code(), message = status.message(), "order service unavailable");
-            Problem::unavailable("the order service cannot be reached; retry")
+            Problem {
+                retry_after_s: Some(retry_after_s),
+                ..Problem::unavailable("the order service cannot take the order now; retry")
+            }
         }
         Ok | Unknown | Internal | Unimplemented | DataLoss => {
             tracing::error!(code = ?status.code(), message = status.message(), "order service failed");

@@ -62,6 +62,9 @@ pub struct Settings {
     pub psp: fakes::psp::PspConfig,
     /// Fake courier behaviour (`COURIER_FAIL_PER_MILLE`, `COURIER_STAGE_MS`).
     pub courier: fakes::courier::CourierConfig,
+    /// Admission control of new orders (`ORDER_SAGAS_IN_FLIGHT_MAX`,
+    /// `ORDER_OUTBOX_BACKLOG_MAX`).
+    pub order_limits: order::Limits,
 }
 
 /// The key of the payment service's webhook listener in [`Settings::listen`].
@@ -94,6 +97,18 @@ impl Settings {
         let mut courier = fakes::courier::CourierConfig::default();
         courier.fail_per_mille = env_parse("COURIER_FAIL_PER_MILLE", courier.fail_per_mille)?;
         courier.stage_ms = env_parse("COURIER_STAGE_MS", courier.stage_ms)?;
+        let defaults = order::Limits::default();
+        let order_limits = order::Limits {
+            sagas_in_flight_max: env_parse(
+                "ORDER_SAGAS_IN_FLIGHT_MAX",
+                defaults.sagas_in_flight_max,
+            )?,
+            outbox_backlog_max: env_parse("ORDER_OUTBOX_BACKLOG_MAX", defaults.outbox_backlog_max)?,
+        };
+        anyhow::ensure!(
+            order_limits.sagas_in_flight_max > 0 && order_limits.outbox_backlog_max > 0,
+            "ORDER_SAGAS_IN_FLIGHT_MAX and ORDER_OUTBOX_BACKLOG_MAX must be positive"
+        );
         let mut listen = BTreeMap::new();
         let mut urls = BTreeMap::new();
         for s in SERVICES.iter().filter(|s| s.port != 0) {
@@ -135,6 +150,7 @@ impl Settings {
             urls,
             psp,
             courier,
+            order_limits,
         })
     }
 
@@ -258,6 +274,10 @@ impl Env for ProcessEnv {
 
     fn courier(&self) -> (fakes::courier::CourierConfig, fakes::courier::SharedBooks) {
         (self.settings.courier.clone(), self.books.clone())
+    }
+
+    fn order_limits(&self) -> order::Limits {
+        self.settings.order_limits
     }
 }
 

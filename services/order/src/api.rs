@@ -76,6 +76,11 @@ impl OrderService for OrderApi {
         {
             return Ok(Response::new(to_msg(&prev.value)));
         }
+        // A new order: only while the service can finish it (a shed request writes nothing).
+        let shed_late = self.ctx.infra.mutants.shed_after_create;
+        if !shed_late {
+            self.ctx.admission.admit(&*self.ctx.infra.store).await?;
+        }
         let order = Order {
             order_id: OrderId::from_random(platform::ids::random_u128()).to_string(),
             customer_id: new.customer_id,
@@ -98,6 +103,9 @@ impl OrderService for OrderApi {
                 self.ctx.outbox.notify();
                 // The claim round picks the new order up (on this or another instance).
                 self.ctx.claim_wake.notify_one();
+                if shed_late {
+                    self.ctx.admission.admit(&*self.ctx.infra.store).await?;
+                }
                 Ok(Response::new(to_msg(&order)))
             }
             Err(StoreError::Conflict { .. }) => {

@@ -6,7 +6,10 @@
 //! transition commits together with its
 //! `order.status.changed` outbox row; the outbox relay publishes them.
 
+mod admission;
 mod api;
+
+pub use admission::{Limits, RETRY_AFTER_METADATA};
 pub mod domain;
 mod saga;
 pub mod store;
@@ -50,6 +53,8 @@ pub struct Config {
     pub recovery_interval: Duration,
     /// Delivery address used for shipments (the marketplace has no address book yet).
     pub default_address: String,
+    /// When new orders are refused (see `admission.rs`).
+    pub admission: Limits,
 }
 
 impl Config {
@@ -63,6 +68,7 @@ impl Config {
             delivery_step_timeout: Duration::from_secs(60),
             recovery_interval: Duration::from_secs(2),
             default_address: "pickup point 1".into(),
+            admission: Limits::default(),
         }
     }
 }
@@ -85,6 +91,8 @@ pub(crate) struct Ctx {
     pub claim_wake: Arc<Notify>,
     /// Every running saga driver holds a pass: a shutdown waits for their current steps.
     pub drivers_gate: Gate,
+    /// Refuses new orders beyond what the service can finish.
+    pub admission: Arc<admission::Admission>,
     pub shutdown: Shutdown,
 }
 
@@ -104,6 +112,7 @@ pub async fn run(
         liveness: Liveness::of(&infra),
         claim_wake: Arc::default(),
         drivers_gate: Gate::default(),
+        admission: Arc::new(admission::Admission::new(config.admission)),
         shutdown: shutdown.clone(),
     };
     let liveness = tokio::spawn(ctx.liveness.clone().keep(shutdown.clone()));

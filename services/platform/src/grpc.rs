@@ -16,6 +16,10 @@ pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
 /// Bound on an idempotency key's length.
 pub use domain::IDEMPOTENCY_KEY_BYTES_MAX;
 
+/// Metadata key of a server's retry hint (whole seconds) on a shed request
+/// (`ResourceExhausted` or `Unavailable`); the gateway turns it into `Retry-After`.
+pub const RETRY_AFTER_METADATA: &str = "retry-after-s";
+
 /// Deadline of one unary call between services.
 pub const UNARY_DEADLINE: Duration = Duration::from_secs(3);
 

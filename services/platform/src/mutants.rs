@@ -41,6 +41,9 @@ pub struct Mutants {
     /// delivery: a cancel sent to the courier counts as done whatever the courier answers
     /// (it answers DELIVERED when the goods already arrived).
     pub cancel_ignores_courier_answer: bool,
+    /// order: admission control runs after the new order is committed, so a request answered
+    /// 429/503 has created an order anyway (half-created).
+    pub shed_after_create: bool,
 }
 
 impl Mutants {
@@ -60,13 +63,14 @@ impl Mutants {
             "work-without-claims" => m.work_without_claims = true,
             "compensate-without-asking" => m.compensate_without_asking = true,
             "cancel-ignores-courier-answer" => m.cancel_ignores_courier_answer = true,
+            "shed-after-create" => m.shed_after_create = true,
             _ => return None,
         }
         Some(m)
     }
 
     /// Every mutant's name.
-    pub const NAMES: [&'static str; 12] = [
+    pub const NAMES: [&'static str; 13] = [
         "publish-without-outbox",
         "psp-call-without-idempotency-key",
         "charge-without-idempotency-key",
@@ -79,6 +83,7 @@ impl Mutants {
         "work-without-claims",
         "compensate-without-asking",
         "cancel-ignores-courier-answer",
+        "shed-after-create",
     ];
 
     /// `config` with the producer mutants applied.

@@ -141,6 +141,8 @@ pub trait Env: Send + Sync {
     fn psp(&self) -> (fakes::psp::PspConfig, fakes::psp::SharedLedger);
     /// The fake courier's settings and books.
     fn courier(&self) -> (fakes::courier::CourierConfig, fakes::courier::SharedBooks);
+    /// When the order service refuses new orders (admission control).
+    fn order_limits(&self) -> order::Limits;
 }
 
 /// Builds `spec`'s config from `env` and runs the service until `shutdown` (or until it ends
@@ -185,8 +187,10 @@ pub async fn run_service(
             delivery::run(config, env.infra()?, shutdown).await
         }
         "order" => {
-            let config =
-                order::Config::new(env.listen(), env.urls("payment"), env.urls("delivery"));
+            let config = order::Config {
+                admission: env.order_limits(),
+                ..order::Config::new(env.listen(), env.urls("payment"), env.urls("delivery"))
+            };
             order::run(config, env.infra()?, shutdown).await
         }
         "analytics" => {

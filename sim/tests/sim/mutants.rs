@@ -106,6 +106,11 @@ fn ignoring_the_couriers_answer_to_a_cancel_gives_goods_away_and_is_caught() {
 }
 
 #[test]
+fn shedding_after_the_order_is_created_half_creates_orders_and_is_caught() {
+    caught("shed-after-create");
+}
+
+#[test]
 fn every_mutant_is_named_by_some_scenario() {
     let all = scenario::embedded();
     for m in Mutants::NAMES {

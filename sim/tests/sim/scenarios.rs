@@ -232,3 +232,21 @@ fn scenario_files_on_disk_load_like_the_embedded_ones_and_a_mistake_names_the_fi
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn a_burst_beyond_capacity_is_shed_and_what_is_accepted_ends() {
+    let s = sim::scenario::by_name("order-burst").expect("scenario");
+    let r = sim::runner::run_seed(&s, platform::Mutants::default(), 1);
+    assert!(
+        r.outcome.violations.is_empty(),
+        "{:?}",
+        r.outcome.violations
+    );
+    assert!(r.outcome.refused > 0, "the burst was not shed at all");
+    assert!(r.outcome.orders > 0, "nothing was accepted");
+    assert_eq!(
+        r.outcome.orders,
+        r.outcome.delivered + r.outcome.cancelled,
+        "an accepted order did not end"
+    );
+}
