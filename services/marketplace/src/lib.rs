@@ -62,8 +62,8 @@ pub struct Settings {
     pub psp: fakes::psp::PspConfig,
     /// Fake courier behaviour (`COURIER_FAIL_PER_MILLE`, `COURIER_STAGE_MS`).
     pub courier: fakes::courier::CourierConfig,
-    /// Admission control of new orders (`ORDER_SAGAS_IN_FLIGHT_MAX`,
-    /// `ORDER_OUTBOX_BACKLOG_MAX`).
+    /// Admission control of new orders (`ORDER_CREATES_IN_FLIGHT_MAX`,
+    /// `ORDER_SAGAS_IN_FLIGHT_MAX`, `ORDER_OUTBOX_BACKLOG_MAX`).
     pub order_limits: order::Limits,
 }
 
@@ -99,6 +99,10 @@ impl Settings {
         courier.stage_ms = env_parse("COURIER_STAGE_MS", courier.stage_ms)?;
         let defaults = order::Limits::default();
         let order_limits = order::Limits {
+            creates_in_flight_max: env_parse(
+                "ORDER_CREATES_IN_FLIGHT_MAX",
+                defaults.creates_in_flight_max,
+            )?,
             sagas_in_flight_max: env_parse(
                 "ORDER_SAGAS_IN_FLIGHT_MAX",
                 defaults.sagas_in_flight_max,
@@ -106,8 +110,10 @@ impl Settings {
             outbox_backlog_max: env_parse("ORDER_OUTBOX_BACKLOG_MAX", defaults.outbox_backlog_max)?,
         };
         anyhow::ensure!(
-            order_limits.sagas_in_flight_max > 0 && order_limits.outbox_backlog_max > 0,
-            "ORDER_SAGAS_IN_FLIGHT_MAX and ORDER_OUTBOX_BACKLOG_MAX must be positive"
+            order_limits.creates_in_flight_max > 0
+                && order_limits.sagas_in_flight_max > 0
+                && order_limits.outbox_backlog_max > 0,
+            "ORDER_CREATES_IN_FLIGHT_MAX, ORDER_SAGAS_IN_FLIGHT_MAX and ORDER_OUTBOX_BACKLOG_MAX must be positive"
         );
         let mut listen = BTreeMap::new();
         let mut urls = BTreeMap::new();

@@ -62,6 +62,7 @@ impl OrderService for OrderApi {
         request: Request<CreateOrderRequest>,
     ) -> Result<Response<OrderMsg>, Status> {
         let key = idempotency_key(SERVICE, &request)?;
+        let _place = self.ctx.admission.enter()?;
         let r = request.into_inner();
         let new = NewOrder::parse(&r.customer_id, &r.item, r.amount_minor, &r.currency)
             .map_err(|e| Status::invalid_argument(format!("{SERVICE}: {e}")))?;
