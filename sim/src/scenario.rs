@@ -213,6 +213,10 @@ pub struct Providers {
     pub courier_stage_ms: u64,
     /// How many times the PSP posts each charge's outcome to payment's webhook.
     pub psp_callback_copies: u32,
+    /// How late a late PSP answer comes (`psp_timeout_per_mille` of them).
+    pub psp_late_answer_ms: u64,
+    /// How long after a charge the PSP posts its webhook.
+    pub psp_callback_delay_ms: u64,
 }
 
 impl Default for Providers {
@@ -223,6 +227,8 @@ impl Default for Providers {
             courier_fail_per_mille: 100,
             courier_stage_ms: 2_000,
             psp_callback_copies: 2,
+            psp_late_answer_ms: 10_000,
+            psp_callback_delay_ms: 300,
         }
     }
 }
@@ -426,6 +432,7 @@ pub const EMBEDDED: &[(&str, &str)] = embed![
     "delivery-cut-past-deadline",
     "courier-down-past-deadline",
     "slow-courier",
+    "psp-answers-after-deadline",
     "order-burst",
     "swarm",
 ];

@@ -243,9 +243,9 @@ pub async fn run(scenario: &Scenario, mutants: Mutants, record: bool) -> Outcome
         decline_per_mille: p.psp_decline_per_mille,
         timeout_per_mille: p.psp_timeout_per_mille,
         latency_ms: 20,
-        timeout_latency_ms: 10_000,
+        timeout_latency_ms: p.psp_late_answer_ms,
         callback_copies: p.psp_callback_copies,
-        callback_delay_ms: 300,
+        callback_delay_ms: p.psp_callback_delay_ms,
     };
     let books = fakes::courier::SharedBooks::default();
     let courier_config = fakes::courier::CourierConfig {

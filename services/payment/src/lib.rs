@@ -47,6 +47,8 @@ pub(crate) struct Ctx {
     pub liveness: Arc<Liveness>,
     /// Feeds WatchPayment streams: every commit publishes the order id it changed.
     pub changes: Changes,
+    /// PSP calls that timed out in a row, by payment key: the next call waits longer.
+    pub late: Arc<std::sync::Mutex<std::collections::BTreeMap<String, u32>>>,
 }
 
 /// Runs the payment service until `shutdown`.
@@ -62,6 +64,7 @@ pub async fn run(
         work: Arc::new(Notify::new()),
         liveness: liveness.clone(),
         changes: Changes::default(),
+        late: Arc::default(),
     };
     let keep_alive = tokio::spawn(liveness.keep(shutdown.clone()));
     let worker = tokio::spawn(worker::run(ctx.clone(), shutdown.clone()));

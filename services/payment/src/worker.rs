@@ -44,11 +44,13 @@ mod fakes_api {
     }
 }
 
+/// Bound on one PSP call, however late the PSP has been answering.
+const PSP_WAIT_MAX: std::time::Duration = std::time::Duration::from_secs(64);
+
 pub(crate) async fn run(ctx: Ctx, shutdown: Shutdown) {
-    let client = HttpClient::new(ctx.config.psp_timeout);
     let (poll, wake) = (ctx.config.worker_poll, ctx.work.clone());
     run_rounds("payment", poll, wake, shutdown, || async {
-        Ok(if round(&ctx, &client).await? > 0 {
+        Ok(if round(&ctx).await? > 0 {
             Round::Busy
         } else {
             Round::Idle
@@ -59,9 +61,9 @@ pub(crate) async fn run(ctx: Ctx, shutdown: Shutdown) {
 
 /// One pass over the payments with work, [`platform::claims::WORK_CONCURRENCY_MAX`] at a
 /// time; returns how many made progress.
-async fn round(ctx: &Ctx, client: &HttpClient) -> anyhow::Result<usize> {
+async fn round(ctx: &Ctx) -> anyhow::Result<usize> {
     let claimed = ctx.liveness.work_items(PAYMENTS, BATCH_MAX).await?;
-    let results = platform::claims::each_concurrently(claimed, |c| work_on(ctx, client, c)).await;
+    let results = platform::claims::each_concurrently(claimed, |c| work_on(ctx, c)).await;
     let progressed = results.iter().filter(|r| matches!(r, Ok(true))).count();
     match results.into_iter().find_map(Result::err) {
         Some(e) if progressed == 0 => Err(e),
@@ -69,8 +71,37 @@ async fn round(ctx: &Ctx, client: &HttpClient) -> anyhow::Result<usize> {
     }
 }
 
+/// The client for the next PSP call of payment `key`: its timeout doubles with each call
+/// that timed out in a row (up to [`PSP_WAIT_MAX`]), so a PSP that answers later than usual
+/// is heard in the end instead of asked again and again. The outcome of a call that timed
+/// out is unknown, not failed: the same idempotency key asks for it again.
+fn client_for(ctx: &Ctx, key: &str) -> HttpClient {
+    let late = ctx
+        .late
+        .lock()
+        .map_or(0, |m| m.get(key).copied().unwrap_or(0));
+    HttpClient::new((ctx.config.psp_timeout * 2u32.pow(late.min(6))).min(PSP_WAIT_MAX))
+}
+
+/// Counts a timed-out call of payment `key`, or forgets its streak after an answer.
+fn note_answer<T>(ctx: &Ctx, key: &str, r: &anyhow::Result<T>) {
+    let timed_out = r.as_ref().err().is_some_and(|e| {
+        matches!(
+            e.downcast_ref::<platform::http::HttpError>(),
+            Some(platform::http::HttpError::Timeout(_))
+        )
+    });
+    if let Ok(mut m) = ctx.late.lock() {
+        if timed_out {
+            *m.entry(key.to_owned()).or_default() += 1;
+        } else {
+            m.remove(key);
+        }
+    }
+}
+
 /// Moves one claimed payment on; whether it progressed.
-async fn work_on(ctx: &Ctx, client: &HttpClient, c: Claimed) -> anyhow::Result<bool> {
+async fn work_on(ctx: &Ctx, c: Claimed) -> anyhow::Result<bool> {
     let store = &*ctx.infra.store;
     let PaymentAnswer::Payment(Some(v)) = store
         .query(PaymentQuery::Payment { key: c.key.clone() })
@@ -78,7 +109,10 @@ async fn work_on(ctx: &Ctx, client: &HttpClient, c: Claimed) -> anyhow::Result<b
     else {
         return Ok(false);
     };
-    let Some(next) = step(ctx, client, v.value).await? else {
+    let client = client_for(ctx, &c.key);
+    let stepped = step(ctx, &client, v.value).await;
+    note_answer(ctx, &c.key, &stepped);
+    let Some(next) = stepped? else {
         return Ok(false);
     };
     let tx = ctx.liveness.fence(Tx::new(), PAYMENTS, &c.key, c.token);

@@ -72,6 +72,41 @@ fn a_swarm_of_random_faults_breaks_no_guarantee() {
 }
 
 #[test]
+fn an_instance_crash_hands_its_work_to_the_other_instance() {
+    scenario_passes("instance-crash-takeover");
+}
+
+#[test]
+fn a_rolling_restart_of_every_instance_breaks_no_guarantee() {
+    scenario_passes("rolling-instance-restart");
+}
+
+#[test]
+fn a_burst_far_beyond_capacity_passes_every_checker() {
+    scenario_passes("order-burst");
+}
+
+#[test]
+fn a_region_cut_past_the_delivery_deadline_never_cancels_delivered_goods() {
+    scenario_passes("delivery-cut-past-deadline");
+}
+
+#[test]
+fn a_courier_down_past_the_deadline_is_asked_before_the_order_is_cancelled() {
+    scenario_passes("courier-down-past-deadline");
+}
+
+#[test]
+fn a_courier_slower_than_the_deadline_is_cancelled_in_transit_and_refunded() {
+    scenario_passes("slow-courier");
+}
+
+#[test]
+fn a_psp_answering_after_the_deadline_leaves_no_money_with_a_cancelled_order() {
+    scenario_passes("psp-answers-after-deadline");
+}
+
+#[test]
 fn every_embedded_scenario_parses_and_names_known_mutants() {
     let all = sim::scenario::embedded();
     assert_eq!(all.len(), sim::scenario::EMBEDDED.len());
