@@ -209,6 +209,6 @@ mod tests {
             .and_then(|v| v.to_str().ok());
         assert_eq!(hint, Some("1"));
         drop(first);
-        a.enter().expect("a place is free again");
+        let _again = a.enter().expect("a place is free again");
     }
 }
