@@ -95,7 +95,7 @@ pub struct PgStoreConfig {
 impl Default for PgStoreConfig {
     fn default() -> Self {
         PgStoreConfig {
-            pool_connections_max: 8,
+            pool_connections_max: 16,
             acquire_timeout: Duration::from_secs(5),
             statement_timeout: Duration::from_secs(5),
         }
