@@ -116,6 +116,14 @@ pub fn sweep(
         .collect()
 }
 
+/// Seeds to run at once: `asked`, or every core.
+pub fn jobs(asked: Option<u64>) -> usize {
+    asked.map_or_else(
+        || std::thread::available_parallelism().map_or(1, |n| n.get()),
+        |j| j as usize,
+    )
+}
+
 /// The result of one scenario (with or without a mutant) over a range of seeds.
 #[derive(Debug)]
 pub struct Report {

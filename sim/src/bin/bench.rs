@@ -57,10 +57,7 @@ mod cli {
 
     pub fn main() {
         let args = Args::parse();
-        let jobs = args.jobs.map_or_else(
-            || std::thread::available_parallelism().map_or(1, |n| n.get()),
-            |j| j as usize,
-        );
+        let jobs = runner::jobs(args.jobs);
         let base = measure("happy-path", args.seeds, jobs);
         let swarm = measure("swarm", args.seeds, jobs);
         println!(

@@ -64,10 +64,7 @@ mod cli {
             },
         };
         let seeds = first..;
-        let jobs = args.jobs.map_or_else(
-            || std::thread::available_parallelism().map_or(1, |n| n.get()),
-            |j| j as usize,
-        );
+        let jobs = runner::jobs(args.jobs);
         if let Err(e) = std::fs::create_dir_all(&args.out) {
             eprintln!("cannot create {}: {e}", args.out.display());
             return ExitCode::from(2);

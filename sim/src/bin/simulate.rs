@@ -94,10 +94,7 @@ mod cli {
             Some(s) => (s, 1),
             None => (args.first_seed, args.seeds),
         };
-        let jobs = args.jobs.map_or_else(
-            || std::thread::available_parallelism().map_or(1, |n| n.get()),
-            |j| j as usize,
-        );
+        let jobs = runner::jobs(args.jobs);
         let (scenarios, selector): (Vec<scenario::Scenario>, Option<String>) =
             match (&args.scenario, &args.scenario_file) {
                 (Some(n), _) => match scenario::by_name(n) {
