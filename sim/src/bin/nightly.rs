@@ -69,7 +69,14 @@ mod cli {
             eprintln!("cannot create {}: {e}", args.out.display());
             return ExitCode::from(2);
         }
-        let budget = std::time::Duration::from_secs_f64(args.budget_min.max(0.0) * 60.0);
+        if !(args.budget_min.is_finite() && args.budget_min >= 0.0) {
+            eprintln!(
+                "--budget-min must be a number of minutes, not {}",
+                args.budget_min
+            );
+            return ExitCode::from(2);
+        }
+        let budget = std::time::Duration::from_secs_f64(args.budget_min * 60.0);
         let started = std::time::Instant::now();
         let embedded = scenario::embedded();
         let plan: Vec<(scenario::Scenario, Option<String>)> = embedded
