@@ -1,6 +1,7 @@
 //! Checkers over a run's final state, each in its own file. A checker returns the
 //! violations it found; every one is shown failing on a mutant (see `tests/sim/mutants.rs`).
 
+mod accounts;
 mod admission;
 mod analytics_mart;
 mod exclusive_work;
@@ -24,6 +25,10 @@ pub struct FinalState {
     /// Idempotency keys of create requests the gateway refused (429/503) and the client did
     /// not retry.
     pub refused: Vec<String>,
+    /// Orders the gateway showed to a user who does not own them: (order, reader, owner).
+    pub foreign_reads: Vec<(String, String, String)>,
+    /// The user service's accounts: user id → email as registered.
+    pub users: BTreeMap<String, String>,
     /// The order service's create requests: idempotency key → the order it made.
     pub requests: BTreeMap<String, String>,
     /// Whether the client finished placing its orders.
@@ -56,7 +61,7 @@ impl fmt::Display for Violation {
 }
 
 /// Every checker, by the name scenario files select it with.
-const CHECKERS: [(&str, fn(&FinalState) -> Vec<Violation>); 8] = [
+const CHECKERS: [(&str, fn(&FinalState) -> Vec<Violation>); 9] = [
     (saga_liveness::NAME, saga_liveness::check),
     (money::NAME, money::check),
     (goods::NAME, goods::check),
@@ -65,6 +70,7 @@ const CHECKERS: [(&str, fn(&FinalState) -> Vec<Violation>); 8] = [
     (analytics_mart::NAME, analytics_mart::check),
     (exclusive_work::NAME, exclusive_work::check),
     (admission::NAME, admission::check),
+    (accounts::NAME, accounts::check),
 ];
 
 /// Every checker's name.

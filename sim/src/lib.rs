@@ -14,4 +14,5 @@ pub mod runner;
 pub mod scenario;
 pub mod timeline;
 pub mod topology;
+pub mod workload;
 pub mod world;

@@ -14,9 +14,7 @@ use madsim::{net::NetSim, runtime::Handle, task::NodeId};
 use order::OrderSchema;
 use payment::PaymentSchema;
 use platform::{
-    http::HttpClient,
     ports::{Acks, ProducerConfig, Schema},
-    retry::{retry, RetryPolicy},
     Infra, Mutants, Shutdown,
 };
 
@@ -119,12 +117,26 @@ impl wiring::Env for SimEnv {
         topology::urls(service)
     }
 
-    fn infra<S: Schema>(&self) -> anyhow::Result<Infra<S>> {
+    fn store<S: Schema>(&self) -> anyhow::Result<Arc<dyn platform::ports::Store<S>>> {
         let db = topology::database_node(self.service)
             .ok_or_else(|| anyhow::anyhow!("{} has no database", self.service.name))?;
+        Ok(Arc::new(SimStore::<S>::new(db.addr())))
+    }
+
+    fn mutants(&self) -> Mutants {
+        self.mutants
+    }
+
+    fn password_cost(&self) -> user::PasswordCost {
+        // Hashing at production cost would dominate a seed's time; a hash's cost does not
+        // change any verdict.
+        user::PasswordCost::MINIMAL
+    }
+
+    fn infra<S: Schema>(&self) -> anyhow::Result<Infra<S>> {
         Ok(Infra {
             instance: self.node.name.clone(),
-            store: Arc::new(SimStore::<S>::new(db.addr())),
+            store: self.store()?,
             events: self.events.clone(),
             producer: self.producer.clone(),
             mutants: self.mutants,
@@ -226,6 +238,7 @@ pub async fn run(scenario: &Scenario, mutants: Mutants, record: bool) -> Outcome
             "payments-db" => db_node(&handle, &spec, disks.payments.clone(), lose, &journal),
             "deliveries-db" => db_node(&handle, &spec, disks.deliveries.clone(), lose, &journal),
             "analytics-db" => db_node(&handle, &spec, disks.analytics.clone(), lose, &journal),
+            "users-db" => db_node(&handle, &spec, disks.users.clone(), lose, &journal),
             other => panic!("the world has no schema for database {other}"),
         };
         nodes.0.insert(
@@ -286,10 +299,9 @@ pub async fn run(scenario: &Scenario, mutants: Mutants, record: bool) -> Outcome
         }
     }
 
-    // The client places the workload's orders through the gateway, each retried with its
-    // idempotency key until acknowledged.
-    let acknowledged: Arc<Mutex<Vec<String>>> = Arc::default();
-    let refused: Arc<Mutex<Vec<String>>> = Arc::default();
+    // The client registers its customers and places the workload's orders through the
+    // gateways (see `workload`).
+    let observed: Arc<Mutex<crate::workload::Observed>> = Arc::default();
     let client_node = topology::client();
     let client = handle
         .create_node()
@@ -297,9 +309,9 @@ pub async fn run(scenario: &Scenario, mutants: Mutants, record: bool) -> Outcome
         .ip(client_node.ip())
         .build();
     let workload = {
-        let (acknowledged, refused) = (acknowledged.clone(), refused.clone());
+        let observed = observed.clone();
         let w = scenario.workload.clone();
-        client.spawn(async move { place_orders(w, acknowledged, refused).await })
+        client.spawn(async move { crate::workload::run(w, observed).await })
     };
 
     // Fault phase.
@@ -345,10 +357,13 @@ pub async fn run(scenario: &Scenario, mutants: Mutants, record: bool) -> Outcome
         madsim::time::sleep(Duration::from_millis(500)).await;
     }
 
+    let observed = observed.lock().map(|o| o.clone()).unwrap_or_default();
     let state = FinalState {
         orders: disks.orders(),
-        acknowledged: acknowledged.lock().map(|v| v.clone()).unwrap_or_default(),
-        refused: refused.lock().map(|v| v.clone()).unwrap_or_default(),
+        acknowledged: observed.acknowledged,
+        refused: observed.refused,
+        foreign_reads: observed.foreign_reads,
+        users: disks.users(),
         requests: disks.requests(),
         workload_done: workload.is_none(),
         ledger: ledger.lock().map(|l| l.by_order()).unwrap_or_default(),
@@ -427,6 +442,7 @@ struct Disks {
     payments: DbDisk<PaymentSchema>,
     deliveries: DbDisk<DeliverySchema>,
     analytics: DbDisk<MartSchema>,
+    users: DbDisk<user::UserSchema>,
 }
 
 impl Disks {
@@ -448,6 +464,20 @@ impl Disks {
         self.orders
             .lock()
             .map(|s| s.model.requests.clone())
+            .unwrap_or_default()
+    }
+
+    /// Every account: user id → the email as registered.
+    fn users(&self) -> BTreeMap<String, String> {
+        self.users
+            .lock()
+            .map(|s| {
+                s.model
+                    .users
+                    .iter()
+                    .map(|(id, u)| (id.clone(), u.value.email.clone()))
+                    .collect()
+            })
             .unwrap_or_default()
     }
 
@@ -544,77 +574,4 @@ fn apply(
         }
     }
     Ok(())
-}
-
-#[derive(serde::Deserialize)]
-struct Created {
-    order_id: String,
-}
-
-async fn place_orders(
-    workload: crate::scenario::Workload,
-    acknowledged: Arc<Mutex<Vec<String>>>,
-    refused: Arc<Mutex<Vec<String>>>,
-) {
-    let mut tasks = Vec::new();
-    for i in 0..workload.orders {
-        let (acknowledged, refused) = (acknowledged.clone(), refused.clone());
-        let retries = workload.retry;
-        tasks.push(madsim::task::spawn(async move {
-            let client = HttpClient::new(Duration::from_secs(5));
-            // The client spreads its orders over the gateway instances (a load balancer's
-            // round robin); each order's retries stay with its gateway.
-            let gateways = topology::instances(topology::service("gateway"));
-            let url = format!("{}/v1/orders", gateways[i as usize % gateways.len()].url());
-            let key = format!("workload-{i}");
-            let body = serde_json::json!({
-                "customer_id": format!("customer-{}", i % 7),
-                "item": format!("item-{i}"),
-                "amount_minor": 1_000 + i64::from(i) * 10,
-                "currency": "RUB",
-            });
-            let headers = [("idempotency-key", key.as_str())];
-            let r = if retries {
-                let policy = RetryPolicy {
-                    deadline: Duration::from_secs(60),
-                    attempts_max: 50,
-                    ..RetryPolicy::rpc()
-                };
-                retry(
-                    &policy,
-                    "place order",
-                    &Shutdown::never(),
-                    |e: &platform::http::HttpError| e.is_transient(),
-                    |_| client.post_json::<_, Created>(&url, &headers, &body),
-                )
-                .await
-                .map_err(|_| None)
-            } else {
-                client
-                    .post_json::<_, Created>(&url, &headers, &body)
-                    .await
-                    .map_err(|e| match e {
-                        platform::http::HttpError::Status { status, .. } => Some(status),
-                        _ => None,
-                    })
-            };
-            match r {
-                Ok(c) => {
-                    if let Ok(mut v) = acknowledged.lock() {
-                        v.push(c.order_id);
-                    }
-                }
-                Err(Some(429 | 503)) => {
-                    if let Ok(mut v) = refused.lock() {
-                        v.push(key);
-                    }
-                }
-                Err(_) => {}
-            }
-        }));
-        madsim::time::sleep(Duration::from_millis(workload.gap_ms)).await;
-    }
-    for t in tasks {
-        let _ = t.await;
-    }
 }

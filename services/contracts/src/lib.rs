@@ -11,6 +11,9 @@ pub mod payment {
 pub mod delivery {
     tonic::include_proto!("marketplace.delivery.v1");
 }
+pub mod user {
+    tonic::include_proto!("marketplace.user.v1");
+}
 
 /// The name of a proto enum value without its type prefix (`ORDER_STATUS_PAID` → `PAID`):
 /// what the REST API and the stores say.

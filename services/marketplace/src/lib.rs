@@ -65,6 +65,9 @@ pub struct Settings {
     /// Admission control of new orders (`ORDER_CREATES_IN_FLIGHT_MAX`,
     /// `ORDER_SAGAS_IN_FLIGHT_MAX`, `ORDER_OUTBOX_BACKLOG_MAX`).
     pub order_limits: order::Limits,
+    /// The argon2id cost of new password hashes (`USER_ARGON2_MEMORY_KIB`,
+    /// `USER_ARGON2_ITERATIONS`; default OWASP's 19 MiB, 2 passes).
+    pub password_cost: user::PasswordCost,
 }
 
 /// The key of the payment service's webhook listener in [`Settings::listen`].
@@ -115,6 +118,15 @@ impl Settings {
                 && order_limits.outbox_backlog_max > 0,
             "ORDER_CREATES_IN_FLIGHT_MAX, ORDER_SAGAS_IN_FLIGHT_MAX and ORDER_OUTBOX_BACKLOG_MAX must be positive"
         );
+        let defaults = user::PasswordCost::PRODUCTION;
+        let password_cost = user::PasswordCost {
+            memory_kib: env_parse("USER_ARGON2_MEMORY_KIB", defaults.memory_kib)?,
+            iterations: env_parse("USER_ARGON2_ITERATIONS", defaults.iterations)?,
+            ..defaults
+        };
+        password_cost
+            .validate()
+            .map_err(|e| anyhow::anyhow!("USER_ARGON2_MEMORY_KIB / USER_ARGON2_ITERATIONS: {e}"))?;
         let mut listen = BTreeMap::new();
         let mut urls = BTreeMap::new();
         for s in SERVICES.iter().filter(|s| s.port != 0) {
@@ -157,6 +169,7 @@ impl Settings {
             psp,
             courier,
             order_limits,
+            password_cost,
         })
     }
 
@@ -197,6 +210,7 @@ async fn connect_store(
         "payments" => connect::<payment::PaymentSchema>(settings, database).await,
         "deliveries" => connect::<delivery::DeliverySchema>(settings, database).await,
         "analytics" => connect::<analytics::MartSchema>(settings, database).await,
+        "users" => connect::<user::UserSchema>(settings, database).await,
         other => anyhow::bail!("no schema is known for database {other:?}"),
     }
 }
@@ -239,17 +253,29 @@ impl Env for ProcessEnv {
         }
     }
 
-    fn infra<S: Schema>(&self) -> anyhow::Result<Infra<S>> {
+    fn store<S: Schema>(&self) -> anyhow::Result<Arc<dyn Store<S>>> {
         let database = self
             .spec
             .database
             .with_context(|| format!("{} has no database", self.spec.name))?;
-        let store = self
+        Ok(self
             .stores
             .get(database)
             .and_then(|s| s.downcast_ref::<Arc<dyn Store<S>>>())
             .with_context(|| format!("no store of the right schema for {database}"))?
-            .clone();
+            .clone())
+    }
+
+    fn mutants(&self) -> Mutants {
+        Mutants::default()
+    }
+
+    fn password_cost(&self) -> user::PasswordCost {
+        self.settings.password_cost
+    }
+
+    fn infra<S: Schema>(&self) -> anyhow::Result<Infra<S>> {
+        let store = self.store()?;
         let events = self
             .events
             .clone()

@@ -8,4 +8,4 @@ mod serve;
 
 pub use client::{HttpClient, HttpError};
 pub use problem::{ApiJson, Problem};
-pub use serve::{serve, SpawnExecutor, CONNECTIONS_MAX};
+pub use serve::{serve, PeerAddr, SpawnExecutor, CONNECTIONS_MAX};

@@ -44,6 +44,11 @@ pub struct Mutants {
     /// order: admission control runs after the new order is committed, so a request answered
     /// 429/503 has created an order anyway (half-created).
     pub shed_after_create: bool,
+    /// user: the email's uniqueness key keeps its case, so `Ann@x.org` and `ann@x.org` become
+    /// two accounts.
+    pub email_key_case_sensitive: bool,
+    /// gateway: an order is shown to whoever asks for its id, not only to its owner (IDOR).
+    pub owner_check_skipped: bool,
 }
 
 impl Mutants {
@@ -64,13 +69,15 @@ impl Mutants {
             "compensate-without-asking" => m.compensate_without_asking = true,
             "cancel-ignores-courier-answer" => m.cancel_ignores_courier_answer = true,
             "shed-after-create" => m.shed_after_create = true,
+            "email-key-case-sensitive" => m.email_key_case_sensitive = true,
+            "owner-check-skipped" => m.owner_check_skipped = true,
             _ => return None,
         }
         Some(m)
     }
 
     /// Every mutant's name.
-    pub const NAMES: [&'static str; 13] = [
+    pub const NAMES: [&'static str; 15] = [
         "publish-without-outbox",
         "psp-call-without-idempotency-key",
         "charge-without-idempotency-key",
@@ -84,6 +91,8 @@ impl Mutants {
         "compensate-without-asking",
         "cancel-ignores-courier-answer",
         "shed-after-create",
+        "email-key-case-sensitive",
+        "owner-check-skipped",
     ];
 
     /// `config` with the producer mutants applied.

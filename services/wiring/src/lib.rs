@@ -8,9 +8,12 @@
 //! [`SERVICES`], its crate, and its arm in [`run_service`] (plus, when it has a database, its
 //! schema's SQL in `adapters` and its model on a DB node in the sim).
 
-use std::{net::SocketAddr, time::Duration};
+use std::{net::SocketAddr, sync::Arc, time::Duration};
 
-use platform::{ports::Schema, Infra, Shutdown};
+use platform::{
+    ports::{Schema, Store},
+    Infra, Mutants, Shutdown,
+};
 
 /// A region of the seed's deployment.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -72,7 +75,7 @@ const fn fake(name: &'static str, region: Region, port: u16) -> ServiceSpec {
 }
 
 /// Every service, dependencies first (the order they start in).
-pub const SERVICES: [ServiceSpec; 7] = [
+pub const SERVICES: [ServiceSpec; 8] = [
     fake("psp", Region::Msk, 8081),
     fake("courier", Region::Nsk, 8082),
     ServiceSpec {
@@ -95,6 +98,10 @@ pub const SERVICES: [ServiceSpec; 7] = [
         database: Some("analytics"),
         kafka: true,
         ..service("analytics", Region::Msk, 0)
+    },
+    ServiceSpec {
+        database: Some("users"),
+        ..service("user", Region::Msk, 50054)
     },
     service("gateway", Region::Msk, 8080),
 ];
@@ -133,6 +140,12 @@ pub trait Env: Send + Sync {
     fn urls(&self, service: &str) -> String;
     /// The instance's infrastructure, its store with schema `S`.
     fn infra<S: Schema>(&self) -> anyhow::Result<Infra<S>>;
+    /// The instance's store with schema `S`, for a service without Kafka.
+    fn store<S: Schema>(&self) -> anyhow::Result<Arc<dyn Store<S>>>;
+    /// The deliberate faults the instance runs with (none in production).
+    fn mutants(&self) -> Mutants;
+    /// The argon2id cost of new password hashes.
+    fn password_cost(&self) -> user::PasswordCost;
     /// The consumer group of the analytics service.
     fn analytics_group(&self) -> String;
     /// Kafka `client.rack` of the instance's consumers.
@@ -200,10 +213,20 @@ pub async fn run_service(
             };
             analytics::run(config, env.infra()?, shutdown).await
         }
+        "user" => {
+            let config = user::Config {
+                password_cost: env.password_cost(),
+                mutants: env.mutants(),
+                ..user::Config::new(env.listen())
+            };
+            user::run(config, env.store()?, shutdown).await
+        }
         "gateway" => {
             let listener = tokio::net::TcpListener::bind(env.listen()).await?;
             let config = gateway::Config {
                 order_url: env.urls("order"),
+                user_url: env.urls("user"),
+                mutants: env.mutants(),
             };
             gateway::run(listener, config, shutdown).await
         }
@@ -242,6 +265,7 @@ mod tests {
             ("order", "payment"),
             ("order", "delivery"),
             ("gateway", "order"),
+            ("gateway", "user"),
         ] {
             assert!(
                 position(callee) < position(caller),

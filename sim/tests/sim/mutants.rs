@@ -111,6 +111,16 @@ fn shedding_after_the_order_is_created_half_creates_orders_and_is_caught() {
 }
 
 #[test]
+fn a_case_sensitive_email_key_makes_two_accounts_of_one_email_and_is_caught() {
+    caught("email-key-case-sensitive");
+}
+
+#[test]
+fn skipping_the_owner_check_shows_orders_to_other_users_and_is_caught() {
+    caught("owner-check-skipped");
+}
+
+#[test]
 fn every_mutant_is_named_by_some_scenario() {
     let all = scenario::embedded();
     for m in Mutants::NAMES {

@@ -7,6 +7,7 @@ pub mod delivery;
 pub mod kv;
 pub mod order;
 pub mod payment;
+pub mod user;
 
 use platform::ports::StoreError;
 

@@ -1,8 +1,13 @@
-//! `loadgen URL RATE SECONDS OUT.csv` — open-loop, fixed-rate load on `POST /v1/orders`: one
-//! request every 1/RATE s for SECONDS, each with its own idempotency key, whatever the answers
-//! (a closed-loop tool like wrk slows down with the server and hides its overload). Writes one
-//! CSV row per request (`key,status,order_id,sent_ms,answered_ms`; times in ms since the
-//! epoch, status 0 for no answer) and prints a one-line summary. Used by `ci/bench-stack`.
+//! `loadgen URL RATE SECONDS OUT.csv [orders|logins]` — open-loop, fixed-rate load: one
+//! request every 1/RATE s for SECONDS, whatever the answers (a closed-loop tool like wrk slows
+//! down with the server and hides its overload).
+//!
+//! It first registers [`USERS`] accounts and logs each in. `orders` (the default) then sends
+//! `POST /v1/orders` as those users in turn, each with its own idempotency key; `logins` sends
+//! `POST /v1/sessions` for them (password hashing at the stack's argon2 cost). Writes one CSV
+//! row per request (`key,status,order_id,sent_ms,answered_ms`; times in ms since the epoch,
+//! status 0 for no answer; `order_id` empty for logins) and prints a one-line summary with
+//! the answered requests' latency percentiles. Used by `ci/bench-stack`.
 
 use std::{fmt::Write as _, sync::Arc, time::Duration};
 
@@ -14,6 +19,43 @@ struct Created {
     order_id: String,
 }
 
+#[derive(Deserialize)]
+struct Session {
+    access_token: String,
+}
+
+/// Accounts the load is spread over.
+const USERS: usize = 8;
+const PASSWORD: &str = "load generator password";
+
+/// Registers and logs in `USERS` accounts of this run; their `authorization` headers.
+async fn sessions(client: &HttpClient, base: &str, run: &str) -> anyhow::Result<Vec<String>> {
+    let mut out = Vec::new();
+    for u in 0..USERS {
+        let email = format!("load-{run}-{u}@bench.test");
+        let body = serde_json::json!({"email": email, "password": PASSWORD, "display_name": "load"});
+        client
+            .post_json::<_, serde_json::Value>(&format!("{base}/v1/users"), &[], &body)
+            .await
+            .map_err(|e| anyhow::anyhow!("register {email}: {e}"))?;
+        let body = serde_json::json!({"email": email, "password": PASSWORD});
+        let s: Session = client
+            .post_json(&format!("{base}/v1/sessions"), &[], &body)
+            .await
+            .map_err(|e| anyhow::anyhow!("login {email}: {e}"))?;
+        out.push(format!("Bearer {}", s.access_token));
+    }
+    Ok(out)
+}
+
+fn percentile(sorted: &[u64], p: f64) -> u64 {
+    if sorted.is_empty() {
+        return 0;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
 fn now_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -23,8 +65,10 @@ fn now_ms() -> u64 {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let [url, rate, seconds, out] = args.as_slice() else {
-        anyhow::bail!("usage: loadgen URL RATE_PER_S SECONDS OUT.csv");
+    let (url, rate, seconds, out, mode) = match args.as_slice() {
+        [u, r, s, o] => (u, r, s, o, "orders"),
+        [u, r, s, o, m] if m == "orders" || m == "logins" => (u, r, s, o, m.as_str()),
+        _ => anyhow::bail!("usage: loadgen URL RATE_PER_S SECONDS OUT.csv [orders|logins]"),
     };
     let rate: f64 = rate.parse()?;
     let seconds: f64 = seconds.parse()?;
@@ -35,28 +79,47 @@ async fn main() -> anyhow::Result<()> {
     let run = format!("{:x}", platform::ids::random_u128() as u64);
     let total = (rate * seconds).round() as u64;
     let client = Arc::new(HttpClient::new(Duration::from_secs(10)));
-    let url = Arc::new(format!("{url}/v1/orders"));
+    let auth = Arc::new(sessions(&client, url, &run).await?);
+    let logins = mode == "logins";
+    let url = Arc::new(if logins {
+        format!("{url}/v1/sessions")
+    } else {
+        format!("{url}/v1/orders")
+    });
     let mut ticks = tokio::time::interval(Duration::from_secs_f64(1.0 / rate));
     // Open loop: a late tick fires at once, the schedule never waits for answers.
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
     let mut tasks = Vec::with_capacity(total as usize);
     for i in 0..total {
         ticks.tick().await;
-        let (client, url) = (client.clone(), url.clone());
+        let (client, url, auth, run) = (client.clone(), url.clone(), auth.clone(), run.clone());
         let key = format!("load-{run}-{i}");
         tasks.push(tokio::spawn(async move {
             let sent = now_ms();
-            let body = serde_json::json!({
-                "customer_id": format!("load-{}", i % 97),
-                "item": "bench item",
-                "amount_minor": 1_000,
-                "currency": "RUB",
-            });
-            let r = client
-                .post_json::<_, Created>(&url, &[("idempotency-key", key.as_str())], &body)
-                .await;
+            let user = i as usize % USERS;
+            let r = if logins {
+                let body = serde_json::json!({
+                    "email": format!("load-{run}-{user}@bench.test"),
+                    "password": PASSWORD,
+                });
+                client
+                    .post_json::<_, Session>(&url, &[], &body)
+                    .await
+                    .map(|_| String::new())
+            } else {
+                let body = serde_json::json!({
+                    "item": "bench item",
+                    "amount_minor": 1_000,
+                    "currency": "RUB",
+                });
+                let headers = [("idempotency-key", key.as_str()), ("authorization", auth[user].as_str())];
+                client
+                    .post_json::<_, Created>(&url, &headers, &body)
+                    .await
+                    .map(|c| c.order_id)
+            };
             let (status, order) = match r {
-                Ok(c) => (201, c.order_id),
+                Ok(id) => (if logins { 200 } else { 201 }, id),
                 Err(HttpError::Status { status, .. }) => (status, String::new()),
                 Err(_) => (0, String::new()),
             };
@@ -64,11 +127,15 @@ async fn main() -> anyhow::Result<()> {
         }));
     }
     let mut csv = String::from("key,status,order_id,sent_ms,answered_ms\n");
+    let mut latencies = Vec::new();
     let (mut accepted, mut shed, mut unavailable, mut other) = (0u64, 0u64, 0u64, 0u64);
     for t in tasks {
         let (key, status, order, sent, answered) = t.await?;
         match status {
-            200 | 201 => accepted += 1,
+            200 | 201 => {
+                accepted += 1;
+                latencies.push(answered.saturating_sub(sent));
+            }
             429 => shed += 1,
             503 => unavailable += 1,
             _ => other += 1,
@@ -76,8 +143,11 @@ async fn main() -> anyhow::Result<()> {
         let _ = writeln!(csv, "{key},{status},{order},{sent},{answered}");
     }
     std::fs::write(out, csv)?;
+    latencies.sort_unstable();
     println!(
-        "LOAD sent={total} accepted={accepted} shed={shed} unavailable={unavailable} failed={other}"
+        "LOAD mode={mode} sent={total} accepted={accepted} shed={shed} unavailable={unavailable} failed={other} p50_ms={} p99_ms={}",
+        percentile(&latencies, 0.5),
+        percentile(&latencies, 0.99)
     );
     Ok(())
 }

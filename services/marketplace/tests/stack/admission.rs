@@ -16,7 +16,7 @@ async fn post_order(stack: &support::Stack, key: &str) -> (u16, Option<String>, 
         .expect("handshake");
     tokio::spawn(conn);
     let body =
-        json!({"customer_id": "c-1", "item": "lamp", "amount_minor": 1_000, "currency": "RUB"});
+        json!({"item": "lamp", "amount_minor": 1_000, "currency": "RUB"});
     let req = hyper::Request::builder()
         .method("POST")
         .uri("/v1/orders")

@@ -13,14 +13,14 @@ fn problem_of(e: HttpError) -> Problem {
     }
 }
 
-/// Sends one raw HTTP/1.1 request; returns status, content type and body.
-async fn raw(
+/// Sends one raw HTTP/1.1 request with `headers`; returns status, headers and body.
+pub async fn raw(
     addr: std::net::SocketAddr,
     method: &str,
     path: &str,
-    content_type: Option<&str>,
+    headers: &[(&str, &str)],
     body: &str,
-) -> (u16, String, String) {
+) -> (u16, hyper::HeaderMap, String) {
     let stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
         .await
@@ -30,8 +30,8 @@ async fn raw(
         .method(method)
         .uri(path)
         .header("host", "gateway");
-    if let Some(ct) = content_type {
-        req = req.header("content-type", ct);
+    for (k, v) in headers {
+        req = req.header(*k, *v);
     }
     let resp = sender
         .send_request(
@@ -41,85 +41,68 @@ async fn raw(
         .await
         .expect("response");
     let status = resp.status().as_u16();
-    let ct = resp
-        .headers()
-        .get("content-type")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_owned();
+    let headers = resp.headers().clone();
     let body = String::from_utf8_lossy(&resp.into_body().collect().await.expect("body").to_bytes())
         .into_owned();
-    (status, ct, body)
+    (status, headers, body)
+}
+
+/// Asserts a problem+json answer with `want`.
+pub fn assert_problem(answer: &(u16, hyper::HeaderMap, String), want: u16, what: &str) {
+    let (status, headers, text) = answer;
+    assert_eq!(*status, want, "{what} -> {text}");
+    let ct = headers.get("content-type").and_then(|v| v.to_str().ok());
+    assert_eq!(ct, Some("application/problem+json"), "{what}");
+    let p: Problem = serde_json::from_str(text).expect("problem+json body");
+    assert_eq!(p.status, want, "{what}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_requests_get_problem_json_4xx_and_never_a_500() {
     let stack = support::start(|_| {}).await;
     let gw = support::listen(&stack.settings, "gateway");
-    let cases = [
-        (
-            "POST",
-            "/v1/orders",
-            Some("application/json"),
-            "{not json",
-            400,
-        ),
-        ("POST", "/v1/orders", Some("text/plain"), "{}", 415),
-        (
-            "POST",
-            "/v1/orders",
-            Some("application/json"),
-            r#"{"customer_id":"c"}"#,
-            422,
-        ),
-        (
-            "POST",
-            "/v1/orders",
-            Some("application/json"),
-            r#"{"customer_id":"c","item":"x","amount_minor":-1,"currency":"RUB"}"#,
-            422,
-        ),
-        (
-            "POST",
-            "/v1/orders",
-            Some("application/json"),
-            r#"{"customer_id":"c","item":"x","amount_minor":1,"currency":"rub"}"#,
-            422,
-        ),
-        (
-            "POST",
-            "/v1/orders",
-            Some("application/json"),
-            r#"{"customer_id":"c","item":"x","amount_minor":1,"currency":"RUB","extra":1}"#,
-            422,
-        ),
-        ("GET", "/v1/orders/not-a-uuid", None, "", 400),
-        (
-            "GET",
-            "/v1/orders/00000000-0000-4000-8000-000000000000",
-            None,
-            "",
-            404,
-        ),
-        ("GET", "/v1/nothing-here", None, "", 404),
+    let auth = support::bearer(&stack.session);
+    let json = [("content-type", "application/json"), ("authorization", auth.as_str())];
+    let text = [("content-type", "text/plain"), ("authorization", auth.as_str())];
+    let bearer = [("authorization", auth.as_str())];
+    let public = [("content-type", "application/json")];
+    let long_name = format!(r#"{{"email":"x@y.org","password":"long enough","display_name":"{}"}}"#, "n".repeat(101));
+    let cases: Vec<(&str, &str, &[(&str, &str)], &str, u16)> = vec![
+        ("POST", "/v1/orders", &json, "{not json", 400),
+        ("POST", "/v1/orders", &text, "{}", 415),
+        ("POST", "/v1/orders", &json, r#"{"item":"x"}"#, 422),
+        ("POST", "/v1/orders", &json, r#"{"item":"x","amount_minor":-1,"currency":"RUB"}"#, 422),
+        ("POST", "/v1/orders", &json, r#"{"item":"x","amount_minor":1,"currency":"rub"}"#, 422),
+        ("POST", "/v1/orders", &json, r#"{"item":"","amount_minor":1,"currency":"RUB"}"#, 422),
+        ("POST", "/v1/orders", &json, r#"{"item":"x","amount_minor":1,"currency":"RUB","extra":1}"#, 422),
+        // The customer is the token's subject; a body cannot name another.
+        ("POST", "/v1/orders", &json, r#"{"customer_id":"c","item":"x","amount_minor":1,"currency":"RUB"}"#, 422),
+        ("GET", "/v1/orders/not-a-uuid", &bearer, "", 400),
+        ("GET", "/v1/orders/00000000-0000-4000-8000-000000000000", &bearer, "", 404),
+        ("GET", "/v1/nothing-here", &[], "", 404),
+        ("POST", "/v1/users", &public, r#"{"email":"not-an-email","password":"long enough","display_name":"A"}"#, 422),
+        ("POST", "/v1/users", &public, r#"{"email":"a@b.org","password":"short","display_name":"A"}"#, 422),
+        ("POST", "/v1/users", &public, r#"{"email":"a@b.org","password":"long enough","display_name":"  "}"#, 422),
+        ("POST", "/v1/users", &public, &long_name, 422),
+        ("POST", "/v1/users", &public, r#"{"email":"a@b.org"}"#, 422),
+        ("POST", "/v1/sessions", &public, r#"{"email":"a@b.org","password":"x"}"#, 422),
+        ("POST", "/v1/sessions/refresh", &public, r#"{"refresh_token":""}"#, 422),
+        ("PATCH", "/v1/users/me", &json, r#"{"display_name":""}"#, 422),
     ];
-    for (method, path, ct, body, want) in cases {
-        let (status, content_type, text) = raw(gw, method, path, ct, body).await;
-        assert_eq!(status, want, "{method} {path} {body:?} -> {text}");
-        assert_eq!(content_type, "application/problem+json", "{method} {path}");
-        let p: Problem = serde_json::from_str(&text).expect("problem+json body");
-        assert_eq!(p.status, want);
+    for (method, path, headers, body, want) in cases {
+        let answer = raw(gw, method, path, headers, body).await;
+        assert_problem(&answer, want, &format!("{method} {path} {body:?}"));
     }
     // The same through the platform client: the typed error carries the problem.
     let e = stack
         .client()
         .post_json::<_, serde_json::Value>(
             &format!("{}/v1/orders", stack.gateway),
-            &[],
-            &json!({"customer_id": "", "item": "x", "amount_minor": 1, "currency": "RUB"}),
+            &[("authorization", &auth)],
+            &json!({"item": "x", "amount_minor": 0, "currency": "RUB"}),
         )
         .await
-        .expect_err("empty customer id is refused");
+        .expect_err("a zero amount is refused");
     assert_eq!(problem_of(e).status, 422);
 }
 
@@ -141,8 +124,9 @@ async fn the_gateway_speaks_http2_with_prior_knowledge() {
             support::listen(&stack.settings, "gateway")
         ))
         .header("content-type", "application/json")
+        .header("authorization", support::bearer(&stack.session))
         .body(Full::new(Bytes::from(
-            r#"{"customer_id":"h2","item":"kettle","amount_minor":700,"currency":"RUB"}"#,
+            r#"{"item":"kettle","amount_minor":700,"currency":"RUB"}"#,
         )))
         .expect("request");
     let resp = sender.send_request(req).await.expect("h2 response");

@@ -4,7 +4,7 @@ use std::{
     time::Duration,
 };
 
-use gateway::OrderView;
+use gateway::{OrderView, SessionView};
 use marketplace::{Service, Settings};
 use platform::{http::HttpClient, Shutdown};
 
@@ -12,8 +12,13 @@ use platform::{http::HttpClient, Shutdown};
 pub struct Stack {
     pub settings: Settings,
     pub gateway: String,
+    /// A session of the stack's first user, who places the orders of [`Stack::place_order`].
+    pub session: SessionView,
     _trigger: platform::shutdown::ShutdownTrigger,
 }
+
+/// A password every test account uses.
+pub const PASSWORD: &str = "correct horse battery";
 
 /// A loopback port for a service to listen on. An ephemeral port (`bind` to port 0, then
 /// released) can be taken by any outgoing connection before the service binds it — the
@@ -62,7 +67,7 @@ pub async fn start(tune: impl FnOnce(&mut Settings)) -> Stack {
         .await
         .expect("the stack starts (is `ci/infra/up.sh` running?)");
     // tonic binds its listeners inside its serve task: wait until every port accepts.
-    for addr in ["order", "payment", "delivery", "gateway"].map(|s| listen(&settings, s)) {
+    for addr in ["order", "payment", "delivery", "user", "gateway"].map(|s| listen(&settings, s)) {
         let started = tokio::time::Instant::now();
         while tokio::net::TcpStream::connect(addr).await.is_err() {
             assert!(
@@ -73,11 +78,49 @@ pub async fn start(tune: impl FnOnce(&mut Settings)) -> Stack {
         }
     }
     let gateway = format!("http://{}", listen(&settings, "gateway"));
+    let client = HttpClient::new(Duration::from_secs(10));
+    // The gateway fetches the user service's keys once both run.
+    let started = tokio::time::Instant::now();
+    loop {
+        let jwks: Result<auth::Jwks, _> = client
+            .get_json(&format!("{gateway}/.well-known/jwks.json"))
+            .await;
+        if jwks.is_ok_and(|k| !k.keys.is_empty()) {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "the gateway never got the signing keys"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let session = register_and_login(&gateway, "first@stack.test").await;
     Stack {
         settings,
         gateway,
+        session,
         _trigger: trigger,
     }
+}
+
+/// Registers `email` (with [`PASSWORD`]) through the gateway at `gateway`, and logs in.
+pub async fn register_and_login(gateway: &str, email: &str) -> SessionView {
+    let client = HttpClient::new(Duration::from_secs(10));
+    let body = serde_json::json!({"email": email, "password": PASSWORD, "display_name": "Test"});
+    let _: gateway::UserView = client
+        .post_json(&format!("{gateway}/v1/users"), &[], &body)
+        .await
+        .expect("registered");
+    let body = serde_json::json!({"email": email, "password": PASSWORD});
+    client
+        .post_json(&format!("{gateway}/v1/sessions"), &[], &body)
+        .await
+        .expect("logged in")
+}
+
+/// The `authorization` header of `session`.
+pub fn bearer(session: &SessionView) -> String {
+    format!("Bearer {}", session.access_token)
 }
 
 impl Stack {
@@ -91,10 +134,12 @@ impl Stack {
         idempotency_key: Option<&str>,
         body: serde_json::Value,
     ) -> OrderView {
-        let headers: Vec<(&str, &str)> = idempotency_key
+        let auth = bearer(&self.session);
+        let mut headers: Vec<(&str, &str)> = idempotency_key
             .map(|k| ("idempotency-key", k))
             .into_iter()
             .collect();
+        headers.push(("authorization", &auth));
         self.client()
             .post_json(&format!("{}/v1/orders", self.gateway), &headers, &body)
             .await
@@ -110,10 +155,14 @@ impl Stack {
     ) -> OrderView {
         let started = tokio::time::Instant::now();
         let mut last = None;
+        let auth = bearer(&self.session);
         while started.elapsed() < deadline {
             match self
                 .client()
-                .get_json::<OrderView>(&format!("{}/v1/orders/{id}", self.gateway))
+                .get_json_with::<OrderView>(
+                    &format!("{}/v1/orders/{id}", self.gateway),
+                    &[("authorization", &auth)],
+                )
                 .await
             {
                 Ok(o) if done(&o) => return o,

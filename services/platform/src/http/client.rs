@@ -69,6 +69,15 @@ impl HttpClient {
         self.call("GET", url, &[], None).await
     }
 
+    /// `GET url` with extra headers (e.g. `authorization`); decodes a 2xx JSON answer.
+    pub async fn get_json_with<R: DeserializeOwned>(
+        &self,
+        url: &str,
+        headers: &[(&str, &str)],
+    ) -> Result<R, HttpError> {
+        self.call("GET", url, headers, None).await
+    }
+
     async fn call<R: DeserializeOwned>(
         &self,
         method: &str,

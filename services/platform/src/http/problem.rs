@@ -17,6 +17,9 @@ pub struct Problem {
     /// Seconds after which a retry may succeed (`Retry-After`), for 429 and 503.
     #[serde(skip)]
     pub retry_after_s: Option<u32>,
+    /// The `WWW-Authenticate` challenge of a 401.
+    #[serde(skip)]
+    pub www_authenticate: Option<String>,
 }
 
 impl Problem {
@@ -28,6 +31,7 @@ impl Problem {
             status: status.as_u16(),
             detail: detail.into(),
             retry_after_s: None,
+            www_authenticate: None,
         }
     }
     /// 500 Internal Server Error. It says nothing more: what went wrong stays in the log.
@@ -61,6 +65,22 @@ impl Problem {
     pub fn bad_request(detail: impl Into<String>) -> Self {
         Problem::new(StatusCode::BAD_REQUEST, "Bad Request", detail)
     }
+    /// 401 Unauthorized with a Bearer challenge (RFC 6750): `error` is `invalid_token` for a
+    /// token that was presented and refused, `None` when none was.
+    pub fn unauthorized(error: Option<&str>, detail: impl Into<String>) -> Self {
+        let detail = detail.into();
+        let challenge = match error {
+            None => "Bearer realm=\"marketplace\"".to_owned(),
+            Some(e) => format!(
+                "Bearer realm=\"marketplace\", error=\"{e}\", error_description=\"{}\"",
+                detail.replace(['"', '\\'], "'")
+            ),
+        };
+        Problem {
+            www_authenticate: Some(challenge),
+            ..Problem::new(StatusCode::UNAUTHORIZED, "Unauthorized", detail)
+        }
+    }
     /// 404 Not Found.
     pub fn not_found(detail: impl Into<String>) -> Self {
         Problem::new(StatusCode::NOT_FOUND, "Not Found", detail)
@@ -88,6 +108,15 @@ impl IntoResponse for Problem {
             body,
         )
             .into_response();
+        if let Some(challenge) = self
+            .www_authenticate
+            .as_deref()
+            .and_then(|c| header::HeaderValue::from_str(c).ok())
+        {
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, challenge);
+        }
         if let Some(s) = self.retry_after_s {
             response
                 .headers_mut()

@@ -10,6 +10,10 @@ use crate::{
     Shutdown,
 };
 
+/// The address of the client a request came from (a request extension).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PeerAddr(pub std::net::SocketAddr);
+
 /// Bound on concurrently served connections per listener; further accepts wait.
 pub const CONNECTIONS_MAX: usize = 1024;
 
@@ -70,7 +74,10 @@ async fn accept(listener: TcpListener, router: Router, shutdown: Shutdown, open:
             let _pass = pass;
             let service =
                 hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
-                    router.clone().oneshot(req.map(axum::body::Body::new))
+                    let mut req = req.map(axum::body::Body::new);
+                    // Handlers may ask who connected (`Extension<PeerAddr>`).
+                    req.extensions_mut().insert(PeerAddr(peer));
+                    router.clone().oneshot(req)
                 });
             let builder = auto::Builder::new(SpawnExecutor);
             let conn = builder.serve_connection(TokioIo::new(stream), service);

@@ -1,0 +1,147 @@
+//! Orders: created for the caller, shown only to their owner.
+
+use axum::{
+    extract::{Path, State},
+    http::{header, HeaderMap, StatusCode},
+    response::{IntoResponse, Response},
+    Json,
+};
+use contracts::order::{
+    order_service_client::OrderServiceClient, CreateOrderRequest, GetOrderRequest, Order,
+};
+use domain::{IdempotencyKey, NewOrder, OrderId};
+use platform::{
+    grpc,
+    http::{ApiJson, Problem},
+};
+use serde::{Deserialize, Serialize};
+
+use crate::{auth::Caller, errors::problem, AppState};
+
+const SERVICE: &str = "order";
+
+/// The body of `POST /v1/orders`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateOrderBody {
+    pub item: String,
+    pub amount_minor: i64,
+    pub currency: String,
+}
+
+/// An order as clients see it.
+#[derive(Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct OrderView {
+    pub order_id: String,
+    pub customer_id: String,
+    pub item: String,
+    pub amount_minor: i64,
+    pub currency: String,
+    pub status: String,
+    pub history: Vec<String>,
+}
+
+impl From<Order> for OrderView {
+    fn from(o: Order) -> Self {
+        OrderView {
+            status: o.status().api_name().into(),
+            history: o.history().map(|s| s.api_name().to_owned()).collect(),
+            order_id: o.order_id,
+            customer_id: o.customer_id,
+            item: o.item,
+            amount_minor: o.amount_minor,
+            currency: o.currency,
+        }
+    }
+}
+
+/// The order service's idempotency key of a create by `user_id` with the client's key
+/// `client_key`: scoped to the user (two users' equal keys are two requests) and of fixed
+/// length (the user id and 128 bits of the key's SHA-256).
+pub fn request_key(user_id: &str, client_key: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(client_key.as_bytes());
+    let hex: String = digest[..16].iter().map(|b| format!("{b:02x}")).collect();
+    format!("{user_id}/{hex}")
+}
+
+async fn client(st: &AppState) -> Result<OrderServiceClient<tonic::transport::Channel>, Problem> {
+    st.order
+        .get()
+        .await
+        .map(OrderServiceClient::new)
+        .map_err(|e| problem(SERVICE, e))
+}
+
+pub(crate) async fn create(
+    State(st): State<AppState>,
+    caller: Caller,
+    headers: HeaderMap,
+    ApiJson(body): ApiJson<CreateOrderBody>,
+) -> Result<Response, Problem> {
+    let key = match headers.get("idempotency-key") {
+        None => platform::ids::uuid_v4().to_string(),
+        Some(v) => v
+            .to_str()
+            .map_err(|_| domain::InvalidInput::IdempotencyKey)
+            .and_then(IdempotencyKey::parse)
+            .map_err(|e| Problem::bad_request(format!("Idempotency-Key: {e}")))?
+            .as_str()
+            .to_owned(),
+    };
+    let key = request_key(&caller.user_id, &key);
+    let new = NewOrder::parse(
+        &caller.user_id,
+        &body.item,
+        body.amount_minor,
+        &body.currency,
+    )
+    .map_err(|e| Problem::unprocessable(e.to_string()))?;
+    let req = CreateOrderRequest {
+        customer_id: new.customer_id,
+        item: new.item,
+        amount_minor: new.price.amount_minor(),
+        currency: new.price.currency().to_string(),
+    };
+    let order = client(&st)
+        .await?
+        .create_order(grpc::request(req, Some(&key)))
+        .await
+        .inspect_err(|e| st.order.on_error(e))
+        .map_err(|e| problem(SERVICE, e))?
+        .into_inner();
+    let location = format!("/v1/orders/{}", order.order_id);
+    Ok((
+        StatusCode::CREATED,
+        [(header::LOCATION, location)],
+        Json(OrderView::from(order)),
+    )
+        .into_response())
+}
+
+pub(crate) async fn get(
+    State(st): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<OrderView>, Problem> {
+    let id = OrderId::parse(&id)
+        .map_err(|e| Problem::bad_request(e.to_string()))?
+        .to_string();
+    let not_found = || Problem::not_found(format!("{SERVICE}: no order {id}"));
+    let order = client(&st)
+        .await?
+        .get_order(grpc::request(GetOrderRequest { order_id: id.clone() }, None))
+        .await
+        .inspect_err(|e| st.order.on_error(e))
+        .map_err(|e| match e.code() {
+            tonic::Code::NotFound => not_found(),
+            _ => problem(SERVICE, e),
+        })?
+        .into_inner();
+    // Another user's order is answered exactly like a missing one: its existence is not
+    // the caller's to learn.
+    if order.customer_id != caller.user_id && !st.mutants.owner_check_skipped {
+        return Err(not_found());
+    }
+    Ok(Json(order.into()))
+}

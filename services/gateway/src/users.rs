@@ -1,0 +1,253 @@
+//! Accounts and sessions: the REST face of the user service.
+
+use axum::{
+    extract::State,
+    http::{header, HeaderMap, StatusCode},
+    response::{IntoResponse, Response},
+    Extension, Json,
+};
+use contracts::user::{
+    user_service_client::UserServiceClient, LoginRequest, RefreshRequest, RegisterRequest,
+    Session, UpdateProfileRequest, User, UserRef,
+};
+use platform::{
+    grpc,
+    http::{ApiJson, PeerAddr, Problem},
+};
+use serde::{Deserialize, Serialize};
+
+use crate::{auth::Caller, errors::problem, AppState};
+
+const SERVICE: &str = "user";
+
+/// The body of `POST /v1/users`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegisterBody {
+    pub email: String,
+    pub password: String,
+    pub display_name: String,
+}
+
+/// The body of `POST /v1/sessions`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoginBody {
+    pub email: String,
+    pub password: String,
+}
+
+/// The body of `POST /v1/sessions/refresh` and `/v1/sessions/logout`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RefreshBody {
+    pub refresh_token: String,
+}
+
+/// The body of `PATCH /v1/users/me`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProfileBody {
+    pub display_name: String,
+}
+
+/// A user as clients see it.
+#[derive(Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct UserView {
+    pub user_id: String,
+    pub email: String,
+    pub display_name: String,
+    pub created_ms: i64,
+}
+
+/// A session (RFC 6749's token response, plus the user's id).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct SessionView {
+    pub access_token: String,
+    pub token_type: String,
+    pub expires_in: u32,
+    pub refresh_token: String,
+    pub user_id: String,
+}
+
+fn etag(version: i64) -> String {
+    format!("\"{version}\"")
+}
+
+fn user_response(status: StatusCode, u: User) -> Response {
+    let tag = etag(u.version);
+    let view = UserView {
+        user_id: u.user_id,
+        email: u.email,
+        display_name: u.display_name,
+        created_ms: u.created_ms,
+    };
+    (
+        status,
+        [
+            (header::ETAG, tag),
+            (header::CACHE_CONTROL, "private, no-cache".to_owned()),
+        ],
+        Json(view),
+    )
+        .into_response()
+}
+
+fn session_response(s: Session) -> Response {
+    let view = SessionView {
+        access_token: s.access_token,
+        token_type: "Bearer".into(),
+        expires_in: s.expires_in_s,
+        refresh_token: s.refresh_token,
+        user_id: s.user_id,
+    };
+    // Token responses must not be cached (RFC 6749 §5.1).
+    ([(header::CACHE_CONTROL, "no-store")], Json(view)).into_response()
+}
+
+async fn client(st: &AppState) -> Result<UserServiceClient<tonic::transport::Channel>, Problem> {
+    st.user
+        .get()
+        .await
+        .map(UserServiceClient::new)
+        .map_err(|e| problem(SERVICE, e))
+}
+
+fn failed(st: &AppState) -> impl Fn(tonic::Status) -> Problem + '_ {
+    move |e| {
+        st.user.on_error(&e);
+        problem(SERVICE, e)
+    }
+}
+
+pub(crate) async fn register(
+    State(st): State<AppState>,
+    ApiJson(body): ApiJson<RegisterBody>,
+) -> Result<Response, Problem> {
+    let req = RegisterRequest {
+        email: body.email,
+        password: body.password,
+        display_name: body.display_name,
+    };
+    let user = client(&st)
+        .await?
+        .register(grpc::request(req, None))
+        .await
+        .map_err(failed(&st))?
+        .into_inner();
+    let mut response = user_response(StatusCode::CREATED, user);
+    response
+        .headers_mut()
+        .insert(header::LOCATION, header::HeaderValue::from_static("/v1/users/me"));
+    Ok(response)
+}
+
+pub(crate) async fn login(
+    State(st): State<AppState>,
+    Extension(PeerAddr(peer)): Extension<PeerAddr>,
+    ApiJson(body): ApiJson<LoginBody>,
+) -> Result<Response, Problem> {
+    let req = LoginRequest {
+        email: body.email,
+        password: body.password,
+        client_address: peer.ip().to_string(),
+    };
+    let session = client(&st)
+        .await?
+        .login(grpc::request(req, None))
+        .await
+        .map_err(failed(&st))?
+        .into_inner();
+    Ok(session_response(session))
+}
+
+pub(crate) async fn refresh(
+    State(st): State<AppState>,
+    ApiJson(body): ApiJson<RefreshBody>,
+) -> Result<Response, Problem> {
+    let req = RefreshRequest {
+        refresh_token: body.refresh_token,
+    };
+    let session = client(&st)
+        .await?
+        .refresh(grpc::request(req, None))
+        .await
+        .map_err(failed(&st))?
+        .into_inner();
+    Ok(session_response(session))
+}
+
+pub(crate) async fn logout(
+    State(st): State<AppState>,
+    ApiJson(body): ApiJson<RefreshBody>,
+) -> Result<StatusCode, Problem> {
+    let req = RefreshRequest {
+        refresh_token: body.refresh_token,
+    };
+    client(&st)
+        .await?
+        .logout(grpc::request(req, None))
+        .await
+        .map_err(failed(&st))?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+pub(crate) async fn me(State(st): State<AppState>, caller: Caller) -> Result<Response, Problem> {
+    let req = UserRef {
+        user_id: caller.user_id,
+    };
+    let user = client(&st)
+        .await?
+        .get_profile(grpc::request(req, None))
+        .await
+        .map_err(failed(&st))?
+        .into_inner();
+    Ok(user_response(StatusCode::OK, user))
+}
+
+/// The version an `If-Match` header names (`"3"`), 0 without one.
+fn if_match(headers: &HeaderMap) -> Result<i64, Problem> {
+    let Some(v) = headers.get(header::IF_MATCH) else {
+        return Ok(0);
+    };
+    v.to_str()
+        .ok()
+        .and_then(|s| s.trim().strip_prefix('"')?.strip_suffix('"')?.parse::<i64>().ok())
+        .filter(|v| *v > 0)
+        .ok_or_else(|| Problem::bad_request("If-Match must be an ETag this API gave, such as \"3\""))
+}
+
+pub(crate) async fn update_me(
+    State(st): State<AppState>,
+    caller: Caller,
+    headers: HeaderMap,
+    ApiJson(body): ApiJson<ProfileBody>,
+) -> Result<Response, Problem> {
+    let req = UpdateProfileRequest {
+        user_id: caller.user_id,
+        display_name: body.display_name,
+        expected_version: if_match(&headers)?,
+    };
+    let user = client(&st)
+        .await?
+        .update_profile(grpc::request(req, None))
+        .await
+        .map_err(|e| {
+            st.user.on_error(&e);
+            if e.code() == tonic::Code::FailedPrecondition {
+                Problem::new(StatusCode::PRECONDITION_FAILED, "Precondition Failed", e.message())
+            } else {
+                problem(SERVICE, e)
+            }
+        })?
+        .into_inner();
+    Ok(user_response(StatusCode::OK, user))
+}
+
+pub(crate) async fn jwks(State(st): State<AppState>) -> Response {
+    (
+        [(header::CACHE_CONTROL, "public, max-age=60")],
+        Json(st.keys.current().jwks()),
+    )
+        .into_response()
+}
