@@ -4,7 +4,12 @@
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let protoc = protoc_bin_vendored::protoc_bin_path()?;
     std::env::set_var("PROTOC", protoc);
-    let protos = ["order.proto", "payment.proto", "delivery.proto", "user.proto"];
+    let protos = [
+        "order.proto",
+        "payment.proto",
+        "delivery.proto",
+        "user.proto",
+    ];
     let paths: Vec<String> = protos.iter().map(|p| format!("../../proto/{p}")).collect();
     for p in &paths {
         println!("cargo:rerun-if-changed={p}");

@@ -86,9 +86,13 @@ impl Sessions {
                         "password": PASSWORD,
                         "display_name": format!("Customer {c}"),
                     });
-                    let r = retry(&patient(), "register", &Shutdown::never(), HttpError::is_transient, |_| {
-                        client.post_json::<_, serde_json::Value>(&url, &[], &body)
-                    })
+                    let r = retry(
+                        &patient(),
+                        "register",
+                        &Shutdown::never(),
+                        HttpError::is_transient,
+                        |_| client.post_json::<_, serde_json::Value>(&url, &[], &body),
+                    )
                     .await;
                     match r {
                         Ok(_) => Ok(()),
@@ -108,11 +112,18 @@ impl Sessions {
         }
         let url = format!("{}/v1/sessions", gateway_url(c as usize));
         let body = serde_json::json!({"email": email(c, 0), "password": PASSWORD});
-        let session: SessionView = retry(&patient(), "login", &Shutdown::never(), HttpError::is_transient, |_| {
-            client.post_json(&url, &[], &body)
-        })
+        let session: SessionView = retry(
+            &patient(),
+            "login",
+            &Shutdown::never(),
+            HttpError::is_transient,
+            |_| client.post_json(&url, &[], &body),
+        )
         .await
-        .map_err(|e| e.into_inner().unwrap_or_else(|| HttpError::Protocol("login: gave up".into())))?;
+        .map_err(|e| {
+            e.into_inner()
+                .unwrap_or_else(|| HttpError::Protocol("login: gave up".into()))
+        })?;
         slot.1 = Some(session.clone());
         Ok(session)
     }
@@ -150,19 +161,31 @@ pub async fn run(workload: Workload, observed: Arc<Mutex<Observed>>) {
             let attempt = || async {
                 let session = sessions.get(c).await?;
                 let auth = format!("Bearer {}", session.access_token);
-                let headers = [("idempotency-key", key.as_str()), ("authorization", auth.as_str())];
+                let headers = [
+                    ("idempotency-key", key.as_str()),
+                    ("authorization", auth.as_str()),
+                ];
                 let r = client.post_json::<_, Created>(&url, &headers, &body).await;
                 if let Err(HttpError::Status { status: 401, .. }) = &r {
                     // An expired token: log in again and retry.
                     sessions.forget(c).await;
-                    return Err(HttpError::Status { status: 503, body: "token refused".into() });
+                    return Err(HttpError::Status {
+                        status: 503,
+                        body: "token refused".into(),
+                    });
                 }
                 r.map(|created| (created, session.user_id))
             };
             let r = if retries {
-                retry(&patient(), "place order", &Shutdown::never(), HttpError::is_transient, |_| attempt())
-                    .await
-                    .map_err(|e| e.into_inner())
+                retry(
+                    &patient(),
+                    "place order",
+                    &Shutdown::never(),
+                    HttpError::is_transient,
+                    |_| attempt(),
+                )
+                .await
+                .map_err(|e| e.into_inner())
             } else {
                 attempt().await.map_err(Some)
             };
@@ -173,7 +196,9 @@ pub async fn run(workload: Workload, observed: Arc<Mutex<Observed>>) {
                     }
                     probe_foreign_read(&sessions, c, &created, &observed).await;
                 }
-                Err(Some(HttpError::Status { status: 429 | 503, .. })) => {
+                Err(Some(HttpError::Status {
+                    status: 429 | 503, ..
+                })) => {
                     if let Ok(session) = sessions.get(c).await {
                         if let Ok(mut o) = observed.lock() {
                             o.refused.push(gateway::request_key(&session.user_id, &key));
@@ -202,7 +227,11 @@ async fn probe_foreign_read(
         return;
     };
     let client = HttpClient::new(Duration::from_secs(5));
-    let url = format!("{}/v1/orders/{}", gateway_url(reader as usize), created.order_id);
+    let url = format!(
+        "{}/v1/orders/{}",
+        gateway_url(reader as usize),
+        created.order_id
+    );
     let auth = format!("Bearer {}", session.access_token);
     if let Ok(shown) = client
         .get_json_with::<serde_json::Value>(&url, &[("authorization", auth.as_str())])

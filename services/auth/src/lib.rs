@@ -211,8 +211,11 @@ impl KeySet {
                 .map_err(|_| AuthError::BadKey(format!("{}: not 32 bytes", k.kid)))?;
             ed25519_dalek::VerifyingKey::from_bytes(&bytes)
                 .map_err(|e| AuthError::BadKey(format!("{}: {e}", k.kid)))?;
-            set.keys
-                .insert(k.kid.clone(), DecodingKey::from_ed_components(&k.x).map_err(|e| AuthError::BadKey(e.to_string()))?);
+            set.keys.insert(
+                k.kid.clone(),
+                DecodingKey::from_ed_components(&k.x)
+                    .map_err(|e| AuthError::BadKey(e.to_string()))?,
+            );
             set.published.push(k.clone());
         }
         Ok(set)
@@ -244,7 +247,9 @@ impl KeySet {
         if header.alg != Algorithm::EdDSA {
             return Err(AuthError::Invalid("the algorithm must be EdDSA".into()));
         }
-        header.kid.ok_or_else(|| AuthError::Invalid("the token names no key".into()))
+        header
+            .kid
+            .ok_or_else(|| AuthError::Invalid("the token names no key".into()))
     }
 
     /// The claims of `token` if it is valid now (see the module doc for every check).
@@ -263,7 +268,10 @@ impl KeySet {
             use jsonwebtoken::errors::ErrorKind;
             match e.kind() {
                 ErrorKind::ExpiredSignature => AuthError::Expired,
-                ErrorKind::InvalidToken | ErrorKind::Base64(_) | ErrorKind::Json(_) | ErrorKind::Utf8(_) => AuthError::Malformed,
+                ErrorKind::InvalidToken
+                | ErrorKind::Base64(_)
+                | ErrorKind::Json(_)
+                | ErrorKind::Utf8(_) => AuthError::Malformed,
                 other => AuthError::Invalid(format!("{other:?}")),
             }
         })?;
@@ -307,10 +315,18 @@ mod tests {
         let (k1, k2) = (key("k1", 1), key("k2", 2));
         let set = KeySet::new(&[k1.public()]).expect("set");
         let claims = Claims::new("u", now_s(), 900, "j");
-        assert!(matches!(set.verify(&k2.sign(&claims).expect("sign")), Err(AuthError::UnknownKey(k)) if k == "k2"));
+        assert!(
+            matches!(set.verify(&k2.sign(&claims).expect("sign")), Err(AuthError::UnknownKey(k)) if k == "k2")
+        );
         // k2's signature under k1's id.
-        let forged = SigningKey::from_seed("k1", [2; 32], 0).sign(&claims).expect("sign");
-        assert!(matches!(set.verify(&forged), Err(AuthError::Invalid(_))), "{:?}", set.verify(&forged));
+        let forged = SigningKey::from_seed("k1", [2; 32], 0)
+            .sign(&claims)
+            .expect("sign");
+        assert!(
+            matches!(set.verify(&forged), Err(AuthError::Invalid(_))),
+            "{:?}",
+            set.verify(&forged)
+        );
     }
 
     #[test]
@@ -319,16 +335,28 @@ mod tests {
         let set = KeySet::new(&[k.public()]).expect("set");
         let now = now_s();
         let expired = Claims::new("u", now - 2000, 900, "j");
-        assert_eq!(set.verify(&k.sign(&expired).expect("sign")), Err(AuthError::Expired));
+        assert_eq!(
+            set.verify(&k.sign(&expired).expect("sign")),
+            Err(AuthError::Expired)
+        );
         let mut future = Claims::new("u", now, 900, "j");
         future.nbf = now + 600;
-        assert!(matches!(set.verify(&k.sign(&future).expect("sign")), Err(AuthError::Invalid(_))));
+        assert!(matches!(
+            set.verify(&k.sign(&future).expect("sign")),
+            Err(AuthError::Invalid(_))
+        ));
         let mut foreign = Claims::new("u", now, 900, "j");
         foreign.iss = "someone-else".into();
-        assert!(matches!(set.verify(&k.sign(&foreign).expect("sign")), Err(AuthError::Invalid(_))));
+        assert!(matches!(
+            set.verify(&k.sign(&foreign).expect("sign")),
+            Err(AuthError::Invalid(_))
+        ));
         let mut other_audience = Claims::new("u", now, 900, "j");
         other_audience.aud = "another-api".into();
-        assert!(matches!(set.verify(&k.sign(&other_audience).expect("sign")), Err(AuthError::Invalid(_))));
+        assert!(matches!(
+            set.verify(&k.sign(&other_audience).expect("sign")),
+            Err(AuthError::Invalid(_))
+        ));
     }
 
     #[test]
@@ -336,18 +364,28 @@ mod tests {
         let k = key("k1", 4);
         let set = KeySet::new(&[k.public()]).expect("set");
         let claims = serde_json::to_value(Claims::new("u", now_s(), 900, "j")).expect("json");
-        let none = format!("{}.{}.", b64(&serde_json::json!({"alg": "none", "kid": "k1"})), b64(&claims));
+        let none = format!(
+            "{}.{}.",
+            b64(&serde_json::json!({"alg": "none", "kid": "k1"})),
+            b64(&claims)
+        );
         assert!(set.verify(&none).is_err());
         // HS256 "signed" with the public key's bytes: the classic confusion attack.
         let hs = jsonwebtoken::encode(
-            &Header { kid: Some("k1".into()), ..Header::new(Algorithm::HS256) },
+            &Header {
+                kid: Some("k1".into()),
+                ..Header::new(Algorithm::HS256)
+            },
             &claims,
             &EncodingKey::from_secret(k.public().x.as_bytes()).expect("hmac key"),
         )
         .expect("hs256");
         assert!(matches!(set.verify(&hs), Err(AuthError::Invalid(_))));
         assert_eq!(set.verify("not.a.token"), Err(AuthError::Malformed));
-        assert_eq!(set.verify(&"a".repeat(TOKEN_BYTES_MAX + 1)), Err(AuthError::Malformed));
+        assert_eq!(
+            set.verify(&"a".repeat(TOKEN_BYTES_MAX + 1)),
+            Err(AuthError::Malformed)
+        );
     }
 
     #[test]
@@ -356,7 +394,11 @@ mod tests {
         let back = SigningKey::from_stored("k9", &k.seed_b64(), 0).expect("stored");
         assert_eq!(back.public(), k.public());
         assert!(SigningKey::from_stored("k", "short", 0).is_err());
-        let bad = PublicKey { kid: "b".into(), x: "AAAA".into(), created_ms: 0 };
+        let bad = PublicKey {
+            kid: "b".into(),
+            x: "AAAA".into(),
+            created_ms: 0,
+        };
         assert!(KeySet::new(&[bad]).is_err());
         let set = KeySet::new(&[k.public()]).expect("set");
         assert_eq!(set.jwks().keys[0].kty, "OKP");

@@ -131,7 +131,10 @@ impl FromRequestParts<AppState> for Caller {
 
     async fn from_request_parts(parts: &mut Parts, st: &AppState) -> Result<Self, Problem> {
         let Some(value) = parts.headers.get(header::AUTHORIZATION) else {
-            return Err(Problem::unauthorized(None, "this route needs an access token (Authorization: Bearer <token>)"));
+            return Err(Problem::unauthorized(
+                None,
+                "this route needs an access token (Authorization: Bearer <token>)",
+            ));
         };
         let token = value
             .to_str()

@@ -143,9 +143,11 @@ mod tests {
 
     #[test]
     fn a_refused_login_is_a_401_with_a_bearer_challenge() {
-        let response =
-            problem("user", tonic::Status::unauthenticated("user: wrong email or password"))
-                .into_response();
+        let response = problem(
+            "user",
+            tonic::Status::unauthenticated("user: wrong email or password"),
+        )
+        .into_response();
         assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
         let challenge = response
             .headers()
@@ -153,6 +155,9 @@ mod tests {
             .and_then(|v| v.to_str().ok())
             .unwrap_or_default()
             .to_owned();
-        assert!(challenge.starts_with("Bearer realm=\"marketplace\", error=\"invalid_token\""), "{challenge}");
+        assert!(
+            challenge.starts_with("Bearer realm=\"marketplace\", error=\"invalid_token\""),
+            "{challenge}"
+        );
     }
 }

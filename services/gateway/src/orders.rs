@@ -130,7 +130,12 @@ pub(crate) async fn get(
     let not_found = || Problem::not_found(format!("{SERVICE}: no order {id}"));
     let order = client(&st)
         .await?
-        .get_order(grpc::request(GetOrderRequest { order_id: id.clone() }, None))
+        .get_order(grpc::request(
+            GetOrderRequest {
+                order_id: id.clone(),
+            },
+            None,
+        ))
         .await
         .inspect_err(|e| st.order.on_error(e))
         .map_err(|e| match e.code() {

@@ -7,8 +7,8 @@ use axum::{
     Extension, Json,
 };
 use contracts::user::{
-    user_service_client::UserServiceClient, LoginRequest, RefreshRequest, RegisterRequest,
-    Session, UpdateProfileRequest, User, UserRef,
+    user_service_client::UserServiceClient, LoginRequest, RefreshRequest, RegisterRequest, Session,
+    UpdateProfileRequest, User, UserRef,
 };
 use platform::{
     grpc,
@@ -136,9 +136,10 @@ pub(crate) async fn register(
         .map_err(failed(&st))?
         .into_inner();
     let mut response = user_response(StatusCode::CREATED, user);
-    response
-        .headers_mut()
-        .insert(header::LOCATION, header::HeaderValue::from_static("/v1/users/me"));
+    response.headers_mut().insert(
+        header::LOCATION,
+        header::HeaderValue::from_static("/v1/users/me"),
+    );
     Ok(response)
 }
 
@@ -212,9 +213,17 @@ fn if_match(headers: &HeaderMap) -> Result<i64, Problem> {
     };
     v.to_str()
         .ok()
-        .and_then(|s| s.trim().strip_prefix('"')?.strip_suffix('"')?.parse::<i64>().ok())
+        .and_then(|s| {
+            s.trim()
+                .strip_prefix('"')?
+                .strip_suffix('"')?
+                .parse::<i64>()
+                .ok()
+        })
         .filter(|v| *v > 0)
-        .ok_or_else(|| Problem::bad_request("If-Match must be an ETag this API gave, such as \"3\""))
+        .ok_or_else(|| {
+            Problem::bad_request("If-Match must be an ETag this API gave, such as \"3\"")
+        })
 }
 
 pub(crate) async fn update_me(
@@ -235,7 +244,11 @@ pub(crate) async fn update_me(
         .map_err(|e| {
             st.user.on_error(&e);
             if e.code() == tonic::Code::FailedPrecondition {
-                Problem::new(StatusCode::PRECONDITION_FAILED, "Precondition Failed", e.message())
+                Problem::new(
+                    StatusCode::PRECONDITION_FAILED,
+                    "Precondition Failed",
+                    e.message(),
+                )
             } else {
                 problem(SERVICE, e)
             }

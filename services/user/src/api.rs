@@ -103,8 +103,7 @@ fn parse_password(p: &str) -> Result<(), Status> {
 
 fn parse_display_name(raw: &str) -> Result<String, Status> {
     let name = raw.trim();
-    if !DISPLAY_NAME_CHARS.contains(&name.chars().count()) || name.chars().any(char::is_control)
-    {
+    if !DISPLAY_NAME_CHARS.contains(&name.chars().count()) || name.chars().any(char::is_control) {
         return Err(invalid(format!(
             "display_name must be {}..={} printable characters",
             DISPLAY_NAME_CHARS.start(),
@@ -207,12 +206,8 @@ impl UserApi {
         let now = now_ms();
         let now_s = u64::try_from(now / 1000).unwrap_or(0);
         let ttl_s = self.config.access_ttl.as_secs();
-        let claims = auth::Claims::new(
-            user_id,
-            now_s,
-            ttl_s,
-            &platform::ids::uuid_v4().to_string(),
-        );
+        let claims =
+            auth::Claims::new(user_id, now_s, ttl_s, &platform::ids::uuid_v4().to_string());
         let access = key
             .sign(&claims)
             .map_err(|e| Status::internal(format!("{SERVICE}: signing failed: {e}")))?;
@@ -231,9 +226,9 @@ impl UserApi {
         }));
         self.store.commit(tx).await.map_err(|e| match e {
             // A concurrent refresh spent the token first.
-            StoreError::Conflict { .. } => Status::unauthenticated(format!(
-                "{SERVICE}: the refresh token was already used"
-            )),
+            StoreError::Conflict { .. } => {
+                Status::unauthenticated(format!("{SERVICE}: the refresh token was already used"))
+            }
             e => store_error(e),
         })?;
         Ok(Session {
@@ -320,8 +315,16 @@ impl UserService for UserApi {
             req.client_address
         };
         let scopes = [
-            ("account", email_key.clone(), self.config.throttle.account_failures_max),
-            ("address", address, self.config.throttle.address_failures_max),
+            (
+                "account",
+                email_key.clone(),
+                self.config.throttle.account_failures_max,
+            ),
+            (
+                "address",
+                address,
+                self.config.throttle.address_failures_max,
+            ),
         ];
         let keys = scopes
             .iter()
@@ -498,7 +501,9 @@ impl UserService for UserApi {
                 Err(e) => return Err(store_error(e)),
             }
         }
-        Err(Status::aborted(format!("{SERVICE}: concurrent profile updates; retry")))
+        Err(Status::aborted(format!(
+            "{SERVICE}: concurrent profile updates; retry"
+        )))
     }
 
     async fn signing_keys(
@@ -531,7 +536,10 @@ mod tests {
     #[test]
     fn emails_are_trimmed_and_keyed_lower_case() {
         let (email, key) = parse_email("  Ann@Example.COM ", false).expect("ok");
-        assert_eq!((email.as_str(), key.as_str()), ("Ann@Example.COM", "ann@example.com"));
+        assert_eq!(
+            (email.as_str(), key.as_str()),
+            ("Ann@Example.COM", "ann@example.com")
+        );
         for bad in ["", "a", "no-at-sign", "@x.org", "a@", "a b@x.org", "a@b@c"] {
             assert!(parse_email(bad, false).is_err(), "{bad:?}");
         }

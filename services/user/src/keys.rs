@@ -39,7 +39,12 @@ impl Keys {
     pub fn published(&self) -> Vec<PublicKey> {
         self.keys
             .read()
-            .map(|k| k.iter().take(PUBLISHED_MAX).map(SigningKey::public).collect())
+            .map(|k| {
+                k.iter()
+                    .take(PUBLISHED_MAX)
+                    .map(SigningKey::public)
+                    .collect()
+            })
             .unwrap_or_default()
     }
 
@@ -52,10 +57,18 @@ impl Keys {
         now_ms: i64,
     ) -> Result<(), StoreError> {
         let mut rows = read(store).await?;
-        let period_ms = i64::try_from(rotate_after.as_millis()).unwrap_or(i64::MAX).max(1);
-        let stale = rows.first().is_none_or(|k| k.created_ms + period_ms <= now_ms);
+        let period_ms = i64::try_from(rotate_after.as_millis())
+            .unwrap_or(i64::MAX)
+            .max(1);
+        let stale = rows
+            .first()
+            .is_none_or(|k| k.created_ms + period_ms <= now_ms);
         if stale {
-            let seed = [platform::ids::random_u128().to_le_bytes(), platform::ids::random_u128().to_le_bytes()].concat();
+            let seed = [
+                platform::ids::random_u128().to_le_bytes(),
+                platform::ids::random_u128().to_le_bytes(),
+            ]
+            .concat();
             let key = SigningKey::from_seed(
                 &format!("k{}", now_ms / period_ms),
                 seed.try_into().unwrap_or([0; 32]),
@@ -66,7 +79,10 @@ impl Keys {
                 seed: key.seed_b64(),
                 created_ms: now_ms,
             };
-            match store.commit(Tx::new().write(UserWrite::InsertKey(row))).await {
+            match store
+                .commit(Tx::new().write(UserWrite::InsertKey(row)))
+                .await
+            {
                 Ok(()) => tracing::info!(kid = %key.kid, "signing key added"),
                 // Another instance added this period's key first; read it below.
                 Err(StoreError::Conflict { .. }) => {}
@@ -77,13 +93,15 @@ impl Keys {
         }
         let keys = rows
             .iter()
-            .filter_map(|r| match SigningKey::from_stored(&r.kid, &r.seed, r.created_ms) {
-                Ok(k) => Some(k),
-                Err(e) => {
-                    tracing::error!(kid = %r.kid, error = %e, "unusable signing key skipped");
-                    None
-                }
-            })
+            .filter_map(
+                |r| match SigningKey::from_stored(&r.kid, &r.seed, r.created_ms) {
+                    Ok(k) => Some(k),
+                    Err(e) => {
+                        tracing::error!(kid = %r.kid, error = %e, "unusable signing key skipped");
+                        None
+                    }
+                },
+            )
             .collect();
         if let Ok(mut k) = self.keys.write() {
             *k = keys;

@@ -87,9 +87,19 @@ mod tests {
     #[test]
     fn a_hash_made_at_another_cost_still_verifies() {
         let cheap = hash("pw-123456", PasswordCost::MINIMAL, [3; 16]).expect("cheap");
-        let costly = PasswordCost { memory_kib: 64, iterations: 2, parallelism: 1 };
+        let costly = PasswordCost {
+            memory_kib: 64,
+            iterations: 2,
+            parallelism: 1,
+        };
         let dear = hash("pw-123456", costly, [3; 16]).expect("dear");
         assert!(verify("pw-123456", &cheap) && verify("pw-123456", &dear));
-        assert!(PasswordCost { memory_kib: 1, iterations: 0, parallelism: 1 }.validate().is_err());
+        assert!(PasswordCost {
+            memory_kib: 1,
+            iterations: 0,
+            parallelism: 1
+        }
+        .validate()
+        .is_err());
     }
 }

@@ -93,13 +93,21 @@ pub enum UserWrite {
 /// A read of the user store.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum UserQuery {
-    UserById { user_id: String },
-    UserByEmail { email_key: String },
+    UserById {
+        user_id: String,
+    },
+    UserByEmail {
+        email_key: String,
+    },
     /// Every signing key, newest first.
     Keys,
-    Refresh { token_hash: String },
+    Refresh {
+        token_hash: String,
+    },
     /// The failure rows of these `(scope, key)` pairs (missing ones are absent).
-    Failures { keys: Vec<(String, String)> },
+    Failures {
+        keys: Vec<(String, String)>,
+    },
 }
 
 /// An answer of the user store.
@@ -158,7 +166,13 @@ impl Schema for UserSchema {
                     return Err(StoreError::conflict("users", &u.email_key));
                 }
                 m.emails.insert(u.email_key.clone(), u.user_id.clone());
-                m.users.insert(u.user_id.clone(), Versioned { version: 1, value: u });
+                m.users.insert(
+                    u.user_id.clone(),
+                    Versioned {
+                        version: 1,
+                        value: u,
+                    },
+                );
             }
             UserWrite::UpdateUser { user, version } => {
                 let current = m.users.get(&user.user_id);
@@ -196,8 +210,13 @@ impl Schema for UserSchema {
                 if m.refresh.contains_key(&t.token_hash) {
                     return Err(StoreError::conflict("refresh_tokens", &t.token_hash));
                 }
-                m.refresh
-                    .insert(t.token_hash.clone(), Versioned { version: 1, value: t });
+                m.refresh.insert(
+                    t.token_hash.clone(),
+                    Versioned {
+                        version: 1,
+                        value: t,
+                    },
+                );
             }
             UserWrite::SpendRefresh {
                 token_hash,

@@ -27,7 +27,10 @@ pub fn check(state: &FinalState) -> Vec<Violation> {
         if !state.users.contains_key(&o.customer_id) {
             out.push(Violation {
                 checker: NAME,
-                detail: format!("order {id} belongs to {:?}, who has no account", o.customer_id),
+                detail: format!(
+                    "order {id} belongs to {:?}, who has no account",
+                    o.customer_id
+                ),
             });
         }
     }

@@ -377,7 +377,11 @@ mod user_schema {
     const EMAILS: [&str; 3] = ["ann@x.org", "bob@x.org", "x"];
     const HASHES: [&str; 3] = ["h1", "h2", ""];
     const FAMILIES: [&str; 2] = ["f1", "f2"];
-    const SCOPES: [(&str, &str); 3] = [("account", "ann@x.org"), ("address", "10.0.0.1"), ("account", "bob@x.org")];
+    const SCOPES: [(&str, &str); 3] = [
+        ("account", "ann@x.org"),
+        ("address", "10.0.0.1"),
+        ("account", "bob@x.org"),
+    ];
 
     fn user() -> impl Strategy<Value = User> + Clone {
         (
@@ -401,7 +405,11 @@ mod user_schema {
             user().prop_map(UserWrite::InsertUser),
             (user(), 1i64..4).prop_map(|(user, version)| UserWrite::UpdateUser { user, version }),
             (prop::sample::select(&["k1", "k2", ""][..]), 0i64..3).prop_map(|(kid, created_ms)| {
-                UserWrite::InsertKey(KeyRow { kid: kid.into(), seed: "c2VlZA".into(), created_ms })
+                UserWrite::InsertKey(KeyRow {
+                    kid: kid.into(),
+                    seed: "c2VlZA".into(),
+                    created_ms,
+                })
             }),
             (
                 prop::sample::select(&HASHES[..]),
@@ -419,16 +427,26 @@ mod user_schema {
                     })
                 }),
             (prop::sample::select(&HASHES[..]), 1i64..4).prop_map(|(h, version)| {
-                UserWrite::SpendRefresh { token_hash: h.into(), version }
+                UserWrite::SpendRefresh {
+                    token_hash: h.into(),
+                    version,
+                }
             }),
-            prop::sample::select(&FAMILIES[..])
-                .prop_map(|f| UserWrite::RevokeFamily { family_id: f.into() }),
-            (prop::sample::select(&SCOPES[..]), 0i64..40, prop::sample::select(&[10i64, 1000][..]))
-                .prop_map(|((scope, key), now_ms, window_ms)| UserWrite::CountFailure {
-                    scope: scope.into(),
-                    key: key.into(),
-                    now_ms,
-                    window_ms,
+            prop::sample::select(&FAMILIES[..]).prop_map(|f| UserWrite::RevokeFamily {
+                family_id: f.into()
+            }),
+            (
+                prop::sample::select(&SCOPES[..]),
+                0i64..40,
+                prop::sample::select(&[10i64, 1000][..])
+            )
+                .prop_map(|((scope, key), now_ms, window_ms)| {
+                    UserWrite::CountFailure {
+                        scope: scope.into(),
+                        key: key.into(),
+                        now_ms,
+                        window_ms,
+                    }
                 }),
             prop::sample::select(&SCOPES[..]).prop_map(|(scope, key)| UserWrite::ClearFailures {
                 scope: scope.into(),
@@ -440,15 +458,21 @@ mod user_schema {
 
     fn query() -> impl Strategy<Value = UserQuery> {
         prop_oneof![
-            prop::sample::select(&IDS[..]).prop_map(|id| UserQuery::UserById { user_id: id.into() }),
-            prop::sample::select(&EMAILS[..])
-                .prop_map(|e| UserQuery::UserByEmail { email_key: e.into() }),
+            prop::sample::select(&IDS[..])
+                .prop_map(|id| UserQuery::UserById { user_id: id.into() }),
+            prop::sample::select(&EMAILS[..]).prop_map(|e| UserQuery::UserByEmail {
+                email_key: e.into()
+            }),
             Just(UserQuery::Keys),
-            prop::sample::select(&HASHES[..])
-                .prop_map(|h| UserQuery::Refresh { token_hash: h.into() }),
+            prop::sample::select(&HASHES[..]).prop_map(|h| UserQuery::Refresh {
+                token_hash: h.into()
+            }),
             prop::collection::vec(prop::sample::select(&SCOPES[..]), 0..4).prop_map(|keys| {
                 UserQuery::Failures {
-                    keys: keys.into_iter().map(|(s, k)| (s.to_owned(), k.to_owned())).collect(),
+                    keys: keys
+                        .into_iter()
+                        .map(|(s, k)| (s.to_owned(), k.to_owned()))
+                        .collect(),
                 }
             }),
         ]

@@ -33,7 +33,8 @@ async fn sessions(client: &HttpClient, base: &str, run: &str) -> anyhow::Result<
     let mut out = Vec::new();
     for u in 0..USERS {
         let email = format!("load-{run}-{u}@bench.test");
-        let body = serde_json::json!({"email": email, "password": PASSWORD, "display_name": "load"});
+        let body =
+            serde_json::json!({"email": email, "password": PASSWORD, "display_name": "load"});
         client
             .post_json::<_, serde_json::Value>(&format!("{base}/v1/users"), &[], &body)
             .await
@@ -112,7 +113,10 @@ async fn main() -> anyhow::Result<()> {
                     "amount_minor": 1_000,
                     "currency": "RUB",
                 });
-                let headers = [("idempotency-key", key.as_str()), ("authorization", auth[user].as_str())];
+                let headers = [
+                    ("idempotency-key", key.as_str()),
+                    ("authorization", auth[user].as_str()),
+                ];
                 client
                     .post_json::<_, Created>(&url, &headers, &body)
                     .await

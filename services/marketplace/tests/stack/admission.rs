@@ -15,14 +15,14 @@ async fn post_order(stack: &support::Stack, key: &str) -> (u16, Option<String>, 
         .await
         .expect("handshake");
     tokio::spawn(conn);
-    let body =
-        json!({"item": "lamp", "amount_minor": 1_000, "currency": "RUB"});
+    let body = json!({"item": "lamp", "amount_minor": 1_000, "currency": "RUB"});
     let req = hyper::Request::builder()
         .method("POST")
         .uri("/v1/orders")
         .header("host", "gateway")
         .header("content-type", "application/json")
         .header("idempotency-key", key)
+        .header("authorization", support::bearer(&stack.session))
         .body(Full::new(Bytes::from(body.to_string())))
         .expect("request");
     let resp = sender.send_request(req).await.expect("answer");

@@ -62,32 +62,114 @@ async fn malformed_requests_get_problem_json_4xx_and_never_a_500() {
     let stack = support::start(|_| {}).await;
     let gw = support::listen(&stack.settings, "gateway");
     let auth = support::bearer(&stack.session);
-    let json = [("content-type", "application/json"), ("authorization", auth.as_str())];
-    let text = [("content-type", "text/plain"), ("authorization", auth.as_str())];
+    let json = [
+        ("content-type", "application/json"),
+        ("authorization", auth.as_str()),
+    ];
+    let text = [
+        ("content-type", "text/plain"),
+        ("authorization", auth.as_str()),
+    ];
     let bearer = [("authorization", auth.as_str())];
     let public = [("content-type", "application/json")];
-    let long_name = format!(r#"{{"email":"x@y.org","password":"long enough","display_name":"{}"}}"#, "n".repeat(101));
-    let cases: Vec<(&str, &str, &[(&str, &str)], &str, u16)> = vec![
+    let long_name = format!(
+        r#"{{"email":"x@y.org","password":"long enough","display_name":"{}"}}"#,
+        "n".repeat(101)
+    );
+    type Case<'a> = (&'a str, &'a str, &'a [(&'a str, &'a str)], &'a str, u16);
+    let cases: Vec<Case> = vec![
         ("POST", "/v1/orders", &json, "{not json", 400),
         ("POST", "/v1/orders", &text, "{}", 415),
         ("POST", "/v1/orders", &json, r#"{"item":"x"}"#, 422),
-        ("POST", "/v1/orders", &json, r#"{"item":"x","amount_minor":-1,"currency":"RUB"}"#, 422),
-        ("POST", "/v1/orders", &json, r#"{"item":"x","amount_minor":1,"currency":"rub"}"#, 422),
-        ("POST", "/v1/orders", &json, r#"{"item":"","amount_minor":1,"currency":"RUB"}"#, 422),
-        ("POST", "/v1/orders", &json, r#"{"item":"x","amount_minor":1,"currency":"RUB","extra":1}"#, 422),
+        (
+            "POST",
+            "/v1/orders",
+            &json,
+            r#"{"item":"x","amount_minor":-1,"currency":"RUB"}"#,
+            422,
+        ),
+        (
+            "POST",
+            "/v1/orders",
+            &json,
+            r#"{"item":"x","amount_minor":1,"currency":"rub"}"#,
+            422,
+        ),
+        (
+            "POST",
+            "/v1/orders",
+            &json,
+            r#"{"item":"","amount_minor":1,"currency":"RUB"}"#,
+            422,
+        ),
+        (
+            "POST",
+            "/v1/orders",
+            &json,
+            r#"{"item":"x","amount_minor":1,"currency":"RUB","extra":1}"#,
+            422,
+        ),
         // The customer is the token's subject; a body cannot name another.
-        ("POST", "/v1/orders", &json, r#"{"customer_id":"c","item":"x","amount_minor":1,"currency":"RUB"}"#, 422),
+        (
+            "POST",
+            "/v1/orders",
+            &json,
+            r#"{"customer_id":"c","item":"x","amount_minor":1,"currency":"RUB"}"#,
+            422,
+        ),
         ("GET", "/v1/orders/not-a-uuid", &bearer, "", 400),
-        ("GET", "/v1/orders/00000000-0000-4000-8000-000000000000", &bearer, "", 404),
+        (
+            "GET",
+            "/v1/orders/00000000-0000-4000-8000-000000000000",
+            &bearer,
+            "",
+            404,
+        ),
         ("GET", "/v1/nothing-here", &[], "", 404),
-        ("POST", "/v1/users", &public, r#"{"email":"not-an-email","password":"long enough","display_name":"A"}"#, 422),
-        ("POST", "/v1/users", &public, r#"{"email":"a@b.org","password":"short","display_name":"A"}"#, 422),
-        ("POST", "/v1/users", &public, r#"{"email":"a@b.org","password":"long enough","display_name":"  "}"#, 422),
+        (
+            "POST",
+            "/v1/users",
+            &public,
+            r#"{"email":"not-an-email","password":"long enough","display_name":"A"}"#,
+            422,
+        ),
+        (
+            "POST",
+            "/v1/users",
+            &public,
+            r#"{"email":"a@b.org","password":"short","display_name":"A"}"#,
+            422,
+        ),
+        (
+            "POST",
+            "/v1/users",
+            &public,
+            r#"{"email":"a@b.org","password":"long enough","display_name":"  "}"#,
+            422,
+        ),
         ("POST", "/v1/users", &public, &long_name, 422),
         ("POST", "/v1/users", &public, r#"{"email":"a@b.org"}"#, 422),
-        ("POST", "/v1/sessions", &public, r#"{"email":"a@b.org","password":"x"}"#, 422),
-        ("POST", "/v1/sessions/refresh", &public, r#"{"refresh_token":""}"#, 422),
-        ("PATCH", "/v1/users/me", &json, r#"{"display_name":""}"#, 422),
+        (
+            "POST",
+            "/v1/sessions",
+            &public,
+            r#"{"email":"a@b.org","password":"x"}"#,
+            422,
+        ),
+        (
+            "POST",
+            "/v1/sessions/refresh",
+            &public,
+            r#"{"refresh_token":""}"#,
+            422,
+        ),
+        (
+            "PATCH",
+            "/v1/users/me",
+            &json,
+            r#"{"display_name":""}"#,
+            422,
+        ),
     ];
     for (method, path, headers, body, want) in cases {
         let answer = raw(gw, method, path, headers, body).await;

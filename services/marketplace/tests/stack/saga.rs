@@ -62,7 +62,12 @@ fn assert_events_match_history(order: &OrderView, events: &[StatusChanged]) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn order_placed_through_the_gateway_is_delivered_and_its_events_are_on_the_topic_in_order() {
     let stack = support::start(|_| {}).await;
-    let created = stack.place_order(Some("stack-happy-1"), json!({"item": "bicycle", "amount_minor": 150_000, "currency": "RUB"})).await;
+    let created = stack
+        .place_order(
+            Some("stack-happy-1"),
+            json!({"item": "bicycle", "amount_minor": 150_000, "currency": "RUB"}),
+        )
+        .await;
     assert_eq!(created.status, "CREATED");
     let done = stack
         .await_order(&created.order_id, Duration::from_secs(60), |o| {
@@ -114,8 +119,7 @@ async fn order_placed_through_the_gateway_is_delivered_and_its_events_are_on_the
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_retried_create_with_the_same_idempotency_key_returns_the_same_order() {
     let stack = support::start(|_| {}).await;
-    let body =
-        json!({"item": "lamp", "amount_minor": 990, "currency": "RUB"});
+    let body = json!({"item": "lamp", "amount_minor": 990, "currency": "RUB"});
     let a = stack.place_order(Some("same-key"), body.clone()).await;
     let b = stack.place_order(Some("same-key"), body).await;
     assert_eq!(a.order_id, b.order_id);
@@ -157,7 +161,12 @@ async fn when_the_psp_answers_too_late_its_duplicate_webhooks_settle_the_payment
         s.psp.callback_copies = 2;
     })
     .await;
-    let created = stack.place_order(None, json!({"item": "chair", "amount_minor": 2_500, "currency": "RUB"})).await;
+    let created = stack
+        .place_order(
+            None,
+            json!({"item": "chair", "amount_minor": 2_500, "currency": "RUB"}),
+        )
+        .await;
     let done = stack
         .await_order(&created.order_id, Duration::from_secs(25), |o| {
             o.status == "DELIVERED"

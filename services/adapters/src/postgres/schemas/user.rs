@@ -189,20 +189,34 @@ impl PgSchema for UserSchema {
         let decode = |what| move |e| store_error(what, e);
         match query {
             UserQuery::UserById { user_id } => {
-                let row = sqlx::query(&format!("SELECT {USER_COLUMNS} FROM users WHERE user_id = $1"))
-                    .bind(user_id)
-                    .fetch_optional(&mut *db)
-                    .await
-                    .map_err(decode("read user"))?;
-                Ok(UserAnswer::User(row.as_ref().map(user).transpose().map_err(decode("decode user"))?))
+                let row = sqlx::query(&format!(
+                    "SELECT {USER_COLUMNS} FROM users WHERE user_id = $1"
+                ))
+                .bind(user_id)
+                .fetch_optional(&mut *db)
+                .await
+                .map_err(decode("read user"))?;
+                Ok(UserAnswer::User(
+                    row.as_ref()
+                        .map(user)
+                        .transpose()
+                        .map_err(decode("decode user"))?,
+                ))
             }
             UserQuery::UserByEmail { email_key } => {
-                let row = sqlx::query(&format!("SELECT {USER_COLUMNS} FROM users WHERE email_key = $1"))
-                    .bind(email_key)
-                    .fetch_optional(&mut *db)
-                    .await
-                    .map_err(decode("read user by email"))?;
-                Ok(UserAnswer::User(row.as_ref().map(user).transpose().map_err(decode("decode user"))?))
+                let row = sqlx::query(&format!(
+                    "SELECT {USER_COLUMNS} FROM users WHERE email_key = $1"
+                ))
+                .bind(email_key)
+                .fetch_optional(&mut *db)
+                .await
+                .map_err(decode("read user by email"))?;
+                Ok(UserAnswer::User(
+                    row.as_ref()
+                        .map(user)
+                        .transpose()
+                        .map_err(decode("decode user"))?,
+                ))
             }
             UserQuery::Keys => {
                 let rows: Vec<(String, String, i64)> = sqlx::query_as(
@@ -213,7 +227,11 @@ impl PgSchema for UserSchema {
                 .map_err(decode("read signing keys"))?;
                 Ok(UserAnswer::Keys(
                     rows.into_iter()
-                        .map(|(kid, seed, created_ms)| KeyRow { kid, seed, created_ms })
+                        .map(|(kid, seed, created_ms)| KeyRow {
+                            kid,
+                            seed,
+                            created_ms,
+                        })
                         .collect(),
                 ))
             }
@@ -227,7 +245,10 @@ impl PgSchema for UserSchema {
                 .await
                 .map_err(decode("read refresh token"))?;
                 Ok(UserAnswer::Refresh(
-                    row.as_ref().map(refresh).transpose().map_err(decode("decode refresh token"))?,
+                    row.as_ref()
+                        .map(refresh)
+                        .transpose()
+                        .map_err(decode("decode refresh token"))?,
                 ))
             }
             UserQuery::Failures { keys } => {
