@@ -9,6 +9,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "payment.proto",
         "delivery.proto",
         "user.proto",
+        "ad.proto",
     ];
     let paths: Vec<String> = protos.iter().map(|p| format!("../../proto/{p}")).collect();
     for p in &paths {

@@ -239,6 +239,7 @@ pub async fn run(scenario: &Scenario, mutants: Mutants, record: bool) -> Outcome
             "deliveries-db" => db_node(&handle, &spec, disks.deliveries.clone(), lose, &journal),
             "analytics-db" => db_node(&handle, &spec, disks.analytics.clone(), lose, &journal),
             "users-db" => db_node(&handle, &spec, disks.users.clone(), lose, &journal),
+            "ads-db" => db_node(&handle, &spec, disks.ads.clone(), lose, &journal),
             other => panic!("the world has no schema for database {other}"),
         };
         nodes.0.insert(
@@ -443,6 +444,7 @@ struct Disks {
     deliveries: DbDisk<DeliverySchema>,
     analytics: DbDisk<MartSchema>,
     users: DbDisk<user::UserSchema>,
+    ads: DbDisk<ad::AdSchema>,
 }
 
 impl Disks {

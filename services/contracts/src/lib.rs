@@ -14,6 +14,9 @@ pub mod delivery {
 pub mod user {
     tonic::include_proto!("marketplace.user.v1");
 }
+pub mod ad {
+    tonic::include_proto!("marketplace.ad.v1");
+}
 
 /// The name of a proto enum value without its type prefix (`ORDER_STATUS_PAID` → `PAID`):
 /// what the REST API and the stores say.
@@ -40,6 +43,17 @@ impl payment::PaymentStatus {
     /// The status the API calls `name` (`Unspecified` for none).
     pub fn from_api_name(name: &str) -> Self {
         Self::from_str_name(&format!("PAYMENT_STATUS_{name}")).unwrap_or_default()
+    }
+}
+
+impl ad::AdStatus {
+    /// `ACTIVE` for `AD_STATUS_ACTIVE`.
+    pub fn api_name(self) -> &'static str {
+        api_name(self.as_str_name(), "AD_STATUS_")
+    }
+    /// The status the API calls `name` (`Unspecified` for none).
+    pub fn from_api_name(name: &str) -> Self {
+        Self::from_str_name(&format!("AD_STATUS_{name}")).unwrap_or_default()
     }
 }
 

@@ -18,10 +18,15 @@
 //! - `POST /v1/orders` `{item, amount_minor, currency}` → 201, for the caller; an
 //!   `Idempotency-Key` header makes a retried POST return the same order.
 //! - `GET /v1/orders/{id}` → 200 for the order's owner, 404 for anyone else.
+//! - `POST /v1/ads`, `PUT`/`PATCH`/`DELETE /v1/ads/{id}` (see [`ads`]); `GET /v1/ads/{id}` is
+//!   public, with `ETag` and `If-None-Match`.
 //!
-//! Errors are `application/problem+json`: 400/401/404/409/412/415/422/429 for the client's
+//! Bodies are at most [`BODY_BYTES_MAX`] (413 beyond).
+//!
+//! Errors are `application/problem+json`: 400/401/403/404/409/412/413/415/422/428/429 for the client's
 //! mistakes, 503 with `Retry-After` when a service behind the gateway cannot be reached.
 
+mod ads;
 mod auth;
 mod errors;
 mod orders;
@@ -35,9 +40,13 @@ use axum::{
 };
 use platform::{grpc::LazyChannel, http::Problem, Mutants, Shutdown};
 
+pub use ads::{etag, none_match, AdBody, AdPatch, AdView, Price};
 pub use auth::{Caller, KeyCache};
 pub use orders::{request_key, CreateOrderBody, OrderView};
 pub use users::{LoginBody, RegisterBody, SessionView, UserView};
+
+/// Bound on a request body; a longer one is answered 413.
+pub const BODY_BYTES_MAX: usize = 64 * 1024;
 
 /// Gateway settings.
 #[derive(Clone, Debug)]
@@ -46,6 +55,8 @@ pub struct Config {
     pub order_url: String,
     /// gRPC URLs of the user service's instances.
     pub user_url: String,
+    /// gRPC URLs of the ad service's instances.
+    pub ad_url: String,
     /// Deliberate faults for the simulation's checkers; default in production.
     pub mutants: Mutants,
 }
@@ -54,6 +65,7 @@ pub struct Config {
 pub(crate) struct AppState {
     order: Arc<LazyChannel>,
     user: Arc<LazyChannel>,
+    ad: Arc<LazyChannel>,
     keys: Arc<KeyCache>,
     mutants: Mutants,
 }
@@ -65,6 +77,7 @@ pub fn router(config: &Config) -> anyhow::Result<(Router, Arc<KeyCache>)> {
     let state = AppState {
         order: Arc::new(LazyChannel::new(&config.order_url)?),
         user,
+        ad: Arc::new(LazyChannel::new(&config.ad_url)?),
         keys: keys.clone(),
         mutants: config.mutants,
     };
@@ -75,10 +88,16 @@ pub fn router(config: &Config) -> anyhow::Result<(Router, Arc<KeyCache>)> {
         .route("/v1/sessions/refresh", post(users::refresh))
         .route("/v1/sessions/logout", post(users::logout))
         .route("/.well-known/jwks.json", get(users::jwks))
+        .route("/v1/ads", post(ads::create))
+        .route(
+            "/v1/ads/:id",
+            get(ads::get).put(ads::put).patch(ads::patch).delete(ads::delete),
+        )
         .route("/v1/orders", post(orders::create))
         .route("/v1/orders/:id", get(orders::get))
         .route("/healthz", get(|| async { "ok" }))
         .fallback(|| async { Problem::not_found("no such route") })
+        .layer(axum::extract::DefaultBodyLimit::max(BODY_BYTES_MAX))
         .with_state(state);
     Ok((router, keys))
 }

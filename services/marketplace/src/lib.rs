@@ -211,6 +211,7 @@ async fn connect_store(
         "deliveries" => connect::<delivery::DeliverySchema>(settings, database).await,
         "analytics" => connect::<analytics::MartSchema>(settings, database).await,
         "users" => connect::<user::UserSchema>(settings, database).await,
+        "ads" => connect::<ad::AdSchema>(settings, database).await,
         other => anyhow::bail!("no schema is known for database {other:?}"),
     }
 }

@@ -4,6 +4,9 @@
 /// `order.status.changed`: every order status change, key = order id.
 pub const ORDER_STATUS_CHANGED: &str = "order.status.changed";
 
+/// `ad.changed`: every ad's new state after each change, key = ad id.
+pub const AD_CHANGED: &str = "ad.changed";
+
 /// The dead-letter topic of `topic`: records its consumers could not process.
 pub fn dlq(topic: &str) -> String {
     format!("{topic}.dlq")

@@ -75,7 +75,7 @@ const fn fake(name: &'static str, region: Region, port: u16) -> ServiceSpec {
 }
 
 /// Every service, dependencies first (the order they start in).
-pub const SERVICES: [ServiceSpec; 8] = [
+pub const SERVICES: [ServiceSpec; 9] = [
     fake("psp", Region::Msk, 8081),
     fake("courier", Region::Nsk, 8082),
     ServiceSpec {
@@ -102,6 +102,11 @@ pub const SERVICES: [ServiceSpec; 8] = [
     ServiceSpec {
         database: Some("users"),
         ..service("user", Region::Msk, 50054)
+    },
+    ServiceSpec {
+        database: Some("ads"),
+        kafka: true,
+        ..service("ad", Region::Msk, 50055)
     },
     service("gateway", Region::Msk, 8080),
 ];
@@ -221,11 +226,18 @@ pub async fn run_service(
             };
             user::run(config, env.store()?, shutdown).await
         }
+        "ad" => {
+            let config = ad::Config {
+                listen: env.listen(),
+            };
+            ad::run(config, env.infra()?, shutdown).await
+        }
         "gateway" => {
             let listener = tokio::net::TcpListener::bind(env.listen()).await?;
             let config = gateway::Config {
                 order_url: env.urls("order"),
                 user_url: env.urls("user"),
+                ad_url: env.urls("ad"),
                 mutants: env.mutants(),
             };
             gateway::run(listener, config, shutdown).await
@@ -266,6 +278,7 @@ mod tests {
             ("order", "delivery"),
             ("gateway", "order"),
             ("gateway", "user"),
+            ("gateway", "ad"),
         ] {
             assert!(
                 position(callee) < position(caller),

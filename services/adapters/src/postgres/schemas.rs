@@ -2,6 +2,7 @@
 //! held to the service's in-memory model by a differential test
 //! (`tests/integration/differential.rs`).
 
+pub mod ad;
 pub mod analytics;
 pub mod delivery;
 pub mod kv;

@@ -5,6 +5,7 @@
 mod support;
 
 mod admission;
+mod ads;
 mod auth;
 mod bad_input;
 mod process;

@@ -151,7 +151,10 @@ where
                     "Unprocessable Entity",
                     e.body_text(),
                 ),
-                other => Problem::bad_request(other.body_text()),
+                other => {
+                    let status = other.status();
+                    Problem::new(status, status.canonical_reason().unwrap_or("Bad Request"), other.body_text())
+                }
             }),
         }
     }

@@ -1,0 +1,430 @@
+//! Ads: the REST face of the ad service, with HTTP caching and optimistic concurrency.
+//!
+//! - `GET` answers with `ETag: "<version>"` and `Cache-Control`; `If-None-Match` with the
+//!   current tag answers 304 without a body.
+//! - `PUT`, `PATCH` and `DELETE` need `If-Match` with the tag the client last read: 428
+//!   without one, 412 when the ad changed since. Only the owner edits (403 otherwise).
+//! - `POST` takes an `Idempotency-Key`, scoped to the caller like an order's.
+//! - Who sees what: an ACTIVE ad, everyone; a HIDDEN or BANNED ad, its owner only; a
+//!   DELETED ad, no one (404).
+
+use axum::{
+    extract::{Path, State},
+    http::{header, HeaderMap, StatusCode},
+    response::{IntoResponse, Response},
+    Json,
+};
+use contracts::ad::{
+    ad_service_client::AdServiceClient, Ad, AdFields, AdRef, AdStatus, CreateAdRequest,
+    DeleteAdRequest, UpdateAdRequest,
+};
+use domain::IdempotencyKey;
+use platform::{
+    grpc,
+    http::{ApiJson, Problem},
+};
+use serde::{Deserialize, Serialize};
+
+use crate::{auth::Caller, errors::problem, AppState};
+
+const SERVICE: &str = "ad";
+
+/// A price as clients write it.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Price {
+    pub amount_minor: i64,
+    pub currency: String,
+}
+
+/// The body of `POST /v1/ads` and `PUT /v1/ads/{id}`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdBody {
+    pub title: String,
+    #[serde(default)]
+    pub description: String,
+    pub price: Price,
+    pub category: String,
+    pub region: String,
+    #[serde(default)]
+    pub photos: Vec<String>,
+    /// `ACTIVE` (the default) or `HIDDEN`; PUT only.
+    #[serde(default)]
+    pub status: Option<String>,
+}
+
+/// The body of `PATCH /v1/ads/{id}`: the fields to change.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdPatch {
+    pub title: Option<String>,
+    pub description: Option<String>,
+    pub price: Option<Price>,
+    pub category: Option<String>,
+    pub region: Option<String>,
+    pub photos: Option<Vec<String>>,
+    pub status: Option<String>,
+}
+
+/// An ad as clients see it.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct AdView {
+    pub ad_id: String,
+    pub owner_id: String,
+    pub title: String,
+    pub description: String,
+    pub price: Price,
+    pub category: String,
+    pub region: String,
+    pub photos: Vec<String>,
+    pub status: String,
+    pub version: i64,
+    pub created_ms: i64,
+    pub updated_ms: i64,
+}
+
+impl From<Ad> for AdView {
+    fn from(a: Ad) -> Self {
+        let status = a.status().api_name().to_owned();
+        let f = a.fields.unwrap_or_default();
+        AdView {
+            ad_id: a.ad_id,
+            owner_id: a.owner_id,
+            title: f.title,
+            description: f.description,
+            price: Price {
+                amount_minor: f.price_minor,
+                currency: f.currency,
+            },
+            category: f.category,
+            region: f.region,
+            photos: f.photos,
+            status,
+            version: a.version,
+            created_ms: a.created_ms,
+            updated_ms: a.updated_ms,
+        }
+    }
+}
+
+/// The strong entity tag of `version`.
+pub fn etag(version: i64) -> String {
+    format!("\"{version}\"")
+}
+
+/// Whether an `If-None-Match` value matches `tag` (a list of tags, weak ones compared
+/// weakly, or `*`).
+pub fn none_match(value: &str, tag: &str) -> bool {
+    value.split(',').map(str::trim).any(|t| {
+        t == "*" || t.strip_prefix("W/").unwrap_or(t) == tag
+    })
+}
+
+/// The version an `If-Match` names: 428 without one, 400 for one this API never gave.
+fn if_match(headers: &HeaderMap) -> Result<i64, Problem> {
+    let Some(v) = headers.get(header::IF_MATCH) else {
+        return Err(Problem::new(
+            StatusCode::PRECONDITION_REQUIRED,
+            "Precondition Required",
+            "changing an ad needs If-Match with the ETag you last read",
+        ));
+    };
+    v.to_str()
+        .ok()
+        .and_then(|s| s.trim().strip_prefix('"')?.strip_suffix('"')?.parse::<i64>().ok())
+        .filter(|v| *v > 0)
+        .ok_or_else(|| Problem::bad_request("If-Match must be an ETag this API gave, such as \"3\""))
+}
+
+fn stale(current: i64) -> Problem {
+    Problem::new(
+        StatusCode::PRECONDITION_FAILED,
+        "Precondition Failed",
+        format!("the ad changed: it is at ETag \"{current}\"; read it again"),
+    )
+}
+
+async fn client(st: &AppState) -> Result<AdServiceClient<tonic::transport::Channel>, Problem> {
+    st.ad
+        .get()
+        .await
+        .map(AdServiceClient::new)
+        .map_err(|e| problem(SERVICE, e))
+}
+
+fn failed(st: &AppState) -> impl Fn(tonic::Status) -> Problem + '_ {
+    move |e| {
+        st.ad.on_error(&e);
+        match e.code() {
+            // Checked against the version read just before: the ad changed in between.
+            tonic::Code::FailedPrecondition => Problem::new(
+                StatusCode::PRECONDITION_FAILED,
+                "Precondition Failed",
+                e.message(),
+            ),
+            _ => problem(SERVICE, e),
+        }
+    }
+}
+
+/// The ad `id` as `caller` may see it, or 404.
+async fn visible(st: &AppState, id: &str, caller: Option<&Caller>) -> Result<Ad, Problem> {
+    let not_found = || Problem::not_found(format!("{SERVICE}: no ad {id}"));
+    if id.is_empty() || id.len() > grpc::ID_BYTES_MAX {
+        return Err(not_found());
+    }
+    let ad = client(st)
+        .await?
+        .get_ad(grpc::request(AdRef { ad_id: id.to_owned() }, None))
+        .await
+        .map_err(|e| match e.code() {
+            tonic::Code::NotFound | tonic::Code::InvalidArgument => not_found(),
+            _ => failed(st)(e),
+        })?
+        .into_inner();
+    let owner = caller.is_some_and(|c| c.user_id == ad.owner_id);
+    match ad.status() {
+        AdStatus::Active => Ok(ad),
+        AdStatus::Hidden | AdStatus::Banned if owner => Ok(ad),
+        _ => Err(not_found()),
+    }
+}
+
+/// The ad `id` the caller may change at the version `If-Match` names.
+async fn editable(
+    st: &AppState,
+    id: &str,
+    caller: &Caller,
+    headers: &HeaderMap,
+) -> Result<(Ad, i64), Problem> {
+    let expected = if_match(headers)?;
+    let ad = visible(st, id, Some(caller)).await?;
+    if ad.owner_id != caller.user_id {
+        return Err(Problem::new(StatusCode::FORBIDDEN, "Forbidden", "only the owner edits an ad"));
+    }
+    if ad.status() == AdStatus::Banned {
+        return Err(Problem::conflict("the ad is banned and cannot change"));
+    }
+    if ad.version != expected {
+        return Err(stale(ad.version));
+    }
+    Ok((ad, expected))
+}
+
+fn ad_response(status: StatusCode, ad: Ad) -> Response {
+    let public = ad.status() == AdStatus::Active;
+    let view = AdView::from(ad);
+    let cache = if public {
+        "public, max-age=10"
+    } else {
+        "private, no-cache"
+    };
+    (
+        status,
+        [
+            (header::ETAG, etag(view.version)),
+            (header::CACHE_CONTROL, cache.to_owned()),
+        ],
+        Json(view),
+    )
+        .into_response()
+}
+
+fn status_of(raw: Option<&str>) -> Result<AdStatus, Problem> {
+    match raw {
+        None | Some("ACTIVE") => Ok(AdStatus::Active),
+        Some("HIDDEN") => Ok(AdStatus::Hidden),
+        Some(other) => Err(Problem::unprocessable(format!(
+            "status must be ACTIVE or HIDDEN, not {other:?}"
+        ))),
+    }
+}
+
+fn fields(b: AdBody) -> AdFields {
+    AdFields {
+        title: b.title,
+        description: b.description,
+        price_minor: b.price.amount_minor,
+        currency: b.price.currency,
+        category: b.category,
+        region: b.region,
+        photos: b.photos,
+    }
+}
+
+pub(crate) async fn create(
+    State(st): State<AppState>,
+    caller: Caller,
+    headers: HeaderMap,
+    ApiJson(body): ApiJson<AdBody>,
+) -> Result<Response, Problem> {
+    if body.status.is_some() {
+        return Err(Problem::unprocessable("a new ad is ACTIVE; hide it with PATCH"));
+    }
+    let key = match headers.get("idempotency-key") {
+        None => platform::ids::uuid_v4().to_string(),
+        Some(v) => v
+            .to_str()
+            .map_err(|_| domain::InvalidInput::IdempotencyKey)
+            .and_then(IdempotencyKey::parse)
+            .map_err(|e| Problem::bad_request(format!("Idempotency-Key: {e}")))?
+            .as_str()
+            .to_owned(),
+    };
+    let key = crate::orders::request_key(&caller.user_id, &format!("ad/{key}"));
+    let req = CreateAdRequest {
+        owner_id: caller.user_id,
+        fields: Some(fields(body)),
+    };
+    let ad = client(&st)
+        .await?
+        .create_ad(grpc::request(req, Some(&key)))
+        .await
+        .map_err(failed(&st))?
+        .into_inner();
+    let location = format!("/v1/ads/{}", ad.ad_id);
+    let mut response = ad_response(StatusCode::CREATED, ad);
+    if let Ok(v) = header::HeaderValue::from_str(&location) {
+        response.headers_mut().insert(header::LOCATION, v);
+    }
+    Ok(response)
+}
+
+pub(crate) async fn get(
+    State(st): State<AppState>,
+    caller: Option<Caller>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, Problem> {
+    let ad = visible(&st, &id, caller.as_ref()).await?;
+    let tag = etag(ad.version);
+    let unchanged = headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| none_match(v, &tag));
+    if unchanged {
+        let mut response = ad_response(StatusCode::NOT_MODIFIED, ad);
+        *response.body_mut() = axum::body::Body::empty();
+        response.headers_mut().remove(header::CONTENT_TYPE);
+        return Ok(response);
+    }
+    Ok(ad_response(StatusCode::OK, ad))
+}
+
+pub(crate) async fn put(
+    State(st): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    ApiJson(body): ApiJson<AdBody>,
+) -> Result<Response, Problem> {
+    let (_, version) = editable(&st, &id, &caller, &headers).await?;
+    let status = status_of(body.status.as_deref())?;
+    let req = UpdateAdRequest {
+        ad_id: id,
+        caller_id: caller.user_id,
+        expected_version: version,
+        fields: Some(fields(body)),
+        status: status as i32,
+    };
+    let ad = client(&st)
+        .await?
+        .update_ad(grpc::request(req, None))
+        .await
+        .map_err(failed(&st))?
+        .into_inner();
+    Ok(ad_response(StatusCode::OK, ad))
+}
+
+pub(crate) async fn patch(
+    State(st): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    ApiJson(p): ApiJson<AdPatch>,
+) -> Result<Response, Problem> {
+    let (ad, version) = editable(&st, &id, &caller, &headers).await?;
+    let status = match p.status.as_deref() {
+        None => ad.status(),
+        some => status_of(some)?,
+    };
+    let mut f = ad.fields.unwrap_or_default();
+    if let Some(v) = p.title {
+        f.title = v;
+    }
+    if let Some(v) = p.description {
+        f.description = v;
+    }
+    if let Some(v) = p.price {
+        f.price_minor = v.amount_minor;
+        f.currency = v.currency;
+    }
+    if let Some(v) = p.category {
+        f.category = v;
+    }
+    if let Some(v) = p.region {
+        f.region = v;
+    }
+    if let Some(v) = p.photos {
+        f.photos = v;
+    }
+    let req = UpdateAdRequest {
+        ad_id: id,
+        caller_id: caller.user_id,
+        expected_version: version,
+        fields: Some(f),
+        status: status as i32,
+    };
+    let ad = client(&st)
+        .await?
+        .update_ad(grpc::request(req, None))
+        .await
+        .map_err(failed(&st))?
+        .into_inner();
+    Ok(ad_response(StatusCode::OK, ad))
+}
+
+pub(crate) async fn delete(
+    State(st): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<StatusCode, Problem> {
+    let (_, version) = editable(&st, &id, &caller, &headers).await?;
+    let req = DeleteAdRequest {
+        ad_id: id,
+        caller_id: caller.user_id,
+        expected_version: version,
+    };
+    client(&st)
+        .await?
+        .delete_ad(grpc::request(req, None))
+        .await
+        .map_err(failed(&st))?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn if_none_match_compares_lists_weak_tags_and_star() {
+        assert!(none_match("\"3\"", "\"3\""));
+        assert!(none_match("\"1\", W/\"3\"", "\"3\""));
+        assert!(none_match("*", "\"3\""));
+        assert!(!none_match("\"4\"", "\"3\""));
+        assert!(!none_match("3", "\"3\""));
+    }
+
+    #[test]
+    fn if_match_is_required_and_must_be_a_tag_we_gave() {
+        let mut h = HeaderMap::new();
+        assert_eq!(if_match(&h).map_err(|p| p.status), Err(428));
+        h.insert(header::IF_MATCH, header::HeaderValue::from_static("\"7\""));
+        assert_eq!(if_match(&h).map_err(|p| p.status), Ok(7));
+        h.insert(header::IF_MATCH, header::HeaderValue::from_static("W/\"7\""));
+        assert_eq!(if_match(&h).map_err(|p| p.status), Err(400));
+    }
+}
