@@ -3,6 +3,7 @@
 
 mod accounts;
 mod admission;
+mod ads;
 mod analytics_mart;
 mod exclusive_work;
 mod goods;
@@ -27,6 +28,15 @@ pub struct FinalState {
     pub refused: Vec<String>,
     /// Orders the gateway showed to a user who does not own them: (order, reader, owner).
     pub foreign_reads: Vec<(String, String, String)>,
+    /// Conditional reads answered 304 for a tag older than an acknowledged version:
+    /// (ad, tag, acknowledged version).
+    pub stale_not_modified: Vec<(String, String, i64)>,
+    /// Ads the gateway acknowledged as created.
+    pub acknowledged_ads: Vec<String>,
+    /// The ad service's ads: id → (version, ad).
+    pub ads: BTreeMap<String, (i64, ad::Ad)>,
+    /// `ad.changed` as the cluster holds it, per partition, below the high watermark.
+    pub ad_events: Vec<Vec<ConsumedRecord>>,
     /// The user service's accounts: user id → email as registered.
     pub users: BTreeMap<String, String>,
     /// The order service's create requests: idempotency key → the order it made.
@@ -61,7 +71,7 @@ impl fmt::Display for Violation {
 }
 
 /// Every checker, by the name scenario files select it with.
-const CHECKERS: [(&str, fn(&FinalState) -> Vec<Violation>); 9] = [
+const CHECKERS: [(&str, fn(&FinalState) -> Vec<Violation>); 10] = [
     (saga_liveness::NAME, saga_liveness::check),
     (money::NAME, money::check),
     (goods::NAME, goods::check),
@@ -71,6 +81,7 @@ const CHECKERS: [(&str, fn(&FinalState) -> Vec<Violation>); 9] = [
     (exclusive_work::NAME, exclusive_work::check),
     (admission::NAME, admission::check),
     (accounts::NAME, accounts::check),
+    (ads::NAME, ads::check),
 ];
 
 /// Every checker's name.

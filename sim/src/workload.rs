@@ -2,7 +2,9 @@
 //! registers (twice at once, through two gateways, with the email's case changed — one
 //! account must come of it), logs in, and places orders with its access token, each retried
 //! with its idempotency key until acknowledged. After each acknowledged order, the next
-//! customer asks for it: it must not be shown (the order is not theirs).
+//! customer asks for it: it must not be shown (the order is not theirs). Each customer also
+//! posts an ad, reads it with `If-None-Match`, edits it, and reads it again with the old tag
+//! (no 304 may come); some then hide or delete theirs.
 
 use std::{
     sync::{Arc, Mutex},
@@ -11,7 +13,7 @@ use std::{
 
 use gateway::SessionView;
 use platform::{
-    http::{HttpClient, HttpError},
+    http::{HttpClient, HttpError, HttpResponse},
     retry::{retry, RetryPolicy},
     Shutdown,
 };
@@ -31,6 +33,11 @@ pub struct Observed {
     pub refused: Vec<String>,
     /// Orders shown to a user who does not own them: `(order id, reader's user id, owner)`.
     pub foreign_reads: Vec<(String, String, String)>,
+    /// Ads the gateway acknowledged as created.
+    pub ads: Vec<String>,
+    /// Conditional reads answered 304 for a tag older than a version of the ad whose write
+    /// had been acknowledged before the read was sent: `(ad id, tag, acknowledged version)`.
+    pub stale_not_modified: Vec<(String, String, i64)>,
 }
 
 /// The email of customer `c`, as its `variant`-th registration spells it.
@@ -143,6 +150,12 @@ struct Created {
 pub async fn run(workload: Workload, observed: Arc<Mutex<Observed>>) {
     let sessions = Arc::new(Sessions::new());
     let mut tasks = Vec::new();
+    for c in 0..CUSTOMERS {
+        let (observed, sessions) = (observed.clone(), sessions.clone());
+        tasks.push(madsim::task::spawn(async move {
+            ad_life(&sessions, c, &observed).await;
+        }));
+    }
     for i in 0..workload.orders {
         let (observed, sessions) = (observed.clone(), sessions.clone());
         let retries = workload.retry;
@@ -212,6 +225,128 @@ pub async fn run(workload: Workload, observed: Arc<Mutex<Observed>>) {
     }
     for t in tasks {
         let _ = t.await;
+    }
+}
+
+/// Sends `method url` as customer `c` until an answer that is not transient (or gives up).
+async fn send_as(
+    sessions: &Sessions,
+    c: u32,
+    method: &str,
+    url: &str,
+    extra: &[(&str, &str)],
+    body: Option<&serde_json::Value>,
+) -> Option<HttpResponse> {
+    let client = HttpClient::new(Duration::from_secs(5));
+    retry(
+        &patient(),
+        "ad call",
+        &Shutdown::never(),
+        HttpError::is_transient,
+        |_| async {
+            let session = sessions.get(c).await?;
+            let auth = format!("Bearer {}", session.access_token);
+            let mut headers = vec![("authorization", auth.as_str())];
+            headers.extend_from_slice(extra);
+            let r = client.send(method, url, &headers, body).await?;
+            match r.status {
+                401 => {
+                    sessions.forget(c).await;
+                    Err(HttpError::Status {
+                        status: 503,
+                        body: "token refused".into(),
+                    })
+                }
+                s if s >= 500 || s == 429 => Err(HttpError::Status {
+                    status: s,
+                    body: String::from_utf8_lossy(&r.body).into_owned(),
+                }),
+                _ => Ok(r),
+            }
+        },
+    )
+    .await
+    .ok()
+}
+
+/// Customer `c` posts an ad, reads it conditionally, edits its price, and checks that the old
+/// tag no longer answers 304; then some hide or delete theirs.
+async fn ad_life(sessions: &Sessions, c: u32, observed: &Mutex<Observed>) {
+    let base = format!("{}/v1/ads", gateway_url(c as usize));
+    let body = serde_json::json!({
+        "title": format!("Bike of customer {c}"),
+        "description": "simulated",
+        "price": {"amount_minor": 10_000 + i64::from(c), "currency": "RUB"},
+        "category": "bikes",
+        "region": if c % 2 == 0 { "msk" } else { "nsk" },
+    });
+    let key = format!("ad-{c}");
+    let Some(created) = send_as(
+        sessions,
+        c,
+        "POST",
+        &base,
+        &[("idempotency-key", &key)],
+        Some(&body),
+    )
+    .await
+    else {
+        return;
+    };
+    let Ok(ad) = created.json::<gateway::AdView>() else {
+        return;
+    };
+    if let Ok(mut o) = observed.lock() {
+        o.ads.push(ad.ad_id.clone());
+    }
+    let url = format!("{base}/{}", ad.ad_id);
+    let first = gateway::etag(ad.version);
+    // Unchanged: a 304 is right (a 200 too).
+    let _ = send_as(sessions, c, "GET", &url, &[("if-none-match", &first)], None).await;
+    let patch =
+        serde_json::json!({"price": {"amount_minor": 20_000 + i64::from(c), "currency": "RUB"}});
+    let Some(edited) = send_as(
+        sessions,
+        c,
+        "PATCH",
+        &url,
+        &[("if-match", &first)],
+        Some(&patch),
+    )
+    .await
+    else {
+        return;
+    };
+    // A 412 is a retry of an edit whose answer was lost: nothing acknowledged, nothing to check.
+    let Ok(edited) = edited.json::<gateway::AdView>() else {
+        return;
+    };
+    if let Some(r) = send_as(sessions, c, "GET", &url, &[("if-none-match", &first)], None).await {
+        if r.status == 304 {
+            if let Ok(mut o) = observed.lock() {
+                o.stale_not_modified
+                    .push((ad.ad_id.clone(), first.clone(), edited.version));
+            }
+        }
+    }
+    let tag = gateway::etag(edited.version);
+    match c % 3 {
+        1 => {
+            let _ = send_as(sessions, c, "DELETE", &url, &[("if-match", &tag)], None).await;
+        }
+        2 => {
+            let hide = serde_json::json!({"status": "HIDDEN"});
+            let _ = send_as(
+                sessions,
+                c,
+                "PATCH",
+                &url,
+                &[("if-match", &tag)],
+                Some(&hide),
+            )
+            .await;
+        }
+        _ => {}
     }
 }
 

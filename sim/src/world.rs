@@ -364,6 +364,10 @@ pub async fn run(scenario: &Scenario, mutants: Mutants, record: bool) -> Outcome
         acknowledged: observed.acknowledged,
         refused: observed.refused,
         foreign_reads: observed.foreign_reads,
+        stale_not_modified: observed.stale_not_modified,
+        acknowledged_ads: observed.ads,
+        ads: disks.ads(),
+        ad_events: kafka.log_snapshot(ad::AD_CHANGED_TOPIC),
         users: disks.users(),
         requests: disks.requests(),
         workload_done: workload.is_none(),
@@ -466,6 +470,20 @@ impl Disks {
         self.orders
             .lock()
             .map(|s| s.model.requests.clone())
+            .unwrap_or_default()
+    }
+
+    /// Every ad with its version.
+    fn ads(&self) -> BTreeMap<String, (i64, ad::Ad)> {
+        self.ads
+            .lock()
+            .map(|s| {
+                s.model
+                    .ads
+                    .iter()
+                    .map(|(id, a)| (id.clone(), (a.version, a.value.clone())))
+                    .collect()
+            })
             .unwrap_or_default()
     }
 

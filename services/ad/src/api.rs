@@ -14,7 +14,9 @@ use tonic::{Request, Response, Status};
 
 use crate::{
     changed_event, now_ms,
-    store::{Ad, AdQuery, AdSchema, AdWrite, DESCRIPTION_CHARS_MAX, PHOTOS_MAX, SLUG_CHARS, TITLE_CHARS},
+    store::{
+        Ad, AdQuery, AdSchema, AdWrite, DESCRIPTION_CHARS_MAX, PHOTOS_MAX, SLUG_CHARS, TITLE_CHARS,
+    },
 };
 
 const SERVICE: &str = "ad";
@@ -165,7 +167,10 @@ impl AdApi {
 
 #[tonic::async_trait]
 impl AdService for AdApi {
-    async fn create_ad(&self, request: Request<CreateAdRequest>) -> Result<Response<AdMsg>, Status> {
+    async fn create_ad(
+        &self,
+        request: Request<CreateAdRequest>,
+    ) -> Result<Response<AdMsg>, Status> {
         let key = idempotency_key(SERVICE, &request)?;
         let req = request.into_inner();
         require_id(SERVICE, "owner_id", &req.owner_id)?;
@@ -202,7 +207,10 @@ impl AdService for AdApi {
         match self.infra.store.commit(tx).await {
             Ok(()) => {
                 self.outbox.notify();
-                Ok(Response::new(to_msg(&Versioned { version: 1, value: ad })))
+                Ok(Response::new(to_msg(&Versioned {
+                    version: 1,
+                    value: ad,
+                })))
             }
             // A concurrent retry with the same key won: answer with its ad.
             Err(StoreError::Conflict { .. }) => self
@@ -226,7 +234,10 @@ impl AdService for AdApi {
         Ok(Response::new(to_msg(&ad)))
     }
 
-    async fn update_ad(&self, request: Request<UpdateAdRequest>) -> Result<Response<AdMsg>, Status> {
+    async fn update_ad(
+        &self,
+        request: Request<UpdateAdRequest>,
+    ) -> Result<Response<AdMsg>, Status> {
         let req = request.into_inner();
         let status = match AdStatus::try_from(req.status).unwrap_or_default() {
             AdStatus::Active => "ACTIVE",
@@ -244,7 +255,10 @@ impl AdService for AdApi {
         Ok(Response::new(to_msg(&updated)))
     }
 
-    async fn delete_ad(&self, request: Request<DeleteAdRequest>) -> Result<Response<AdMsg>, Status> {
+    async fn delete_ad(
+        &self,
+        request: Request<DeleteAdRequest>,
+    ) -> Result<Response<AdMsg>, Status> {
         let req = request.into_inner();
         let current = self
             .editable(&req.ad_id, &req.caller_id, req.expected_version)

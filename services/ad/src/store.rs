@@ -68,9 +68,13 @@ pub enum AdWrite {
 /// A read of the ad store.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum AdQuery {
-    Ad { ad_id: String },
+    Ad {
+        ad_id: String,
+    },
     /// The ad the create request `request_key` made.
-    ByRequest { request_key: String },
+    ByRequest {
+        request_key: String,
+    },
 }
 
 /// The ad store's tables in memory.
@@ -106,8 +110,13 @@ impl Schema for AdSchema {
                     return Err(StoreError::conflict("ads", &ad.ad_id));
                 }
                 m.requests.insert(request_key, ad.ad_id.clone());
-                m.ads
-                    .insert(ad.ad_id.clone(), Versioned { version: 1, value: ad });
+                m.ads.insert(
+                    ad.ad_id.clone(),
+                    Versioned {
+                        version: 1,
+                        value: ad,
+                    },
+                );
             }
             AdWrite::Update { ad, version } => {
                 let Some(current) = m.ads.get(&ad.ad_id).filter(|c| c.version == version) else {

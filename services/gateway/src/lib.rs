@@ -91,7 +91,10 @@ pub fn router(config: &Config) -> anyhow::Result<(Router, Arc<KeyCache>)> {
         .route("/v1/ads", post(ads::create))
         .route(
             "/v1/ads/:id",
-            get(ads::get).put(ads::put).patch(ads::patch).delete(ads::delete),
+            get(ads::get)
+                .put(ads::put)
+                .patch(ads::patch)
+                .delete(ads::delete),
         )
         .route("/v1/orders", post(orders::create))
         .route("/v1/orders/:id", get(orders::get))

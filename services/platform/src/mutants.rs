@@ -49,6 +49,9 @@ pub struct Mutants {
     pub email_key_case_sensitive: bool,
     /// gateway: an order is shown to whoever asks for its id, not only to its owner (IDOR).
     pub owner_check_skipped: bool,
+    /// gateway: any `If-None-Match` on an ad is answered 304, whether its tag is current or
+    /// not, so a client keeps showing an ad that changed.
+    pub not_modified_unchecked: bool,
 }
 
 impl Mutants {
@@ -71,13 +74,14 @@ impl Mutants {
             "shed-after-create" => m.shed_after_create = true,
             "email-key-case-sensitive" => m.email_key_case_sensitive = true,
             "owner-check-skipped" => m.owner_check_skipped = true,
+            "not-modified-unchecked" => m.not_modified_unchecked = true,
             _ => return None,
         }
         Some(m)
     }
 
     /// Every mutant's name.
-    pub const NAMES: [&'static str; 15] = [
+    pub const NAMES: [&'static str; 16] = [
         "publish-without-outbox",
         "psp-call-without-idempotency-key",
         "charge-without-idempotency-key",
@@ -93,6 +97,7 @@ impl Mutants {
         "shed-after-create",
         "email-key-case-sensitive",
         "owner-check-skipped",
+        "not-modified-unchecked",
     ];
 
     /// `config` with the producer mutants applied.

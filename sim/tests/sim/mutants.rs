@@ -121,6 +121,11 @@ fn skipping_the_owner_check_shows_orders_to_other_users_and_is_caught() {
 }
 
 #[test]
+fn answering_304_without_comparing_tags_hides_changes_and_is_caught() {
+    caught("not-modified-unchecked");
+}
+
+#[test]
 fn every_mutant_is_named_by_some_scenario() {
     let all = scenario::embedded();
     for m in Mutants::NAMES {

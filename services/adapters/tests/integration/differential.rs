@@ -483,3 +483,61 @@ mod user_schema {
         differential::<UserSchema>(sequence(write(), query()), &[]);
     }
 }
+
+mod ad_schema {
+    use ad::{store::STATUSES, Ad, AdQuery, AdSchema, AdWrite};
+
+    use super::*;
+
+    const IDS: [&str; 3] = ["ad-1", "ad-2", "ad-3"];
+    const KEYS: [&str; 3] = ["req-a", "req-b", "req-c"];
+
+    fn ad() -> impl Strategy<Value = Ad> + Clone {
+        (
+            prop::sample::select(&IDS[..]),
+            prop::sample::select(&["Bike", "", "Lamp"][..]),
+            prop_oneof![Just(100i64), Just(0i64), Just(5_000i64)],
+            prop::sample::select(&STATUSES[..]),
+            prop::collection::vec(Just("m-1".to_owned()), 0..12),
+            prop::sample::select(&["bikes", "home"][..]),
+        )
+            .prop_map(|(id, title, price_minor, status, photos, category)| Ad {
+                ad_id: id.into(),
+                owner_id: "user-1".into(),
+                title: title.into(),
+                description: String::new(),
+                price_minor,
+                currency: "RUB".into(),
+                category: category.into(),
+                region: "msk".into(),
+                photos,
+                status: status.into(),
+                created_ms: 1,
+                updated_ms: 2,
+            })
+    }
+
+    fn write() -> impl Strategy<Value = AdWrite> + Clone {
+        prop_oneof![
+            (ad(), prop::sample::select(&KEYS[..])).prop_map(|(ad, key)| AdWrite::Create {
+                ad,
+                request_key: key.into()
+            }),
+            (ad(), 1i64..4).prop_map(|(ad, version)| AdWrite::Update { ad, version }),
+        ]
+    }
+
+    fn query() -> impl Strategy<Value = AdQuery> {
+        prop_oneof![
+            prop::sample::select(&IDS[..]).prop_map(|id| AdQuery::Ad { ad_id: id.into() }),
+            prop::sample::select(&KEYS[..]).prop_map(|k| AdQuery::ByRequest {
+                request_key: k.into()
+            }),
+        ]
+    }
+
+    #[test]
+    fn the_ad_model_and_postgres_agree_on_random_transactions() {
+        differential::<AdSchema>(sequence(write(), query()), &[]);
+    }
+}

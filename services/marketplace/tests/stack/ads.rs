@@ -38,9 +38,19 @@ async fn ads_are_created_read_with_etags_edited_by_their_owner_and_deleted() {
     let gw = support::listen(&stack.settings, "gateway");
     let owner = bearer(&stack.session);
     let other = bearer(&support::register_and_login(&stack.gateway, "rival@stack.test").await);
-    let json_as = |auth: &str| vec![("content-type", "application/json".to_owned()), ("authorization", auth.to_owned())];
-    let h = |v: &Vec<(&'static str, String)>| v.iter().map(|(k, v)| (*k, v.clone())).collect::<Vec<_>>();
-    let call = |method: &'static str, path: String, headers: Vec<(&'static str, String)>, body: String| async move {
+    let json_as = |auth: &str| {
+        vec![
+            ("content-type", "application/json".to_owned()),
+            ("authorization", auth.to_owned()),
+        ]
+    };
+    let h = |v: &Vec<(&'static str, String)>| {
+        v.iter().map(|(k, v)| (*k, v.clone())).collect::<Vec<_>>()
+    };
+    let call = |method: &'static str,
+                path: String,
+                headers: Vec<(&'static str, String)>,
+                body: String| async move {
         let hs: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
         raw(gw, method, &path, &hs, &body).await
     };
@@ -61,31 +71,69 @@ async fn ads_are_created_read_with_etags_edited_by_their_owner_and_deleted() {
     // Public read, conditional read.
     let read = call("GET", path.clone(), vec![], String::new()).await;
     assert_eq!(read.0, 200);
-    assert_eq!(read.1.get("cache-control").and_then(|v| v.to_str().ok()), Some("public, max-age=10"));
-    let not_modified = call("GET", path.clone(), vec![("if-none-match", "\"1\"".into())], String::new()).await;
+    assert_eq!(
+        read.1.get("cache-control").and_then(|v| v.to_str().ok()),
+        Some("public, max-age=10")
+    );
+    let not_modified = call(
+        "GET",
+        path.clone(),
+        vec![("if-none-match", "\"1\"".into())],
+        String::new(),
+    )
+    .await;
     assert_eq!((not_modified.0, not_modified.2.as_str()), (304, ""));
     assert_eq!(tag(&not_modified), "\"1\"");
 
     // Edits need If-Match, and the owner.
     let patch = json!({"price": {"amount_minor": 2_200_000, "currency": "RUB"}}).to_string();
-    assert_problem(&call("PATCH", path.clone(), h(&json_as(&owner)), patch.clone()).await, 428, "no If-Match");
+    assert_problem(
+        &call("PATCH", path.clone(), h(&json_as(&owner)), patch.clone()).await,
+        428,
+        "no If-Match",
+    );
     let mut stale = json_as(&owner);
     stale.push(("if-match", "\"7\"".into()));
-    assert_problem(&call("PATCH", path.clone(), h(&stale), patch.clone()).await, 412, "stale If-Match");
+    assert_problem(
+        &call("PATCH", path.clone(), h(&stale), patch.clone()).await,
+        412,
+        "stale If-Match",
+    );
     let mut theirs = json_as(&other);
     theirs.push(("if-match", "\"1\"".into()));
-    assert_problem(&call("PATCH", path.clone(), h(&theirs), patch.clone()).await, 403, "not the owner");
+    assert_problem(
+        &call("PATCH", path.clone(), h(&theirs), patch.clone()).await,
+        403,
+        "not the owner",
+    );
     let mut fresh = json_as(&owner);
     fresh.push(("if-match", "\"1\"".into()));
     let patched = call("PATCH", path.clone(), h(&fresh), patch.clone()).await;
     assert_eq!(patched.0, 200, "{}", patched.2);
     let patched_ad: AdView = serde_json::from_str(&patched.2).expect("ad");
-    assert_eq!((patched_ad.version, patched_ad.price.amount_minor, patched_ad.title.as_str()), (2, 2_200_000, "Road bike"));
+    assert_eq!(
+        (
+            patched_ad.version,
+            patched_ad.price.amount_minor,
+            patched_ad.title.as_str()
+        ),
+        (2, 2_200_000, "Road bike")
+    );
     // The old tag no longer matches: a 200 with the new version.
-    let changed = call("GET", path.clone(), vec![("if-none-match", "\"1\"".into())], String::new()).await;
+    let changed = call(
+        "GET",
+        path.clone(),
+        vec![("if-none-match", "\"1\"".into())],
+        String::new(),
+    )
+    .await;
     assert_eq!((changed.0, tag(&changed)), (200, "\"2\"".to_owned()));
     // A second write with the first tag loses.
-    assert_problem(&call("PATCH", path.clone(), h(&fresh), patch.clone()).await, 412, "lost update");
+    assert_problem(
+        &call("PATCH", path.clone(), h(&fresh), patch.clone()).await,
+        412,
+        "lost update",
+    );
 
     // PUT replaces; hiding makes the ad its owner's alone.
     let mut put = json_as(&owner);
@@ -95,29 +143,90 @@ async fn ads_are_created_read_with_etags_edited_by_their_owner_and_deleted() {
     body["status"] = json!("HIDDEN");
     let hidden = call("PUT", path.clone(), h(&put), body.to_string()).await;
     assert_eq!(hidden.0, 200, "{}", hidden.2);
-    assert_problem(&call("GET", path.clone(), vec![], String::new()).await, 404, "hidden, anonymous");
-    assert_problem(&call("GET", path.clone(), vec![("authorization", other.clone())], String::new()).await, 404, "hidden, another user");
-    let mine = call("GET", path.clone(), vec![("authorization", owner.clone())], String::new()).await;
+    assert_problem(
+        &call("GET", path.clone(), vec![], String::new()).await,
+        404,
+        "hidden, anonymous",
+    );
+    assert_problem(
+        &call(
+            "GET",
+            path.clone(),
+            vec![("authorization", other.clone())],
+            String::new(),
+        )
+        .await,
+        404,
+        "hidden, another user",
+    );
+    let mine = call(
+        "GET",
+        path.clone(),
+        vec![("authorization", owner.clone())],
+        String::new(),
+    )
+    .await;
     assert_eq!(mine.0, 200);
-    assert_eq!(mine.1.get("cache-control").and_then(|v| v.to_str().ok()), Some("private, no-cache"));
+    assert_eq!(
+        mine.1.get("cache-control").and_then(|v| v.to_str().ok()),
+        Some("private, no-cache")
+    );
 
     // Delete.
-    assert_problem(&call("DELETE", path.clone(), vec![("authorization", owner.clone())], String::new()).await, 428, "delete without If-Match");
-    let deleted = call("DELETE", path.clone(), vec![("authorization", owner.clone()), ("if-match", "\"3\"".into())], String::new()).await;
+    assert_problem(
+        &call(
+            "DELETE",
+            path.clone(),
+            vec![("authorization", owner.clone())],
+            String::new(),
+        )
+        .await,
+        428,
+        "delete without If-Match",
+    );
+    let deleted = call(
+        "DELETE",
+        path.clone(),
+        vec![
+            ("authorization", owner.clone()),
+            ("if-match", "\"3\"".into()),
+        ],
+        String::new(),
+    )
+    .await;
     assert_eq!(deleted.0, 204, "{}", deleted.2);
-    assert_problem(&call("GET", path.clone(), vec![("authorization", owner.clone())], String::new()).await, 404, "deleted");
+    assert_problem(
+        &call(
+            "GET",
+            path.clone(),
+            vec![("authorization", owner.clone())],
+            String::new(),
+        )
+        .await,
+        404,
+        "deleted",
+    );
 
     // Every version is on ad.changed, in order, under the ad's key.
     let log: Arc<dyn EventLog> = Arc::new(
-        KafkaEventLog::connect(KafkaConfig::new(stack.settings.kafka_bootstrap.clone())).await.expect("kafka"),
+        KafkaEventLog::connect(KafkaConfig::new(stack.settings.kafka_bootstrap.clone()))
+            .await
+            .expect("kafka"),
     );
     #[allow(clippy::disallowed_methods)]
     let group = format!("stack-ads-{}", uuid::Uuid::new_v4().simple());
-    let mut consumer = log.consumer(ConsumerConfig::new(group), &[ad::AD_CHANGED_TOPIC]).await.expect("consumer");
+    let mut consumer = log
+        .consumer(ConsumerConfig::new(group), &[ad::AD_CHANGED_TOPIC])
+        .await
+        .expect("consumer");
     let mut versions = Vec::new();
     let started = tokio::time::Instant::now();
     while versions.len() < 4 && started.elapsed() < Duration::from_secs(60) {
-        for r in consumer.poll(Duration::from_millis(500)).await.expect("poll") {
+        for r in consumer
+            .poll(Duration::from_millis(500))
+            .await
+            .expect("poll")
+        {
             if r.key == ad.ad_id {
                 let e: ad::AdChanged = serde_json::from_slice(&r.payload).expect("event");
                 versions.push((e.version, e.ad.status, e.ad.price_minor));
@@ -140,7 +249,10 @@ async fn bad_ads_are_refused_with_problem_json() {
     let stack = support::start(|_| {}).await;
     let gw = support::listen(&stack.settings, "gateway");
     let auth = bearer(&stack.session);
-    let headers = [("content-type", "application/json"), ("authorization", auth.as_str())];
+    let headers = [
+        ("content-type", "application/json"),
+        ("authorization", auth.as_str()),
+    ];
     let with = |field: &str, value: serde_json::Value| {
         let mut b = bike();
         b[field] = value;
@@ -148,20 +260,59 @@ async fn bad_ads_are_refused_with_problem_json() {
     };
     let cases = [
         ("empty title", with("title", json!("")), 422),
-        ("negative price", with("price", json!({"amount_minor": -5, "currency": "RUB"})), 422),
-        ("lower-case currency", with("price", json!({"amount_minor": 5, "currency": "rub"})), 422),
-        ("category with spaces", with("category", json!("Road Bikes")), 422),
+        (
+            "negative price",
+            with("price", json!({"amount_minor": -5, "currency": "RUB"})),
+            422,
+        ),
+        (
+            "lower-case currency",
+            with("price", json!({"amount_minor": 5, "currency": "rub"})),
+            422,
+        ),
+        (
+            "category with spaces",
+            with("category", json!("Road Bikes")),
+            422,
+        ),
         ("eleven photos", with("photos", json!(vec!["m"; 11])), 422),
         ("a status on create", with("status", json!("BANNED")), 422),
         ("an unknown field", with("colour", json!("red")), 422),
-        ("a description too long", with("description", json!("d".repeat(5001))), 422),
-        ("a body over 64 KiB", with("description", json!("d".repeat(70_000))), 413),
+        (
+            "a description too long",
+            with("description", json!("d".repeat(5001))),
+            422,
+        ),
+        (
+            "a body over 64 KiB",
+            with("description", json!("d".repeat(70_000))),
+            413,
+        ),
     ];
     for (what, body, want) in cases {
-        assert_problem(&raw(gw, "POST", "/v1/ads", &headers, &body).await, want, what);
+        assert_problem(
+            &raw(gw, "POST", "/v1/ads", &headers, &body).await,
+            want,
+            what,
+        );
     }
-    assert_problem(&raw(gw, "POST", "/v1/ads", &[("content-type", "application/json")], &bike().to_string()).await, 401, "anonymous create");
-    assert_problem(&raw(gw, "GET", "/v1/ads/no-such-ad", &[], "").await, 404, "unknown ad");
+    assert_problem(
+        &raw(
+            gw,
+            "POST",
+            "/v1/ads",
+            &[("content-type", "application/json")],
+            &bike().to_string(),
+        )
+        .await,
+        401,
+        "anonymous create",
+    );
+    assert_problem(
+        &raw(gw, "GET", "/v1/ads/no-such-ad", &[], "").await,
+        404,
+        "unknown ad",
+    );
     let long = format!("/v1/ads/{}", "x".repeat(100));
     assert_problem(&raw(gw, "GET", &long, &[], "").await, 404, "overlong id");
 }

@@ -67,7 +67,9 @@ pub async fn start(tune: impl FnOnce(&mut Settings)) -> Stack {
         .await
         .expect("the stack starts (is `ci/infra/up.sh` running?)");
     // tonic binds its listeners inside its serve task: wait until every port accepts.
-    for addr in ["order", "payment", "delivery", "user", "ad", "gateway"].map(|s| listen(&settings, s)) {
+    for addr in
+        ["order", "payment", "delivery", "user", "ad", "gateway"].map(|s| listen(&settings, s))
+    {
         let started = tokio::time::Instant::now();
         while tokio::net::TcpStream::connect(addr).await.is_err() {
             assert!(

@@ -78,6 +78,26 @@ impl HttpClient {
         self.call("GET", url, headers, None).await
     }
 
+    /// Sends one request and returns whatever the server answered (any status); an error only
+    /// when no answer came.
+    pub async fn send(
+        &self,
+        method: &str,
+        url: &str,
+        headers: &[(&str, &str)],
+        body: Option<&serde_json::Value>,
+    ) -> Result<HttpResponse, HttpError> {
+        let body = body
+            .map(serde_json::to_vec)
+            .transpose()
+            .map_err(|e| HttpError::Decode(e.to_string()))?;
+        let timeout = self.timeout;
+        match tokio::time::timeout(timeout, self.exchange(method, url, headers, body)).await {
+            Ok(r) => r,
+            Err(_) => Err(HttpError::Timeout(timeout)),
+        }
+    }
+
     async fn call<R: DeserializeOwned>(
         &self,
         method: &str,
@@ -86,19 +106,27 @@ impl HttpClient {
         body: Option<Vec<u8>>,
     ) -> Result<R, HttpError> {
         let timeout = self.timeout;
-        match tokio::time::timeout(timeout, self.exchange(method, url, headers, body)).await {
-            Ok(r) => r,
-            Err(_) => Err(HttpError::Timeout(timeout)),
+        let response =
+            match tokio::time::timeout(timeout, self.exchange(method, url, headers, body)).await {
+                Ok(r) => r?,
+                Err(_) => return Err(HttpError::Timeout(timeout)),
+            };
+        if !(200..300).contains(&response.status) {
+            return Err(HttpError::Status {
+                status: response.status,
+                body: String::from_utf8_lossy(&response.body).into_owned(),
+            });
         }
+        serde_json::from_slice(&response.body).map_err(|e| HttpError::Decode(e.to_string()))
     }
 
-    async fn exchange<R: DeserializeOwned>(
+    async fn exchange(
         &self,
         method: &str,
         url: &str,
         headers: &[(&str, &str)],
         body: Option<Vec<u8>>,
-    ) -> Result<R, HttpError> {
+    ) -> Result<HttpResponse, HttpError> {
         let uri: http::Uri = url.parse().map_err(|_| HttpError::InvalidUrl(url.into()))?;
         let authority = uri
             .authority()
@@ -140,18 +168,45 @@ impl HttpClient {
             .send_request(req)
             .await
             .map_err(|e| HttpError::Protocol(e.to_string()))?;
-        let status = resp.status();
-        let bytes = Limited::new(resp.into_body(), RESPONSE_BYTES_MAX)
+        let status = resp.status().as_u16();
+        let headers = resp
+            .headers()
+            .iter()
+            .filter_map(|(k, v)| Some((k.as_str().to_owned(), v.to_str().ok()?.to_owned())))
+            .collect();
+        let body = Limited::new(resp.into_body(), RESPONSE_BYTES_MAX)
             .collect()
             .await
             .map_err(|e| HttpError::Protocol(e.to_string()))?
             .to_bytes();
-        if !status.is_success() {
-            return Err(HttpError::Status {
-                status: status.as_u16(),
-                body: String::from_utf8_lossy(&bytes).into_owned(),
-            });
-        }
-        serde_json::from_slice(&bytes).map_err(|e| HttpError::Decode(e.to_string()))
+        Ok(HttpResponse {
+            status,
+            headers,
+            body,
+        })
+    }
+}
+
+/// An answer of [`HttpClient::send`].
+#[derive(Clone, Debug)]
+pub struct HttpResponse {
+    pub status: u16,
+    /// Header names lower-case, values that are text.
+    pub headers: Vec<(String, String)>,
+    pub body: Bytes,
+}
+
+impl HttpResponse {
+    /// The first value of header `name` (lower-case).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The body as JSON.
+    pub fn json<R: DeserializeOwned>(&self) -> Result<R, HttpError> {
+        serde_json::from_slice(&self.body).map_err(|e| HttpError::Decode(e.to_string()))
     }
 }

@@ -153,7 +153,11 @@ where
                 ),
                 other => {
                     let status = other.status();
-                    Problem::new(status, status.canonical_reason().unwrap_or("Bad Request"), other.body_text())
+                    Problem::new(
+                        status,
+                        status.canonical_reason().unwrap_or("Bad Request"),
+                        other.body_text(),
+                    )
                 }
             }),
         }
