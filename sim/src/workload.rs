@@ -2,9 +2,13 @@
 //! registers (twice at once, through two gateways, with the email's case changed — one
 //! account must come of it), logs in, and places orders with its access token, each retried
 //! with its idempotency key until acknowledged. After each acknowledged order, the next
-//! customer asks for it: it must not be shown (the order is not theirs). Each customer also
-//! posts an ad, reads it with `If-None-Match`, edits it, and reads it again with the old tag
-//! (no 304 may come); some then hide or delete theirs.
+//! customer asks for it: it must not be shown (the order is not theirs).
+//!
+//! Ads: before ordering, each customer posts the ad it sells; each order buys the ad of the
+//! customer three places on, naming the price the buyer last saw (a 409 sends it to look
+//! again). Meanwhile each seller reads its ad with `If-None-Match`, raises the price, and
+//! reads it again with the old tag (no 304 may come); each also posts a second ad and hides
+//! or deletes it.
 
 use std::{
     sync::{Arc, Mutex},
@@ -149,28 +153,45 @@ struct Created {
 /// Places `workload`'s orders, recording what the client saw in `observed`.
 pub async fn run(workload: Workload, observed: Arc<Mutex<Observed>>) {
     let sessions = Arc::new(Sessions::new());
+    // Every customer first registers and posts the ad it sells.
+    let posting = (0..CUSTOMERS).map(|c| {
+        let (sessions, observed) = (sessions.clone(), observed.clone());
+        madsim::task::spawn(async move { post_listing(&sessions, c, &observed).await })
+    });
+    let listings: Vec<Option<gateway::AdView>> = futures::future::join_all(posting)
+        .await
+        .into_iter()
+        .map(|r| r.ok().flatten())
+        .collect();
+    // What each buyer believes each ad costs: the price it saw, until a 409 says otherwise.
+    let known: Arc<Mutex<Vec<Option<gateway::Price>>>> =
+        Arc::new(Mutex::new(listings.iter().map(|l| l.as_ref().map(|a| a.price.clone())).collect()));
     let mut tasks = Vec::new();
-    for c in 0..CUSTOMERS {
+    for (c, listing) in (0..CUSTOMERS).zip(listings.iter().cloned()) {
         let (observed, sessions) = (observed.clone(), sessions.clone());
         tasks.push(madsim::task::spawn(async move {
-            ad_life(&sessions, c, &observed).await;
+            if let Some(listing) = listing {
+                reprice(&sessions, c, &listing, &observed).await;
+            }
+            scratch_ad(&sessions, c, &observed).await;
         }));
     }
     for i in 0..workload.orders {
-        let (observed, sessions) = (observed.clone(), sessions.clone());
+        let (observed, sessions, known) = (observed.clone(), sessions.clone(), known.clone());
         let retries = workload.retry;
+        let c = i % CUSTOMERS;
+        // Each customer buys from the customer three places on.
+        let seller = ((c + 3) % CUSTOMERS) as usize;
+        let Some(listing) = listings[seller].clone() else {
+            continue;
+        };
         tasks.push(madsim::task::spawn(async move {
             let client = HttpClient::new(Duration::from_secs(5));
-            let c = i % CUSTOMERS;
             // The client spreads its orders over the gateway instances (a load balancer's
             // round robin); each order's retries stay with its gateway.
-            let url = format!("{}/v1/orders", gateway_url(i as usize));
+            let base = gateway_url(i as usize);
+            let url = format!("{base}/v1/orders");
             let key = format!("workload-{i}");
-            let body = serde_json::json!({
-                "item": format!("item-{i}"),
-                "amount_minor": 1_000 + i64::from(i) * 10,
-                "currency": "RUB",
-            });
             let attempt = || async {
                 let session = sessions.get(c).await?;
                 let auth = format!("Bearer {}", session.access_token);
@@ -178,16 +199,27 @@ pub async fn run(workload: Workload, observed: Arc<Mutex<Observed>>) {
                     ("idempotency-key", key.as_str()),
                     ("authorization", auth.as_str()),
                 ];
+                let expected = known.lock().ok().and_then(|k| k[seller].clone());
+                let body = serde_json::json!({"ad_id": listing.ad_id, "expected_price": expected});
                 let r = client.post_json::<_, Created>(&url, &headers, &body).await;
-                if let Err(HttpError::Status { status: 401, .. }) = &r {
-                    // An expired token: log in again and retry.
-                    sessions.forget(c).await;
-                    return Err(HttpError::Status {
-                        status: 503,
-                        body: "token refused".into(),
-                    });
+                match &r {
+                    Err(HttpError::Status { status: 401, .. }) => {
+                        // An expired token: log in again and retry.
+                        sessions.forget(c).await;
+                        Err(HttpError::Status { status: 503, body: "token refused".into() })
+                    }
+                    Err(HttpError::Status { status: 409, .. }) => {
+                        // The price moved: look at the ad again, then order at its price.
+                        let ad_url = format!("{base}/v1/ads/{}", listing.ad_id);
+                        if let Ok(ad) = client.get_json::<gateway::AdView>(&ad_url).await {
+                            if let Ok(mut k) = known.lock() {
+                                k[seller] = Some(ad.price);
+                            }
+                        }
+                        Err(HttpError::Status { status: 503, body: "price changed".into() })
+                    }
+                    _ => r.map(|created| (created, session.user_id)),
                 }
-                r.map(|created| (created, session.user_id))
             };
             let r = if retries {
                 retry(
@@ -269,9 +301,12 @@ async fn send_as(
     .ok()
 }
 
-/// Customer `c` posts an ad, reads it conditionally, edits its price, and checks that the old
-/// tag no longer answers 304; then some hide or delete theirs.
-async fn ad_life(sessions: &Sessions, c: u32, observed: &Mutex<Observed>) {
+/// Customer `c` posts the ad it sells.
+async fn post_listing(sessions: &Sessions, c: u32, observed: &Mutex<Observed>) -> Option<gateway::AdView> {
+    post_ad(sessions, c, &format!("listing-{c}"), observed).await
+}
+
+async fn post_ad(sessions: &Sessions, c: u32, key: &str, observed: &Mutex<Observed>) -> Option<gateway::AdView> {
     let base = format!("{}/v1/ads", gateway_url(c as usize));
     let body = serde_json::json!({
         "title": format!("Bike of customer {c}"),
@@ -280,41 +315,23 @@ async fn ad_life(sessions: &Sessions, c: u32, observed: &Mutex<Observed>) {
         "category": "bikes",
         "region": if c % 2 == 0 { "msk" } else { "nsk" },
     });
-    let key = format!("ad-{c}");
-    let Some(created) = send_as(
-        sessions,
-        c,
-        "POST",
-        &base,
-        &[("idempotency-key", &key)],
-        Some(&body),
-    )
-    .await
-    else {
-        return;
-    };
-    let Ok(ad) = created.json::<gateway::AdView>() else {
-        return;
-    };
+    let created = send_as(sessions, c, "POST", &base, &[("idempotency-key", key)], Some(&body)).await?;
+    let ad = created.json::<gateway::AdView>().ok()?;
     if let Ok(mut o) = observed.lock() {
         o.ads.push(ad.ad_id.clone());
     }
-    let url = format!("{base}/{}", ad.ad_id);
+    Some(ad)
+}
+
+/// Customer `c` reads its ad conditionally, raises its price, and checks that the old tag no
+/// longer answers 304.
+async fn reprice(sessions: &Sessions, c: u32, ad: &gateway::AdView, observed: &Mutex<Observed>) {
+    let url = format!("{}/v1/ads/{}", gateway_url(c as usize), ad.ad_id);
     let first = gateway::etag(ad.version);
     // Unchanged: a 304 is right (a 200 too).
     let _ = send_as(sessions, c, "GET", &url, &[("if-none-match", &first)], None).await;
-    let patch =
-        serde_json::json!({"price": {"amount_minor": 20_000 + i64::from(c), "currency": "RUB"}});
-    let Some(edited) = send_as(
-        sessions,
-        c,
-        "PATCH",
-        &url,
-        &[("if-match", &first)],
-        Some(&patch),
-    )
-    .await
-    else {
+    let patch = serde_json::json!({"price": {"amount_minor": 20_000 + i64::from(c), "currency": "RUB"}});
+    let Some(edited) = send_as(sessions, c, "PATCH", &url, &[("if-match", &first)], Some(&patch)).await else {
         return;
     };
     // A 412 is a retry of an edit whose answer was lost: nothing acknowledged, nothing to check.
@@ -329,22 +346,22 @@ async fn ad_life(sessions: &Sessions, c: u32, observed: &Mutex<Observed>) {
             }
         }
     }
-    let tag = gateway::etag(edited.version);
+}
+
+/// Customer `c` posts a second ad, and hides or deletes it (or keeps it), by `c`.
+async fn scratch_ad(sessions: &Sessions, c: u32, observed: &Mutex<Observed>) {
+    let Some(ad) = post_ad(sessions, c, &format!("scratch-{c}"), observed).await else {
+        return;
+    };
+    let url = format!("{}/v1/ads/{}", gateway_url(c as usize), ad.ad_id);
+    let tag = gateway::etag(ad.version);
     match c % 3 {
         1 => {
             let _ = send_as(sessions, c, "DELETE", &url, &[("if-match", &tag)], None).await;
         }
         2 => {
             let hide = serde_json::json!({"status": "HIDDEN"});
-            let _ = send_as(
-                sessions,
-                c,
-                "PATCH",
-                &url,
-                &[("if-match", &tag)],
-                Some(&hide),
-            )
-            .await;
+            let _ = send_as(sessions, c, "PATCH", &url, &[("if-match", &tag)], Some(&hide)).await;
         }
         _ => {}
     }

@@ -15,8 +15,9 @@
 //! otherwise):
 //! - `GET /v1/users/me`, `PATCH /v1/users/me` `{display_name}` (`If-Match` optional, 412 on a
 //!   stale version).
-//! - `POST /v1/orders` `{item, amount_minor, currency}` → 201, for the caller; an
-//!   `Idempotency-Key` header makes a retried POST return the same order.
+//! - `POST /v1/orders` `{ad_id, expected_price?}` → 201, the caller buys the ad at its
+//!   current version's price (409 when `expected_price` differs from it, 422 for one's own
+//!   ad); an `Idempotency-Key` header makes a retried POST return the same order.
 //! - `GET /v1/orders/{id}` → 200 for the order's owner, 404 for anyone else.
 //! - `POST /v1/ads`, `PUT`/`PATCH`/`DELETE /v1/ads/{id}` (see [`ads`]); `GET /v1/ads/{id}` is
 //!   public, with `ETag` and `If-None-Match`.

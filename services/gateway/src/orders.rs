@@ -6,6 +6,7 @@ use axum::{
     response::{IntoResponse, Response},
     Json,
 };
+use contracts::ad::AdStatus;
 use contracts::order::{
     order_service_client::OrderServiceClient, CreateOrderRequest, GetOrderRequest, Order,
 };
@@ -16,17 +17,18 @@ use platform::{
 };
 use serde::{Deserialize, Serialize};
 
-use crate::{auth::Caller, errors::problem, AppState};
+use crate::{ads::Price, auth::Caller, errors::problem, AppState};
 
 const SERVICE: &str = "order";
 
-/// The body of `POST /v1/orders`.
+/// The body of `POST /v1/orders`: the ad to buy, and optionally the price the buyer saw
+/// (the order is refused with 409 if the ad's price is another now).
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CreateOrderBody {
-    pub item: String,
-    pub amount_minor: i64,
-    pub currency: String,
+    pub ad_id: String,
+    #[serde(default)]
+    pub expected_price: Option<Price>,
 }
 
 /// An order as clients see it.
@@ -37,6 +39,8 @@ pub struct OrderView {
     pub item: String,
     pub amount_minor: i64,
     pub currency: String,
+    pub ad_id: String,
+    pub ad_version: i64,
     pub status: String,
     pub history: Vec<String>,
 }
@@ -51,6 +55,8 @@ impl From<Order> for OrderView {
             item: o.item,
             amount_minor: o.amount_minor,
             currency: o.currency,
+            ad_id: o.ad_id,
+            ad_version: o.ad_version,
         }
     }
 }
@@ -90,11 +96,34 @@ pub(crate) async fn create(
             .to_owned(),
     };
     let key = request_key(&caller.user_id, &key);
+    let ad = crate::ads::visible(&st, &body.ad_id, Some(&caller)).await?;
+    if ad.status() != AdStatus::Active {
+        return Err(Problem::conflict("the ad is not for sale now"));
+    }
+    if ad.owner_id == caller.user_id {
+        return Err(Problem::unprocessable("you cannot order your own ad"));
+    }
+    let fields = ad.fields.clone().unwrap_or_default();
+    let price = Price {
+        amount_minor: fields.price_minor,
+        currency: fields.currency.clone(),
+    };
+    let charged = match body.expected_price {
+        // The mutant charges what the client says it saw.
+        Some(seen) if st.mutants.order_price_from_client => seen,
+        Some(seen) if seen != price => {
+            return Err(Problem::conflict(format!(
+                "the ad's price is now {} {} (version {}); order again to accept it",
+                price.amount_minor, price.currency, ad.version
+            )))
+        }
+        _ => price,
+    };
     let new = NewOrder::parse(
         &caller.user_id,
-        &body.item,
-        body.amount_minor,
-        &body.currency,
+        &fields.title,
+        charged.amount_minor,
+        &charged.currency,
     )
     .map_err(|e| Problem::unprocessable(e.to_string()))?;
     let req = CreateOrderRequest {
@@ -102,6 +131,8 @@ pub(crate) async fn create(
         item: new.item,
         amount_minor: new.price.amount_minor(),
         currency: new.price.currency().to_string(),
+        ad_id: ad.ad_id,
+        ad_version: ad.version,
     };
     let order = client(&st)
         .await?

@@ -36,6 +36,8 @@ pub(crate) fn to_msg(o: &Order) -> OrderMsg {
         currency: o.currency.clone(),
         status: proto_status(o.status) as i32,
         history: o.history.iter().map(|s| proto_status(*s) as i32).collect(),
+        ad_id: o.ad_id.clone(),
+        ad_version: o.ad_version,
     }
 }
 
@@ -66,6 +68,12 @@ impl OrderService for OrderApi {
         let r = request.into_inner();
         let new = NewOrder::parse(&r.customer_id, &r.item, r.amount_minor, &r.currency)
             .map_err(|e| Status::invalid_argument(format!("{SERVICE}: {e}")))?;
+        platform::grpc::require_id(SERVICE, "ad_id", &r.ad_id)?;
+        if r.ad_version < 1 {
+            return Err(Status::invalid_argument(format!(
+                "{SERVICE}: ad_version must be positive"
+            )));
+        }
         let store = &*self.ctx.infra.store;
         let by_request = OrderQuery::ByRequest {
             request_key: key.clone(),
@@ -88,6 +96,8 @@ impl OrderService for OrderApi {
             item: new.item,
             amount_minor: new.price.amount_minor(),
             currency: new.price.currency().to_string(),
+            ad_id: r.ad_id,
+            ad_version: r.ad_version,
             status: OrderStatus::Created,
             history: vec![OrderStatus::Created],
             status_since_ms: now_ms(),

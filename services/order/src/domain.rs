@@ -102,6 +102,9 @@ pub struct Order {
     pub item: String,
     pub amount_minor: i64,
     pub currency: String,
+    /// The ad bought, and the version of it whose title (`item`) and price the order carries.
+    pub ad_id: String,
+    pub ad_version: i64,
     pub status: OrderStatus,
     /// Every status the order has had, oldest first; `history[i]` is event `seq = i`.
     pub history: Vec<OrderStatus>,

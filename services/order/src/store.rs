@@ -122,7 +122,9 @@ fn check(order: &Order) -> Result<(), StoreError> {
         && order.currency.bytes().all(|b| b.is_ascii_uppercase())
         && order.history.last() == Some(&order.status)
         && (1..=64).contains(&order.customer_id.chars().count())
-        && (1..=200).contains(&order.item.chars().count());
+        && (1..=200).contains(&order.item.chars().count())
+        && order.ad_id.chars().count() <= 64
+        && order.ad_version >= 0;
     if valid {
         Ok(())
     } else {

@@ -52,6 +52,8 @@ pub struct Mutants {
     /// gateway: any `If-None-Match` on an ad is answered 304, whether its tag is current or
     /// not, so a client keeps showing an ad that changed.
     pub not_modified_unchecked: bool,
+    /// gateway: an order is charged the price the client says it saw, not the ad's.
+    pub order_price_from_client: bool,
 }
 
 impl Mutants {
@@ -75,13 +77,14 @@ impl Mutants {
             "email-key-case-sensitive" => m.email_key_case_sensitive = true,
             "owner-check-skipped" => m.owner_check_skipped = true,
             "not-modified-unchecked" => m.not_modified_unchecked = true,
+            "order-price-from-client" => m.order_price_from_client = true,
             _ => return None,
         }
         Some(m)
     }
 
     /// Every mutant's name.
-    pub const NAMES: [&'static str; 16] = [
+    pub const NAMES: [&'static str; 17] = [
         "publish-without-outbox",
         "psp-call-without-idempotency-key",
         "charge-without-idempotency-key",
@@ -98,6 +101,7 @@ impl Mutants {
         "email-key-case-sensitive",
         "owner-check-skipped",
         "not-modified-unchecked",
+        "order-price-from-client",
     ];
 
     /// `config` with the producer mutants applied.

@@ -1,7 +1,8 @@
 //! Ads: every acknowledged ad exists; every version an ad went through is on `ad.changed`
-//! exactly once, in order, with the state it had (what the search index and caches
-//! downstream are built from); and no conditional read answered 304 for a tag older than a
-//! version whose write was acknowledged before the read was sent.
+//! exactly once in effect (a duplicate of an event id may be in the log), in order, with the state it had (what the search index and caches
+//! downstream are built from); every order pays the price of the ad version it names, an
+//! ACTIVE version of someone else's ad; and no conditional read answered 304 for a tag older
+//! than a version whose write was acknowledged before the read was sent.
 
 use std::collections::BTreeMap;
 
@@ -20,9 +21,13 @@ pub fn check(state: &FinalState) -> Vec<Violation> {
             out.push(v(format!("ad {id} was acknowledged but does not exist")));
         }
     }
+    // First occurrences of event ids, in log order: a duplicate of an event id is allowed in
+    // the log (at-least-once), consumers drop it.
     let mut published: BTreeMap<&str, Vec<ad::AdChanged>> = BTreeMap::new();
+    let mut ids = std::collections::BTreeSet::new();
     for r in state.ad_events.iter().flatten() {
         match serde_json::from_slice::<ad::AdChanged>(&r.payload) {
+            Ok(e) if !ids.insert(e.event_id.clone()) => {}
             Ok(e) => published.entry(r.key.as_str()).or_default().push(e),
             Err(e) => out.push(v(format!("an ad.changed record does not decode: {e}"))),
         }
@@ -41,6 +46,33 @@ pub fn check(state: &FinalState) -> Vec<Violation> {
         } else if events.last().is_some_and(|e| &e.ad != ad) {
             out.push(v(format!(
                 "the last ad.changed event of ad {id} differs from the ad"
+            )));
+        }
+    }
+    // An order pays the price of the ad's version it names, which was for sale, and not to
+    // the buyer's own ad.
+    let by_version: BTreeMap<(&str, i64), &ad::AdChanged> = published
+        .iter()
+        .flat_map(|(id, events)| events.iter().map(move |e| ((*id, e.version), e)))
+        .collect();
+    for (order_id, o) in &state.orders {
+        let Some(e) = by_version.get(&(o.ad_id.as_str(), o.ad_version)) else {
+            out.push(v(format!(
+                "order {order_id} names ad {} version {}, which was never published",
+                o.ad_id, o.ad_version
+            )));
+            continue;
+        };
+        if (e.ad.price_minor, e.ad.currency.as_str()) != (o.amount_minor, o.currency.as_str()) {
+            out.push(v(format!(
+                "order {order_id} costs {} {} but ad {} cost {} {} at version {}",
+                o.amount_minor, o.currency, o.ad_id, e.ad.price_minor, e.ad.currency, o.ad_version
+            )));
+        }
+        if e.ad.status != "ACTIVE" || e.ad.owner_id == o.customer_id {
+            out.push(v(format!(
+                "order {order_id} bought ad {} at version {} ({}, owner {}) for {}",
+                o.ad_id, o.ad_version, e.ad.status, e.ad.owner_id, o.customer_id
             )));
         }
     }

@@ -126,6 +126,11 @@ fn answering_304_without_comparing_tags_hides_changes_and_is_caught() {
 }
 
 #[test]
+fn charging_the_price_the_client_names_is_caught() {
+    caught("order-price-from-client");
+}
+
+#[test]
 fn every_mutant_is_named_by_some_scenario() {
     let all = scenario::embedded();
     for m in Mutants::NAMES {

@@ -181,6 +181,8 @@ mod order_schema {
                 item: "bike".into(),
                 amount_minor,
                 currency: currency.into(),
+                ad_id: "ad-1".into(),
+                ad_version: 1,
                 status: *history.last().unwrap_or(&OrderStatus::Created),
                 history,
                 status_since_ms: since,

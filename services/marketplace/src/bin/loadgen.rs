@@ -2,8 +2,9 @@
 //! request every 1/RATE s for SECONDS, whatever the answers (a closed-loop tool like wrk slows
 //! down with the server and hides its overload).
 //!
-//! It first registers [`USERS`] accounts and logs each in. `orders` (the default) then sends
-//! `POST /v1/orders` as those users in turn, each with its own idempotency key; `logins` sends
+//! It first registers [`USERS`] accounts and logs each in, and a seller who posts one ad.
+//! `orders` (the default) then sends `POST /v1/orders` for that ad as those users in turn,
+//! each with its own idempotency key; `logins` sends
 //! `POST /v1/sessions` for them (password hashing at the stack's argon2 cost). Writes one CSV
 //! row per request (`key,status,order_id,sent_ms,answered_ms`; times in ms since the epoch,
 //! status 0 for no answer; `order_id` empty for logins) and prints a one-line summary with
@@ -28,10 +29,15 @@ struct Session {
 const USERS: usize = 8;
 const PASSWORD: &str = "load generator password";
 
-/// Registers and logs in `USERS` accounts of this run; their `authorization` headers.
-async fn sessions(client: &HttpClient, base: &str, run: &str) -> anyhow::Result<Vec<String>> {
+/// Registers and logs in `USERS` accounts of this run (their `authorization` headers), and
+/// one more that posts the ad every order buys (its id).
+async fn sessions(
+    client: &HttpClient,
+    base: &str,
+    run: &str,
+) -> anyhow::Result<(Vec<String>, String)> {
     let mut out = Vec::new();
-    for u in 0..USERS {
+    for u in 0..=USERS {
         let email = format!("load-{run}-{u}@bench.test");
         let body =
             serde_json::json!({"email": email, "password": PASSWORD, "display_name": "load"});
@@ -46,7 +52,17 @@ async fn sessions(client: &HttpClient, base: &str, run: &str) -> anyhow::Result<
             .map_err(|e| anyhow::anyhow!("login {email}: {e}"))?;
         out.push(format!("Bearer {}", s.access_token));
     }
-    Ok(out)
+    let seller = out.pop().unwrap_or_default();
+    let ad = serde_json::json!({
+        "title": "bench item", "price": {"amount_minor": 1_000, "currency": "RUB"},
+        "category": "bench", "region": "msk",
+    });
+    let listing: serde_json::Value = client
+        .post_json(&format!("{base}/v1/ads"), &[("authorization", seller.as_str())], &ad)
+        .await
+        .map_err(|e| anyhow::anyhow!("post the listing: {e}"))?;
+    let ad_id = listing["ad_id"].as_str().unwrap_or_default().to_owned();
+    Ok((out, ad_id))
 }
 
 fn percentile(sorted: &[u64], p: f64) -> u64 {
@@ -80,7 +96,8 @@ async fn main() -> anyhow::Result<()> {
     let run = format!("{:x}", platform::ids::random_u128() as u64);
     let total = (rate * seconds).round() as u64;
     let client = Arc::new(HttpClient::new(Duration::from_secs(10)));
-    let auth = Arc::new(sessions(&client, url, &run).await?);
+    let (auth, ad_id) = sessions(&client, url, &run).await?;
+    let (auth, ad_id) = (Arc::new(auth), Arc::new(ad_id));
     let logins = mode == "logins";
     let url = Arc::new(if logins {
         format!("{url}/v1/sessions")
@@ -93,7 +110,13 @@ async fn main() -> anyhow::Result<()> {
     let mut tasks = Vec::with_capacity(total as usize);
     for i in 0..total {
         ticks.tick().await;
-        let (client, url, auth, run) = (client.clone(), url.clone(), auth.clone(), run.clone());
+        let (client, url, auth, run, ad_id) = (
+            client.clone(),
+            url.clone(),
+            auth.clone(),
+            run.clone(),
+            ad_id.clone(),
+        );
         let key = format!("load-{run}-{i}");
         tasks.push(tokio::spawn(async move {
             let sent = now_ms();
@@ -108,11 +131,7 @@ async fn main() -> anyhow::Result<()> {
                     .await
                     .map(|_| String::new())
             } else {
-                let body = serde_json::json!({
-                    "item": "bench item",
-                    "amount_minor": 1_000,
-                    "currency": "RUB",
-                });
+                let body = serde_json::json!({"ad_id": ad_id.as_str()});
                 let headers = [
                     ("idempotency-key", key.as_str()),
                     ("authorization", auth[user].as_str()),

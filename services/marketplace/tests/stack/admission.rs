@@ -3,7 +3,6 @@ use std::time::Duration;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
-use serde_json::json;
 
 use crate::support;
 
@@ -15,7 +14,7 @@ async fn post_order(stack: &support::Stack, key: &str) -> (u16, Option<String>, 
         .await
         .expect("handshake");
     tokio::spawn(conn);
-    let body = json!({"item": "lamp", "amount_minor": 1_000, "currency": "RUB"});
+    let body = stack.order_body();
     let req = hyper::Request::builder()
         .method("POST")
         .uri("/v1/orders")

@@ -316,3 +316,45 @@ async fn bad_ads_are_refused_with_problem_json() {
     let long = format!("/v1/ads/{}", "x".repeat(100));
     assert_problem(&raw(gw, "GET", &long, &[], "").await, 404, "overlong id");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_order_pays_the_ads_price_at_order_time_and_a_changed_price_is_confirmed_first() {
+    let stack = support::start(|_| {}).await;
+    let gw = support::listen(&stack.settings, "gateway");
+    let seller = support::register_and_login(&stack.gateway, "seller2@stack.test").await;
+    let seller_auth = bearer(&seller);
+    let created = raw(
+        gw,
+        "POST",
+        "/v1/ads",
+        &[("content-type", "application/json"), ("authorization", &seller_auth)],
+        &bike().to_string(),
+    )
+    .await;
+    let ad: AdView = serde_json::from_str(&created.2).expect("ad");
+    let seen = json!({"amount_minor": 2_500_000, "currency": "RUB"});
+    // The seller lowers the price after the buyer saw it.
+    let patched = raw(
+        gw,
+        "PATCH",
+        &format!("/v1/ads/{}", ad.ad_id),
+        &[("content-type", "application/json"), ("authorization", &seller_auth), ("if-match", "\"1\"")],
+        &json!({"price": {"amount_minor": 2_000_000, "currency": "RUB"}}).to_string(),
+    )
+    .await;
+    assert_eq!(patched.0, 200, "{}", patched.2);
+    let buyer = bearer(&stack.session);
+    let order_with = |expected: serde_json::Value| {
+        let body = json!({"ad_id": ad.ad_id, "expected_price": expected}).to_string();
+        let buyer = buyer.clone();
+        async move {
+            raw(gw, "POST", "/v1/orders", &[("content-type", "application/json"), ("authorization", &buyer)], &body).await
+        }
+    };
+    assert_problem(&order_with(seen).await, 409, "the price the buyer saw is gone");
+    let placed = order_with(json!({"amount_minor": 2_000_000, "currency": "RUB"})).await;
+    assert_eq!(placed.0, 201, "{}", placed.2);
+    let order: gateway::OrderView = serde_json::from_str(&placed.2).expect("order");
+    assert_eq!((order.amount_minor, order.ad_id.as_str(), order.ad_version), (2_000_000, ad.ad_id.as_str(), 2));
+    assert_eq!(order.item, "Road bike");
+}

@@ -294,10 +294,7 @@ async fn an_order_is_shown_to_its_owner_only() {
     let stack = support::start(|_| {}).await;
     let gw = support::listen(&stack.settings, "gateway");
     let mine = stack
-        .place_order(
-            Some("same-key"),
-            json!({"item": "lamp", "amount_minor": 990, "currency": "RUB"}),
-        )
+        .place_order(Some("same-key"))
         .await;
     assert_eq!(mine.customer_id, stack.session.user_id);
     let other = support::register_and_login(&stack.gateway, "other@stack.test").await;
@@ -309,7 +306,7 @@ async fn an_order_is_shown_to_its_owner_only() {
                 ("authorization", &bearer(&other)),
                 ("idempotency-key", "same-key"),
             ],
-            &json!({"item": "lamp", "amount_minor": 990, "currency": "RUB"}),
+            &stack.order_body(),
         )
         .await
         .expect("their order");

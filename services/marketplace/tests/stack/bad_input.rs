@@ -76,47 +76,32 @@ async fn malformed_requests_get_problem_json_4xx_and_never_a_500() {
         r#"{{"email":"x@y.org","password":"long enough","display_name":"{}"}}"#,
         "n".repeat(101)
     );
+    let ad = &stack.listing.ad_id;
+    let own = json!({"title": "Mine", "price": {"amount_minor": 5, "currency": "RUB"}, "category": "home", "region": "msk"});
+    let own: gateway::AdView = stack
+        .client()
+        .post_json(&format!("{}/v1/ads", stack.gateway), &[("authorization", &auth)], &own)
+        .await
+        .expect("own ad");
+    let own_ad = json!({"ad_id": own.ad_id}).to_string();
+    let wrong_price = json!({"ad_id": ad, "expected_price": {"amount_minor": 1, "currency": "RUB"}}).to_string();
+    let bad_price = json!({"ad_id": ad, "expected_price": {"amount_minor": -1, "currency": "rub"}}).to_string();
+    let extra = json!({"ad_id": ad, "extra": 1}).to_string();
+    let with_customer = json!({"ad_id": ad, "customer_id": "c"}).to_string();
+    let with_amount = json!({"ad_id": ad, "amount_minor": 1}).to_string();
     type Case<'a> = (&'a str, &'a str, &'a [(&'a str, &'a str)], &'a str, u16);
     let cases: Vec<Case> = vec![
         ("POST", "/v1/orders", &json, "{not json", 400),
         ("POST", "/v1/orders", &text, "{}", 415),
         ("POST", "/v1/orders", &json, r#"{"item":"x"}"#, 422),
-        (
-            "POST",
-            "/v1/orders",
-            &json,
-            r#"{"item":"x","amount_minor":-1,"currency":"RUB"}"#,
-            422,
-        ),
-        (
-            "POST",
-            "/v1/orders",
-            &json,
-            r#"{"item":"x","amount_minor":1,"currency":"rub"}"#,
-            422,
-        ),
-        (
-            "POST",
-            "/v1/orders",
-            &json,
-            r#"{"item":"","amount_minor":1,"currency":"RUB"}"#,
-            422,
-        ),
-        (
-            "POST",
-            "/v1/orders",
-            &json,
-            r#"{"item":"x","amount_minor":1,"currency":"RUB","extra":1}"#,
-            422,
-        ),
-        // The customer is the token's subject; a body cannot name another.
-        (
-            "POST",
-            "/v1/orders",
-            &json,
-            r#"{"customer_id":"c","item":"x","amount_minor":1,"currency":"RUB"}"#,
-            422,
-        ),
+        ("POST", "/v1/orders", &json, r#"{"ad_id":"no-such-ad"}"#, 404),
+        ("POST", "/v1/orders", &json, &own_ad, 422),
+        ("POST", "/v1/orders", &json, &wrong_price, 409),
+        ("POST", "/v1/orders", &json, &bad_price, 409),
+        ("POST", "/v1/orders", &json, &extra, 422),
+        // The customer is the token's subject; a body cannot name another, nor a price.
+        ("POST", "/v1/orders", &json, &with_customer, 422),
+        ("POST", "/v1/orders", &json, &with_amount, 422),
         ("GET", "/v1/orders/not-a-uuid", &bearer, "", 400),
         (
             "GET",
@@ -181,11 +166,11 @@ async fn malformed_requests_get_problem_json_4xx_and_never_a_500() {
         .post_json::<_, serde_json::Value>(
             &format!("{}/v1/orders", stack.gateway),
             &[("authorization", &auth)],
-            &json!({"item": "x", "amount_minor": 0, "currency": "RUB"}),
+            &json!({"ad_id": ""}),
         )
         .await
-        .expect_err("a zero amount is refused");
-    assert_eq!(problem_of(e).status, 422);
+        .expect_err("an empty ad id is refused");
+    assert_eq!(problem_of(e).status, 404);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -207,9 +192,7 @@ async fn the_gateway_speaks_http2_with_prior_knowledge() {
         ))
         .header("content-type", "application/json")
         .header("authorization", support::bearer(&stack.session))
-        .body(Full::new(Bytes::from(
-            r#"{"item":"kettle","amount_minor":700,"currency":"RUB"}"#,
-        )))
+        .body(Full::new(Bytes::from(stack.order_body().to_string())))
         .expect("request");
     let resp = sender.send_request(req).await.expect("h2 response");
     assert_eq!(resp.version(), hyper::Version::HTTP_2);

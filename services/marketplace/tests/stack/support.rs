@@ -14,6 +14,8 @@ pub struct Stack {
     pub gateway: String,
     /// A session of the stack's first user, who places the orders of [`Stack::place_order`].
     pub session: SessionView,
+    /// An ad of another user (the seller), which [`Stack::place_order`] buys.
+    pub listing: gateway::AdView,
     _trigger: platform::shutdown::ShutdownTrigger,
 }
 
@@ -97,10 +99,20 @@ pub async fn start(tune: impl FnOnce(&mut Settings)) -> Stack {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let session = register_and_login(&gateway, "first@stack.test").await;
+    let seller = register_and_login(&gateway, "seller@stack.test").await;
+    let ad = serde_json::json!({
+        "title": "Lamp", "price": {"amount_minor": 990, "currency": "RUB"},
+        "category": "home", "region": "msk",
+    });
+    let listing = client
+        .post_json(&format!("{gateway}/v1/ads"), &[("authorization", &bearer(&seller))], &ad)
+        .await
+        .expect("the seller's ad");
     Stack {
         settings,
         gateway,
         session,
+        listing,
         _trigger: trigger,
     }
 }
@@ -130,12 +142,9 @@ impl Stack {
         HttpClient::new(Duration::from_secs(10))
     }
 
-    /// Places an order through the gateway (with `idempotency_key` if given).
-    pub async fn place_order(
-        &self,
-        idempotency_key: Option<&str>,
-        body: serde_json::Value,
-    ) -> OrderView {
+    /// Buys [`Stack::listing`] through the gateway (with `idempotency_key` if given).
+    pub async fn place_order(&self, idempotency_key: Option<&str>) -> OrderView {
+        let body = self.order_body();
         let auth = bearer(&self.session);
         let mut headers: Vec<(&str, &str)> = idempotency_key
             .map(|k| ("idempotency-key", k))
@@ -176,6 +185,13 @@ impl Stack {
         panic!(
             "order {id} did not reach the expected state within {deadline:?}; last seen: {last:?}"
         );
+    }
+}
+
+impl Stack {
+    /// The body of an order of [`Stack::listing`].
+    pub fn order_body(&self) -> serde_json::Value {
+        serde_json::json!({"ad_id": self.listing.ad_id})
     }
 }
 

@@ -11,7 +11,7 @@ use crate::postgres::{store_error, PgSchema};
 static MIGRATOR: Migrator = sqlx::migrate!("../../migrations/order");
 
 const ORDER_COLUMNS: &str = "o.order_id::text AS order_id, o.customer_id, o.item, o.amount_minor, \
-     o.currency, o.status, o.history, o.status_since_ms, o.reason, o.version";
+     o.currency, o.ad_id, o.ad_version, o.status, o.history, o.status_since_ms, o.reason, o.version";
 
 fn status(s: &str) -> Result<OrderStatus, sqlx::Error> {
     OrderStatus::parse(s)
@@ -30,6 +30,8 @@ fn order(row: &PgRow) -> Result<Versioned<Order>, StoreError> {
                 item: row.try_get("item")?,
                 amount_minor: row.try_get("amount_minor")?,
                 currency: row.try_get("currency")?,
+                ad_id: row.try_get("ad_id")?,
+                ad_version: row.try_get("ad_version")?,
                 status: status(row.try_get("status")?)?,
                 history: history
                     .iter()
@@ -65,8 +67,8 @@ impl PgSchema for OrderSchema {
             } => {
                 let rows = sqlx::query(
                     "INSERT INTO orders (order_id, customer_id, item, amount_minor, currency, status, \
-                     history, status_since_ms, reason, version) \
-                     VALUES ($1::uuid, $2, $3, $4, $5, $6, $7, $8, $9, 1) ON CONFLICT DO NOTHING",
+                     history, status_since_ms, reason, ad_id, ad_version, version) \
+                     VALUES ($1::uuid, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 1) ON CONFLICT DO NOTHING",
                 )
                 .bind(&o.order_id)
                 .bind(&o.customer_id)
@@ -77,6 +79,8 @@ impl PgSchema for OrderSchema {
                 .bind(history(o))
                 .bind(since(o))
                 .bind(&o.reason)
+                .bind(&o.ad_id)
+                .bind(o.ad_version)
                 .execute(&mut *db)
                 .await
                 .map_err(|e| store_error("insert order", e))?;
@@ -95,7 +99,8 @@ impl PgSchema for OrderSchema {
             OrderWrite::Update { order: o, version } => {
                 let rows = sqlx::query(
                     "UPDATE orders SET customer_id = $2, item = $3, amount_minor = $4, currency = $5, \
-                     status = $6, history = $7, status_since_ms = $8, reason = $9, version = version + 1 \
+                     status = $6, history = $7, status_since_ms = $8, reason = $9, ad_id = $11, \
+                     ad_version = $12, version = version + 1 \
                      WHERE order_id = $1::uuid AND version = $10",
                 )
                 .bind(&o.order_id)
@@ -108,6 +113,8 @@ impl PgSchema for OrderSchema {
                 .bind(since(o))
                 .bind(&o.reason)
                 .bind(version)
+                .bind(&o.ad_id)
+                .bind(o.ad_version)
                 .execute(&mut *db)
                 .await
                 .map_err(|e| store_error("update order", e))?;
