@@ -10,6 +10,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "delivery.proto",
         "user.proto",
         "ad.proto",
+        "search.proto",
     ];
     let paths: Vec<String> = protos.iter().map(|p| format!("../../proto/{p}")).collect();
     for p in &paths {

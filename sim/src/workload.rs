@@ -164,8 +164,12 @@ pub async fn run(workload: Workload, observed: Arc<Mutex<Observed>>) {
         .map(|r| r.ok().flatten())
         .collect();
     // What each buyer believes each ad costs: the price it saw, until a 409 says otherwise.
-    let known: Arc<Mutex<Vec<Option<gateway::Price>>>> =
-        Arc::new(Mutex::new(listings.iter().map(|l| l.as_ref().map(|a| a.price.clone())).collect()));
+    let known: Arc<Mutex<Vec<Option<gateway::Price>>>> = Arc::new(Mutex::new(
+        listings
+            .iter()
+            .map(|l| l.as_ref().map(|a| a.price.clone()))
+            .collect(),
+    ));
     let mut tasks = Vec::new();
     for (c, listing) in (0..CUSTOMERS).zip(listings.iter().cloned()) {
         let (observed, sessions) = (observed.clone(), sessions.clone());
@@ -206,7 +210,10 @@ pub async fn run(workload: Workload, observed: Arc<Mutex<Observed>>) {
                     Err(HttpError::Status { status: 401, .. }) => {
                         // An expired token: log in again and retry.
                         sessions.forget(c).await;
-                        Err(HttpError::Status { status: 503, body: "token refused".into() })
+                        Err(HttpError::Status {
+                            status: 503,
+                            body: "token refused".into(),
+                        })
                     }
                     Err(HttpError::Status { status: 409, .. }) => {
                         // The price moved: look at the ad again, then order at its price.
@@ -216,7 +223,10 @@ pub async fn run(workload: Workload, observed: Arc<Mutex<Observed>>) {
                                 k[seller] = Some(ad.price);
                             }
                         }
-                        Err(HttpError::Status { status: 503, body: "price changed".into() })
+                        Err(HttpError::Status {
+                            status: 503,
+                            body: "price changed".into(),
+                        })
                     }
                     _ => r.map(|created| (created, session.user_id)),
                 }
@@ -302,11 +312,20 @@ async fn send_as(
 }
 
 /// Customer `c` posts the ad it sells.
-async fn post_listing(sessions: &Sessions, c: u32, observed: &Mutex<Observed>) -> Option<gateway::AdView> {
+async fn post_listing(
+    sessions: &Sessions,
+    c: u32,
+    observed: &Mutex<Observed>,
+) -> Option<gateway::AdView> {
     post_ad(sessions, c, &format!("listing-{c}"), observed).await
 }
 
-async fn post_ad(sessions: &Sessions, c: u32, key: &str, observed: &Mutex<Observed>) -> Option<gateway::AdView> {
+async fn post_ad(
+    sessions: &Sessions,
+    c: u32,
+    key: &str,
+    observed: &Mutex<Observed>,
+) -> Option<gateway::AdView> {
     let base = format!("{}/v1/ads", gateway_url(c as usize));
     let body = serde_json::json!({
         "title": format!("Bike of customer {c}"),
@@ -315,7 +334,15 @@ async fn post_ad(sessions: &Sessions, c: u32, key: &str, observed: &Mutex<Observ
         "category": "bikes",
         "region": if c % 2 == 0 { "msk" } else { "nsk" },
     });
-    let created = send_as(sessions, c, "POST", &base, &[("idempotency-key", key)], Some(&body)).await?;
+    let created = send_as(
+        sessions,
+        c,
+        "POST",
+        &base,
+        &[("idempotency-key", key)],
+        Some(&body),
+    )
+    .await?;
     let ad = created.json::<gateway::AdView>().ok()?;
     if let Ok(mut o) = observed.lock() {
         o.ads.push(ad.ad_id.clone());
@@ -330,8 +357,18 @@ async fn reprice(sessions: &Sessions, c: u32, ad: &gateway::AdView, observed: &M
     let first = gateway::etag(ad.version);
     // Unchanged: a 304 is right (a 200 too).
     let _ = send_as(sessions, c, "GET", &url, &[("if-none-match", &first)], None).await;
-    let patch = serde_json::json!({"price": {"amount_minor": 20_000 + i64::from(c), "currency": "RUB"}});
-    let Some(edited) = send_as(sessions, c, "PATCH", &url, &[("if-match", &first)], Some(&patch)).await else {
+    let patch =
+        serde_json::json!({"price": {"amount_minor": 20_000 + i64::from(c), "currency": "RUB"}});
+    let Some(edited) = send_as(
+        sessions,
+        c,
+        "PATCH",
+        &url,
+        &[("if-match", &first)],
+        Some(&patch),
+    )
+    .await
+    else {
         return;
     };
     // A 412 is a retry of an edit whose answer was lost: nothing acknowledged, nothing to check.
@@ -361,7 +398,15 @@ async fn scratch_ad(sessions: &Sessions, c: u32, observed: &Mutex<Observed>) {
         }
         2 => {
             let hide = serde_json::json!({"status": "HIDDEN"});
-            let _ = send_as(sessions, c, "PATCH", &url, &[("if-match", &tag)], Some(&hide)).await;
+            let _ = send_as(
+                sessions,
+                c,
+                "PATCH",
+                &url,
+                &[("if-match", &tag)],
+                Some(&hide),
+            )
+            .await;
         }
         _ => {}
     }

@@ -143,8 +143,8 @@ impl wiring::Env for SimEnv {
         })
     }
 
-    fn analytics_group(&self) -> String {
-        analytics::GROUP.into()
+    fn consumer_group(&self, group: &str) -> String {
+        group.into()
     }
 
     fn client_rack(&self) -> Option<String> {
@@ -240,6 +240,7 @@ pub async fn run(scenario: &Scenario, mutants: Mutants, record: bool) -> Outcome
             "analytics-db" => db_node(&handle, &spec, disks.analytics.clone(), lose, &journal),
             "users-db" => db_node(&handle, &spec, disks.users.clone(), lose, &journal),
             "ads-db" => db_node(&handle, &spec, disks.ads.clone(), lose, &journal),
+            "search-db" => db_node(&handle, &spec, disks.search.clone(), lose, &journal),
             other => panic!("the world has no schema for database {other}"),
         };
         nodes.0.insert(
@@ -449,6 +450,7 @@ struct Disks {
     analytics: DbDisk<MartSchema>,
     users: DbDisk<user::UserSchema>,
     ads: DbDisk<ad::AdSchema>,
+    search: DbDisk<search::SearchSchema>,
 }
 
 impl Disks {

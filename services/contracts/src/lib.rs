@@ -17,6 +17,9 @@ pub mod user {
 pub mod ad {
     tonic::include_proto!("marketplace.ad.v1");
 }
+pub mod search {
+    tonic::include_proto!("marketplace.search.v1");
+}
 
 /// The name of a proto enum value without its type prefix (`ORDER_STATUS_PAID` → `PAID`):
 /// what the REST API and the stores say.

@@ -178,7 +178,11 @@ fn failed(st: &AppState) -> impl Fn(tonic::Status) -> Problem + '_ {
 }
 
 /// The ad `id` as `caller` may see it, or 404.
-pub(crate) async fn visible(st: &AppState, id: &str, caller: Option<&Caller>) -> Result<Ad, Problem> {
+pub(crate) async fn visible(
+    st: &AppState,
+    id: &str,
+    caller: Option<&Caller>,
+) -> Result<Ad, Problem> {
     let not_found = || Problem::not_found(format!("{SERVICE}: no ad {id}"));
     if id.is_empty() || id.len() > grpc::ID_BYTES_MAX {
         return Err(not_found());

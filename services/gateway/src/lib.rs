@@ -9,6 +9,8 @@
 //! - `POST /v1/sessions/refresh` `{refresh_token}` → 200 with a new session (the token is
 //!   spent); `POST /v1/sessions/logout` `{refresh_token}` → 204.
 //! - `GET /.well-known/jwks.json` → the public keys access tokens are signed with.
+//! - `GET /v1/search?q=&category=&region=&price_min=&price_max=&sort=&limit=&cursor=` →
+//!   ACTIVE ads (see [`search`]).
 //! - `GET /healthz`.
 //!
 //! Routes that need `Authorization: Bearer <access token>` (401 with `WWW-Authenticate`
@@ -31,6 +33,7 @@ mod ads;
 mod auth;
 mod errors;
 mod orders;
+mod search;
 mod users;
 
 use std::sync::Arc;
@@ -44,6 +47,7 @@ use platform::{grpc::LazyChannel, http::Problem, Mutants, Shutdown};
 pub use ads::{etag, none_match, AdBody, AdPatch, AdView, Price};
 pub use auth::{Caller, KeyCache};
 pub use orders::{request_key, CreateOrderBody, OrderView};
+pub use search::{SearchItem, SearchParams, SearchResults};
 pub use users::{LoginBody, RegisterBody, SessionView, UserView};
 
 /// Bound on a request body; a longer one is answered 413.
@@ -58,6 +62,8 @@ pub struct Config {
     pub user_url: String,
     /// gRPC URLs of the ad service's instances.
     pub ad_url: String,
+    /// gRPC URLs of the search service's instances.
+    pub search_url: String,
     /// Deliberate faults for the simulation's checkers; default in production.
     pub mutants: Mutants,
 }
@@ -67,6 +73,7 @@ pub(crate) struct AppState {
     order: Arc<LazyChannel>,
     user: Arc<LazyChannel>,
     ad: Arc<LazyChannel>,
+    search: Arc<LazyChannel>,
     keys: Arc<KeyCache>,
     mutants: Mutants,
 }
@@ -79,6 +86,7 @@ pub fn router(config: &Config) -> anyhow::Result<(Router, Arc<KeyCache>)> {
         order: Arc::new(LazyChannel::new(&config.order_url)?),
         user,
         ad: Arc::new(LazyChannel::new(&config.ad_url)?),
+        search: Arc::new(LazyChannel::new(&config.search_url)?),
         keys: keys.clone(),
         mutants: config.mutants,
     };
@@ -97,6 +105,7 @@ pub fn router(config: &Config) -> anyhow::Result<(Router, Arc<KeyCache>)> {
                 .patch(ads::patch)
                 .delete(ads::delete),
         )
+        .route("/v1/search", get(search::search))
         .route("/v1/orders", post(orders::create))
         .route("/v1/orders/:id", get(orders::get))
         .route("/healthz", get(|| async { "ok" }))

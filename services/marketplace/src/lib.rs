@@ -212,6 +212,7 @@ async fn connect_store(
         "analytics" => connect::<analytics::MartSchema>(settings, database).await,
         "users" => connect::<user::UserSchema>(settings, database).await,
         "ads" => connect::<ad::AdSchema>(settings, database).await,
+        "search" => connect::<search::SearchSchema>(settings, database).await,
         other => anyhow::bail!("no schema is known for database {other:?}"),
     }
 }
@@ -293,8 +294,8 @@ impl Env for ProcessEnv {
         })
     }
 
-    fn analytics_group(&self) -> String {
-        format!("{}{}", self.settings.schema_prefix, analytics::GROUP)
+    fn consumer_group(&self, group: &str) -> String {
+        format!("{}{group}", self.settings.schema_prefix)
     }
 
     fn client_rack(&self) -> Option<String> {

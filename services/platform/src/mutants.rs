@@ -54,6 +54,8 @@ pub struct Mutants {
     pub not_modified_unchecked: bool,
     /// gateway: an order is charged the price the client says it saw, not the ad's.
     pub order_price_from_client: bool,
+    /// search: hidden, banned and deleted ads are found too (the status filter is missing).
+    pub search_shows_inactive: bool,
 }
 
 impl Mutants {
@@ -78,13 +80,14 @@ impl Mutants {
             "owner-check-skipped" => m.owner_check_skipped = true,
             "not-modified-unchecked" => m.not_modified_unchecked = true,
             "order-price-from-client" => m.order_price_from_client = true,
+            "search-shows-inactive" => m.search_shows_inactive = true,
             _ => return None,
         }
         Some(m)
     }
 
     /// Every mutant's name.
-    pub const NAMES: [&'static str; 17] = [
+    pub const NAMES: [&'static str; 18] = [
         "publish-without-outbox",
         "psp-call-without-idempotency-key",
         "charge-without-idempotency-key",
@@ -102,6 +105,7 @@ impl Mutants {
         "owner-check-skipped",
         "not-modified-unchecked",
         "order-price-from-client",
+        "search-shows-inactive",
     ];
 
     /// `config` with the producer mutants applied.

@@ -75,7 +75,7 @@ const fn fake(name: &'static str, region: Region, port: u16) -> ServiceSpec {
 }
 
 /// Every service, dependencies first (the order they start in).
-pub const SERVICES: [ServiceSpec; 9] = [
+pub const SERVICES: [ServiceSpec; 10] = [
     fake("psp", Region::Msk, 8081),
     fake("courier", Region::Nsk, 8082),
     ServiceSpec {
@@ -107,6 +107,11 @@ pub const SERVICES: [ServiceSpec; 9] = [
         database: Some("ads"),
         kafka: true,
         ..service("ad", Region::Msk, 50055)
+    },
+    ServiceSpec {
+        database: Some("search"),
+        kafka: true,
+        ..service("search", Region::Msk, 50056)
     },
     service("gateway", Region::Msk, 8080),
 ];
@@ -151,8 +156,8 @@ pub trait Env: Send + Sync {
     fn mutants(&self) -> Mutants;
     /// The argon2id cost of new password hashes.
     fn password_cost(&self) -> user::PasswordCost;
-    /// The consumer group of the analytics service.
-    fn analytics_group(&self) -> String;
+    /// The name a consumer group `group` has in this world (tests prefix it).
+    fn consumer_group(&self, group: &str) -> String;
     /// Kafka `client.rack` of the instance's consumers.
     fn client_rack(&self) -> Option<String>;
     /// The fake PSP's settings and books.
@@ -213,7 +218,7 @@ pub async fn run_service(
         }
         "analytics" => {
             let config = analytics::Config {
-                group_id: env.analytics_group(),
+                group_id: env.consumer_group(analytics::GROUP),
                 client_rack: env.client_rack(),
             };
             analytics::run(config, env.infra()?, shutdown).await
@@ -232,12 +237,21 @@ pub async fn run_service(
             };
             ad::run(config, env.infra()?, shutdown).await
         }
+        "search" => {
+            let config = search::Config {
+                listen: env.listen(),
+                group_id: env.consumer_group(search::GROUP),
+                client_rack: env.client_rack(),
+            };
+            search::run(config, env.infra()?, shutdown).await
+        }
         "gateway" => {
             let listener = tokio::net::TcpListener::bind(env.listen()).await?;
             let config = gateway::Config {
                 order_url: env.urls("order"),
                 user_url: env.urls("user"),
                 ad_url: env.urls("ad"),
+                search_url: env.urls("search"),
                 mutants: env.mutants(),
             };
             gateway::run(listener, config, shutdown).await
@@ -279,6 +293,8 @@ mod tests {
             ("gateway", "order"),
             ("gateway", "user"),
             ("gateway", "ad"),
+            ("gateway", "search"),
+            ("search", "ad"),
         ] {
             assert!(
                 position(callee) < position(caller),

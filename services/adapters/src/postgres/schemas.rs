@@ -8,6 +8,7 @@ pub mod delivery;
 pub mod kv;
 pub mod order;
 pub mod payment;
+pub mod search;
 pub mod user;
 
 use platform::ports::StoreError;

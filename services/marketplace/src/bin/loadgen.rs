@@ -58,7 +58,11 @@ async fn sessions(
         "category": "bench", "region": "msk",
     });
     let listing: serde_json::Value = client
-        .post_json(&format!("{base}/v1/ads"), &[("authorization", seller.as_str())], &ad)
+        .post_json(
+            &format!("{base}/v1/ads"),
+            &[("authorization", seller.as_str())],
+            &ad,
+        )
         .await
         .map_err(|e| anyhow::anyhow!("post the listing: {e}"))?;
     let ad_id = listing["ad_id"].as_str().unwrap_or_default().to_owned();

@@ -327,7 +327,10 @@ async fn an_order_pays_the_ads_price_at_order_time_and_a_changed_price_is_confir
         gw,
         "POST",
         "/v1/ads",
-        &[("content-type", "application/json"), ("authorization", &seller_auth)],
+        &[
+            ("content-type", "application/json"),
+            ("authorization", &seller_auth),
+        ],
         &bike().to_string(),
     )
     .await;
@@ -338,7 +341,11 @@ async fn an_order_pays_the_ads_price_at_order_time_and_a_changed_price_is_confir
         gw,
         "PATCH",
         &format!("/v1/ads/{}", ad.ad_id),
-        &[("content-type", "application/json"), ("authorization", &seller_auth), ("if-match", "\"1\"")],
+        &[
+            ("content-type", "application/json"),
+            ("authorization", &seller_auth),
+            ("if-match", "\"1\""),
+        ],
         &json!({"price": {"amount_minor": 2_000_000, "currency": "RUB"}}).to_string(),
     )
     .await;
@@ -348,13 +355,30 @@ async fn an_order_pays_the_ads_price_at_order_time_and_a_changed_price_is_confir
         let body = json!({"ad_id": ad.ad_id, "expected_price": expected}).to_string();
         let buyer = buyer.clone();
         async move {
-            raw(gw, "POST", "/v1/orders", &[("content-type", "application/json"), ("authorization", &buyer)], &body).await
+            raw(
+                gw,
+                "POST",
+                "/v1/orders",
+                &[
+                    ("content-type", "application/json"),
+                    ("authorization", &buyer),
+                ],
+                &body,
+            )
+            .await
         }
     };
-    assert_problem(&order_with(seen).await, 409, "the price the buyer saw is gone");
+    assert_problem(
+        &order_with(seen).await,
+        409,
+        "the price the buyer saw is gone",
+    );
     let placed = order_with(json!({"amount_minor": 2_000_000, "currency": "RUB"})).await;
     assert_eq!(placed.0, 201, "{}", placed.2);
     let order: gateway::OrderView = serde_json::from_str(&placed.2).expect("order");
-    assert_eq!((order.amount_minor, order.ad_id.as_str(), order.ad_version), (2_000_000, ad.ad_id.as_str(), 2));
+    assert_eq!(
+        (order.amount_minor, order.ad_id.as_str(), order.ad_version),
+        (2_000_000, ad.ad_id.as_str(), 2)
+    );
     assert_eq!(order.item, "Road bike");
 }

@@ -293,9 +293,7 @@ async fn missing_forged_expired_and_foreign_tokens_get_401_with_a_challenge() {
 async fn an_order_is_shown_to_its_owner_only() {
     let stack = support::start(|_| {}).await;
     let gw = support::listen(&stack.settings, "gateway");
-    let mine = stack
-        .place_order(Some("same-key"))
-        .await;
+    let mine = stack.place_order(Some("same-key")).await;
     assert_eq!(mine.customer_id, stack.session.user_id);
     let other = support::register_and_login(&stack.gateway, "other@stack.test").await;
     let theirs: OrderView = stack

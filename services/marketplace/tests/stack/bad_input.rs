@@ -80,12 +80,18 @@ async fn malformed_requests_get_problem_json_4xx_and_never_a_500() {
     let own = json!({"title": "Mine", "price": {"amount_minor": 5, "currency": "RUB"}, "category": "home", "region": "msk"});
     let own: gateway::AdView = stack
         .client()
-        .post_json(&format!("{}/v1/ads", stack.gateway), &[("authorization", &auth)], &own)
+        .post_json(
+            &format!("{}/v1/ads", stack.gateway),
+            &[("authorization", &auth)],
+            &own,
+        )
         .await
         .expect("own ad");
     let own_ad = json!({"ad_id": own.ad_id}).to_string();
-    let wrong_price = json!({"ad_id": ad, "expected_price": {"amount_minor": 1, "currency": "RUB"}}).to_string();
-    let bad_price = json!({"ad_id": ad, "expected_price": {"amount_minor": -1, "currency": "rub"}}).to_string();
+    let wrong_price =
+        json!({"ad_id": ad, "expected_price": {"amount_minor": 1, "currency": "RUB"}}).to_string();
+    let bad_price =
+        json!({"ad_id": ad, "expected_price": {"amount_minor": -1, "currency": "rub"}}).to_string();
     let extra = json!({"ad_id": ad, "extra": 1}).to_string();
     let with_customer = json!({"ad_id": ad, "customer_id": "c"}).to_string();
     let with_amount = json!({"ad_id": ad, "amount_minor": 1}).to_string();
@@ -94,7 +100,13 @@ async fn malformed_requests_get_problem_json_4xx_and_never_a_500() {
         ("POST", "/v1/orders", &json, "{not json", 400),
         ("POST", "/v1/orders", &text, "{}", 415),
         ("POST", "/v1/orders", &json, r#"{"item":"x"}"#, 422),
-        ("POST", "/v1/orders", &json, r#"{"ad_id":"no-such-ad"}"#, 404),
+        (
+            "POST",
+            "/v1/orders",
+            &json,
+            r#"{"ad_id":"no-such-ad"}"#,
+            404,
+        ),
         ("POST", "/v1/orders", &json, &own_ad, 422),
         ("POST", "/v1/orders", &json, &wrong_price, 409),
         ("POST", "/v1/orders", &json, &bad_price, 409),

@@ -61,9 +61,7 @@ fn assert_events_match_history(order: &OrderView, events: &[StatusChanged]) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn order_placed_through_the_gateway_is_delivered_and_its_events_are_on_the_topic_in_order() {
     let stack = support::start(|_| {}).await;
-    let created = stack
-        .place_order(Some("stack-happy-1"))
-        .await;
+    let created = stack.place_order(Some("stack-happy-1")).await;
     assert_eq!(created.status, "CREATED");
     let done = stack
         .await_order(&created.order_id, Duration::from_secs(60), |o| {
@@ -123,9 +121,7 @@ async fn a_retried_create_with_the_same_idempotency_key_returns_the_same_order()
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_declined_payment_cancels_the_order_and_publishes_the_compensation() {
     let stack = support::start(|s| s.psp.decline_per_mille = 1000).await;
-    let created = stack
-        .place_order(None)
-        .await;
+    let created = stack.place_order(None).await;
     let done = stack
         .await_order(&created.order_id, Duration::from_secs(60), |o| {
             o.status == "CANCELLED"
@@ -153,9 +149,7 @@ async fn when_the_psp_answers_too_late_its_duplicate_webhooks_settle_the_payment
         s.psp.callback_copies = 2;
     })
     .await;
-    let created = stack
-        .place_order(None)
-        .await;
+    let created = stack.place_order(None).await;
     let done = stack
         .await_order(&created.order_id, Duration::from_secs(25), |o| {
             o.status == "DELIVERED"

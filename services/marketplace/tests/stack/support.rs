@@ -105,7 +105,11 @@ pub async fn start(tune: impl FnOnce(&mut Settings)) -> Stack {
         "category": "home", "region": "msk",
     });
     let listing = client
-        .post_json(&format!("{gateway}/v1/ads"), &[("authorization", &bearer(&seller))], &ad)
+        .post_json(
+            &format!("{gateway}/v1/ads"),
+            &[("authorization", &bearer(&seller))],
+            &ad,
+        )
         .await
         .expect("the seller's ad");
     Stack {

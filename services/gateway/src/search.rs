@@ -1,0 +1,125 @@
+//! `GET /v1/search`: the REST face of the search service (public).
+//!
+//! Parameters: `q` (words; websearch syntax), `category`, `region`, `price_min`,
+//! `price_max` (minor units), `sort` (`relevance` (default), `newest`, `price_asc`,
+//! `price_desc`), `limit` (1..=100, default 20), `cursor` (the `next_cursor` of the previous
+//! page). Only ACTIVE ads are found; the index follows the ads within moments, and reading
+//! one's own write is not promised.
+
+use axum::{
+    extract::{rejection::QueryRejection, Query, State},
+    http::header,
+    response::{IntoResponse, Response},
+    Json,
+};
+use contracts::search::{search_service_client::SearchServiceClient, SearchRequest, SearchSort};
+use platform::{grpc, http::Problem};
+use serde::{Deserialize, Serialize};
+
+use crate::{ads::Price, errors::problem, AppState};
+
+const SERVICE: &str = "search";
+
+/// The query string of `GET /v1/search`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SearchParams {
+    pub q: Option<String>,
+    pub category: Option<String>,
+    pub region: Option<String>,
+    pub price_min: Option<i64>,
+    pub price_max: Option<i64>,
+    pub sort: Option<String>,
+    pub limit: Option<u32>,
+    pub cursor: Option<String>,
+}
+
+/// One found ad.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct SearchItem {
+    pub ad_id: String,
+    pub owner_id: String,
+    pub title: String,
+    pub description: String,
+    pub price: Price,
+    pub category: String,
+    pub region: String,
+    pub version: i64,
+    pub created_ms: i64,
+}
+
+/// A page of results.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct SearchResults {
+    pub items: Vec<SearchItem>,
+    /// Absent on the last page.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_cursor: Option<String>,
+}
+
+pub(crate) async fn search(
+    State(st): State<AppState>,
+    params: Result<Query<SearchParams>, QueryRejection>,
+) -> Result<Response, Problem> {
+    let Query(p) = params.map_err(|e| Problem::bad_request(e.body_text()))?;
+    let sort = match p.sort.as_deref() {
+        None | Some("relevance") => SearchSort::Relevance,
+        Some("newest") => SearchSort::Newest,
+        Some("price_asc") => SearchSort::PriceAsc,
+        Some("price_desc") => SearchSort::PriceDesc,
+        Some(other) => {
+            return Err(Problem::unprocessable(format!(
+                "sort must be relevance, newest, price_asc or price_desc, not {other:?}"
+            )))
+        }
+    };
+    let req = SearchRequest {
+        q: p.q.unwrap_or_default(),
+        category: p.category.unwrap_or_default(),
+        region: p.region.unwrap_or_default(),
+        price_min: p.price_min.unwrap_or(0),
+        price_max: p.price_max.unwrap_or(0),
+        sort: sort as i32,
+        limit: match p.limit {
+            Some(0) => return Err(Problem::unprocessable("limit must be 1..=100")),
+            other => other.unwrap_or(0),
+        },
+        cursor: p.cursor.unwrap_or_default(),
+    };
+    let channel = st.search.get().await.map_err(|e| problem(SERVICE, e))?;
+    let page = SearchServiceClient::new(channel)
+        .search(grpc::request(req, None))
+        .await
+        .map_err(|e| {
+            st.search.on_error(&e);
+            problem(SERVICE, e)
+        })?
+        .into_inner();
+    let items = page
+        .hits
+        .into_iter()
+        .map(|h| SearchItem {
+            ad_id: h.ad_id,
+            owner_id: h.owner_id,
+            title: h.title,
+            description: h.description,
+            price: Price {
+                amount_minor: h.price_minor,
+                currency: h.currency,
+            },
+            category: h.category,
+            region: h.region,
+            version: h.version,
+            created_ms: h.created_ms,
+        })
+        .collect();
+    let results = SearchResults {
+        items,
+        next_cursor: (!page.next_cursor.is_empty()).then_some(page.next_cursor),
+    };
+    Ok((
+        [(header::CACHE_CONTROL, "public, max-age=5")],
+        Json(results),
+    )
+        .into_response())
+}

@@ -1,0 +1,99 @@
+//! The search service: a consumer group on `ad.changed` that keeps a full-text index of the
+//! newest version of every ad (each update commits with its inbox mark, and an older version
+//! never overwrites a newer one), and a gRPC `Search` over the ACTIVE ones: words
+//! (PostgreSQL `websearch_to_tsquery`, Russian and English), category, region, price range,
+//! four sorts, keyset pagination with opaque cursors.
+
+mod api;
+pub mod store;
+
+use std::{net::SocketAddr, sync::Arc};
+
+use contracts::search::search_service_server::SearchServiceServer;
+use platform::{
+    inbox::{run_consumer, ConsumerSettings, Effect, EffectError},
+    ports::{ConsumedRecord, ConsumerConfig, Store, Tx},
+    Infra, Shutdown,
+};
+
+pub use api::{decode_cursor, encode_cursor, DEFAULT_LIMIT};
+pub use store::{Doc, SearchAnswer, SearchModel, SearchQuery, SearchSchema, SearchWrite};
+
+/// The consumer group.
+pub const GROUP: &str = "search";
+
+/// Search settings.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// gRPC listen address.
+    pub listen: SocketAddr,
+    /// The consumer group (normally [`GROUP`]; tests side by side use their own).
+    pub group_id: String,
+    /// Kafka `client.rack` of this instance.
+    pub client_rack: Option<String>,
+}
+
+/// The index document of an `ad.changed` event.
+pub fn doc_of(e: &ad::AdChanged) -> Doc {
+    let a = &e.ad;
+    Doc {
+        ad_id: a.ad_id.clone(),
+        version: e.version,
+        owner_id: a.owner_id.clone(),
+        title: a.title.clone(),
+        description: a.description.clone(),
+        price_minor: a.price_minor,
+        currency: a.currency.clone(),
+        category: a.category.clone(),
+        region: a.region.clone(),
+        status: a.status.clone(),
+        created_ms: a.created_ms,
+    }
+}
+
+fn effect() -> Effect<SearchSchema> {
+    Arc::new(
+        |record: ConsumedRecord, _store: Arc<dyn Store<SearchSchema>>| {
+            Box::pin(async move {
+                let event: ad::AdChanged = serde_json::from_slice(&record.payload)
+                    .map_err(|e| EffectError::Poison(format!("ad event does not decode: {e}")))?;
+                Ok(Some(Tx::new().write(SearchWrite::Upsert(doc_of(&event)))))
+            })
+        },
+    )
+}
+
+/// Runs the search service (its consumer and its gRPC API) until `shutdown`.
+pub async fn run(
+    config: Config,
+    infra: Infra<SearchSchema>,
+    shutdown: Shutdown,
+) -> anyhow::Result<()> {
+    let mut consumer = ConsumerConfig::new(config.group_id.clone());
+    consumer.client_rack = config.client_rack.clone();
+    // Mutant: commit offsets at poll time, before the effect is durable.
+    consumer.enable_auto_commit = infra.mutants.auto_commit_before_processing;
+    let settings = ConsumerSettings {
+        consumer,
+        topics: vec![ad::AD_CHANGED_TOPIC.into()],
+        producer: infra.producer.clone(),
+        inbox: !infra.mutants.consumer_without_inbox,
+    };
+    let consuming = tokio::spawn(run_consumer(
+        infra.store.clone(),
+        infra.events.clone(),
+        settings,
+        effect(),
+        shutdown.clone(),
+    ));
+    tracing::info!(listen = %config.listen, "search service up, consuming {}", ad::AD_CHANGED_TOPIC);
+    tonic::transport::Server::builder()
+        .add_service(SearchServiceServer::new(api::SearchApi {
+            store: infra.store.clone(),
+            mutants: infra.mutants,
+        }))
+        .serve_with_shutdown(config.listen, shutdown.clone().into_wait())
+        .await?;
+    let _ = consuming.await;
+    Ok(())
+}
