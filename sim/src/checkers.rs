@@ -10,6 +10,7 @@ mod goods;
 mod kafka_log;
 mod money;
 mod order_events;
+mod search;
 mod saga_liveness;
 
 use std::{collections::BTreeMap, fmt};
@@ -37,6 +38,8 @@ pub struct FinalState {
     pub ads: BTreeMap<String, (i64, ad::Ad)>,
     /// `ad.changed` as the cluster holds it, per partition, below the high watermark.
     pub ad_events: Vec<Vec<ConsumedRecord>>,
+    /// Every ad looked up through search after heal: (id, status, found).
+    pub search_lookups: Vec<crate::workload::Lookup>,
     /// The user service's accounts: user id → email as registered.
     pub users: BTreeMap<String, String>,
     /// The order service's create requests: idempotency key → the order it made.
@@ -71,7 +74,7 @@ impl fmt::Display for Violation {
 }
 
 /// Every checker, by the name scenario files select it with.
-const CHECKERS: [(&str, fn(&FinalState) -> Vec<Violation>); 10] = [
+const CHECKERS: [(&str, fn(&FinalState) -> Vec<Violation>); 11] = [
     (saga_liveness::NAME, saga_liveness::check),
     (money::NAME, money::check),
     (goods::NAME, goods::check),
@@ -82,6 +85,7 @@ const CHECKERS: [(&str, fn(&FinalState) -> Vec<Violation>); 10] = [
     (admission::NAME, admission::check),
     (accounts::NAME, accounts::check),
     (ads::NAME, ads::check),
+    (search::NAME, search::check),
 ];
 
 /// Every checker's name.

@@ -387,7 +387,7 @@ async fn reprice(sessions: &Sessions, c: u32, ad: &gateway::AdView, observed: &M
 
 /// Customer `c` posts a second ad, and hides or deletes it (or keeps it), by `c`.
 async fn scratch_ad(sessions: &Sessions, c: u32, observed: &Mutex<Observed>) {
-    let Some(ad) = post_ad(sessions, c, &format!("scratch-{c}"), observed).await else {
+    let Some(ad) = post_ad(sessions, c, "lamp", observed).await else {
         return;
     };
     let url = format!("{}/v1/ads/{}", gateway_url(c as usize), ad.ad_id);
@@ -410,6 +410,41 @@ async fn scratch_ad(sessions: &Sessions, c: u32, observed: &Mutex<Observed>) {
         }
         _ => {}
     }
+}
+
+/// One ad looked up through search after heal: its id, its status, and whether a search for
+/// its title in its category and region found it (`None`: the search failed).
+pub type Lookup = (String, String, Option<bool>);
+
+/// Searches every ad of `ads` by its title, category and region, through the gateways.
+pub async fn final_searches(ads: &[ad::Ad]) -> Vec<Lookup> {
+    let client = HttpClient::new(Duration::from_secs(5));
+    let mut out = Vec::new();
+    for (i, a) in ads.iter().enumerate() {
+        let q: String = crate::workload::words(&a.title).join("+");
+        let url = format!(
+            "{}/v1/search?q={q}&category={}&region={}&limit=100",
+            gateway_url(i),
+            a.category,
+            a.region
+        );
+        let found = retry(&patient(), "search", &Shutdown::never(), HttpError::is_transient, |_| {
+            client.get_json::<gateway::SearchResults>(&url)
+        })
+        .await
+        .ok()
+        .map(|r| r.items.iter().any(|h| h.ad_id == a.ad_id));
+        out.push((a.ad_id.clone(), a.status.clone(), found));
+    }
+    out
+}
+
+/// The words of a title, as a URL query can carry them.
+fn words(title: &str) -> Vec<String> {
+    search::store::words(title)
+        .into_iter()
+        .filter(|w| w.chars().all(|c| c.is_ascii_alphanumeric()))
+        .collect()
 }
 
 /// The next customer asks for `created`; a 200 is a foreign read.

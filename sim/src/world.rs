@@ -359,15 +359,25 @@ pub async fn run(scenario: &Scenario, mutants: Mutants, record: bool) -> Outcome
         madsim::time::sleep(Duration::from_millis(500)).await;
     }
 
+    // After heal, the client looks every ad up through the gateways' search.
+    let ads = disks.ads();
+    let lookups = {
+        let ads: Vec<ad::Ad> = ads.values().map(|(_, a)| a.clone()).collect();
+        client
+            .spawn(async move { crate::workload::final_searches(&ads).await })
+            .await
+            .unwrap_or_default()
+    };
     let observed = observed.lock().map(|o| o.clone()).unwrap_or_default();
     let state = FinalState {
+        search_lookups: lookups,
         orders: disks.orders(),
         acknowledged: observed.acknowledged,
         refused: observed.refused,
         foreign_reads: observed.foreign_reads,
         stale_not_modified: observed.stale_not_modified,
         acknowledged_ads: observed.ads,
-        ads: disks.ads(),
+        ads,
         ad_events: kafka.log_snapshot(ad::AD_CHANGED_TOPIC),
         users: disks.users(),
         requests: disks.requests(),
@@ -521,6 +531,19 @@ impl Disks {
             .lock()
             .is_ok_and(|s| s.platform.list_work(payment::store::PAYMENTS, 1).is_empty());
         checkers::settled(&self.orders(), outbox_drained, payments_done, &self.mart())
+            && self.search_caught_up()
+    }
+
+    /// Whether the search index holds every ad at its current version.
+    fn search_caught_up(&self) -> bool {
+        let indexed: BTreeMap<String, i64> = self
+            .search
+            .lock()
+            .map(|s| s.model.values().map(|d| (d.ad_id.clone(), d.version)).collect())
+            .unwrap_or_default();
+        self.ads()
+            .iter()
+            .all(|(id, (version, _))| indexed.get(id) == Some(version))
     }
 }
 

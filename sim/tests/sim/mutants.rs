@@ -131,6 +131,11 @@ fn charging_the_price_the_client_names_is_caught() {
 }
 
 #[test]
+fn a_search_without_its_status_filter_finds_deleted_ads_and_is_caught() {
+    caught("search-shows-inactive");
+}
+
+#[test]
 fn every_mutant_is_named_by_some_scenario() {
     let all = scenario::embedded();
     for m in Mutants::NAMES {
