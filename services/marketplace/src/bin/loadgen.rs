@@ -1,14 +1,15 @@
-//! `loadgen URL RATE SECONDS OUT.csv [orders|logins]` — open-loop, fixed-rate load: one
-//! request every 1/RATE s for SECONDS, whatever the answers (a closed-loop tool like wrk slows
-//! down with the server and hides its overload).
+//! `loadgen URL RATE SECONDS OUT.csv [orders|searches|logins]` — open-loop, fixed-rate load:
+//! one request every 1/RATE s for SECONDS, whatever the answers (a closed-loop tool like wrk
+//! slows down with the server and hides its overload).
 //!
 //! It first registers [`USERS`] accounts and logs each in, and a seller who posts one ad.
 //! `orders` (the default) then sends `POST /v1/orders` for that ad as those users in turn,
-//! each with its own idempotency key; `logins` sends
-//! `POST /v1/sessions` for them (password hashing at the stack's argon2 cost). Writes one CSV
-//! row per request (`key,status,order_id,sent_ms,answered_ms`; times in ms since the epoch,
-//! status 0 for no answer; `order_id` empty for logins) and prints a one-line summary with
-//! the answered requests' latency percentiles. Used by `ci/bench-stack`.
+//! each with its own idempotency key; `searches` sends `GET /v1/search` with [`SEARCHES`] in
+//! turn (words in Russian and English, filters, sorts); `logins` sends `POST /v1/sessions`
+//! for the users (password hashing at the stack's argon2 cost). Writes one CSV row per
+//! request (`key,status,order_id,sent_ms,answered_ms`; times in ms since the epoch, status 0
+//! for no answer; `order_id` empty but for orders) and prints a one-line summary with the
+//! answered requests' latency percentiles. Used by `ci/bench-stack` and `ci/bench-front`.
 
 use std::{fmt::Write as _, sync::Arc, time::Duration};
 
@@ -29,6 +30,45 @@ struct Session {
 const USERS: usize = 8;
 const PASSWORD: &str = "load generator password";
 
+/// The searches of `searches` mode, in turn.
+const SEARCHES: [&str; 10] = [
+    "q=%D0%B2%D0%B5%D0%BB%D0%BE%D1%81%D0%B8%D0%BF%D0%B5%D0%B4",
+    "q=red+bike&category=bikes",
+    "category=home&sort=price_asc",
+    "q=oak+table&region=msk&sort=newest",
+    "q=%D0%BB%D0%B0%D0%BC%D0%BF%D0%B0&price_max=50000",
+    "sort=newest",
+    "q=vintage+leather+sofa",
+    "q=%22mountain+bike%22",
+    "price_min=1000&price_max=5000&sort=price_desc",
+    "q=chair&limit=100",
+];
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// `POST url body`, retried for a while on transient failures (the stack may be starting).
+async fn post_patiently<R: serde::de::DeserializeOwned>(
+    client: &HttpClient,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: &serde_json::Value,
+) -> Result<R, HttpError> {
+    let mut attempts = 0;
+    loop {
+        attempts += 1;
+        match client.post_json(url, headers, body).await {
+            Err(e) if e.is_transient() && attempts < 60 => {
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            r => return r,
+        }
+    }
+}
+
 /// Registers and logs in `USERS` accounts of this run (their `authorization` headers), and
 /// one more that posts the ad every order buys (its id).
 async fn sessions(
@@ -41,13 +81,11 @@ async fn sessions(
         let email = format!("load-{run}-{u}@bench.test");
         let body =
             serde_json::json!({"email": email, "password": PASSWORD, "display_name": "load"});
-        client
-            .post_json::<_, serde_json::Value>(&format!("{base}/v1/users"), &[], &body)
+        post_patiently::<serde_json::Value>(client, &format!("{base}/v1/users"), &[], &body)
             .await
             .map_err(|e| anyhow::anyhow!("register {email}: {e}"))?;
         let body = serde_json::json!({"email": email, "password": PASSWORD});
-        let s: Session = client
-            .post_json(&format!("{base}/v1/sessions"), &[], &body)
+        let s: Session = post_patiently(client, &format!("{base}/v1/sessions"), &[], &body)
             .await
             .map_err(|e| anyhow::anyhow!("login {email}: {e}"))?;
         out.push(format!("Bearer {}", s.access_token));
@@ -57,14 +95,14 @@ async fn sessions(
         "title": "bench item", "price": {"amount_minor": 1_000, "currency": "RUB"},
         "category": "bench", "region": "msk",
     });
-    let listing: serde_json::Value = client
-        .post_json(
-            &format!("{base}/v1/ads"),
-            &[("authorization", seller.as_str())],
-            &ad,
-        )
-        .await
-        .map_err(|e| anyhow::anyhow!("post the listing: {e}"))?;
+    let listing: serde_json::Value = post_patiently(
+        client,
+        &format!("{base}/v1/ads"),
+        &[("authorization", seller.as_str())],
+        &ad,
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("post the listing: {e}"))?;
     let ad_id = listing["ad_id"].as_str().unwrap_or_default().to_owned();
     Ok((out, ad_id))
 }
@@ -77,19 +115,28 @@ fn percentile(sorted: &[u64], p: f64) -> u64 {
     sorted[i.min(sorted.len() - 1)]
 }
 
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Orders,
+    Searches,
+    Logins,
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let (url, rate, seconds, out, mode) = match args.as_slice() {
-        [u, r, s, o] => (u, r, s, o, "orders"),
-        [u, r, s, o, m] if m == "orders" || m == "logins" => (u, r, s, o, m.as_str()),
-        _ => anyhow::bail!("usage: loadgen URL RATE_PER_S SECONDS OUT.csv [orders|logins]"),
+        [u, r, s, o] => (u, r, s, o, Mode::Orders),
+        [u, r, s, o, m] => {
+            let mode = match m.as_str() {
+                "orders" => Mode::Orders,
+                "searches" => Mode::Searches,
+                "logins" => Mode::Logins,
+                other => anyhow::bail!("unknown mode {other:?}: orders, searches or logins"),
+            };
+            (u, r, s, o, mode)
+        }
+        _ => anyhow::bail!("usage: loadgen URL RATE_PER_S SECONDS OUT.csv [orders|searches|logins]"),
     };
     let rate: f64 = rate.parse()?;
     let seconds: f64 = seconds.parse()?;
@@ -101,52 +148,56 @@ async fn main() -> anyhow::Result<()> {
     let total = (rate * seconds).round() as u64;
     let client = Arc::new(HttpClient::new(Duration::from_secs(10)));
     let (auth, ad_id) = sessions(&client, url, &run).await?;
-    let (auth, ad_id) = (Arc::new(auth), Arc::new(ad_id));
-    let logins = mode == "logins";
-    let url = Arc::new(if logins {
-        format!("{url}/v1/sessions")
-    } else {
-        format!("{url}/v1/orders")
-    });
+    let (auth, ad_id, base) = (Arc::new(auth), Arc::new(ad_id), Arc::new(url.clone()));
     let mut ticks = tokio::time::interval(Duration::from_secs_f64(1.0 / rate));
     // Open loop: a late tick fires at once, the schedule never waits for answers.
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
     let mut tasks = Vec::with_capacity(total as usize);
     for i in 0..total {
         ticks.tick().await;
-        let (client, url, auth, run, ad_id) = (
+        let (client, auth, run, ad_id, base) = (
             client.clone(),
-            url.clone(),
             auth.clone(),
             run.clone(),
             ad_id.clone(),
+            base.clone(),
         );
         let key = format!("load-{run}-{i}");
         tasks.push(tokio::spawn(async move {
             let sent = now_ms();
             let user = i as usize % USERS;
-            let r = if logins {
-                let body = serde_json::json!({
-                    "email": format!("load-{run}-{user}@bench.test"),
-                    "password": PASSWORD,
-                });
-                client
-                    .post_json::<_, Session>(&url, &[], &body)
-                    .await
-                    .map(|_| String::new())
-            } else {
-                let body = serde_json::json!({"ad_id": ad_id.as_str()});
-                let headers = [
-                    ("idempotency-key", key.as_str()),
-                    ("authorization", auth[user].as_str()),
-                ];
-                client
-                    .post_json::<_, Created>(&url, &headers, &body)
-                    .await
-                    .map(|c| c.order_id)
+            let r = match mode {
+                Mode::Searches => {
+                    let query = SEARCHES[i as usize % SEARCHES.len()];
+                    client
+                        .get_json::<serde_json::Value>(&format!("{base}/v1/search?{query}"))
+                        .await
+                        .map(|_| String::new())
+                }
+                Mode::Logins => {
+                    let body = serde_json::json!({
+                        "email": format!("load-{run}-{user}@bench.test"),
+                        "password": PASSWORD,
+                    });
+                    client
+                        .post_json::<_, Session>(&format!("{base}/v1/sessions"), &[], &body)
+                        .await
+                        .map(|_| String::new())
+                }
+                Mode::Orders => {
+                    let body = serde_json::json!({"ad_id": ad_id.as_str()});
+                    let headers = [
+                        ("idempotency-key", key.as_str()),
+                        ("authorization", auth[user].as_str()),
+                    ];
+                    client
+                        .post_json::<_, Created>(&format!("{base}/v1/orders"), &headers, &body)
+                        .await
+                        .map(|c| c.order_id)
+                }
             };
             let (status, order) = match r {
-                Ok(id) => (if logins { 200 } else { 201 }, id),
+                Ok(id) => (if mode == Mode::Orders { 201 } else { 200 }, id),
                 Err(HttpError::Status { status, .. }) => (status, String::new()),
                 Err(_) => (0, String::new()),
             };
@@ -172,7 +223,7 @@ async fn main() -> anyhow::Result<()> {
     std::fs::write(out, csv)?;
     latencies.sort_unstable();
     println!(
-        "LOAD mode={mode} sent={total} accepted={accepted} shed={shed} unavailable={unavailable} failed={other} p50_ms={} p99_ms={}",
+        "LOAD sent={total} accepted={accepted} shed={shed} unavailable={unavailable} failed={other} p50_ms={} p99_ms={}",
         percentile(&latencies, 0.5),
         percentile(&latencies, 0.99)
     );
