@@ -10,8 +10,8 @@ mod goods;
 mod kafka_log;
 mod money;
 mod order_events;
-mod search;
 mod saga_liveness;
+mod search;
 
 use std::{collections::BTreeMap, fmt};
 

@@ -428,9 +428,13 @@ pub async fn final_searches(ads: &[ad::Ad]) -> Vec<Lookup> {
             a.category,
             a.region
         );
-        let found = retry(&patient(), "search", &Shutdown::never(), HttpError::is_transient, |_| {
-            client.get_json::<gateway::SearchResults>(&url)
-        })
+        let found = retry(
+            &patient(),
+            "search",
+            &Shutdown::never(),
+            HttpError::is_transient,
+            |_| client.get_json::<gateway::SearchResults>(&url),
+        )
         .await
         .ok()
         .map(|r| r.items.iter().any(|h| h.ad_id == a.ad_id));

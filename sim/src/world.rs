@@ -539,7 +539,12 @@ impl Disks {
         let indexed: BTreeMap<String, i64> = self
             .search
             .lock()
-            .map(|s| s.model.values().map(|d| (d.ad_id.clone(), d.version)).collect())
+            .map(|s| {
+                s.model
+                    .values()
+                    .map(|d| (d.ad_id.clone(), d.version))
+                    .collect()
+            })
             .unwrap_or_default();
         self.ads()
             .iter()

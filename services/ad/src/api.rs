@@ -73,6 +73,14 @@ fn apply_fields(ad: &mut Ad, f: Option<AdFields>) -> Result<(), Status> {
     if !TITLE_CHARS.contains(&title.chars().count()) || title.chars().any(char::is_control) {
         return Err(invalid("title must be 1..=200 printable characters"));
     }
+    if f.description
+        .chars()
+        .any(|c| c.is_control() && !matches!(c, '\n' | '\r' | '\t'))
+    {
+        return Err(invalid(
+            "description must not hold control characters but line breaks and tabs",
+        ));
+    }
     if f.description.chars().count() > DESCRIPTION_CHARS_MAX {
         return Err(invalid(format!(
             "description must be at most {DESCRIPTION_CHARS_MAX} characters"

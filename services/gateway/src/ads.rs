@@ -30,45 +30,59 @@ use crate::{auth::Caller, errors::problem, AppState};
 const SERVICE: &str = "ad";
 
 /// A price as clients write it.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Price {
+    #[schema(minimum = 1, maximum = 1_000_000_000)]
     pub amount_minor: i64,
+    #[schema(pattern = "^[A-Z]{3}$")]
     pub currency: String,
 }
 
 /// The body of `POST /v1/ads` and `PUT /v1/ads/{id}`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AdBody {
+    #[schema(min_length = 1, max_length = 200, pattern = "\\S")]
     pub title: String,
     #[serde(default)]
+    #[schema(max_length = 5000)]
     pub description: String,
     pub price: Price,
+    #[schema(pattern = "^[a-z0-9-]{1,64}$")]
     pub category: String,
+    #[schema(pattern = "^[a-z0-9-]{1,64}$")]
     pub region: String,
     #[serde(default)]
+    #[schema(max_items = 10)]
     pub photos: Vec<String>,
     /// `ACTIVE` (the default) or `HIDDEN`; PUT only.
     #[serde(default)]
+    #[schema(pattern = "^(ACTIVE|HIDDEN)$")]
     pub status: Option<String>,
 }
 
 /// The body of `PATCH /v1/ads/{id}`: the fields to change.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AdPatch {
+    #[schema(min_length = 1, max_length = 200, pattern = "\\S")]
     pub title: Option<String>,
+    #[schema(max_length = 5000)]
     pub description: Option<String>,
     pub price: Option<Price>,
+    #[schema(pattern = "^[a-z0-9-]{1,64}$")]
     pub category: Option<String>,
+    #[schema(pattern = "^[a-z0-9-]{1,64}$")]
     pub region: Option<String>,
+    #[schema(max_items = 10)]
     pub photos: Option<Vec<String>>,
+    #[schema(pattern = "^(ACTIVE|HIDDEN)$")]
     pub status: Option<String>,
 }
 
 /// An ad as clients see it.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct AdView {
     pub ad_id: String,
     pub owner_id: String,
@@ -184,7 +198,7 @@ pub(crate) async fn visible(
     caller: Option<&Caller>,
 ) -> Result<Ad, Problem> {
     let not_found = || Problem::not_found(format!("{SERVICE}: no ad {id}"));
-    if id.is_empty() || id.len() > grpc::ID_BYTES_MAX {
+    if id.is_empty() || id.len() > grpc::ID_BYTES_MAX || !id.bytes().all(|b| b.is_ascii_graphic()) {
         return Err(not_found());
     }
     let ad = client(st)
@@ -275,6 +289,24 @@ fn fields(b: AdBody) -> AdFields {
     }
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/ads",
+    tag = "ads",
+    request_body = AdBody,
+    params(("Idempotency-Key" = Option<String>, Header, description = "Makes a retried POST return the same ad")),
+    security(("bearer" = [])),
+    responses(
+        (status = 201, description = "The new ACTIVE ad", body = AdView, headers(("ETag" = String, description = "The version, e.g. \"3\""), ("Cache-Control" = String))),
+        (status = 401, description = "No valid access token (WWW-Authenticate: Bearer)", body = crate::openapi::ProblemDetails, content_type = "application/problem+json"),
+        (status = 400, description = "Malformed request (JSON, header or parameter)", body = crate::openapi::ProblemDetails, content_type = "application/problem+json"),
+        (status = 413, description = "Body over 64 KiB", body = crate::openapi::ProblemDetails, content_type = "application/problem+json"),
+        (status = 415, description = "Body is not application/json", body = crate::openapi::ProblemDetails, content_type = "application/problem+json"),
+        (status = 422, description = "A field breaks a rule", body = crate::openapi::ProblemDetails, content_type = "application/problem+json"),
+        (status = 503, description = "A service behind the gateway cannot answer now (Retry-After)", body = crate::openapi::ProblemDetails, content_type = "application/problem+json"),
+        (status = 500, description = "A bug; the cause stays in the log", body = crate::openapi::ProblemDetails, content_type = "application/problem+json"),
+    )
+)]
 pub(crate) async fn create(
     State(st): State<AppState>,
     caller: Caller,
@@ -315,6 +347,20 @@ pub(crate) async fn create(
     Ok(response)
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/ads/{id}",
+    tag = "ads",
+    params(("id" = String, Path, description = "The ad's id"), ("If-None-Match" = Option<String>, Header, description = "ETags the client holds")),
+    responses(
+        (status = 200, description = "The ad", body = AdView, headers(("ETag" = String, description = "The version, e.g. \"3\""), ("Cache-Control" = String))),
+        (status = 304, description = "Unchanged since the ETag in If-None-Match"),
+        (status = 404, description = "No such ad, or not visible to the caller", body = crate::openapi::ProblemDetails, content_type = "application/problem+json"),
+        (status = 400, description = "Malformed request", body = crate::openapi::ProblemDetails, content_type = "application/problem+json"),
+        (status = 503, description = "A service behind the gateway cannot answer now (Retry-After)", body = crate::openapi::ProblemDetails, content_type = "application/problem+json"),
+        (status = 500, description = "A bug; the cause stays in the log", body = crate::openapi::ProblemDetails, content_type = "application/problem+json"),
+    )
+)]
 pub(crate) async fn get(
     State(st): State<AppState>,
     caller: Option<Caller>,
@@ -336,6 +382,29 @@ pub(crate) async fn get(
     Ok(ad_response(StatusCode::OK, ad))
 }
 
+#[utoipa::path(
+    put,
+    path = "/v1/ads/{id}",
+    tag = "ads",
+    request_body = AdBody,
+    params(("id" = String, Path, description = "The ad's id"), ("If-Match" = String, Header, description = "The ETag last read (required)")),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The ad, replaced", body = AdView, headers(("ETag" = String, description = "The version, e.g. \"3\""), ("Cache-Control" = String))),
+        (status = 403, description = "Not the owner", body = crate::openapi::ProblemDetails, content_type = "application/problem+json"),
+        (status = 404, description = "No such ad", body = crate::openapi::ProblemDetails, content_type = "application/problem+json"),
+        (status = 409, description = "The ad is banned", body = crate::openapi::ProblemDetails, content_type = "application/problem+json"),
+        (status = 412, description = "The ad changed since the ETag in If-Match", body = crate::openapi::ProblemDetails, content_type = "application/problem+json"),
+        (status = 428, description = "If-Match is missing", body = crate::openapi::ProblemDetails, content_type = "application/problem+json"),
+        (status = 401, description = "No valid access token (WWW-Authenticate: Bearer)", body = crate::openapi::ProblemDetails, content_type = "application/problem+json"),
+        (status = 400, description = "Malformed request (JSON, header or parameter)", body = crate::openapi::ProblemDetails, content_type = "application/problem+json"),
+        (status = 413, description = "Body over 64 KiB", body = crate::openapi::ProblemDetails, content_type = "application/problem+json"),
+        (status = 415, description = "Body is not application/json", body = crate::openapi::ProblemDetails, content_type = "application/problem+json"),
+        (status = 422, description = "A field breaks a rule", body = crate::openapi::ProblemDetails, content_type = "application/problem+json"),
+        (status = 503, description = "A service behind the gateway cannot answer now (Retry-After)", body = crate::openapi::ProblemDetails, content_type = "application/problem+json"),
+        (status = 500, description = "A bug; the cause stays in the log", body = crate::openapi::ProblemDetails, content_type = "application/problem+json"),
+    )
+)]
 pub(crate) async fn put(
     State(st): State<AppState>,
     caller: Caller,
@@ -361,6 +430,29 @@ pub(crate) async fn put(
     Ok(ad_response(StatusCode::OK, ad))
 }
 
+#[utoipa::path(
+    patch,
+    path = "/v1/ads/{id}",
+    tag = "ads",
+    request_body = AdPatch,
+    params(("id" = String, Path, description = "The ad's id"), ("If-Match" = String, Header, description = "The ETag last read (required)")),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The ad, changed", body = AdView, headers(("ETag" = String, description = "The version, e.g. \"3\""), ("Cache-Control" = String))),
+        (status = 403, description = "Not the owner", body = crate::openapi::ProblemDetails, content_type = "application/problem+json"),
+        (status = 404, description = "No such ad", body = crate::openapi::ProblemDetails, content_type = "application/problem+json"),
+        (status = 409, description = "The ad is banned", body = crate::openapi::ProblemDetails, content_type = "application/problem+json"),
+        (status = 412, description = "The ad changed since the ETag in If-Match", body = crate::openapi::ProblemDetails, content_type = "application/problem+json"),
+        (status = 428, description = "If-Match is missing", body = crate::openapi::ProblemDetails, content_type = "application/problem+json"),
+        (status = 401, description = "No valid access token (WWW-Authenticate: Bearer)", body = crate::openapi::ProblemDetails, content_type = "application/problem+json"),
+        (status = 400, description = "Malformed request (JSON, header or parameter)", body = crate::openapi::ProblemDetails, content_type = "application/problem+json"),
+        (status = 413, description = "Body over 64 KiB", body = crate::openapi::ProblemDetails, content_type = "application/problem+json"),
+        (status = 415, description = "Body is not application/json", body = crate::openapi::ProblemDetails, content_type = "application/problem+json"),
+        (status = 422, description = "A field breaks a rule", body = crate::openapi::ProblemDetails, content_type = "application/problem+json"),
+        (status = 503, description = "A service behind the gateway cannot answer now (Retry-After)", body = crate::openapi::ProblemDetails, content_type = "application/problem+json"),
+        (status = 500, description = "A bug; the cause stays in the log", body = crate::openapi::ProblemDetails, content_type = "application/problem+json"),
+    )
+)]
 pub(crate) async fn patch(
     State(st): State<AppState>,
     caller: Caller,
@@ -409,6 +501,25 @@ pub(crate) async fn patch(
     Ok(ad_response(StatusCode::OK, ad))
 }
 
+#[utoipa::path(
+    delete,
+    path = "/v1/ads/{id}",
+    tag = "ads",
+    params(("id" = String, Path, description = "The ad's id"), ("If-Match" = String, Header, description = "The ETag last read (required)")),
+    security(("bearer" = [])),
+    responses(
+        (status = 204, description = "The ad is deleted"),
+        (status = 403, description = "Not the owner", body = crate::openapi::ProblemDetails, content_type = "application/problem+json"),
+        (status = 404, description = "No such ad", body = crate::openapi::ProblemDetails, content_type = "application/problem+json"),
+        (status = 409, description = "The ad is banned", body = crate::openapi::ProblemDetails, content_type = "application/problem+json"),
+        (status = 412, description = "The ad changed since the ETag in If-Match", body = crate::openapi::ProblemDetails, content_type = "application/problem+json"),
+        (status = 428, description = "If-Match is missing", body = crate::openapi::ProblemDetails, content_type = "application/problem+json"),
+        (status = 401, description = "No valid access token (WWW-Authenticate: Bearer)", body = crate::openapi::ProblemDetails, content_type = "application/problem+json"),
+        (status = 400, description = "Malformed If-Match", body = crate::openapi::ProblemDetails, content_type = "application/problem+json"),
+        (status = 503, description = "A service behind the gateway cannot answer now (Retry-After)", body = crate::openapi::ProblemDetails, content_type = "application/problem+json"),
+        (status = 500, description = "A bug; the cause stays in the log", body = crate::openapi::ProblemDetails, content_type = "application/problem+json"),
+    )
+)]
 pub(crate) async fn delete(
     State(st): State<AppState>,
     caller: Caller,

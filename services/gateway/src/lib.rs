@@ -32,6 +32,7 @@
 mod ads;
 mod auth;
 mod errors;
+mod openapi;
 mod orders;
 mod search;
 mod users;
@@ -108,12 +109,29 @@ pub fn router(config: &Config) -> anyhow::Result<(Router, Arc<KeyCache>)> {
         .route("/v1/search", get(search::search))
         .route("/v1/orders", post(orders::create))
         .route("/v1/orders/:id", get(orders::get))
-        .route("/healthz", get(|| async { "ok" }))
+        .route("/healthz", get(health))
+        .route("/openapi.json", get(openapi_json))
         .fallback(|| async { Problem::not_found("no such route") })
         .layer(axum::extract::DefaultBodyLimit::max(BODY_BYTES_MAX))
         .with_state(state);
     Ok((router, keys))
 }
+
+/// Liveness.
+#[utoipa::path(get, path = "/healthz", responses((status = 200, description = "The gateway runs", body = String)))]
+pub(crate) async fn health() -> &'static str {
+    "ok"
+}
+
+/// The OpenAPI document.
+async fn openapi_json() -> impl axum::response::IntoResponse {
+    (
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        openapi::document(),
+    )
+}
+
+pub use openapi::document as openapi_document;
 
 /// Serves the gateway on `listener` until `shutdown`.
 pub async fn run(

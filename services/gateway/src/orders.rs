@@ -23,16 +23,17 @@ const SERVICE: &str = "order";
 
 /// The body of `POST /v1/orders`: the ad to buy, and optionally the price the buyer saw
 /// (the order is refused with 409 if the ad's price is another now).
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateOrderBody {
+    #[schema(min_length = 1, max_length = 64)]
     pub ad_id: String,
     #[serde(default)]
     pub expected_price: Option<Price>,
 }
 
 /// An order as clients see it.
-#[derive(Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct OrderView {
     pub order_id: String,
     pub customer_id: String,
@@ -79,6 +80,27 @@ async fn client(st: &AppState) -> Result<OrderServiceClient<tonic::transport::Ch
         .map_err(|e| problem(SERVICE, e))
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/orders",
+    tag = "orders",
+    request_body = CreateOrderBody,
+    params(("Idempotency-Key" = Option<String>, Header, description = "Makes a retried POST return the same order")),
+    security(("bearer" = [])),
+    responses(
+        (status = 201, description = "The order, CREATED; its saga runs on", body = OrderView),
+        (status = 404, description = "No such ad", body = crate::openapi::ProblemDetails, content_type = "application/problem+json"),
+        (status = 409, description = "The ad is not for sale, or its price is not expected_price", body = crate::openapi::ProblemDetails, content_type = "application/problem+json"),
+        (status = 429, description = "At capacity (Retry-After)", body = crate::openapi::ProblemDetails, content_type = "application/problem+json"),
+        (status = 401, description = "No valid access token (WWW-Authenticate: Bearer)", body = crate::openapi::ProblemDetails, content_type = "application/problem+json"),
+        (status = 400, description = "Malformed request (JSON, header or parameter)", body = crate::openapi::ProblemDetails, content_type = "application/problem+json"),
+        (status = 413, description = "Body over 64 KiB", body = crate::openapi::ProblemDetails, content_type = "application/problem+json"),
+        (status = 415, description = "Body is not application/json", body = crate::openapi::ProblemDetails, content_type = "application/problem+json"),
+        (status = 422, description = "A field breaks a rule", body = crate::openapi::ProblemDetails, content_type = "application/problem+json"),
+        (status = 503, description = "A service behind the gateway cannot answer now (Retry-After)", body = crate::openapi::ProblemDetails, content_type = "application/problem+json"),
+        (status = 500, description = "A bug; the cause stays in the log", body = crate::openapi::ProblemDetails, content_type = "application/problem+json"),
+    )
+)]
 pub(crate) async fn create(
     State(st): State<AppState>,
     caller: Caller,
@@ -150,6 +172,21 @@ pub(crate) async fn create(
         .into_response())
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/orders/{id}",
+    tag = "orders",
+    params(("id" = String, Path, pattern = "^[0-9a-fA-F-]{36}$", description = "The order's id (a UUID)")),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The order", body = OrderView),
+        (status = 400, description = "Not an order id", body = crate::openapi::ProblemDetails, content_type = "application/problem+json"),
+        (status = 404, description = "No such order of the caller", body = crate::openapi::ProblemDetails, content_type = "application/problem+json"),
+        (status = 401, description = "No valid access token (WWW-Authenticate: Bearer)", body = crate::openapi::ProblemDetails, content_type = "application/problem+json"),
+        (status = 503, description = "A service behind the gateway cannot answer now (Retry-After)", body = crate::openapi::ProblemDetails, content_type = "application/problem+json"),
+        (status = 500, description = "A bug; the cause stays in the log", body = crate::openapi::ProblemDetails, content_type = "application/problem+json"),
+    )
+)]
 pub(crate) async fn get(
     State(st): State<AppState>,
     caller: Caller,

@@ -21,21 +21,33 @@ use crate::{ads::Price, errors::problem, AppState};
 const SERVICE: &str = "search";
 
 /// The query string of `GET /v1/search`.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct SearchParams {
+    /// Words (websearch syntax).
+    #[param(max_length = 200)]
     pub q: Option<String>,
+    #[param(pattern = "^[a-z0-9-]{1,64}$")]
     pub category: Option<String>,
+    #[param(pattern = "^[a-z0-9-]{1,64}$")]
     pub region: Option<String>,
+    /// Minor units.
+    #[param(minimum = 0)]
     pub price_min: Option<i64>,
+    #[param(minimum = 0)]
     pub price_max: Option<i64>,
+    /// `relevance` (default), `newest`, `price_asc` or `price_desc`.
+    #[param(pattern = "^(relevance|newest|price_asc|price_desc)$")]
     pub sort: Option<String>,
+    #[param(minimum = 1, maximum = 100)]
     pub limit: Option<u32>,
+    /// The `next_cursor` of the previous page.
     pub cursor: Option<String>,
 }
 
 /// One found ad.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct SearchItem {
     pub ad_id: String,
     pub owner_id: String,
@@ -49,7 +61,7 @@ pub struct SearchItem {
 }
 
 /// A page of results.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct SearchResults {
     pub items: Vec<SearchItem>,
     /// Absent on the last page.
@@ -57,6 +69,19 @@ pub struct SearchResults {
     pub next_cursor: Option<String>,
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/search",
+    tag = "search",
+    params(SearchParams),
+    responses(
+        (status = 200, description = "A page of ACTIVE ads", body = SearchResults),
+        (status = 400, description = "Malformed or unknown parameter", body = crate::openapi::ProblemDetails, content_type = "application/problem+json"),
+        (status = 422, description = "A parameter breaks a rule", body = crate::openapi::ProblemDetails, content_type = "application/problem+json"),
+        (status = 503, description = "A service behind the gateway cannot answer now (Retry-After)", body = crate::openapi::ProblemDetails, content_type = "application/problem+json"),
+        (status = 500, description = "A bug; the cause stays in the log", body = crate::openapi::ProblemDetails, content_type = "application/problem+json"),
+    )
+)]
 pub(crate) async fn search(
     State(st): State<AppState>,
     params: Result<Query<SearchParams>, QueryRejection>,

@@ -21,38 +21,45 @@ use crate::{auth::Caller, errors::problem, AppState};
 const SERVICE: &str = "user";
 
 /// The body of `POST /v1/users`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RegisterBody {
+    #[schema(min_length = 3, max_length = 254, pattern = "^[^@\\s]+@[^@\\s]+$")]
     pub email: String,
+    #[schema(min_length = 8, max_length = 128)]
     pub password: String,
+    #[schema(min_length = 1, max_length = 100, pattern = "\\S")]
     pub display_name: String,
 }
 
 /// The body of `POST /v1/sessions`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LoginBody {
+    #[schema(min_length = 3, max_length = 254, pattern = "^[^@\\s]+@[^@\\s]+$")]
     pub email: String,
+    #[schema(min_length = 8, max_length = 128)]
     pub password: String,
 }
 
 /// The body of `POST /v1/sessions/refresh` and `/v1/sessions/logout`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RefreshBody {
+    #[schema(min_length = 1, max_length = 128)]
     pub refresh_token: String,
 }
 
 /// The body of `PATCH /v1/users/me`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ProfileBody {
+    #[schema(min_length = 1, max_length = 100, pattern = "\\S")]
     pub display_name: String,
 }
 
 /// A user as clients see it.
-#[derive(Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct UserView {
     pub user_id: String,
     pub email: String,
@@ -61,7 +68,7 @@ pub struct UserView {
 }
 
 /// A session (RFC 6749's token response, plus the user's id).
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct SessionView {
     pub access_token: String,
     pub token_type: String,
@@ -120,6 +127,22 @@ fn failed(st: &AppState) -> impl Fn(tonic::Status) -> Problem + '_ {
     }
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/users",
+    tag = "users",
+    request_body = RegisterBody,
+    responses(
+        (status = 201, description = "The account", body = UserView, headers(("ETag" = String, description = "The version, e.g. \"3\""), ("Cache-Control" = String))),
+        (status = 409, description = "The email (any case) has an account", body = crate::openapi::ProblemDetails, content_type = "application/problem+json"),
+        (status = 400, description = "Malformed request (JSON, header or parameter)", body = crate::openapi::ProblemDetails, content_type = "application/problem+json"),
+        (status = 413, description = "Body over 64 KiB", body = crate::openapi::ProblemDetails, content_type = "application/problem+json"),
+        (status = 415, description = "Body is not application/json", body = crate::openapi::ProblemDetails, content_type = "application/problem+json"),
+        (status = 422, description = "A field breaks a rule", body = crate::openapi::ProblemDetails, content_type = "application/problem+json"),
+        (status = 503, description = "A service behind the gateway cannot answer now (Retry-After)", body = crate::openapi::ProblemDetails, content_type = "application/problem+json"),
+        (status = 500, description = "A bug; the cause stays in the log", body = crate::openapi::ProblemDetails, content_type = "application/problem+json"),
+    )
+)]
 pub(crate) async fn register(
     State(st): State<AppState>,
     ApiJson(body): ApiJson<RegisterBody>,
@@ -143,6 +166,23 @@ pub(crate) async fn register(
     Ok(response)
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/sessions",
+    tag = "users",
+    request_body = LoginBody,
+    responses(
+        (status = 200, description = "A session", body = SessionView),
+        (status = 401, description = "Wrong email or password", body = crate::openapi::ProblemDetails, content_type = "application/problem+json"),
+        (status = 429, description = "Too many failed logins (Retry-After)", body = crate::openapi::ProblemDetails, content_type = "application/problem+json"),
+        (status = 400, description = "Malformed request (JSON, header or parameter)", body = crate::openapi::ProblemDetails, content_type = "application/problem+json"),
+        (status = 413, description = "Body over 64 KiB", body = crate::openapi::ProblemDetails, content_type = "application/problem+json"),
+        (status = 415, description = "Body is not application/json", body = crate::openapi::ProblemDetails, content_type = "application/problem+json"),
+        (status = 422, description = "A field breaks a rule", body = crate::openapi::ProblemDetails, content_type = "application/problem+json"),
+        (status = 503, description = "A service behind the gateway cannot answer now (Retry-After)", body = crate::openapi::ProblemDetails, content_type = "application/problem+json"),
+        (status = 500, description = "A bug; the cause stays in the log", body = crate::openapi::ProblemDetails, content_type = "application/problem+json"),
+    )
+)]
 pub(crate) async fn login(
     State(st): State<AppState>,
     Extension(PeerAddr(peer)): Extension<PeerAddr>,
@@ -162,6 +202,22 @@ pub(crate) async fn login(
     Ok(session_response(session))
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/sessions/refresh",
+    tag = "users",
+    request_body = RefreshBody,
+    responses(
+        (status = 200, description = "A new session; the token presented is spent", body = SessionView),
+        (status = 401, description = "Unknown, spent, expired or revoked refresh token", body = crate::openapi::ProblemDetails, content_type = "application/problem+json"),
+        (status = 400, description = "Malformed request (JSON, header or parameter)", body = crate::openapi::ProblemDetails, content_type = "application/problem+json"),
+        (status = 413, description = "Body over 64 KiB", body = crate::openapi::ProblemDetails, content_type = "application/problem+json"),
+        (status = 415, description = "Body is not application/json", body = crate::openapi::ProblemDetails, content_type = "application/problem+json"),
+        (status = 422, description = "A field breaks a rule", body = crate::openapi::ProblemDetails, content_type = "application/problem+json"),
+        (status = 503, description = "A service behind the gateway cannot answer now (Retry-After)", body = crate::openapi::ProblemDetails, content_type = "application/problem+json"),
+        (status = 500, description = "A bug; the cause stays in the log", body = crate::openapi::ProblemDetails, content_type = "application/problem+json"),
+    )
+)]
 pub(crate) async fn refresh(
     State(st): State<AppState>,
     ApiJson(body): ApiJson<RefreshBody>,
@@ -178,6 +234,21 @@ pub(crate) async fn refresh(
     Ok(session_response(session))
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/sessions/logout",
+    tag = "users",
+    request_body = RefreshBody,
+    responses(
+        (status = 204, description = "The session family is revoked"),
+        (status = 400, description = "Malformed request (JSON, header or parameter)", body = crate::openapi::ProblemDetails, content_type = "application/problem+json"),
+        (status = 413, description = "Body over 64 KiB", body = crate::openapi::ProblemDetails, content_type = "application/problem+json"),
+        (status = 415, description = "Body is not application/json", body = crate::openapi::ProblemDetails, content_type = "application/problem+json"),
+        (status = 422, description = "A field breaks a rule", body = crate::openapi::ProblemDetails, content_type = "application/problem+json"),
+        (status = 503, description = "A service behind the gateway cannot answer now (Retry-After)", body = crate::openapi::ProblemDetails, content_type = "application/problem+json"),
+        (status = 500, description = "A bug; the cause stays in the log", body = crate::openapi::ProblemDetails, content_type = "application/problem+json"),
+    )
+)]
 pub(crate) async fn logout(
     State(st): State<AppState>,
     ApiJson(body): ApiJson<RefreshBody>,
@@ -193,6 +264,19 @@ pub(crate) async fn logout(
     Ok(StatusCode::NO_CONTENT)
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/users/me",
+    tag = "users",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The caller's profile", body = UserView, headers(("ETag" = String, description = "The version, e.g. \"3\""), ("Cache-Control" = String))),
+        (status = 404, description = "The account is gone", body = crate::openapi::ProblemDetails, content_type = "application/problem+json"),
+        (status = 401, description = "No valid access token (WWW-Authenticate: Bearer)", body = crate::openapi::ProblemDetails, content_type = "application/problem+json"),
+        (status = 503, description = "A service behind the gateway cannot answer now (Retry-After)", body = crate::openapi::ProblemDetails, content_type = "application/problem+json"),
+        (status = 500, description = "A bug; the cause stays in the log", body = crate::openapi::ProblemDetails, content_type = "application/problem+json"),
+    )
+)]
 pub(crate) async fn me(State(st): State<AppState>, caller: Caller) -> Result<Response, Problem> {
     let req = UserRef {
         user_id: caller.user_id,
@@ -226,6 +310,27 @@ fn if_match(headers: &HeaderMap) -> Result<i64, Problem> {
         })
 }
 
+#[utoipa::path(
+    patch,
+    path = "/v1/users/me",
+    tag = "users",
+    request_body = ProfileBody,
+    params(("If-Match" = Option<String>, Header, description = "The ETag last read")),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The updated profile", body = UserView, headers(("ETag" = String, description = "The version, e.g. \"3\""), ("Cache-Control" = String))),
+        (status = 404, description = "The account is gone", body = crate::openapi::ProblemDetails, content_type = "application/problem+json"),
+        (status = 409, description = "Concurrent updates", body = crate::openapi::ProblemDetails, content_type = "application/problem+json"),
+        (status = 412, description = "If-Match is stale", body = crate::openapi::ProblemDetails, content_type = "application/problem+json"),
+        (status = 401, description = "No valid access token (WWW-Authenticate: Bearer)", body = crate::openapi::ProblemDetails, content_type = "application/problem+json"),
+        (status = 400, description = "Malformed request (JSON, header or parameter)", body = crate::openapi::ProblemDetails, content_type = "application/problem+json"),
+        (status = 413, description = "Body over 64 KiB", body = crate::openapi::ProblemDetails, content_type = "application/problem+json"),
+        (status = 415, description = "Body is not application/json", body = crate::openapi::ProblemDetails, content_type = "application/problem+json"),
+        (status = 422, description = "A field breaks a rule", body = crate::openapi::ProblemDetails, content_type = "application/problem+json"),
+        (status = 503, description = "A service behind the gateway cannot answer now (Retry-After)", body = crate::openapi::ProblemDetails, content_type = "application/problem+json"),
+        (status = 500, description = "A bug; the cause stays in the log", body = crate::openapi::ProblemDetails, content_type = "application/problem+json"),
+    )
+)]
 pub(crate) async fn update_me(
     State(st): State<AppState>,
     caller: Caller,
@@ -257,6 +362,14 @@ pub(crate) async fn update_me(
     Ok(user_response(StatusCode::OK, user))
 }
 
+#[utoipa::path(
+    get,
+    path = "/.well-known/jwks.json",
+    tag = "users",
+    responses(
+        (status = 200, description = "The public keys access tokens are signed with", body = crate::openapi::JwksDoc),
+    )
+)]
 pub(crate) async fn jwks(State(st): State<AppState>) -> Response {
     (
         [(header::CACHE_CONTROL, "public, max-age=60")],

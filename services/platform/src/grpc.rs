@@ -47,11 +47,16 @@ pub fn idempotency_key<T>(service: &str, req: &Request<T>) -> Result<String, Sta
         .map_err(|e| Status::invalid_argument(format!("{service}: `{IDEMPOTENCY_KEY}`: {e}")))
 }
 
-/// Checks that the id field `field` is 1..=64 bytes, or `InvalidArgument` naming `service`.
+/// Checks that the id field `field` is 1..=64 visible ASCII characters (no spaces, no
+/// control characters: PostgreSQL text cannot hold a NUL), or `InvalidArgument` naming
+/// `service`.
 pub fn require_id(service: &str, field: &str, value: &str) -> Result<(), Status> {
-    if value.is_empty() || value.len() > ID_BYTES_MAX {
+    if value.is_empty()
+        || value.len() > ID_BYTES_MAX
+        || !value.bytes().all(|b| b.is_ascii_graphic())
+    {
         return Err(Status::invalid_argument(format!(
-            "{service}: {field} must be 1..={ID_BYTES_MAX} bytes"
+            "{service}: {field} must be 1..={ID_BYTES_MAX} visible ASCII characters"
         )));
     }
     Ok(())

@@ -136,7 +136,9 @@ async fn main() -> anyhow::Result<()> {
             };
             (u, r, s, o, mode)
         }
-        _ => anyhow::bail!("usage: loadgen URL RATE_PER_S SECONDS OUT.csv [orders|searches|logins]"),
+        _ => {
+            anyhow::bail!("usage: loadgen URL RATE_PER_S SECONDS OUT.csv [orders|searches|logins]")
+        }
     };
     let rate: f64 = rate.parse()?;
     let seconds: f64 = seconds.parse()?;
