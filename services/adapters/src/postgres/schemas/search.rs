@@ -31,7 +31,9 @@ fn doc(row: &PgRow) -> Result<Doc, sqlx::Error> {
     })
 }
 
-/// The SQL of one search: filters, the text match, the sort key, keyset pagination.
+/// The SQL of one search: filters, the text match, the sort, keyset pagination. Sorts other
+/// than relevance order by the columns themselves, so the indexes of migration 0102 serve
+/// them without sorting the table.
 fn search_sql(s: &Search) -> QueryBuilder<'_, Postgres> {
     let text = !s.text.trim().is_empty();
     let mut q = QueryBuilder::new("WITH q AS (SELECT ");
@@ -44,19 +46,25 @@ fn search_sql(s: &Search) -> QueryBuilder<'_, Postgres> {
     } else {
         q.push("NULL::tsquery");
     }
-    q.push(" AS query) SELECT * FROM (SELECT ")
-        .push(COLUMNS)
-        .push(", ");
-    let (key, descending) = match s.sort {
-        Sort::Relevance if text => ("ts_rank(document, q.query)::float8", true),
-        Sort::Relevance | Sort::Newest => ("created_ms::float8", true),
-        Sort::PriceAsc => ("price_minor::float8", false),
-        Sort::PriceDesc => ("price_minor::float8", true),
+    q.push(" AS query) SELECT ").push(COLUMNS).push(", ");
+    // (sort key as returned, the column the rows are ordered by, descending)
+    let (key, column, descending) = match s.sort {
+        Sort::Relevance if text => ("ts_rank(document, q.query)::float8", "rank", true),
+        Sort::Relevance | Sort::Newest => ("created_ms::float8", "created_ms", true),
+        Sort::PriceAsc => ("price_minor::float8", "price_minor", false),
+        Sort::PriceDesc => ("price_minor::float8", "price_minor", true),
     };
-    q.push(key)
-        .push(" AS key FROM ad_index, q WHERE status = ANY(")
-        .push_bind(&s.statuses)
-        .push(")");
+    q.push(key).push(" AS key");
+    if column == "rank" {
+        q.push(", ts_rank(document, q.query) AS rank");
+    }
+    q.push(" FROM ad_index, q WHERE ");
+    // One status is an equality, which an index on (status, ...) serves in order; `= ANY`
+    // would not keep the index's order.
+    match s.statuses.as_slice() {
+        [one] => q.push("status = ").push_bind(one),
+        many => q.push("status = ANY(").push_bind(many).push(")"),
+    };
     if let Some(c) = &s.category {
         q.push(" AND category = ").push_bind(c);
     }
@@ -72,23 +80,28 @@ fn search_sql(s: &Search) -> QueryBuilder<'_, Postgres> {
     if text {
         q.push(" AND document @@ q.query");
     }
-    q.push(") hits");
     if let Some(after) = &s.after {
-        q.push(if descending {
-            " WHERE (key, ad_id) < ("
+        let (open, cast) = if column == "rank" {
+            ("(ts_rank(document, q.query)::float8, ad_id)", "::float8")
+        } else if column == "created_ms" {
+            ("(created_ms, ad_id)", "::float8::bigint")
         } else {
-            " WHERE (key, ad_id) > ("
-        })
-        .push_bind(after.key)
-        .push("::float8, ")
-        .push_bind(&after.ad_id)
-        .push(")");
+            ("(price_minor, ad_id)", "::float8::bigint")
+        };
+        q.push(" AND ")
+            .push(open)
+            .push(if descending { " < (" } else { " > (" })
+            .push_bind(after.key)
+            .push(cast)
+            .push(", ")
+            .push_bind(&after.ad_id)
+            .push(")");
     }
-    q.push(if descending {
-        " ORDER BY key DESC, ad_id DESC LIMIT "
-    } else {
-        " ORDER BY key ASC, ad_id ASC LIMIT "
-    })
+    let direction = if descending { "DESC" } else { "ASC" };
+    let order = if column == "rank" { "rank" } else { column };
+    q.push(format!(
+        " ORDER BY {order} {direction}, ad_id {direction} LIMIT "
+    ))
     .push_bind(i64::from(s.limit.min(search::store::LIMIT_MAX)));
     q
 }
