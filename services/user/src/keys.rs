@@ -139,3 +139,58 @@ async fn read(store: &dyn Store<UserSchema>) -> Result<Vec<KeyRow>, StoreError> 
         other => Err(StoreError::Fatal(format!("keys query answered {other:?}"))),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use platform::store::MemoryStore;
+
+    use super::*;
+
+    const DAY_MS: i64 = 24 * 3600 * 1000;
+
+    fn block_on<F: std::future::Future>(f: F) -> F::Output {
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("runtime")
+            .block_on(f)
+    }
+
+    #[test]
+    fn the_first_load_adds_a_key_and_a_due_rotation_adds_the_next_newest_first() {
+        let store = MemoryStore::<UserSchema>::default();
+        let period = Duration::from_secs(30 * 24 * 3600);
+        let keys = Keys::default();
+        block_on(async {
+            keys.load(&store, period, 100 * DAY_MS).await.expect("load");
+            let first = keys.current().expect("a key");
+            // Not due yet: the same key.
+            keys.load(&store, period, 110 * DAY_MS).await.expect("load");
+            assert_eq!(keys.current().map(|k| k.kid), Some(first.kid.clone()));
+            // Due: a new key signs, the old one is still published for verification.
+            keys.load(&store, period, 131 * DAY_MS).await.expect("load");
+            let second = keys.current().expect("a key");
+            assert_ne!(second.kid, first.kid);
+            let published: Vec<String> = keys.published().into_iter().map(|k| k.kid).collect();
+            assert_eq!(published, [second.kid.clone(), first.kid.clone()]);
+            // Tokens of the old key still find it in the published set.
+            let set = auth::KeySet::new(&keys.published()).expect("set");
+            assert!(set.has(&first.kid) && set.has(&second.kid));
+        });
+    }
+
+    #[test]
+    fn instances_rotating_at_once_agree_on_one_key() {
+        let store = MemoryStore::<UserSchema>::default();
+        let period = Duration::from_secs(3600);
+        let (a, b) = (Keys::default(), Keys::default());
+        block_on(async {
+            a.load(&store, period, 10 * DAY_MS).await.expect("a");
+            b.load(&store, period, 10 * DAY_MS + 5).await.expect("b");
+            assert_eq!(a.current().map(|k| k.kid), b.current().map(|k| k.kid));
+            let UserAnswer::Keys(rows) = store.query(UserQuery::Keys).await.expect("keys") else {
+                panic!("keys")
+            };
+            assert_eq!(rows.len(), 1, "one key per rotation period");
+        });
+    }
+}
