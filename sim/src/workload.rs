@@ -355,8 +355,35 @@ async fn post_ad(
 async fn reprice(sessions: &Sessions, c: u32, ad: &gateway::AdView, observed: &Mutex<Observed>) {
     let url = format!("{}/v1/ads/{}", gateway_url(c as usize), ad.ad_id);
     let first = gateway::etag(ad.version);
+    // The card is read as anyone reads it (no token: through the gateway's cache).
+    let public = HttpClient::new(Duration::from_secs(5));
+    let read = |tag: String| {
+        let (public, url) = (public.clone(), url.clone());
+        async move {
+            retry(
+                &patient(),
+                "read card",
+                &Shutdown::never(),
+                HttpError::is_transient,
+                |_| async {
+                    let r = public
+                        .send("GET", &url, &[("if-none-match", tag.as_str())], None)
+                        .await?;
+                    if r.status >= 500 {
+                        return Err(HttpError::Status {
+                            status: r.status,
+                            body: String::new(),
+                        });
+                    }
+                    Ok(r)
+                },
+            )
+            .await
+            .ok()
+        }
+    };
     // Unchanged: a 304 is right (a 200 too).
-    let _ = send_as(sessions, c, "GET", &url, &[("if-none-match", &first)], None).await;
+    let _ = read(first.clone()).await;
     let patch =
         serde_json::json!({"price": {"amount_minor": 20_000 + i64::from(c), "currency": "RUB"}});
     let Some(edited) = send_as(
@@ -375,7 +402,7 @@ async fn reprice(sessions: &Sessions, c: u32, ad: &gateway::AdView, observed: &M
     let Ok(edited) = edited.json::<gateway::AdView>() else {
         return;
     };
-    if let Some(r) = send_as(sessions, c, "GET", &url, &[("if-none-match", &first)], None).await {
+    if let Some(r) = read(first.clone()).await {
         if r.status == 304 {
             if let Ok(mut o) = observed.lock() {
                 o.stale_not_modified

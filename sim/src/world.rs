@@ -127,6 +127,10 @@ impl wiring::Env for SimEnv {
         self.mutants
     }
 
+    fn events(&self) -> anyhow::Result<Arc<dyn platform::ports::EventLog>> {
+        Ok(self.events.clone())
+    }
+
     fn password_cost(&self) -> user::PasswordCost {
         // Hashing at production cost would dominate a seed's time; a hash's cost does not
         // change any verdict.

@@ -367,7 +367,22 @@ pub(crate) async fn get(
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Result<Response, Problem> {
-    let ad = visible(&st, &id, caller.as_ref()).await?;
+    // Anonymous reads of ACTIVE cards go through the cache (see `cache`).
+    let cached = if caller.is_none() {
+        st.cache.get(&id)
+    } else {
+        None
+    };
+    let ad = match cached {
+        Some(ad) => ad,
+        None => {
+            let ad = visible(&st, &id, caller.as_ref()).await?;
+            if caller.is_none() && ad.status() == AdStatus::Active {
+                st.cache.put(ad.clone());
+            }
+            ad
+        }
+    };
     let tag = etag(ad.version);
     let unchanged = headers
         .get(header::IF_NONE_MATCH)
@@ -427,6 +442,7 @@ pub(crate) async fn put(
         .await
         .map_err(failed(&st))?
         .into_inner();
+    st.cache.invalidate(&ad.ad_id, 0);
     Ok(ad_response(StatusCode::OK, ad))
 }
 
@@ -498,6 +514,7 @@ pub(crate) async fn patch(
         .await
         .map_err(failed(&st))?
         .into_inner();
+    st.cache.invalidate(&ad.ad_id, 0);
     Ok(ad_response(StatusCode::OK, ad))
 }
 
@@ -532,11 +549,13 @@ pub(crate) async fn delete(
         caller_id: caller.user_id,
         expected_version: version,
     };
+    let ad_id = req.ad_id.clone();
     client(&st)
         .await?
         .delete_ad(grpc::request(req, None))
         .await
         .map_err(failed(&st))?;
+    st.cache.invalidate(&ad_id, 0);
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -31,6 +31,7 @@
 
 mod ads;
 mod auth;
+pub mod cache;
 mod errors;
 mod openapi;
 mod orders;
@@ -76,19 +77,23 @@ pub(crate) struct AppState {
     ad: Arc<LazyChannel>,
     search: Arc<LazyChannel>,
     keys: Arc<KeyCache>,
+    cache: Arc<cache::AdCache>,
     mutants: Mutants,
 }
 
-/// The gateway's routes, and its key cache (to keep fresh with [`KeyCache::keep_fresh`]).
-pub fn router(config: &Config) -> anyhow::Result<(Router, Arc<KeyCache>)> {
+/// The gateway's routes, its key cache (to keep fresh with [`KeyCache::keep_fresh`]) and its
+/// ad card cache (to keep invalidated with [`cache::invalidate_from_log`]).
+pub fn router(config: &Config) -> anyhow::Result<(Router, Arc<KeyCache>, Arc<cache::AdCache>)> {
     let user = Arc::new(LazyChannel::new(&config.user_url)?);
     let keys = Arc::new(KeyCache::new(user.clone()));
+    let ad_cache = Arc::new(cache::AdCache::new(config.mutants.cache_not_invalidated));
     let state = AppState {
         order: Arc::new(LazyChannel::new(&config.order_url)?),
         user,
         ad: Arc::new(LazyChannel::new(&config.ad_url)?),
         search: Arc::new(LazyChannel::new(&config.search_url)?),
         keys: keys.clone(),
+        cache: ad_cache.clone(),
         mutants: config.mutants,
     };
     let router = Router::new()
@@ -114,7 +119,7 @@ pub fn router(config: &Config) -> anyhow::Result<(Router, Arc<KeyCache>)> {
         .fallback(|| async { Problem::not_found("no such route") })
         .layer(axum::extract::DefaultBodyLimit::max(BODY_BYTES_MAX))
         .with_state(state);
-    Ok((router, keys))
+    Ok((router, keys, ad_cache))
 }
 
 /// Liveness.
@@ -134,15 +139,26 @@ async fn openapi_json() -> impl axum::response::IntoResponse {
 pub use openapi::document as openapi_document;
 
 /// Serves the gateway on `listener` until `shutdown`.
+/// `events` feeds the ad card cache's invalidations, consumed as `cache_group` (one group per
+/// instance).
 pub async fn run(
     listener: tokio::net::TcpListener,
     config: Config,
+    events: Arc<dyn platform::ports::EventLog>,
+    cache_group: String,
     shutdown: Shutdown,
 ) -> anyhow::Result<()> {
-    let (router, keys) = router(&config)?;
+    let (router, keys, ad_cache) = router(&config)?;
     let fresh = tokio::spawn(keys.keep_fresh(shutdown.clone()));
+    let invalidation = tokio::spawn(cache::invalidate_from_log(
+        ad_cache,
+        events,
+        cache_group,
+        shutdown.clone(),
+    ));
     tracing::info!(addr = ?listener.local_addr().ok(), "gateway up");
     platform::http::serve(listener, router, shutdown).await;
     let _ = fresh.await;
+    let _ = invalidation.await;
     Ok(())
 }

@@ -272,6 +272,14 @@ impl Env for ProcessEnv {
         Mutants::default()
     }
 
+    fn events(&self) -> anyhow::Result<Arc<dyn platform::ports::EventLog>> {
+        let events = self
+            .events
+            .clone()
+            .with_context(|| format!("{} needs Kafka", self.spec.name))?;
+        Ok(events)
+    }
+
     fn password_cost(&self) -> user::PasswordCost {
         self.settings.password_cost
     }

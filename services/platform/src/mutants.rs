@@ -56,6 +56,9 @@ pub struct Mutants {
     pub order_price_from_client: bool,
     /// search: hidden, banned and deleted ads are found too (the status filter is missing).
     pub search_shows_inactive: bool,
+    /// gateway: cached ad cards are never dropped when the ad changes (they live out their
+    /// TTL).
+    pub cache_not_invalidated: bool,
 }
 
 impl Mutants {
@@ -81,13 +84,14 @@ impl Mutants {
             "not-modified-unchecked" => m.not_modified_unchecked = true,
             "order-price-from-client" => m.order_price_from_client = true,
             "search-shows-inactive" => m.search_shows_inactive = true,
+            "cache-not-invalidated" => m.cache_not_invalidated = true,
             _ => return None,
         }
         Some(m)
     }
 
     /// Every mutant's name.
-    pub const NAMES: [&'static str; 18] = [
+    pub const NAMES: [&'static str; 19] = [
         "publish-without-outbox",
         "psp-call-without-idempotency-key",
         "charge-without-idempotency-key",
@@ -106,6 +110,7 @@ impl Mutants {
         "not-modified-unchecked",
         "order-price-from-client",
         "search-shows-inactive",
+        "cache-not-invalidated",
     ];
 
     /// `config` with the producer mutants applied.

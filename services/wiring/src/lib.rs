@@ -11,7 +11,7 @@
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use platform::{
-    ports::{Schema, Store},
+    ports::{EventLog, Schema, Store},
     Infra, Mutants, Shutdown,
 };
 
@@ -113,7 +113,10 @@ pub const SERVICES: [ServiceSpec; 10] = [
         kafka: true,
         ..service("search", Region::Msk, 50056)
     },
-    service("gateway", Region::Msk, 8080),
+    ServiceSpec {
+        kafka: true,
+        ..service("gateway", Region::Msk, 8080)
+    },
 ];
 
 /// The row of `name`.
@@ -152,6 +155,8 @@ pub trait Env: Send + Sync {
     fn infra<S: Schema>(&self) -> anyhow::Result<Infra<S>>;
     /// The instance's store with schema `S`, for a service without Kafka.
     fn store<S: Schema>(&self) -> anyhow::Result<Arc<dyn Store<S>>>;
+    /// The Kafka cluster, for a service without a store.
+    fn events(&self) -> anyhow::Result<Arc<dyn EventLog>>;
     /// The deliberate faults the instance runs with (none in production).
     fn mutants(&self) -> Mutants;
     /// The argon2id cost of new password hashes.
@@ -254,7 +259,8 @@ pub async fn run_service(
                 search_url: env.urls("search"),
                 mutants: env.mutants(),
             };
-            gateway::run(listener, config, shutdown).await
+            let group = env.consumer_group(&format!("gateway-cache-{}", env.instance()));
+            gateway::run(listener, config, env.events()?, group, shutdown).await
         }
         other => anyhow::bail!("the service table has no entry point for {other:?}"),
     }

@@ -136,6 +136,11 @@ fn a_search_without_its_status_filter_finds_deleted_ads_and_is_caught() {
 }
 
 #[test]
+fn a_cache_that_is_never_invalidated_answers_304_for_a_changed_ad_and_is_caught() {
+    caught("cache-not-invalidated");
+}
+
+#[test]
 fn every_mutant_is_named_by_some_scenario() {
     let all = scenario::embedded();
     for m in Mutants::NAMES {

@@ -382,3 +382,90 @@ async fn an_order_pays_the_ads_price_at_order_time_and_a_changed_price_is_confir
     );
     assert_eq!(order.item, "Road bike");
 }
+
+/// A second gateway beside the stack's, as another instance would run.
+async fn second_gateway(stack: &support::Stack) -> (String, platform::shutdown::ShutdownTrigger) {
+    let url = |s: &str| format!("http://{}", support::listen(&stack.settings, s));
+    let config = gateway::Config {
+        order_url: url("order"),
+        user_url: url("user"),
+        ad_url: url("ad"),
+        search_url: url("search"),
+        mutants: platform::Mutants::default(),
+    };
+    let addr = support::free_addr();
+    let listener = tokio::net::TcpListener::bind(addr).await.expect("bind");
+    let events: Arc<dyn EventLog> = Arc::new(
+        KafkaEventLog::connect(KafkaConfig::new(stack.settings.kafka_bootstrap.clone()))
+            .await
+            .expect("kafka"),
+    );
+    let group = format!("{}gateway-cache-second", stack.settings.schema_prefix);
+    let (trigger, shutdown) = platform::Shutdown::new();
+    tokio::spawn(gateway::run(listener, config, events, group, shutdown));
+    (format!("http://{addr}"), trigger)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_gateways_cached_card_is_dropped_when_the_ad_changes() {
+    let stack = support::start(|_| {}).await;
+    let (other, _stop) = second_gateway(&stack).await;
+    let client = stack.client();
+    let auth = bearer(&stack.session);
+    let ad: AdView = client
+        .post_json(
+            &format!("{}/v1/ads", stack.gateway),
+            &[("authorization", auth.as_str())],
+            &bike(),
+        )
+        .await
+        .expect("posted");
+    let card = format!("{other}/v1/ads/{}", ad.ad_id);
+    // The second gateway caches the card on its first anonymous read (it may take a moment
+    // to reach its key set and the ad service).
+    let started = tokio::time::Instant::now();
+    let cached_at = loop {
+        if let Ok(r) = client.send("GET", &card, &[], None).await {
+            if r.status == 200 {
+                break tokio::time::Instant::now();
+            }
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "the second gateway never served the card"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let again = client
+        .send("GET", &card, &[("if-none-match", "\"1\"")], None)
+        .await
+        .expect("read");
+    assert_eq!(again.status, 304, "served from the cache, unchanged");
+    // A change through the first gateway reaches the second through ad.changed, long before
+    // the card's TTL would have ended it.
+    let patched = client
+        .send(
+            "PATCH",
+            &format!("{}/v1/ads/{}", stack.gateway, ad.ad_id),
+            &[("authorization", auth.as_str()), ("if-match", "\"1\"")],
+            Some(&json!({"title": "Road bike, repainted"})),
+        )
+        .await
+        .expect("patch");
+    assert_eq!(patched.status, 200);
+    loop {
+        let r = client
+            .send("GET", &card, &[("if-none-match", "\"1\"")], None)
+            .await
+            .expect("read");
+        if r.status == 200 {
+            assert_eq!(r.header("etag"), Some("\"2\""));
+            break;
+        }
+        assert!(
+            cached_at.elapsed() < gateway::cache::TTL,
+            "the second gateway kept the stale card until its TTL: not invalidated"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
