@@ -379,3 +379,25 @@ async fn failed_logins_are_throttled_per_account_with_retry_after() {
     // Other accounts from the same address still log in.
     support::register_and_login(&stack.gateway, "second@stack.test").await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_logins_are_throttled_per_client_address_across_accounts() {
+    let stack = support::start(|_| {}).await;
+    let gw = support::listen(&stack.settings, "gateway");
+    let public = [("content-type", "application/json")];
+    // 50 failures from this address, spread over accounts that each stay under their own
+    // limit of 5.
+    for i in 0..50 {
+        let body = format!(
+            r#"{{"email":"nobody-{}@stack.test","password":"wrong password"}}"#,
+            i / 4
+        );
+        let answer = raw(gw, "POST", "/v1/sessions", &public, &body).await;
+        assert_problem(&answer, 401, &format!("failure {i}"));
+    }
+    // Now even a right pair for a fresh account is refused from this address.
+    let right = format!(r#"{{"email":"first@stack.test","password":"{PASSWORD}"}}"#);
+    let throttled = raw(gw, "POST", "/v1/sessions", &public, &right).await;
+    assert_problem(&throttled, 429, "the address is over its limit");
+    assert!(throttled.1.get("retry-after").is_some());
+}
