@@ -18,7 +18,6 @@ use contracts::ad::{
     ad_service_client::AdServiceClient, Ad, AdFields, AdRef, AdStatus, CreateAdRequest,
     DeleteAdRequest, UpdateAdRequest,
 };
-use domain::IdempotencyKey;
 use platform::{
     grpc,
     http::{ApiJson, Problem},
@@ -136,15 +135,8 @@ pub fn none_match(value: &str, tag: &str) -> bool {
         .any(|t| t == "*" || t.strip_prefix("W/").unwrap_or(t) == tag)
 }
 
-/// The version an `If-Match` names: 428 without one, 400 for one this API never gave.
-fn if_match(headers: &HeaderMap) -> Result<i64, Problem> {
-    let Some(v) = headers.get(header::IF_MATCH) else {
-        return Err(Problem::new(
-            StatusCode::PRECONDITION_REQUIRED,
-            "Precondition Required",
-            "changing an ad needs If-Match with the ETag you last read",
-        ));
-    };
+/// The version an ETag this API gave (`"3"`) names; 400 for any other value.
+pub(crate) fn etag_version(v: &header::HeaderValue) -> Result<i64, Problem> {
     v.to_str()
         .ok()
         .and_then(|s| {
@@ -158,6 +150,18 @@ fn if_match(headers: &HeaderMap) -> Result<i64, Problem> {
         .ok_or_else(|| {
             Problem::bad_request("If-Match must be an ETag this API gave, such as \"3\"")
         })
+}
+
+/// The version an `If-Match` names: 428 without one, 400 for one this API never gave.
+fn if_match(headers: &HeaderMap) -> Result<i64, Problem> {
+    let Some(v) = headers.get(header::IF_MATCH) else {
+        return Err(Problem::new(
+            StatusCode::PRECONDITION_REQUIRED,
+            "Precondition Required",
+            "changing an ad needs If-Match with the ETag you last read",
+        ));
+    };
+    etag_version(v)
 }
 
 fn stale(current: i64) -> Problem {
@@ -318,16 +322,7 @@ pub(crate) async fn create(
             "a new ad is ACTIVE; hide it with PATCH",
         ));
     }
-    let key = match headers.get("idempotency-key") {
-        None => platform::ids::uuid_v4().to_string(),
-        Some(v) => v
-            .to_str()
-            .map_err(|_| domain::InvalidInput::IdempotencyKey)
-            .and_then(IdempotencyKey::parse)
-            .map_err(|e| Problem::bad_request(format!("Idempotency-Key: {e}")))?
-            .as_str()
-            .to_owned(),
-    };
+    let key = crate::orders::client_key(&headers)?;
     let key = crate::orders::request_key(&caller.user_id, &format!("ad/{key}"));
     let req = CreateAdRequest {
         owner_id: caller.user_id,

@@ -62,6 +62,19 @@ impl From<Order> for OrderView {
     }
 }
 
+/// The client's `Idempotency-Key` (400 when malformed), or a fresh one when absent.
+pub(crate) fn client_key(headers: &HeaderMap) -> Result<String, Problem> {
+    match headers.get("idempotency-key") {
+        None => Ok(platform::ids::uuid_v4().to_string()),
+        Some(v) => v
+            .to_str()
+            .map_err(|_| domain::InvalidInput::IdempotencyKey)
+            .and_then(IdempotencyKey::parse)
+            .map(|k| k.as_str().to_owned())
+            .map_err(|e| Problem::bad_request(format!("Idempotency-Key: {e}"))),
+    }
+}
+
 /// The order service's idempotency key of a create by `user_id` with the client's key
 /// `client_key`: scoped to the user (two users' equal keys are two requests) and of fixed
 /// length (the user id and 128 bits of the key's SHA-256).
@@ -107,16 +120,7 @@ pub(crate) async fn create(
     headers: HeaderMap,
     ApiJson(body): ApiJson<CreateOrderBody>,
 ) -> Result<Response, Problem> {
-    let key = match headers.get("idempotency-key") {
-        None => platform::ids::uuid_v4().to_string(),
-        Some(v) => v
-            .to_str()
-            .map_err(|_| domain::InvalidInput::IdempotencyKey)
-            .and_then(IdempotencyKey::parse)
-            .map_err(|e| Problem::bad_request(format!("Idempotency-Key: {e}")))?
-            .as_str()
-            .to_owned(),
-    };
+    let key = client_key(&headers)?;
     let key = request_key(&caller.user_id, &key);
     let ad = crate::ads::visible(&st, &body.ad_id, Some(&caller)).await?;
     if ad.status() != AdStatus::Active {

@@ -292,22 +292,10 @@ pub(crate) async fn me(State(st): State<AppState>, caller: Caller) -> Result<Res
 
 /// The version an `If-Match` header names (`"3"`), 0 without one.
 fn if_match(headers: &HeaderMap) -> Result<i64, Problem> {
-    let Some(v) = headers.get(header::IF_MATCH) else {
-        return Ok(0);
-    };
-    v.to_str()
-        .ok()
-        .and_then(|s| {
-            s.trim()
-                .strip_prefix('"')?
-                .strip_suffix('"')?
-                .parse::<i64>()
-                .ok()
-        })
-        .filter(|v| *v > 0)
-        .ok_or_else(|| {
-            Problem::bad_request("If-Match must be an ETag this API gave, such as \"3\"")
-        })
+    match headers.get(header::IF_MATCH) {
+        None => Ok(0),
+        Some(v) => crate::ads::etag_version(v),
+    }
 }
 
 #[utoipa::path(
