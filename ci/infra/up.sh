@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Brings up the integration-test stack on loopback: PostgreSQL, Redis and a
-# 1-controller + 3-broker Kafka cluster. Idempotent: running parts are skipped.
+# Brings up the integration-test stack on loopback: PostgreSQL, Redis, an S3-compatible
+# object store (s3s-fs) and a 1-controller + 3-broker Kafka cluster. Idempotent: running parts are skipped.
 # Progress goes to stderr; stdout is only the export lines, so callers can do
 #   eval "$(ci/infra/up.sh)"
 set -euo pipefail
@@ -9,6 +9,7 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 
 "$here/postgres.sh"
 "$here/redis.sh"
+"$here/s3.sh" up
 "$here/kafka.sh" fetch
 # kafka.sh prints the bootstrap string on stdout; keep our stdout for exports.
 "$here/kafka.sh" up >&2
@@ -17,4 +18,5 @@ cat <<'EXPORTS'
 export DATABASE_URL=postgres://marketplace:marketplace@127.0.0.1:5432/marketplace
 export REDIS_URL=redis://127.0.0.1:6379
 export KAFKA_BOOTSTRAP=127.0.0.1:19092,127.0.0.1:19093,127.0.0.1:19094
+export S3_ENDPOINT=http://127.0.0.1:19000
 EXPORTS

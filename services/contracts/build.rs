@@ -11,6 +11,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "user.proto",
         "ad.proto",
         "search.proto",
+        "media.proto",
     ];
     let paths: Vec<String> = protos.iter().map(|p| format!("../../proto/{p}")).collect();
     for p in &paths {

@@ -10,6 +10,7 @@ mod goods;
 mod kafka_log;
 mod money;
 mod order_events;
+mod photos;
 mod saga_liveness;
 mod search;
 
@@ -19,6 +20,7 @@ use order::Order;
 use platform::ports::ConsumedRecord;
 
 /// Everything the checkers look at after the heal phase.
+#[derive(Default)]
 pub struct FinalState {
     /// The order service's orders, by id.
     pub orders: BTreeMap<String, Order>,
@@ -42,6 +44,14 @@ pub struct FinalState {
     pub search_lookups: Vec<crate::workload::Lookup>,
     /// The user service's accounts: user id → email as registered.
     pub users: BTreeMap<String, String>,
+    /// The media service's photos, by id.
+    pub photos: BTreeMap<String, media::Photo>,
+    /// What the object store holds: `<bucket>/<key>` → (size, content type).
+    pub objects: BTreeMap<String, (i64, String)>,
+    /// The bucket photos go to.
+    pub bucket: String,
+    /// Photos the gateway acknowledged as attached: (ad, photo).
+    pub attached_photos: Vec<(String, String)>,
     /// The order service's create requests: idempotency key → the order it made.
     pub requests: BTreeMap<String, String>,
     /// Whether the client finished placing its orders.
@@ -74,7 +84,7 @@ impl fmt::Display for Violation {
 }
 
 /// Every checker, by the name scenario files select it with.
-const CHECKERS: [(&str, fn(&FinalState) -> Vec<Violation>); 11] = [
+const CHECKERS: [(&str, fn(&FinalState) -> Vec<Violation>); 12] = [
     (saga_liveness::NAME, saga_liveness::check),
     (money::NAME, money::check),
     (goods::NAME, goods::check),
@@ -86,6 +96,7 @@ const CHECKERS: [(&str, fn(&FinalState) -> Vec<Violation>); 11] = [
     (accounts::NAME, accounts::check),
     (ads::NAME, ads::check),
     (search::NAME, search::check),
+    (photos::NAME, photos::check),
 ];
 
 /// Every checker's name.

@@ -42,6 +42,8 @@ pub struct Observed {
     /// Conditional reads answered 304 for a tag older than a version of the ad whose write
     /// had been acknowledged before the read was sent: `(ad id, tag, acknowledged version)`.
     pub stale_not_modified: Vec<(String, String, i64)>,
+    /// Photos the gateway acknowledged as attached: `(ad id, photo id)`.
+    pub photos: Vec<(String, String)>,
 }
 
 /// The email of customer `c`, as its `variant`-th registration spells it.
@@ -176,6 +178,7 @@ pub async fn run(workload: Workload, observed: Arc<Mutex<Observed>>) {
         tasks.push(madsim::task::spawn(async move {
             if let Some(listing) = listing {
                 reprice(&sessions, c, &listing, &observed).await;
+                photograph(&sessions, c, &listing, &observed).await;
             }
             scratch_ad(&sessions, c, &observed).await;
         }));
@@ -408,6 +411,67 @@ async fn reprice(sessions: &Sessions, c: u32, ad: &gateway::AdView, observed: &M
                 o.stale_not_modified
                     .push((ad.ad_id.clone(), first.clone(), edited.version));
             }
+        }
+    }
+}
+
+/// Customer `c` adds a photo to its listing: asks for an upload slot, uploads the bytes
+/// straight to object storage, and completes the upload. Every fourth customer "crashes"
+/// before uploading and completes anyway: the photo must not be attached.
+async fn photograph(sessions: &Sessions, c: u32, ad: &gateway::AdView, observed: &Mutex<Observed>) {
+    let base = gateway_url(c as usize);
+    let size = 64 + i64::from(c);
+    let body = serde_json::json!({"content_type": "image/png", "size_bytes": size});
+    let url = format!("{base}/v1/ads/{}/photos", ad.ad_id);
+    let Some(slot) = send_as(sessions, c, "POST", &url, &[], Some(&body)).await else {
+        return;
+    };
+    let Ok(slot) = slot.json::<gateway::UploadView>() else {
+        return;
+    };
+    if c % 4 != 3 {
+        let storage = HttpClient::new(Duration::from_secs(5));
+        let headers: Vec<(&str, &str)> = slot
+            .upload_headers
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        let bytes = vec![u8::try_from(c % 251).unwrap_or(0); size as usize];
+        let uploaded = retry(
+            &patient(),
+            "upload photo",
+            &Shutdown::never(),
+            HttpError::is_transient,
+            |_| async {
+                let r = storage
+                    .send_bytes(
+                        &slot.upload_method,
+                        &slot.upload_url,
+                        &headers,
+                        Some((bytes.clone(), "image/png")),
+                    )
+                    .await?;
+                match r.status {
+                    200..=299 => Ok(()),
+                    status => Err(HttpError::Status {
+                        status,
+                        body: String::from_utf8_lossy(&r.body).into_owned(),
+                    }),
+                }
+            },
+        )
+        .await;
+        if uploaded.is_err() {
+            return;
+        }
+    }
+    let url = format!("{base}{}", slot.complete_url);
+    let Some(done) = send_as(sessions, c, "POST", &url, &[], None).await else {
+        return;
+    };
+    if done.status == 200 {
+        if let Ok(mut o) = observed.lock() {
+            o.photos.push((ad.ad_id.clone(), slot.photo_id.clone()));
         }
     }
 }

@@ -96,6 +96,7 @@ struct SimEnv {
     mutants: Mutants,
     psp: (fakes::psp::PspConfig, fakes::psp::SharedLedger),
     courier: (fakes::courier::CourierConfig, fakes::courier::SharedBooks),
+    s3: (fakes::s3::S3Config, fakes::s3::SharedObjects),
     order_limits: order::Limits,
 }
 
@@ -165,6 +166,21 @@ impl wiring::Env for SimEnv {
 
     fn order_limits(&self) -> order::Limits {
         self.order_limits
+    }
+
+    fn s3(&self) -> (fakes::s3::S3Config, fakes::s3::SharedObjects) {
+        self.s3.clone()
+    }
+
+    fn object_store(&self) -> media::ObjectStoreConfig {
+        let fake = &self.s3.0;
+        media::ObjectStoreConfig {
+            endpoint: topology::urls("s3"),
+            bucket: fake.buckets[0].clone(),
+            region: fake.region.clone(),
+            access_key: fake.access_key.clone(),
+            secret_key: fake.secret_key.clone(),
+        }
     }
 }
 
@@ -245,6 +261,7 @@ pub async fn run(scenario: &Scenario, mutants: Mutants, record: bool) -> Outcome
             "users-db" => db_node(&handle, &spec, disks.users.clone(), lose, &journal),
             "ads-db" => db_node(&handle, &spec, disks.ads.clone(), lose, &journal),
             "search-db" => db_node(&handle, &spec, disks.search.clone(), lose, &journal),
+            "media-db" => db_node(&handle, &spec, disks.media.clone(), lose, &journal),
             other => panic!("the world has no schema for database {other}"),
         };
         nodes.0.insert(
@@ -272,6 +289,8 @@ pub async fn run(scenario: &Scenario, mutants: Mutants, record: bool) -> Outcome
         stage_ms: p.courier_stage_ms,
         latency_ms: 20,
     };
+    let objects = fakes::s3::SharedObjects::default();
+    let s3_config = fakes::s3::S3Config::default();
 
     for service in SERVICES.iter() {
         for node in topology::instances(service) {
@@ -286,6 +305,7 @@ pub async fn run(scenario: &Scenario, mutants: Mutants, record: bool) -> Outcome
                 mutants,
                 psp: (psp_config.clone(), ledger.clone()),
                 courier: (courier_config.clone(), books.clone()),
+                s3: (s3_config.clone(), objects.clone()),
                 order_limits: scenario.admission.apply(order::Limits::default()),
             };
             let id = handle
@@ -384,6 +404,17 @@ pub async fn run(scenario: &Scenario, mutants: Mutants, record: bool) -> Outcome
         ads,
         ad_events: kafka.log_snapshot(ad::AD_CHANGED_TOPIC),
         users: disks.users(),
+        photos: disks.photos(),
+        objects: objects
+            .lock()
+            .map(|o| {
+                o.iter()
+                    .map(|(k, v)| (k.clone(), (v.bytes.len() as i64, v.content_type.clone())))
+                    .collect()
+            })
+            .unwrap_or_default(),
+        bucket: s3_config.buckets[0].clone(),
+        attached_photos: observed.photos,
         requests: disks.requests(),
         workload_done: workload.is_none(),
         ledger: ledger.lock().map(|l| l.by_order()).unwrap_or_default(),
@@ -465,6 +496,7 @@ struct Disks {
     users: DbDisk<user::UserSchema>,
     ads: DbDisk<ad::AdSchema>,
     search: DbDisk<search::SearchSchema>,
+    media: DbDisk<media::MediaSchema>,
 }
 
 impl Disks {
@@ -514,6 +546,14 @@ impl Disks {
                     .map(|(id, u)| (id.clone(), u.value.email.clone()))
                     .collect()
             })
+            .unwrap_or_default()
+    }
+
+    /// Every photo of the media service, by id.
+    fn photos(&self) -> BTreeMap<String, media::Photo> {
+        self.media
+            .lock()
+            .map(|s| s.model.photos.clone())
             .unwrap_or_default()
     }
 

@@ -1,8 +1,8 @@
 //! The gRPC face of the ad service.
 
 use contracts::ad::{
-    ad_service_server::AdService, Ad as AdMsg, AdFields, AdRef, AdStatus, CreateAdRequest,
-    DeleteAdRequest, UpdateAdRequest,
+    ad_service_server::AdService, Ad as AdMsg, AdFields, AdRef, AdStatus, AttachPhotoRequest,
+    CreateAdRequest, DeleteAdRequest, UpdateAdRequest,
 };
 use platform::{
     grpc::{idempotency_key, require_id, store_status},
@@ -91,8 +91,16 @@ fn apply_fields(ad: &mut Ad, f: Option<AdFields>) -> Result<(), Status> {
     if f.photos.len() > PHOTOS_MAX {
         return Err(invalid(format!("at most {PHOTOS_MAX} photos")));
     }
-    for p in &f.photos {
+    for (i, p) in f.photos.iter().enumerate() {
         require_id(SERVICE, "photos[]", p)?;
+        if !ad.photos.contains(p) {
+            return Err(invalid(format!(
+                "photo {p} is not the ad's: photos are added by uploading them"
+            )));
+        }
+        if f.photos[..i].contains(p) {
+            return Err(invalid(format!("photo {p} is listed twice")));
+        }
     }
     ad.title = title.to_owned();
     ad.description = f.description;
@@ -279,4 +287,44 @@ impl AdService for AdApi {
         let deleted = self.commit_update(ad, current.version).await?;
         Ok(Response::new(to_msg(&deleted)))
     }
+
+    async fn attach_photo(
+        &self,
+        request: Request<AttachPhotoRequest>,
+    ) -> Result<Response<AdMsg>, Status> {
+        let req = request.into_inner();
+        require_id(SERVICE, "photo_id", &req.photo_id)?;
+        // Attaching names no version: a concurrent edit only makes it read again.
+        for _ in 0..ATTACH_ATTEMPTS {
+            let version = self
+                .read(AdQuery::Ad {
+                    ad_id: req.ad_id.clone(),
+                })
+                .await?
+                .map_or(0, |a| a.version);
+            let current = self.editable(&req.ad_id, &req.caller_id, version).await?;
+            if current.value.photos.contains(&req.photo_id) {
+                return Ok(Response::new(to_msg(&current)));
+            }
+            if current.value.photos.len() >= PHOTOS_MAX {
+                return Err(Status::failed_precondition(format!(
+                    "{SERVICE}: the ad has its {PHOTOS_MAX} photos already"
+                )));
+            }
+            let mut ad = current.value.clone();
+            ad.photos.push(req.photo_id.clone());
+            ad.updated_ms = now_ms();
+            match self.commit_update(ad, current.version).await {
+                Ok(updated) => return Ok(Response::new(to_msg(&updated))),
+                Err(e) if e.code() == tonic::Code::FailedPrecondition => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        Err(Status::aborted(format!(
+            "{SERVICE}: the ad keeps changing; attach the photo again"
+        )))
+    }
 }
+
+/// Reads and commits of one AttachPhoto before it gives up to concurrent edits.
+const ATTACH_ATTEMPTS: usize = 5;

@@ -6,4 +6,5 @@
 pub mod broker_faults;
 pub mod event_log;
 pub mod inbox;
+pub mod objects;
 pub mod store;

@@ -20,6 +20,9 @@ pub mod ad {
 pub mod search {
     tonic::include_proto!("marketplace.search.v1");
 }
+pub mod media {
+    tonic::include_proto!("marketplace.media.v1");
+}
 
 /// The name of a proto enum value without its type prefix (`ORDER_STATUS_PAID` → `PAID`):
 /// what the REST API and the stores say.
@@ -90,5 +93,16 @@ mod tests {
             delivery::ShipmentStage::from_api_name("nonsense"),
             delivery::ShipmentStage::Unspecified
         );
+    }
+}
+
+impl media::PhotoState {
+    /// `READY` for `PHOTO_STATE_READY`.
+    pub fn api_name(self) -> &'static str {
+        api_name(self.as_str_name(), "PHOTO_STATE_")
+    }
+    /// The state the store calls `name` (`Unspecified` for none).
+    pub fn from_api_name(name: &str) -> Self {
+        Self::from_str_name(&format!("PHOTO_STATE_{name}")).unwrap_or_default()
     }
 }

@@ -5,6 +5,7 @@
 
 pub mod courier;
 pub mod psp;
+pub mod s3;
 
 /// A uniformly random number in `0..1000`, deterministic under madsim (drawn through
 /// `getrandom`, which the simulation seeds).

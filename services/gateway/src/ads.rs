@@ -52,6 +52,8 @@ pub struct AdBody {
     pub category: String,
     #[schema(pattern = "^[a-z0-9-]{1,64}$")]
     pub region: String,
+    /// Ids of photos the ad has, in display order: an update may drop or reorder them, and
+    /// a new ad has none (photos are added by uploading them).
     #[serde(default)]
     #[schema(max_items = 10)]
     pub photos: Vec<String>,
@@ -74,6 +76,7 @@ pub struct AdPatch {
     pub category: Option<String>,
     #[schema(pattern = "^[a-z0-9-]{1,64}$")]
     pub region: Option<String>,
+    /// Ids of photos the ad has, in display order (drop or reorder only).
     #[schema(max_items = 10)]
     pub photos: Option<Vec<String>>,
     #[schema(pattern = "^(ACTIVE|HIDDEN)$")]
@@ -172,7 +175,9 @@ fn stale(current: i64) -> Problem {
     )
 }
 
-async fn client(st: &AppState) -> Result<AdServiceClient<tonic::transport::Channel>, Problem> {
+pub(crate) async fn client(
+    st: &AppState,
+) -> Result<AdServiceClient<tonic::transport::Channel>, Problem> {
     st.ad
         .get()
         .await
@@ -252,7 +257,7 @@ async fn editable(
     Ok((ad, expected))
 }
 
-fn ad_response(status: StatusCode, ad: Ad) -> Response {
+pub(crate) fn ad_response(status: StatusCode, ad: Ad) -> Response {
     let public = ad.status() == AdStatus::Active;
     let view = AdView::from(ad);
     let cache = if public {

@@ -23,6 +23,9 @@
 //! - `GET /v1/orders/{id}` → 200 for the order's owner, 404 for anyone else.
 //! - `POST /v1/ads`, `PUT`/`PATCH`/`DELETE /v1/ads/{id}` (see [`ads`]); `GET /v1/ads/{id}` is
 //!   public, with `ETag` and `If-None-Match`.
+//! - `POST /v1/ads/{id}/photos`, then an upload straight to object storage, then
+//!   `POST /v1/ads/{id}/photos/{photo_id}/complete` (see [`photos`]); `GET
+//!   /v1/photos/{photo_id}` (public) redirects to the photo.
 //!
 //! Bodies are at most [`BODY_BYTES_MAX`] (413 beyond).
 //!
@@ -35,6 +38,7 @@ pub mod cache;
 mod errors;
 mod openapi;
 mod orders;
+mod photos;
 mod search;
 mod users;
 
@@ -49,6 +53,7 @@ use platform::{grpc::LazyChannel, http::Problem, Mutants, Shutdown};
 pub use ads::{etag, none_match, AdBody, AdPatch, AdView, Price};
 pub use auth::{Caller, KeyCache};
 pub use orders::{request_key, CreateOrderBody, OrderView};
+pub use photos::{UploadBody, UploadView};
 pub use search::{SearchItem, SearchParams, SearchResults};
 pub use users::{LoginBody, RegisterBody, SessionView, UserView};
 
@@ -66,6 +71,8 @@ pub struct Config {
     pub ad_url: String,
     /// gRPC URLs of the search service's instances.
     pub search_url: String,
+    /// gRPC URLs of the media service's instances.
+    pub media_url: String,
     /// Deliberate faults for the simulation's checkers; default in production.
     pub mutants: Mutants,
 }
@@ -76,6 +83,7 @@ pub(crate) struct AppState {
     user: Arc<LazyChannel>,
     ad: Arc<LazyChannel>,
     search: Arc<LazyChannel>,
+    media: Arc<LazyChannel>,
     keys: Arc<KeyCache>,
     cache: Arc<cache::AdCache>,
     mutants: Mutants,
@@ -92,6 +100,7 @@ pub fn router(config: &Config) -> anyhow::Result<(Router, Arc<KeyCache>, Arc<cac
         user,
         ad: Arc::new(LazyChannel::new(&config.ad_url)?),
         search: Arc::new(LazyChannel::new(&config.search_url)?),
+        media: Arc::new(LazyChannel::new(&config.media_url)?),
         keys: keys.clone(),
         cache: ad_cache.clone(),
         mutants: config.mutants,
@@ -111,6 +120,12 @@ pub fn router(config: &Config) -> anyhow::Result<(Router, Arc<KeyCache>, Arc<cac
                 .patch(ads::patch)
                 .delete(ads::delete),
         )
+        .route("/v1/ads/:id/photos", post(photos::create_upload))
+        .route(
+            "/v1/ads/:id/photos/:photo_id/complete",
+            post(photos::complete),
+        )
+        .route("/v1/photos/:photo_id", get(photos::get))
         .route("/v1/search", get(search::search))
         .route("/v1/orders", post(orders::create))
         .route("/v1/orders/:id", get(orders::get))

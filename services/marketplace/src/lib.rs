@@ -68,6 +68,13 @@ pub struct Settings {
     /// The argon2id cost of new password hashes (`USER_ARGON2_MEMORY_KIB`,
     /// `USER_ARGON2_ITERATIONS`; default OWASP's 19 MiB, 2 passes).
     pub password_cost: user::PasswordCost,
+    /// Where photos are kept: `S3_ENDPOINT` (default: the fake object store this process
+    /// serves as `s3`), `S3_BUCKET`, `S3_REGION`, `S3_ACCESS_KEY_ID`,
+    /// `S3_SECRET_ACCESS_KEY` (defaults: the fake's development credentials).
+    pub object_store: media::ObjectStoreConfig,
+    /// The fake object store (`marketplace serve s3`), for development without S3: it takes
+    /// the bucket, region and credentials of `object_store`.
+    pub s3: fakes::s3::S3Config,
 }
 
 /// The key of the payment service's webhook listener in [`Settings::listen`].
@@ -127,6 +134,7 @@ impl Settings {
         password_cost
             .validate()
             .map_err(|e| anyhow::anyhow!("USER_ARGON2_MEMORY_KIB / USER_ARGON2_ITERATIONS: {e}"))?;
+        let fake_s3 = fakes::s3::S3Config::default();
         let mut listen = BTreeMap::new();
         let mut urls = BTreeMap::new();
         for s in SERVICES.iter().filter(|s| s.port != 0) {
@@ -145,6 +153,26 @@ impl Settings {
                 );
             }
         }
+        let object_store = media::ObjectStoreConfig {
+            endpoint: env_or(
+                "S3_ENDPOINT",
+                &format!(
+                    "http://{}",
+                    listen.get("s3").copied().unwrap_or_else(|| loopback(9000))
+                ),
+            ),
+            bucket: env_or("S3_BUCKET", &fake_s3.buckets[0]),
+            region: env_or("S3_REGION", &fake_s3.region),
+            access_key: env_or("S3_ACCESS_KEY_ID", &fake_s3.access_key),
+            secret_key: env_or("S3_SECRET_ACCESS_KEY", &fake_s3.secret_key),
+        };
+        let s3 = fakes::s3::S3Config {
+            access_key: object_store.access_key.clone(),
+            secret_key: object_store.secret_key.clone(),
+            region: object_store.region.clone(),
+            buckets: vec![object_store.bucket.clone()],
+            ..fake_s3
+        };
         Ok(Settings {
             database_url: env_or(
                 "DATABASE_URL",
@@ -170,6 +198,8 @@ impl Settings {
             courier,
             order_limits,
             password_cost,
+            object_store,
+            s3,
         })
     }
 
@@ -213,6 +243,7 @@ async fn connect_store(
         "users" => connect::<user::UserSchema>(settings, database).await,
         "ads" => connect::<ad::AdSchema>(settings, database).await,
         "search" => connect::<search::SearchSchema>(settings, database).await,
+        "media" => connect::<media::MediaSchema>(settings, database).await,
         other => anyhow::bail!("no schema is known for database {other:?}"),
     }
 }
@@ -225,6 +256,7 @@ struct ProcessEnv {
     events: Option<Arc<KafkaEventLog>>,
     ledger: fakes::psp::SharedLedger,
     books: fakes::courier::SharedBooks,
+    objects: fakes::s3::SharedObjects,
 }
 
 impl Env for ProcessEnv {
@@ -321,6 +353,14 @@ impl Env for ProcessEnv {
     fn order_limits(&self) -> order::Limits {
         self.settings.order_limits
     }
+
+    fn s3(&self) -> (fakes::s3::S3Config, fakes::s3::SharedObjects) {
+        (self.settings.s3.clone(), self.objects.clone())
+    }
+
+    fn object_store(&self) -> media::ObjectStoreConfig {
+        self.settings.object_store.clone()
+    }
 }
 
 /// A running service: which one, and its task.
@@ -357,6 +397,7 @@ pub async fn start(
     let (settings, stores) = (Arc::new(settings.clone()), Arc::new(stores));
     let ledger: fakes::psp::SharedLedger = Default::default();
     let books: fakes::courier::SharedBooks = Default::default();
+    let objects: fakes::s3::SharedObjects = Default::default();
     let mut ordered: Vec<Service> = services.to_vec();
     ordered.sort_by_key(|s| SERVICES.iter().position(|t| t == s.0));
     ordered.dedup();
@@ -369,6 +410,7 @@ pub async fn start(
             events: events.clone(),
             ledger: Arc::clone(&ledger),
             books: Arc::clone(&books),
+            objects: Arc::clone(&objects),
         };
         let shutdown = shutdown.clone();
         tasks.push((

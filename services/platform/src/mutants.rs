@@ -59,6 +59,9 @@ pub struct Mutants {
     /// gateway: cached ad cards are never dropped when the ad changes (they live out their
     /// TTL).
     pub cache_not_invalidated: bool,
+    /// media: a completed upload is marked READY without asking storage what arrived, so a
+    /// photo whose bytes never came is attached to its ad.
+    pub upload_unchecked: bool,
 }
 
 impl Mutants {
@@ -85,13 +88,14 @@ impl Mutants {
             "order-price-from-client" => m.order_price_from_client = true,
             "search-shows-inactive" => m.search_shows_inactive = true,
             "cache-not-invalidated" => m.cache_not_invalidated = true,
+            "upload-unchecked" => m.upload_unchecked = true,
             _ => return None,
         }
         Some(m)
     }
 
     /// Every mutant's name.
-    pub const NAMES: [&'static str; 19] = [
+    pub const NAMES: [&'static str; 20] = [
         "publish-without-outbox",
         "psp-call-without-idempotency-key",
         "charge-without-idempotency-key",
@@ -111,6 +115,7 @@ impl Mutants {
         "order-price-from-client",
         "search-shows-inactive",
         "cache-not-invalidated",
+        "upload-unchecked",
     ];
 
     /// `config` with the producer mutants applied.

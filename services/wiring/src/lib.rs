@@ -75,9 +75,10 @@ const fn fake(name: &'static str, region: Region, port: u16) -> ServiceSpec {
 }
 
 /// Every service, dependencies first (the order they start in).
-pub const SERVICES: [ServiceSpec; 10] = [
+pub const SERVICES: [ServiceSpec; 12] = [
     fake("psp", Region::Msk, 8081),
     fake("courier", Region::Nsk, 8082),
+    fake("s3", Region::Msk, 9000),
     ServiceSpec {
         callback_port: Some(8083),
         database: Some("payments"),
@@ -112,6 +113,10 @@ pub const SERVICES: [ServiceSpec; 10] = [
         database: Some("search"),
         kafka: true,
         ..service("search", Region::Msk, 50056)
+    },
+    ServiceSpec {
+        database: Some("media"),
+        ..service("media", Region::Msk, 50057)
     },
     ServiceSpec {
         kafka: true,
@@ -167,6 +172,10 @@ pub trait Env: Send + Sync {
     fn client_rack(&self) -> Option<String>;
     /// The fake PSP's settings and books.
     fn psp(&self) -> (fakes::psp::PspConfig, fakes::psp::SharedLedger);
+    /// The fake object store's settings and objects.
+    fn s3(&self) -> (fakes::s3::S3Config, fakes::s3::SharedObjects);
+    /// Where the media service keeps photos.
+    fn object_store(&self) -> media::ObjectStoreConfig;
     /// The fake courier's settings and books.
     fn courier(&self) -> (fakes::courier::CourierConfig, fakes::courier::SharedBooks);
     /// When the order service refuses new orders (admission control).
@@ -191,6 +200,12 @@ pub async fn run_service(
             let listener = tokio::net::TcpListener::bind(env.listen()).await?;
             let (config, books) = env.courier();
             fakes::courier::run(listener, config, books, shutdown).await;
+            Ok(())
+        }
+        "s3" => {
+            let listener = tokio::net::TcpListener::bind(env.listen()).await?;
+            let (config, objects) = env.s3();
+            fakes::s3::run(listener, config, objects, shutdown).await;
             Ok(())
         }
         "payment" => {
@@ -250,6 +265,13 @@ pub async fn run_service(
             };
             search::run(config, env.infra()?, shutdown).await
         }
+        "media" => {
+            let config = media::Config {
+                mutants: env.mutants(),
+                ..media::Config::new(env.listen(), env.object_store())
+            };
+            media::run(config, env.store()?, shutdown).await
+        }
         "gateway" => {
             let listener = tokio::net::TcpListener::bind(env.listen()).await?;
             let config = gateway::Config {
@@ -257,6 +279,7 @@ pub async fn run_service(
                 user_url: env.urls("user"),
                 ad_url: env.urls("ad"),
                 search_url: env.urls("search"),
+                media_url: env.urls("media"),
                 mutants: env.mutants(),
             };
             let group = env.consumer_group(&format!("gateway-cache-{}", env.instance()));
@@ -300,6 +323,8 @@ mod tests {
             ("gateway", "user"),
             ("gateway", "ad"),
             ("gateway", "search"),
+            ("gateway", "media"),
+            ("media", "s3"),
             ("search", "ad"),
         ] {
             assert!(

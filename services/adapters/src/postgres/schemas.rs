@@ -6,6 +6,7 @@ pub mod ad;
 pub mod analytics;
 pub mod delivery;
 pub mod kv;
+pub mod media;
 pub mod order;
 pub mod payment;
 pub mod search;

@@ -687,3 +687,77 @@ mod search_schema {
         differential_with::<SearchSchema>(sequence(write(), query()), &[], comparable);
     }
 }
+
+mod media_schema {
+    use media::{store::STATES, MediaQuery, MediaSchema, MediaWrite, Photo};
+
+    use super::*;
+
+    const IDS: [&str; 3] = ["p-1", "p-2", "p-3"];
+    const KEYS: [&str; 3] = ["photos/a/1", "photos/a/2", "photos/b/1"];
+
+    fn photo() -> impl Strategy<Value = Photo> + Clone {
+        (
+            prop::sample::select(&IDS[..]),
+            prop::sample::select(&KEYS[..]),
+            prop::sample::select(&["u-1", "u-2"][..]),
+            prop_oneof![Just(10i64), Just(0i64)],
+            prop_oneof![4 => Just("PENDING"), 1 => Just("READY")],
+            0i64..4,
+        )
+            .prop_map(|(id, key, owner, size, state, t)| Photo {
+                photo_id: id.into(),
+                owner_id: owner.into(),
+                ad_id: "ad-1".into(),
+                object_key: key.into(),
+                content_type: "image/png".into(),
+                size_bytes: size,
+                state: state.into(),
+                reason: String::new(),
+                created_ms: t,
+                upload_expires_ms: 10 + t,
+                updated_ms: t,
+            })
+    }
+
+    fn write() -> impl Strategy<Value = MediaWrite> + Clone {
+        prop_oneof![
+            photo().prop_map(MediaWrite::Create),
+            (
+                prop::sample::select(&IDS[..]),
+                prop::sample::select(&STATES[..]),
+                prop::sample::select(&["", "too big"][..]),
+            )
+                .prop_map(|(id, state, reason)| MediaWrite::Decide {
+                    photo_id: id.into(),
+                    state: state.into(),
+                    reason: reason.into(),
+                    at_ms: 7,
+                }),
+        ]
+    }
+
+    fn query() -> impl Strategy<Value = MediaQuery> {
+        prop_oneof![
+            prop::sample::select(&IDS[..]).prop_map(|id| MediaQuery::Photo {
+                photo_id: id.into()
+            }),
+            (prop::sample::select(&["u-1", "u-2"][..]), 0i64..4, 0u32..3).prop_map(
+                |(owner, since, limit)| MediaQuery::CreatedBy {
+                    owner_id: owner.into(),
+                    since_ms: since,
+                    limit,
+                }
+            ),
+            (10i64..15, 0u32..3).prop_map(|(before, limit)| MediaQuery::Abandoned {
+                before_ms: before,
+                limit
+            }),
+        ]
+    }
+
+    #[test]
+    fn the_media_model_and_postgres_agree_on_random_transactions() {
+        differential::<MediaSchema>(sequence(write(), query()), &[]);
+    }
+}

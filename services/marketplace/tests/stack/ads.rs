@@ -391,6 +391,7 @@ async fn second_gateway(stack: &support::Stack) -> (String, platform::shutdown::
         user_url: url("user"),
         ad_url: url("ad"),
         search_url: url("search"),
+        media_url: url("media"),
         mutants: platform::Mutants::default(),
     };
     let addr = support::free_addr();

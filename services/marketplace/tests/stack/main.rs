@@ -8,6 +8,7 @@ mod admission;
 mod ads;
 mod auth;
 mod bad_input;
+mod photos;
 mod process;
 mod saga;
 mod search;

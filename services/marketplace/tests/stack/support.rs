@@ -52,6 +52,11 @@ pub fn free_addr() -> SocketAddr {
 /// Starts every service with fresh schemas; `tune` adjusts the fakes.
 pub async fn start(tune: impl FnOnce(&mut Settings)) -> Stack {
     let mut settings = Settings::from_env().expect("settings");
+    // Photos go to the real S3-compatible server, which checks signatures.
+    assert!(
+        std::env::var_os("S3_ENDPOINT").is_some(),
+        "S3_ENDPOINT is unset: run `eval \"$(ci/infra/up.sh)\"`"
+    );
     // A schema prefix unique across runs of the test: OS randomness is what is wanted here.
     #[allow(clippy::disallowed_methods)]
     let run = uuid::Uuid::new_v4().simple().to_string();
@@ -69,8 +74,10 @@ pub async fn start(tune: impl FnOnce(&mut Settings)) -> Stack {
         .await
         .expect("the stack starts (is `ci/infra/up.sh` running?)");
     // tonic binds its listeners inside its serve task: wait until every port accepts.
-    for addr in
-        ["order", "payment", "delivery", "user", "ad", "gateway"].map(|s| listen(&settings, s))
+    for addr in [
+        "order", "payment", "delivery", "user", "ad", "media", "gateway",
+    ]
+    .map(|s| listen(&settings, s))
     {
         let started = tokio::time::Instant::now();
         while tokio::net::TcpStream::connect(addr).await.is_err() {

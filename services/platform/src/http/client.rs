@@ -91,6 +91,20 @@ impl HttpClient {
             .map(serde_json::to_vec)
             .transpose()
             .map_err(|e| HttpError::Decode(e.to_string()))?;
+        self.send_bytes(method, url, headers, body.map(|b| (b, "application/json")))
+            .await
+    }
+
+    /// Sends one request with a body of `content_type` (when given) and returns whatever the
+    /// server answered; an error only when no answer came. Headers in `headers` are sent as
+    /// they are (an object store checks the signed ones).
+    pub async fn send_bytes(
+        &self,
+        method: &str,
+        url: &str,
+        headers: &[(&str, &str)],
+        body: Option<(Vec<u8>, &str)>,
+    ) -> Result<HttpResponse, HttpError> {
         let timeout = self.timeout;
         match tokio::time::timeout(timeout, self.exchange(method, url, headers, body)).await {
             Ok(r) => r,
@@ -106,6 +120,7 @@ impl HttpClient {
         body: Option<Vec<u8>>,
     ) -> Result<R, HttpError> {
         let timeout = self.timeout;
+        let body = body.map(|b| (b, "application/json"));
         let response =
             match tokio::time::timeout(timeout, self.exchange(method, url, headers, body)).await {
                 Ok(r) => r?,
@@ -125,7 +140,7 @@ impl HttpClient {
         method: &str,
         url: &str,
         headers: &[(&str, &str)],
-        body: Option<Vec<u8>>,
+        body: Option<(Vec<u8>, &str)>,
     ) -> Result<HttpResponse, HttpError> {
         let uri: http::Uri = url.parse().map_err(|_| HttpError::InvalidUrl(url.into()))?;
         let authority = uri
@@ -155,14 +170,19 @@ impl HttpClient {
             .method(method)
             .uri(path)
             .header(http::header::HOST, authority.as_str());
-        if body.is_some() {
-            req = req.header(http::header::CONTENT_TYPE, "application/json");
+        let has_type = headers
+            .iter()
+            .any(|(k, _)| k.eq_ignore_ascii_case("content-type"));
+        if let Some((_, content_type)) = body.as_ref().filter(|_| !has_type) {
+            req = req.header(http::header::CONTENT_TYPE, *content_type);
         }
         for (k, v) in headers {
             req = req.header(*k, *v);
         }
         let req = req
-            .body(Full::new(Bytes::from(body.unwrap_or_default())))
+            .body(Full::new(Bytes::from(
+                body.map(|(b, _)| b).unwrap_or_default(),
+            )))
             .map_err(|e| HttpError::Protocol(e.to_string()))?;
         let resp = sender
             .send_request(req)
