@@ -25,7 +25,7 @@
 //!   public, with `ETag` and `If-None-Match`.
 //! - `POST /v1/ads/{id}/photos`, then an upload straight to object storage, then
 //!   `POST /v1/ads/{id}/photos/{photo_id}/complete` (see [`photos`]); `GET
-//!   /v1/photos/{photo_id}` (public) redirects to the photo.
+//!   /v1/photos/{id}` (public) redirects to the photo.
 //!
 //! Bodies are at most [`BODY_BYTES_MAX`] (413 beyond).
 //!
@@ -125,7 +125,7 @@ pub fn router(config: &Config) -> anyhow::Result<(Router, Arc<KeyCache>, Arc<cac
             "/v1/ads/:id/photos/:photo_id/complete",
             post(photos::complete),
         )
-        .route("/v1/photos/:photo_id", get(photos::get))
+        .route("/v1/photos/:id", get(photos::get))
         .route("/v1/search", get(search::search))
         .route("/v1/orders", post(orders::create))
         .route("/v1/orders/:id", get(orders::get))

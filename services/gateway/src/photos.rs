@@ -7,7 +7,7 @@
 //! - `PUT <upload_url>` with exactly those headers and `size_bytes` bytes (to storage).
 //! - `POST /v1/ads/{id}/photos/{photo_id}/complete` → 200 with the ad, the photo attached;
 //!   409 while nothing was uploaded or when what was uploaded differs from what was declared.
-//! - `GET /v1/photos/{photo_id}` → 302 to a short-lived download URL.
+//! - `GET /v1/photos/{id}` → 302 to a short-lived download URL.
 
 use axum::{
     extract::{Path, State},
@@ -204,9 +204,9 @@ pub(crate) async fn complete(
 
 #[utoipa::path(
     get,
-    path = "/v1/photos/{photo_id}",
+    path = "/v1/photos/{id}",
     tag = "ads",
-    params(("photo_id" = String, Path, description = "The photo's id")),
+    params(("id" = String, Path, description = "The photo's id")),
     responses(
         (status = 302, description = "Redirect to a short-lived download URL (Location)"),
         (status = 404, description = "No such photo", body = crate::openapi::ProblemDetails, content_type = "application/problem+json"),
