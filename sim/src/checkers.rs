@@ -52,6 +52,8 @@ pub struct FinalState {
     pub bucket: String,
     /// Photos the gateway acknowledged as attached: (ad, photo).
     pub attached_photos: Vec<(String, String)>,
+    /// Uploads through URLs the gateway handed out that storage refused: (photo, status).
+    pub uploads_refused: Vec<(String, u16)>,
     /// The order service's create requests: idempotency key → the order it made.
     pub requests: BTreeMap<String, String>,
     /// Whether the client finished placing its orders.

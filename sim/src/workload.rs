@@ -44,6 +44,9 @@ pub struct Observed {
     pub stale_not_modified: Vec<(String, String, i64)>,
     /// Photos the gateway acknowledged as attached: `(ad id, photo id)`.
     pub photos: Vec<(String, String)>,
+    /// Uploads through a URL the gateway handed out that storage refused: `(photo id,
+    /// status)`.
+    pub uploads_refused: Vec<(String, u16)>,
 }
 
 /// The email of customer `c`, as its `variant`-th registration spells it.
@@ -461,7 +464,14 @@ async fn photograph(sessions: &Sessions, c: u32, ad: &gateway::AdView, observed:
             },
         )
         .await;
-        if uploaded.is_err() {
+        if let Err(e) = uploaded {
+            if let Some(HttpError::Status { status, .. }) = e.into_inner() {
+                if status < 500 && status != 429 {
+                    if let Ok(mut o) = observed.lock() {
+                        o.uploads_refused.push((slot.photo_id.clone(), status));
+                    }
+                }
+            }
             return;
         }
     }

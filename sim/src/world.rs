@@ -415,6 +415,7 @@ pub async fn run(scenario: &Scenario, mutants: Mutants, record: bool) -> Outcome
             .unwrap_or_default(),
         bucket: s3_config.buckets[0].clone(),
         attached_photos: observed.photos,
+        uploads_refused: observed.uploads_refused,
         requests: disks.requests(),
         workload_done: workload.is_none(),
         ledger: ledger.lock().map(|l| l.by_order()).unwrap_or_default(),
@@ -445,6 +446,11 @@ pub async fn run(scenario: &Scenario, mutants: Mutants, record: bool) -> Outcome
         }
         trace.push(format!("{id} {status}"));
     }
+    trace.push(format!(
+        "{} photo(s) attached, {} READY",
+        state.attached_photos.len(),
+        state.photos.values().filter(|p| p.state == "READY").count()
+    ));
     for v in &violations {
         trace.push(format!("violation {v}"));
     }

@@ -1,7 +1,8 @@
 //! Photos: every photo an ad shows was checked by the media service (READY, uploaded for that
 //! ad by its owner) and its object is in storage with the size and type declared; every
 //! READY photo's object is there; every photo the gateway acknowledged as attached is on its
-//! ad (the workload never removes one).
+//! ad (the workload never removes one); storage took every upload made as the gateway said
+//! (the signature the media service made is one storage accepts).
 
 use super::{FinalState, Violation};
 
@@ -50,6 +51,11 @@ pub fn check(state: &FinalState) -> Vec<Violation> {
         if let Some(problem) = object_of(p) {
             out.push(v(format!("photo {} is READY, but {problem}", p.photo_id)));
         }
+    }
+    for (photo_id, status) in &state.uploads_refused {
+        out.push(v(format!(
+            "storage refused the upload of photo {photo_id} ({status}) made as the gateway said"
+        )));
     }
     for (ad_id, photo_id) in &state.attached_photos {
         let shown = state

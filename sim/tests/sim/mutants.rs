@@ -141,6 +141,11 @@ fn a_cache_that_is_never_invalidated_answers_304_for_a_changed_ad_and_is_caught(
 }
 
 #[test]
+fn marking_an_upload_ready_without_looking_attaches_missing_photos_and_is_caught() {
+    caught("upload-unchecked");
+}
+
+#[test]
 fn every_mutant_is_named_by_some_scenario() {
     let all = scenario::embedded();
     for m in Mutants::NAMES {

@@ -7,6 +7,26 @@ fn happy_path_delivers_or_cancels_every_order_and_publishes_every_change() {
 }
 
 #[test]
+fn the_workload_attaches_photos_through_the_fake_object_store() {
+    // The photos checker is only as good as the uploads that get through: the model must
+    // accept what the media service signs.
+    let s = sim::scenario::by_name("happy-path").expect("scenario");
+    let run = sim::runner::run_seed(&s, platform::Mutants::default(), 3);
+    let line = run
+        .outcome
+        .trace
+        .iter()
+        .find(|l| l.contains("photo(s) attached"))
+        .expect("a photo line");
+    let attached: usize = line
+        .split_whitespace()
+        .next()
+        .and_then(|n| n.parse().ok())
+        .expect("a count");
+    assert!(attached >= 3, "{line}");
+}
+
+#[test]
 fn a_service_crash_mid_saga_resumes_every_saga_without_double_charges() {
     scenario_passes("service-crash-mid-saga");
 }

@@ -109,14 +109,16 @@ impl PgSchema for MediaSchema {
                 .fetch_all(&mut *db)
                 .await
             }
-            MediaQuery::Abandoned { before_ms, limit } => sqlx::query(&format!(
+            MediaQuery::Abandoned { before_ms, limit } => {
+                sqlx::query(&format!(
                 "SELECT {COLUMNS} FROM photos WHERE state = 'PENDING' AND upload_expires_ms < $1 \
                      ORDER BY upload_expires_ms, photo_id COLLATE \"C\" LIMIT $2"
             ))
-            .bind(before_ms)
-            .bind(i64::from(*limit))
-            .fetch_all(&mut *db)
-            .await,
+                .bind(before_ms)
+                .bind(i64::from(*limit))
+                .fetch_all(&mut *db)
+                .await
+            }
         }
         .map_err(|e| store_error("read photos", e))?;
         rows.iter()
