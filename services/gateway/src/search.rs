@@ -111,6 +111,21 @@ pub(crate) async fn search(
         },
         cursor: p.cursor.unwrap_or_default(),
     };
+    // Pages are cached per gateway for a few seconds (see `cache`).
+    let key = format!(
+        "{}\u{1f}{}\u{1f}{}\u{1f}{}\u{1f}{}\u{1f}{}\u{1f}{}\u{1f}{}",
+        req.q,
+        req.category,
+        req.region,
+        req.price_min,
+        req.price_max,
+        req.sort,
+        req.limit,
+        req.cursor
+    );
+    if let Some(results) = st.cache.page(&key) {
+        return Ok(page_response(results));
+    }
     let channel = st.search.get().await.map_err(|e| problem(SERVICE, e))?;
     let page = SearchServiceClient::new(channel)
         .search(grpc::request(req, None))
@@ -142,9 +157,14 @@ pub(crate) async fn search(
         items,
         next_cursor: (!page.next_cursor.is_empty()).then_some(page.next_cursor),
     };
-    Ok((
+    st.cache.put_page(key, results.clone());
+    Ok(page_response(results))
+}
+
+fn page_response(results: SearchResults) -> Response {
+    (
         [(header::CACHE_CONTROL, "public, max-age=5")],
         Json(results),
     )
-        .into_response())
+        .into_response()
 }
