@@ -73,7 +73,7 @@ pub struct SearchResults {
     get,
     path = "/v1/search",
     tag = "search",
-    params(SearchParams),
+    params(SearchParams, ("Cache-Control" = Option<String>, Header, description = "`no-cache` skips the gateway's page cache")),
     responses(
         (status = 200, description = "A page of ACTIVE ads", body = SearchResults),
         (status = 400, description = "Malformed or unknown parameter", body = crate::openapi::ProblemDetails, content_type = "application/problem+json"),
@@ -84,6 +84,7 @@ pub struct SearchResults {
 )]
 pub(crate) async fn search(
     State(st): State<AppState>,
+    headers: axum::http::HeaderMap,
     params: Result<Query<SearchParams>, QueryRejection>,
 ) -> Result<Response, Problem> {
     let Query(p) = params.map_err(|e| Problem::bad_request(e.body_text()))?;
@@ -111,7 +112,16 @@ pub(crate) async fn search(
         },
         cursor: p.cursor.unwrap_or_default(),
     };
-    // Pages are cached per gateway for a few seconds (see `cache`).
+    // Pages are cached per gateway for a few seconds (see `cache`); a client that asks with
+    // `Cache-Control: no-cache` gets the index's answer (which is then cached).
+    let fresh = headers
+        .get_all(header::CACHE_CONTROL)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| {
+            v.split(',')
+                .any(|d| d.trim().eq_ignore_ascii_case("no-cache"))
+        });
     let key = format!(
         "{}\u{1f}{}\u{1f}{}\u{1f}{}\u{1f}{}\u{1f}{}\u{1f}{}\u{1f}{}",
         req.q,
@@ -123,7 +133,7 @@ pub(crate) async fn search(
         req.limit,
         req.cursor
     );
-    if let Some(results) = st.cache.page(&key) {
+    if let Some(results) = st.cache.page(&key).filter(|_| !fresh) {
         return Ok(page_response(results));
     }
     let channel = st.search.get().await.map_err(|e| problem(SERVICE, e))?;

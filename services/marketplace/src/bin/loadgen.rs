@@ -5,7 +5,8 @@
 //! It first registers [`USERS`] accounts and logs each in, and a seller who posts one ad.
 //! `orders` (the default) then sends `POST /v1/orders` for that ad as those users in turn,
 //! each with its own idempotency key; `searches` sends `GET /v1/search` with [`SEARCHES`] in
-//! turn (words in Russian and English, filters, sorts); `logins` sends `POST /v1/sessions`
+//! turn (words in Russian and English, filters, sorts; `Cache-Control: no-cache`, so the index
+//! answers each, not the gateway's page cache); `logins` sends `POST /v1/sessions`
 //! for the users (password hashing at the stack's argon2 cost). Writes one CSV row per
 //! request (`key,status,order_id,sent_ms,answered_ms`; times in ms since the epoch, status 0
 //! for no answer; `order_id` empty but for orders) and prints a one-line summary with the
@@ -171,8 +172,12 @@ async fn main() -> anyhow::Result<()> {
             let r = match mode {
                 Mode::Searches => {
                     let query = SEARCHES[i as usize % SEARCHES.len()];
+                    // Past the gateway's page cache: the index answers every one.
                     client
-                        .get_json::<serde_json::Value>(&format!("{base}/v1/search?{query}"))
+                        .get_json_with::<serde_json::Value>(
+                            &format!("{base}/v1/search?{query}"),
+                            &[("cache-control", "no-cache")],
+                        )
                         .await
                         .map(|_| String::new())
                 }
