@@ -262,6 +262,8 @@ pub async fn run(scenario: &Scenario, mutants: Mutants, record: bool) -> Outcome
             "ads-db" => db_node(&handle, &spec, disks.ads.clone(), lose, &journal),
             "search-db" => db_node(&handle, &spec, disks.search.clone(), lose, &journal),
             "media-db" => db_node(&handle, &spec, disks.media.clone(), lose, &journal),
+            "moderation-db" => db_node(&handle, &spec, disks.moderation.clone(), lose, &journal),
+            "reports-db" => db_node(&handle, &spec, disks.reports.clone(), lose, &journal),
             other => panic!("the world has no schema for database {other}"),
         };
         nodes.0.insert(
@@ -503,6 +505,8 @@ struct Disks {
     ads: DbDisk<ad::AdSchema>,
     search: DbDisk<search::SearchSchema>,
     media: DbDisk<media::MediaSchema>,
+    moderation: DbDisk<moderation::ModerationSchema>,
+    reports: DbDisk<report::ReportSchema>,
 }
 
 impl Disks {

@@ -23,6 +23,9 @@ pub mod search {
 pub mod media {
     tonic::include_proto!("marketplace.media.v1");
 }
+pub mod report {
+    tonic::include_proto!("marketplace.report.v1");
+}
 
 /// The name of a proto enum value without its type prefix (`ORDER_STATUS_PAID` → `PAID`):
 /// what the REST API and the stores say.

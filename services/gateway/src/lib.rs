@@ -27,6 +27,9 @@
 //!   `POST /v1/ads/{id}/photos/{photo_id}/complete` (see [`photos`]); `GET
 //!   /v1/photos/{id}` (public) redirects to the photo.
 //!
+//! - `POST /v1/reports` → 202 with `Location`; `GET /v1/reports/{id}` (the reporter's only;
+//!   see [`reports`]).
+//!
 //! Bodies are at most [`BODY_BYTES_MAX`] (413 beyond).
 //!
 //! Errors are `application/problem+json`: 400/401/403/404/409/412/413/415/422/428/429 for the client's
@@ -39,6 +42,7 @@ mod errors;
 mod openapi;
 mod orders;
 mod photos;
+mod reports;
 mod search;
 mod users;
 
@@ -54,6 +58,7 @@ pub use ads::{etag, none_match, AdBody, AdPatch, AdView, Price};
 pub use auth::{Caller, KeyCache};
 pub use orders::{request_key, CreateOrderBody, OrderView};
 pub use photos::{UploadBody, UploadView};
+pub use reports::{ReportBody, ReportView};
 pub use search::{SearchItem, SearchParams, SearchResults};
 pub use users::{LoginBody, RegisterBody, SessionView, UserView};
 
@@ -73,6 +78,8 @@ pub struct Config {
     pub search_url: String,
     /// gRPC URLs of the media service's instances.
     pub media_url: String,
+    /// gRPC URLs of the report service's instances.
+    pub report_url: String,
     /// Deliberate faults for the simulation's checkers; default in production.
     pub mutants: Mutants,
 }
@@ -84,6 +91,7 @@ pub(crate) struct AppState {
     ad: Arc<LazyChannel>,
     search: Arc<LazyChannel>,
     media: Arc<LazyChannel>,
+    report: Arc<LazyChannel>,
     keys: Arc<KeyCache>,
     cache: Arc<cache::AdCache>,
     mutants: Mutants,
@@ -101,6 +109,7 @@ pub fn router(config: &Config) -> anyhow::Result<(Router, Arc<KeyCache>, Arc<cac
         ad: Arc::new(LazyChannel::new(&config.ad_url)?),
         search: Arc::new(LazyChannel::new(&config.search_url)?),
         media: Arc::new(LazyChannel::new(&config.media_url)?),
+        report: Arc::new(LazyChannel::new(&config.report_url)?),
         keys: keys.clone(),
         cache: ad_cache.clone(),
         mutants: config.mutants,
@@ -126,6 +135,8 @@ pub fn router(config: &Config) -> anyhow::Result<(Router, Arc<KeyCache>, Arc<cac
             post(photos::complete),
         )
         .route("/v1/photos/:id", get(photos::get))
+        .route("/v1/reports", post(reports::create))
+        .route("/v1/reports/:id", get(reports::get))
         .route("/v1/search", get(search::search))
         .route("/v1/orders", post(orders::create))
         .route("/v1/orders/:id", get(orders::get))

@@ -83,6 +83,8 @@ impl Modify for BearerAuth {
         crate::photos::create_upload,
         crate::photos::complete,
         crate::photos::get,
+        crate::reports::create,
+        crate::reports::get,
         crate::search::search,
         crate::orders::create,
         crate::orders::get,
@@ -93,6 +95,7 @@ impl Modify for BearerAuth {
         (name = "users", description = "Accounts and sessions"),
         (name = "ads", description = "Classified ads"),
         (name = "search", description = "Full-text search over ACTIVE ads"),
+        (name = "reports", description = "Reports of ads and users, decided by moderation"),
         (name = "orders", description = "Orders: buy an ad; order → payment → delivery"),
     )
 )]

@@ -244,6 +244,8 @@ async fn connect_store(
         "ads" => connect::<ad::AdSchema>(settings, database).await,
         "search" => connect::<search::SearchSchema>(settings, database).await,
         "media" => connect::<media::MediaSchema>(settings, database).await,
+        "moderation" => connect::<moderation::ModerationSchema>(settings, database).await,
+        "reports" => connect::<report::ReportSchema>(settings, database).await,
         other => anyhow::bail!("no schema is known for database {other:?}"),
     }
 }

@@ -7,6 +7,13 @@ pub const ORDER_STATUS_CHANGED: &str = "order.status.changed";
 /// `ad.changed`: every ad's new state after each change, key = ad id.
 pub const AD_CHANGED: &str = "ad.changed";
 
+/// `moderation.tasks`: work for the moderation workers, one task per report, key = target id
+/// (tasks on one target are decided in order).
+pub const MODERATION_TASKS: &str = "moderation.tasks";
+
+/// `moderation.results`: every decision, key = target id.
+pub const MODERATION_RESULTS: &str = "moderation.results";
+
 /// The dead-letter topic of `topic`: records its consumers could not process.
 pub fn dlq(topic: &str) -> String {
     format!("{topic}.dlq")

@@ -75,7 +75,7 @@ const fn fake(name: &'static str, region: Region, port: u16) -> ServiceSpec {
 }
 
 /// Every service, dependencies first (the order they start in).
-pub const SERVICES: [ServiceSpec; 12] = [
+pub const SERVICES: [ServiceSpec; 14] = [
     fake("psp", Region::Msk, 8081),
     fake("courier", Region::Nsk, 8082),
     fake("s3", Region::Msk, 9000),
@@ -117,6 +117,17 @@ pub const SERVICES: [ServiceSpec; 12] = [
     ServiceSpec {
         database: Some("media"),
         ..service("media", Region::Msk, 50057)
+    },
+    ServiceSpec {
+        database: Some("moderation"),
+        kafka: true,
+        sim_instances: 3,
+        ..service("moderation", Region::Nsk, 0)
+    },
+    ServiceSpec {
+        database: Some("reports"),
+        kafka: true,
+        ..service("report", Region::Msk, 50058)
     },
     ServiceSpec {
         kafka: true,
@@ -272,6 +283,22 @@ pub async fn run_service(
             };
             media::run(config, env.store()?, shutdown).await
         }
+        "moderation" => {
+            let config = moderation::Config {
+                group_id: env.consumer_group(moderation::GROUP),
+                client_rack: env.client_rack(),
+            };
+            moderation::run(config, env.infra()?, Arc::new(moderation::Rules), shutdown).await
+        }
+        "report" => {
+            let config = report::Config {
+                listen: env.listen(),
+                group_id: env.consumer_group(report::GROUP),
+                client_rack: env.client_rack(),
+                limits: report::Limits::default(),
+            };
+            report::run(config, env.infra()?, shutdown).await
+        }
         "gateway" => {
             let listener = tokio::net::TcpListener::bind(env.listen()).await?;
             let config = gateway::Config {
@@ -280,6 +307,7 @@ pub async fn run_service(
                 ad_url: env.urls("ad"),
                 search_url: env.urls("search"),
                 media_url: env.urls("media"),
+                report_url: env.urls("report"),
                 mutants: env.mutants(),
             };
             let group = env.consumer_group(&format!("gateway-cache-{}", env.instance()));
@@ -325,6 +353,7 @@ mod tests {
             ("gateway", "search"),
             ("gateway", "media"),
             ("media", "s3"),
+            ("gateway", "report"),
             ("search", "ad"),
         ] {
             assert!(

@@ -7,8 +7,10 @@ pub mod analytics;
 pub mod delivery;
 pub mod kv;
 pub mod media;
+pub mod moderation;
 pub mod order;
 pub mod payment;
+pub mod report;
 pub mod search;
 pub mod user;
 

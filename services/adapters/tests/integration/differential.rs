@@ -761,3 +761,126 @@ mod media_schema {
         differential::<MediaSchema>(sequence(write(), query()), &[]);
     }
 }
+
+mod report_schema {
+    use report::{
+        store::{REASONS, TARGET_KINDS},
+        Report, ReportQuery, ReportSchema, ReportWrite,
+    };
+
+    use super::*;
+
+    const IDS: [&str; 3] = ["r-1", "r-2", "r-3"];
+    const USERS: [&str; 2] = ["u-1", "u-2"];
+
+    fn report() -> impl Strategy<Value = Report> + Clone {
+        (
+            prop::sample::select(&IDS[..]),
+            prop::sample::select(&USERS[..]),
+            prop::sample::select(&TARGET_KINDS[..]),
+            prop::sample::select(&["t-1", "t-2"][..]),
+            prop_oneof![4 => prop::sample::select(&REASONS[..]), 1 => Just("bogus")],
+            prop_oneof![4 => Just("PROCESSING"), 1 => Just("DECIDED")],
+            0i64..4,
+        )
+            .prop_map(|(id, reporter, kind, target, reason, status, t)| Report {
+                report_id: id.into(),
+                reporter_id: reporter.into(),
+                target_kind: kind.into(),
+                target_id: target.into(),
+                reason: reason.into(),
+                comment: String::new(),
+                status: status.into(),
+                decision: String::new(),
+                decision_reason: String::new(),
+                created_ms: t,
+                decided_ms: 0,
+            })
+    }
+
+    fn write() -> impl Strategy<Value = ReportWrite> + Clone {
+        prop_oneof![
+            report().prop_map(ReportWrite::Create),
+            (
+                prop::sample::select(&IDS[..]),
+                prop::sample::select(&["BAN", "OK", "MAYBE"][..]),
+            )
+                .prop_map(|(id, decision)| ReportWrite::Decide {
+                    report_id: id.into(),
+                    decision: decision.into(),
+                    reason: "rule".into(),
+                    at_ms: 9,
+                }),
+        ]
+    }
+
+    fn query() -> impl Strategy<Value = ReportQuery> {
+        prop_oneof![
+            prop::sample::select(&IDS[..]).prop_map(|id| ReportQuery::Report {
+                report_id: id.into()
+            }),
+            (
+                prop::sample::select(&USERS[..]),
+                prop::sample::select(&TARGET_KINDS[..]),
+                prop::sample::select(&["t-1", "t-2"][..]),
+            )
+                .prop_map(|(r, k, t)| ReportQuery::OfTarget {
+                    reporter_id: r.into(),
+                    target_kind: k.into(),
+                    target_id: t.into(),
+                }),
+            (prop::sample::select(&USERS[..]), 0i64..4, 0u32..3).prop_map(|(r, since, limit)| {
+                ReportQuery::MadeBy {
+                    reporter_id: r.into(),
+                    since_ms: since,
+                    limit,
+                }
+            }),
+        ]
+    }
+
+    #[test]
+    fn the_report_model_and_postgres_agree_on_random_transactions() {
+        differential::<ReportSchema>(sequence(write(), query()), &[]);
+    }
+}
+
+mod moderation_schema {
+    use moderation::{Decision, ModerationQuery, ModerationSchema, ModerationWrite};
+
+    use super::*;
+
+    fn decision() -> impl Strategy<Value = Decision> + Clone {
+        (
+            prop::sample::select(&["d-1", "d-2", "d-3"][..]),
+            prop::sample::select(&["task-1", "task-2"][..]),
+            prop::sample::select(&["AD", "USER", "CAT"][..]),
+            prop::sample::select(&["BAN", "OK"][..]),
+            0i64..3,
+        )
+            .prop_map(|(id, task, kind, decision, t)| Decision {
+                decision_id: id.into(),
+                task_id: task.into(),
+                target_kind: kind.into(),
+                target_id: "t-1".into(),
+                decision: decision.into(),
+                reason: "rule".into(),
+                worker: "moderation-1".into(),
+                decided_ms: t,
+            })
+    }
+
+    fn write() -> impl Strategy<Value = ModerationWrite> + Clone {
+        decision().prop_map(ModerationWrite::Decide)
+    }
+
+    fn query() -> impl Strategy<Value = ModerationQuery> {
+        prop::sample::select(&["task-1", "task-2"][..])
+            .prop_map(|t| ModerationQuery::OfTask { task_id: t.into() })
+    }
+
+    #[test]
+    fn the_moderation_model_and_postgres_agree_on_random_transactions() {
+        differential::<ModerationSchema>(sequence(write(), query()), &[]);
+    }
+}

@@ -392,6 +392,7 @@ async fn second_gateway(stack: &support::Stack) -> (String, platform::shutdown::
         ad_url: url("ad"),
         search_url: url("search"),
         media_url: url("media"),
+        report_url: url("report"),
         mutants: platform::Mutants::default(),
     };
     let addr = support::free_addr();

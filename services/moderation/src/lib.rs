@@ -1,0 +1,198 @@
+//! The moderation service: a group of workers (`moderation-workers`) on `moderation.tasks`,
+//! the seed's point-to-point queue. Each task is decided once in effect: the decision commits
+//! with the task's inbox mark and the result's outbox row in one transaction, and offsets are
+//! committed only after that. Results go to `moderation.results` (key = target id) for the
+//! services that act on them. The moderator is a port: a deterministic rule-based one by
+//! default.
+
+pub mod store;
+
+use std::sync::Arc;
+
+use platform::{
+    inbox::{run_consumer, ConsumerSettings, Effect, EffectError},
+    outbox::{run_relay, OutboxSignal, RelayConfig},
+    ports::{ConsumedRecord, ConsumerConfig, OutboxMessage, Store, Tx},
+    Infra, Shutdown,
+};
+use serde::{Deserialize, Serialize};
+
+pub use store::{Decision, ModerationModel, ModerationQuery, ModerationSchema, ModerationWrite};
+
+/// The workers' consumer group.
+pub const GROUP: &str = "moderation-workers";
+
+/// What a report asks moderation to decide (the payload of a `moderation.tasks` record).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ModerationTask {
+    /// The report's id: one task per report.
+    pub task_id: String,
+    /// `AD` or `USER`.
+    pub target_kind: String,
+    pub target_id: String,
+    pub reporter_id: String,
+    pub reason: String,
+    pub comment: String,
+    pub created_ms: i64,
+}
+
+/// A decision (the payload of a `moderation.results` record).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ModerationResult {
+    /// `<decision id>`: consumers deduplicate on it.
+    pub event_id: String,
+    pub task_id: String,
+    pub target_kind: String,
+    pub target_id: String,
+    /// `BAN` or `OK`.
+    pub decision: String,
+    pub reason: String,
+    pub decided_ms: i64,
+}
+
+impl ModerationTask {
+    /// The outbox message of this task (key = target id).
+    pub fn message(&self) -> OutboxMessage {
+        OutboxMessage {
+            event_id: format!("task:{}", self.task_id),
+            topic: platform::topics::MODERATION_TASKS.into(),
+            key: self.target_id.clone(),
+            payload: serde_json::to_value(self).unwrap_or_default(),
+            headers: vec![],
+        }
+    }
+}
+
+impl ModerationResult {
+    /// The outbox message of this result (key = target id).
+    pub fn message(&self) -> OutboxMessage {
+        OutboxMessage {
+            event_id: self.event_id.clone(),
+            topic: platform::topics::MODERATION_RESULTS.into(),
+            key: self.target_id.clone(),
+            payload: serde_json::to_value(self).unwrap_or_default(),
+            headers: vec![],
+        }
+    }
+}
+
+/// Decides tasks.
+pub trait Moderator: Send + Sync {
+    /// `(decision, reason)`: `BAN` or `OK`.
+    fn decide(&self, task: &ModerationTask) -> (String, String);
+}
+
+/// The default moderator: deterministic rules. Scams and prohibited goods are banned; so is a
+/// report whose comment says "ban". Everything else is OK.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Rules;
+
+impl Moderator for Rules {
+    fn decide(&self, task: &ModerationTask) -> (String, String) {
+        let comment = task.comment.to_lowercase();
+        if matches!(task.reason.as_str(), "scam" | "prohibited") {
+            ("BAN".into(), format!("rule: {}", task.reason))
+        } else if comment
+            .split(|c: char| !c.is_alphanumeric())
+            .any(|w| w == "ban")
+        {
+            ("BAN".into(), "rule: the reporter's evidence".into())
+        } else {
+            ("OK".into(), "rule: nothing against the rules".into())
+        }
+    }
+}
+
+/// Moderation settings.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// The consumer group (normally [`GROUP`]; tests side by side use their own).
+    pub group_id: String,
+    /// Kafka `client.rack` of this instance.
+    pub client_rack: Option<String>,
+}
+
+pub(crate) fn now_ms() -> i64 {
+    i64::try_from(platform::store::now_ms()).unwrap_or(i64::MAX)
+}
+
+fn effect(moderator: Arc<dyn Moderator>, worker: String) -> Effect<ModerationSchema> {
+    Arc::new(
+        move |record: ConsumedRecord, _store: Arc<dyn Store<ModerationSchema>>| {
+            let (moderator, worker) = (moderator.clone(), worker.clone());
+            Box::pin(async move {
+                let task: ModerationTask =
+                    serde_json::from_slice(&record.payload).map_err(|e| {
+                        EffectError::Poison(format!("moderation task does not decode: {e}"))
+                    })?;
+                let (decision, reason) = moderator.decide(&task);
+                let decided = Decision {
+                    decision_id: platform::ids::uuid_v4().to_string(),
+                    task_id: task.task_id.clone(),
+                    target_kind: task.target_kind.clone(),
+                    target_id: task.target_id.clone(),
+                    decision,
+                    reason,
+                    worker,
+                    decided_ms: now_ms(),
+                };
+                let result = ModerationResult {
+                    event_id: format!("decision:{}", decided.decision_id),
+                    task_id: decided.task_id.clone(),
+                    target_kind: decided.target_kind.clone(),
+                    target_id: decided.target_id.clone(),
+                    decision: decided.decision.clone(),
+                    reason: decided.reason.clone(),
+                    decided_ms: decided.decided_ms,
+                };
+                Ok(Some(
+                    Tx::new()
+                        .write(ModerationWrite::Decide(decided))
+                        .emit(result.message()),
+                ))
+            })
+        },
+    )
+}
+
+/// Runs one moderation worker (its consumer and its outbox relay) until `shutdown`.
+pub async fn run(
+    config: Config,
+    infra: Infra<ModerationSchema>,
+    moderator: Arc<dyn Moderator>,
+    shutdown: Shutdown,
+) -> anyhow::Result<()> {
+    let outbox = OutboxSignal::default();
+    let relay = tokio::spawn(run_relay(
+        infra.store.clone(),
+        infra.events.clone(),
+        infra.producer.clone(),
+        RelayConfig {
+            without_lease: infra.mutants.work_without_claims,
+            ..RelayConfig::default()
+        },
+        infra.instance.clone(),
+        outbox.clone(),
+        shutdown.clone(),
+    ));
+    let mut consumer = ConsumerConfig::new(config.group_id.clone());
+    consumer.client_rack = config.client_rack.clone();
+    consumer.enable_auto_commit = infra.mutants.auto_commit_before_processing;
+    let settings = ConsumerSettings {
+        consumer,
+        topics: vec![platform::topics::MODERATION_TASKS.into()],
+        producer: infra.producer.clone(),
+        inbox: !infra.mutants.consumer_without_inbox,
+    };
+    tracing::info!(worker = %infra.instance, "moderation worker up, consuming {}", platform::topics::MODERATION_TASKS);
+    run_consumer(
+        infra.store.clone(),
+        infra.events.clone(),
+        settings,
+        effect(moderator, infra.instance.clone()),
+        shutdown.clone(),
+    )
+    .await;
+    let _ = relay.await;
+    Ok(())
+}
