@@ -10,5 +10,6 @@ mod auth;
 mod bad_input;
 mod photos;
 mod process;
+mod reports;
 mod saga;
 mod search;
