@@ -8,6 +8,7 @@ mod analytics_mart;
 mod exclusive_work;
 mod goods;
 mod kafka_log;
+mod moderation_work;
 mod money;
 mod order_events;
 mod photos;
@@ -54,6 +55,16 @@ pub struct FinalState {
     pub attached_photos: Vec<(String, String)>,
     /// Uploads through URLs the gateway handed out that storage refused: (photo, status).
     pub uploads_refused: Vec<(String, u16)>,
+    /// Reports the gateway accepted (202).
+    pub acknowledged_reports: Vec<String>,
+    /// The report service's reports, by id.
+    pub reports: BTreeMap<String, report::Report>,
+    /// Every decision the moderation workers made.
+    pub decisions: Vec<moderation::Decision>,
+    /// `moderation.tasks` and `moderation.results` as the cluster holds them, per partition,
+    /// below the high watermark.
+    pub task_events: Vec<Vec<ConsumedRecord>>,
+    pub result_events: Vec<Vec<ConsumedRecord>>,
     /// The order service's create requests: idempotency key → the order it made.
     pub requests: BTreeMap<String, String>,
     /// Whether the client finished placing its orders.
@@ -86,7 +97,7 @@ impl fmt::Display for Violation {
 }
 
 /// Every checker, by the name scenario files select it with.
-const CHECKERS: [(&str, fn(&FinalState) -> Vec<Violation>); 12] = [
+const CHECKERS: [(&str, fn(&FinalState) -> Vec<Violation>); 13] = [
     (saga_liveness::NAME, saga_liveness::check),
     (money::NAME, money::check),
     (goods::NAME, goods::check),
@@ -99,6 +110,7 @@ const CHECKERS: [(&str, fn(&FinalState) -> Vec<Violation>); 12] = [
     (ads::NAME, ads::check),
     (search::NAME, search::check),
     (photos::NAME, photos::check),
+    (moderation_work::NAME, moderation_work::check),
 ];
 
 /// Every checker's name.

@@ -434,6 +434,7 @@ pub const EMBEDDED: &[(&str, &str)] = embed![
     "slow-courier",
     "psp-answers-after-deadline",
     "order-burst",
+    "moderation-workers-crash",
     "swarm",
 ];
 

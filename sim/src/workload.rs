@@ -47,6 +47,8 @@ pub struct Observed {
     /// Uploads through a URL the gateway handed out that storage refused: `(photo id,
     /// status)`.
     pub uploads_refused: Vec<(String, u16)>,
+    /// Reports the gateway accepted (202).
+    pub reports: Vec<String>,
 }
 
 /// The email of customer `c`, as its `variant`-th registration spells it.
@@ -178,11 +180,13 @@ pub async fn run(workload: Workload, observed: Arc<Mutex<Observed>>) {
     let mut tasks = Vec::new();
     for (c, listing) in (0..CUSTOMERS).zip(listings.iter().cloned()) {
         let (observed, sessions) = (observed.clone(), sessions.clone());
+        let others = listings.clone();
         tasks.push(madsim::task::spawn(async move {
             if let Some(listing) = listing {
                 reprice(&sessions, c, &listing, &observed).await;
                 photograph(&sessions, c, &listing, &observed).await;
             }
+            report_others(&sessions, c, &others, &observed).await;
             scratch_ad(&sessions, c, &observed).await;
         }));
     }
@@ -483,6 +487,49 @@ async fn photograph(sessions: &Sessions, c: u32, ad: &gateway::AdView, observed:
         if let Ok(mut o) = observed.lock() {
             o.photos.push((ad.ad_id.clone(), slot.photo_id.clone()));
         }
+    }
+}
+
+/// Customer `c` reports, a few seconds apart, the listing of the next customer (a scam for
+/// every third customer, so moderation bans some), the customer two on (offensive), and the
+/// listing four on (with a comment asking for a ban from every other customer).
+async fn report_others(
+    sessions: &Sessions,
+    c: u32,
+    listings: &[Option<gateway::AdView>],
+    observed: &Mutex<Observed>,
+) {
+    let base = format!("{}/v1/reports", gateway_url(c as usize));
+    let listing = |k: u32| listings[((c + k) % CUSTOMERS) as usize].clone();
+    let mut bodies = Vec::new();
+    if let Some(ad) = listing(1) {
+        let reason = if c % 3 == 0 { "scam" } else { "spam" };
+        bodies.push(
+            serde_json::json!({"target_kind": "AD", "target_id": ad.ad_id, "reason": reason}),
+        );
+    }
+    if let Ok(other) = sessions.get((c + 2) % CUSTOMERS).await {
+        bodies.push(serde_json::json!({"target_kind": "USER", "target_id": other.user_id, "reason": "offensive"}));
+    }
+    if let Some(ad) = listing(4) {
+        let comment = if c % 2 == 0 {
+            "please ban this"
+        } else {
+            "looks odd"
+        };
+        bodies.push(serde_json::json!({"target_kind": "AD", "target_id": ad.ad_id, "reason": "other", "comment": comment}));
+    }
+    for body in bodies {
+        if let Some(r) = send_as(sessions, c, "POST", &base, &[], Some(&body)).await {
+            if r.status == 202 {
+                if let Ok(view) = r.json::<gateway::ReportView>() {
+                    if let Ok(mut o) = observed.lock() {
+                        o.reports.push(view.report_id);
+                    }
+                }
+            }
+        }
+        madsim::time::sleep(Duration::from_secs(3)).await;
     }
 }
 

@@ -418,6 +418,11 @@ pub async fn run(scenario: &Scenario, mutants: Mutants, record: bool) -> Outcome
         bucket: s3_config.buckets[0].clone(),
         attached_photos: observed.photos,
         uploads_refused: observed.uploads_refused,
+        acknowledged_reports: observed.reports,
+        reports: disks.reports(),
+        decisions: disks.decisions(),
+        task_events: kafka.log_snapshot(platform::topics::MODERATION_TASKS),
+        result_events: kafka.log_snapshot(platform::topics::MODERATION_RESULTS),
         requests: disks.requests(),
         workload_done: workload.is_none(),
         ledger: ledger.lock().map(|l| l.by_order()).unwrap_or_default(),
@@ -452,6 +457,20 @@ pub async fn run(scenario: &Scenario, mutants: Mutants, record: bool) -> Outcome
         "{} photo(s) attached, {} READY",
         state.attached_photos.len(),
         state.photos.values().filter(|p| p.state == "READY").count()
+    ));
+    trace.push(format!(
+        "{} report(s) accepted, {} decided, {} banned",
+        state.acknowledged_reports.len(),
+        state
+            .reports
+            .values()
+            .filter(|r| r.status == "DECIDED")
+            .count(),
+        state
+            .reports
+            .values()
+            .filter(|r| r.decision == "BAN")
+            .count()
     ));
     for v in &violations {
         trace.push(format!("violation {v}"));
@@ -559,6 +578,22 @@ impl Disks {
             .unwrap_or_default()
     }
 
+    /// Every report, by id.
+    fn reports(&self) -> BTreeMap<String, report::Report> {
+        self.reports
+            .lock()
+            .map(|s| s.model.reports.clone())
+            .unwrap_or_default()
+    }
+
+    /// Every decision the moderation workers made.
+    fn decisions(&self) -> Vec<moderation::Decision> {
+        self.moderation
+            .lock()
+            .map(|s| s.model.decisions.values().cloned().collect())
+            .unwrap_or_default()
+    }
+
     /// Every photo of the media service, by id.
     fn photos(&self) -> BTreeMap<String, media::Photo> {
         self.media
@@ -586,6 +621,7 @@ impl Disks {
             .is_ok_and(|s| s.platform.list_work(payment::store::PAYMENTS, 1).is_empty());
         checkers::settled(&self.orders(), outbox_drained, payments_done, &self.mart())
             && self.search_caught_up()
+            && self.reports().values().all(|r| r.status == "DECIDED")
     }
 
     /// Whether the search index holds every ad at its current version.

@@ -11,8 +11,11 @@ use std::sync::Arc;
 
 use platform::{
     inbox::{run_consumer, ConsumerSettings, Effect, EffectError},
-    outbox::{run_relay, OutboxSignal, RelayConfig},
-    ports::{ConsumedRecord, ConsumerConfig, OutboxMessage, Store, Tx},
+    outbox::{run_relay, to_record, OutboxSignal, RelayConfig},
+    ports::{
+        ConsumedRecord, ConsumerConfig, EventLog, OutboxMessage, OutboxRow, ProducerConfig, Store,
+        Tx,
+    },
     Infra, Shutdown,
 };
 use serde::{Deserialize, Serialize};
@@ -116,10 +119,37 @@ pub(crate) fn now_ms() -> i64 {
     i64::try_from(platform::store::now_ms()).unwrap_or(i64::MAX)
 }
 
-fn effect(moderator: Arc<dyn Moderator>, worker: String) -> Effect<ModerationSchema> {
+/// The mutant `results-without-outbox`: where a worker publishes its results itself, before
+/// its decision commits (a dual write).
+#[derive(Clone)]
+struct DirectPublish {
+    events: Arc<dyn EventLog>,
+    producer: ProducerConfig,
+}
+
+impl DirectPublish {
+    /// One attempt; the result is gone if it fails, and published although the decision may
+    /// never commit.
+    async fn publish(&self, message: OutboxMessage) {
+        let record = to_record(&OutboxRow { id: 0, message });
+        let sent = async {
+            let p = self.events.producer(self.producer.clone()).await?;
+            p.send(record).await
+        };
+        if let Err(e) = sent.await {
+            tracing::warn!(error = %e, "direct publish failed; the result is lost");
+        }
+    }
+}
+
+fn effect(
+    moderator: Arc<dyn Moderator>,
+    worker: String,
+    direct: Option<DirectPublish>,
+) -> Effect<ModerationSchema> {
     Arc::new(
         move |record: ConsumedRecord, _store: Arc<dyn Store<ModerationSchema>>| {
-            let (moderator, worker) = (moderator.clone(), worker.clone());
+            let (moderator, worker, direct) = (moderator.clone(), worker.clone(), direct.clone());
             Box::pin(async move {
                 let task: ModerationTask =
                     serde_json::from_slice(&record.payload).map_err(|e| {
@@ -145,11 +175,12 @@ fn effect(moderator: Arc<dyn Moderator>, worker: String) -> Effect<ModerationSch
                     reason: decided.reason.clone(),
                     decided_ms: decided.decided_ms,
                 };
-                Ok(Some(
-                    Tx::new()
-                        .write(ModerationWrite::Decide(decided))
-                        .emit(result.message()),
-                ))
+                let tx = Tx::new().write(ModerationWrite::Decide(decided));
+                if let Some(direct) = direct {
+                    direct.publish(result.message()).await;
+                    return Ok(Some(tx));
+                }
+                Ok(Some(tx.emit(result.message())))
             })
         },
     )
@@ -189,7 +220,14 @@ pub async fn run(
         infra.store.clone(),
         infra.events.clone(),
         settings,
-        effect(moderator, infra.instance.clone()),
+        effect(
+            moderator,
+            infra.instance.clone(),
+            infra.mutants.results_without_outbox.then(|| DirectPublish {
+                events: infra.events.clone(),
+                producer: infra.producer.clone(),
+            }),
+        ),
         shutdown.clone(),
     )
     .await;

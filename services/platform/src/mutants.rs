@@ -62,6 +62,10 @@ pub struct Mutants {
     /// media: a completed upload is marked READY without asking storage what arrived, so a
     /// photo whose bytes never came is attached to its ad.
     pub upload_unchecked: bool,
+    /// moderation: a worker publishes each result itself before its decision commits, not
+    /// through the outbox (a dual write: a failed commit publishes a decision that is made
+    /// again, a failed publish loses one).
+    pub results_without_outbox: bool,
 }
 
 impl Mutants {
@@ -89,13 +93,14 @@ impl Mutants {
             "search-shows-inactive" => m.search_shows_inactive = true,
             "cache-not-invalidated" => m.cache_not_invalidated = true,
             "upload-unchecked" => m.upload_unchecked = true,
+            "results-without-outbox" => m.results_without_outbox = true,
             _ => return None,
         }
         Some(m)
     }
 
     /// Every mutant's name.
-    pub const NAMES: [&'static str; 20] = [
+    pub const NAMES: [&'static str; 21] = [
         "publish-without-outbox",
         "psp-call-without-idempotency-key",
         "charge-without-idempotency-key",
@@ -116,6 +121,7 @@ impl Mutants {
         "search-shows-inactive",
         "cache-not-invalidated",
         "upload-unchecked",
+        "results-without-outbox",
     ];
 
     /// `config` with the producer mutants applied.

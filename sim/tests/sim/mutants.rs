@@ -146,6 +146,11 @@ fn marking_an_upload_ready_without_looking_attaches_missing_photos_and_is_caught
 }
 
 #[test]
+fn publishing_moderation_results_without_the_outbox_is_caught() {
+    caught("results-without-outbox");
+}
+
+#[test]
 fn every_mutant_is_named_by_some_scenario() {
     let all = scenario::embedded();
     for m in Mutants::NAMES {

@@ -7,6 +7,37 @@ fn happy_path_delivers_or_cancels_every_order_and_publishes_every_change() {
 }
 
 #[test]
+fn moderation_workers_crashing_mid_batch_decide_every_report_once() {
+    scenario_passes("moderation-workers-crash");
+}
+
+/// The count at the start of the trace line that contains `what`.
+fn counted(trace: &[String], what: &str) -> Vec<usize> {
+    trace
+        .iter()
+        .find(|l| l.contains(what))
+        .unwrap_or_else(|| panic!("no line with {what}"))
+        .split(|c: char| !c.is_ascii_digit())
+        .filter_map(|n| n.parse().ok())
+        .collect()
+}
+
+#[test]
+fn the_workload_reports_and_moderation_decides_and_bans_some() {
+    let s = sim::scenario::by_name("happy-path").expect("scenario");
+    let run = sim::runner::run_seed(&s, platform::Mutants::default(), 5);
+    let [accepted, decided, banned] = counted(&run.outcome.trace, "report(s) accepted")[..] else {
+        panic!("three counts");
+    };
+    assert!(accepted >= 15, "{accepted} reports accepted");
+    assert!(decided >= accepted, "{decided} of {accepted} decided");
+    assert!(
+        banned >= 2 && banned < decided,
+        "{banned} banned of {decided}"
+    );
+}
+
+#[test]
 fn the_workload_attaches_photos_through_the_fake_object_store() {
     // The photos checker is only as good as the uploads that get through: the model must
     // accept what the media service signs.
