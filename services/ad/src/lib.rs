@@ -12,9 +12,12 @@ pub mod store;
 use std::net::SocketAddr;
 
 use contracts::ad::ad_service_server::AdServiceServer;
+use std::sync::Arc;
+
 use platform::{
+    inbox::{run_consumer, ConsumerSettings, Effect, EffectError},
     outbox::{run_relay, OutboxSignal, RelayConfig},
-    ports::OutboxMessage,
+    ports::{ConsumedRecord, ConsumerConfig, OutboxMessage, Store, Tx, Versioned},
     Infra, Shutdown,
 };
 use serde::{Deserialize, Serialize};
@@ -29,6 +32,54 @@ pub const AD_CHANGED_TOPIC: &str = platform::topics::AD_CHANGED;
 pub struct Config {
     /// gRPC listen address.
     pub listen: SocketAddr,
+    /// The consumer group of `moderation.results` (normally [`MODERATION_GROUP`]).
+    pub moderation_group: String,
+    /// Kafka `client.rack` of this instance.
+    pub client_rack: Option<String>,
+}
+
+/// The consumer group of `moderation.results`.
+pub const MODERATION_GROUP: &str = "ad-moderation";
+
+/// A BAN of an ad makes it BANNED (a new version, on `ad.changed` like every change), in one
+/// transaction with the result's inbox mark. A deleted or banned ad stays as it is.
+fn moderation_effect() -> Effect<AdSchema> {
+    Arc::new(|record: ConsumedRecord, store: Arc<dyn Store<AdSchema>>| {
+        Box::pin(async move {
+            let result: moderation::ModerationResult = serde_json::from_slice(&record.payload)
+                .map_err(|e| {
+                    EffectError::Poison(format!("moderation result does not decode: {e}"))
+                })?;
+            if result.target_kind != "AD" || result.decision != "BAN" {
+                return Ok(None);
+            }
+            let Some(Versioned { version, value }) = store
+                .query(AdQuery::Ad {
+                    ad_id: result.target_id.clone(),
+                })
+                .await?
+            else {
+                return Ok(None);
+            };
+            if !matches!(value.status.as_str(), "ACTIVE" | "HIDDEN") {
+                return Ok(None);
+            }
+            let banned = Ad {
+                status: "BANNED".into(),
+                updated_ms: result.decided_ms.max(value.updated_ms),
+                ..value
+            };
+            let event = changed_event(&banned, version + 1);
+            Ok(Some(
+                Tx::new()
+                    .write(AdWrite::Update {
+                        ad: banned,
+                        version,
+                    })
+                    .emit(event),
+            ))
+        })
+    })
 }
 
 /// The payload of an `ad.changed` record: the ad as it is after the change.
@@ -76,11 +127,27 @@ pub async fn run(config: Config, infra: Infra<AdSchema>, shutdown: Shutdown) -> 
         outbox.clone(),
         shutdown.clone(),
     ));
+    let mut consumer = ConsumerConfig::new(config.moderation_group.clone());
+    consumer.client_rack = config.client_rack.clone();
+    consumer.enable_auto_commit = infra.mutants.auto_commit_before_processing;
+    let moderation = tokio::spawn(run_consumer(
+        infra.store.clone(),
+        infra.events.clone(),
+        ConsumerSettings {
+            consumer,
+            topics: vec![platform::topics::MODERATION_RESULTS.into()],
+            producer: infra.producer.clone(),
+            inbox: !infra.mutants.consumer_without_inbox,
+        },
+        moderation_effect(),
+        shutdown.clone(),
+    ));
     tracing::info!(listen = %config.listen, "ad service up");
     tonic::transport::Server::builder()
         .add_service(AdServiceServer::new(api::AdApi { infra, outbox }))
         .serve_with_shutdown(config.listen, shutdown.clone().into_wait())
         .await?;
     let _ = relay.await;
+    let _ = moderation.await;
     Ok(())
 }

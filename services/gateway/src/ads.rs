@@ -5,8 +5,8 @@
 //! - `PUT`, `PATCH` and `DELETE` need `If-Match` with the tag the client last read: 428
 //!   without one, 412 when the ad changed since. Only the owner edits (403 otherwise).
 //! - `POST` takes an `Idempotency-Key`, scoped to the caller like an order's.
-//! - Who sees what: an ACTIVE ad, everyone; a HIDDEN or BANNED ad, its owner only; a
-//!   DELETED ad, no one (404).
+//! - Who sees what: an ACTIVE ad, everyone; a HIDDEN ad, its owner only (404 for others); a
+//!   BANNED ad, its owner (410 Gone for others); a DELETED ad, no one (404).
 
 use axum::{
     extract::{Path, State},
@@ -228,6 +228,11 @@ pub(crate) async fn visible(
     match ad.status() {
         AdStatus::Active => Ok(ad),
         AdStatus::Hidden | AdStatus::Banned if owner => Ok(ad),
+        AdStatus::Banned => Err(Problem::new(
+            StatusCode::GONE,
+            "Gone",
+            format!("{SERVICE}: ad {id} was removed by moderation"),
+        )),
         _ => Err(not_found()),
     }
 }
@@ -356,6 +361,7 @@ pub(crate) async fn create(
         (status = 200, description = "The ad", body = AdView, headers(("ETag" = String, description = "The version, e.g. \"3\""), ("Cache-Control" = String))),
         (status = 304, description = "Unchanged since the ETag in If-None-Match"),
         (status = 404, description = "No such ad, or not visible to the caller", body = crate::openapi::ProblemDetails, content_type = "application/problem+json"),
+        (status = 410, description = "The ad was banned by moderation (its owner still sees it)", body = crate::openapi::ProblemDetails, content_type = "application/problem+json"),
         (status = 400, description = "Malformed request", body = crate::openapi::ProblemDetails, content_type = "application/problem+json"),
         (status = 503, description = "A service behind the gateway cannot answer now (Retry-After)", body = crate::openapi::ProblemDetails, content_type = "application/problem+json"),
         (status = 500, description = "A bug; the cause stays in the log", body = crate::openapi::ProblemDetails, content_type = "application/problem+json"),

@@ -105,6 +105,7 @@ async fn client(st: &AppState) -> Result<OrderServiceClient<tonic::transport::Ch
         (status = 404, description = "No such ad", body = crate::openapi::ProblemDetails, content_type = "application/problem+json"),
         (status = 409, description = "The ad is not for sale, or its price is not expected_price", body = crate::openapi::ProblemDetails, content_type = "application/problem+json"),
         (status = 429, description = "At capacity (Retry-After)", body = crate::openapi::ProblemDetails, content_type = "application/problem+json"),
+        (status = 410, description = "The ad was banned by moderation", body = crate::openapi::ProblemDetails, content_type = "application/problem+json"),
         (status = 401, description = "No valid access token (WWW-Authenticate: Bearer)", body = crate::openapi::ProblemDetails, content_type = "application/problem+json"),
         (status = 400, description = "Malformed request (JSON, header or parameter)", body = crate::openapi::ProblemDetails, content_type = "application/problem+json"),
         (status = 413, description = "Body over 64 KiB", body = crate::openapi::ProblemDetails, content_type = "application/problem+json"),

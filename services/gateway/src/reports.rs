@@ -101,6 +101,7 @@ fn failed(st: &AppState) -> impl Fn(tonic::Status) -> Problem + '_ {
     responses(
         (status = 202, description = "Accepted: the report is being processed (Location: the report)", body = ReportView, headers(("Location" = String))),
         (status = 401, description = "No valid access token (WWW-Authenticate: Bearer)", body = crate::openapi::ProblemDetails, content_type = "application/problem+json"),
+        (status = 410, description = "The ad was banned by moderation", body = crate::openapi::ProblemDetails, content_type = "application/problem+json"),
         (status = 404, description = "No such ad to report", body = crate::openapi::ProblemDetails, content_type = "application/problem+json"),
         (status = 400, description = "Malformed request (JSON, header or parameter)", body = crate::openapi::ProblemDetails, content_type = "application/problem+json"),
         (status = 413, description = "Body over 64 KiB", body = crate::openapi::ProblemDetails, content_type = "application/problem+json"),

@@ -192,6 +192,27 @@ impl UserApi {
         }
     }
 
+    /// PERMISSION_DENIED when moderation blocked `user_id`.
+    async fn refuse_blocked(&self, user_id: &str) -> Result<(), Status> {
+        let answer = self
+            .store
+            .query(UserQuery::Blocked {
+                user_id: user_id.to_owned(),
+            })
+            .await
+            .map_err(store_error)?;
+        match answer {
+            UserAnswer::Blocked(None) => Ok(()),
+            UserAnswer::Blocked(Some(b)) => Err(Status::permission_denied(format!(
+                "user: the account is blocked by moderation ({})",
+                b.reason
+            ))),
+            other => Err(store_error(StoreError::Fatal(format!(
+                "blocked query answered {other:?}"
+            )))),
+        }
+    }
+
     /// A new session for `user_id`: an access token and a refresh token of `family_id`,
     /// whose row is written with `extra` in one transaction.
     async fn session(
@@ -382,6 +403,7 @@ impl UserService for UserApi {
             }
             return Err(Status::unauthenticated(WRONG_PAIR));
         };
+        self.refuse_blocked(&user.value.user_id).await?;
         let clear = rows
             .iter()
             .any(|r| r.scope == "account" && r.key == email_key)
@@ -423,6 +445,7 @@ impl UserService for UserApi {
                 )))
             }
         }
+        self.refuse_blocked(&t.user_id).await?;
         let spend = UserWrite::SpendRefresh {
             token_hash: t.token_hash.clone(),
             version: row.version,

@@ -22,7 +22,11 @@ pub mod store;
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use contracts::user::user_service_server::UserServiceServer;
-use platform::{ports::Store, Mutants, Shutdown};
+use platform::{
+    inbox::{run_consumer, ConsumerSettings, Effect, EffectError},
+    ports::{ConsumedRecord, ConsumerConfig, Store, Tx},
+    Infra, Mutants, Shutdown,
+};
 
 pub use password::PasswordCost;
 pub use store::{User, UserAnswer, UserModel, UserQuery, UserSchema, UserWrite};
@@ -65,6 +69,10 @@ pub struct Config {
     pub throttle: Throttle,
     /// Deliberate faults for the simulation's checkers; default in production.
     pub mutants: Mutants,
+    /// The consumer group of `moderation.results` (normally [`MODERATION_GROUP`]).
+    pub moderation_group: String,
+    /// Kafka `client.rack` of this instance.
+    pub client_rack: Option<String>,
 }
 
 impl Config {
@@ -79,6 +87,8 @@ impl Config {
             rotate_after: Duration::from_secs(30 * 24 * 3600),
             throttle: Throttle::default(),
             mutants: Mutants::default(),
+            moderation_group: MODERATION_GROUP.into(),
+            client_rack: None,
         }
     }
 }
@@ -92,11 +102,38 @@ pub(crate) fn now_ms() -> i64 {
 }
 
 /// Runs the user service until `shutdown`.
+/// The consumer group of `moderation.results`.
+pub const MODERATION_GROUP: &str = "user-moderation";
+
+/// A BAN of a user blocks the account (its logins refused, its refresh tokens revoked), in
+/// one transaction with the result's inbox mark.
+fn moderation_effect() -> Effect<UserSchema> {
+    Arc::new(
+        |record: ConsumedRecord, _store: Arc<dyn Store<UserSchema>>| {
+            Box::pin(async move {
+                let result: moderation::ModerationResult = serde_json::from_slice(&record.payload)
+                    .map_err(|e| {
+                        EffectError::Poison(format!("moderation result does not decode: {e}"))
+                    })?;
+                if result.target_kind != "USER" || result.decision != "BAN" {
+                    return Ok(None);
+                }
+                Ok(Some(Tx::new().write(UserWrite::Block {
+                    user_id: result.target_id,
+                    reason: result.reason.chars().take(200).collect(),
+                    at_ms: result.decided_ms,
+                })))
+            })
+        },
+    )
+}
+
 pub async fn run(
     config: Config,
-    store: Arc<dyn Store<UserSchema>>,
+    infra: Infra<UserSchema>,
     shutdown: Shutdown,
 ) -> anyhow::Result<()> {
+    let store = infra.store.clone();
     config
         .password_cost
         .validate()
@@ -109,6 +146,21 @@ pub async fn run(
         tokio::spawn(async move { keys.keep_loaded(&*store, rotate, shutdown).await })
     };
     let purge = tokio::spawn(purge(store, shutdown.clone()));
+    let mut consumer = ConsumerConfig::new(config.moderation_group.clone());
+    consumer.client_rack = config.client_rack.clone();
+    consumer.enable_auto_commit = infra.mutants.auto_commit_before_processing;
+    let moderation = tokio::spawn(run_consumer(
+        infra.store.clone(),
+        infra.events.clone(),
+        ConsumerSettings {
+            consumer,
+            topics: vec![platform::topics::MODERATION_RESULTS.into()],
+            producer: infra.producer.clone(),
+            inbox: !infra.mutants.consumer_without_inbox,
+        },
+        moderation_effect(),
+        shutdown.clone(),
+    ));
     tracing::info!(listen = %config.listen, "user service up");
     tonic::transport::Server::builder()
         .add_service(UserServiceServer::new(api))
@@ -116,6 +168,7 @@ pub async fn run(
         .await?;
     let _ = loader.await;
     let _ = purge.await;
+    let _ = moderation.await;
     Ok(())
 }
 

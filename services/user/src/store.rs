@@ -88,6 +88,13 @@ pub enum UserWrite {
     /// Removes refresh tokens expired before `before_ms` and failure windows started before
     /// it.
     Purge { before_ms: i64 },
+    /// The account is blocked by moderation (a second block keeps the first) and every
+    /// ACTIVE refresh token of it becomes REVOKED.
+    Block {
+        user_id: String,
+        reason: String,
+        at_ms: i64,
+    },
 }
 
 /// A read of the user store.
@@ -108,6 +115,18 @@ pub enum UserQuery {
     Failures {
         keys: Vec<(String, String)>,
     },
+    /// Whether moderation blocked `user_id`.
+    Blocked {
+        user_id: String,
+    },
+}
+
+/// An account moderation blocked.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Blocked {
+    pub user_id: String,
+    pub reason: String,
+    pub blocked_ms: i64,
 }
 
 /// An answer of the user store.
@@ -117,6 +136,7 @@ pub enum UserAnswer {
     Keys(Vec<KeyRow>),
     Refresh(Option<Versioned<RefreshToken>>),
     Failures(Vec<Failures>),
+    Blocked(Option<Blocked>),
 }
 
 /// The user store's tables in memory.
@@ -128,6 +148,8 @@ pub struct UserModel {
     pub keys: BTreeMap<String, KeyRow>,
     pub refresh: BTreeMap<String, Versioned<RefreshToken>>,
     pub failures: BTreeMap<(String, String), Failures>,
+    /// Accounts moderation blocked.
+    pub blocked: BTreeMap<String, Blocked>,
 }
 
 /// The user store's schema.
@@ -265,6 +287,26 @@ impl Schema for UserSchema {
                 m.refresh.retain(|_, t| t.value.expires_ms >= before_ms);
                 m.failures.retain(|_, f| f.window_start_ms >= before_ms);
             }
+            UserWrite::Block {
+                user_id,
+                reason,
+                at_ms,
+            } => {
+                if !(1..=64).contains(&user_id.chars().count()) || reason.chars().count() > 200 {
+                    return Err(fatal("a block"));
+                }
+                m.blocked.entry(user_id.clone()).or_insert(Blocked {
+                    user_id: user_id.clone(),
+                    reason,
+                    blocked_ms: at_ms,
+                });
+                for t in m.refresh.values_mut() {
+                    if t.value.user_id == user_id && t.value.state == "ACTIVE" {
+                        t.value.state = "REVOKED".into();
+                        t.version += 1;
+                    }
+                }
+            }
         }
         Ok(())
     }
@@ -291,6 +333,7 @@ impl Schema for UserSchema {
                     .filter_map(|k| m.failures.get(k).cloned())
                     .collect(),
             ),
+            UserQuery::Blocked { user_id } => UserAnswer::Blocked(m.blocked.get(user_id).cloned()),
         }
     }
 }

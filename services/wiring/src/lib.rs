@@ -102,6 +102,7 @@ pub const SERVICES: [ServiceSpec; 14] = [
     },
     ServiceSpec {
         database: Some("users"),
+        kafka: true,
         ..service("user", Region::Msk, 50054)
     },
     ServiceSpec {
@@ -258,13 +259,17 @@ pub async fn run_service(
             let config = user::Config {
                 password_cost: env.password_cost(),
                 mutants: env.mutants(),
+                moderation_group: env.consumer_group(user::MODERATION_GROUP),
+                client_rack: env.client_rack(),
                 ..user::Config::new(env.listen())
             };
-            user::run(config, env.store()?, shutdown).await
+            user::run(config, env.infra()?, shutdown).await
         }
         "ad" => {
             let config = ad::Config {
                 listen: env.listen(),
+                moderation_group: env.consumer_group(ad::MODERATION_GROUP),
+                client_rack: env.client_rack(),
             };
             ad::run(config, env.infra()?, shutdown).await
         }

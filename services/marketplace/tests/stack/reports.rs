@@ -69,6 +69,31 @@ async fn a_report_is_accepted_at_once_and_decided_by_the_moderation_workers() {
 
     let report = decided(&stack, &auth, &location).await;
     assert_eq!(report.decision.as_deref(), Some("BAN"));
+    // The ban takes effect: the ad is gone for everyone but its owner, and not for sale.
+    let card = format!("/v1/ads/{}", stack.listing.ad_id);
+    let started = tokio::time::Instant::now();
+    loop {
+        let r = send(&stack, &auth, "GET", &card, None).await;
+        if r.status == 410 {
+            assert_eq!(r.header("content-type"), Some("application/problem+json"));
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the banned ad still answers {}",
+            r.status
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let r = send(
+        &stack,
+        &auth,
+        "POST",
+        "/v1/orders",
+        Some(stack.order_body()),
+    )
+    .await;
+    assert_eq!(r.status, 410, "a banned ad is not for sale");
 
     // A harmless report of a user is decided OK.
     let other = support::register_and_login(&stack.gateway, "reported@stack.test").await;
@@ -86,6 +111,61 @@ async fn a_report_is_accepted_at_once_and_decided_by_the_moderation_workers() {
     assert_eq!(
         send(&stack, &stranger, "GET", &location, None).await.status,
         404
+    );
+
+    // A banned user can no longer log in or refresh a session.
+    let body = serde_json::json!({"target_kind": "USER", "target_id": other.user_id, "reason": "other", "comment": "ban: sells fakes"});
+    let r = send(&stack, &stranger, "POST", "/v1/reports", Some(body.clone())).await;
+    assert_eq!(r.status, 422, "one does not report oneself");
+    // Another reporter (the first one's report of this user stands, decided OK).
+    let witness = bearer(&support::register_and_login(&stack.gateway, "witness@stack.test").await);
+    let r = send(&stack, &witness, "POST", "/v1/reports", Some(body)).await;
+    assert_eq!(r.status, 202);
+    let location = r.header("location").expect("Location").to_owned();
+    assert_eq!(
+        decided(&stack, &witness, &location)
+            .await
+            .decision
+            .as_deref(),
+        Some("BAN")
+    );
+    let login = serde_json::json!({"email": "reported@stack.test", "password": support::PASSWORD});
+    let client = HttpClient::new(Duration::from_secs(10));
+    let started = tokio::time::Instant::now();
+    loop {
+        let r = client
+            .send(
+                "POST",
+                &format!("{}/v1/sessions", stack.gateway),
+                &[],
+                Some(&login),
+            )
+            .await
+            .expect("answer");
+        if r.status == 403 {
+            break;
+        }
+        assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the banned user still logs in"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let refresh = serde_json::json!({"refresh_token": other.refresh_token});
+    let r = client
+        .send(
+            "POST",
+            &format!("{}/v1/sessions/refresh", stack.gateway),
+            &[],
+            Some(&refresh),
+        )
+        .await
+        .expect("answer");
+    assert!(
+        matches!(r.status, 401 | 403),
+        "refresh answered {}",
+        r.status
     );
 }
 

@@ -125,6 +125,31 @@ impl PgSchema for UserSchema {
                 .map_err(fail("spend refresh token"))?;
                 one_row(rows.rows_affected(), "refresh_tokens", token_hash)
             }
+            UserWrite::Block {
+                user_id,
+                reason,
+                at_ms,
+            } => {
+                sqlx::query(
+                    "INSERT INTO blocked_users (user_id, reason, blocked_ms) VALUES ($1, $2, $3) \
+                     ON CONFLICT DO NOTHING",
+                )
+                .bind(user_id)
+                .bind(reason)
+                .bind(at_ms)
+                .execute(&mut *db)
+                .await
+                .map_err(fail("block account"))?;
+                sqlx::query(
+                    "UPDATE refresh_tokens SET state = 'REVOKED', version = version + 1 \
+                     WHERE user_id = $1 AND state = 'ACTIVE'",
+                )
+                .bind(user_id)
+                .execute(&mut *db)
+                .await
+                .map_err(fail("revoke refresh tokens"))?;
+                Ok(())
+            }
             UserWrite::RevokeFamily { family_id } => {
                 sqlx::query(
                     "UPDATE refresh_tokens SET state = 'REVOKED', version = version + 1 \
@@ -274,6 +299,22 @@ impl PgSchema for UserSchema {
                     }
                 }
                 Ok(UserAnswer::Failures(out))
+            }
+            UserQuery::Blocked { user_id } => {
+                let row: Option<(String, i64)> = sqlx::query_as(
+                    "SELECT reason, blocked_ms FROM blocked_users WHERE user_id = $1",
+                )
+                .bind(user_id)
+                .fetch_optional(&mut *db)
+                .await
+                .map_err(decode("read blocked account"))?;
+                Ok(UserAnswer::Blocked(row.map(|(reason, blocked_ms)| {
+                    user::store::Blocked {
+                        user_id: user_id.clone(),
+                        reason,
+                        blocked_ms,
+                    }
+                })))
             }
         }
     }
