@@ -64,6 +64,8 @@ pub struct FinalState {
     /// `moderation.tasks` and `moderation.results` as the cluster holds them, per partition,
     /// below the high watermark.
     pub task_events: Vec<Vec<ConsumedRecord>>,
+    /// Accounts the user service blocked.
+    pub blocked_users: std::collections::BTreeSet<String>,
     pub result_events: Vec<Vec<ConsumedRecord>>,
     /// The order service's create requests: idempotency key → the order it made.
     pub requests: BTreeMap<String, String>,

@@ -420,6 +420,11 @@ pub async fn run(scenario: &Scenario, mutants: Mutants, record: bool) -> Outcome
         uploads_refused: observed.uploads_refused,
         acknowledged_reports: observed.reports,
         reports: disks.reports(),
+        blocked_users: disks
+            .users
+            .lock()
+            .map(|s| s.model.blocked.keys().cloned().collect())
+            .unwrap_or_default(),
         decisions: disks.decisions(),
         task_events: kafka.log_snapshot(platform::topics::MODERATION_TASKS),
         result_events: kafka.log_snapshot(platform::topics::MODERATION_RESULTS),

@@ -43,43 +43,45 @@ pub const MODERATION_GROUP: &str = "ad-moderation";
 
 /// A BAN of an ad makes it BANNED (a new version, on `ad.changed` like every change), in one
 /// transaction with the result's inbox mark. A deleted or banned ad stays as it is.
-fn moderation_effect() -> Effect<AdSchema> {
-    Arc::new(|record: ConsumedRecord, store: Arc<dyn Store<AdSchema>>| {
-        Box::pin(async move {
-            let result: moderation::ModerationResult = serde_json::from_slice(&record.payload)
-                .map_err(|e| {
-                    EffectError::Poison(format!("moderation result does not decode: {e}"))
-                })?;
-            if result.target_kind != "AD" || result.decision != "BAN" {
-                return Ok(None);
-            }
-            let Some(Versioned { version, value }) = store
-                .query(AdQuery::Ad {
-                    ad_id: result.target_id.clone(),
-                })
-                .await?
-            else {
-                return Ok(None);
-            };
-            if !matches!(value.status.as_str(), "ACTIVE" | "HIDDEN") {
-                return Ok(None);
-            }
-            let banned = Ad {
-                status: "BANNED".into(),
-                updated_ms: result.decided_ms.max(value.updated_ms),
-                ..value
-            };
-            let event = changed_event(&banned, version + 1);
-            Ok(Some(
-                Tx::new()
-                    .write(AdWrite::Update {
-                        ad: banned,
-                        version,
+fn moderation_effect(ignore_bans: bool) -> Effect<AdSchema> {
+    Arc::new(
+        move |record: ConsumedRecord, store: Arc<dyn Store<AdSchema>>| {
+            Box::pin(async move {
+                let result: moderation::ModerationResult = serde_json::from_slice(&record.payload)
+                    .map_err(|e| {
+                        EffectError::Poison(format!("moderation result does not decode: {e}"))
+                    })?;
+                if result.target_kind != "AD" || result.decision != "BAN" || ignore_bans {
+                    return Ok(None);
+                }
+                let Some(Versioned { version, value }) = store
+                    .query(AdQuery::Ad {
+                        ad_id: result.target_id.clone(),
                     })
-                    .emit(event),
-            ))
-        })
-    })
+                    .await?
+                else {
+                    return Ok(None);
+                };
+                if !matches!(value.status.as_str(), "ACTIVE" | "HIDDEN") {
+                    return Ok(None);
+                }
+                let banned = Ad {
+                    status: "BANNED".into(),
+                    updated_ms: result.decided_ms.max(value.updated_ms),
+                    ..value
+                };
+                let event = changed_event(&banned, version + 1);
+                Ok(Some(
+                    Tx::new()
+                        .write(AdWrite::Update {
+                            ad: banned,
+                            version,
+                        })
+                        .emit(event),
+                ))
+            })
+        },
+    )
 }
 
 /// The payload of an `ad.changed` record: the ad as it is after the change.
@@ -139,7 +141,7 @@ pub async fn run(config: Config, infra: Infra<AdSchema>, shutdown: Shutdown) -> 
             producer: infra.producer.clone(),
             inbox: !infra.mutants.consumer_without_inbox,
         },
-        moderation_effect(),
+        moderation_effect(infra.mutants.ban_not_enforced),
         shutdown.clone(),
     ));
     tracing::info!(listen = %config.listen, "ad service up");

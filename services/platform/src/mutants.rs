@@ -66,6 +66,9 @@ pub struct Mutants {
     /// through the outbox (a dual write: a failed commit publishes a decision that is made
     /// again, a failed publish loses one).
     pub results_without_outbox: bool,
+    /// ad, user: BAN results are consumed but change nothing (the banned ad stays for sale,
+    /// the banned user keeps logging in).
+    pub ban_not_enforced: bool,
 }
 
 impl Mutants {
@@ -94,13 +97,14 @@ impl Mutants {
             "cache-not-invalidated" => m.cache_not_invalidated = true,
             "upload-unchecked" => m.upload_unchecked = true,
             "results-without-outbox" => m.results_without_outbox = true,
+            "ban-not-enforced" => m.ban_not_enforced = true,
             _ => return None,
         }
         Some(m)
     }
 
     /// Every mutant's name.
-    pub const NAMES: [&'static str; 21] = [
+    pub const NAMES: [&'static str; 22] = [
         "publish-without-outbox",
         "psp-call-without-idempotency-key",
         "charge-without-idempotency-key",
@@ -122,6 +126,7 @@ impl Mutants {
         "cache-not-invalidated",
         "upload-unchecked",
         "results-without-outbox",
+        "ban-not-enforced",
     ];
 
     /// `config` with the producer mutants applied.

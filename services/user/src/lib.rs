@@ -107,15 +107,15 @@ pub const MODERATION_GROUP: &str = "user-moderation";
 
 /// A BAN of a user blocks the account (its logins refused, its refresh tokens revoked), in
 /// one transaction with the result's inbox mark.
-fn moderation_effect() -> Effect<UserSchema> {
+fn moderation_effect(ignore_bans: bool) -> Effect<UserSchema> {
     Arc::new(
-        |record: ConsumedRecord, _store: Arc<dyn Store<UserSchema>>| {
+        move |record: ConsumedRecord, _store: Arc<dyn Store<UserSchema>>| {
             Box::pin(async move {
                 let result: moderation::ModerationResult = serde_json::from_slice(&record.payload)
                     .map_err(|e| {
                         EffectError::Poison(format!("moderation result does not decode: {e}"))
                     })?;
-                if result.target_kind != "USER" || result.decision != "BAN" {
+                if result.target_kind != "USER" || result.decision != "BAN" || ignore_bans {
                     return Ok(None);
                 }
                 Ok(Some(Tx::new().write(UserWrite::Block {
@@ -158,7 +158,7 @@ pub async fn run(
             producer: infra.producer.clone(),
             inbox: !infra.mutants.consumer_without_inbox,
         },
-        moderation_effect(),
+        moderation_effect(infra.mutants.ban_not_enforced),
         shutdown.clone(),
     ));
     tracing::info!(listen = %config.listen, "user service up");

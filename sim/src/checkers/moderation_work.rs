@@ -1,7 +1,9 @@
 //! Moderation, the point-to-point queue: every report the gateway accepted exists and is
 //! decided; every task was decided exactly once in effect (one decision in the moderation
 //! store, one distinct result on `moderation.results`); the report shows that result's
-//! decision; and the results on one target come in the order of its tasks.
+//! decision; the results on one target come in the order of its tasks; and after heal every
+//! BAN is in effect (the ad BANNED — or DELETED by its owner —, the account blocked) and
+//! nothing is banned or blocked without one.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -84,6 +86,37 @@ pub fn check(state: &FinalState) -> Vec<Violation> {
                 ))),
                 Some(_) => {}
             }
+        }
+    }
+    // Bans in effect, and only bans.
+    let banned: BTreeSet<(&str, &str)> = results
+        .values()
+        .flatten()
+        .filter(|r| r.decision == "BAN")
+        .map(|r| (r.target_kind.as_str(), r.target_id.as_str()))
+        .collect();
+    for (kind, id) in &banned {
+        let in_effect = match *kind {
+            "AD" => state
+                .ads
+                .get(*id)
+                .is_none_or(|(_, ad)| matches!(ad.status.as_str(), "BANNED" | "DELETED")),
+            _ => state.blocked_users.contains(*id),
+        };
+        if !in_effect {
+            out.push(v(format!(
+                "{kind} {id} was banned but the ban is not in effect"
+            )));
+        }
+    }
+    for (id, (_, ad)) in &state.ads {
+        if ad.status == "BANNED" && !banned.contains(&("AD", id.as_str())) {
+            out.push(v(format!("ad {id} is BANNED without a BAN decision")));
+        }
+    }
+    for id in &state.blocked_users {
+        if !banned.contains(&("USER", id.as_str())) {
+            out.push(v(format!("account {id} is blocked without a BAN decision")));
         }
     }
     // On one target, results come in the order of its tasks.

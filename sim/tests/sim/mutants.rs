@@ -151,6 +151,11 @@ fn publishing_moderation_results_without_the_outbox_is_caught() {
 }
 
 #[test]
+fn bans_that_change_nothing_are_caught() {
+    caught("ban-not-enforced");
+}
+
+#[test]
 fn every_mutant_is_named_by_some_scenario() {
     let all = scenario::embedded();
     for m in Mutants::NAMES {
