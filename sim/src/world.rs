@@ -378,7 +378,7 @@ pub async fn run(scenario: &Scenario, mutants: Mutants, record: bool) -> Outcome
         if workload.as_ref().is_some_and(|w| w.is_finished()) {
             workload = None;
         }
-        let settled = workload.is_none() && disks.settled();
+        let settled = workload.is_none() && disks.settled() && results_consumed(&kafka);
         if settled || started.elapsed() >= heal_deadline {
             break;
         }
@@ -645,6 +645,27 @@ impl Disks {
             .iter()
             .all(|(id, (version, _))| indexed.get(id) == Some(version))
     }
+}
+
+/// Whether every consumer group of `moderation.results` (the report, ad and user services)
+/// has committed past the last result, so every decision is in effect.
+fn results_consumed(kafka: &KafkaCluster) -> bool {
+    let topic = platform::topics::MODERATION_RESULTS;
+    let ends: Vec<(i32, i64)> = kafka
+        .log_snapshot(topic)
+        .iter()
+        .filter_map(|p| p.last().map(|r| (r.partition, r.offset + 1)))
+        .collect();
+    [report::GROUP, ad::MODERATION_GROUP, user::MODERATION_GROUP]
+        .iter()
+        .all(|group| {
+            let committed = kafka.committed_offsets(group);
+            ends.iter().all(|(partition, end)| {
+                committed
+                    .iter()
+                    .any(|(tp, o)| tp.topic == topic && tp.partition == *partition && o >= end)
+            })
+        })
 }
 
 fn apply(
