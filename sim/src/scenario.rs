@@ -217,6 +217,13 @@ pub struct Providers {
     pub psp_late_answer_ms: u64,
     /// How long after a charge the PSP posts its webhook.
     pub psp_callback_delay_ms: u64,
+    /// Whether the moderation workers call the external provider (the fake `moderator`)
+    /// instead of deciding by the rules themselves.
+    pub moderation_provider: bool,
+    /// Provider calls answered 503, per mille.
+    pub moderator_fail_per_mille: u32,
+    /// Provider answers 5 s late, per mille.
+    pub moderator_late_per_mille: u32,
 }
 
 impl Default for Providers {
@@ -229,6 +236,9 @@ impl Default for Providers {
             psp_callback_copies: 2,
             psp_late_answer_ms: 10_000,
             psp_callback_delay_ms: 300,
+            moderation_provider: false,
+            moderator_fail_per_mille: 50,
+            moderator_late_per_mille: 20,
         }
     }
 }
@@ -435,6 +445,7 @@ pub const EMBEDDED: &[(&str, &str)] = embed![
     "psp-answers-after-deadline",
     "order-burst",
     "moderation-workers-crash",
+    "moderation-provider-outage",
     "swarm",
 ];
 

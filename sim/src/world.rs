@@ -97,6 +97,11 @@ struct SimEnv {
     psp: (fakes::psp::PspConfig, fakes::psp::SharedLedger),
     courier: (fakes::courier::CourierConfig, fakes::courier::SharedBooks),
     s3: (fakes::s3::S3Config, fakes::s3::SharedObjects),
+    moderator: (
+        fakes::moderator::ModeratorConfig,
+        fakes::moderator::SharedVerdicts,
+    ),
+    moderation_provider: bool,
     order_limits: order::Limits,
 }
 
@@ -170,6 +175,20 @@ impl wiring::Env for SimEnv {
 
     fn s3(&self) -> (fakes::s3::S3Config, fakes::s3::SharedObjects) {
         self.s3.clone()
+    }
+
+    fn moderator(
+        &self,
+    ) -> (
+        fakes::moderator::ModeratorConfig,
+        fakes::moderator::SharedVerdicts,
+    ) {
+        self.moderator.clone()
+    }
+
+    fn moderation_provider(&self) -> Option<String> {
+        self.moderation_provider
+            .then(|| topology::urls("moderator"))
     }
 
     fn object_store(&self) -> media::ObjectStoreConfig {
@@ -292,6 +311,13 @@ pub async fn run(scenario: &Scenario, mutants: Mutants, record: bool) -> Outcome
         latency_ms: 20,
     };
     let objects = fakes::s3::SharedObjects::default();
+    let verdicts = fakes::moderator::SharedVerdicts::default();
+    let moderator_config = fakes::moderator::ModeratorConfig {
+        fail_per_mille: p.moderator_fail_per_mille,
+        late_per_mille: p.moderator_late_per_mille,
+        latency_ms: 30,
+        late_ms: 5_000,
+    };
     let s3_config = fakes::s3::S3Config::default();
 
     for service in SERVICES.iter() {
@@ -308,6 +334,8 @@ pub async fn run(scenario: &Scenario, mutants: Mutants, record: bool) -> Outcome
                 psp: (psp_config.clone(), ledger.clone()),
                 courier: (courier_config.clone(), books.clone()),
                 s3: (s3_config.clone(), objects.clone()),
+                moderator: (moderator_config.clone(), verdicts.clone()),
+                moderation_provider: p.moderation_provider,
                 order_limits: scenario.admission.apply(order::Limits::default()),
             };
             let id = handle

@@ -4,6 +4,7 @@
 //! the shipments after a simulated run.
 
 pub mod courier;
+pub mod moderator;
 pub mod psp;
 pub mod s3;
 

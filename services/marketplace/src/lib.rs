@@ -75,6 +75,11 @@ pub struct Settings {
     /// The fake object store (`marketplace serve s3`), for development without S3: it takes
     /// the bucket, region and credentials of `object_store`.
     pub s3: fakes::s3::S3Config,
+    /// `MODERATION_PROVIDER_URL`: the external moderation provider the workers call (e.g.
+    /// the fake `marketplace serve moderator`); unset, the workers decide by the rules.
+    pub moderation_provider: Option<String>,
+    /// The fake moderation provider's behaviour (`MODERATOR_FAIL_PER_MILLE`).
+    pub moderator: fakes::moderator::ModeratorConfig,
 }
 
 /// The key of the payment service's webhook listener in [`Settings::listen`].
@@ -173,6 +178,8 @@ impl Settings {
             buckets: vec![object_store.bucket.clone()],
             ..fake_s3
         };
+        let mut moderator = fakes::moderator::ModeratorConfig::default();
+        moderator.fail_per_mille = env_parse("MODERATOR_FAIL_PER_MILLE", moderator.fail_per_mille)?;
         Ok(Settings {
             database_url: env_or(
                 "DATABASE_URL",
@@ -200,6 +207,10 @@ impl Settings {
             password_cost,
             object_store,
             s3,
+            moderation_provider: std::env::var("MODERATION_PROVIDER_URL")
+                .ok()
+                .filter(|u| !u.is_empty()),
+            moderator,
         })
     }
 
@@ -259,6 +270,7 @@ struct ProcessEnv {
     ledger: fakes::psp::SharedLedger,
     books: fakes::courier::SharedBooks,
     objects: fakes::s3::SharedObjects,
+    verdicts: fakes::moderator::SharedVerdicts,
 }
 
 impl Env for ProcessEnv {
@@ -360,6 +372,19 @@ impl Env for ProcessEnv {
         (self.settings.s3.clone(), self.objects.clone())
     }
 
+    fn moderator(
+        &self,
+    ) -> (
+        fakes::moderator::ModeratorConfig,
+        fakes::moderator::SharedVerdicts,
+    ) {
+        (self.settings.moderator.clone(), self.verdicts.clone())
+    }
+
+    fn moderation_provider(&self) -> Option<String> {
+        self.settings.moderation_provider.clone()
+    }
+
     fn object_store(&self) -> media::ObjectStoreConfig {
         self.settings.object_store.clone()
     }
@@ -400,6 +425,7 @@ pub async fn start(
     let ledger: fakes::psp::SharedLedger = Default::default();
     let books: fakes::courier::SharedBooks = Default::default();
     let objects: fakes::s3::SharedObjects = Default::default();
+    let verdicts: fakes::moderator::SharedVerdicts = Default::default();
     let mut ordered: Vec<Service> = services.to_vec();
     ordered.sort_by_key(|s| SERVICES.iter().position(|t| t == s.0));
     ordered.dedup();
@@ -413,6 +439,7 @@ pub async fn start(
             ledger: Arc::clone(&ledger),
             books: Arc::clone(&books),
             objects: Arc::clone(&objects),
+            verdicts: Arc::clone(&verdicts),
         };
         let shutdown = shutdown.clone();
         tasks.push((

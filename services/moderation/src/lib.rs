@@ -9,18 +9,23 @@ pub mod store;
 
 use std::sync::Arc;
 
+use futures::future::BoxFuture;
 use platform::{
+    http::{HttpClient, HttpError},
     inbox::{run_consumer, ConsumerSettings, Effect, EffectError},
     outbox::{run_relay, to_record, OutboxSignal, RelayConfig},
     ports::{
         ConsumedRecord, ConsumerConfig, EventLog, OutboxMessage, OutboxRow, ProducerConfig, Store,
         Tx,
     },
+    retry::{retry, RetryPolicy},
     Infra, Shutdown,
 };
 use serde::{Deserialize, Serialize};
 
-pub use store::{Decision, ModerationModel, ModerationQuery, ModerationSchema, ModerationWrite};
+pub use store::{
+    Decision, ModerationModel, ModerationQuery, ModerationSchema, ModerationWrite, DECISIONS,
+};
 
 /// The workers' consumer group.
 pub const GROUP: &str = "moderation-workers";
@@ -79,30 +84,112 @@ impl ModerationResult {
     }
 }
 
-/// Decides tasks.
-pub trait Moderator: Send + Sync {
-    /// `(decision, reason)`: `BAN` or `OK`.
-    fn decide(&self, task: &ModerationTask) -> (String, String);
+/// Why a moderator gave no decision.
+#[derive(Debug, thiserror::Error)]
+pub enum ModeratorError {
+    /// Not now (the provider is down or slow): the task is read again later.
+    #[error("moderator unavailable: {0}")]
+    Unavailable(String),
+    /// Never (the provider refuses the task): the task goes to the dead-letter topic.
+    #[error("moderator refused the task: {0}")]
+    Refused(String),
 }
 
-/// The default moderator: deterministic rules. Scams and prohibited goods are banned; so is a
-/// report whose comment says "ban". Everything else is OK.
+/// Decides tasks: `(decision, reason)`, the decision `BAN` or `OK`.
+pub trait Moderator: Send + Sync {
+    fn decide<'a>(
+        &'a self,
+        task: &'a ModerationTask,
+    ) -> BoxFuture<'a, Result<(String, String), ModeratorError>>;
+}
+
+/// The rules: scams and prohibited goods are banned; so is a report whose comment says
+/// "ban". Everything else is OK.
+pub fn rule_decision(reason: &str, comment: &str) -> (String, String) {
+    let comment = comment.to_lowercase();
+    if matches!(reason, "scam" | "prohibited") {
+        ("BAN".into(), format!("rule: {reason}"))
+    } else if comment
+        .split(|c: char| !c.is_alphanumeric())
+        .any(|w| w == "ban")
+    {
+        ("BAN".into(), "rule: the reporter's evidence".into())
+    } else {
+        ("OK".into(), "rule: nothing against the rules".into())
+    }
+}
+
+/// The default moderator: [`rule_decision`], in process.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Rules;
 
 impl Moderator for Rules {
-    fn decide(&self, task: &ModerationTask) -> (String, String) {
-        let comment = task.comment.to_lowercase();
-        if matches!(task.reason.as_str(), "scam" | "prohibited") {
-            ("BAN".into(), format!("rule: {}", task.reason))
-        } else if comment
-            .split(|c: char| !c.is_alphanumeric())
-            .any(|w| w == "ban")
-        {
-            ("BAN".into(), "rule: the reporter's evidence".into())
-        } else {
-            ("OK".into(), "rule: nothing against the rules".into())
-        }
+    fn decide<'a>(
+        &'a self,
+        task: &'a ModerationTask,
+    ) -> BoxFuture<'a, Result<(String, String), ModeratorError>> {
+        Box::pin(async move { Ok(rule_decision(&task.reason, &task.comment)) })
+    }
+}
+
+/// An external moderation provider over HTTP (`POST <url>/v1/moderate`), called through the
+/// one retry helper: transient failures (no answer, 5xx, 429) are retried within the policy,
+/// then the task waits for its next delivery; a 4xx refuses the task for good.
+#[derive(Clone, Debug)]
+pub struct Provider {
+    pub url: String,
+    pub http: HttpClient,
+    pub policy: RetryPolicy,
+}
+
+#[derive(Serialize)]
+struct ProviderRequest<'a> {
+    task_id: &'a str,
+    target_kind: &'a str,
+    reason: &'a str,
+    comment: &'a str,
+}
+
+#[derive(Deserialize)]
+struct ProviderAnswer {
+    decision: String,
+    reason: String,
+}
+
+impl Moderator for Provider {
+    fn decide<'a>(
+        &'a self,
+        task: &'a ModerationTask,
+    ) -> BoxFuture<'a, Result<(String, String), ModeratorError>> {
+        Box::pin(async move {
+            let body = ProviderRequest {
+                task_id: &task.task_id,
+                target_kind: &task.target_kind,
+                reason: &task.reason,
+                comment: &task.comment,
+            };
+            let url = format!("{}/v1/moderate", self.url.trim_end_matches('/'));
+            let answer = retry(
+                &self.policy,
+                "moderation provider",
+                &Shutdown::never(),
+                HttpError::is_transient,
+                |_| self.http.post_json::<_, ProviderAnswer>(&url, &[], &body),
+            )
+            .await
+            .map_err(|e| match e.into_inner() {
+                Some(e) if !e.is_transient() => ModeratorError::Refused(e.to_string()),
+                Some(e) => ModeratorError::Unavailable(e.to_string()),
+                None => ModeratorError::Unavailable("retries exhausted".into()),
+            })?;
+            if !DECISIONS.contains(&answer.decision.as_str()) {
+                return Err(ModeratorError::Refused(format!(
+                    "the provider answered {:?}",
+                    answer.decision
+                )));
+            }
+            Ok((answer.decision, answer.reason.chars().take(200).collect()))
+        })
     }
 }
 
@@ -155,7 +242,10 @@ fn effect(
                     serde_json::from_slice(&record.payload).map_err(|e| {
                         EffectError::Poison(format!("moderation task does not decode: {e}"))
                     })?;
-                let (decision, reason) = moderator.decide(&task);
+                let (decision, reason) = moderator.decide(&task).await.map_err(|e| match e {
+                    ModeratorError::Refused(why) => EffectError::Poison(why),
+                    e @ ModeratorError::Unavailable(_) => EffectError::Retry(e.into()),
+                })?;
                 let decided = Decision {
                     decision_id: platform::ids::uuid_v4().to_string(),
                     task_id: task.task_id.clone(),

@@ -75,10 +75,11 @@ const fn fake(name: &'static str, region: Region, port: u16) -> ServiceSpec {
 }
 
 /// Every service, dependencies first (the order they start in).
-pub const SERVICES: [ServiceSpec; 14] = [
+pub const SERVICES: [ServiceSpec; 15] = [
     fake("psp", Region::Msk, 8081),
     fake("courier", Region::Nsk, 8082),
     fake("s3", Region::Msk, 9000),
+    fake("moderator", Region::Msk, 8084),
     ServiceSpec {
         callback_port: Some(8083),
         database: Some("payments"),
@@ -154,6 +155,8 @@ pub mod timing {
     pub const PSP_CALL: Duration = Duration::from_secs(2);
     /// Bound on one call to the courier.
     pub const COURIER_CALL: Duration = Duration::from_secs(2);
+    /// Bound on one call to the moderation provider.
+    pub const PROVIDER_CALL: Duration = Duration::from_secs(2);
     /// Worker poll interval when nothing wakes it (payment, delivery).
     pub const WORKER_POLL: Duration = Duration::from_millis(500);
 }
@@ -184,6 +187,16 @@ pub trait Env: Send + Sync {
     fn client_rack(&self) -> Option<String>;
     /// The fake PSP's settings and books.
     fn psp(&self) -> (fakes::psp::PspConfig, fakes::psp::SharedLedger);
+    /// The fake moderation provider's settings and verdicts.
+    fn moderator(
+        &self,
+    ) -> (
+        fakes::moderator::ModeratorConfig,
+        fakes::moderator::SharedVerdicts,
+    );
+    /// The URL of the external moderation provider the workers call; `None`: the workers
+    /// decide by the rules themselves.
+    fn moderation_provider(&self) -> Option<String>;
     /// The fake object store's settings and objects.
     fn s3(&self) -> (fakes::s3::S3Config, fakes::s3::SharedObjects);
     /// Where the media service keeps photos.
@@ -218,6 +231,12 @@ pub async fn run_service(
             let listener = tokio::net::TcpListener::bind(env.listen()).await?;
             let (config, objects) = env.s3();
             fakes::s3::run(listener, config, objects, shutdown).await;
+            Ok(())
+        }
+        "moderator" => {
+            let listener = tokio::net::TcpListener::bind(env.listen()).await?;
+            let (config, verdicts) = env.moderator();
+            fakes::moderator::run(listener, config, verdicts, shutdown).await;
             Ok(())
         }
         "payment" => {
@@ -293,7 +312,19 @@ pub async fn run_service(
                 group_id: env.consumer_group(moderation::GROUP),
                 client_rack: env.client_rack(),
             };
-            moderation::run(config, env.infra()?, Arc::new(moderation::Rules), shutdown).await
+            let moderator: Arc<dyn moderation::Moderator> = match env.moderation_provider() {
+                Some(url) => Arc::new(moderation::Provider {
+                    url,
+                    http: platform::http::HttpClient::new(timing::PROVIDER_CALL),
+                    policy: platform::retry::RetryPolicy {
+                        attempts_max: 4,
+                        deadline: Duration::from_secs(10),
+                        ..platform::retry::RetryPolicy::rpc()
+                    },
+                }),
+                None => Arc::new(moderation::Rules),
+            };
+            moderation::run(config, env.infra()?, moderator, shutdown).await
         }
         "report" => {
             let config = report::Config {
@@ -358,6 +389,7 @@ mod tests {
             ("gateway", "search"),
             ("gateway", "media"),
             ("media", "s3"),
+            ("moderation", "moderator"),
             ("gateway", "report"),
             ("search", "ad"),
         ] {

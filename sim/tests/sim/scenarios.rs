@@ -11,6 +11,11 @@ fn moderation_workers_crashing_mid_batch_decide_every_report_once() {
     scenario_passes("moderation-workers-crash");
 }
 
+#[test]
+fn a_moderation_provider_outage_delays_decisions_and_loses_none() {
+    scenario_passes("moderation-provider-outage");
+}
+
 /// The count at the start of the trace line that contains `what`.
 fn counted(trace: &[String], what: &str) -> Vec<usize> {
     trace

@@ -8,6 +8,7 @@ mod admission;
 mod ads;
 mod auth;
 mod bad_input;
+mod moderation_workers;
 mod photos;
 mod process;
 mod reports;

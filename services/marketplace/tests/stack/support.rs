@@ -51,6 +51,12 @@ pub fn free_addr() -> SocketAddr {
 
 /// Starts every service with fresh schemas; `tune` adjusts the fakes.
 pub async fn start(tune: impl FnOnce(&mut Settings)) -> Stack {
+    start_without(&[], tune).await
+}
+
+/// [`start`] without the services named in `left_out` (a test runs them in processes of
+/// their own).
+pub async fn start_without(left_out: &[&str], tune: impl FnOnce(&mut Settings)) -> Stack {
     let mut settings = Settings::from_env().expect("settings");
     // Photos go to the real S3-compatible server, which checks signatures.
     assert!(
@@ -70,7 +76,11 @@ pub async fn start(tune: impl FnOnce(&mut Settings)) -> Stack {
     settings.courier.stage_ms = 200;
     tune(&mut settings);
     let (trigger, shutdown) = Shutdown::new();
-    marketplace::start(&Service::all(), &settings, shutdown)
+    let services: Vec<Service> = Service::all()
+        .into_iter()
+        .filter(|s| !left_out.contains(&s.0.name))
+        .collect();
+    marketplace::start(&services, &settings, shutdown)
         .await
         .expect("the stack starts (is `ci/infra/up.sh` running?)");
     // tonic binds its listeners inside its serve task: wait until every port accepts.
