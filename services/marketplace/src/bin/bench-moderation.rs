@@ -70,7 +70,7 @@ async fn await_results(
             &[platform::topics::MODERATION_RESULTS],
         )
         .await?;
-    let started = std::time::Instant::now();
+    let started = tokio::time::Instant::now();
     while !waiting.is_empty() {
         anyhow::ensure!(
             started.elapsed() < deadline,
@@ -174,7 +174,7 @@ async fn main() -> anyhow::Result<()> {
         let batch: Vec<ModerationTask> = (0..tasks_n)
             .map(|i| task(format!("{run}-{n}-{i}"), format!("target-{run}-{i}")))
             .collect();
-        let started = std::time::Instant::now();
+        let started = tokio::time::Instant::now();
         produce(&events, &batch).await?;
         await_results(
             &events,
