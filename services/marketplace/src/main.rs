@@ -1,11 +1,9 @@
-//! `marketplace serve <gateway|order|payment|delivery|psp|courier|analytics|all>` — wiring only:
+//! `marketplace serve <service…|all>` (the services of `wiring::SERVICES`) — wiring only:
 //! settings, telemetry, adapters, then each service's entry point.
 
 use futures::{stream::FuturesUnordered, StreamExt};
 use platform::Shutdown;
 
-const USAGE: &str =
-    "usage: marketplace serve <gateway|order|payment|delivery|psp|courier|analytics|all> [more services]";
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -26,7 +24,10 @@ async fn main() -> anyhow::Result<()> {
                     .collect::<anyhow::Result<Vec<_>>>()?
             }
         }
-        _ => anyhow::bail!(USAGE),
+        _ => anyhow::bail!(
+            "usage: marketplace serve <{}|all> [more services]",
+            wiring::names().join("|")
+        ),
     };
     let settings = marketplace::Settings::from_env()?;
     let (trigger, shutdown) = Shutdown::new();
