@@ -3,7 +3,7 @@
 # one dedicated controller (node 100) + three brokers (nodes 1..3, racks msk/msk/nsk).
 # The controller is separate so the metadata quorum survives when tests kill brokers.
 #
-# Usage: kafka.sh fetch|up|down|status|kill-broker N|start-broker N
+# Usage: kafka.sh fetch|up|down|status|kill-broker N|start-broker N|truncate
 # Logs go to stderr; `up`, `status` and `start-broker` print the bootstrap string on stdout.
 set -euo pipefail
 
@@ -297,6 +297,31 @@ ensure_topics() {
   done < "$TOPICS_FILE"
 }
 
+# Deletes every record of every topic of the list (the log start moves to the high
+# watermark; topics and group offsets stay). A test run starts from empty topics, so the
+# fresh consumer groups of its stacks (which start at the earliest offset) do not replay
+# what earlier runs and benchmarks left.
+cmd_truncate() {
+  local name partitions p json='{"version":1,"partitions":['
+  local first=1
+  while IFS=$'\t' read -r name partitions; do
+    [[ -z "$name" || "$name" == \#* ]] && continue
+    for ((p = 0; p < partitions; p++)); do
+      ((first)) || json+=','
+      first=0
+      json+="{\"topic\":\"$name\",\"partition\":$p,\"offset\":-1}"
+    done
+  done < "$TOPICS_FILE"
+  json+=']}'
+  local file
+  file=$(mktemp)
+  printf '%s' "$json" >"$file"
+  log "truncating every topic of topics.tsv"
+  run_tool org.apache.kafka.tools.DeleteRecordsCommand --bootstrap-server "$BOOTSTRAP" \
+    --offset-json-file "$file" >/dev/null
+  rm -f "$file"
+}
+
 all_ports_open() {
   local node
   for node in controller broker1 broker2 broker3; do
@@ -422,6 +447,7 @@ case ${1:-} in
   status) cmd_status ;;
   kill-broker) cmd_kill_broker "${2:-}" ;;
   start-broker) cmd_start_broker "${2:-}" ;;
+  truncate) cmd_truncate ;;
   *)
     echo "usage: $0 fetch|up|down|status|kill-broker N|start-broker N" >&2
     exit 2

@@ -15,9 +15,9 @@ use contracts::ad::ad_service_server::AdServiceServer;
 use std::sync::Arc;
 
 use platform::{
-    inbox::{run_consumer, ConsumerSettings, Effect, EffectError},
-    outbox::{run_relay, OutboxSignal, RelayConfig},
-    ports::{ConsumedRecord, ConsumerConfig, OutboxMessage, Store, Tx, Versioned},
+    inbox::Effect,
+    outbox::OutboxSignal,
+    ports::{ConsumedRecord, OutboxMessage, Store, Tx, Versioned},
     Infra, Shutdown,
 };
 use serde::{Deserialize, Serialize};
@@ -47,13 +47,11 @@ fn moderation_effect(ignore_bans: bool) -> Effect<AdSchema> {
     Arc::new(
         move |record: ConsumedRecord, store: Arc<dyn Store<AdSchema>>| {
             Box::pin(async move {
-                let result: moderation::ModerationResult = serde_json::from_slice(&record.payload)
-                    .map_err(|e| {
-                        EffectError::Poison(format!("moderation result does not decode: {e}"))
-                    })?;
-                if result.target_kind != "AD" || result.decision != "BAN" || ignore_bans {
+                let Some(result) =
+                    moderation::ModerationResult::ban_of(&record, "AD", ignore_bans)?
+                else {
                     return Ok(None);
-                }
+                };
                 let Some(Versioned { version, value }) = store
                     .query(AdQuery::Ad {
                         ad_id: result.target_id.clone(),
@@ -117,33 +115,16 @@ pub(crate) fn now_ms() -> i64 {
 /// Runs the ad service until `shutdown`.
 pub async fn run(config: Config, infra: Infra<AdSchema>, shutdown: Shutdown) -> anyhow::Result<()> {
     let outbox = OutboxSignal::default();
-    let relay = tokio::spawn(run_relay(
-        infra.store.clone(),
-        infra.events.clone(),
-        infra.producer.clone(),
-        RelayConfig {
-            without_lease: infra.mutants.work_without_claims,
-            ..RelayConfig::default()
-        },
-        infra.instance.clone(),
-        outbox.clone(),
-        shutdown.clone(),
-    ));
-    let mut consumer = ConsumerConfig::new(config.moderation_group.clone());
-    consumer.client_rack = config.client_rack.clone();
-    consumer.enable_auto_commit = infra.mutants.auto_commit_before_processing;
-    let moderation = tokio::spawn(run_consumer(
-        infra.store.clone(),
-        infra.events.clone(),
-        ConsumerSettings {
-            consumer,
-            topics: vec![platform::topics::MODERATION_RESULTS.into()],
-            producer: infra.producer.clone(),
-            inbox: !infra.mutants.consumer_without_inbox,
-        },
+    let relay = infra.spawn_relay(outbox.clone(), shutdown.clone());
+    let moderation = infra.spawn_consumer(
+        infra.consumer_settings(
+            &config.moderation_group,
+            config.client_rack.clone(),
+            &[platform::topics::MODERATION_RESULTS],
+        ),
         moderation_effect(infra.mutants.ban_not_enforced),
         shutdown.clone(),
-    ));
+    );
     tracing::info!(listen = %config.listen, "ad service up");
     tonic::transport::Server::builder()
         .add_service(AdServiceServer::new(api::AdApi { infra, outbox }))

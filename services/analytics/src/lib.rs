@@ -7,8 +7,8 @@ pub mod store;
 use std::sync::Arc;
 
 use platform::{
-    inbox::{run_consumer, ConsumerSettings, Effect, EffectError},
-    ports::{ConsumedRecord, ConsumerConfig, Store, Tx},
+    inbox::{run_consumer, Effect, EffectError},
+    ports::{ConsumedRecord, Store, Tx},
     Infra, Shutdown,
 };
 use serde::Deserialize;
@@ -69,16 +69,7 @@ pub async fn run(
     infra: Infra<MartSchema>,
     shutdown: Shutdown,
 ) -> anyhow::Result<()> {
-    let mut consumer = ConsumerConfig::new(config.group_id);
-    consumer.client_rack = config.client_rack;
-    // Mutant: commit offsets at poll time, before the effect is durable.
-    consumer.enable_auto_commit = infra.mutants.auto_commit_before_processing;
-    let settings = ConsumerSettings {
-        consumer,
-        topics: vec![TOPIC.into()],
-        producer: infra.producer.clone(),
-        inbox: !infra.mutants.consumer_without_inbox,
-    };
+    let settings = infra.consumer_settings(&config.group_id, config.client_rack, &[TOPIC]);
     tracing::info!("analytics consuming {TOPIC}");
     run_consumer(infra.store, infra.events, settings, effect(), shutdown).await;
     Ok(())

@@ -4,7 +4,6 @@
 use futures::{stream::FuturesUnordered, StreamExt};
 use platform::Shutdown;
 
-
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()

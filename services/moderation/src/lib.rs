@@ -12,12 +12,9 @@ use std::sync::Arc;
 use futures::future::BoxFuture;
 use platform::{
     http::{HttpClient, HttpError},
-    inbox::{run_consumer, ConsumerSettings, Effect, EffectError},
-    outbox::{run_relay, to_record, OutboxSignal, RelayConfig},
-    ports::{
-        ConsumedRecord, ConsumerConfig, EventLog, OutboxMessage, OutboxRow, ProducerConfig, Store,
-        Tx,
-    },
+    inbox::{run_consumer, Effect, EffectError},
+    outbox::{to_record, OutboxSignal},
+    ports::{ConsumedRecord, EventLog, OutboxMessage, OutboxRow, ProducerConfig, Store, Tx},
     retry::{retry, RetryPolicy},
     Infra, Shutdown,
 };
@@ -72,6 +69,24 @@ impl ModerationTask {
 }
 
 impl ModerationResult {
+    /// The result in `record`; a record that does not decode is poison.
+    pub fn decode(record: &ConsumedRecord) -> Result<Self, EffectError> {
+        serde_json::from_slice(&record.payload)
+            .map_err(|e| EffectError::Poison(format!("moderation result does not decode: {e}")))
+    }
+
+    /// The result in `record` if it bans a target of `kind` (`AD` or `USER`), unless
+    /// `ignore_bans` (the mutant `ban-not-enforced`).
+    pub fn ban_of(
+        record: &ConsumedRecord,
+        kind: &str,
+        ignore_bans: bool,
+    ) -> Result<Option<Self>, EffectError> {
+        let result = Self::decode(record)?;
+        let ban = result.target_kind == kind && result.decision == "BAN" && !ignore_bans;
+        Ok(ban.then_some(result))
+    }
+
     /// The outbox message of this result (key = target id).
     pub fn message(&self) -> OutboxMessage {
         OutboxMessage {
@@ -284,27 +299,12 @@ pub async fn run(
     shutdown: Shutdown,
 ) -> anyhow::Result<()> {
     let outbox = OutboxSignal::default();
-    let relay = tokio::spawn(run_relay(
-        infra.store.clone(),
-        infra.events.clone(),
-        infra.producer.clone(),
-        RelayConfig {
-            without_lease: infra.mutants.work_without_claims,
-            ..RelayConfig::default()
-        },
-        infra.instance.clone(),
-        outbox.clone(),
-        shutdown.clone(),
-    ));
-    let mut consumer = ConsumerConfig::new(config.group_id.clone());
-    consumer.client_rack = config.client_rack.clone();
-    consumer.enable_auto_commit = infra.mutants.auto_commit_before_processing;
-    let settings = ConsumerSettings {
-        consumer,
-        topics: vec![platform::topics::MODERATION_TASKS.into()],
-        producer: infra.producer.clone(),
-        inbox: !infra.mutants.consumer_without_inbox,
-    };
+    let relay = infra.spawn_relay(outbox.clone(), shutdown.clone());
+    let settings = infra.consumer_settings(
+        &config.group_id,
+        config.client_rack.clone(),
+        &[platform::topics::MODERATION_TASKS],
+    );
     tracing::info!(worker = %infra.instance, "moderation worker up, consuming {}", platform::topics::MODERATION_TASKS);
     run_consumer(
         infra.store.clone(),

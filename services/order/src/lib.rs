@@ -26,7 +26,7 @@ use contracts::order::order_service_server::OrderServiceServer;
 use platform::{
     claims::Liveness,
     grpc::LazyChannel,
-    outbox::{run_relay, OutboxSignal, RelayConfig},
+    outbox::OutboxSignal,
     shutdown::{Gate, DRAIN_MAX},
     Infra, Shutdown,
 };
@@ -116,18 +116,7 @@ pub async fn run(
         shutdown: shutdown.clone(),
     };
     let liveness = tokio::spawn(ctx.liveness.clone().keep(shutdown.clone()));
-    let relay = tokio::spawn(run_relay(
-        infra.store.clone(),
-        infra.events.clone(),
-        infra.producer.clone(),
-        RelayConfig {
-            without_lease: infra.mutants.work_without_claims,
-            ..RelayConfig::default()
-        },
-        infra.instance.clone(),
-        ctx.outbox.clone(),
-        shutdown.clone(),
-    ));
+    let relay = infra.spawn_relay(ctx.outbox.clone(), shutdown.clone());
     let recovery = tokio::spawn(saga::recover(ctx.clone()));
     tracing::info!(listen = %config.listen, "order service up");
     tonic::transport::Server::builder()

@@ -33,3 +33,62 @@ impl<S: Schema> Clone for Infra<S> {
         }
     }
 }
+
+impl<S: Schema> Infra<S> {
+    /// Spawns this instance's outbox relay, woken by `outbox` (the `work-without-claims`
+    /// mutant relays without the store's lease).
+    pub fn spawn_relay(
+        &self,
+        outbox: crate::outbox::OutboxSignal,
+        shutdown: crate::Shutdown,
+    ) -> tokio::task::JoinHandle<()> {
+        tokio::spawn(crate::outbox::run_relay(
+            self.store.clone(),
+            self.events.clone(),
+            self.producer.clone(),
+            crate::outbox::RelayConfig {
+                without_lease: self.mutants.work_without_claims,
+                ..crate::outbox::RelayConfig::default()
+            },
+            self.instance.clone(),
+            outbox,
+            shutdown,
+        ))
+    }
+
+    /// The settings of a consumer loop of `group` on `topics`: manual commits after the
+    /// effect, the inbox, dead letters through this instance's producer (the mutants
+    /// `auto-commit-before-processing` and `consumer-without-inbox` applied).
+    pub fn consumer_settings(
+        &self,
+        group: &str,
+        client_rack: Option<String>,
+        topics: &[&str],
+    ) -> crate::inbox::ConsumerSettings {
+        let mut consumer = crate::ports::ConsumerConfig::new(group);
+        consumer.client_rack = client_rack;
+        consumer.enable_auto_commit = self.mutants.auto_commit_before_processing;
+        crate::inbox::ConsumerSettings {
+            consumer,
+            topics: topics.iter().map(|t| (*t).to_owned()).collect(),
+            producer: self.producer.clone(),
+            inbox: !self.mutants.consumer_without_inbox,
+        }
+    }
+
+    /// Spawns a consumer loop of `settings` applying `effect` once per event.
+    pub fn spawn_consumer(
+        &self,
+        settings: crate::inbox::ConsumerSettings,
+        effect: crate::inbox::Effect<S>,
+        shutdown: crate::Shutdown,
+    ) -> tokio::task::JoinHandle<()> {
+        tokio::spawn(crate::inbox::run_consumer(
+            self.store.clone(),
+            self.events.clone(),
+            settings,
+            effect,
+            shutdown,
+        ))
+    }
+}

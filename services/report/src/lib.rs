@@ -12,9 +12,9 @@ use std::{net::SocketAddr, sync::Arc, time::Duration};
 use contracts::report::report_service_server::ReportServiceServer;
 use moderation::{ModerationResult, ModerationTask};
 use platform::{
-    inbox::{run_consumer, ConsumerSettings, Effect, EffectError},
-    outbox::{run_relay, OutboxSignal, RelayConfig},
-    ports::{ConsumedRecord, ConsumerConfig, Store, Tx},
+    inbox::{Effect, EffectError},
+    outbox::OutboxSignal,
+    ports::{ConsumedRecord, Store, Tx},
     Infra, Shutdown,
 };
 
@@ -74,10 +74,7 @@ fn effect() -> Effect<ReportSchema> {
     Arc::new(
         |record: ConsumedRecord, store: Arc<dyn Store<ReportSchema>>| {
             Box::pin(async move {
-                let result: ModerationResult =
-                    serde_json::from_slice(&record.payload).map_err(|e| {
-                        EffectError::Poison(format!("moderation result does not decode: {e}"))
-                    })?;
+                let result = ModerationResult::decode(&record)?;
                 let current = store
                     .query(ReportQuery::Report {
                         report_id: result.task_id.clone(),
@@ -93,10 +90,12 @@ fn effect() -> Effect<ReportSchema> {
                         })))
                     }
                     Some(_) => Ok(None),
-                    None => Err(EffectError::Poison(format!(
-                        "a result for report {}, which does not exist",
-                        result.task_id
-                    ))),
+                    // Not a report of this store (another deployment's, sharing the
+                    // cluster): nothing to do.
+                    None => {
+                        tracing::debug!(task = %result.task_id, "a result for no report of ours");
+                        Ok(None)
+                    }
                 }
             })
         },
@@ -111,34 +110,16 @@ pub async fn run(
     shutdown: Shutdown,
 ) -> anyhow::Result<()> {
     let outbox = OutboxSignal::default();
-    let relay = tokio::spawn(run_relay(
-        infra.store.clone(),
-        infra.events.clone(),
-        infra.producer.clone(),
-        RelayConfig {
-            without_lease: infra.mutants.work_without_claims,
-            ..RelayConfig::default()
-        },
-        infra.instance.clone(),
-        outbox.clone(),
-        shutdown.clone(),
-    ));
-    let mut consumer = ConsumerConfig::new(config.group_id.clone());
-    consumer.client_rack = config.client_rack.clone();
-    consumer.enable_auto_commit = infra.mutants.auto_commit_before_processing;
-    let settings = ConsumerSettings {
-        consumer,
-        topics: vec![platform::topics::MODERATION_RESULTS.into()],
-        producer: infra.producer.clone(),
-        inbox: !infra.mutants.consumer_without_inbox,
-    };
-    let consuming = tokio::spawn(run_consumer(
-        infra.store.clone(),
-        infra.events.clone(),
-        settings,
+    let relay = infra.spawn_relay(outbox.clone(), shutdown.clone());
+    let consuming = infra.spawn_consumer(
+        infra.consumer_settings(
+            &config.group_id,
+            config.client_rack.clone(),
+            &[platform::topics::MODERATION_RESULTS],
+        ),
         effect(),
         shutdown.clone(),
-    ));
+    );
     tracing::info!(listen = %config.listen, "report service up");
     tonic::transport::Server::builder()
         .add_service(ReportServiceServer::new(api::ReportApi {

@@ -11,8 +11,8 @@ use std::{net::SocketAddr, sync::Arc};
 
 use contracts::search::search_service_server::SearchServiceServer;
 use platform::{
-    inbox::{run_consumer, ConsumerSettings, Effect, EffectError},
-    ports::{ConsumedRecord, ConsumerConfig, Store, Tx},
+    inbox::{Effect, EffectError},
+    ports::{ConsumedRecord, Store, Tx},
     Infra, Shutdown,
 };
 
@@ -69,23 +69,15 @@ pub async fn run(
     infra: Infra<SearchSchema>,
     shutdown: Shutdown,
 ) -> anyhow::Result<()> {
-    let mut consumer = ConsumerConfig::new(config.group_id.clone());
-    consumer.client_rack = config.client_rack.clone();
-    // Mutant: commit offsets at poll time, before the effect is durable.
-    consumer.enable_auto_commit = infra.mutants.auto_commit_before_processing;
-    let settings = ConsumerSettings {
-        consumer,
-        topics: vec![ad::AD_CHANGED_TOPIC.into()],
-        producer: infra.producer.clone(),
-        inbox: !infra.mutants.consumer_without_inbox,
-    };
-    let consuming = tokio::spawn(run_consumer(
-        infra.store.clone(),
-        infra.events.clone(),
-        settings,
+    let consuming = infra.spawn_consumer(
+        infra.consumer_settings(
+            &config.group_id,
+            config.client_rack.clone(),
+            &[ad::AD_CHANGED_TOPIC],
+        ),
         effect(),
         shutdown.clone(),
-    ));
+    );
     tracing::info!(listen = %config.listen, "search service up, consuming {}", ad::AD_CHANGED_TOPIC);
     tonic::transport::Server::builder()
         .add_service(SearchServiceServer::new(api::SearchApi {

@@ -23,8 +23,8 @@ use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use contracts::user::user_service_server::UserServiceServer;
 use platform::{
-    inbox::{run_consumer, ConsumerSettings, Effect, EffectError},
-    ports::{ConsumedRecord, ConsumerConfig, Store, Tx},
+    inbox::Effect,
+    ports::{ConsumedRecord, Store, Tx},
     Infra, Mutants, Shutdown,
 };
 
@@ -111,13 +111,11 @@ fn moderation_effect(ignore_bans: bool) -> Effect<UserSchema> {
     Arc::new(
         move |record: ConsumedRecord, _store: Arc<dyn Store<UserSchema>>| {
             Box::pin(async move {
-                let result: moderation::ModerationResult = serde_json::from_slice(&record.payload)
-                    .map_err(|e| {
-                        EffectError::Poison(format!("moderation result does not decode: {e}"))
-                    })?;
-                if result.target_kind != "USER" || result.decision != "BAN" || ignore_bans {
+                let Some(result) =
+                    moderation::ModerationResult::ban_of(&record, "USER", ignore_bans)?
+                else {
                     return Ok(None);
-                }
+                };
                 Ok(Some(Tx::new().write(UserWrite::Block {
                     user_id: result.target_id,
                     reason: result.reason.chars().take(200).collect(),
@@ -146,21 +144,15 @@ pub async fn run(
         tokio::spawn(async move { keys.keep_loaded(&*store, rotate, shutdown).await })
     };
     let purge = tokio::spawn(purge(store, shutdown.clone()));
-    let mut consumer = ConsumerConfig::new(config.moderation_group.clone());
-    consumer.client_rack = config.client_rack.clone();
-    consumer.enable_auto_commit = infra.mutants.auto_commit_before_processing;
-    let moderation = tokio::spawn(run_consumer(
-        infra.store.clone(),
-        infra.events.clone(),
-        ConsumerSettings {
-            consumer,
-            topics: vec![platform::topics::MODERATION_RESULTS.into()],
-            producer: infra.producer.clone(),
-            inbox: !infra.mutants.consumer_without_inbox,
-        },
+    let moderation = infra.spawn_consumer(
+        infra.consumer_settings(
+            &config.moderation_group,
+            config.client_rack.clone(),
+            &[platform::topics::MODERATION_RESULTS],
+        ),
         moderation_effect(infra.mutants.ban_not_enforced),
         shutdown.clone(),
-    ));
+    );
     tracing::info!(listen = %config.listen, "user service up");
     tonic::transport::Server::builder()
         .add_service(UserServiceServer::new(api))
