@@ -12,7 +12,7 @@ use std::{net::SocketAddr, sync::Arc, time::Duration};
 use contracts::report::report_service_server::ReportServiceServer;
 use moderation::{ModerationResult, ModerationTask};
 use platform::{
-    inbox::{Effect, EffectError},
+    inbox::Effect,
     outbox::OutboxSignal,
     ports::{ConsumedRecord, Store, Tx},
     Infra, Shutdown,
