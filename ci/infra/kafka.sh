@@ -284,16 +284,27 @@ wait_brokers_alive() {
   done
 }
 
-# Every topic of the one list (topics.tsv: name, partitions).
+# Every topic of the one list (topics.tsv: name, partitions, configs), with its configs:
+# set on creation, and set again on a topic that exists (so a changed list reaches it).
 ensure_topics() {
-  local name partitions
-  while IFS=$'\t' read -r name partitions; do
+  local name partitions configs pair
+  local -a config_args pairs
+  while IFS=$'\t' read -r name partitions configs; do
     [[ -z "$name" || "$name" == \#* ]] && continue
-    log "ensuring topic $name ($partitions partitions)"
+    config_args=(--config min.insync.replicas=2)
+    if [[ -n "$configs" && "$configs" != "-" ]]; then
+      IFS=',' read -ra pairs <<<"$configs"
+      for pair in "${pairs[@]}"; do config_args+=(--config "$pair"); done
+    fi
+    log "ensuring topic $name ($partitions partitions, configs: ${configs:--})"
     run_tool org.apache.kafka.tools.TopicCommand --bootstrap-server "$BOOTSTRAP" \
       --create --if-not-exists --topic "$name" --partitions "$partitions" --replication-factor 3 \
-      --config min.insync.replicas=2 2>&1 |
+      "${config_args[@]}" 2>&1 |
       sed '/limitations in metric names/d' >&2 # harmless notice about '.' in the name
+    if [[ -n "$configs" && "$configs" != "-" ]]; then
+      run_tool org.apache.kafka.tools.ConfigCommand --bootstrap-server "$BOOTSTRAP" \
+        --alter --entity-type topics --entity-name "$name" --add-config "$configs" >/dev/null
+    fi
   done < "$TOPICS_FILE"
 }
 
@@ -302,9 +313,9 @@ ensure_topics() {
 # fresh consumer groups of its stacks (which start at the earliest offset) do not replay
 # what earlier runs and benchmarks left.
 cmd_truncate() {
-  local name partitions p json='{"version":1,"partitions":['
+  local name partitions configs p json='{"version":1,"partitions":['
   local first=1
-  while IFS=$'\t' read -r name partitions; do
+  while IFS=$'\t' read -r name partitions configs; do
     [[ -z "$name" || "$name" == \#* ]] && continue
     for ((p = 0; p < partitions; p++)); do
       ((first)) || json+=','

@@ -100,7 +100,8 @@ impl KafkaSettings {
     }
 }
 
-/// The services' producer settings; absent fields keep `ProducerConfig::default()`.
+/// The services' producer settings, and their consumers' `max.poll.interval.ms`; absent
+/// fields keep `ProducerConfig::default()` and librdkafka's defaults.
 /// Mutants apply on top.
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -114,6 +115,9 @@ pub struct ClientSettings {
     pub delivery_timeout_ms: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub request_timeout_ms: Option<u64>,
+    /// Consumers' `max.poll.interval.ms` (default librdkafka's 300 s).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_poll_interval_ms: Option<u64>,
 }
 
 impl ClientSettings {
@@ -224,6 +228,10 @@ pub struct Providers {
     pub moderator_fail_per_mille: u32,
     /// Provider answers 5 s late, per mille.
     pub moderator_late_per_mille: u32,
+    /// Delay of every other provider answer.
+    pub moderator_latency_ms: u64,
+    /// The workers' bound on one provider call.
+    pub moderator_call_timeout_ms: u64,
 }
 
 impl Default for Providers {
@@ -239,6 +247,8 @@ impl Default for Providers {
             moderation_provider: false,
             moderator_fail_per_mille: 50,
             moderator_late_per_mille: 20,
+            moderator_latency_ms: 30,
+            moderator_call_timeout_ms: 2_000,
         }
     }
 }
@@ -446,6 +456,7 @@ pub const EMBEDDED: &[(&str, &str)] = embed![
     "order-burst",
     "moderation-workers-crash",
     "moderation-provider-outage",
+    "moderation-slow-workers",
     "swarm",
 ];
 

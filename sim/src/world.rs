@@ -102,6 +102,8 @@ struct SimEnv {
         fakes::moderator::SharedVerdicts,
     ),
     moderation_provider: bool,
+    moderation_tuning: moderation::Tuning,
+    max_poll_interval: Duration,
     order_limits: order::Limits,
 }
 
@@ -150,6 +152,7 @@ impl wiring::Env for SimEnv {
             events: self.events.clone(),
             producer: self.producer.clone(),
             mutants: self.mutants,
+            max_poll_interval: self.max_poll_interval,
         })
     }
 
@@ -184,6 +187,10 @@ impl wiring::Env for SimEnv {
         fakes::moderator::SharedVerdicts,
     ) {
         self.moderator.clone()
+    }
+
+    fn moderation_tuning(&self) -> moderation::Tuning {
+        self.moderation_tuning
     }
 
     fn moderation_provider(&self) -> Option<String> {
@@ -315,9 +322,17 @@ pub async fn run(scenario: &Scenario, mutants: Mutants, record: bool) -> Outcome
     let moderator_config = fakes::moderator::ModeratorConfig {
         fail_per_mille: p.moderator_fail_per_mille,
         late_per_mille: p.moderator_late_per_mille,
-        latency_ms: 30,
+        latency_ms: p.moderator_latency_ms,
         late_ms: 5_000,
     };
+    let moderation_tuning = moderation::Tuning {
+        provider_call: Duration::from_millis(p.moderator_call_timeout_ms),
+        ..moderation::Tuning::default()
+    };
+    let max_poll_interval = scenario.client.max_poll_interval_ms.map_or(
+        platform::ports::MAX_POLL_INTERVAL_DEFAULT,
+        Duration::from_millis,
+    );
     let s3_config = fakes::s3::S3Config::default();
 
     for service in SERVICES.iter() {
@@ -336,6 +351,8 @@ pub async fn run(scenario: &Scenario, mutants: Mutants, record: bool) -> Outcome
                 s3: (s3_config.clone(), objects.clone()),
                 moderator: (moderator_config.clone(), verdicts.clone()),
                 moderation_provider: p.moderation_provider,
+                moderation_tuning,
+                max_poll_interval,
                 order_limits: scenario.admission.apply(order::Limits::default()),
             };
             let id = handle
@@ -505,6 +522,14 @@ pub async fn run(scenario: &Scenario, mutants: Mutants, record: bool) -> Outcome
             .filter(|r| r.decision == "BAN")
             .count()
     ));
+    {
+        let asked = verdicts.lock().map(|v| v.clone()).unwrap_or_default();
+        trace.push(format!(
+            "{} task(s) asked of the moderation provider, {} more than once",
+            asked.len(),
+            asked.values().filter(|answers| answers.len() > 1).count()
+        ));
+    }
     for v in &violations {
         trace.push(format!("violation {v}"));
     }

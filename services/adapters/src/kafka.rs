@@ -16,7 +16,9 @@ use platform::ports::{
     Consumer, ConsumerConfig, EventLog, EventLogError, Producer, ProducerConfig,
 };
 use rdkafka::{
-    admin::{AdminClient, AdminOptions, NewTopic, TopicReplication},
+    admin::{
+        AdminClient, AdminOptions, AlterConfig, NewTopic, ResourceSpecifier, TopicReplication,
+    },
     client::DefaultClientContext,
     consumer::{Consumer as _, StreamConsumer},
     metadata::Metadata,
@@ -90,7 +92,6 @@ impl KafkaEventLog {
     /// Creates `topic` if missing (with `min.insync.replicas` and unclean leader election
     /// off) and waits until every partition has a leader and `min_insync` in-sync replicas.
     /// An existing topic with another partition count is an error.
-    #[tracing::instrument(skip(self))]
     pub async fn ensure_topic(
         &self,
         topic: &str,
@@ -98,14 +99,51 @@ impl KafkaEventLog {
         replication_factor: i32,
         min_insync: i32,
     ) -> Result<(), EventLogError> {
+        self.ensure_topic_with(topic, partitions, replication_factor, min_insync, &[])
+            .await
+    }
+
+    /// Ensures every topic of the list (`topics.tsv`) with its configs.
+    pub async fn ensure_listed_topics(&self) -> Result<(), EventLogError> {
+        for t in platform::topics::all() {
+            self.ensure_topic_with(
+                &t.name,
+                t.partitions,
+                platform::topics::REPLICATION_FACTOR,
+                platform::topics::MIN_INSYNC_REPLICAS,
+                &t.configs,
+            )
+            .await?;
+        }
+        Ok(())
+    }
+
+    /// [`KafkaEventLog::ensure_topic`] with topic `configs` (e.g. `retention.ms`): set on
+    /// creation, and set again on a topic that exists (an `AlterConfigs` that states every
+    /// config this adapter manages, so one changed in the list reaches the cluster).
+    #[tracing::instrument(skip(self))]
+    pub async fn ensure_topic_with(
+        &self,
+        topic: &str,
+        partitions: i32,
+        replication_factor: i32,
+        min_insync: i32,
+        configs: &[(String, String)],
+    ) -> Result<(), EventLogError> {
         let min_insync_text = min_insync.to_string();
-        let new_topic = NewTopic::new(
+        let mut settings: Vec<(&str, &str)> = vec![
+            ("min.insync.replicas", &min_insync_text),
+            ("unclean.leader.election.enable", "false"),
+        ];
+        settings.extend(configs.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        let mut new_topic = NewTopic::new(
             topic,
             partitions,
             TopicReplication::Fixed(replication_factor),
-        )
-        .set("min.insync.replicas", &min_insync_text)
-        .set("unclean.leader.election.enable", "false");
+        );
+        for (k, v) in &settings {
+            new_topic = new_topic.set(k, v);
+        }
         let options = AdminOptions::new()
             .request_timeout(Some(self.config.admin_timeout))
             .operation_timeout(Some(self.config.admin_timeout));
@@ -120,6 +158,41 @@ impl KafkaEventLog {
                 Ok(_) => {}
                 Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => existed = true,
                 Err((_, code)) => return Err(from_code("create topic", topic, code)),
+            }
+        }
+
+        if existed && !configs.is_empty() {
+            let mut alter = AlterConfig::new(ResourceSpecifier::Topic(topic));
+            for (k, v) in &settings {
+                alter = alter.set(k, v);
+            }
+            for result in self
+                .admin
+                .alter_configs([&alter], &options)
+                .await
+                .map_err(|e| event_log_error("alter topic configs", topic, &e))?
+            {
+                if let Err((_, code)) = result {
+                    return Err(from_code("alter topic configs", topic, code));
+                }
+            }
+        }
+        if !configs.is_empty() {
+            // Read back what the brokers hold: a change reaches them through the metadata
+            // log a moment later, and the legacy AlterConfigs answers success for a name the
+            // cluster then ignores.
+            let deadline = tokio::time::Instant::now() + self.config.admin_timeout;
+            loop {
+                let held = self.topic_configs(topic).await?;
+                let differs = configs.iter().find(|(k, v)| held.get(k) != Some(v));
+                let Some((k, v)) = differs else { break };
+                if tokio::time::Instant::now() >= deadline {
+                    return Err(EventLogError::Fatal(format!(
+                        "topic {topic}: the cluster holds {k}={:?}, not {v:?}",
+                        held.get(k)
+                    )));
+                }
+                tokio::time::sleep(TOPIC_READY_POLL).await;
             }
         }
 
@@ -155,6 +228,30 @@ impl KafkaEventLog {
             }
             tokio::time::sleep(TOPIC_READY_POLL).await;
         }
+    }
+
+    /// The configs of `topic` the cluster reports, by name (defaults included).
+    pub async fn topic_configs(
+        &self,
+        topic: &str,
+    ) -> Result<std::collections::BTreeMap<String, String>, EventLogError> {
+        let options = AdminOptions::new().request_timeout(Some(self.config.admin_timeout));
+        let results = self
+            .admin
+            .describe_configs([&ResourceSpecifier::Topic(topic)], &options)
+            .await
+            .map_err(|e| event_log_error("describe topic configs", topic, &e))?;
+        let mut out = std::collections::BTreeMap::new();
+        for result in results {
+            let resource =
+                result.map_err(|code| from_code("describe topic configs", topic, code))?;
+            for entry in resource.entries {
+                if let Some(value) = entry.value {
+                    out.insert(entry.name, value);
+                }
+            }
+        }
+        Ok(out)
     }
 
     /// Deletes `topic` (tests clean up after themselves with it).

@@ -78,8 +78,14 @@ pub struct Settings {
     /// `MODERATION_PROVIDER_URL`: the external moderation provider the workers call (e.g.
     /// the fake `marketplace serve moderator`); unset, the workers decide by the rules.
     pub moderation_provider: Option<String>,
-    /// The fake moderation provider's behaviour (`MODERATOR_FAIL_PER_MILLE`).
+    /// The fake moderation provider's behaviour (`MODERATOR_FAIL_PER_MILLE`,
+    /// `MODERATOR_LATENCY_MS`).
     pub moderator: fakes::moderator::ModeratorConfig,
+    /// The moderation workers' tuning (`MODERATION_TASK_ATTEMPTS`,
+    /// `MODERATION_PROVIDER_TIMEOUT_MS`).
+    pub moderation: moderation::Tuning,
+    /// `KAFKA_MAX_POLL_INTERVAL_MS`: Kafka `max.poll.interval.ms` of every consumer.
+    pub max_poll_interval: std::time::Duration,
 }
 
 /// The key of the payment service's webhook listener in [`Settings::listen`].
@@ -180,6 +186,23 @@ impl Settings {
         };
         let mut moderator = fakes::moderator::ModeratorConfig::default();
         moderator.fail_per_mille = env_parse("MODERATOR_FAIL_PER_MILLE", moderator.fail_per_mille)?;
+        moderator.latency_ms = env_parse("MODERATOR_LATENCY_MS", moderator.latency_ms)?;
+        let defaults = moderation::Tuning::default();
+        let moderation = moderation::Tuning {
+            task_attempts: env_parse("MODERATION_TASK_ATTEMPTS", defaults.task_attempts)?,
+            provider_call: std::time::Duration::from_millis(env_parse(
+                "MODERATION_PROVIDER_TIMEOUT_MS",
+                defaults.provider_call.as_millis() as u64,
+            )?),
+        };
+        anyhow::ensure!(
+            moderation.task_attempts >= 1,
+            "MODERATION_TASK_ATTEMPTS must be at least 1"
+        );
+        let max_poll_interval = std::time::Duration::from_millis(env_parse(
+            "KAFKA_MAX_POLL_INTERVAL_MS",
+            platform::ports::MAX_POLL_INTERVAL_DEFAULT.as_millis() as u64,
+        )?);
         Ok(Settings {
             database_url: env_or(
                 "DATABASE_URL",
@@ -211,6 +234,8 @@ impl Settings {
                 .ok()
                 .filter(|u| !u.is_empty()),
             moderator,
+            moderation,
+            max_poll_interval,
         })
     }
 
@@ -345,6 +370,7 @@ impl Env for ProcessEnv {
                 ..ProducerConfig::default()
             },
             mutants: Mutants::default(),
+            max_poll_interval: self.settings.max_poll_interval,
         })
     }
 
@@ -385,6 +411,10 @@ impl Env for ProcessEnv {
         self.settings.moderation_provider.clone()
     }
 
+    fn moderation_tuning(&self) -> moderation::Tuning {
+        self.settings.moderation
+    }
+
     fn object_store(&self) -> media::ObjectStoreConfig {
         self.settings.object_store.clone()
     }
@@ -403,16 +433,9 @@ pub async fn start(
         let log = KafkaEventLog::connect(KafkaConfig::new(settings.kafka_bootstrap.clone()))
             .await
             .context("connecting to Kafka")?;
-        for topic in platform::topics::all() {
-            log.ensure_topic(
-                &topic.name,
-                topic.partitions,
-                platform::topics::REPLICATION_FACTOR,
-                platform::topics::MIN_INSYNC_REPLICAS,
-            )
+        log.ensure_listed_topics()
             .await
-            .with_context(|| format!("creating topic {}", topic.name))?;
-        }
+            .context("creating the listed topics")?;
         Some(Arc::new(log))
     } else {
         None

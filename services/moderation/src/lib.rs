@@ -102,9 +102,14 @@ impl ModerationResult {
 /// Why a moderator gave no decision.
 #[derive(Debug, thiserror::Error)]
 pub enum ModeratorError {
-    /// Not now (the provider is down or slow): the task is read again later.
+    /// Not now, and not because of this task (the provider cannot be reached): the task is
+    /// read again later, as often as it takes.
     #[error("moderator unavailable: {0}")]
     Unavailable(String),
+    /// The provider answered this task with failures (5xx, or too late) through the whole
+    /// retry policy: an attempt that counts towards [`Tuning::task_attempts`].
+    #[error("moderator failed on the task: {0}")]
+    Failed(String),
     /// Never (the provider refuses the task): the task goes to the dead-letter topic.
     #[error("moderator refused the task: {0}")]
     Refused(String),
@@ -194,8 +199,9 @@ impl Moderator for Provider {
             .await
             .map_err(|e| match e.into_inner() {
                 Some(e) if !e.is_transient() => ModeratorError::Refused(e.to_string()),
-                Some(e) => ModeratorError::Unavailable(e.to_string()),
-                None => ModeratorError::Unavailable("retries exhausted".into()),
+                Some(e @ HttpError::Connect { .. }) => ModeratorError::Unavailable(e.to_string()),
+                Some(e) => ModeratorError::Failed(e.to_string()),
+                None => ModeratorError::Failed("the retry deadline passed".into()),
             })?;
             if !DECISIONS.contains(&answer.decision.as_str()) {
                 return Err(ModeratorError::Refused(format!(
@@ -215,6 +221,27 @@ pub struct Config {
     pub group_id: String,
     /// Kafka `client.rack` of this instance.
     pub client_rack: Option<String>,
+    /// Deliveries of one task that may fail (see [`ModeratorError::Failed`]) before it is
+    /// dead-lettered.
+    pub task_attempts: u32,
+}
+
+/// How the workers work, whoever decides.
+#[derive(Clone, Copy, Debug)]
+pub struct Tuning {
+    /// Deliveries of one task that may fail before it goes to `moderation.tasks.dlq`.
+    pub task_attempts: u32,
+    /// Bound on one call to the external provider.
+    pub provider_call: std::time::Duration,
+}
+
+impl Default for Tuning {
+    fn default() -> Self {
+        Tuning {
+            task_attempts: 5,
+            provider_call: std::time::Duration::from_secs(2),
+        }
+    }
 }
 
 pub(crate) fn now_ms() -> i64 {
@@ -259,6 +286,7 @@ fn effect(
                     })?;
                 let (decision, reason) = moderator.decide(&task).await.map_err(|e| match e {
                     ModeratorError::Refused(why) => EffectError::Poison(why),
+                    e @ ModeratorError::Failed(_) => EffectError::Failed(e.into()),
                     e @ ModeratorError::Unavailable(_) => EffectError::Retry(e.into()),
                 })?;
                 let decided = Decision {
@@ -300,11 +328,14 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let outbox = OutboxSignal::default();
     let relay = infra.spawn_relay(outbox.clone(), shutdown.clone());
-    let settings = infra.consumer_settings(
-        &config.group_id,
-        config.client_rack.clone(),
-        &[platform::topics::MODERATION_TASKS],
-    );
+    let settings = platform::inbox::ConsumerSettings {
+        attempts_max: Some(config.task_attempts),
+        ..infra.consumer_settings(
+            &config.group_id,
+            config.client_rack.clone(),
+            &[platform::topics::MODERATION_TASKS],
+        )
+    };
     tracing::info!(worker = %infra.instance, "moderation worker up, consuming {}", platform::topics::MODERATION_TASKS);
     run_consumer(
         infra.store.clone(),
@@ -323,4 +354,124 @@ pub async fn run(
     .await;
     let _ = relay.await;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use tokio::{
+        io::{AsyncReadExt, AsyncWriteExt},
+        net::TcpListener,
+    };
+
+    use super::*;
+
+    /// A provider that answers every request with `status` and `body`; its URL.
+    async fn provider_answering(status: &'static str, body: &'static str) -> String {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let url = format!("http://{}", listener.local_addr().expect("addr"));
+        tokio::spawn(async move {
+            while let Ok((mut conn, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    // Read the whole request (headers, then the body its length names).
+                    let mut request = Vec::new();
+                    let mut buf = [0u8; 4096];
+                    loop {
+                        let Ok(n) = conn.read(&mut buf).await else {
+                            return;
+                        };
+                        if n == 0 {
+                            return;
+                        }
+                        request.extend_from_slice(&buf[..n]);
+                        let text = String::from_utf8_lossy(&request).to_lowercase();
+                        if let Some(end) = text.find("\r\n\r\n") {
+                            let length = text
+                                .lines()
+                                .find_map(|l| l.strip_prefix("content-length:"))
+                                .and_then(|v| v.trim().parse::<usize>().ok())
+                                .unwrap_or(0);
+                            if request.len() >= end + 4 + length {
+                                break;
+                            }
+                        }
+                    }
+                    let answer = format!(
+                        "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                        body.len()
+                    );
+                    let _ = conn.write_all(answer.as_bytes()).await;
+                });
+            }
+        });
+        url
+    }
+
+    fn provider(url: String) -> Provider {
+        Provider {
+            url,
+            http: HttpClient::new(Duration::from_secs(2)),
+            policy: RetryPolicy {
+                delay_initial: Duration::from_millis(1),
+                delay_max: Duration::from_millis(1),
+                attempts_max: 2,
+                deadline: Duration::from_secs(5),
+            },
+        }
+    }
+
+    fn task() -> ModerationTask {
+        ModerationTask {
+            task_id: "t1".into(),
+            target_kind: "AD".into(),
+            target_id: "a1".into(),
+            reporter_id: "u1".into(),
+            reason: "spam".into(),
+            comment: String::new(),
+            created_ms: 0,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_provider_answer_is_the_decision() {
+        let url = provider_answering("200 OK", r#"{"decision":"BAN","reason":"looks bad"}"#).await;
+        let got = provider(url).decide(&task()).await.expect("decided");
+        assert_eq!(got, ("BAN".to_owned(), "looks bad".to_owned()));
+    }
+
+    #[tokio::test]
+    async fn server_errors_on_the_task_are_a_failed_attempt_that_counts() {
+        let url = provider_answering("503 Service Unavailable", "{}").await;
+        let got = provider(url).decide(&task()).await;
+        assert!(matches!(got, Err(ModeratorError::Failed(_))), "{got:?}");
+    }
+
+    #[tokio::test]
+    async fn a_provider_nobody_answers_for_is_unavailable_and_counts_for_nothing() {
+        // A port that was just free: connections are refused.
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let url = format!("http://{}", listener.local_addr().expect("addr"));
+        drop(listener);
+        let got = provider(url).decide(&task()).await;
+        assert!(
+            matches!(got, Err(ModeratorError::Unavailable(_))),
+            "{got:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_refusal_or_an_unknown_decision_is_final() {
+        for (status, body) in [
+            ("400 Bad Request", "{}"),
+            ("200 OK", r#"{"decision":"MAYBE","reason":"?"}"#),
+        ] {
+            let url = provider_answering(status, body).await;
+            let got = provider(url).decide(&task()).await;
+            assert!(
+                matches!(got, Err(ModeratorError::Refused(_))),
+                "{status}: {got:?}"
+            );
+        }
+    }
 }

@@ -8,9 +8,16 @@
 //! A record the effect can never process ([`EffectError::Poison`]: it does not decode, it
 //! breaks a rule, the store refuses its effect as `Fatal`) goes to the topic's dead-letter
 //! topic ([`crate::topics::dlq`]) with the reason and its origin in headers, and the batch
-//! goes on; one bad record never stops a partition. Any other failure re-reads the batch
-//! after a backoff. Dead letters are at least once: a batch read again after a later failure
-//! sends its letters again (the `event-id` header tells copies apart).
+//! goes on; one bad record never stops a partition. A record whose effect failed
+//! ([`EffectError::Failed`]: this record's processing went wrong, not the world around it)
+//! is tried again up to [`ConsumerSettings::attempts_max`] deliveries, then dead-lettered with
+//! the last reason. The count is kept by the consumer loop, so a record that moves to another
+//! instance starts again: at most `attempts_max` deliveries per instance. Any other failure
+//! ([`EffectError::Retry`]: the store or a dependency is down) re-reads the batch after a
+//! backoff, for as long as it takes. Before a batch is read again, the records before the
+//! failing one are committed, so they are neither applied nor dead-lettered again. Dead
+//! letters are still at least once (a crash or a failed commit between a letter and its
+//! commit sends it again; the `event-id` header tells copies apart).
 
 use std::{sync::Arc, time::Duration};
 
@@ -42,6 +49,10 @@ pub enum EffectError {
     /// Processing failed for now (the store is down…): the batch is read again.
     #[error(transparent)]
     Retry(#[from] anyhow::Error),
+    /// Processing this record failed: the batch is read again, and the record is
+    /// dead-lettered after [`ConsumerSettings::attempts_max`] deliveries.
+    #[error("processing failed: {0:#}")]
+    Failed(anyhow::Error),
 }
 
 impl From<StoreError> for EffectError {
@@ -71,7 +82,13 @@ pub struct ConsumerSettings {
     pub producer: ProducerConfig,
     /// `false` is the mutant that applies each effect once per delivery.
     pub inbox: bool,
+    /// Deliveries of one record that may end in [`EffectError::Failed`] before it is
+    /// dead-lettered; `None`: tried for ever.
+    pub attempts_max: Option<u32>,
 }
+
+/// Bound on the records whose failed attempts a consumer loop remembers.
+const ATTEMPTS_TRACKED_MAX: usize = 10_000;
 
 /// Consumes `settings.topics` as `settings.consumer.group_id` until shutdown, applying
 /// `effect` once per event.
@@ -87,6 +104,8 @@ pub async fn run_consumer<S: Schema>(
     let mut failures = 0u32;
     let mut consumer: Option<Box<dyn Consumer>> = None;
     let mut dead_letters: Option<Arc<dyn Producer>> = None;
+    // Failed deliveries per event id, for `attempts_max`.
+    let mut attempts: std::collections::BTreeMap<String, u32> = Default::default();
     while !shutdown.is_requested() {
         let result = async {
             if consumer.is_none() {
@@ -95,35 +114,59 @@ pub async fn run_consumer<S: Schema>(
             }
             let c = consumer.as_mut().expect("set above");
             let records = c.poll(Duration::from_millis(500)).await?;
-            for r in &records {
+            for (i, r) in records.iter().enumerate() {
                 let applied = if settings.inbox {
                     apply_once(&store, &group, r, &effect).await
                 } else {
                     apply_without_inbox(&store, r, &effect).await
                 };
-                match applied {
-                    Ok(()) => {}
-                    Err(EffectError::Poison(reason)) => {
-                        if dead_letters.is_none() {
-                            dead_letters = Some(events.producer(settings.producer.clone()).await?);
+                let reason = match applied {
+                    Ok(()) => {
+                        if !attempts.is_empty() {
+                            attempts.remove(&event_id(r));
                         }
-                        let p = dead_letters.as_ref().expect("set above");
-                        if let Err(e) = p.send(dead_letter(r, &group, &reason)).await {
-                            // A new producer next time (this one may be broken for good);
-                            // the batch is read again, so the letter is at least once.
-                            dead_letters = None;
-                            return Err(e.into());
-                        }
-                        tracing::warn!(
-                            group = %group,
-                            topic = %r.topic,
-                            partition = r.partition,
-                            offset = r.offset,
-                            %reason,
-                            "record dead-lettered"
-                        );
+                        continue;
                     }
-                    Err(EffectError::Retry(e)) => return Err(e),
+                    Err(EffectError::Poison(reason)) => reason,
+                    Err(EffectError::Retry(e)) => {
+                        return Err(keep_progress(c.as_mut(), &records[..i], e).await)
+                    }
+                    Err(EffectError::Failed(e)) => {
+                        let id = event_id(r);
+                        if attempts.len() >= ATTEMPTS_TRACKED_MAX {
+                            attempts.clear();
+                        }
+                        let n = attempts.entry(id.clone()).or_insert(0);
+                        *n += 1;
+                        match settings.attempts_max {
+                            Some(max) if *n >= max => {
+                                let n = *n;
+                                attempts.remove(&id);
+                                format!("failed {n} times; last: {e:#}")
+                            }
+                            _ => return Err(keep_progress(c.as_mut(), &records[..i], e).await),
+                        }
+                    }
+                };
+                {
+                    if dead_letters.is_none() {
+                        dead_letters = Some(events.producer(settings.producer.clone()).await?);
+                    }
+                    let p = dead_letters.as_ref().expect("set above");
+                    if let Err(e) = p.send(dead_letter(r, &group, &reason)).await {
+                        // A new producer next time (this one may be broken for good);
+                        // the batch is read again, so the letter is at least once.
+                        dead_letters = None;
+                        return Err(e.into());
+                    }
+                    tracing::warn!(
+                        group = %group,
+                        topic = %r.topic,
+                        partition = r.partition,
+                        offset = r.offset,
+                        %reason,
+                        "record dead-lettered"
+                    );
                 }
             }
             if !records.is_empty() {
@@ -147,6 +190,22 @@ pub async fn run_consumer<S: Schema>(
             }
         }
     }
+}
+
+/// Before a batch is read again from where `done` began: commits `done` (the records
+/// before the one that failed, each taken effect or dead-lettered), so they are not
+/// processed nor dead-lettered again. Returns `failure`, the reason to re-read.
+async fn keep_progress(
+    consumer: &mut dyn Consumer,
+    done: &[ConsumedRecord],
+    failure: anyhow::Error,
+) -> anyhow::Error {
+    if !done.is_empty() {
+        if let Err(e) = consumer.commit(done).await {
+            tracing::debug!(error = %e, "committing the records before a failure failed");
+        }
+    }
+    failure
 }
 
 /// The dead letter of `record`: the same key, payload and headers, plus why and whence.
@@ -196,7 +255,8 @@ async fn apply<S: Schema>(
         let tx = match effect(record.clone(), store.clone()).await {
             Ok(Some(tx)) => tx,
             Ok(None) => return Ok(None),
-            Err(EffectError::Poison(reason)) => return Ok(Some(reason)),
+            Err(EffectError::Poison(reason)) => return Ok(Some(Err(reason))),
+            Err(EffectError::Failed(e)) => return Ok(Some(Ok(format!("{e:#}")))),
             Err(EffectError::Retry(e)) => {
                 return Err(StoreError::Unavailable(format!("{e:#}")));
             }
@@ -213,7 +273,8 @@ async fn apply<S: Schema>(
     .await;
     match applied {
         Ok(None) => Ok(()),
-        Ok(Some(reason)) => Err(EffectError::Poison(reason)),
+        Ok(Some(Err(reason))) => Err(EffectError::Poison(reason)),
+        Ok(Some(Ok(failure))) => Err(EffectError::Failed(anyhow::anyhow!(failure))),
         // The store refuses the effect for good (a constraint it breaks): retrying would
         // stop the partition forever, so it is dead-lettered like an undecodable record.
         Err(StoreError::Fatal(reason)) => Err(EffectError::Poison(format!(

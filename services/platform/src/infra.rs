@@ -20,6 +20,8 @@ pub struct Infra<S: Schema> {
     pub producer: ProducerConfig,
     /// Deliberate faults for the simulation's checkers; default in production.
     pub mutants: Mutants,
+    /// Kafka `max.poll.interval.ms` of the instance's consumers.
+    pub max_poll_interval: std::time::Duration,
 }
 
 impl<S: Schema> Clone for Infra<S> {
@@ -30,6 +32,7 @@ impl<S: Schema> Clone for Infra<S> {
             events: self.events.clone(),
             producer: self.producer.clone(),
             mutants: self.mutants,
+            max_poll_interval: self.max_poll_interval,
         }
     }
 }
@@ -68,11 +71,13 @@ impl<S: Schema> Infra<S> {
         let mut consumer = crate::ports::ConsumerConfig::new(group);
         consumer.client_rack = client_rack;
         consumer.enable_auto_commit = self.mutants.auto_commit_before_processing;
+        consumer.max_poll_interval = self.max_poll_interval;
         crate::inbox::ConsumerSettings {
             consumer,
             topics: topics.iter().map(|t| (*t).to_owned()).collect(),
             producer: self.producer.clone(),
             inbox: !self.mutants.consumer_without_inbox,
+            attempts_max: None,
         }
     }
 

@@ -6,7 +6,7 @@ pub mod store;
 
 pub use event_log::{
     Acks, ConsumedRecord, Consumer, ConsumerConfig, EventLog, EventLogError, ProducedRecord,
-    Producer, ProducerConfig, RecordAck,
+    Producer, ProducerConfig, RecordAck, MAX_POLL_INTERVAL_DEFAULT,
 };
 pub use store::{
     liveness_lease, Claimed, Cleaned, ExpectClaim, InboxMark, OutboxMessage, OutboxRow, Platform,

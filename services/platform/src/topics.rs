@@ -24,6 +24,8 @@ pub fn dlq(topic: &str) -> String {
 pub struct Topic {
     pub name: String,
     pub partitions: i32,
+    /// Topic configs besides `min.insync.replicas` (e.g. `retention.ms`), in list order.
+    pub configs: Vec<(String, String)>,
 }
 
 /// Replication factor of every topic.
@@ -38,14 +40,34 @@ pub fn all() -> Vec<Topic> {
     LIST.lines()
         .map(str::trim)
         .filter(|l| !l.is_empty() && !l.starts_with('#'))
-        .filter_map(|l| {
-            let (name, partitions) = l.split_once('\t')?;
-            Some(Topic {
-                name: name.trim().to_owned(),
-                partitions: partitions.trim().parse().ok()?,
-            })
-        })
+        .filter_map(parse_line)
         .collect()
+}
+
+/// `name<TAB>partitions<TAB>configs`; `None` if malformed.
+fn parse_line(line: &str) -> Option<Topic> {
+    let mut columns = line.split('\t');
+    let name = columns.next()?.trim();
+    let partitions = columns.next()?.trim().parse().ok()?;
+    let configs = match columns.next()?.trim() {
+        "-" => Vec::new(),
+        text => text
+            .split(',')
+            .map(|pair| {
+                let (k, v) = pair.split_once('=')?;
+                let (k, v) = (k.trim(), v.trim());
+                (!k.is_empty() && !v.is_empty()).then(|| (k.to_owned(), v.to_owned()))
+            })
+            .collect::<Option<Vec<_>>>()?,
+    };
+    if name.is_empty() || columns.next().is_some() {
+        return None;
+    }
+    Some(Topic {
+        name: name.to_owned(),
+        partitions,
+        configs,
+    })
 }
 
 #[cfg(test)]
@@ -64,11 +86,46 @@ mod tests {
         );
         assert!(topics.contains(&Topic {
             name: ORDER_STATUS_CHANGED.into(),
-            partitions: 6
+            partitions: 6,
+            configs: vec![],
         }));
         assert!(topics.iter().any(|t| t.name == dlq(ORDER_STATUS_CHANGED)));
         let mut names: Vec<_> = topics.iter().map(|t| &t.name).collect();
         names.dedup();
         assert_eq!(names.len(), topics.len());
+    }
+
+    #[test]
+    fn moderation_tasks_are_kept_a_few_days_and_deleted() {
+        let tasks = all()
+            .into_iter()
+            .find(|t| t.name == MODERATION_TASKS)
+            .expect("listed");
+        assert_eq!(tasks.partitions, 12);
+        let config = |k: &str| {
+            tasks
+                .configs
+                .iter()
+                .find(|(key, _)| key == k)
+                .map(|(_, v)| v.as_str())
+        };
+        assert_eq!(config("cleanup.policy"), Some("delete"));
+        let days = config("retention.ms")
+            .and_then(|v| v.parse::<u64>().ok())
+            .expect("retention.ms")
+            / 86_400_000;
+        assert!((2..=7).contains(&days), "{days} days");
+    }
+
+    #[test]
+    fn a_malformed_line_is_refused() {
+        assert!(parse_line("t\t3\tretention.ms").is_none());
+        assert!(parse_line("t\tx\t-").is_none());
+        assert!(parse_line("t\t3").is_none());
+        assert!(parse_line("t\t3\t-\textra").is_none());
+        assert_eq!(
+            parse_line("t\t3\ta=1,b=2").map(|t| t.configs),
+            Some(vec![("a".into(), "1".into()), ("b".into(), "2".into())])
+        );
     }
 }

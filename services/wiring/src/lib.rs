@@ -155,8 +155,6 @@ pub mod timing {
     pub const PSP_CALL: Duration = Duration::from_secs(2);
     /// Bound on one call to the courier.
     pub const COURIER_CALL: Duration = Duration::from_secs(2);
-    /// Bound on one call to the moderation provider.
-    pub const PROVIDER_CALL: Duration = Duration::from_secs(2);
     /// Worker poll interval when nothing wakes it (payment, delivery).
     pub const WORKER_POLL: Duration = Duration::from_millis(500);
 }
@@ -197,6 +195,8 @@ pub trait Env: Send + Sync {
     /// The URL of the external moderation provider the workers call; `None`: the workers
     /// decide by the rules themselves.
     fn moderation_provider(&self) -> Option<String>;
+    /// How the moderation workers work: attempts per task, the bound on a provider call.
+    fn moderation_tuning(&self) -> moderation::Tuning;
     /// The fake object store's settings and objects.
     fn s3(&self) -> (fakes::s3::S3Config, fakes::s3::SharedObjects);
     /// Where the media service keeps photos.
@@ -308,17 +308,19 @@ pub async fn run_service(
             media::run(config, env.store()?, shutdown).await
         }
         "moderation" => {
+            let tuning = env.moderation_tuning();
             let config = moderation::Config {
                 group_id: env.consumer_group(moderation::GROUP),
                 client_rack: env.client_rack(),
+                task_attempts: tuning.task_attempts,
             };
             let moderator: Arc<dyn moderation::Moderator> = match env.moderation_provider() {
                 Some(url) => Arc::new(moderation::Provider {
                     url,
-                    http: platform::http::HttpClient::new(timing::PROVIDER_CALL),
+                    http: platform::http::HttpClient::new(tuning.provider_call),
                     policy: platform::retry::RetryPolicy {
                         attempts_max: 4,
-                        deadline: Duration::from_secs(10),
+                        deadline: (tuning.provider_call * 5).max(Duration::from_secs(10)),
                         ..platform::retry::RetryPolicy::rpc()
                     },
                 }),

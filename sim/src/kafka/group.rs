@@ -3,11 +3,18 @@
 //! coordinator restart, as they do after a coordinator move in Kafka); generations and
 //! committed offsets live on the controller's disk.
 //!
-//! Simplified from Kafka's classic protocol: the coordinator computes the assignment itself
-//! (range assignor, as KIP-848's server-side assignors do) and hands it out in the join reply.
-//! Every membership change bumps the generation; members learn of it from their next
-//! heartbeat (`REBALANCE_IN_PROGRESS`) and rejoin. Eager semantics: a member drops all its
-//! positions when its generation changes and restarts from the committed offsets.
+//! Kafka's classic protocol with eager assignors, as librdkafka speaks it by default. A
+//! membership change (a member joins, leaves, changes its topics, or its session expires)
+//! starts a rebalance: members learn of it from their next heartbeat
+//! (`REBALANCE_IN_PROGRESS`), revoke all their partitions at their application's next poll,
+//! and rejoin. The rebalance completes — a new generation and its assignment — only once
+//! every member has rejoined (the JoinGroup barrier) or the rebalance timeout (the members'
+//! largest `max.poll.interval.ms`) evicted those that did not; so a partition's new owner
+//! starts only after its old owner gave it up, or was evicted. Until then a join is answered
+//! "pending" and repeated. The coordinator computes the assignment itself (range assignor)
+//! instead of a leader member doing it in SyncGroup; the outcome is the same. Offsets
+//! committed with the current generation are accepted while a rebalance is pending, as
+//! Kafka accepts them in `PreparingRebalance`.
 
 use std::{
     collections::{BTreeMap, BTreeSet},
@@ -28,13 +35,55 @@ pub const GROUP_MEMBERS_MAX: usize = 256;
 struct Member {
     topics: Vec<String>,
     session_timeout: Duration,
+    /// `max.poll.interval.ms`: how long a rebalance waits for this member to rejoin.
+    rebalance_timeout: Duration,
     last_heartbeat: Instant,
+}
+
+/// A rebalance under way: who rejoined, and when the others are evicted.
+#[derive(Debug)]
+struct Rebalance {
+    deadline: Instant,
+    joined: BTreeSet<String>,
 }
 
 #[derive(Debug, Default)]
 struct GroupState {
     members: BTreeMap<String, Member>,
     assignment: BTreeMap<String, Vec<TopicPartition>>,
+    rebalance: Option<Rebalance>,
+}
+
+impl GroupState {
+    /// Starts a rebalance unless one is under way.
+    fn prepare_rebalance(&mut self, group: &str, now: Instant) {
+        if self.rebalance.is_some() {
+            return;
+        }
+        let timeout = self
+            .members
+            .values()
+            .map(|m| m.rebalance_timeout)
+            .max()
+            .unwrap_or_default();
+        tracing::info!(%group, members = self.members.len(), "group preparing to rebalance");
+        self.rebalance = Some(Rebalance {
+            deadline: now + timeout,
+            joined: BTreeSet::new(),
+        });
+    }
+
+    /// Completes the rebalance under way once every member rejoined.
+    fn try_complete(&mut self, disk: &mut ControllerDisk, group: &str) {
+        let all_joined = match &self.rebalance {
+            Some(r) => self.members.keys().all(|id| r.joined.contains(id)),
+            None => false,
+        };
+        if all_joined {
+            self.rebalance = None;
+            rebalance(disk, group, self);
+        }
+    }
 }
 
 /// The coordinator's in-memory membership for every group.
@@ -58,13 +107,17 @@ impl GroupCoordinator {
                 client_id,
                 topics,
                 session_timeout_ms,
+                rebalance_timeout_ms,
             } => GroupResponse::Join(self.join(
                 disk,
                 &group,
                 member_id,
                 &client_id,
                 topics,
-                Duration::from_millis(session_timeout_ms),
+                (
+                    Duration::from_millis(session_timeout_ms),
+                    Duration::from_millis(rebalance_timeout_ms),
+                ),
                 now,
             )),
             GroupRequest::Heartbeat {
@@ -75,7 +128,7 @@ impl GroupCoordinator {
                 GroupResponse::Heartbeat(self.heartbeat(disk, &group, &member_id, generation, now))
             }
             GroupRequest::Leave { group, member_id } => {
-                self.remove_member(disk, &group, &member_id);
+                self.remove_member(disk, &group, &member_id, now);
                 GroupResponse::Leave
             }
             GroupRequest::OffsetCommit {
@@ -100,25 +153,31 @@ impl GroupCoordinator {
         }
     }
 
-    /// Evicts members whose session expired; returns the groups that rebalanced.
-    pub fn expire_sessions(&mut self, disk: &mut ControllerDisk, now: Instant) -> Vec<String> {
+    /// Evicts members whose session expired, and members a rebalance waited for in vain.
+    pub fn expire_sessions(&mut self, disk: &mut ControllerDisk, now: Instant) {
         let mut expired = Vec::new();
         for (group, state) in &self.groups {
             for (member_id, member) in &state.members {
                 if now.duration_since(member.last_heartbeat) > member.session_timeout {
-                    expired.push((group.clone(), member_id.clone()));
+                    expired.push((group.clone(), member_id.clone(), "session expired"));
+                }
+            }
+            if let Some(r) = state.rebalance.as_ref().filter(|r| now >= r.deadline) {
+                for member_id in state.members.keys() {
+                    if !r.joined.contains(member_id) {
+                        expired.push((
+                            group.clone(),
+                            member_id.clone(),
+                            "did not rejoin within max.poll.interval.ms",
+                        ));
+                    }
                 }
             }
         }
-        let mut rebalanced: Vec<String> = Vec::new();
-        for (group, member_id) in expired {
-            tracing::info!(%group, %member_id, "group member session expired");
-            self.remove_member(disk, &group, &member_id);
-            if !rebalanced.contains(&group) {
-                rebalanced.push(group);
-            }
+        for (group, member_id, why) in expired {
+            tracing::info!(%group, %member_id, why, "group member evicted");
+            self.remove_member(disk, &group, &member_id, now);
         }
-        rebalanced
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -129,7 +188,7 @@ impl GroupCoordinator {
         member_id: Option<String>,
         client_id: &str,
         topics: Vec<String>,
-        session_timeout: Duration,
+        (session_timeout, rebalance_timeout): (Duration, Duration),
         now: Instant,
     ) -> Result<JoinResult, ErrorCode> {
         let state = self.groups.entry(group.to_owned()).or_default();
@@ -152,6 +211,7 @@ impl GroupCoordinator {
             Some(m) => {
                 m.last_heartbeat = now;
                 m.session_timeout = session_timeout;
+                m.rebalance_timeout = rebalance_timeout;
                 let changed = m.topics != topics;
                 m.topics = topics;
                 changed
@@ -162,6 +222,7 @@ impl GroupCoordinator {
                     Member {
                         topics,
                         session_timeout,
+                        rebalance_timeout,
                         last_heartbeat: now,
                     },
                 );
@@ -169,8 +230,12 @@ impl GroupCoordinator {
             }
         };
         if changed {
-            rebalance(disk, group, state);
+            state.prepare_rebalance(group, now);
         }
+        if let Some(r) = state.rebalance.as_mut() {
+            r.joined.insert(member_id.clone());
+        }
+        state.try_complete(disk, group);
         let generation = disk.groups.get(group).map_or(0, |g| g.generation);
         Ok(JoinResult {
             assignment: state
@@ -180,6 +245,7 @@ impl GroupCoordinator {
                 .unwrap_or_default(),
             member_id,
             generation,
+            pending: state.rebalance.is_some(),
         })
     }
 
@@ -198,7 +264,11 @@ impl GroupCoordinator {
             .ok_or(ErrorCode::UnknownMemberId)?;
         member.last_heartbeat = now;
         let current = disk.groups.get(group).map_or(0, |g| g.generation);
-        if generation != current {
+        let pending = self
+            .groups
+            .get(group)
+            .is_some_and(|g| g.rebalance.is_some());
+        if pending || generation != current {
             return Err(ErrorCode::RebalanceInProgress);
         }
         Ok(())
@@ -227,12 +297,22 @@ impl GroupCoordinator {
         Ok(())
     }
 
-    fn remove_member(&mut self, disk: &mut ControllerDisk, group: &str, member_id: &str) {
+    fn remove_member(
+        &mut self,
+        disk: &mut ControllerDisk,
+        group: &str,
+        member_id: &str,
+        now: Instant,
+    ) {
         let Some(state) = self.groups.get_mut(group) else {
             return;
         };
         if state.members.remove(member_id).is_some() {
-            rebalance(disk, group, state);
+            if let Some(r) = state.rebalance.as_mut() {
+                r.joined.remove(member_id);
+            }
+            state.prepare_rebalance(group, now);
+            state.try_complete(disk, group);
         }
     }
 }

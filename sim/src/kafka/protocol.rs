@@ -326,6 +326,8 @@ pub enum GroupRequest {
         client_id: String,
         topics: Vec<String>,
         session_timeout_ms: u64,
+        /// `max.poll.interval.ms`: how long a rebalance waits for the member to rejoin.
+        rebalance_timeout_ms: u64,
     },
     Heartbeat {
         group: String,
@@ -363,4 +365,6 @@ pub struct JoinResult {
     pub member_id: String,
     pub generation: i32,
     pub assignment: Vec<TopicPartition>,
+    /// The rebalance waits for other members to rejoin: join again shortly.
+    pub pending: bool,
 }

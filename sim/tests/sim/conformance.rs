@@ -91,7 +91,7 @@ async fn the_kafka_model_idempotent_producer_writes_each_record_once() {
 async fn the_kafka_model_lets_a_consumer_dead_letter_a_poison_record_and_go_on() {
     let (_c, log) = cluster(&["conf-f", "conf-f.dlq"]);
     on_client(async move {
-        conformance::inbox::a_poison_record_is_dead_lettered_and_the_records_around_it_take_effect(
+        conformance::inbox::bad_records_are_dead_lettered_and_the_records_around_them_take_effect(
             log, "conf-f", "g",
         )
         .await

@@ -87,6 +87,7 @@ fn consumer_config(group: &str) -> ConsumerConfig {
         client_rack: Some("msk".into()),
         enable_auto_commit: false,
         session_timeout: Duration::from_secs(3),
+        max_poll_interval: Duration::from_secs(30),
     }
 }
 

@@ -16,6 +16,28 @@ fn a_moderation_provider_outage_delays_decisions_and_loses_none() {
     scenario_passes("moderation-provider-outage");
 }
 
+#[test]
+fn moderation_workers_slower_than_max_poll_interval_lose_their_partitions_without_double_decisions()
+{
+    let s = scenario::by_name("moderation-slow-workers").expect("scenario");
+    let run = sim::runner::run_seed(&s, platform::Mutants::default(), 1);
+    assert!(
+        run.outcome.violations.is_empty(),
+        "{:?}",
+        run.outcome.violations
+    );
+    // The scenario is only worth its name if a task was taken over: a worker left its
+    // group mid-batch and another asked the provider about the same task again.
+    let [asked, again] = counted(&run.outcome.trace, "asked of the moderation provider")[..] else {
+        panic!("two counts");
+    };
+    assert!(asked >= 15, "{asked} tasks asked");
+    assert!(
+        again >= 1,
+        "no task was asked twice: no worker lost its partitions mid-batch"
+    );
+}
+
 /// The count at the start of the trace line that contains `what`.
 fn counted(trace: &[String], what: &str) -> Vec<usize> {
     trace

@@ -49,6 +49,7 @@ pub(crate) fn consumer(bootstrap_servers: &str, config: &ConsumerConfig) -> Clie
         .set("auto.offset.reset", "earliest")
         .set("enable.partition.eof", "false")
         .set("session.timeout.ms", millis(config.session_timeout))
+        .set("max.poll.interval.ms", millis(config.max_poll_interval))
         // librdkafka wants heartbeats well inside the session timeout.
         .set(
             "heartbeat.interval.ms",

@@ -79,6 +79,72 @@ async fn ensure_topic_is_idempotent_and_refuses_another_partition_count() {
 }
 
 #[tokio::test]
+async fn topic_configs_apply_on_creation_and_to_a_topic_that_exists() {
+    let log = kafka().await;
+    let retention = |days: u64| ("retention.ms".to_owned(), (days * 86_400_000).to_string());
+    // Created with its configs.
+    let topic = unique("it_configs");
+    log.ensure_topic_with(&topic, 1, 3, 2, &[retention(3)])
+        .await
+        .expect("create with configs");
+    let configs = log.topic_configs(&topic).await.expect("describe");
+    assert_eq!(
+        configs.get("retention.ms").map(String::as_str),
+        Some("259200000")
+    );
+    assert_eq!(
+        configs.get("min.insync.replicas").map(String::as_str),
+        Some("2")
+    );
+    // The list changed: the existing topic takes the new value, keeping the rest.
+    log.ensure_topic_with(&topic, 1, 3, 2, &[retention(4)])
+        .await
+        .expect("alter configs");
+    let configs = log.topic_configs(&topic).await.expect("describe");
+    assert_eq!(
+        configs.get("retention.ms").map(String::as_str),
+        Some("345600000")
+    );
+    assert_eq!(
+        configs.get("min.insync.replicas").map(String::as_str),
+        Some("2")
+    );
+    assert_eq!(
+        configs
+            .get("unclean.leader.election.enable")
+            .map(String::as_str),
+        Some("false")
+    );
+    // A config the broker does not know is refused.
+    let bad = log
+        .ensure_topic_with(
+            &topic,
+            1,
+            3,
+            2,
+            &[("retention.fortnights".into(), "2".into())],
+        )
+        .await;
+    assert!(
+        bad.is_err(),
+        "an unknown config must be refused, got {bad:?}"
+    );
+    log.delete_topic(&topic).await.expect("delete topic");
+}
+
+#[tokio::test]
+async fn the_listed_topics_carry_their_configs_on_the_cluster() {
+    let log = kafka().await;
+    log.ensure_listed_topics().await.expect("ensure the list");
+    for t in platform::topics::all() {
+        let configs = log.topic_configs(&t.name).await.expect("describe");
+        for (k, v) in &t.configs {
+            assert_eq!(configs.get(k), Some(v), "{} {k}", t.name);
+        }
+    }
+}
+
+#[tokio::test]
 async fn connecting_to_a_cluster_that_is_not_there_fails_retriably() {
     let mut config = KafkaConfig::new("127.0.0.1:1");
     config.admin_timeout = Duration::from_secs(2);
@@ -101,7 +167,7 @@ async fn kafka_consumer_dead_letters_a_poison_record_and_goes_on() {
         .await
         .unwrap_or_else(|e| panic!("creating {dlq}: {e}"));
     let log = std::sync::Arc::new(log);
-    conformance_inbox::a_poison_record_is_dead_lettered_and_the_records_around_it_take_effect(
+    conformance_inbox::bad_records_are_dead_lettered_and_the_records_around_them_take_effect(
         log.clone(),
         &topic,
         &unique("g"),

@@ -118,16 +118,7 @@ async fn main() -> anyhow::Result<()> {
     let bootstrap = std::env::var("KAFKA_BOOTSTRAP")
         .unwrap_or_else(|_| "127.0.0.1:19092,127.0.0.1:19093,127.0.0.1:19094".into());
     let events = KafkaEventLog::connect(KafkaConfig::new(bootstrap)).await?;
-    for topic in platform::topics::all() {
-        events
-            .ensure_topic(
-                &topic.name,
-                topic.partitions,
-                platform::topics::REPLICATION_FACTOR,
-                platform::topics::MIN_INSYNC_REPLICAS,
-            )
-            .await?;
-    }
+    events.ensure_listed_topics().await?;
     // The fake provider, in this process.
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let provider = format!("http://{}", listener.local_addr()?);

@@ -69,6 +69,9 @@ pub struct ConsumerConfig {
     pub enable_auto_commit: bool,
     /// Kafka `session.timeout.ms`.
     pub session_timeout: Duration,
+    /// Kafka `max.poll.interval.ms`: a member that does not call `poll` for this long leaves
+    /// its group (its partitions go to others), and a rebalance waits this long for it.
+    pub max_poll_interval: Duration,
 }
 
 impl ConsumerConfig {
@@ -80,9 +83,13 @@ impl ConsumerConfig {
             client_rack: None,
             enable_auto_commit: false,
             session_timeout: Duration::from_secs(10),
+            max_poll_interval: MAX_POLL_INTERVAL_DEFAULT,
         }
     }
 }
+
+/// librdkafka's default `max.poll.interval.ms`.
+pub const MAX_POLL_INTERVAL_DEFAULT: Duration = Duration::from_secs(300);
 
 /// A record handed to a producer.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -1,10 +1,18 @@
 //! The consumer: a group member whose membership a background task keeps alive (join,
-//! heartbeat every third of the session timeout, rejoin on rebalance, leave when the consumer
-//! is dropped), and whose `poll` fetches the assigned partitions from their leaders, below the
+//! heartbeat every third of the session timeout, leave when the consumer is dropped), and
+//! whose `poll` fetches the assigned partitions from their leaders, below the
 //! high watermark, starting from the group's committed offsets (or the earliest offset). With
 //! `client_rack`, a leader may name a follower in that rack to read from instead (follower
 //! fetching); the consumer reads there for `metadata_max_age_ms` and falls back to the leader
 //! (for as long again) when that follower fails it.
+//!
+//! A rebalance goes as librdkafka's eager protocol takes it: the background task learns of
+//! it from a heartbeat; the application's next `poll` revokes every partition (drops every
+//! position and anything fetched), and only then does the member rejoin; a join the
+//! coordinator answers "pending" is repeated until every member rejoined (see
+//! `group.rs`). A consumer whose application does not call `poll` for `max_poll_interval`
+//! leaves the group from its background task, as librdkafka's does, and joins as a new
+//! member at its next poll.
 //!
 //! Commits carry the member's current generation, as librdkafka's do: a member the
 //! coordinator evicted, or that has not yet learned of a rebalance, gets
@@ -45,21 +53,55 @@ const POLL_BACKOFF_MS: u64 = 100;
 /// Shortest heartbeat interval, whatever the session timeout.
 const HEARTBEAT_INTERVAL_MIN_MS: u64 = 100;
 
+/// Where a member stands in the rebalance protocol.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+enum Phase {
+    /// Not in the group with an assignment: the membership task (re)joins.
+    #[default]
+    Revoked,
+    /// In the group, owning `assignment`.
+    Stable,
+    /// A rebalance is under way (or the member was evicted): the next `poll` revokes the
+    /// assignment, then the membership task rejoins.
+    RevokeRequested,
+}
+
 /// The member's place in its group, as the membership task last learned it.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 struct Membership {
     member_id: Option<String>,
     generation: i32,
     assignment: Vec<TopicPartition>,
+    phase: Phase,
 }
 
 /// Membership shared by a consumer and its membership task.
 #[derive(Debug, Default)]
 struct SharedMembership {
-    /// Written by the membership task, read by `poll` and `commit`; never held across an await.
+    /// Written by the membership task and by `poll` (revocation), read by `poll` and
+    /// `commit`; never held across an await.
     current: Mutex<Membership>,
-    /// Bumped whenever `current` changes; `poll` waits on it for the first assignment.
+    /// When the application last returned from `poll`; `None` while it is inside `poll` (or
+    /// never called it), as librdkafka counts `max.poll.interval.ms`.
+    last_poll: Mutex<Option<Instant>>,
+    /// Bumped whenever `current` changes.
     changed: Signal,
+}
+
+/// Marks the application inside `poll` until dropped.
+struct InPoll<'a>(&'a SharedMembership);
+
+impl<'a> InPoll<'a> {
+    fn enter(shared: &'a SharedMembership) -> Self {
+        *lock(&shared.last_poll) = None;
+        InPoll(shared)
+    }
+}
+
+impl Drop for InPoll<'_> {
+    fn drop(&mut self) {
+        *lock(&self.0.last_poll) = Some(Instant::now());
+    }
 }
 
 /// A consumer of the model.
@@ -365,12 +407,25 @@ fn offsets_after(records: &[ConsumedRecord]) -> BTreeMap<TopicPartition, i64> {
 #[async_trait]
 impl Consumer for ModelConsumer {
     async fn poll(&mut self, timeout: Duration) -> Result<Vec<ConsumedRecord>, EventLogError> {
+        let shared = self.membership.clone();
+        let _in_poll = InPoll::enter(&shared);
         let deadline = Instant::now() + timeout;
         let backoff = Duration::from_millis(POLL_BACKOFF_MS);
         loop {
             let seen = self.membership.changed.version();
-            let membership = lock(&self.membership.current).clone();
-            if membership.member_id.is_none() || membership.assignment.is_empty() {
+            let membership = {
+                let mut current = lock(&self.membership.current);
+                if current.phase == Phase::RevokeRequested {
+                    // Eager rebalance: give up every partition before rejoining.
+                    current.assignment.clear();
+                    current.phase = Phase::Revoked;
+                    self.positions.clear();
+                    self.positions_generation = None;
+                    self.membership.changed.bump();
+                }
+                current.clone()
+            };
+            if membership.phase != Phase::Stable || membership.assignment.is_empty() {
                 // Not in the group yet, or nothing assigned: wait for the membership task.
                 let remaining = deadline.saturating_duration_since(Instant::now());
                 if time::timeout(remaining, self.membership.changed.changed_since(seen))
@@ -382,7 +437,7 @@ impl Consumer for ModelConsumer {
                 continue;
             }
             if self.positions_generation != Some(membership.generation) {
-                // Eager rebalance: drop every position, restart from the committed offsets.
+                // A new generation: restart from the committed offsets.
                 self.positions.clear();
                 self.positions_generation = Some(membership.generation);
             }
@@ -396,7 +451,8 @@ impl Consumer for ModelConsumer {
             let remaining = deadline.saturating_duration_since(Instant::now());
             let wait = remaining.min(self.model.fetch_wait_max());
             let (records, failed) = self.fetch_round(wait).await;
-            if lock(&self.membership.current).generation != membership.generation {
+            if *lock(&self.membership.current) != membership {
+                // Revoked or reassigned meanwhile: what was fetched is not ours to hand out.
                 continue;
             }
             if !records.is_empty() {
@@ -433,6 +489,7 @@ async fn membership_loop(
     let timeout = model.client_request_timeout();
     let interval =
         (config.session_timeout / 3).max(Duration::from_millis(HEARTBEAT_INTERVAL_MIN_MS));
+    let retry = Duration::from_millis(POLL_BACKOFF_MS);
     let call = |req: GroupRequest| async move {
         let reply: std::io::Result<ControllerResponse> =
             net::call(controller, ControllerRequest::Group(req), timeout).await;
@@ -441,67 +498,130 @@ async fn membership_loop(
             _ => None,
         }
     };
+    let leave = |member_id: String| {
+        call(GroupRequest::Leave {
+            group: config.group_id.clone(),
+            member_id,
+        })
+    };
     // The member id last held, for leaving the group once the consumer is gone.
     let mut last_member_id: Option<String> = None;
     loop {
-        let Some(current) = shared.upgrade().map(|s| lock(&s.current).clone()) else {
+        let Some(state) = shared.upgrade() else {
             if let Some(member_id) = last_member_id {
-                let _ = call(GroupRequest::Leave {
-                    group: config.group_id.clone(),
-                    member_id,
-                })
-                .await;
+                let _ = leave(member_id).await;
             }
             return;
         };
+        let seen = state.changed.version();
+        let current = lock(&state.current).clone();
         last_member_id.clone_from(&current.member_id);
-        let rejoin_as = match &current.member_id {
-            None => Some(None),
-            Some(id) => {
+        let last_poll = *lock(&state.last_poll);
+        let poll_exceeded =
+            last_poll.is_some_and(|t| Instant::now().duration_since(t) > config.max_poll_interval);
+        match (current.phase, current.member_id.clone()) {
+            (Phase::Stable | Phase::RevokeRequested, Some(id)) if poll_exceeded => {
+                // The application stopped polling: leave, so the group can move on without
+                // it; it joins again as a new member at its next poll.
+                tracing::warn!(group = %config.group_id, member = %id, "max.poll.interval.ms exceeded; leaving the group");
+                {
+                    let mut m = lock(&state.current);
+                    m.member_id = None;
+                    m.phase = Phase::RevokeRequested;
+                }
+                state.changed.bump();
+                drop(state);
+                let _ = leave(id).await;
+            }
+            (Phase::Stable | Phase::RevokeRequested, Some(id)) => {
+                drop(state);
                 let resp = call(GroupRequest::Heartbeat {
                     group: config.group_id.clone(),
                     member_id: id.clone(),
                     generation: current.generation,
                 })
                 .await;
-                match resp {
+                let lost = match resp {
                     Some(GroupResponse::Heartbeat(Err(ErrorCode::RebalanceInProgress))) => {
-                        Some(Some(id.clone()))
+                        Some(false)
                     }
-                    Some(GroupResponse::Heartbeat(Err(_))) => Some(None),
+                    Some(GroupResponse::Heartbeat(Err(_))) => Some(true),
                     _ => None,
+                };
+                if let (Some(lost), Some(state)) = (lost, shared.upgrade()) {
+                    let mut m = lock(&state.current);
+                    if m.member_id.as_ref() == Some(&id) && m.phase == Phase::Stable {
+                        m.phase = Phase::RevokeRequested;
+                        if lost {
+                            m.member_id = None;
+                        }
+                        drop(m);
+                        state.changed.bump();
+                        continue;
+                    }
                 }
+                wait_for(&shared, seen, interval).await;
             }
-        };
-        if let Some(member_id) = rejoin_as {
-            let resp = call(GroupRequest::Join {
-                group: config.group_id.clone(),
-                member_id,
-                client_id: config.client_id.clone(),
-                topics: topics.clone(),
-                session_timeout_ms: config.session_timeout.as_millis() as u64,
-            })
-            .await;
-            if let Some(GroupResponse::Join(Ok(JoinResult {
-                member_id,
-                generation,
-                assignment,
-            }))) = resp
-            {
-                let Some(shared) = shared.upgrade() else {
+            (Phase::Stable | Phase::RevokeRequested, None) => {
+                // Evicted: wait for the application's poll to revoke.
+                drop(state);
+                wait_for(&shared, seen, interval).await;
+            }
+            (Phase::Revoked, member_id) => {
+                drop(state);
+                if poll_exceeded {
+                    // Not polled since it left: wait for the application.
+                    wait_for(&shared, seen, interval).await;
+                    continue;
+                }
+                let resp = call(GroupRequest::Join {
+                    group: config.group_id.clone(),
+                    member_id,
+                    client_id: config.client_id.clone(),
+                    topics: topics.clone(),
+                    session_timeout_ms: config.session_timeout.as_millis() as u64,
+                    rebalance_timeout_ms: config.max_poll_interval.as_millis() as u64,
+                })
+                .await;
+                let Some(GroupResponse::Join(Ok(joined))) = resp else {
+                    time::sleep(retry).await;
                     continue;
                 };
-                *lock(&shared.current) = Membership {
-                    member_id: Some(member_id),
+                let Some(state) = shared.upgrade() else {
+                    last_member_id = Some(joined.member_id);
+                    continue;
+                };
+                let JoinResult {
+                    member_id,
                     generation,
                     assignment,
-                };
-                shared.changed.bump();
-            } else {
-                time::sleep(Duration::from_millis(POLL_BACKOFF_MS)).await;
-                continue;
+                    pending,
+                } = joined;
+                last_member_id = Some(member_id.clone());
+                {
+                    let mut m = lock(&state.current);
+                    m.member_id = Some(member_id);
+                    if !pending {
+                        m.generation = generation;
+                        m.assignment = assignment;
+                        m.phase = Phase::Stable;
+                    }
+                }
+                state.changed.bump();
+                drop(state);
+                if pending {
+                    time::sleep(retry).await;
+                }
             }
         }
-        time::sleep(interval).await;
     }
+}
+
+/// Waits until the shared membership changes past `seen`, for at most `limit`.
+async fn wait_for(shared: &Weak<SharedMembership>, seen: u64, limit: Duration) {
+    let Some(state) = shared.upgrade() else {
+        return;
+    };
+    let changed = state.changed.changed_since(seen);
+    let _ = time::timeout(limit, changed).await;
 }
