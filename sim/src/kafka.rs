@@ -24,9 +24,13 @@
 //!   leaders from the ISR only (or, with the unclean switch, any live replica); leaders drop
 //!   followers that lag more than `replica_lag_time_max_ms` and add back those that caught up,
 //!   through `AlterPartition`.
-//! - **Consumer groups** are coordinated on the controller node ([`group`]): generations,
-//!   range assignment, session expiry, generation-fenced commits, offsets on the controller's
-//!   disk.
+//! - **Consumer groups** are coordinated on the controller node ([`group`]): the classic
+//!   protocol with eager assignors as librdkafka speaks it — a rebalance completes only once
+//!   every member revoked its partitions at its application's next poll and rejoined (the
+//!   JoinGroup barrier), or the rebalance timeout (`max.poll.interval.ms`) evicted it;
+//!   a member whose application stops polling for `max.poll.interval.ms` leaves by itself —
+//!   range assignment, session expiry, generation-fenced commits, offsets on the
+//!   controller's disk.
 //! - **Follower fetching** (KIP-392): a consumer with `client_rack` asks the leader, which names
 //!   the in-sync follower of that rack holding the fetch offset (Kafka's
 //!   `RackAwareReplicaSelector`) unless it is in that rack itself; the consumer then reads
@@ -51,7 +55,8 @@
 //! Deliberate differences from Kafka: one controller (no KRaft quorum) that also hosts
 //! every group coordinator; single-record batches; one in-flight batch per partition per
 //! producer; producer ids allocated by brokers, epochs bumped by the producer alone; no
-//! retention, compaction or transactions. A follower serves consumers only while its metadata
+//! retention (topic configs such as `retention.ms` from `topics.tsv` are not modelled: a
+//! seed lasts minutes, the shortest retention is days), compaction or transactions. A follower serves consumers only while its metadata
 //! says it is in the ISR (Kafka keeps serving until the consumer's metadata ages out). The serving
 //! side applies both directions of the cross-region delay (a task cannot learn its own node's
 //! IP from madsim), so a reply still "on the wire" is lost if the server node dies.

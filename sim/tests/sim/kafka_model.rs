@@ -26,8 +26,8 @@ use madsim::{
 use platform::{
     partitioner::partition_for_key,
     ports::{
-        Acks, ConsumedRecord, ConsumerConfig, EventLog, EventLogError, ProducedRecord, Producer,
-        ProducerConfig, RecordAck,
+        Acks, ConsumedRecord, Consumer, ConsumerConfig, EventLog, EventLogError, ProducedRecord,
+        Producer, ProducerConfig, RecordAck,
     },
 };
 use sim::kafka::{KafkaCluster, KafkaModelConfig, ModelNode, TopicSpec};
@@ -1522,4 +1522,146 @@ fn the_same_seed_gives_the_same_outcome() {
         "the scenario produced nothing"
     );
     assert_eq!(checked, again, "same seed, different outcome");
+}
+
+/// `a` reads every record of `group` and then holds them without polling again (its
+/// application is busy); returns it and what it read.
+async fn busy_member(
+    log: Arc<dyn EventLog>,
+    node: &NodeHandle,
+    config: ConsumerConfig,
+) -> (Box<dyn Consumer>, Vec<ConsumedRecord>) {
+    on(node, async move {
+        let p = producer(&log, producer_config(Acks::All, true)).await;
+        send_numbered(p.as_ref(), GROUP_TOPIC, "k", "x", 30).await;
+        let mut a = log
+            .consumer(config, &[GROUP_TOPIC])
+            .await
+            .expect("consumer a");
+        let mut polled = Vec::new();
+        let end = Instant::now() + Duration::from_secs(10);
+        while polled.len() < 30 && Instant::now() < end {
+            polled.extend(a.poll(Duration::from_millis(500)).await.unwrap_or_default());
+        }
+        (a, polled)
+    })
+    .await
+}
+
+/// Polls `consumer` until it returned something or `limit` passed; what, and when.
+async fn first_records(
+    consumer: &mut dyn Consumer,
+    limit: Duration,
+) -> (Vec<ConsumedRecord>, Instant) {
+    let end = Instant::now() + limit;
+    loop {
+        let got = consumer
+            .poll(Duration::from_millis(200))
+            .await
+            .unwrap_or_default();
+        if !got.is_empty() || Instant::now() >= end {
+            return (got, Instant::now());
+        }
+    }
+}
+
+#[madsim::test]
+async fn a_partitions_new_owner_starts_only_after_its_old_owner_gave_it_up_at_a_poll() {
+    announce("a_partitions_new_owner_starts_only_after_its_old_owner_gave_it_up_at_a_poll");
+    let cluster = KafkaCluster::start(model_config());
+    let log = cluster.event_log();
+    let node_a = client_node("client-a", "10.1.3.1");
+    let node_b = client_node("client-b", "10.1.3.2");
+    let group = "barrier";
+    let (mut a, polled) = busy_member(log.clone(), &node_a, consumer_config(group)).await;
+    assert_eq!(polled.len(), 30);
+    let generation = cluster.group_generation(group);
+
+    // `b` joins while `a` is busy: `a`'s heartbeats keep it in the group, but it cannot
+    // give up its partitions before its next poll, so `b` gets nothing meanwhile.
+    let (mut b, idle) = on(&node_b, {
+        let log = log.clone();
+        async move {
+            let mut b = log
+                .consumer(consumer_config(group), &[GROUP_TOPIC])
+                .await
+                .expect("consumer b");
+            let (got, _) = first_records(b.as_mut(), Duration::from_secs(8)).await;
+            (b, got)
+        }
+    })
+    .await;
+    assert!(
+        idle.is_empty(),
+        "b read {} records while a still owned them",
+        idle.len()
+    );
+    assert_eq!(
+        cluster.group_generation(group),
+        generation,
+        "no new generation while a member has not rejoined"
+    );
+
+    // `a` polls: it revokes, rejoins, and the rebalance completes; `b` reads (a committed
+    // nothing, so from the start of its partitions).
+    let since = Instant::now();
+    let ((), (got, at)) = futures::join!(
+        on(&node_a, async move {
+            let _ = a.poll(Duration::from_secs(1)).await;
+            drop(a);
+        }),
+        on(&node_b, async move {
+            first_records(b.as_mut(), Duration::from_secs(20)).await
+        }),
+    );
+    assert!(!got.is_empty(), "b reads once a gave its partitions up");
+    assert!(at >= since);
+    assert!(cluster.group_generation(group) > generation);
+}
+
+#[madsim::test]
+async fn a_member_that_stops_polling_past_max_poll_interval_leaves_and_its_partitions_move() {
+    announce("a_member_that_stops_polling_past_max_poll_interval_leaves_and_its_partitions_move");
+    let cluster = KafkaCluster::start(model_config());
+    let log = cluster.event_log();
+    let node_a = client_node("client-a", "10.1.3.1");
+    let node_b = client_node("client-b", "10.1.3.2");
+    let group = "slow";
+    let max_poll_interval = Duration::from_secs(6);
+    let config = ConsumerConfig {
+        max_poll_interval,
+        ..consumer_config(group)
+    };
+    let (mut a, polled) = busy_member(log.clone(), &node_a, config.clone()).await;
+    assert_eq!(polled.len(), 30);
+    let a_last_poll = Instant::now();
+
+    // `a` never polls again: after max.poll.interval.ms it leaves, and `b` (which joined
+    // meanwhile) reads every record `a` read but never committed.
+    let (got, at) = on(&node_b, {
+        let log = log.clone();
+        async move {
+            let mut b = log
+                .consumer(config, &[GROUP_TOPIC])
+                .await
+                .expect("consumer b");
+            let (mut got, at) = first_records(b.as_mut(), Duration::from_secs(30)).await;
+            let end = Instant::now() + Duration::from_secs(10);
+            while got.len() < 30 && Instant::now() < end {
+                got.extend(b.poll(Duration::from_millis(200)).await.unwrap_or_default());
+            }
+            (got, at)
+        }
+    })
+    .await;
+    assert!(
+        at.duration_since(a_last_poll) >= max_poll_interval,
+        "b read after {:?}, before a's max.poll.interval.ms ran out",
+        at.duration_since(a_last_poll)
+    );
+    assert_eq!(got.len(), 30, "b takes over every partition");
+
+    // The slow member's commit of what it processed is fenced.
+    let committed = on(&node_a, async move { a.commit(&polled).await }).await;
+    assert_eq!(committed, Err(EventLogError::Fenced));
 }
