@@ -33,6 +33,10 @@ enum Request<S: Schema> {
         limit: usize,
     },
     MarkSent(Vec<i64>),
+    Consumed {
+        consumer: String,
+        event_id: String,
+    },
     ListWork {
         kind: String,
         limit: usize,
@@ -55,6 +59,7 @@ enum Reply<S: Schema> {
     Committed(Result<(), StoreError>),
     Outbox(Vec<OutboxRow>),
     Work(Vec<String>),
+    Consumed(bool),
     Claimed(Vec<Claimed>),
     Lease(Option<i64>),
     Cleaned(Cleaned),
@@ -105,6 +110,9 @@ pub async fn serve<S: Schema>(
                 Request::MarkSent(ids) => {
                     state.platform.outbox_mark_sent(&ids, now_ms());
                     Reply::Done
+                }
+                Request::Consumed { consumer, event_id } => {
+                    Reply::Consumed(state.platform.consumed(&consumer, &event_id))
                 }
                 Request::ListWork { kind, limit } => {
                     Reply::Work(state.platform.list_work(&kind, limit))
@@ -183,6 +191,16 @@ impl<S: Schema> Platform for SimStore<S> {
     async fn outbox_mark_sent(&self, ids: &[i64]) -> Result<(), StoreError> {
         match self.call(Request::MarkSent(ids.to_vec())).await? {
             Reply::Done => Ok(()),
+            _ => Err(unexpected()),
+        }
+    }
+    async fn consumed(&self, consumer: &str, event_id: &str) -> Result<bool, StoreError> {
+        let req = Request::Consumed {
+            consumer: consumer.into(),
+            event_id: event_id.into(),
+        };
+        match self.call(req).await? {
+            Reply::Consumed(r) => Ok(r),
             _ => Err(unexpected()),
         }
     }

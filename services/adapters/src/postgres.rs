@@ -361,6 +361,17 @@ impl<S: PgSchema> Platform for PgStore<S> {
         Ok(())
     }
 
+    async fn consumed(&self, consumer: &str, event_id: &str) -> Result<bool, StoreError> {
+        sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM inbox WHERE consumer = $1 AND event_id = $2)",
+        )
+        .bind(consumer)
+        .bind(event_id)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(|e| store_error("inbox lookup", e))
+    }
+
     async fn list_work(&self, kind: &str, limit: usize) -> Result<Vec<String>, StoreError> {
         sqlx::query_scalar("SELECT key FROM work WHERE kind = $1 AND active ORDER BY key LIMIT $2")
             .bind(kind)

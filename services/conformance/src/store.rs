@@ -535,6 +535,21 @@ pub async fn a_processed_event_is_refused_as_duplicate_and_writes_nothing(
         "marking an event whose double mark was refused",
     )
     .await;
+
+    // The marks can be looked up, per consumer and event.
+    for (consumer, event, marked) in [
+        (A, "evt-1", true),
+        (B, "evt-1", true),
+        (A, "evt-2", true),
+        (B, "evt-2", false),
+        (A, "evt-3", false),
+    ] {
+        assert_eq!(
+            store.consumed(consumer, event).await,
+            Ok(marked),
+            "{consumer} consumed {event}"
+        );
+    }
 }
 
 /// Committed outbox rows are pending in commit order with ascending ids and unchanged

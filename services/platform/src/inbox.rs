@@ -233,14 +233,20 @@ fn event_id(record: &ConsumedRecord) -> String {
     }
 }
 
-/// Applies `effect` for `record` once: a duplicate delivery is recognised and skipped.
+/// Applies `effect` for `record` once: a duplicate delivery is recognised and skipped —
+/// before the effect runs when its mark is already there (a redelivered batch costs one
+/// lookup per record, not its effects again), else when its mark collides at commit.
 pub async fn apply_once<S: Schema>(
     store: &Arc<dyn Store<S>>,
     consumer: &str,
     record: &ConsumedRecord,
     effect: &Effect<S>,
 ) -> Result<(), EffectError> {
-    apply(store, record, effect, Some((consumer, &event_id(record)))).await
+    let id = event_id(record);
+    if store.consumed(consumer, &id).await? {
+        return Ok(());
+    }
+    apply(store, record, effect, Some((consumer, &id))).await
 }
 
 /// The effect of `record`, with its inbox mark if `mark` is given, re-run while its

@@ -834,18 +834,20 @@ async fn a_commit_from_a_member_the_coordinator_evicted_is_fenced_until_it_rejoi
     })
     .await;
     assert_eq!(polled.len(), 30);
-    let _b = on(&node_b, {
+    // `b` polls all along, as a live application does (a member that stops polling holds up
+    // every rebalance until its max.poll.interval.ms runs out).
+    let _b = node_b.spawn({
         let log = log.clone();
         async move {
             let mut b = log
                 .consumer(consumer_config(group), &[GROUP_TOPIC])
                 .await
                 .expect("consumer b");
-            let _ = b.poll(Duration::from_secs(2)).await;
-            b
+            loop {
+                let _ = b.poll(Duration::from_millis(500)).await;
+            }
         }
-    })
-    .await;
+    });
 
     // Cut `a` off from the coordinator until its session expires and the group moves on.
     let controller = cluster.controller_node();

@@ -215,6 +215,11 @@ pub trait Platform: Send + Sync {
     /// Marks rows as sent; they are kept until [`Platform::cleanup`], but no longer pending.
     async fn outbox_mark_sent(&self, ids: &[i64]) -> Result<(), StoreError>;
 
+    /// Whether `consumer`'s inbox holds the mark of `event_id`: the event took effect. A
+    /// consumer asks before an effect that is slow or calls out, so a redelivered event costs
+    /// one lookup (the mark committed with the effect stays the guarantee).
+    async fn consumed(&self, consumer: &str, event_id: &str) -> Result<bool, StoreError>;
+
     /// Up to `limit` active work items of `kind`, by key, whoever holds them (the mutant that
     /// works without claims; checkers).
     async fn list_work(&self, kind: &str, limit: usize) -> Result<Vec<String>, StoreError>;

@@ -169,6 +169,12 @@ impl PlatformState {
         }
     }
 
+    /// See [`Platform::consumed`].
+    pub fn consumed(&self, consumer: &str, event_id: &str) -> bool {
+        self.inbox
+            .contains_key(&(consumer.to_owned(), event_id.to_owned()))
+    }
+
     /// See [`Platform::list_work`].
     pub fn list_work(&self, kind: &str, limit: usize) -> Vec<String> {
         self.work
@@ -312,6 +318,9 @@ impl<S: Schema> Platform for MemoryStore<S> {
     async fn outbox_mark_sent(&self, ids: &[i64]) -> Result<(), StoreError> {
         self.lock()?.platform.outbox_mark_sent(ids, now_ms());
         Ok(())
+    }
+    async fn consumed(&self, consumer: &str, event_id: &str) -> Result<bool, StoreError> {
+        Ok(self.lock()?.platform.consumed(consumer, event_id))
     }
     async fn list_work(&self, kind: &str, limit: usize) -> Result<Vec<String>, StoreError> {
         Ok(self.lock()?.platform.list_work(kind, limit))
