@@ -814,25 +814,8 @@ async fn a_commit_from_a_member_the_coordinator_evicted_is_fenced_until_it_rejoi
     let node_a = client_node("client-a", "10.1.3.1");
     let node_b = client_node("client-b", "10.1.3.2");
     let group = "fencing";
-    // `a` alone reads everything; `b` joins (a rebalance `a` follows in the background).
-    let (mut a, polled) = on(&node_a, {
-        let log = log.clone();
-        async move {
-            let p = producer(&log, producer_config(Acks::All, true)).await;
-            send_numbered(p.as_ref(), GROUP_TOPIC, "k", "x", 30).await;
-            let mut a = log
-                .consumer(consumer_config(group), &[GROUP_TOPIC])
-                .await
-                .expect("consumer a");
-            let mut polled = Vec::new();
-            let end = Instant::now() + Duration::from_secs(10);
-            while polled.len() < 30 && Instant::now() < end {
-                polled.extend(a.poll(Duration::from_millis(500)).await.unwrap_or_default());
-            }
-            (a, polled)
-        }
-    })
-    .await;
+    // `a` alone reads everything; `b` joins.
+    let (mut a, polled) = busy_member(log.clone(), &node_a, consumer_config(group)).await;
     assert_eq!(polled.len(), 30);
     // `b` polls all along, as a live application does (a member that stops polling holds up
     // every rebalance until its max.poll.interval.ms runs out).
