@@ -113,6 +113,7 @@ pub async fn bad_records_are_dead_lettered_and_the_records_around_them_take_effe
             producer: ProducerConfig::default(),
             inbox: true,
             attempts_max: Some(ATTEMPTS),
+            lookup_first: false,
         },
         effect(failures.clone()),
         shutdown,

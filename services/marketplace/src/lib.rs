@@ -203,6 +203,12 @@ impl Settings {
             "KAFKA_MAX_POLL_INTERVAL_MS",
             platform::ports::MAX_POLL_INTERVAL_DEFAULT.as_millis() as u64,
         )?);
+        let session_timeout = platform::ports::ConsumerConfig::new("").session_timeout;
+        anyhow::ensure!(
+            max_poll_interval >= session_timeout,
+            "KAFKA_MAX_POLL_INTERVAL_MS must be at least the consumers' session timeout ({} ms)",
+            session_timeout.as_millis()
+        );
         Ok(Settings {
             database_url: env_or(
                 "DATABASE_URL",

@@ -330,6 +330,8 @@ pub async fn run(
     let relay = infra.spawn_relay(outbox.clone(), shutdown.clone());
     let settings = platform::inbox::ConsumerSettings {
         attempts_max: Some(config.task_attempts),
+        // A decision costs a provider call: a task decided before is skipped by a lookup.
+        lookup_first: true,
         ..infra.consumer_settings(
             &config.group_id,
             config.client_rack.clone(),

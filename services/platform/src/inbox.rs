@@ -85,6 +85,10 @@ pub struct ConsumerSettings {
     /// Deliveries of one record that may end in [`EffectError::Failed`] before it is
     /// dead-lettered; `None`: tried for ever.
     pub attempts_max: Option<u32>,
+    /// Look each record's inbox mark up before running its effect, for effects that are slow
+    /// or call out (a redelivered batch then costs one lookup per record, not its effects
+    /// again). Cheap effects skip the lookup: a duplicate's mark collides at commit.
+    pub lookup_first: bool,
 }
 
 /// Bound on the records whose failed attempts a consumer loop remembers.
@@ -116,7 +120,16 @@ pub async fn run_consumer<S: Schema>(
             let records = c.poll(Duration::from_millis(500)).await?;
             for (i, r) in records.iter().enumerate() {
                 let applied = if settings.inbox {
-                    apply_once(&store, &group, r, &effect).await
+                    let seen = if settings.lookup_first {
+                        store.consumed(&group, &event_id(r)).await
+                    } else {
+                        Ok(false)
+                    };
+                    match seen {
+                        Ok(true) => continue,
+                        Ok(false) => apply_once(&store, &group, r, &effect).await,
+                        Err(e) => Err(EffectError::Retry(e.into())),
+                    }
                 } else {
                     apply_without_inbox(&store, r, &effect).await
                 };
@@ -148,26 +161,24 @@ pub async fn run_consumer<S: Schema>(
                         }
                     }
                 };
-                {
-                    if dead_letters.is_none() {
-                        dead_letters = Some(events.producer(settings.producer.clone()).await?);
-                    }
-                    let p = dead_letters.as_ref().expect("set above");
-                    if let Err(e) = p.send(dead_letter(r, &group, &reason)).await {
-                        // A new producer next time (this one may be broken for good);
-                        // the batch is read again, so the letter is at least once.
-                        dead_letters = None;
-                        return Err(e.into());
-                    }
-                    tracing::warn!(
-                        group = %group,
-                        topic = %r.topic,
-                        partition = r.partition,
-                        offset = r.offset,
-                        %reason,
-                        "record dead-lettered"
-                    );
+                if dead_letters.is_none() {
+                    dead_letters = Some(events.producer(settings.producer.clone()).await?);
                 }
+                let p = dead_letters.as_ref().expect("set above");
+                if let Err(e) = p.send(dead_letter(r, &group, &reason)).await {
+                    // A new producer next time (this one may be broken for good);
+                    // the batch is read again, so the letter is at least once.
+                    dead_letters = None;
+                    return Err(e.into());
+                }
+                tracing::warn!(
+                    group = %group,
+                    topic = %r.topic,
+                    partition = r.partition,
+                    offset = r.offset,
+                    %reason,
+                    "record dead-lettered"
+                );
             }
             if !records.is_empty() {
                 c.commit(&records).await?;
@@ -233,20 +244,21 @@ fn event_id(record: &ConsumedRecord) -> String {
     }
 }
 
-/// Applies `effect` for `record` once: a duplicate delivery is recognised and skipped —
-/// before the effect runs when its mark is already there (a redelivered batch costs one
-/// lookup per record, not its effects again), else when its mark collides at commit.
+/// Applies `effect` for `record` once: a duplicate delivery is recognised (its inbox mark
+/// collides at commit) and skipped.
 pub async fn apply_once<S: Schema>(
     store: &Arc<dyn Store<S>>,
     consumer: &str,
     record: &ConsumedRecord,
     effect: &Effect<S>,
 ) -> Result<(), EffectError> {
-    let id = event_id(record);
-    if store.consumed(consumer, &id).await? {
-        return Ok(());
-    }
-    apply(store, record, effect, Some((consumer, &id))).await
+    apply(store, record, effect, Some((consumer, &event_id(record)))).await
+}
+
+/// Why an effect produced no transaction, carried out of the conflict-retry loop.
+enum NoEffect {
+    Poison(String),
+    Failed(String),
 }
 
 /// The effect of `record`, with its inbox mark if `mark` is given, re-run while its
@@ -261,8 +273,8 @@ async fn apply<S: Schema>(
         let tx = match effect(record.clone(), store.clone()).await {
             Ok(Some(tx)) => tx,
             Ok(None) => return Ok(None),
-            Err(EffectError::Poison(reason)) => return Ok(Some(Err(reason))),
-            Err(EffectError::Failed(e)) => return Ok(Some(Ok(format!("{e:#}")))),
+            Err(EffectError::Poison(reason)) => return Ok(Some(NoEffect::Poison(reason))),
+            Err(EffectError::Failed(e)) => return Ok(Some(NoEffect::Failed(format!("{e:#}")))),
             Err(EffectError::Retry(e)) => {
                 return Err(StoreError::Unavailable(format!("{e:#}")));
             }
@@ -279,8 +291,8 @@ async fn apply<S: Schema>(
     .await;
     match applied {
         Ok(None) => Ok(()),
-        Ok(Some(Err(reason))) => Err(EffectError::Poison(reason)),
-        Ok(Some(Ok(failure))) => Err(EffectError::Failed(anyhow::anyhow!(failure))),
+        Ok(Some(NoEffect::Poison(reason))) => Err(EffectError::Poison(reason)),
+        Ok(Some(NoEffect::Failed(failure))) => Err(EffectError::Failed(anyhow::anyhow!(failure))),
         // The store refuses the effect for good (a constraint it breaks): retrying would
         // stop the partition forever, so it is dead-lettered like an undecodable record.
         Err(StoreError::Fatal(reason)) => Err(EffectError::Poison(format!(

@@ -78,6 +78,7 @@ impl<S: Schema> Infra<S> {
             producer: self.producer.clone(),
             inbox: !self.mutants.consumer_without_inbox,
             attempts_max: None,
+            lookup_first: false,
         }
     }
 
