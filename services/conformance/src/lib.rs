@@ -7,4 +7,5 @@ pub mod broker_faults;
 pub mod event_log;
 pub mod inbox;
 pub mod objects;
+pub mod relay;
 pub mod store;

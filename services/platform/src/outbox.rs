@@ -10,21 +10,23 @@
 //! Rows are sent in commit order per key (a key's later rows wait until its earlier row is
 //! acknowledged), marked sent after the acknowledgement, and kept. While the event log refuses
 //! (broker down, `NOT_ENOUGH_REPLICAS`, partition) the relay backs off and retries; business
-//! transactions never wait for it. A crash between acknowledgement and marking re-sends the
-//! row: delivery is at least once, and consumers deduplicate on the `event-id` header.
+//! transactions never wait for it. A producer that fails for good (`EventLogError::Fatal`,
+//! such as librdkafka's fatal idempotent-producer errors, after which every send fails) is
+//! dropped and the next round makes a new one. A crash between acknowledgement and marking
+//! re-sends the row: delivery is at least once, and consumers deduplicate on the `event-id`
+//! header.
 
 use std::{
     sync::{Arc, Mutex},
     time::Duration,
 };
 
-use tokio::{
-    sync::{Notify, OnceCell},
-    time::Instant,
-};
+use tokio::{sync::Notify, time::Instant};
 
 use crate::{
-    ports::{EventLog, OutboxRow, Platform, ProducedRecord, Producer, ProducerConfig},
+    ports::{
+        EventLog, EventLogError, OutboxRow, Platform, ProducedRecord, Producer, ProducerConfig,
+    },
     worker::{run_rounds, Round},
     Shutdown,
 };
@@ -118,8 +120,7 @@ pub async fn run_relay(
     signal: OutboxSignal,
     shutdown: Shutdown,
 ) {
-    // The producer is made on first need (the cluster may be down at start) and kept.
-    let producer: OnceCell<Arc<dyn Producer>> = OnceCell::new();
+    let producer = ProducerSlot::default();
     let lease = Mutex::new(HeldLease::default());
     run_rounds(
         "outbox relay",
@@ -185,22 +186,51 @@ async fn clean_up_when_due(store: &dyn Platform, config: &RelayConfig, lease: &M
     }
 }
 
+/// The relay's producer: made on first need (the cluster may be down at start) and kept
+/// while it works; dropped after an error that leaves it broken for good (librdkafka's fatal
+/// idempotent-producer errors: every later send fails), so the next round makes a new one.
+#[derive(Default)]
+struct ProducerSlot(Mutex<Option<Arc<dyn Producer>>>);
+
+impl ProducerSlot {
+    async fn get_or_make<F, Fut>(&self, make: F) -> Result<Arc<dyn Producer>, EventLogError>
+    where
+        F: FnOnce() -> Fut,
+        Fut: std::future::Future<Output = Result<Arc<dyn Producer>, EventLogError>>,
+    {
+        if let Some(p) = self.0.lock().ok().and_then(|p| p.clone()) {
+            return Ok(p);
+        }
+        let p = make().await?;
+        if let Ok(mut slot) = self.0.lock() {
+            *slot = Some(p.clone());
+        }
+        Ok(p)
+    }
+
+    fn discard(&self) {
+        if let Ok(mut slot) = self.0.lock() {
+            *slot = None;
+        }
+    }
+}
+
 async fn relay_round<F, Fut>(
     store: &dyn Platform,
-    producer: &OnceCell<Arc<dyn Producer>>,
+    producer: &ProducerSlot,
     make_producer: F,
     batch_rows_max: usize,
     lease_stamp: &str,
 ) -> anyhow::Result<usize>
 where
     F: FnOnce() -> Fut,
-    Fut: std::future::Future<Output = Result<Arc<dyn Producer>, crate::ports::EventLogError>>,
+    Fut: std::future::Future<Output = Result<Arc<dyn Producer>, EventLogError>>,
 {
     let rows = store.outbox_pending(batch_rows_max).await?;
     if rows.is_empty() {
         return Ok(0);
     }
-    let p = producer.get_or_try_init(make_producer).await?.clone();
+    let p = producer.get_or_make(make_producer).await?;
     // Keys are sent concurrently, each key's rows strictly in order.
     let mut by_key: Vec<(String, Vec<OutboxRow>)> = Vec::new();
     for row in rows {
@@ -233,6 +263,10 @@ where
     let mut first_error = None;
     for (ids, err) in results {
         acked.extend(ids);
+        if let Some(e @ EventLogError::Fatal(_)) = &err {
+            tracing::warn!(error = %e, "the relay's producer is broken for good; making a new one");
+            producer.discard();
+        }
         if first_error.is_none() {
             first_error = err;
         }

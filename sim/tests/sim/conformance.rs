@@ -100,6 +100,18 @@ async fn the_kafka_model_lets_a_consumer_dead_letter_a_poison_record_and_go_on()
 }
 
 #[madsim::test]
+async fn the_kafka_model_lets_the_relay_replace_a_producer_broken_for_good() {
+    let (_c, log) = cluster(&["conf-g"]);
+    on_client(async move {
+        conformance::relay::the_relay_replaces_a_producer_broken_for_good_and_drains_the_outbox(
+            log, "conf-g", "g",
+        )
+        .await
+    })
+    .await;
+}
+
+#[madsim::test]
 async fn the_postgres_model_passes_the_store_suite() {
     let addr = "10.1.2.99:5432".parse().expect("addr");
     let disk = DbDisk::<KvSchema>::default();

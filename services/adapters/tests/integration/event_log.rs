@@ -145,6 +145,20 @@ async fn the_listed_topics_carry_their_configs_on_the_cluster() {
 }
 
 #[tokio::test]
+async fn the_relay_replaces_a_producer_broken_for_good_and_drains_the_outbox() {
+    let log = kafka().await;
+    let topic = fresh_topic(&log, "it_relay_fatal", PARTITIONS).await;
+    let log = std::sync::Arc::new(log);
+    ::conformance::relay::the_relay_replaces_a_producer_broken_for_good_and_drains_the_outbox(
+        log.clone(),
+        &topic,
+        &unique("g"),
+    )
+    .await;
+    log.delete_topic(&topic).await.expect("delete topic");
+}
+
+#[tokio::test]
 async fn connecting_to_a_cluster_that_is_not_there_fails_retriably() {
     let mut config = KafkaConfig::new("127.0.0.1:1");
     config.admin_timeout = Duration::from_secs(2);
