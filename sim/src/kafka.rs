@@ -23,7 +23,9 @@
 //! - **ISR**: the controller drops fenced brokers (session expired) from every ISR and elects
 //!   leaders from the ISR only (or, with the unclean switch, any live replica); leaders drop
 //!   followers that lag more than `replica_lag_time_max_ms` and add back those that caught up,
-//!   through `AlterPartition`.
+//!   through `AlterPartition`. As in Kafka's `Replica.isCaughtUp`, a follower holding the
+//!   leader's whole log stays in sync however long ago it fetched: on an idle partition only
+//!   the controller's fencing (broker session) removes a silent follower.
 //! - **Consumer groups** are coordinated on the controller node ([`group`]): the classic
 //!   protocol with eager assignors as librdkafka speaks it — a rebalance completes only once
 //!   every member revoked its partitions at its application's next poll and rejoined (the

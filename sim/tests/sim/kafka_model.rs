@@ -320,8 +320,8 @@ struct Failover {
     lost_acknowledged_writes: usize,
 }
 
-/// The leader of partition 0 loses its followers (cut off, so it drops them from the ISR),
-/// takes `acks=1` writes alone, and dies; then everything heals.
+/// The leader of partition 0 loses its followers (cut off), takes `acks=1` writes they
+/// cannot fetch (so it drops them from the ISR), and dies; then everything heals.
 async fn leader_dies_alone_in_the_isr(unclean_leader_election: bool) -> Failover {
     let handle = Handle::current();
     let cluster = KafkaCluster::start(KafkaModelConfig {
@@ -354,12 +354,8 @@ async fn leader_dies_alone_in_the_isr(unclean_leader_election: bool) -> Failover
     for f in &followers {
         clog_both_ways(f, &leader);
     }
-    eventually(
-        "the leader dropped its lagging followers from the ISR",
-        Duration::from_secs(20),
-        || isr_len(&cluster, TOPIC, 0) == 1,
-    )
-    .await;
+    // The writes put the followers behind the leader's log end (a follower at the log end
+    // stays in the ISR however long it does not fetch), so the leader drops them.
     let sent = on(&client, {
         let (p, keys) = (p.clone(), keys.clone());
         async move {
@@ -372,6 +368,12 @@ async fn leader_dies_alone_in_the_isr(unclean_leader_election: bool) -> Failover
     })
     .await;
     assert!(sent.iter().all(Result::is_ok), "{sent:?}");
+    eventually(
+        "the leader dropped its lagging followers from the ISR",
+        Duration::from_secs(20),
+        || isr_len(&cluster, TOPIC, 0) == 1,
+    )
+    .await;
 
     handle.kill(leader.id);
     eventually(
@@ -1089,16 +1091,26 @@ async fn a_consumer_in_rack_nsk_falls_back_to_the_leader_when_nsk_1_leaves_the_i
     );
 
     // nsk-1 can no longer replicate from the leader (it still reaches the controller and the
-    // consumer reaches it): it leaves the ISR, and new records never reach it.
+    // consumer reaches it). While nothing is written it holds the leader's whole log, so it
+    // stays in the ISR however long it does not fetch (Kafka's `isCaughtUp`).
     clog_both_ways(&leader, &nsk_1);
+    time::sleep(Duration::from_secs(6)).await;
+    assert!(
+        cluster
+            .partition_state(RACK_TOPIC, 0)
+            .is_some_and(|s| s.isr.contains(&3)),
+        "a follower at the leader's log end left the ISR without a write"
+    );
+    // A write it cannot fetch puts it behind: it leaves the ISR after the lag time (the
+    // acks=all sends wait for that), and new records never reach it.
+    let leader_before = fetches_served(&cluster, "msk-1").0;
+    produce_all(&msk_client, &p, &["after-1", "after-2"]).await;
     eventually("nsk-1 left the ISR", Duration::from_secs(10), || {
         cluster
             .partition_state(RACK_TOPIC, 0)
             .is_some_and(|s| !s.isr.contains(&3))
     })
     .await;
-    let leader_before = fetches_served(&cluster, "msk-1").0;
-    produce_all(&msk_client, &p, &["after-1", "after-2"]).await;
     eventually(
         "the nsk consumer read the records nsk-1 lacks",
         Duration::from_secs(15),

@@ -379,8 +379,9 @@ impl Broker {
         (responses, hw_moved)
     }
 
-    /// Periodically proposes ISR changes: drop followers not caught up within
-    /// `replica_lag_time_max_ms`, add back followers that reached the high watermark.
+    /// Periodically proposes ISR changes: drop followers behind the leader's log end and not
+    /// caught up within `replica_lag_time_max_ms`, add back followers that reached the high
+    /// watermark.
     pub(super) async fn isr_maintenance_loop(&self) {
         loop {
             time::sleep(self.config.isr_check_interval()).await;
@@ -422,7 +423,10 @@ impl Broker {
                     && progress
                         .log_end_offset
                         .is_some_and(|leo| leo >= hw && leo >= epoch_start);
-                if in_isr && now.duration_since(progress.last_caught_up) > lag_max {
+                // Kafka's `Replica.isCaughtUp`: a follower holding the leader's whole log is
+                // in sync however long ago it fetched; only one behind is judged by lag time.
+                let at_log_end = progress.log_end_offset == Some(log.log_end_offset());
+                if in_isr && !at_log_end && now.duration_since(progress.last_caught_up) > lag_max {
                     new_isr.remove(follower);
                 } else if !in_isr
                     && caught_up
