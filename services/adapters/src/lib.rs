@@ -11,11 +11,15 @@
 //! Constructors (connect, migrate, create topics) return their own errors, since they run at
 //! start-up where the caller wants the cause, not a retry decision.
 //!
-//! Neither adapter runs under madsim (sqlx and librdkafka own real sockets and threads); the
+//! [`RedisHints`] (redis-rs) implements [`platform::ports::Hints`], Redis PUB/SUB.
+//!
+//! No adapter runs under madsim (sqlx, librdkafka and redis-rs own real sockets and threads); the
 //! simulation uses its own models in crate `sim`.
 
 pub mod kafka;
 pub mod postgres;
+pub mod redis;
 
 pub use kafka::{KafkaConfig, KafkaEventLog};
 pub use postgres::{PgStore, PgStoreConfig, SchemaName};
+pub use redis::RedisHints;

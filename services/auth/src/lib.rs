@@ -13,6 +13,8 @@
 //! valid for verification, so a token signed just before a rotation verifies until it
 //! expires.
 
+pub mod cache;
+
 use std::collections::BTreeMap;
 
 use base64::{engine::general_purpose::URL_SAFE_NO_PAD, Engine};

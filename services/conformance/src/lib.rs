@@ -5,6 +5,7 @@
 
 pub mod broker_faults;
 pub mod event_log;
+pub mod hints;
 pub mod inbox;
 pub mod objects;
 pub mod relay;

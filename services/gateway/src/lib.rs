@@ -101,7 +101,7 @@ pub(crate) struct AppState {
 /// ad card cache (to keep invalidated with [`cache::invalidate_from_log`]).
 pub fn router(config: &Config) -> anyhow::Result<(Router, Arc<KeyCache>, Arc<cache::AdCache>)> {
     let user = Arc::new(LazyChannel::new(&config.user_url)?);
-    let keys = Arc::new(KeyCache::new(user.clone()));
+    let keys = Arc::new(KeyCache::new(::auth::cache::from_user_service(user.clone())));
     let ad_cache = Arc::new(cache::AdCache::new(config.mutants.cache_not_invalidated));
     let state = AppState {
         order: Arc::new(LazyChannel::new(&config.order_url)?),
@@ -175,7 +175,7 @@ pub async fn run(
     shutdown: Shutdown,
 ) -> anyhow::Result<()> {
     let (router, keys, ad_cache) = router(&config)?;
-    let fresh = tokio::spawn(keys.keep_fresh(shutdown.clone()));
+    let fresh = tokio::spawn(keys.keep_fresh(shutdown.clone().into_wait()));
     let invalidation = tokio::spawn(cache::invalidate_from_log(
         ad_cache,
         events,

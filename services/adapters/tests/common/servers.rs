@@ -15,6 +15,14 @@ pub fn database_url() -> String {
     std::env::var("DATABASE_URL").unwrap_or_else(|_| DATABASE_URL_DEFAULT.to_owned())
 }
 
+/// The default of `REDIS_URL`.
+const REDIS_URL_DEFAULT: &str = "redis://127.0.0.1:6379";
+
+#[allow(dead_code)] // used by `integration`, not by `broker_faults`
+pub fn redis_url() -> String {
+    std::env::var("REDIS_URL").unwrap_or_else(|_| REDIS_URL_DEFAULT.to_owned())
+}
+
 pub fn kafka_bootstrap() -> String {
     std::env::var("KAFKA_BOOTSTRAP").unwrap_or_else(|_| KAFKA_BOOTSTRAP_DEFAULT.to_owned())
 }
