@@ -9,6 +9,7 @@ pub mod db;
 pub mod journal;
 pub mod kafka;
 pub mod nightly;
+pub mod redis;
 pub mod rpc;
 pub mod runner;
 pub mod scenario;

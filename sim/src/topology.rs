@@ -5,6 +5,7 @@
 //! | `<service>-<i>`           | the table's | 10.<region>.3.<10·row + i>:<port>| instance i of a service     |
 //! | `psp`, `courier`          | the table's | 10.<region>.5.<row>:<port>       | the external providers' fakes |
 //! | `<database>-db`           | its service's | 10.<region>.2.<row>:5432       | the Postgres model of a service's database |
+//! | `redis`                   | MSK         | 10.1.6.1:6379                    | the Redis model (hints between instances) |
 //! | `client`                  | MSK         | 10.1.9.1                         | the workload, through the gateways |
 //!
 //! Regions: MSK is 10.1/16, NSK 10.2/16. A fault naming a service (`order`) hits every
@@ -97,6 +98,16 @@ pub fn database_node(service: &ServiceSpec) -> Option<NodeSpec> {
     })
 }
 
+/// The Redis model's node.
+pub fn redis() -> NodeSpec {
+    NodeSpec {
+        name: "redis".into(),
+        region: Region::Msk,
+        ip: [10, 1, 6, 1],
+        port: 6379,
+    }
+}
+
 pub fn client() -> NodeSpec {
     NodeSpec {
         name: "client".into(),
@@ -112,10 +123,11 @@ pub fn database_nodes() -> Vec<NodeSpec> {
 }
 
 /// The nodes a fault may name, besides the Kafka model's brokers and controller (the client
-/// is the workload, not a target): databases, service instances, the fakes.
+/// is the workload, not a target): databases, Redis, service instances, the fakes.
 pub fn fault_targets() -> Vec<NodeSpec> {
     database_nodes()
         .into_iter()
+        .chain([redis()])
         .chain(SERVICES.iter().flat_map(instances))
         .collect()
 }

@@ -135,6 +135,12 @@ impl wiring::Env for SimEnv {
         self.mutants
     }
 
+    fn hints(&self) -> anyhow::Result<Arc<dyn platform::ports::Hints>> {
+        Ok(Arc::new(crate::redis::SimHints {
+            addr: topology::redis().addr(),
+        }))
+    }
+
     fn events(&self) -> anyhow::Result<Arc<dyn platform::ports::EventLog>> {
         Ok(self.events.clone())
     }
@@ -290,6 +296,9 @@ pub async fn run(scenario: &Scenario, mutants: Mutants, record: bool) -> Outcome
             "media-db" => db_node(&handle, &spec, disks.media.clone(), lose, &journal),
             "moderation-db" => db_node(&handle, &spec, disks.moderation.clone(), lose, &journal),
             "reports-db" => db_node(&handle, &spec, disks.reports.clone(), lose, &journal),
+            "notifications-db" => {
+                db_node(&handle, &spec, disks.notifications.clone(), lose, &journal)
+            }
             other => panic!("the world has no schema for database {other}"),
         };
         nodes.0.insert(
@@ -300,6 +309,27 @@ pub async fn run(scenario: &Scenario, mutants: Mutants, record: bool) -> Outcome
             },
         );
     }
+
+    let redis = topology::redis();
+    let redis_addr = redis.addr();
+    let redis_id = handle
+        .create_node()
+        .name(redis.name.clone())
+        .ip(redis.ip())
+        .init(move || async move {
+            if let Err(e) = crate::redis::serve(redis_addr).await {
+                tracing::error!(error = %e, "the Redis model stopped");
+            }
+        })
+        .build()
+        .id();
+    nodes.0.insert(
+        redis.name.clone(),
+        Node {
+            id: redis_id,
+            region: redis.region,
+        },
+    );
 
     let p = &scenario.providers;
     let ledger = fakes::psp::SharedLedger::default();
@@ -584,6 +614,7 @@ struct Disks {
     media: DbDisk<media::MediaSchema>,
     moderation: DbDisk<moderation::ModerationSchema>,
     reports: DbDisk<report::ReportSchema>,
+    notifications: DbDisk<notification::NotificationSchema>,
 }
 
 impl Disks {

@@ -55,13 +55,7 @@ impl Hints for RedisHints {
     async fn publish(&self, channel: &str, message: &str) -> Result<u64, HintsError> {
         let mut slot = self.publisher.lock().await;
         if slot.is_none() {
-            *slot = Some(
-                bounded(
-                    "connect",
-                    self.client.get_multiplexed_async_connection(),
-                )
-                .await?,
-            );
+            *slot = Some(bounded("connect", self.client.get_multiplexed_async_connection()).await?);
         }
         let conn = slot.as_mut().expect("set above");
         let sent = bounded(
@@ -81,14 +75,16 @@ impl Hints for RedisHints {
     async fn subscribe(&self, channel: &str) -> Result<HintStream, HintsError> {
         let mut pubsub = bounded("connect", self.client.get_async_pubsub()).await?;
         bounded("SUBSCRIBE", pubsub.subscribe(channel)).await?;
-        Ok(Box::pin(pubsub.into_on_message().filter_map(|m| async move {
-            match m.get_payload::<String>() {
-                Ok(text) => Some(text),
-                Err(e) => {
-                    tracing::warn!(error = %e, "a hint that is not text; skipped");
-                    None
+        Ok(Box::pin(pubsub.into_on_message().filter_map(
+            |m| async move {
+                match m.get_payload::<String>() {
+                    Ok(text) => Some(text),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "a hint that is not text; skipped");
+                        None
+                    }
                 }
-            }
-        })))
+            },
+        )))
     }
 }

@@ -30,7 +30,9 @@ pub async fn a_subscriber_gets_later_messages_in_order_and_no_history(
     bus.publish(&channel, "before").await.expect("publish");
     let mut s = bus.subscribe(&channel).await.expect("subscribe");
     for i in 0..50 {
-        bus.publish(&channel, &format!("m{i}")).await.expect("publish");
+        bus.publish(&channel, &format!("m{i}"))
+            .await
+            .expect("publish");
     }
     for i in 0..50 {
         assert_eq!(next(&mut s, "in order").await, format!("m{i}"));
@@ -52,7 +54,9 @@ pub async fn each_subscriber_of_a_channel_gets_each_message_and_no_other_channel
     assert_eq!(bus.publish(&a, "for a").await.expect("publish"), 2);
     assert_eq!(bus.publish(&b, "end of b").await.expect("publish"), 1);
     assert_eq!(
-        bus.publish(&format!("{prefix}:nobody"), "lost").await.expect("publish"),
+        bus.publish(&format!("{prefix}:nobody"), "lost")
+            .await
+            .expect("publish"),
         0,
         "a channel without subscribers reaches nobody"
     );

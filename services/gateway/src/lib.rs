@@ -101,7 +101,9 @@ pub(crate) struct AppState {
 /// ad card cache (to keep invalidated with [`cache::invalidate_from_log`]).
 pub fn router(config: &Config) -> anyhow::Result<(Router, Arc<KeyCache>, Arc<cache::AdCache>)> {
     let user = Arc::new(LazyChannel::new(&config.user_url)?);
-    let keys = Arc::new(KeyCache::new(::auth::cache::from_user_service(user.clone())));
+    let keys = Arc::new(KeyCache::new(::auth::cache::from_user_service(
+        user.clone(),
+    )));
     let ad_cache = Arc::new(cache::AdCache::new(config.mutants.cache_not_invalidated));
     let state = AppState {
         order: Arc::new(LazyChannel::new(&config.order_url)?),

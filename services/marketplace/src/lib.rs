@@ -86,6 +86,8 @@ pub struct Settings {
     pub moderation: moderation::Tuning,
     /// `KAFKA_MAX_POLL_INTERVAL_MS`: Kafka `max.poll.interval.ms` of every consumer.
     pub max_poll_interval: std::time::Duration,
+    /// `REDIS_URL`: the Redis server of the hint bus (default `redis://127.0.0.1:6379`).
+    pub redis_url: String,
 }
 
 /// The key of the payment service's webhook listener in [`Settings::listen`].
@@ -242,6 +244,7 @@ impl Settings {
             moderator,
             moderation,
             max_poll_interval,
+            redis_url: env_or("REDIS_URL", "redis://127.0.0.1:6379"),
         })
     }
 
@@ -288,6 +291,7 @@ async fn connect_store(
         "media" => connect::<media::MediaSchema>(settings, database).await,
         "moderation" => connect::<moderation::ModerationSchema>(settings, database).await,
         "reports" => connect::<report::ReportSchema>(settings, database).await,
+        "notifications" => connect::<notification::NotificationSchema>(settings, database).await,
         other => anyhow::bail!("no schema is known for database {other:?}"),
     }
 }
@@ -347,6 +351,12 @@ impl Env for ProcessEnv {
 
     fn mutants(&self) -> Mutants {
         Mutants::default()
+    }
+
+    fn hints(&self) -> anyhow::Result<Arc<dyn platform::ports::Hints>> {
+        Ok(Arc::new(adapters::RedisHints::new(
+            &self.settings.redis_url,
+        )?))
     }
 
     fn events(&self) -> anyhow::Result<Arc<dyn platform::ports::EventLog>> {

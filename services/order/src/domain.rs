@@ -120,6 +120,10 @@ pub struct StatusChanged {
     /// `"{order_id}:{seq}"`: unique, and the same if the event is published twice.
     pub event_id: String,
     pub order_id: String,
+    /// The buyer, whom the live notifications of the order go to (empty in events published
+    /// before it was added).
+    #[serde(default)]
+    pub customer_id: String,
     /// Position of this status in the order's history (0 for CREATED).
     pub seq: u32,
     pub status: OrderStatus,

@@ -29,6 +29,7 @@ pub(crate) fn status_event(order: &Order) -> OutboxMessage {
     let event = StatusChanged {
         event_id: format!("{}:{seq}", order.order_id),
         order_id: order.order_id.clone(),
+        customer_id: order.customer_id.clone(),
         seq,
         status: order.status,
         previous: seq.checked_sub(1).map(|i| order.history[i as usize]),

@@ -70,6 +70,17 @@ impl Changes {
         }
     }
 
+    /// Wakes every subscription (after hints from elsewhere may have been missed: each
+    /// subscriber re-reads its state).
+    pub fn publish_all(&self) {
+        if let Ok(keys) = self.keys.lock() {
+            for (k, _) in keys.values() {
+                k.changes.fetch_add(1, Ordering::SeqCst);
+                k.notify.notify_waiters();
+            }
+        }
+    }
+
     /// How many keys are watched now (for tests).
     pub fn watched_keys(&self) -> usize {
         self.keys.lock().map_or(0, |k| k.len())
@@ -89,8 +100,13 @@ pub struct Subscription {
 impl Subscription {
     /// Waits until the key changes or `SAFETY_POLL` passes, whichever comes first.
     pub async fn next_change(&mut self) {
+        self.next_change_within(SAFETY_POLL).await
+    }
+
+    /// Waits until the key changes or `poll` passes, whichever comes first.
+    pub async fn next_change_within(&mut self, poll: Duration) {
         let Some((key, seen)) = self.watched.as_mut() else {
-            return tokio::time::sleep(SAFETY_POLL).await;
+            return tokio::time::sleep(poll).await;
         };
         let notified = key.notify.notified();
         tokio::pin!(notified);
@@ -104,7 +120,7 @@ impl Subscription {
         tokio::select! {
             biased;
             _ = notified => {}
-            _ = tokio::time::sleep(SAFETY_POLL) => {}
+            _ = tokio::time::sleep(poll) => {}
         }
         *seen = key.changes.load(Ordering::SeqCst);
     }

@@ -4,7 +4,9 @@
 
 pub mod kv;
 mod memory;
+pub mod observed;
 
 pub use memory::{now_ms, MemoryState, MemoryStore, PlatformState};
+pub use observed::Observed;
 
 pub use crate::ports::store::{Platform, Schema, Store};

@@ -11,7 +11,7 @@
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use platform::{
-    ports::{EventLog, Schema, Store},
+    ports::{EventLog, Hints, Schema, Store},
     Infra, Mutants, Shutdown,
 };
 
@@ -75,7 +75,7 @@ const fn fake(name: &'static str, region: Region, port: u16) -> ServiceSpec {
 }
 
 /// Every service, dependencies first (the order they start in).
-pub const SERVICES: [ServiceSpec; 15] = [
+pub const SERVICES: [ServiceSpec; 16] = [
     fake("psp", Region::Msk, 8081),
     fake("courier", Region::Nsk, 8082),
     fake("s3", Region::Msk, 9000),
@@ -132,6 +132,11 @@ pub const SERVICES: [ServiceSpec; 15] = [
         ..service("report", Region::Msk, 50058)
     },
     ServiceSpec {
+        database: Some("notifications"),
+        kafka: true,
+        ..service("notification", Region::Msk, 8090)
+    },
+    ServiceSpec {
         kafka: true,
         ..service("gateway", Region::Msk, 8080)
     },
@@ -175,6 +180,8 @@ pub trait Env: Send + Sync {
     fn store<S: Schema>(&self) -> anyhow::Result<Arc<dyn Store<S>>>;
     /// The Kafka cluster, for a service without a store.
     fn events(&self) -> anyhow::Result<Arc<dyn EventLog>>;
+    /// The hint bus between the instances of a service (Redis in production).
+    fn hints(&self) -> anyhow::Result<Arc<dyn Hints>>;
     /// The deliberate faults the instance runs with (none in production).
     fn mutants(&self) -> Mutants;
     /// The argon2id cost of new password hashes.
@@ -337,6 +344,16 @@ pub async fn run_service(
             };
             report::run(config, env.infra()?, shutdown).await
         }
+        "notification" => {
+            let listener = tokio::net::TcpListener::bind(env.listen()).await?;
+            let config = notification::Config {
+                user_url: env.urls("user"),
+                group_id: env.consumer_group(notification::GROUP),
+                client_rack: env.client_rack(),
+                limits: notification::Limits::default(),
+            };
+            notification::run(config, env.infra()?, env.hints()?, listener, shutdown).await
+        }
         "gateway" => {
             let listener = tokio::net::TcpListener::bind(env.listen()).await?;
             let config = gateway::Config {
@@ -394,6 +411,7 @@ mod tests {
             ("moderation", "moderator"),
             ("gateway", "report"),
             ("search", "ad"),
+            ("notification", "user"),
         ] {
             assert!(
                 position(callee) < position(caller),

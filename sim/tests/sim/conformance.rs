@@ -124,3 +124,59 @@ async fn the_postgres_model_passes_the_store_suite() {
     on_client(async move { conformance::store::run_all(&SimStore::<KvSchema>::new(addr)).await })
         .await;
 }
+
+/// Starts the Redis model on its node; the node's id (to kill it).
+fn redis_node() -> (madsim::task::NodeId, sim::redis::SimHints) {
+    let spec = sim::topology::redis();
+    let addr = spec.addr();
+    let id = Handle::current()
+        .create_node()
+        .name(spec.name.clone())
+        .ip(spec.ip())
+        .init(move || async move {
+            let _ = sim::redis::serve(addr).await;
+        })
+        .build()
+        .id();
+    (id, sim::redis::SimHints { addr })
+}
+
+#[madsim::test]
+async fn the_redis_model_passes_the_hint_bus_suite() {
+    let (_id, bus) = redis_node();
+    on_client(async move { conformance::hints::all(&bus, "model").await }).await;
+}
+
+#[madsim::test]
+async fn a_redis_model_crash_ends_every_subscription_and_forgets_its_subscribers() {
+    use futures::StreamExt;
+    use platform::ports::Hints;
+    let (id, bus) = redis_node();
+    let (subscribed_tx, subscribed_rx) = tokio::sync::oneshot::channel();
+    let (restarted_tx, restarted_rx) = tokio::sync::oneshot::channel::<()>();
+    let client = on_client(async move {
+        let mut s = bus.subscribe("c").await.expect("subscribe");
+        let _ = subscribed_tx.send(());
+        assert!(s.next().await.is_none(), "the crash ends the subscription");
+        restarted_rx.await.expect("restarted");
+        // The restarted server has no subscriber until someone subscribes again (it may take
+        // a moment to listen again).
+        let reached = loop {
+            match bus.publish("c", "m").await {
+                Ok(n) => break n,
+                Err(_) => madsim::task::yield_now().await,
+            }
+        };
+        assert_eq!(reached, 0);
+        let mut again = bus.subscribe("c").await.expect("subscribe again");
+        assert_eq!(bus.publish("c", "m2").await.expect("publish"), 1);
+        assert_eq!(again.next().await.as_deref(), Some("m2"));
+    });
+    let driver = async move {
+        subscribed_rx.await.expect("subscribed");
+        Handle::current().kill(id);
+        Handle::current().restart(id);
+        let _ = restarted_tx.send(());
+    };
+    futures::join!(client, driver);
+}

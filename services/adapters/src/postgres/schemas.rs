@@ -8,6 +8,7 @@ pub mod delivery;
 pub mod kv;
 pub mod media;
 pub mod moderation;
+pub mod notification;
 pub mod order;
 pub mod payment;
 pub mod report;

@@ -22,7 +22,10 @@ async fn redis_down_is_unavailable_not_a_hang() {
     // Port 1 on loopback: nothing listens there.
     let bus = RedisHints::new("redis://127.0.0.1:1").expect("a valid URL");
     let e = bus.publish("c", "m").await.expect_err("nobody listens");
-    assert!(matches!(e, platform::ports::HintsError::Unavailable(_)), "{e}");
+    assert!(
+        matches!(e, platform::ports::HintsError::Unavailable(_)),
+        "{e}"
+    );
     assert!(bus.subscribe("c").await.is_err());
     assert!(RedisHints::new("not a url").is_err());
 }

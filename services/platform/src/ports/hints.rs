@@ -71,6 +71,8 @@ impl Hints for LocalHints {
             .entry(channel.to_owned())
             .or_default()
             .push(tx);
-        Ok(Box::pin(futures::stream::poll_fn(move |cx| rx.poll_recv(cx))))
+        Ok(Box::pin(futures::stream::poll_fn(move |cx| {
+            rx.poll_recv(cx)
+        })))
     }
 }

@@ -1,0 +1,305 @@
+//! The notification service: live updates for users over SSE (and WebSocket), from Kafka
+//! events, without gaps.
+//!
+//! - **Sources.** A consumer group (`notification`) on `order.status.changed` turns each
+//!   status change into an update for the order's buyer.
+//! - **The log.** Each update is appended to its recipient's feed in PostgreSQL with the next
+//!   sequence number, in the same transaction as the event's inbox mark: an event redelivered
+//!   after a crash or a rebalance adds nothing.
+//! - **Fan-out.** After a commit, the instance wakes its own sessions of that recipient and
+//!   publishes a hint `recipient seq` on Redis ([`HINTS_CHANNEL`]); every instance wakes its
+//!   sessions of the recipient on a hint. Hints are at most once and carry no data: a session
+//!   always reads the log (see [`session`]), so a lost hint delays an update, never loses it.
+//! - **Clients** connect to any instance with an access token (the user service's keys, as
+//!   at the gateway) and resume with `epoch:seq`.
+
+pub mod http;
+pub mod session;
+pub mod store;
+
+use std::sync::Arc;
+
+use futures::StreamExt;
+use order::domain::StatusChanged;
+use platform::{
+    changes::Changes,
+    grpc::LazyChannel,
+    inbox::{Effect, EffectError},
+    ports::{ConsumedRecord, Hints, Store, Tx},
+    retry::RetryPolicy,
+    store::Observed,
+    Infra, Shutdown,
+};
+
+pub use session::{Filter, Frame, Limits, Position, Session};
+pub use store::{
+    Feed, FeedPage, NotificationModel, NotificationQuery, NotificationSchema, NotificationWrite,
+    Update, BODY_BYTES_MAX, KINDS,
+};
+
+/// The consumer group of the event topics.
+pub const GROUP: &str = "notification";
+/// The Redis channel of hints `recipient seq`.
+pub const HINTS_CHANNEL: &str = "notification.hints";
+/// Hints waiting to be published; more are dropped (they are at most once anyway).
+const HINTS_QUEUED_MAX: usize = 4096;
+
+/// Notification service settings.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// URLs of the user service, whose public keys check access tokens.
+    pub user_url: String,
+    /// The consumer group (normally [`GROUP`]).
+    pub group_id: String,
+    /// Kafka `client.rack` of this instance.
+    pub client_rack: Option<String>,
+    pub limits: Limits,
+}
+
+pub(crate) fn now_ms() -> i64 {
+    i64::try_from(platform::store::now_ms()).unwrap_or(i64::MAX)
+}
+
+/// The text a buyer reads for an order status.
+pub fn status_text(status: &str) -> &'static str {
+    match status {
+        "CREATED" => "Your order is placed.",
+        "PAYMENT_PENDING" => "We are taking your payment.",
+        "PAID" => "Payment received.",
+        "SHIPPING" => "We are handing your order to the courier.",
+        "SHIPPED" => "Your order is on its way.",
+        "DELIVERED" => "Your order is delivered.",
+        "PAYMENT_FAILED" => "The payment failed; the order is cancelled.",
+        "DELIVERY_FAILED" => "The delivery failed; you will be refunded.",
+        "REFUNDING" => "We are refunding your payment.",
+        "CANCELLED" => "The order is cancelled.",
+        "CANCELLING_DELIVERY" => "The delivery is late; we asked the courier about it.",
+        _ => "Your order changed.",
+    }
+}
+
+/// The update an order status event makes, for its buyer (`None`: an event without one).
+pub fn order_update(event: &StatusChanged) -> Option<(String, String, String)> {
+    if event.customer_id.is_empty() {
+        return None;
+    }
+    let status = event.status.as_str();
+    let body = serde_json::json!({
+        "order_id": event.order_id,
+        "order_seq": event.seq,
+        "status": status,
+        "previous": event.previous.map(|p| p.as_str()),
+        "text": status_text(status),
+    });
+    Some((
+        event.customer_id.clone(),
+        event.order_id.clone(),
+        body.to_string(),
+    ))
+}
+
+/// Appends an update for `recipient` at the end of its feed (opening the feed, with a new
+/// epoch, on its first update). A concurrent append makes the commit conflict; the inbox
+/// loop then runs the effect again, which reads the new end.
+pub async fn append(
+    store: &dyn Store<NotificationSchema>,
+    recipient: &str,
+    kind: &str,
+    subject: &str,
+    body: String,
+) -> Result<Tx<NotificationWrite>, EffectError> {
+    if body.len() > BODY_BYTES_MAX {
+        return Err(EffectError::Poison(format!(
+            "an update of {} bytes; at most {BODY_BYTES_MAX}",
+            body.len()
+        )));
+    }
+    let head = store
+        .query(NotificationQuery::Feed {
+            recipient: recipient.into(),
+            after: i64::MAX,
+            limit: 0,
+        })
+        .await?;
+    let now = now_ms();
+    let mut tx = Tx::new();
+    if head.epoch.is_none() {
+        tx = tx.write(NotificationWrite::Open(Feed {
+            recipient: recipient.into(),
+            epoch: format!("{:016x}", platform::ids::random_u128() as u64),
+            created_ms: now,
+        }));
+    }
+    Ok(tx.write(NotificationWrite::Append(Update {
+        recipient: recipient.into(),
+        seq: head.last_seq + 1,
+        kind: kind.into(),
+        subject: subject.into(),
+        body,
+        created_ms: now,
+    })))
+}
+
+/// `order.status.changed` → an update for the order's buyer.
+fn order_effect() -> Effect<NotificationSchema> {
+    Arc::new(
+        |record: ConsumedRecord, store: Arc<dyn Store<NotificationSchema>>| {
+            Box::pin(async move {
+                let event: StatusChanged =
+                    serde_json::from_slice(&record.payload).map_err(|e| {
+                        EffectError::Poison(format!("order status event does not decode: {e}"))
+                    })?;
+                let Some((recipient, subject, body)) = order_update(&event) else {
+                    return Ok(None);
+                };
+                if !(1..=64).contains(&recipient.chars().count()) {
+                    return Err(EffectError::Poison(format!(
+                        "order {} names no valid buyer",
+                        event.order_id
+                    )));
+                }
+                append(&*store, &recipient, "order.status", &subject, body)
+                    .await
+                    .map(Some)
+            })
+        },
+    )
+}
+
+/// The instance's fan-out: wakes its sessions after its own commits and on hints from other
+/// instances, and publishes hints of its own commits.
+#[derive(Clone)]
+pub struct FanOut {
+    pub changes: Changes,
+    queue: tokio::sync::mpsc::Sender<String>,
+}
+
+impl FanOut {
+    /// Starts publishing to and listening on `hints` until `shutdown`.
+    pub fn start(hints: Arc<dyn Hints>, shutdown: Shutdown) -> Self {
+        let changes = Changes::default();
+        let (queue, outgoing) = tokio::sync::mpsc::channel(HINTS_QUEUED_MAX);
+        tokio::spawn(publish_hints(hints.clone(), outgoing, shutdown.clone()));
+        tokio::spawn(listen_to_hints(hints, changes.clone(), shutdown));
+        FanOut { changes, queue }
+    }
+
+    /// Announces the updates `tx` committed.
+    pub fn committed(&self, tx: &Tx<NotificationWrite>) {
+        for w in &tx.writes {
+            if let NotificationWrite::Append(u) = w {
+                self.changes.publish(&u.recipient);
+                // Full: dropped; the other instances' sessions find it at their next check.
+                let _ = self.queue.try_send(format!("{} {}", u.recipient, u.seq));
+            }
+        }
+    }
+
+    /// `store`, announcing what it commits.
+    pub fn observe(
+        &self,
+        store: Arc<dyn Store<NotificationSchema>>,
+    ) -> Arc<dyn Store<NotificationSchema>> {
+        let me = self.clone();
+        Arc::new(Observed::new(store, Arc::new(move |tx| me.committed(tx))))
+    }
+}
+
+async fn publish_hints(
+    hints: Arc<dyn Hints>,
+    mut outgoing: tokio::sync::mpsc::Receiver<String>,
+    shutdown: Shutdown,
+) {
+    loop {
+        let hint = tokio::select! {
+            biased;
+            _ = shutdown.wait() => return,
+            h = outgoing.recv() => match h { Some(h) => h, None => return },
+        };
+        if let Err(e) = hints.publish(HINTS_CHANNEL, &hint).await {
+            tracing::debug!(error = %e, "hint not published");
+        }
+    }
+}
+
+/// Wakes the sessions a hint names; after each (re)subscription wakes every session, since
+/// hints may have been missed while unsubscribed.
+async fn listen_to_hints(hints: Arc<dyn Hints>, changes: Changes, shutdown: Shutdown) {
+    let backoff = RetryPolicy::forever(
+        std::time::Duration::from_millis(200),
+        std::time::Duration::from_secs(5),
+    );
+    let mut failures = 0u32;
+    while !shutdown.is_requested() {
+        let mut stream = match hints.subscribe(HINTS_CHANNEL).await {
+            Ok(s) => {
+                failures = 0;
+                changes.publish_all();
+                s
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "cannot subscribe to hints yet");
+                failures += 1;
+                tokio::select! {
+                    biased;
+                    _ = shutdown.wait() => return,
+                    _ = tokio::time::sleep(backoff.delay(failures)) => {}
+                }
+                continue;
+            }
+        };
+        loop {
+            let hint = tokio::select! {
+                biased;
+                _ = shutdown.wait() => return,
+                h = stream.next() => h,
+            };
+            let Some(hint) = hint else { break };
+            if let Some((recipient, _seq)) = hint.split_once(' ') {
+                changes.publish(recipient);
+            }
+        }
+        tracing::debug!("hint subscription lost; subscribing again");
+    }
+}
+
+/// Runs the notification service (its consumer, fan-out and HTTP endpoints) until
+/// `shutdown`.
+pub async fn run(
+    config: Config,
+    infra: Infra<NotificationSchema>,
+    hints: Arc<dyn Hints>,
+    listener: tokio::net::TcpListener,
+    shutdown: Shutdown,
+) -> anyhow::Result<()> {
+    let fan_out = FanOut::start(hints, shutdown.clone());
+    let infra = Infra {
+        store: fan_out.observe(infra.store.clone()),
+        ..infra
+    };
+    let consuming = infra.spawn_consumer(
+        infra.consumer_settings(
+            &config.group_id,
+            config.client_rack.clone(),
+            &[platform::topics::ORDER_STATUS_CHANGED],
+        ),
+        order_effect(),
+        shutdown.clone(),
+    );
+    let keys = Arc::new(auth::cache::KeyCache::new(auth::cache::from_user_service(
+        Arc::new(LazyChannel::new(&config.user_url)?),
+    )));
+    let fresh = tokio::spawn(keys.clone().keep_fresh(shutdown.clone().into_wait()));
+    let router = http::router(http::State {
+        store: infra.store.clone(),
+        changes: fan_out.changes.clone(),
+        keys,
+        limits: config.limits,
+        shutdown: shutdown.clone(),
+    });
+    tracing::info!(addr = ?listener.local_addr().ok(), "notification service up");
+    platform::http::serve(listener, router, shutdown).await;
+    let _ = consuming.await;
+    let _ = fresh.await;
+    Ok(())
+}
