@@ -13,6 +13,7 @@
 //! - **Clients** connect to any instance with an access token (the user service's keys, as
 //!   at the gateway) and resume with `epoch:seq`.
 
+pub mod client;
 pub mod http;
 pub mod session;
 pub mod store;

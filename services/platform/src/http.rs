@@ -6,6 +6,6 @@ mod client;
 mod problem;
 mod serve;
 
-pub use client::{HttpClient, HttpError, HttpResponse};
+pub use client::{HttpClient, HttpError, HttpResponse, StreamingResponse};
 pub use problem::{ApiJson, Problem};
 pub use serve::{serve, PeerAddr, SpawnExecutor, CONNECTIONS_MAX};

@@ -884,3 +884,67 @@ mod moderation_schema {
         differential::<ModerationSchema>(sequence(write(), query()), &[]);
     }
 }
+
+mod notification_schema {
+    use notification::{Feed, NotificationQuery, NotificationSchema, NotificationWrite, Update};
+
+    use super::*;
+
+    const RECIPIENTS: [&str; 2] = ["u-1", "u-2"];
+
+    fn write() -> impl Strategy<Value = NotificationWrite> + Clone {
+        prop_oneof![
+            (
+                prop::sample::select(&RECIPIENTS[..]),
+                prop::sample::select(&["e-1", "e-2", ""][..])
+            )
+                .prop_map(|(r, e)| NotificationWrite::Open(Feed {
+                    recipient: r.into(),
+                    epoch: e.into(),
+                    created_ms: 1,
+                })),
+            (
+                prop::sample::select(&RECIPIENTS[..]),
+                0i64..5,
+                prop::sample::select(&["order.status", "notice", "bogus"][..]),
+                prop::sample::select(&["o-1", ""][..]),
+                prop::bool::weighted(0.05),
+            )
+                .prop_map(|(r, seq, kind, subject, huge)| {
+                    NotificationWrite::Append(Update {
+                        recipient: r.into(),
+                        seq,
+                        kind: kind.into(),
+                        subject: subject.into(),
+                        body: if huge {
+                            format!("\"{}\"", "x".repeat(notification::BODY_BYTES_MAX))
+                        } else {
+                            format!("{{\"n\":{seq}}}")
+                        },
+                        created_ms: seq,
+                    })
+                }),
+            (prop::sample::select(&RECIPIENTS[..]), 0i64..6).prop_map(|(r, keep_from)| {
+                NotificationWrite::Trim {
+                    recipient: r.into(),
+                    keep_from,
+                }
+            }),
+        ]
+    }
+
+    fn query() -> impl Strategy<Value = NotificationQuery> {
+        (prop::sample::select(&RECIPIENTS[..]), -1i64..5, 0u32..4).prop_map(|(r, after, limit)| {
+            NotificationQuery::Feed {
+                recipient: r.into(),
+                after,
+                limit,
+            }
+        })
+    }
+
+    #[test]
+    fn the_notification_model_and_postgres_agree_on_random_transactions() {
+        differential::<NotificationSchema>(sequence(write(), query()), &[]);
+    }
+}

@@ -9,6 +9,7 @@ mod ads;
 mod auth;
 mod bad_input;
 mod moderation_workers;
+mod notifications;
 mod photos;
 mod process;
 mod reports;

@@ -85,7 +85,14 @@ pub async fn start_without(left_out: &[&str], tune: impl FnOnce(&mut Settings)) 
         .expect("the stack starts (is `ci/infra/up.sh` running?)");
     // tonic binds its listeners inside its serve task: wait until every port accepts.
     for addr in [
-        "order", "payment", "delivery", "user", "ad", "media", "gateway",
+        "order",
+        "payment",
+        "delivery",
+        "user",
+        "ad",
+        "media",
+        "gateway",
+        "notification",
     ]
     .map(|s| listen(&settings, s))
     {

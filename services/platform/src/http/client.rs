@@ -142,6 +142,40 @@ impl HttpClient {
         headers: &[(&str, &str)],
         body: Option<(Vec<u8>, &str)>,
     ) -> Result<HttpResponse, HttpError> {
+        let open = self.open(method, url, headers, body).await?;
+        let body = Limited::new(open.body, RESPONSE_BYTES_MAX)
+            .collect()
+            .await
+            .map_err(|e| HttpError::Protocol(e.to_string()))?
+            .to_bytes();
+        Ok(HttpResponse {
+            status: open.status,
+            headers: open.headers,
+            body,
+        })
+    }
+
+    /// Sends one request and returns the answer's status and headers within the timeout,
+    /// with its body still to read, for as long as it lasts (a stream of events).
+    pub async fn stream(
+        &self,
+        url: &str,
+        headers: &[(&str, &str)],
+    ) -> Result<StreamingResponse, HttpError> {
+        let timeout = self.timeout;
+        match tokio::time::timeout(timeout, self.open("GET", url, headers, None)).await {
+            Ok(r) => r,
+            Err(_) => Err(HttpError::Timeout(timeout)),
+        }
+    }
+
+    async fn open(
+        &self,
+        method: &str,
+        url: &str,
+        headers: &[(&str, &str)],
+        body: Option<(Vec<u8>, &str)>,
+    ) -> Result<StreamingResponse, HttpError> {
         let uri: http::Uri = url.parse().map_err(|_| HttpError::InvalidUrl(url.into()))?;
         let authority = uri
             .authority()
@@ -161,7 +195,8 @@ impl HttpClient {
         let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
             .await
             .map_err(|e| HttpError::Protocol(e.to_string()))?;
-        // The connection task ends when the exchange is over (the sender is dropped).
+        // The connection task ends when the exchange is over (the sender and the body are
+        // dropped).
         tokio::spawn(async move {
             let _ = conn.await;
         });
@@ -194,16 +229,35 @@ impl HttpClient {
             .iter()
             .filter_map(|(k, v)| Some((k.as_str().to_owned(), v.to_str().ok()?.to_owned())))
             .collect();
-        let body = Limited::new(resp.into_body(), RESPONSE_BYTES_MAX)
-            .collect()
-            .await
-            .map_err(|e| HttpError::Protocol(e.to_string()))?
-            .to_bytes();
-        Ok(HttpResponse {
+        Ok(StreamingResponse {
             status,
             headers,
-            body,
+            body: resp.into_body(),
         })
+    }
+}
+
+/// An answer of [`HttpClient::stream`] whose body is still arriving.
+#[derive(Debug)]
+pub struct StreamingResponse {
+    pub status: u16,
+    /// Header names lower-case, values that are text.
+    pub headers: Vec<(String, String)>,
+    pub body: hyper::body::Incoming,
+}
+
+impl StreamingResponse {
+    /// The next piece of the body; `None` when it ended (or the connection broke).
+    pub async fn chunk(&mut self) -> Option<Result<Bytes, HttpError>> {
+        loop {
+            match self.body.frame().await? {
+                Ok(frame) => match frame.into_data() {
+                    Ok(data) => return Some(Ok(data)),
+                    Err(_) => continue, // trailers
+                },
+                Err(e) => return Some(Err(HttpError::Protocol(e.to_string()))),
+            }
+        }
     }
 }
 

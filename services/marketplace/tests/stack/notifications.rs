@@ -1,0 +1,202 @@
+//! Live notifications on the real stack: an order's status changes reach its buyer over SSE
+//! from the notification service (Kafka → PostgreSQL log → SSE), and a reconnect resumes
+//! without gaps or repeats.
+
+use std::time::Duration;
+
+use notification::client::{Event, SseError, SseStream};
+
+use crate::support::{self, Stack};
+
+fn stream_url(stack: &Stack, query: &str) -> String {
+    format!(
+        "http://{}/v1/notifications/stream{query}",
+        support::listen(&stack.settings, "notification")
+    )
+}
+
+/// Opens the stream, waiting (bounded) while the service has no signing keys yet (503).
+async fn open(stack: &Stack, query: &str, last_event_id: Option<&str>) -> SseStream {
+    let started = tokio::time::Instant::now();
+    loop {
+        match SseStream::open(
+            &stream_url(stack, query),
+            &stack.session.access_token,
+            last_event_id,
+            Duration::from_secs(10),
+        )
+        .await
+        {
+            Ok(s) => return s,
+            Err(SseError::Refused { status: 503, .. })
+                if started.elapsed() < Duration::from_secs(20) =>
+            {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(e) => panic!("the stream opens: {e}"),
+        }
+    }
+}
+
+async fn next(s: &mut SseStream) -> Event {
+    tokio::time::timeout(Duration::from_secs(60), s.next())
+        .await
+        .expect("an event within 60 s")
+        .expect("the stream goes on")
+        .expect("a well-formed event")
+}
+
+/// The next update event (skipping position frames).
+async fn next_update(s: &mut SseStream) -> Event {
+    loop {
+        let e = next(s).await;
+        if e.event != "position" {
+            return e;
+        }
+    }
+}
+
+fn status_of(e: &Event) -> String {
+    e.json()
+        .and_then(|j| j["body"]["status"].as_str().map(str::to_owned))
+        .unwrap_or_else(|| panic!("an order status update: {e:?}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_orders_statuses_reach_its_buyer_over_sse_and_a_reconnect_resumes_without_gaps() {
+    let stack = support::start(|_| {}).await;
+    let mut live = open(&stack, "", None).await;
+    assert!(
+        live.headers()
+            .iter()
+            .any(|(k, v)| k == "content-type" && v == "text/event-stream"),
+        "{:?}",
+        live.headers()
+    );
+    let hello = next(&mut live).await;
+    assert_eq!(
+        (hello.event.as_str(), hello.id.as_str()),
+        ("position", "0:0")
+    );
+
+    let order = stack.place_order(Some("sse-1")).await;
+    let mut events = Vec::new();
+    while events.last().map(status_of).as_deref() != Some("DELIVERED") {
+        let e = next_update(&mut live).await;
+        assert_eq!(e.event, "order.status");
+        events.push(e);
+    }
+    let done = stack
+        .await_order(&order.order_id, Duration::from_secs(30), |o| {
+            o.status == "DELIVERED"
+        })
+        .await;
+    let statuses: Vec<String> = events.iter().map(status_of).collect();
+    assert_eq!(statuses, done.history, "one update per status, in order");
+    let epoch = events[0]
+        .id
+        .split(':')
+        .next()
+        .expect("epoch:seq")
+        .to_owned();
+    let ids: Vec<String> = events.iter().map(|e| e.id.clone()).collect();
+    let expected: Vec<String> = (1..=events.len()).map(|i| format!("{epoch}:{i}")).collect();
+    assert_eq!(ids, expected, "seqs 1, 2, 3, … in one epoch");
+
+    // A reconnect from the third update gets the fourth onwards, once each.
+    let mut resumed = open(&stack, "", Some(&ids[2])).await;
+    for want in &ids[3..] {
+        assert_eq!(&next_update(&mut resumed).await.id, want);
+    }
+    let mut all = open(&stack, "?since=0:0", None).await;
+    assert_eq!(
+        next_update(&mut all).await.id,
+        ids[0],
+        "`since` resumes like Last-Event-ID"
+    );
+    drop(all);
+    // A filter by order skips the other orders' updates (and the position moves past them).
+    let second = stack.place_order(Some("sse-2")).await;
+    let mut only_second = open(
+        &stack,
+        &format!("?since=0:0&order={}&kind=order.status", second.order_id),
+        None,
+    )
+    .await;
+    let first_of_second = next_update(&mut only_second).await;
+    assert_eq!(first_of_second.id, format!("{epoch}:{}", ids.len() + 1));
+    assert_eq!(status_of(&first_of_second), "CREATED");
+    let page: serde_json::Value = stack
+        .client()
+        .get_json_with(
+            &format!(
+                "http://{}/v1/notifications?after=2&limit=2",
+                support::listen(&stack.settings, "notification")
+            ),
+            &[("authorization", &support::bearer(&stack.session))],
+        )
+        .await
+        .expect("a page");
+    assert_eq!(page["epoch"], epoch.as_str());
+    assert!(
+        page["last_seq"].as_i64().expect("last_seq") > events.len() as i64,
+        "the second order's updates follow the first's"
+    );
+    let seqs: Vec<i64> = page["updates"]
+        .as_array()
+        .expect("updates")
+        .iter()
+        .map(|u| u["seq"].as_i64().expect("seq"))
+        .collect();
+    assert_eq!(seqs, [3, 4]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_stream_requests_get_problem_answers() {
+    let stack = support::start(|_| {}).await;
+    // Wait until the service can check tokens at all.
+    drop(open(&stack, "", None).await);
+    let client = stack.client();
+    let auth = support::bearer(&stack.session);
+    let url = |q: &str| stream_url(&stack, q);
+    let cases: Vec<(String, Vec<(&str, &str)>, u16)> = vec![
+        (url(""), vec![], 401),
+        (url(""), vec![("authorization", "Bearer not.a.token")], 401),
+        (url("?access_token=not.a.token"), vec![], 401),
+        (
+            url(""),
+            vec![
+                ("authorization", auth.as_str()),
+                ("last-event-id", "nonsense"),
+            ],
+            400,
+        ),
+        (
+            url("?since=abc:-1"),
+            vec![("authorization", auth.as_str())],
+            400,
+        ),
+        (
+            url("?kind=order.status,bogus"),
+            vec![("authorization", auth.as_str())],
+            400,
+        ),
+    ];
+    for (url, headers, status) in cases {
+        let r = client
+            .send("GET", &url, &headers, None)
+            .await
+            .expect("an answer");
+        assert_eq!(r.status, status, "{url} {headers:?}: {:?}", r.body);
+        assert_eq!(
+            r.header("content-type"),
+            Some("application/problem+json"),
+            "{url}"
+        );
+    }
+    // The token in the query string works where headers cannot be set (EventSource).
+    let token_url = url(&format!("?access_token={}", stack.session.access_token));
+    let mut s = client.stream(&token_url, &[]).await.expect("opens");
+    assert_eq!(s.status, 200);
+    assert!(s.chunk().await.is_some());
+}
