@@ -192,6 +192,7 @@ pub fn describe(action: &Action) -> String {
         Action::Kill { node } => format!("kill {node}"),
         Action::PowerOff { node } => format!("power-off {node}"),
         Action::Restart { node } => format!("restart {node}"),
+        Action::Isolate { node } => format!("isolate {node}"),
         Action::PartitionRegions => "partition msk|nsk".into(),
         Action::PartitionOneWay { from } => format!("one-way cut from {from}"),
         Action::HealNetwork => "heal network".into(),
@@ -213,9 +214,10 @@ pub fn episodes(schedule: &[(u64, Action)]) -> Vec<Vec<(u64, Action)>> {
             (Action::Kill { node } | Action::PowerOff { node }, Action::Restart { node: r }) => {
                 node == r
             }
-            (Action::PartitionRegions | Action::PartitionOneWay { .. }, Action::HealNetwork) => {
-                true
-            }
+            (
+                Action::PartitionRegions | Action::PartitionOneWay { .. } | Action::Isolate { .. },
+                Action::HealNetwork,
+            ) => true,
             _ => false,
         };
         let mut unit = vec![schedule[i].clone()];
@@ -338,6 +340,7 @@ fn timeline(
             });
         }
     };
+    let mut isolated: Vec<String> = Vec::new();
     for (at, action) in &history.faults {
         match action {
             Action::Kill { node } | Action::PowerOff { node } => {
@@ -354,7 +357,18 @@ fn timeline(
                 close(&mut open, &mut faults, "network", *at);
                 open.insert("network".into(), (*at, describe(action)));
             }
-            Action::HealNetwork => close(&mut open, &mut faults, "network", *at),
+            Action::Isolate { node } => {
+                for lane in topology::expand(node) {
+                    open.entry(lane.clone()).or_insert((*at, describe(action)));
+                    isolated.push(lane);
+                }
+            }
+            Action::HealNetwork => {
+                close(&mut open, &mut faults, "network", *at);
+                for lane in isolated.drain(..) {
+                    close(&mut open, &mut faults, &lane, *at);
+                }
+            }
         }
     }
     // The heal at the end of the fault phase ends every fault still open.

@@ -10,6 +10,7 @@ mod goods;
 mod kafka_log;
 mod moderation_work;
 mod money;
+mod notifications;
 mod order_events;
 mod photos;
 mod saga_liveness;
@@ -80,6 +81,10 @@ pub struct FinalState {
     pub order_events: Vec<Vec<ConsumedRecord>>,
     /// The analytics service's mart: counter by key.
     pub analytics: BTreeMap<String, i64>,
+    /// The notification service's feeds: recipient → (epoch, updates by seq).
+    pub feeds: BTreeMap<String, (String, Vec<notification::Update>)>,
+    /// What the customers' live sessions received, in arrival order.
+    pub received: Vec<crate::workload::Received>,
     /// Writes the cluster acknowledged that are not in the log where they were acknowledged.
     pub lost_acknowledged: Vec<String>,
 }
@@ -99,7 +104,7 @@ impl fmt::Display for Violation {
 }
 
 /// Every checker, by the name scenario files select it with.
-const CHECKERS: [(&str, fn(&FinalState) -> Vec<Violation>); 13] = [
+const CHECKERS: [(&str, fn(&FinalState) -> Vec<Violation>); 14] = [
     (saga_liveness::NAME, saga_liveness::check),
     (money::NAME, money::check),
     (goods::NAME, goods::check),
@@ -113,6 +118,7 @@ const CHECKERS: [(&str, fn(&FinalState) -> Vec<Violation>); 13] = [
     (search::NAME, search::check),
     (photos::NAME, photos::check),
     (moderation_work::NAME, moderation_work::check),
+    (notifications::NAME, notifications::check),
 ];
 
 /// Every checker's name.

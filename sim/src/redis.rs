@@ -7,9 +7,11 @@
 //! TCP connection suffers:
 //! - the node crashes or restarts: every subscription ends (the client sees its stream end)
 //!   and the restarted node knows no subscriber;
-//! - a link is cut: messages on it are lost, but neither side learns of it — the
-//!   subscription stays open and silent, as a TCP connection without keep-alives does, until
-//!   the link heals. The subscriber's own checks must cover that; the model must not.
+//! - a link is cut: messages wait on it (madsim's connections retry, as TCP retransmits)
+//!   and neither side learns of it — the subscription stays open and silent until the link
+//!   heals;
+//! - and, with `lose_per_mille`, the server drops a message to a subscriber now and then, as
+//!   Redis drops a subscriber whose output buffer overflows: at most once, for real.
 
 use std::{
     collections::BTreeMap,
@@ -42,8 +44,9 @@ enum Reply {
 
 type Subscribers = BTreeMap<String, Vec<tokio::sync::mpsc::UnboundedSender<String>>>;
 
-/// Serves PUB/SUB on `addr` until the node dies (its subscribers die with it).
-pub async fn serve(addr: SocketAddr) -> io::Result<()> {
+/// Serves PUB/SUB on `addr` until the node dies (its subscribers die with it), losing
+/// `lose_per_mille` of the messages to subscribers.
+pub async fn serve(addr: SocketAddr, lose_per_mille: u32) -> io::Result<()> {
     let ep = Endpoint::bind(addr).await?;
     let subscribers: Arc<Mutex<Subscribers>> = Arc::default();
     loop {
@@ -58,7 +61,10 @@ pub async fn serve(addr: SocketAddr) -> io::Result<()> {
                 Request::Publish { channel, message } => {
                     let reached = match subscribers.lock() {
                         Ok(mut subs) => subs.get_mut(&channel).map_or(0, |list| {
-                            list.retain(|s| s.send(message.clone()).is_ok());
+                            list.retain(|s| {
+                                let lost = madsim::rand::random::<u32>() % 1000 < lose_per_mille;
+                                lost || s.send(message.clone()).is_ok()
+                            });
                             list.len() as u64
                         }),
                         Err(_) => 0,

@@ -28,6 +28,9 @@ pub struct Scenario {
     /// Lost replies from DB nodes after a commit, per mille.
     #[serde(default)]
     pub db_lose_reply_per_mille: u32,
+    /// Messages the Redis model drops on their way to a subscriber, per mille.
+    #[serde(default)]
+    pub redis_lose_per_mille: u32,
     /// A random mix of faults drawn from the seed, on top of `faults`.
     #[serde(default)]
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -400,6 +403,9 @@ pub enum Action {
     PowerOff { node: String },
     /// Restart a killed node (its init runs again).
     Restart { node: String },
+    /// Cut a node (or every instance of a service) off the network, both ways; it keeps
+    /// running. `heal-network` ends it.
+    Isolate { node: String },
     /// Cut MSK from NSK in both directions.
     PartitionRegions,
     /// Cut traffic from region `from` to the other one only.
@@ -457,6 +463,7 @@ pub const EMBEDDED: &[(&str, &str)] = embed![
     "moderation-workers-crash",
     "moderation-provider-outage",
     "moderation-slow-workers",
+    "notification-fanout-faults",
     "swarm",
 ];
 
@@ -479,7 +486,10 @@ pub fn parse(text: &str) -> anyhow::Result<Scenario> {
     }
     let known = node_names();
     let named = s.faults.iter().filter_map(|f| match &f.action {
-        Action::Kill { node } | Action::PowerOff { node } | Action::Restart { node } => Some(node),
+        Action::Kill { node }
+        | Action::PowerOff { node }
+        | Action::Restart { node }
+        | Action::Isolate { node } => Some(node),
         _ => None,
     });
     for node in named.chain(s.swarm.iter().flat_map(|w| &w.nodes)) {

@@ -49,6 +49,26 @@ pub struct Observed {
     pub uploads_refused: Vec<(String, u16)>,
     /// Reports the gateway accepted (202).
     pub reports: Vec<String>,
+    /// What the customers' live sessions received, in arrival order.
+    pub received: Vec<Received>,
+    /// Per customer: their user id and the last `epoch:seq` their sessions got.
+    pub followers: std::collections::BTreeMap<u32, (String, String)>,
+}
+
+/// One event a customer's live session received (keep-alives aside).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Received {
+    pub customer: u32,
+    pub user_id: String,
+    /// The customer's n-th session (1, 2, …).
+    pub session: u32,
+    /// The notification instance it was connected to.
+    pub instance: String,
+    /// `position`, `reset`, or an update's kind.
+    pub event: String,
+    /// `epoch:seq` (empty for events without an id).
+    pub id: String,
+    pub data: String,
 }
 
 /// The email of customer `c`, as its `variant`-th registration spells it.
@@ -157,9 +177,17 @@ struct Created {
     order_id: String,
 }
 
-/// Places `workload`'s orders, recording what the client saw in `observed`.
-pub async fn run(workload: Workload, observed: Arc<Mutex<Observed>>) {
+/// Places `workload`'s orders, recording what the client saw in `observed`. Each customer
+/// also follows its live notifications until `stop` (see [`follow`]).
+pub async fn run(workload: Workload, observed: Arc<Mutex<Observed>>, stop: Shutdown) {
     let sessions = Arc::new(Sessions::new());
+    for c in 0..CUSTOMERS {
+        let (sessions, observed, stop) = (sessions.clone(), observed.clone(), stop.clone());
+        // Detached: it outlives the orders, until the world has settled.
+        drop(madsim::task::spawn(async move {
+            follow(&sessions, c, &observed, stop).await
+        }));
+    }
     // Every customer first registers and posts the ad it sells.
     let posting = (0..CUSTOMERS).map(|c| {
         let (sessions, observed) = (sessions.clone(), observed.clone());
@@ -277,6 +305,92 @@ pub async fn run(workload: Workload, observed: Arc<Mutex<Observed>>) {
     }
     for t in tasks {
         let _ = t.await;
+    }
+}
+
+/// Updates a session takes before the client drops it and resumes elsewhere (at most).
+const SESSION_UPDATES_MAX: u32 = 6;
+
+/// Customer `c` follows its live notifications over SSE until `stop`, as an app does: it
+/// resumes from the last event id it got (from the start, `0:0`, the first time), and
+/// whenever its session ends — the instance died, it said `close`, or the client dropped it
+/// after a few updates on purpose — it connects to the next notification instance.
+async fn follow(sessions: &Sessions, c: u32, observed: &Mutex<Observed>, stop: Shutdown) {
+    let instances = topology::instances(topology::service("notification"));
+    let mut last = "0:0".to_owned();
+    let mut session_no = 0u32;
+    let mut attempt = c as usize;
+    let backoff = || madsim::time::sleep(Duration::from_millis(300));
+    while !stop.is_requested() {
+        attempt += 1;
+        let instance = &instances[attempt % instances.len()];
+        let session = tokio::select! {
+            biased;
+            _ = stop.wait() => return,
+            s = sessions.get(c) => s,
+        };
+        let Ok(session) = session else {
+            backoff().await;
+            continue;
+        };
+        let url = format!("{}/v1/notifications/stream", instance.url());
+        let opened = tokio::select! {
+            biased;
+            _ = stop.wait() => return,
+            o = notification::client::SseStream::open(
+                &url,
+                &session.access_token,
+                Some(&last),
+                Duration::from_secs(5),
+            ) => o,
+        };
+        let mut stream = match opened {
+            Ok(s) => s,
+            Err(notification::client::SseError::Refused { status: 401, .. }) => {
+                sessions.forget(c).await;
+                continue;
+            }
+            Err(_) => {
+                backoff().await;
+                continue;
+            }
+        };
+        session_no += 1;
+        let budget = 1 + madsim::rand::random::<u32>() % SESSION_UPDATES_MAX;
+        let mut updates = 0;
+        loop {
+            let event = tokio::select! {
+                biased;
+                _ = stop.wait() => return,
+                e = stream.next() => e,
+            };
+            let Some(Ok(event)) = event else { break };
+            if event.event == "close" {
+                break;
+            }
+            if !event.id.is_empty() {
+                last = event.id.clone();
+            }
+            if let Ok(mut o) = observed.lock() {
+                o.followers
+                    .insert(c, (session.user_id.clone(), last.clone()));
+                o.received.push(Received {
+                    customer: c,
+                    user_id: session.user_id.clone(),
+                    session: session_no,
+                    instance: instance.name.clone(),
+                    event: event.event.clone(),
+                    id: event.id,
+                    data: event.data,
+                });
+            }
+            if notification::KINDS.contains(&event.event.as_str()) {
+                updates += 1;
+                if updates >= budget {
+                    break;
+                }
+            }
+        }
     }
 }
 

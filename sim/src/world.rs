@@ -312,12 +312,13 @@ pub async fn run(scenario: &Scenario, mutants: Mutants, record: bool) -> Outcome
 
     let redis = topology::redis();
     let redis_addr = redis.addr();
+    let redis_lose = scenario.redis_lose_per_mille;
     let redis_id = handle
         .create_node()
         .name(redis.name.clone())
         .ip(redis.ip())
         .init(move || async move {
-            if let Err(e) = crate::redis::serve(redis_addr).await {
+            if let Err(e) = crate::redis::serve(redis_addr, redis_lose).await {
                 tracing::error!(error = %e, "the Redis model stopped");
             }
         })
@@ -411,10 +412,13 @@ pub async fn run(scenario: &Scenario, mutants: Mutants, record: bool) -> Outcome
         .name(client_node.name.clone())
         .ip(client_node.ip())
         .build();
+    // The customers follow their live notifications until the world has settled.
+    let (stop_following, follow_stop) = Shutdown::new();
     let workload = {
         let observed = observed.clone();
         let w = scenario.workload.clone();
-        client.spawn(async move { crate::workload::run(w, observed).await })
+        let stop = follow_stop.clone();
+        client.spawn(async move { crate::workload::run(w, observed, stop).await })
     };
 
     // Fault phase.
@@ -449,16 +453,25 @@ pub async fn run(scenario: &Scenario, mutants: Mutants, record: bool) -> Outcome
     }
     let heal_deadline = started.elapsed() + Duration::from_secs(scenario.heal_phase_s_max);
     let mut workload = Some(workload);
+    let mut workload_failed = None;
     loop {
         if workload.as_ref().is_some_and(|w| w.is_finished()) {
-            workload = None;
+            if let Some(Some(Err(e))) = workload.take().map(futures::FutureExt::now_or_never) {
+                workload_failed = Some(format!("the client's workload failed: {e}"));
+            }
         }
-        let settled = workload.is_none() && disks.settled() && results_consumed(&kafka);
+        let settled = workload.is_none()
+            && disks.settled()
+            && results_consumed(&kafka)
+            && events_consumed(&kafka, order::ORDER_STATUS_TOPIC, &[notification::GROUP])
+            && disks.notifications_delivered(&observed);
         if settled || started.elapsed() >= heal_deadline {
             break;
         }
         madsim::time::sleep(Duration::from_millis(500)).await;
     }
+
+    stop_following.trigger();
 
     // After heal, the client looks every ad up through the gateways' search.
     let ads = disks.ads();
@@ -509,6 +522,8 @@ pub async fn run(scenario: &Scenario, mutants: Mutants, record: bool) -> Outcome
         shipments: books.lock().map(|b| b.fates_by_order()).unwrap_or_default(),
         order_events: kafka.log_snapshot(order::ORDER_STATUS_TOPIC),
         analytics: disks.mart(),
+        feeds: disks.feeds(),
+        received: observed.received,
         lost_acknowledged: kafka
             .lost_acknowledged_writes(Acks::All)
             .into_iter()
@@ -520,7 +535,14 @@ pub async fn run(scenario: &Scenario, mutants: Mutants, record: bool) -> Outcome
         Some(names) => names.iter().map(String::as_str).collect(),
         None => checkers::names(),
     };
-    let violations = checkers::check(&state, &selected);
+    let mut violations = checkers::check(&state, &selected);
+    if let Some(detail) = workload_failed {
+        // A client that died mid-run saw less than it should: the run proves nothing.
+        violations.push(checkers::Violation {
+            checker: "workload",
+            detail,
+        });
+    }
     let orders = &state.orders;
     let mut delivered = 0;
     let mut cancelled = 0;
@@ -552,6 +574,26 @@ pub async fn run(scenario: &Scenario, mutants: Mutants, record: bool) -> Outcome
             .filter(|r| r.decision == "BAN")
             .count()
     ));
+    {
+        let updates: usize = state.feeds.values().map(|(_, u)| u.len()).sum();
+        let received = state
+            .received
+            .iter()
+            .filter(|r| notification::KINDS.contains(&r.event.as_str()))
+            .count();
+        let sessions: std::collections::BTreeSet<(u32, u32)> = state
+            .received
+            .iter()
+            .map(|r| (r.customer, r.session))
+            .collect();
+        let instances: std::collections::BTreeSet<&str> =
+            state.received.iter().map(|r| r.instance.as_str()).collect();
+        trace.push(format!(
+            "{updates} update(s) in feeds, {received} received in {} session(s) on {} instance(s)",
+            sessions.len(),
+            instances.len()
+        ));
+    }
     {
         let asked = verdicts.lock().map(|v| v.clone()).unwrap_or_default();
         trace.push(format!(
@@ -698,6 +740,41 @@ impl Disks {
             .unwrap_or_default()
     }
 
+    /// Every recipient's feed: its epoch and updates by seq.
+    fn feeds(&self) -> BTreeMap<String, (String, Vec<notification::Update>)> {
+        self.notifications
+            .lock()
+            .map(|s| {
+                let m = &s.model;
+                let mut out: BTreeMap<String, (String, Vec<notification::Update>)> = m
+                    .feeds
+                    .iter()
+                    .map(|(r, f)| (r.clone(), (f.epoch.clone(), Vec::new())))
+                    .collect();
+                for ((r, _), u) in &m.updates {
+                    out.entry(r.clone()).or_default().1.push(u.clone());
+                }
+                out
+            })
+            .unwrap_or_default()
+    }
+
+    /// Whether each buyer's sessions got their feed to its end (whether the feeds are
+    /// complete is the checker's question; [`events_consumed`] waits for the consumer).
+    fn notifications_delivered(&self, observed: &Mutex<crate::workload::Observed>) -> bool {
+        let feeds = self.feeds();
+        let followers = observed
+            .lock()
+            .map(|o| o.followers.clone())
+            .unwrap_or_default();
+        feeds.iter().all(|(recipient, (epoch, updates))| {
+            let end = format!("{epoch}:{}", updates.last().map_or(0, |u| u.seq));
+            followers
+                .values()
+                .any(|(user, last)| user == recipient && *last == end)
+        })
+    }
+
     /// See [`checkers::settled`].
     fn settled(&self) -> bool {
         let outbox_drained = self
@@ -734,22 +811,29 @@ impl Disks {
 /// Whether every consumer group of `moderation.results` (the report, ad and user services)
 /// has committed past the last result, so every decision is in effect.
 fn results_consumed(kafka: &KafkaCluster) -> bool {
-    let topic = platform::topics::MODERATION_RESULTS;
+    events_consumed(
+        kafka,
+        platform::topics::MODERATION_RESULTS,
+        &[report::GROUP, ad::MODERATION_GROUP, user::MODERATION_GROUP],
+    )
+}
+
+/// Whether each of `groups` has committed past the last record of every partition of
+/// `topic`.
+fn events_consumed(kafka: &KafkaCluster, topic: &str, groups: &[&str]) -> bool {
     let ends: Vec<(i32, i64)> = kafka
         .log_snapshot(topic)
         .iter()
         .filter_map(|p| p.last().map(|r| (r.partition, r.offset + 1)))
         .collect();
-    [report::GROUP, ad::MODERATION_GROUP, user::MODERATION_GROUP]
-        .iter()
-        .all(|group| {
-            let committed = kafka.committed_offsets(group);
-            ends.iter().all(|(partition, end)| {
-                committed
-                    .iter()
-                    .any(|(tp, o)| tp.topic == topic && tp.partition == *partition && o >= end)
-            })
+    groups.iter().all(|group| {
+        let committed = kafka.committed_offsets(group);
+        ends.iter().all(|(partition, end)| {
+            committed
+                .iter()
+                .any(|(tp, o)| tp.topic == topic && tp.partition == *partition && o >= end)
         })
+    })
 }
 
 fn apply(
@@ -794,6 +878,11 @@ fn apply(
                 killed.retain(|k| *k != id);
             }
         }
+        Action::Isolate { node } => {
+            for name in topology::expand(node) {
+                net.clog_node(nodes.id(&name)?);
+            }
+        }
         Action::PartitionRegions => {
             for &a in &msk {
                 for &b in &nsk {
@@ -820,6 +909,9 @@ fn apply(
                     net.unclog_link(a, b);
                     net.unclog_link(b, a);
                 }
+            }
+            for node in nodes.0.values() {
+                net.unclog_node(node.id);
             }
         }
     }

@@ -33,6 +33,7 @@ pub struct State {
     pub keys: Arc<KeyCache>,
     pub limits: Limits,
     pub shutdown: Shutdown,
+    pub mutants: platform::Mutants,
 }
 
 /// The routes.
@@ -170,6 +171,11 @@ async fn stream(
         st.limits,
         st.shutdown.clone(),
     );
+    let session = if st.mutants.notify_without_replay {
+        session.without_replay()
+    } else {
+        session
+    };
     let hello = futures::stream::once(futures::future::ready(Ok::<_, Infallible>(Bytes::from(
         format!("retry: {}\n\n", st.limits.retry_ms),
     ))));

@@ -297,6 +297,7 @@ pub async fn run(
         keys,
         limits: config.limits,
         shutdown: shutdown.clone(),
+        mutants: infra.mutants,
     });
     tracing::info!(addr = ?listener.local_addr().ok(), "notification service up");
     platform::http::serve(listener, router, shutdown).await;

@@ -162,6 +162,8 @@ pub struct Session {
     more: bool,
     last_sent: Instant,
     ended: bool,
+    /// `false`: the mutant `notify-without-replay`.
+    replay: bool,
 }
 
 impl Session {
@@ -190,7 +192,15 @@ impl Session {
             more: true,
             last_sent: Instant::now(),
             ended: false,
+            replay: true,
         }
+    }
+
+    /// The mutant `notify-without-replay`: the session skips to the log's end instead of
+    /// replaying from the resume point.
+    pub fn without_replay(mut self) -> Self {
+        self.replay = false;
+        self
     }
 
     async fn read(&self, after: i64, limit: u32) -> Result<FeedPage, Frame> {
@@ -227,6 +237,10 @@ impl Session {
             self.pending.push_back(Frame::Position(end));
             return;
         };
+        if !self.replay {
+            self.seq = page.last_seq;
+            return;
+        }
         // Before the feed's first update, `0:0` means "from the start".
         let from_start = resume.epoch == EPOCH_NONE && resume.seq == 0;
         let problem = if from_start {
@@ -257,8 +271,8 @@ impl Session {
         // The first read starts at the resume point (or reads only the log's head).
         let after = match (&self.resume, self.started) {
             (_, true) => self.seq,
-            (Some(r), false) => r.seq,
-            (None, false) => i64::MAX,
+            (Some(r), false) if self.replay => r.seq,
+            _ => i64::MAX,
         };
         let page = self.read(after, self.limits.page).await?;
         if !self.started {

@@ -3,6 +3,7 @@
 //! small client over `tokio::net::TcpStream`, and the problem+json error type.
 
 mod client;
+pub mod io;
 mod problem;
 mod serve;
 

@@ -69,6 +69,10 @@ pub struct Mutants {
     /// ad, user: BAN results are consumed but change nothing (the banned ad stays for sale,
     /// the banned user keeps logging in).
     pub ban_not_enforced: bool,
+    /// notification: a resumed session goes live at the log's end without replaying what
+    /// the client missed (fan-out through hints only), so updates committed while the client
+    /// was away never reach it.
+    pub notify_without_replay: bool,
 }
 
 impl Mutants {
@@ -98,13 +102,14 @@ impl Mutants {
             "upload-unchecked" => m.upload_unchecked = true,
             "results-without-outbox" => m.results_without_outbox = true,
             "ban-not-enforced" => m.ban_not_enforced = true,
+            "notify-without-replay" => m.notify_without_replay = true,
             _ => return None,
         }
         Some(m)
     }
 
     /// Every mutant's name.
-    pub const NAMES: [&'static str; 22] = [
+    pub const NAMES: [&'static str; 23] = [
         "publish-without-outbox",
         "psp-call-without-idempotency-key",
         "charge-without-idempotency-key",
@@ -127,6 +132,7 @@ impl Mutants {
         "upload-unchecked",
         "results-without-outbox",
         "ban-not-enforced",
+        "notify-without-replay",
     ];
 
     /// `config` with the producer mutants applied.

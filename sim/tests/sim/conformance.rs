@@ -134,7 +134,7 @@ fn redis_node() -> (madsim::task::NodeId, sim::redis::SimHints) {
         .name(spec.name.clone())
         .ip(spec.ip())
         .init(move || async move {
-            let _ = sim::redis::serve(addr).await;
+            let _ = sim::redis::serve(addr, 0).await;
         })
         .build()
         .id();

@@ -156,6 +156,11 @@ fn bans_that_change_nothing_are_caught() {
 }
 
 #[test]
+fn live_sessions_that_resume_without_replaying_the_log_miss_updates_and_are_caught() {
+    caught("notify-without-replay");
+}
+
+#[test]
 fn every_mutant_is_named_by_some_scenario() {
     let all = scenario::embedded();
     for m in Mutants::NAMES {

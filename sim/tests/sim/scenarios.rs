@@ -363,3 +363,26 @@ fn a_burst_beyond_capacity_is_shed_and_what_is_accepted_ends() {
         "an accepted order did not end"
     );
 }
+
+#[test]
+fn live_sessions_resume_across_instances_through_redis_faults_and_receive_every_update() {
+    let s = scenario::by_name("notification-fanout-faults").expect("scenario");
+    let run = sim::runner::run_seed(&s, platform::Mutants::default(), 1);
+    assert!(
+        run.outcome.violations.is_empty(),
+        "{:?}",
+        run.outcome.violations
+    );
+    let [updates, received, sessions, instances] =
+        counted(&run.outcome.trace, "update(s) in feeds")[..]
+    else {
+        panic!("four counts");
+    };
+    assert!(updates >= 100, "{updates} updates");
+    assert_eq!(received, updates, "each update received once");
+    assert!(
+        sessions >= 21,
+        "{sessions} sessions: clients must drop and resume often"
+    );
+    assert_eq!(instances, 2, "sessions on both notification instances");
+}

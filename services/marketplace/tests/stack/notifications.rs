@@ -159,7 +159,8 @@ async fn bad_stream_requests_get_problem_answers() {
     let client = stack.client();
     let auth = support::bearer(&stack.session);
     let url = |q: &str| stream_url(&stack, q);
-    let cases: Vec<(String, Vec<(&str, &str)>, u16)> = vec![
+    type Case<'a> = (String, Vec<(&'a str, &'a str)>, u16);
+    let cases: Vec<Case> = vec![
         (url(""), vec![], 401),
         (url(""), vec![("authorization", "Bearer not.a.token")], 401),
         (url("?access_token=not.a.token"), vec![], 401),

@@ -192,9 +192,11 @@ impl HttpClient {
                 addr: addr.clone(),
                 source,
             })?;
-        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-            .await
-            .map_err(|e| HttpError::Protocol(e.to_string()))?;
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(
+            super::io::FlushWritten::new(stream),
+        ))
+        .await
+        .map_err(|e| HttpError::Protocol(e.to_string()))?;
         // The connection task ends when the exchange is over (the sender and the body are
         // dropped).
         tokio::spawn(async move {

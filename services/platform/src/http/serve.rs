@@ -80,7 +80,8 @@ async fn accept(listener: TcpListener, router: Router, shutdown: Shutdown, open:
                     router.clone().oneshot(req)
                 });
             let builder = auto::Builder::new(SpawnExecutor);
-            let conn = builder.serve_connection(TokioIo::new(stream), service);
+            let conn = builder
+                .serve_connection(TokioIo::new(super::io::FlushWritten::new(stream)), service);
             tokio::pin!(conn);
             tokio::select! {
                 biased;
