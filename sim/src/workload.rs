@@ -333,16 +333,13 @@ async fn follow(sessions: &Sessions, c: u32, observed: &Mutex<Observed>, stop: S
             backoff().await;
             continue;
         };
-        let url = format!("{}/v1/notifications/stream", instance.url());
+        // Odd customers use WebSocket, even ones SSE: the same sessions either way.
+        let websocket = c % 2 == 1;
+        let base = instance.url();
         let opened = tokio::select! {
             biased;
             _ = stop.wait() => return,
-            o = notification::client::SseStream::open(
-                &url,
-                &session.access_token,
-                Some(&last),
-                Duration::from_secs(5),
-            ) => o,
+            o = Live::open(&base, websocket, &session.access_token, &last) => o,
         };
         let mut stream = match opened {
             Ok(s) => s,
@@ -390,6 +387,55 @@ async fn follow(sessions: &Sessions, c: u32, observed: &Mutex<Observed>, stop: S
                     break;
                 }
             }
+        }
+    }
+}
+
+/// A live session, over SSE or WebSocket.
+enum Live {
+    Sse(notification::client::SseStream),
+    Ws(notification::client::WsStream),
+}
+
+impl Live {
+    async fn open(
+        base: &str,
+        websocket: bool,
+        token: &str,
+        last: &str,
+    ) -> Result<Self, notification::client::SseError> {
+        let timeout = Duration::from_secs(5);
+        if websocket {
+            let url = format!(
+                "{}/v1/notifications/ws?since={last}",
+                base.replacen("http://", "ws://", 1)
+            );
+            notification::client::WsStream::open(&url, token, timeout)
+                .await
+                .map(Live::Ws)
+        } else {
+            let url = format!("{base}/v1/notifications/stream");
+            notification::client::SseStream::open(&url, token, Some(last), timeout)
+                .await
+                .map(Live::Sse)
+        }
+    }
+
+    async fn next(
+        &mut self,
+    ) -> Option<Result<notification::client::Event, notification::client::SseError>> {
+        match self {
+            Live::Sse(s) => s.next().await,
+            // An update message carries the update as SSE's data does, under `update`.
+            Live::Ws(s) => s.next().await.map(|e| {
+                e.map(|mut e| {
+                    if let Some(update) = e.json().filter(|_| e.event == "update") {
+                        e.event = update["update"]["kind"].as_str().unwrap_or("?").to_owned();
+                        e.data = update["update"].to_string();
+                    }
+                    e
+                })
+            }),
         }
     }
 }

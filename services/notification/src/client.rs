@@ -193,3 +193,100 @@ mod tests {
         assert!(p.feed(&vec![b'a'; EVENT_BYTES_MAX + 1]).is_err());
     }
 }
+
+/// A client of the WebSocket endpoint: the same events as [`SseStream`], from JSON text
+/// messages (`type` as the event, `id`, and the message itself as the data).
+pub struct WsStream {
+    socket:
+        tokio_tungstenite::WebSocketStream<platform::http::io::FlushWritten<tokio::net::TcpStream>>,
+    /// The close frame's code and reason, once the server closed.
+    pub closed: Option<(u16, String)>,
+}
+
+impl WsStream {
+    /// Connects to `url` (`ws://host:port/v1/notifications/ws?since=…`) with `token`.
+    pub async fn open(url: &str, token: &str, timeout: Duration) -> Result<Self, SseError> {
+        use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+        let connect = async {
+            let mut request = url
+                .into_client_request()
+                .map_err(|e| SseError::Protocol(e.to_string()))?;
+            let auth = format!("Bearer {token}")
+                .parse()
+                .map_err(|_| SseError::Protocol("a token that is not a header value".into()))?;
+            request.headers_mut().insert("authorization", auth);
+            let host = request
+                .uri()
+                .authority()
+                .map(|a| format!("{}:{}", a.host(), a.port_u16().unwrap_or(80)))
+                .ok_or_else(|| SseError::Protocol(format!("no host in {url}")))?;
+            let stream = tokio::net::TcpStream::connect(host.as_str())
+                .await
+                .map_err(|source| {
+                    SseError::Http(HttpError::Connect {
+                        addr: host.clone(),
+                        source,
+                    })
+                })?;
+            let stream = platform::http::io::FlushWritten::new(stream);
+            match tokio_tungstenite::client_async(request, stream).await {
+                Ok((socket, _)) => Ok(WsStream {
+                    socket,
+                    closed: None,
+                }),
+                Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+                    Err(SseError::Refused {
+                        status: response.status().as_u16(),
+                        body: String::from_utf8_lossy(
+                            response.body().as_deref().unwrap_or_default(),
+                        )
+                        .into_owned(),
+                    })
+                }
+                Err(e) => Err(SseError::Protocol(e.to_string())),
+            }
+        };
+        tokio::time::timeout(timeout, connect)
+            .await
+            .map_err(|_| SseError::Http(HttpError::Timeout(timeout)))?
+    }
+
+    /// The next event; `None` once the server closed (see [`WsStream::closed`]) or the
+    /// connection broke.
+    pub async fn next(&mut self) -> Option<Result<Event, SseError>> {
+        use futures::StreamExt;
+        use tokio_tungstenite::tungstenite::Message;
+        loop {
+            match self.socket.next().await? {
+                Ok(Message::Text(text)) => {
+                    let json: serde_json::Value = match serde_json::from_str(text.as_str()) {
+                        Ok(j) => j,
+                        Err(e) => return Some(Err(SseError::Protocol(e.to_string()))),
+                    };
+                    return Some(Ok(Event {
+                        id: json["id"].as_str().unwrap_or_default().to_owned(),
+                        event: json["type"].as_str().unwrap_or_default().to_owned(),
+                        data: text.as_str().to_owned(),
+                    }));
+                }
+                Ok(Message::Close(frame)) => {
+                    self.closed = Some(frame.map_or((1005, String::new()), |f| {
+                        (u16::from(f.code), f.reason.as_str().to_owned())
+                    }));
+                    return None;
+                }
+                Ok(_) => continue, // pings are answered by the socket itself
+                Err(e) => return Some(Err(SseError::Protocol(e.to_string()))),
+            }
+        }
+    }
+
+    /// Sends a text message (clients have nothing to say; for tests of the size bound).
+    pub async fn send_text(&mut self, text: String) -> Result<(), SseError> {
+        use futures::SinkExt;
+        self.socket
+            .send(tokio_tungstenite::tungstenite::Message::Text(text.into()))
+            .await
+            .map_err(|e| SseError::Protocol(e.to_string()))
+    }
+}

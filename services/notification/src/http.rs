@@ -40,13 +40,14 @@ pub struct State {
 pub fn router(state: State) -> Router {
     Router::new()
         .route("/v1/notifications/stream", get(stream))
+        .route("/v1/notifications/ws", get(crate::ws::ws))
         .route("/v1/notifications", get(page))
         .route("/healthz", get(|| async { "ok" }))
         .with_state(state)
 }
 
 /// The recipient a request is for: the subject of its access token.
-async fn recipient(
+pub(crate) async fn recipient(
     st: &State,
     headers: &HeaderMap,
     query_token: Option<&str>,
@@ -148,8 +149,8 @@ pub fn sse_event(frame: &Frame) -> String {
             json_string(reason)
         ),
         Frame::KeepAlive => ": keep-alive\n\n".into(),
-        Frame::Close { reason, retry } => format!(
-            "event: close\ndata: {{\"reason\":{},\"retry\":{retry}}}\n\n",
+        Frame::Close { reason, .. } => format!(
+            "event: close\ndata: {{\"reason\":{}}}\n\n",
             json_string(reason)
         ),
     }

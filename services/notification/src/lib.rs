@@ -17,6 +17,7 @@ pub mod client;
 pub mod http;
 pub mod session;
 pub mod store;
+pub mod ws;
 
 use std::sync::Arc;
 
@@ -32,7 +33,7 @@ use platform::{
     Infra, Shutdown,
 };
 
-pub use session::{Filter, Frame, Limits, Position, Session};
+pub use session::{CloseWhy, Filter, Frame, Limits, Position, Session};
 pub use store::{
     Feed, FeedPage, NotificationModel, NotificationQuery, NotificationSchema, NotificationWrite,
     Update, BODY_BYTES_MAX, KINDS,

@@ -139,8 +139,19 @@ pub enum Frame {
     Reset { at: Position, reason: String },
     /// Nothing to say (keeps proxies and clients from timing the connection out).
     KeepAlive,
-    /// The server ends the session; the client may reconnect (`retry`) or not.
-    Close { reason: String, retry: bool },
+    /// The server ends the session; the client reconnects and resumes.
+    Close { reason: String, why: CloseWhy },
+}
+
+/// Why the server ended a session.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CloseWhy {
+    /// The server is shutting down.
+    Shutdown,
+    /// The client fell more than [`Limits::lag_max`] updates behind.
+    TooSlow,
+    /// The log cannot be read now.
+    Unavailable,
 }
 
 /// One session's state.
@@ -215,7 +226,7 @@ impl Session {
                 tracing::debug!(error = %e, "feed read failed; the client will reconnect");
                 Frame::Close {
                     reason: "the notification log cannot be read now".into(),
-                    retry: true,
+                    why: CloseWhy::Unavailable,
                 }
             })
     }
@@ -304,7 +315,7 @@ impl Session {
                     "the client is more than {} updates behind; reconnect and resume",
                     self.limits.lag_max
                 ),
-                retry: true,
+                why: CloseWhy::TooSlow,
             });
         }
         self.more = page.updates.len() as u32 >= self.limits.page;
@@ -339,7 +350,7 @@ impl Session {
             if self.shutdown.is_requested() {
                 self.pending.push_back(Frame::Close {
                     reason: "the server is shutting down".into(),
-                    retry: true,
+                    why: CloseWhy::Shutdown,
                 });
                 continue;
             }
@@ -597,8 +608,11 @@ mod tests {
         };
         let mut s = open(&w, Some("0:0"), Filter::default(), tight);
         match next(&mut s).await {
-            Frame::Close { reason, retry } => {
-                assert!(reason.contains("behind") && retry, "{reason}");
+            Frame::Close { reason, why } => {
+                assert!(
+                    reason.contains("behind") && why == CloseWhy::TooSlow,
+                    "{reason}"
+                );
             }
             other => panic!("expected a close, got {other:?}"),
         }
@@ -619,7 +633,10 @@ mod tests {
         drop(w._stop);
         assert!(matches!(
             next(&mut s).await,
-            Frame::Close { retry: true, .. }
+            Frame::Close {
+                why: CloseWhy::Shutdown,
+                ..
+            }
         ));
     }
 

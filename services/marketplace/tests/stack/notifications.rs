@@ -201,3 +201,98 @@ async fn bad_stream_requests_get_problem_answers() {
     assert_eq!(s.status, 200);
     assert!(s.chunk().await.is_some());
 }
+
+fn ws_url(stack: &Stack, query: &str) -> String {
+    format!(
+        "ws://{}/v1/notifications/ws{query}",
+        support::listen(&stack.settings, "notification")
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_websocket_follows_an_order_resumes_with_since_and_closes_with_reasons() {
+    use notification::client::WsStream;
+
+    let stack = support::start(|_| {}).await;
+    // The same readiness wait as SSE (the service fetches the signing keys first).
+    drop(open(&stack, "", None).await);
+    let token = stack.session.access_token.clone();
+    let mut ws = WsStream::open(
+        &ws_url(&stack, "?since=0:0"),
+        &token,
+        Duration::from_secs(10),
+    )
+    .await
+    .expect("the handshake succeeds");
+    let order = stack.place_order(Some("ws-1")).await;
+    let mut ids = Vec::new();
+    loop {
+        let e = tokio::time::timeout(Duration::from_secs(60), ws.next())
+            .await
+            .expect("a message within 60 s")
+            .expect("the socket stays open")
+            .expect("a well-formed message");
+        assert_eq!(e.event, "update", "{e:?}");
+        let j = e.json().expect("json");
+        assert_eq!(j["update"]["subject"], order.order_id.as_str());
+        ids.push(e.id.clone());
+        if j["update"]["body"]["status"] == "DELIVERED" {
+            break;
+        }
+    }
+    let epoch = ids[0].split(':').next().expect("epoch").to_owned();
+    let expected: Vec<String> = (1..=ids.len()).map(|i| format!("{epoch}:{i}")).collect();
+    assert_eq!(ids, expected);
+
+    // Resuming from the second update replays the rest, in order.
+    let mut again = WsStream::open(
+        &ws_url(&stack, &format!("?since={}", ids[1])),
+        &token,
+        Duration::from_secs(10),
+    )
+    .await
+    .expect("handshake");
+    for want in &ids[2..] {
+        let e = again.next().await.expect("open").expect("message");
+        assert_eq!(&e.id, want);
+    }
+    // A client message over the bound is answered with close code 1009.
+    again
+        .send_text("x".repeat(notification::ws::CLIENT_MESSAGE_BYTES_MAX + 1))
+        .await
+        .expect("sent");
+    while let Some(m) = again.next().await {
+        if m.is_err() {
+            break;
+        }
+    }
+    assert_eq!(
+        again.closed.as_ref().map(|c| c.0),
+        Some(1009),
+        "{:?}",
+        again.closed
+    );
+
+    // The token is checked before the upgrade: no 101 for a bad one.
+    match WsStream::open(&ws_url(&stack, ""), "not.a.token", Duration::from_secs(10)).await {
+        Err(notification::client::SseError::Refused { status, .. }) => assert_eq!(status, 401),
+        Err(e) => panic!("expected a 401, got {e}"),
+        Ok(_) => panic!("a bad token was upgraded"),
+    }
+    // A plain GET is not a handshake.
+    let plain = stack
+        .client()
+        .send(
+            "GET",
+            &ws_url(&stack, "").replacen("ws://", "http://", 1),
+            &[("authorization", &support::bearer(&stack.session))],
+            None,
+        )
+        .await
+        .expect("an answer");
+    assert_eq!(plain.status, 400);
+    assert_eq!(
+        plain.header("content-type"),
+        Some("application/problem+json")
+    );
+}

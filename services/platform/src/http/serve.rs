@@ -31,7 +31,9 @@ where
     }
 }
 
-/// Serves `router` on `listener` until `shutdown`; HTTP/1.1 and HTTP/2 (h2c) on one port.
+/// Serves `router` on `listener` until `shutdown`; HTTP/1.1 and HTTP/2 (h2c) on one port,
+/// with HTTP/1.1 upgrades (WebSocket: a handler takes the connection with
+/// `hyper::upgrade::on`).
 /// On shutdown it stops accepting, lets open connections finish their requests (at most
 /// [`DRAIN_MAX`]), then returns.
 pub async fn serve(listener: TcpListener, router: Router, shutdown: Shutdown) {
@@ -80,8 +82,10 @@ async fn accept(listener: TcpListener, router: Router, shutdown: Shutdown, open:
                     router.clone().oneshot(req)
                 });
             let builder = auto::Builder::new(SpawnExecutor);
-            let conn = builder
-                .serve_connection(TokioIo::new(super::io::FlushWritten::new(stream)), service);
+            let conn = builder.serve_connection_with_upgrades(
+                TokioIo::new(super::io::FlushWritten::new(stream)),
+                service,
+            );
             tokio::pin!(conn);
             tokio::select! {
                 biased;
