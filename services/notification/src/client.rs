@@ -161,39 +161,6 @@ impl SseStream {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_parser_splits_events_across_chunks_and_skips_comments() {
-        let mut p = Parser::default();
-        assert!(p
-            .feed(b"retry: 2000\n\n: keep-alive\n\nid: e:1\nevent: order.st")
-            .expect("ok")
-            .is_empty());
-        let events = p
-            .feed(b"atus\ndata: {\"a\":1}\n\ndata: x\ndata: y\n\n")
-            .expect("ok");
-        assert_eq!(
-            events,
-            vec![
-                Event {
-                    id: "e:1".into(),
-                    event: "order.status".into(),
-                    data: "{\"a\":1}".into()
-                },
-                Event {
-                    id: String::new(),
-                    event: "message".into(),
-                    data: "x\ny".into()
-                },
-            ]
-        );
-        assert!(p.feed(&vec![b'a'; EVENT_BYTES_MAX + 1]).is_err());
-    }
-}
-
 /// A client of the WebSocket endpoint: the same events as [`SseStream`], from JSON text
 /// messages (`type` as the event, `id`, and the message itself as the data).
 pub struct WsStream {
@@ -288,5 +255,38 @@ impl WsStream {
             .send(tokio_tungstenite::tungstenite::Message::Text(text.into()))
             .await
             .map_err(|e| SseError::Protocol(e.to_string()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_parser_splits_events_across_chunks_and_skips_comments() {
+        let mut p = Parser::default();
+        assert!(p
+            .feed(b"retry: 2000\n\n: keep-alive\n\nid: e:1\nevent: order.st")
+            .expect("ok")
+            .is_empty());
+        let events = p
+            .feed(b"atus\ndata: {\"a\":1}\n\ndata: x\ndata: y\n\n")
+            .expect("ok");
+        assert_eq!(
+            events,
+            vec![
+                Event {
+                    id: "e:1".into(),
+                    event: "order.status".into(),
+                    data: "{\"a\":1}".into()
+                },
+                Event {
+                    id: String::new(),
+                    event: "message".into(),
+                    data: "x\ny".into()
+                },
+            ]
+        );
+        assert!(p.feed(&vec![b'a'; EVENT_BYTES_MAX + 1]).is_err());
     }
 }
