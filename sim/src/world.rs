@@ -464,6 +464,11 @@ pub async fn run(scenario: &Scenario, mutants: Mutants, record: bool) -> Outcome
             && disks.settled()
             && results_consumed(&kafka)
             && events_consumed(&kafka, order::ORDER_STATUS_TOPIC, &[notification::GROUP])
+            && events_consumed(
+                &kafka,
+                platform::topics::MODERATION_RESULTS,
+                &[notification::GROUP],
+            )
             && disks.notifications_delivered(&observed);
         if settled || started.elapsed() >= heal_deadline {
             break;

@@ -53,6 +53,10 @@ pub struct ModerationResult {
     pub decision: String,
     pub reason: String,
     pub decided_ms: i64,
+    /// Who reported it, whom the decision is announced to (empty in results published
+    /// before it was added).
+    #[serde(default)]
+    pub reporter_id: String,
 }
 
 impl ModerationTask {
@@ -307,6 +311,7 @@ fn effect(
                     decision: decided.decision.clone(),
                     reason: decided.reason.clone(),
                     decided_ms: decided.decided_ms,
+                    reporter_id: task.reporter_id.clone(),
                 };
                 let tx = Tx::new().write(ModerationWrite::Decide(decided));
                 if let Some(direct) = direct {

@@ -1,8 +1,9 @@
 //! The notification service: live updates for users over SSE (and WebSocket), from Kafka
 //! events, without gaps.
 //!
-//! - **Sources.** A consumer group (`notification`) on `order.status.changed` turns each
-//!   status change into an update for the order's buyer.
+//! - **Sources.** A consumer group (`notification`) on `order.status.changed` and
+//!   `moderation.results` turns each status change into an update for the order's buyer,
+//!   and each moderation decision into one for the user who reported.
 //! - **The log.** Each update is appended to its recipient's feed in PostgreSQL with the next
 //!   sequence number, in the same transaction as the event's inbox mark: an event redelivered
 //!   after a crash or a rebalance adds nothing.
@@ -110,6 +111,12 @@ pub async fn append(
     subject: &str,
     body: String,
 ) -> Result<Tx<NotificationWrite>, EffectError> {
+    if !(1..=64).contains(&recipient.chars().count()) || subject.chars().count() > 64 {
+        return Err(EffectError::Poison(format!(
+            "an update for {recipient:?} about {subject:?}: a recipient is 1 to 64 characters, \
+             a subject at most 64"
+        )));
+    }
     if body.len() > BODY_BYTES_MAX {
         return Err(EffectError::Poison(format!(
             "an update of {} bytes; at most {BODY_BYTES_MAX}",
@@ -142,11 +149,46 @@ pub async fn append(
     })))
 }
 
-/// `order.status.changed` → an update for the order's buyer.
-fn order_effect() -> Effect<NotificationSchema> {
+/// The update a moderation decision makes, for its reporter (`None`: a result without one).
+pub fn moderation_update(
+    result: &moderation::ModerationResult,
+) -> Option<(String, String, String)> {
+    if result.reporter_id.is_empty() {
+        return None;
+    }
+    let text = match result.decision.as_str() {
+        "BAN" => "Thank you: what you reported was removed.",
+        _ => "Thank you: we looked at your report and found nothing against the rules.",
+    };
+    let body = serde_json::json!({
+        "report_id": result.task_id,
+        "target_kind": result.target_kind,
+        "target_id": result.target_id,
+        "decision": result.decision,
+        "text": text,
+    });
+    Some((
+        result.reporter_id.clone(),
+        result.task_id.clone(),
+        body.to_string(),
+    ))
+}
+
+/// `order.status.changed` → an update for the order's buyer; `moderation.results` → one for
+/// the reporter.
+fn effect() -> Effect<NotificationSchema> {
     Arc::new(
         |record: ConsumedRecord, store: Arc<dyn Store<NotificationSchema>>| {
             Box::pin(async move {
+                if record.topic == platform::topics::MODERATION_RESULTS {
+                    let result = moderation::ModerationResult::decode(&record)?;
+                    let Some((recipient, subject, body)) = moderation_update(&result) else {
+                        return Ok(None);
+                    };
+                    return append(&*store, &recipient, "moderation.result", &subject, body)
+                        .await
+                        .map(Some);
+                }
                 let event: StatusChanged =
                     serde_json::from_slice(&record.payload).map_err(|e| {
                         EffectError::Poison(format!("order status event does not decode: {e}"))
@@ -154,12 +196,6 @@ fn order_effect() -> Effect<NotificationSchema> {
                 let Some((recipient, subject, body)) = order_update(&event) else {
                     return Ok(None);
                 };
-                if !(1..=64).contains(&recipient.chars().count()) {
-                    return Err(EffectError::Poison(format!(
-                        "order {} names no valid buyer",
-                        event.order_id
-                    )));
-                }
                 append(&*store, &recipient, "order.status", &subject, body)
                     .await
                     .map(Some)
@@ -283,9 +319,12 @@ pub async fn run(
         infra.consumer_settings(
             &config.group_id,
             config.client_rack.clone(),
-            &[platform::topics::ORDER_STATUS_CHANGED],
+            &[
+                platform::topics::ORDER_STATUS_CHANGED,
+                platform::topics::MODERATION_RESULTS,
+            ],
         ),
-        order_effect(),
+        effect(),
         shutdown.clone(),
     );
     let keys = Arc::new(auth::cache::KeyCache::new(auth::cache::from_user_service(

@@ -1,5 +1,6 @@
 //! Live notifications, without gaps: each recipient's feed numbers its updates 1, 2, 3, …;
-//! each order's statuses are in its buyer's feed once each, in the order's own order; and
+//! each order's statuses are in its buyer's feed once each, in the order's own order; each
+//! decided report's decision is in its reporter's feed once; and
 //! after heal the updates the buyer's sessions received — across every session, on whichever
 //! instance — are exactly the feed: every seq, each in one session only, in order within a
 //! session, with the feed's content, and no reset (the simulation never trims a feed).
@@ -10,12 +11,18 @@ use super::{FinalState, Violation};
 
 pub(crate) const NAME: &str = "notifications";
 
-/// Order id → the statuses its buyer's feed holds, by seq.
-fn statuses_in_feeds(
-    state: &FinalState,
-    out: &mut Vec<Violation>,
-) -> BTreeMap<String, Vec<String>> {
+/// What the feeds hold, by subject, in seq order.
+#[derive(Default)]
+struct Fed {
+    /// Order id → the statuses its buyer's feed holds.
+    statuses: BTreeMap<String, Vec<String>>,
+    /// Report id → the decisions its reporter's feed holds.
+    decisions: BTreeMap<String, Vec<String>>,
+}
+
+fn fed(state: &FinalState, out: &mut Vec<Violation>) -> Fed {
     let mut per_order: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let mut decisions: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for (recipient, (_, updates)) in &state.feeds {
         for (i, u) in updates.iter().enumerate() {
             if u.seq != i as i64 + 1 {
@@ -24,6 +31,24 @@ fn statuses_in_feeds(
                     u.seq,
                     i + 1
                 )));
+            }
+            if u.kind == "moderation.result" {
+                let decision = serde_json::from_str::<serde_json::Value>(&u.body)
+                    .ok()
+                    .and_then(|b| b["decision"].as_str().map(str::to_owned))
+                    .unwrap_or_else(|| "?".into());
+                match state.reports.get(&u.subject) {
+                    Some(r) if &r.reporter_id != recipient => out.push(violation(format!(
+                        "report {}'s decision went to {recipient}, not its reporter {}",
+                        u.subject, r.reporter_id
+                    ))),
+                    _ => {}
+                }
+                decisions
+                    .entry(u.subject.clone())
+                    .or_default()
+                    .push(decision);
+                continue;
             }
             if u.kind != "order.status" {
                 continue;
@@ -42,7 +67,10 @@ fn statuses_in_feeds(
             per_order.entry(u.subject.clone()).or_default().push(status);
         }
     }
-    per_order
+    Fed {
+        statuses: per_order,
+        decisions,
+    }
 }
 
 fn violation(detail: String) -> Violation {
@@ -54,7 +82,22 @@ fn violation(detail: String) -> Violation {
 
 pub fn check(state: &FinalState) -> Vec<Violation> {
     let mut out = Vec::new();
-    let per_order = statuses_in_feeds(state, &mut out);
+    let fed = fed(state, &mut out);
+    let per_order = &fed.statuses;
+    for (id, r) in &state.reports {
+        let got = fed.decisions.get(id).cloned().unwrap_or_default();
+        let want: Vec<String> = if r.status == "DECIDED" {
+            vec![r.decision.clone()]
+        } else {
+            vec![]
+        };
+        if got != want {
+            out.push(violation(format!(
+                "report {id}'s decisions in its reporter's feed are {got:?}; it is {} {:?}",
+                r.status, r.decision
+            )));
+        }
+    }
     for (id, o) in &state.orders {
         let history: Vec<&str> = o.history.iter().map(|s| s.as_str()).collect();
         let fed: Vec<&str> = per_order

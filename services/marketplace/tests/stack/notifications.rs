@@ -296,3 +296,31 @@ async fn a_websocket_follows_an_order_resumes_with_since_and_closes_with_reasons
         Some("application/problem+json")
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reporter_hears_the_moderation_decision_live() {
+    let stack = support::start(|_| {}).await;
+    let mut live = open(&stack, "?since=0:0&kind=moderation.result", None).await;
+    let body = serde_json::json!({
+        "target_kind": "AD", "target_id": stack.listing.ad_id,
+        "reason": "scam", "comment": "asks for a prepayment",
+    });
+    let r = stack
+        .client()
+        .send(
+            "POST",
+            &format!("{}/v1/reports", stack.gateway),
+            &[("authorization", &support::bearer(&stack.session))],
+            Some(&body),
+        )
+        .await
+        .expect("an answer");
+    assert_eq!(r.status, 202);
+    let report: serde_json::Value = serde_json::from_slice(&r.body).expect("json");
+    let e = next_update(&mut live).await;
+    assert_eq!(e.event, "moderation.result");
+    let j = e.json().expect("json");
+    assert_eq!(j["subject"], report["report_id"]);
+    assert_eq!(j["body"]["decision"], "BAN");
+    assert_eq!(j["body"]["target_id"], stack.listing.ad_id.as_str());
+}
