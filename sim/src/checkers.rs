@@ -10,7 +10,7 @@ mod goods;
 mod kafka_log;
 mod moderation_work;
 mod money;
-mod notifications;
+pub mod notifications;
 mod order_events;
 mod photos;
 mod saga_liveness;
@@ -85,6 +85,11 @@ pub struct FinalState {
     pub feeds: BTreeMap<String, (String, Vec<notification::Update>)>,
     /// What the customers' live sessions received, in arrival order.
     pub received: Vec<crate::workload::Received>,
+    /// When each live session was open.
+    pub live_sessions: Vec<crate::workload::SessionSpan>,
+    /// From when live updates must be timely (ms since the epoch): a grace after startup
+    /// in a run without faults, after heal otherwise; `None`: never (see the world).
+    pub quiet_from_ms: Option<u64>,
     /// Writes the cluster acknowledged that are not in the log where they were acknowledged.
     pub lost_acknowledged: Vec<String>,
 }

@@ -66,72 +66,100 @@ enum Reply<S: Schema> {
     Done,
 }
 
+/// What a database node does wrong on purpose.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct DbFaults {
+    /// Commit replies lost after the commit, per mille (the outcome is unknown).
+    pub lose_reply_per_mille: u32,
+    /// Every reply waits this long after its request was served: a slow link back from the
+    /// database, so what a read saw may be out of date by the time it arrives.
+    pub reply_latency_ms: u64,
+}
+
 /// Serves the database on `addr` from `disk` until the node dies.
 /// A recording `journal` gets every commit, under the node's name `name`.
 pub async fn serve<S: Schema>(
     name: String,
     addr: SocketAddr,
     disk: DbDisk<S>,
-    lose_reply_per_mille: u32,
+    faults: DbFaults,
     journal: Journal,
 ) {
+    let lose_reply_per_mille = faults.lose_reply_per_mille;
     let handler = move |req: Request<S>, from: SocketAddr| {
         let (disk, journal, name) = (disk.clone(), journal.clone(), name.clone());
         async move {
-            let Ok(mut state) = disk.lock() else {
-                return None;
-            };
-            let reply: Reply<S> = match req {
-                Request::Query(q) => Reply::Answer(state.query(&q)),
-                Request::Commit(tx) => {
-                    let seen = journal.is_on().then(|| {
-                        let outbox = tx.outbox.iter().map(|m| (m.topic.clone(), m.key.clone()));
-                        (format!("{:?}", tx.writes), outbox.collect::<Vec<_>>())
-                    });
-                    let r = state.apply(tx, now_ms());
-                    if let (Some((writes, outbox)), true) = (seen, r.is_ok()) {
-                        journal.commit(|at_ms| Commit {
-                            at_ms,
-                            db: name,
-                            from: from.ip(),
-                            writes,
-                            outbox,
-                        });
-                    }
-                    if r.is_ok() && (madsim::rand::random::<u32>() % 1000) < lose_reply_per_mille {
-                        // The commit is durable; its answer is lost on the way back.
-                        return None;
-                    }
-                    Reply::Committed(r)
-                }
-                Request::OutboxPending { limit } => {
-                    Reply::Outbox(state.platform.outbox_pending(limit))
-                }
-                Request::MarkSent(ids) => {
-                    state.platform.outbox_mark_sent(&ids, now_ms());
-                    Reply::Done
-                }
-                Request::Consumed { consumer, event_id } => {
-                    Reply::Consumed(state.platform.consumed(&consumer, &event_id))
-                }
-                Request::ListWork { kind, limit } => {
-                    Reply::Work(state.platform.list_work(&kind, limit))
-                }
-                Request::ClaimWork { kind, owner, limit } => {
-                    Reply::Claimed(state.platform.claim_work(&kind, &owner, limit, now_ms()))
-                }
-                Request::AcquireLease { name, owner, lease } => {
-                    Reply::Lease(state.platform.acquire_lease(&name, &owner, lease, now_ms()))
-                }
-                Request::Cleanup(retention) => {
-                    Reply::Cleaned(state.platform.cleanup(retention, now_ms()))
-                }
-            };
-            Some(reply)
+            let reply = serve_one(req, from, &disk, &journal, name, lose_reply_per_mille);
+            if faults.reply_latency_ms > 0 {
+                madsim::time::sleep(std::time::Duration::from_millis(faults.reply_latency_ms))
+                    .await;
+            }
+            reply
         }
     };
     if let Err(e) = crate::rpc::serve(addr, handler).await {
-        tracing::error!(%addr, error = %e, "db node cannot serve");
+        tracing::error!(%addr, error = %e, "db node stopped serving");
+    }
+}
+
+/// One request against the disk's state (`None`: no reply).
+fn serve_one<S: Schema>(
+    req: Request<S>,
+    from: SocketAddr,
+    disk: &DbDisk<S>,
+    journal: &Journal,
+    name: String,
+    lose_reply_per_mille: u32,
+) -> Option<Reply<S>> {
+    {
+        let Ok(mut state) = disk.lock() else {
+            return None;
+        };
+        let reply: Reply<S> = match req {
+            Request::Query(q) => Reply::Answer(state.query(&q)),
+            Request::Commit(tx) => {
+                let seen = journal.is_on().then(|| {
+                    let outbox = tx.outbox.iter().map(|m| (m.topic.clone(), m.key.clone()));
+                    (format!("{:?}", tx.writes), outbox.collect::<Vec<_>>())
+                });
+                let r = state.apply(tx, now_ms());
+                if let (Some((writes, outbox)), true) = (seen, r.is_ok()) {
+                    journal.commit(|at_ms| Commit {
+                        at_ms,
+                        db: name,
+                        from: from.ip(),
+                        writes,
+                        outbox,
+                    });
+                }
+                if r.is_ok() && (madsim::rand::random::<u32>() % 1000) < lose_reply_per_mille {
+                    // The commit is durable; its answer is lost on the way back.
+                    return None;
+                }
+                Reply::Committed(r)
+            }
+            Request::OutboxPending { limit } => Reply::Outbox(state.platform.outbox_pending(limit)),
+            Request::MarkSent(ids) => {
+                state.platform.outbox_mark_sent(&ids, now_ms());
+                Reply::Done
+            }
+            Request::Consumed { consumer, event_id } => {
+                Reply::Consumed(state.platform.consumed(&consumer, &event_id))
+            }
+            Request::ListWork { kind, limit } => {
+                Reply::Work(state.platform.list_work(&kind, limit))
+            }
+            Request::ClaimWork { kind, owner, limit } => {
+                Reply::Claimed(state.platform.claim_work(&kind, &owner, limit, now_ms()))
+            }
+            Request::AcquireLease { name, owner, lease } => {
+                Reply::Lease(state.platform.acquire_lease(&name, &owner, lease, now_ms()))
+            }
+            Request::Cleanup(retention) => {
+                Reply::Cleaned(state.platform.cleanup(retention, now_ms()))
+            }
+        };
+        Some(reply)
     }
 }
 

@@ -45,18 +45,23 @@ enum Reply {
 type Subscribers = BTreeMap<String, Vec<tokio::sync::mpsc::UnboundedSender<String>>>;
 
 /// Serves PUB/SUB on `addr` until the node dies (its subscribers die with it), losing
-/// `lose_per_mille` of the messages to subscribers.
-pub async fn serve(addr: SocketAddr, lose_per_mille: u32) -> io::Result<()> {
+/// `lose_per_mille` of the messages to subscribers (read at each message: the world turns
+/// the loss off at heal, as it does every fault).
+pub async fn serve(
+    addr: SocketAddr,
+    lose_per_mille: Arc<std::sync::atomic::AtomicU32>,
+) -> io::Result<()> {
     let ep = Endpoint::bind(addr).await?;
     let subscribers: Arc<Mutex<Subscribers>> = Arc::default();
     loop {
         let (tx, mut rx, _from) = ep.accept1().await?;
-        let subscribers = subscribers.clone();
+        let (subscribers, lose_per_mille) = (subscribers.clone(), lose_per_mille.clone());
         madsim::task::spawn(async move {
             let Ok(payload) = rx.recv().await else { return };
             let Ok(request) = payload.downcast::<Request>() else {
                 return;
             };
+            let lose_per_mille = lose_per_mille.load(std::sync::atomic::Ordering::SeqCst);
             match *request {
                 Request::Publish { channel, message } => {
                     let reached = match subscribers.lock() {

@@ -28,6 +28,9 @@ pub struct Scenario {
     /// Lost replies from DB nodes after a commit, per mille.
     #[serde(default)]
     pub db_lose_reply_per_mille: u32,
+    /// Every database reply waits this long (a slow link back from the database).
+    #[serde(default)]
+    pub db_reply_latency_ms: u64,
     /// Messages the Redis model drops on their way to a subscriber, per mille.
     #[serde(default)]
     pub redis_lose_per_mille: u32,
@@ -464,6 +467,7 @@ pub const EMBEDDED: &[(&str, &str)] = embed![
     "moderation-provider-outage",
     "moderation-slow-workers",
     "notification-fanout-faults",
+    "notification-slow-database",
     "swarm",
 ];
 

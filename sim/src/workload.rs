@@ -53,6 +53,20 @@ pub struct Observed {
     pub received: Vec<Received>,
     /// Per customer: their user id and the last `epoch:seq` their sessions got.
     pub followers: std::collections::BTreeMap<u32, (String, String)>,
+    /// Every live session the customers opened.
+    pub sessions: Vec<SessionSpan>,
+}
+
+/// When a live session was open, as its client saw it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SessionSpan {
+    pub user_id: String,
+    pub customer: u32,
+    pub session: u32,
+    /// When its answer (SSE headers, WebSocket 101) arrived, ms since the epoch.
+    pub opened_ms: u64,
+    /// When it ended; `None` while it was still open when the run ended.
+    pub closed_ms: Option<u64>,
 }
 
 /// One event a customer's live session received (keep-alives aside).
@@ -69,6 +83,8 @@ pub struct Received {
     /// `epoch:seq` (empty for events without an id).
     pub id: String,
     pub data: String,
+    /// When it arrived, ms since the epoch.
+    pub at_ms: u64,
 }
 
 /// The email of customer `c`, as its `variant`-th registration spells it.
@@ -353,6 +369,23 @@ async fn follow(sessions: &Sessions, c: u32, observed: &Mutex<Observed>, stop: S
             }
         };
         session_no += 1;
+        let span = observed.lock().map_or(usize::MAX, |mut o| {
+            o.sessions.push(SessionSpan {
+                user_id: session.user_id.clone(),
+                customer: c,
+                session: session_no,
+                opened_ms: platform::store::now_ms(),
+                closed_ms: None,
+            });
+            o.sessions.len() - 1
+        });
+        let close = |observed: &Mutex<Observed>| {
+            if let Ok(mut o) = observed.lock() {
+                if let Some(s) = o.sessions.get_mut(span) {
+                    s.closed_ms = Some(platform::store::now_ms());
+                }
+            }
+        };
         let budget = 1 + madsim::rand::random::<u32>() % SESSION_UPDATES_MAX;
         let mut updates = 0;
         loop {
@@ -379,6 +412,7 @@ async fn follow(sessions: &Sessions, c: u32, observed: &Mutex<Observed>, stop: S
                     event: event.event.clone(),
                     id: event.id,
                     data: event.data,
+                    at_ms: platform::store::now_ms(),
                 });
             }
             if notification::KINDS.contains(&event.event.as_str()) {
@@ -388,6 +422,7 @@ async fn follow(sessions: &Sessions, c: u32, observed: &Mutex<Observed>, stop: S
                 }
             }
         }
+        close(observed);
     }
 }
 

@@ -237,7 +237,7 @@ fn db_node<S: Schema>(
     handle: &Handle,
     spec: &NodeSpec,
     disk: DbDisk<S>,
-    lose_reply_per_mille: u32,
+    faults: db::DbFaults,
     journal: &Journal,
 ) -> NodeId {
     let (addr, name, journal) = (spec.addr(), spec.name.clone(), journal.clone());
@@ -247,7 +247,7 @@ fn db_node<S: Schema>(
         .ip(spec.ip())
         .init(move || {
             let (name, disk, journal) = (name.clone(), disk.clone(), journal.clone());
-            db::serve(name, addr, disk, lose_reply_per_mille, journal)
+            db::serve(name, addr, disk, faults, journal)
         })
         .build()
         .id()
@@ -258,6 +258,7 @@ fn db_node<S: Schema>(
 pub async fn run(scenario: &Scenario, mutants: Mutants, record: bool) -> Outcome {
     let handle = Handle::current();
     let started = madsim::time::Instant::now();
+    let run_started_ms = platform::store::now_ms();
     let journal = if record {
         Journal::recording()
     } else {
@@ -284,7 +285,10 @@ pub async fn run(scenario: &Scenario, mutants: Mutants, record: bool) -> Outcome
 
     let disks = Disks::default();
     for spec in topology::database_nodes() {
-        let lose = scenario.db_lose_reply_per_mille;
+        let lose = db::DbFaults {
+            lose_reply_per_mille: scenario.db_lose_reply_per_mille,
+            reply_latency_ms: scenario.db_reply_latency_ms,
+        };
         let id = match spec.name.as_str() {
             "orders-db" => db_node(&handle, &spec, disks.orders.clone(), lose, &journal),
             "payments-db" => db_node(&handle, &spec, disks.payments.clone(), lose, &journal),
@@ -312,14 +316,20 @@ pub async fn run(scenario: &Scenario, mutants: Mutants, record: bool) -> Outcome
 
     let redis = topology::redis();
     let redis_addr = redis.addr();
-    let redis_lose = scenario.redis_lose_per_mille;
+    let redis_lose = Arc::new(std::sync::atomic::AtomicU32::new(
+        scenario.redis_lose_per_mille,
+    ));
+    let redis_lose_switch = redis_lose.clone();
     let redis_id = handle
         .create_node()
         .name(redis.name.clone())
         .ip(redis.ip())
-        .init(move || async move {
-            if let Err(e) = crate::redis::serve(redis_addr, redis_lose).await {
-                tracing::error!(error = %e, "the Redis model stopped");
+        .init(move || {
+            let lose = redis_lose.clone();
+            async move {
+                if let Err(e) = crate::redis::serve(redis_addr, lose).await {
+                    tracing::error!(error = %e, "the Redis model stopped");
+                }
             }
         })
         .build()
@@ -447,6 +457,8 @@ pub async fn run(scenario: &Scenario, mutants: Mutants, record: bool) -> Outcome
     }
 
     // Heal: faults off, everything killed comes back; then wait for liveness.
+    let heal_ms = platform::store::now_ms();
+    redis_lose_switch.store(0, std::sync::atomic::Ordering::SeqCst);
     let _ = apply(&handle, &nodes, &kafka, &Action::HealNetwork, &mut killed);
     for id in killed.drain(..) {
         handle.restart(id);
@@ -529,6 +541,17 @@ pub async fn run(scenario: &Scenario, mutants: Mutants, record: bool) -> Outcome
         analytics: disks.mart(),
         feeds: disks.feeds(),
         received: observed.received,
+        live_sessions: observed.sessions,
+        // Live updates are timed once nothing disturbs them: from startup in a run without
+        // faults, else from heal; never when database replies are lost (a commit whose
+        // reply is lost announces nothing, and waits for a position check).
+        quiet_from_ms: (scenario.db_lose_reply_per_mille == 0).then(|| {
+            if applied.is_empty() {
+                run_started_ms + crate::checkers::notifications::HEAL_GRACE_MS
+            } else {
+                heal_ms + crate::checkers::notifications::HEAL_GRACE_MS
+            }
+        }),
         lost_acknowledged: kafka
             .lost_acknowledged_writes(Acks::All)
             .into_iter()

@@ -210,6 +210,8 @@ fn effect() -> Effect<NotificationSchema> {
 pub struct FanOut {
     pub changes: Changes,
     queue: tokio::sync::mpsc::Sender<String>,
+    /// The mutant `notify-without-hints`.
+    without_hints: bool,
 }
 
 impl FanOut {
@@ -219,7 +221,17 @@ impl FanOut {
         let (queue, outgoing) = tokio::sync::mpsc::channel(HINTS_QUEUED_MAX);
         tokio::spawn(publish_hints(hints.clone(), outgoing, shutdown.clone()));
         tokio::spawn(listen_to_hints(hints, changes.clone(), shutdown));
-        FanOut { changes, queue }
+        FanOut {
+            changes,
+            queue,
+            without_hints: false,
+        }
+    }
+
+    /// The mutant `notify-without-hints`: commits wake this instance's sessions only.
+    pub fn without_hints(mut self) -> Self {
+        self.without_hints = true;
+        self
     }
 
     /// Announces the updates `tx` committed.
@@ -228,6 +240,9 @@ impl FanOut {
             if let NotificationWrite::Append(u) = w {
                 self.changes.publish(&u.recipient);
                 // Full: dropped; the other instances' sessions find it at their next check.
+                if self.without_hints {
+                    continue; // the mutant notify-without-hints
+                }
                 let _ = self.queue.try_send(format!("{} {}", u.recipient, u.seq));
             }
         }
@@ -311,6 +326,11 @@ pub async fn run(
     shutdown: Shutdown,
 ) -> anyhow::Result<()> {
     let fan_out = FanOut::start(hints, shutdown.clone());
+    let fan_out = if infra.mutants.notify_without_hints {
+        fan_out.without_hints()
+    } else {
+        fan_out
+    };
     let infra = Infra {
         store: fan_out.observe(infra.store.clone()),
         ..infra

@@ -73,6 +73,9 @@ pub struct Mutants {
     /// the client missed (fan-out through hints only), so updates committed while the client
     /// was away never reach it.
     pub notify_without_replay: bool,
+    /// notification: no hints between instances (nothing published on Redis), so a session
+    /// learns of an update another instance committed only at its next position check.
+    pub notify_without_hints: bool,
 }
 
 impl Mutants {
@@ -103,13 +106,14 @@ impl Mutants {
             "results-without-outbox" => m.results_without_outbox = true,
             "ban-not-enforced" => m.ban_not_enforced = true,
             "notify-without-replay" => m.notify_without_replay = true,
+            "notify-without-hints" => m.notify_without_hints = true,
             _ => return None,
         }
         Some(m)
     }
 
     /// Every mutant's name.
-    pub const NAMES: [&'static str; 23] = [
+    pub const NAMES: [&'static str; 24] = [
         "publish-without-outbox",
         "psp-call-without-idempotency-key",
         "charge-without-idempotency-key",
@@ -133,6 +137,7 @@ impl Mutants {
         "results-without-outbox",
         "ban-not-enforced",
         "notify-without-replay",
+        "notify-without-hints",
     ];
 
     /// `config` with the producer mutants applied.

@@ -4,12 +4,77 @@
 //! after heal the updates the buyer's sessions received — across every session, on whichever
 //! instance — are exactly the feed: every seq, each in one session only, in order within a
 //! session, with the feed's content, and no reset (the simulation never trims a feed).
+//!
+//! And live means live: in quiet time (no fault on, after a grace for instances to
+//! subscribe to hints), an update reaches every session of its recipient that was open when
+//! it was committed within [`LIVE_DELAY_MAX_MS`] — a wake-up and a read, not the next
+//! position check.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::{FinalState, Violation};
 
 pub(crate) const NAME: &str = "notifications";
+
+/// How late an update may reach a session open when it was committed, in a healed world.
+pub const LIVE_DELAY_MAX_MS: u64 = 1_000;
+/// Updates committed this soon after startup or heal are not timed: instances and Redis come
+/// (back) up and subscribe first.
+pub const HEAL_GRACE_MS: u64 = 10_000;
+
+/// Updates committed in quiet time ([`FinalState::quiet_from_ms`]) that reached a session
+/// open at their commit later than [`LIVE_DELAY_MAX_MS`], or not at all while it stayed
+/// open.
+fn late(state: &FinalState, out: &mut Vec<Violation>) {
+    let mut arrived: BTreeMap<(&str, u32, i64), u64> = BTreeMap::new();
+    for r in &state.received {
+        let seq =
+            r.id.rsplit_once(':')
+                .and_then(|(_, s)| s.parse::<i64>().ok());
+        if let Some(seq) = seq {
+            arrived
+                .entry((r.user_id.as_str(), r.session, seq))
+                .or_insert(r.at_ms);
+        }
+    }
+    let Some(quiet_from) = state.quiet_from_ms else {
+        return;
+    };
+    let mut reported = 0;
+    for (recipient, (_, updates)) in &state.feeds {
+        for u in updates {
+            let Ok(committed) = u64::try_from(u.created_ms) else {
+                continue;
+            };
+            if committed < quiet_from {
+                continue;
+            }
+            let deadline = committed + LIVE_DELAY_MAX_MS;
+            let open = state.live_sessions.iter().filter(|s| {
+                &s.user_id == recipient
+                    && s.opened_ms <= committed
+                    && s.closed_ms.is_none_or(|c| c >= deadline)
+            });
+            for s in open {
+                let at = arrived.get(&(recipient.as_str(), s.session, u.seq));
+                if at.is_none_or(|at| *at > deadline) {
+                    reported += 1;
+                    if reported <= 5 {
+                        out.push(violation(format!(
+                            "late: {recipient}'s seq {} (committed at {committed} ms) reached \
+                             session {} {}, more than {LIVE_DELAY_MAX_MS} ms later",
+                            u.seq,
+                            s.session,
+                            at.map_or("never while it was open".to_owned(), |at| format!(
+                                "at {at} ms"
+                            ))
+                        )));
+                    }
+                }
+            }
+        }
+    }
+}
 
 /// What the feeds hold, by subject, in seq order.
 #[derive(Default)]
@@ -205,5 +270,6 @@ pub fn check(state: &FinalState) -> Vec<Violation> {
             got.len()
         )));
     }
+    late(state, &mut out);
     out
 }

@@ -119,7 +119,15 @@ async fn the_postgres_model_passes_the_store_suite() {
         .create_node()
         .name("conformance-db")
         .ip("10.1.2.99".parse().expect("ip"))
-        .init(move || db::serve("kv-db".into(), addr, disk.clone(), 0, Default::default()))
+        .init(move || {
+            db::serve(
+                "kv-db".into(),
+                addr,
+                disk.clone(),
+                Default::default(),
+                Default::default(),
+            )
+        })
         .build();
     on_client(async move { conformance::store::run_all(&SimStore::<KvSchema>::new(addr)).await })
         .await;
@@ -134,7 +142,7 @@ fn redis_node() -> (madsim::task::NodeId, sim::redis::SimHints) {
         .name(spec.name.clone())
         .ip(spec.ip())
         .init(move || async move {
-            let _ = sim::redis::serve(addr, 0).await;
+            let _ = sim::redis::serve(addr, Default::default()).await;
         })
         .build()
         .id();

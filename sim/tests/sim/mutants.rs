@@ -161,6 +161,11 @@ fn live_sessions_that_resume_without_replaying_the_log_miss_updates_and_are_caug
 }
 
 #[test]
+fn live_updates_without_hints_between_instances_arrive_late_and_are_caught() {
+    caught("notify-without-hints");
+}
+
+#[test]
 fn every_mutant_is_named_by_some_scenario() {
     let all = scenario::embedded();
     for m in Mutants::NAMES {
