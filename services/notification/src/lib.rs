@@ -101,15 +101,31 @@ pub fn order_update(event: &StatusChanged) -> Option<(String, String, String)> {
     ))
 }
 
+/// Updates a feed keeps: older ones are trimmed as new ones are appended, and a client
+/// resuming from before the oldest kept gets a reset.
+pub const FEED_KEEP: i64 = 1000;
+
 /// Appends an update for `recipient` at the end of its feed (opening the feed, with a new
-/// epoch, on its first update). A concurrent append makes the commit conflict; the inbox
-/// loop then runs the effect again, which reads the new end.
+/// epoch, on its first update), keeping the last [`FEED_KEEP`]. A concurrent append makes
+/// the commit conflict; the inbox loop then runs the effect again, which reads the new end.
 pub async fn append(
     store: &dyn Store<NotificationSchema>,
     recipient: &str,
     kind: &str,
     subject: &str,
     body: String,
+) -> Result<Tx<NotificationWrite>, EffectError> {
+    append_keeping(store, recipient, kind, subject, body, FEED_KEEP).await
+}
+
+/// [`append`], keeping the last `keep` updates of the feed.
+pub async fn append_keeping(
+    store: &dyn Store<NotificationSchema>,
+    recipient: &str,
+    kind: &str,
+    subject: &str,
+    body: String,
+    keep: i64,
 ) -> Result<Tx<NotificationWrite>, EffectError> {
     if !(1..=64).contains(&recipient.chars().count()) || subject.chars().count() > 64 {
         return Err(EffectError::Poison(format!(
@@ -139,14 +155,23 @@ pub async fn append(
             created_ms: now,
         }));
     }
-    Ok(tx.write(NotificationWrite::Append(Update {
+    let seq = head.last_seq + 1;
+    let tx = tx.write(NotificationWrite::Append(Update {
         recipient: recipient.into(),
-        seq: head.last_seq + 1,
+        seq,
         kind: kind.into(),
         subject: subject.into(),
         body,
         created_ms: now,
-    })))
+    }));
+    Ok(if seq > keep && head.first_seq <= seq - keep {
+        tx.write(NotificationWrite::Trim {
+            recipient: recipient.into(),
+            keep_from: seq - keep + 1,
+        })
+    } else {
+        tx
+    })
 }
 
 /// The update a moderation decision makes, for its reporter (`None`: a result without one).

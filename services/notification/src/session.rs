@@ -582,6 +582,38 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn appends_keep_the_last_updates_and_an_older_resume_point_is_reset() {
+        let w = world();
+        for _ in 0..5 {
+            let tx = crate::append_keeping(&*w.store, ALICE, "notice", "", "{}".into(), 3)
+                .await
+                .expect("append");
+            w.store.commit(tx).await.expect("commit");
+        }
+        let page = w
+            .store
+            .query(NotificationQuery::Feed {
+                recipient: ALICE.into(),
+                after: 0,
+                limit: 10,
+            })
+            .await
+            .expect("read");
+        assert_eq!((page.first_seq, page.last_seq), (3, 5));
+        let seqs: Vec<i64> = page.updates.iter().map(|u| u.seq).collect();
+        assert_eq!(seqs, [3, 4, 5]);
+        let e = page.epoch.expect("epoch");
+        let mut from_1 = open(&w, Some(&format!("{e}:1")), Filter::default(), limits());
+        assert!(matches!(next(&mut from_1).await, Frame::Reset { .. }));
+        let mut from_2 = open(&w, Some(&format!("{e}:2")), Filter::default(), limits());
+        assert_eq!(
+            seq_of(&next(&mut from_2).await),
+            3,
+            "2 is still a valid resume point"
+        );
+    }
+
+    #[tokio::test]
     async fn filters_skip_updates_and_the_position_moves_past_them() {
         let w = world();
         add(&w.store, "o1").await;
