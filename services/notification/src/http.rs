@@ -36,6 +36,31 @@ pub struct State {
     pub mutants: platform::Mutants,
 }
 
+impl State {
+    /// A session of `recipient`'s feed (registered for wake-ups at once).
+    pub(crate) fn open_session(
+        &self,
+        recipient: &str,
+        resume: Option<Position>,
+        filter: Filter,
+    ) -> Session {
+        let session = Session::open(
+            self.store.clone(),
+            &self.changes,
+            recipient,
+            resume,
+            filter,
+            self.limits,
+            self.shutdown.clone(),
+        );
+        if self.mutants.notify_without_replay {
+            session.without_replay()
+        } else {
+            session
+        }
+    }
+}
+
 /// The routes.
 pub fn router(state: State) -> Router {
     Router::new()
@@ -163,20 +188,7 @@ async fn stream(
 ) -> Result<Response, Problem> {
     let recipient = recipient(&st, &headers, params.access_token.as_deref()).await?;
     let (resume, filter) = resume_and_filter(&headers, &params)?;
-    let session = Session::open(
-        st.store.clone(),
-        &st.changes,
-        &recipient,
-        resume,
-        filter,
-        st.limits,
-        st.shutdown.clone(),
-    );
-    let session = if st.mutants.notify_without_replay {
-        session.without_replay()
-    } else {
-        session
-    };
+    let session = st.open_session(&recipient, resume, filter);
     let hello = futures::stream::once(futures::future::ready(Ok::<_, Infallible>(Bytes::from(
         format!("retry: {}\n\n", st.limits.retry_ms),
     ))));

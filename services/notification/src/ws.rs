@@ -107,20 +107,7 @@ pub async fn ws(
     let (resume, filter) = resume_and_filter(&headers, &params)?;
     let accept = accept_key(&headers)?;
     let on_upgrade = hyper::upgrade::on(&mut req);
-    let session = Session::open(
-        st.store.clone(),
-        &st.changes,
-        &user,
-        resume,
-        filter,
-        st.limits,
-        st.shutdown.clone(),
-    );
-    let session = if st.mutants.notify_without_replay {
-        session.without_replay()
-    } else {
-        session
-    };
+    let session = st.open_session(&user, resume, filter);
     tokio::spawn(async move {
         match on_upgrade.await {
             Ok(upgraded) => {
