@@ -227,9 +227,15 @@ struct PageBody {
 
 async fn page(
     Extract(st): Extract<State>,
-    Query(params): Query<PageParams>,
+    params: Result<Query<PageParams>, axum::extract::rejection::QueryRejection>,
     headers: HeaderMap,
 ) -> Result<Json<PageBody>, Problem> {
+    let Query(params) = params.map_err(|e| {
+        Problem::bad_request(format!(
+            "after and limit are whole numbers: {}",
+            e.body_text()
+        ))
+    })?;
     let recipient = recipient(&st, &headers, params.access_token.as_deref()).await?;
     let after = params.after.unwrap_or(0);
     let limit = params.limit.unwrap_or(50);

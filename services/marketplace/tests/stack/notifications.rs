@@ -159,8 +159,30 @@ async fn bad_stream_requests_get_problem_answers() {
     let client = stack.client();
     let auth = support::bearer(&stack.session);
     let url = |q: &str| stream_url(&stack, q);
+    let page_url = |q: &str| {
+        format!(
+            "http://{}/v1/notifications{q}",
+            support::listen(&stack.settings, "notification")
+        )
+    };
     type Case<'a> = (String, Vec<(&'a str, &'a str)>, u16);
     let cases: Vec<Case> = vec![
+        (
+            page_url("?after=abc"),
+            vec![("authorization", auth.as_str())],
+            400,
+        ),
+        (
+            page_url("?limit=0"),
+            vec![("authorization", auth.as_str())],
+            400,
+        ),
+        (
+            page_url("?limit=-1"),
+            vec![("authorization", auth.as_str())],
+            400,
+        ),
+        (page_url(""), vec![], 401),
         (url(""), vec![], 401),
         (url(""), vec![("authorization", "Bearer not.a.token")], 401),
         (url("?access_token=not.a.token"), vec![], 401),
