@@ -13,11 +13,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "search.proto",
         "media.proto",
         "report.proto",
+        "notification.proto",
     ];
     let paths: Vec<String> = protos.iter().map(|p| format!("../../proto/{p}")).collect();
     for p in &paths {
         println!("cargo:rerun-if-changed={p}");
     }
-    tonic_build::configure().compile_protos(&paths, &["../../proto".to_owned()])?;
+    tonic_build::configure()
+        // Maps as BTreeMap: ordered, and the workspace bans HashMap.
+        .btree_map(["."])
+        .compile_protos(&paths, &["../../proto".to_owned()])?;
     Ok(())
 }

@@ -8,6 +8,7 @@ mod analytics_mart;
 mod exclusive_work;
 mod goods;
 mod kafka_log;
+mod messages;
 mod moderation_work;
 mod money;
 pub mod notifications;
@@ -90,6 +91,10 @@ pub struct FinalState {
     /// From when live updates must be timely (ms since the epoch): a grace after startup
     /// in a run without faults, after heal otherwise; `None`: never (see the world).
     pub quiet_from_ms: Option<u64>,
+    /// The notification service's messages (gRPC `Notify`), by idempotency key.
+    pub outgoing: BTreeMap<String, notification::Outgoing>,
+    /// What the messaging provider delivered: how many messages per sender's reference.
+    pub messages_delivered: BTreeMap<String, u32>,
     /// Writes the cluster acknowledged that are not in the log where they were acknowledged.
     pub lost_acknowledged: Vec<String>,
 }
@@ -109,7 +114,7 @@ impl fmt::Display for Violation {
 }
 
 /// Every checker, by the name scenario files select it with.
-const CHECKERS: [(&str, fn(&FinalState) -> Vec<Violation>); 14] = [
+const CHECKERS: [(&str, fn(&FinalState) -> Vec<Violation>); 15] = [
     (saga_liveness::NAME, saga_liveness::check),
     (money::NAME, money::check),
     (goods::NAME, goods::check),
@@ -124,6 +129,7 @@ const CHECKERS: [(&str, fn(&FinalState) -> Vec<Violation>); 14] = [
     (photos::NAME, photos::check),
     (moderation_work::NAME, moderation_work::check),
     (notifications::NAME, notifications::check),
+    (messages::NAME, messages::check),
 ];
 
 /// Every checker's name.

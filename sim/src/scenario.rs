@@ -238,6 +238,10 @@ pub struct Providers {
     pub moderator_latency_ms: u64,
     /// The workers' bound on one provider call.
     pub moderator_call_timeout_ms: u64,
+    /// Messages the messaging provider answers 503 (nothing sent), per mille.
+    pub messenger_fail_per_mille: u32,
+    /// Messages it sends but answers 5 s late (past the worker's 2 s bound), per mille.
+    pub messenger_late_per_mille: u32,
 }
 
 impl Default for Providers {
@@ -255,6 +259,8 @@ impl Default for Providers {
             moderator_late_per_mille: 20,
             moderator_latency_ms: 30,
             moderator_call_timeout_ms: 2_000,
+            messenger_fail_per_mille: 50,
+            messenger_late_per_mille: 20,
         }
     }
 }
@@ -468,6 +474,7 @@ pub const EMBEDDED: &[(&str, &str)] = embed![
     "moderation-slow-workers",
     "notification-fanout-faults",
     "notification-slow-database",
+    "notification-provider-faults",
     "swarm",
 ];
 

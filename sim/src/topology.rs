@@ -23,6 +23,8 @@ pub struct NodeSpec {
     pub region: Region,
     pub ip: [u8; 4],
     pub port: u16,
+    /// Its HTTP listener beside the gRPC one, if any.
+    pub http_port: Option<u16>,
 }
 
 impl NodeSpec {
@@ -34,6 +36,11 @@ impl NodeSpec {
     }
     pub fn url(&self) -> String {
         format!("http://{}", self.addr())
+    }
+    /// The URL of its HTTP listener beside the gRPC one (its main URL if it has none).
+    pub fn http_url(&self) -> String {
+        let port = self.http_port.unwrap_or(self.port);
+        format!("http://{}", SocketAddr::new(self.ip(), port))
     }
 }
 
@@ -61,6 +68,7 @@ pub fn instances(service: &ServiceSpec) -> Vec<NodeSpec> {
             region: service.region,
             ip: [10, octet(service.region), 5, row(service)],
             port: service.port,
+            http_port: service.http_port,
         }];
     }
     (1..=service.sim_instances)
@@ -69,6 +77,7 @@ pub fn instances(service: &ServiceSpec) -> Vec<NodeSpec> {
             region: service.region,
             ip: [10, octet(service.region), 3, 10 * row(service) + i],
             port: service.port,
+            http_port: service.http_port,
         })
         .collect()
 }
@@ -95,6 +104,7 @@ pub fn database_node(service: &ServiceSpec) -> Option<NodeSpec> {
         region: service.region,
         ip: [10, octet(service.region), 2, row(service)],
         port: 5432,
+        http_port: None,
     })
 }
 
@@ -105,6 +115,7 @@ pub fn redis() -> NodeSpec {
         region: Region::Msk,
         ip: [10, 1, 6, 1],
         port: 6379,
+        http_port: None,
     }
 }
 
@@ -114,6 +125,7 @@ pub fn client() -> NodeSpec {
         region: Region::Msk,
         ip: [10, 1, 9, 1],
         port: 0,
+        http_port: None,
     }
 }
 

@@ -351,7 +351,7 @@ async fn follow(sessions: &Sessions, c: u32, observed: &Mutex<Observed>, stop: S
         };
         // Odd customers use WebSocket, even ones SSE: the same sessions either way.
         let websocket = c % 2 == 1;
-        let base = instance.url();
+        let base = instance.http_url();
         let opened = tokio::select! {
             biased;
             _ = stop.wait() => return,

@@ -96,6 +96,10 @@ struct SimEnv {
     mutants: Mutants,
     psp: (fakes::psp::PspConfig, fakes::psp::SharedLedger),
     courier: (fakes::courier::CourierConfig, fakes::courier::SharedBooks),
+    messenger: (
+        fakes::messenger::MessengerConfig,
+        fakes::messenger::SharedOutbox,
+    ),
     s3: (fakes::s3::S3Config, fakes::s3::SharedObjects),
     moderator: (
         fakes::moderator::ModeratorConfig,
@@ -116,8 +120,8 @@ impl wiring::Env for SimEnv {
         self.node.addr()
     }
 
-    fn callback(&self) -> Option<(SocketAddr, String)> {
-        let addr = SocketAddr::new(self.node.ip(), self.service.callback_port?);
+    fn http(&self) -> Option<(SocketAddr, String)> {
+        let addr = SocketAddr::new(self.node.ip(), self.service.http_port?);
         Some((addr, format!("http://{addr}")))
     }
 
@@ -176,6 +180,15 @@ impl wiring::Env for SimEnv {
 
     fn courier(&self) -> (fakes::courier::CourierConfig, fakes::courier::SharedBooks) {
         self.courier.clone()
+    }
+
+    fn messenger(
+        &self,
+    ) -> (
+        fakes::messenger::MessengerConfig,
+        fakes::messenger::SharedOutbox,
+    ) {
+        self.messenger.clone()
     }
 
     fn order_limits(&self) -> order::Limits {
@@ -358,6 +371,13 @@ pub async fn run(scenario: &Scenario, mutants: Mutants, record: bool) -> Outcome
         stage_ms: p.courier_stage_ms,
         latency_ms: 20,
     };
+    let outbox = fakes::messenger::SharedOutbox::default();
+    let messenger_config = fakes::messenger::MessengerConfig {
+        fail_per_mille: p.messenger_fail_per_mille,
+        late_per_mille: p.messenger_late_per_mille,
+        latency_ms: 20,
+        late_ms: 5_000,
+    };
     let objects = fakes::s3::SharedObjects::default();
     let verdicts = fakes::moderator::SharedVerdicts::default();
     let moderator_config = fakes::moderator::ModeratorConfig {
@@ -389,6 +409,7 @@ pub async fn run(scenario: &Scenario, mutants: Mutants, record: bool) -> Outcome
                 mutants,
                 psp: (psp_config.clone(), ledger.clone()),
                 courier: (courier_config.clone(), books.clone()),
+                messenger: (messenger_config.clone(), outbox.clone()),
                 s3: (s3_config.clone(), objects.clone()),
                 moderator: (moderator_config.clone(), verdicts.clone()),
                 moderation_provider: p.moderation_provider,
@@ -540,6 +561,8 @@ pub async fn run(scenario: &Scenario, mutants: Mutants, record: bool) -> Outcome
         order_events: kafka.log_snapshot(order::ORDER_STATUS_TOPIC),
         analytics: disks.mart(),
         feeds: disks.feeds(),
+        outgoing: disks.outgoing(),
+        messages_delivered: outbox.lock().map(|o| o.by_reference()).unwrap_or_default(),
         received: observed.received,
         live_sessions: observed.sessions,
         // Live updates are timed once nothing disturbs them: from startup in a run without
@@ -787,6 +810,20 @@ impl Disks {
             .unwrap_or_default()
     }
 
+    /// The notification service's messages by key.
+    fn outgoing(&self) -> BTreeMap<String, notification::Outgoing> {
+        self.notifications
+            .lock()
+            .map(|s| {
+                s.model
+                    .outgoing
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.value.clone()))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
     /// Whether each buyer's sessions got their feed to its end (whether the feeds are
     /// complete is the checker's question; [`events_consumed`] waits for the consumer).
     fn notifications_delivered(&self, observed: &Mutex<crate::workload::Observed>) -> bool {
@@ -816,6 +853,7 @@ impl Disks {
         checkers::settled(&self.orders(), outbox_drained, payments_done, &self.mart())
             && self.search_caught_up()
             && self.reports().values().all(|r| r.status == "DECIDED")
+            && self.outgoing().values().all(|m| !m.is_pending())
     }
 
     /// Whether the search index holds every ad at its current version.

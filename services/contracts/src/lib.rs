@@ -26,6 +26,9 @@ pub mod media {
 pub mod report {
     tonic::include_proto!("marketplace.report.v1");
 }
+pub mod notification {
+    tonic::include_proto!("marketplace.notification.v1");
+}
 
 /// The name of a proto enum value without its type prefix (`ORDER_STATUS_PAID` → `PAID`):
 /// what the REST API and the stores say.
@@ -107,5 +110,27 @@ impl media::PhotoState {
     /// The state the store calls `name` (`Unspecified` for none).
     pub fn from_api_name(name: &str) -> Self {
         Self::from_str_name(&format!("PHOTO_STATE_{name}")).unwrap_or_default()
+    }
+}
+
+impl notification::Channel {
+    /// `email` for `CHANNEL_EMAIL`, `in_app` for `CHANNEL_IN_APP`: what the store says.
+    pub fn api_name(self) -> String {
+        api_name(self.as_str_name(), "CHANNEL_").to_ascii_lowercase()
+    }
+    /// The channel the store calls `name` (`Unspecified` for none).
+    pub fn from_api_name(name: &str) -> Self {
+        Self::from_str_name(&format!("CHANNEL_{}", name.to_ascii_uppercase())).unwrap_or_default()
+    }
+}
+
+impl notification::DeliveryStatus {
+    /// `SENT` for `DELIVERY_STATUS_SENT`.
+    pub fn api_name(self) -> &'static str {
+        api_name(self.as_str_name(), "DELIVERY_STATUS_")
+    }
+    /// The status the store calls `name` (`Unspecified` for none).
+    pub fn from_api_name(name: &str) -> Self {
+        Self::from_str_name(&format!("DELIVERY_STATUS_{name}")).unwrap_or_default()
     }
 }

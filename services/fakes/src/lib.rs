@@ -4,6 +4,7 @@
 //! the shipments after a simulated run.
 
 pub mod courier;
+pub mod messenger;
 pub mod moderator;
 pub mod psp;
 pub mod s3;
@@ -12,4 +13,20 @@ pub mod s3;
 /// `getrandom`, which the simulation seeds).
 pub(crate) fn per_mille() -> u32 {
     (platform::ids::random_u128() % 1000) as u32
+}
+
+/// The `Idempotency-Key` header a provider requires on a call that acts.
+pub(crate) fn idempotency_key(
+    headers: &axum::http::HeaderMap,
+) -> Result<String, platform::http::Problem> {
+    headers
+        .get("idempotency-key")
+        .and_then(|v| v.to_str().ok())
+        .filter(|k| !k.is_empty() && k.len() <= 128)
+        .map(str::to_owned)
+        .ok_or_else(|| {
+            platform::http::Problem::bad_request(
+                "header Idempotency-Key (1..=128 chars) is required",
+            )
+        })
 }

@@ -135,15 +135,6 @@ struct AppState {
     ledger: SharedLedger,
 }
 
-fn idempotency_key(headers: &HeaderMap) -> Result<String, Problem> {
-    headers
-        .get("idempotency-key")
-        .and_then(|v| v.to_str().ok())
-        .filter(|k| !k.is_empty() && k.len() <= 128)
-        .map(str::to_owned)
-        .ok_or_else(|| Problem::bad_request("header Idempotency-Key (1..=128 chars) is required"))
-}
-
 /// The PSP's HTTP routes.
 pub fn router(config: PspConfig, ledger: SharedLedger) -> Router {
     Router::new()
@@ -169,7 +160,7 @@ async fn charge(
     headers: HeaderMap,
     ApiJson(req): ApiJson<ChargeRequest>,
 ) -> Result<Json<ChargeAnswer>, Problem> {
-    let key = idempotency_key(&headers)?;
+    let key = crate::idempotency_key(&headers)?;
     if req
         .callback_url
         .as_ref()
@@ -256,7 +247,7 @@ async fn refund(
     headers: HeaderMap,
     ApiJson(req): ApiJson<RefundRequest>,
 ) -> Result<Json<RefundAnswer>, Problem> {
-    let key = idempotency_key(&headers)?;
+    let key = crate::idempotency_key(&headers)?;
     let answer = {
         let mut l = st
             .ledger

@@ -53,7 +53,9 @@ pub struct Settings {
     /// never share one: in containers every process id is 1.
     pub instance_id: String,
     /// `<SERVICE>_LISTEN` for each service (default `127.0.0.1:<its port in the table>`) and
-    /// `PAYMENT_CALLBACK_LISTEN` for the PSP webhook.
+    /// `<SERVICE>_HTTP_LISTEN` for the HTTP listener of a service that has one beside its gRPC
+    /// one (`PAYMENT_HTTP_LISTEN`: the PSP webhook; `NOTIFICATION_HTTP_LISTEN`: SSE and
+    /// WebSocket), keyed `<service>-http`.
     pub listen: BTreeMap<String, SocketAddr>,
     /// `<SERVICE>_URLS`: comma-separated URLs of a service's instances, when it runs in other
     /// processes (default: `http://` + its listen address here).
@@ -62,6 +64,9 @@ pub struct Settings {
     pub psp: fakes::psp::PspConfig,
     /// Fake courier behaviour (`COURIER_FAIL_PER_MILLE`, `COURIER_STAGE_MS`).
     pub courier: fakes::courier::CourierConfig,
+    /// Fake messaging provider behaviour (`MESSENGER_FAIL_PER_MILLE`,
+    /// `MESSENGER_LATE_PER_MILLE`).
+    pub messenger: fakes::messenger::MessengerConfig,
     /// Admission control of new orders (`ORDER_CREATES_IN_FLIGHT_MAX`,
     /// `ORDER_SAGAS_IN_FLIGHT_MAX`, `ORDER_OUTBOX_BACKLOG_MAX`).
     pub order_limits: order::Limits,
@@ -90,8 +95,10 @@ pub struct Settings {
     pub redis_url: String,
 }
 
-/// The key of the payment service's webhook listener in [`Settings::listen`].
-pub const PAYMENT_CALLBACK: &str = "payment_callback";
+/// The key of `service`'s HTTP listener (beside its gRPC one) in [`Settings::listen`].
+pub fn http_key(service: &str) -> String {
+    format!("{service}-http")
+}
 
 fn env_or(name: &str, default: &str) -> String {
     std::env::var(name).unwrap_or_else(|_| default.to_owned())
@@ -120,6 +127,9 @@ impl Settings {
         let mut courier = fakes::courier::CourierConfig::default();
         courier.fail_per_mille = env_parse("COURIER_FAIL_PER_MILLE", courier.fail_per_mille)?;
         courier.stage_ms = env_parse("COURIER_STAGE_MS", courier.stage_ms)?;
+        let mut messenger = fakes::messenger::MessengerConfig::default();
+        messenger.fail_per_mille = env_parse("MESSENGER_FAIL_PER_MILLE", messenger.fail_per_mille)?;
+        messenger.late_per_mille = env_parse("MESSENGER_LATE_PER_MILLE", messenger.late_per_mille)?;
         let defaults = order::Limits::default();
         let order_limits = order::Limits {
             creates_in_flight_max: env_parse(
@@ -159,10 +169,10 @@ impl Settings {
             if let Ok(v) = std::env::var(format!("{upper}_URLS")) {
                 urls.insert(s.name.to_owned(), v);
             }
-            if let Some(port) = s.callback_port {
+            if let Some(port) = s.http_port {
                 listen.insert(
-                    PAYMENT_CALLBACK.to_owned(),
-                    env_parse("PAYMENT_CALLBACK_LISTEN", loopback(port))?,
+                    http_key(s.name),
+                    env_parse(&format!("{upper}_HTTP_LISTEN"), loopback(port))?,
                 );
             }
         }
@@ -234,6 +244,7 @@ impl Settings {
             urls,
             psp,
             courier,
+            messenger,
             order_limits,
             password_cost,
             object_store,
@@ -304,6 +315,7 @@ struct ProcessEnv {
     events: Option<Arc<KafkaEventLog>>,
     ledger: fakes::psp::SharedLedger,
     books: fakes::courier::SharedBooks,
+    outbox: fakes::messenger::SharedOutbox,
     objects: fakes::s3::SharedObjects,
     verdicts: fakes::moderator::SharedVerdicts,
 }
@@ -319,9 +331,9 @@ impl Env for ProcessEnv {
             .unwrap_or_else(|| loopback(self.spec.port))
     }
 
-    fn callback(&self) -> Option<(SocketAddr, String)> {
-        self.spec.callback_port?;
-        let addr = self.settings.listen(PAYMENT_CALLBACK)?;
+    fn http(&self) -> Option<(SocketAddr, String)> {
+        self.spec.http_port?;
+        let addr = self.settings.listen(&http_key(self.spec.name))?;
         Some((addr, format!("http://{addr}")))
     }
 
@@ -406,6 +418,15 @@ impl Env for ProcessEnv {
         (self.settings.courier.clone(), self.books.clone())
     }
 
+    fn messenger(
+        &self,
+    ) -> (
+        fakes::messenger::MessengerConfig,
+        fakes::messenger::SharedOutbox,
+    ) {
+        (self.settings.messenger.clone(), self.outbox.clone())
+    }
+
     fn order_limits(&self) -> order::Limits {
         self.settings.order_limits
     }
@@ -463,6 +484,7 @@ pub async fn start(
     let (settings, stores) = (Arc::new(settings.clone()), Arc::new(stores));
     let ledger: fakes::psp::SharedLedger = Default::default();
     let books: fakes::courier::SharedBooks = Default::default();
+    let outbox: fakes::messenger::SharedOutbox = Default::default();
     let objects: fakes::s3::SharedObjects = Default::default();
     let verdicts: fakes::moderator::SharedVerdicts = Default::default();
     let mut ordered: Vec<Service> = services.to_vec();
@@ -477,6 +499,7 @@ pub async fn start(
             events: events.clone(),
             ledger: Arc::clone(&ledger),
             books: Arc::clone(&books),
+            outbox: Arc::clone(&outbox),
             objects: Arc::clone(&objects),
             verdicts: Arc::clone(&verdicts),
         };

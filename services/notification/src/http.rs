@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::{
     session::{Filter, Frame, Limits, Position, Session},
-    store::{NotificationQuery, NotificationSchema, Update},
+    store::{NotificationSchema, Update},
 };
 
 /// What the handlers share.
@@ -244,13 +244,7 @@ async fn page(
             "after is 0 or more; limit is 1 to 500",
         ));
     }
-    let page = st
-        .store
-        .query(NotificationQuery::Feed {
-            recipient,
-            after,
-            limit,
-        })
+    let page = crate::store::read_feed(&*st.store, &recipient, after, limit)
         .await
         .map_err(|e| {
             tracing::warn!(error = %e, "feed read failed");

@@ -14,10 +14,13 @@
 //! - **Clients** connect to any instance with an access token (the user service's keys, as
 //!   at the gateway) and resume with `epoch:seq`.
 
+pub mod api;
 pub mod client;
 pub mod http;
 pub mod session;
 pub mod store;
+pub mod templates;
+mod worker;
 pub mod ws;
 
 use std::sync::Arc;
@@ -36,8 +39,8 @@ use platform::{
 
 pub use session::{CloseWhy, Filter, Frame, Limits, Position, Session};
 pub use store::{
-    Feed, FeedPage, NotificationModel, NotificationQuery, NotificationSchema, NotificationWrite,
-    Update, BODY_BYTES_MAX, KINDS,
+    Feed, FeedPage, NotificationAnswer, NotificationModel, NotificationQuery, NotificationSchema,
+    NotificationWrite, Outgoing, Update, BODY_BYTES_MAX, CHANNELS, KINDS, OUTGOING,
 };
 
 /// The consumer group of the event topics.
@@ -50,6 +53,14 @@ const HINTS_QUEUED_MAX: usize = 4096;
 /// Notification service settings.
 #[derive(Clone, Debug)]
 pub struct Config {
+    /// Where the gRPC trigger API listens.
+    pub listen: std::net::SocketAddr,
+    /// Base URL of the messaging provider (e-mail, SMS, push).
+    pub provider_url: String,
+    /// Bound on one provider call.
+    pub provider_call: std::time::Duration,
+    /// How often the worker looks for messages to send when nothing wakes it.
+    pub worker_poll: std::time::Duration,
     /// URLs of the user service, whose public keys check access tokens.
     pub user_url: String,
     /// The consumer group (normally [`GROUP`]).
@@ -139,22 +150,36 @@ pub async fn append_keeping(
             body.len()
         )));
     }
-    let head = store
-        .query(NotificationQuery::Feed {
-            recipient: recipient.into(),
-            after: i64::MAX,
-            limit: 0,
-        })
-        .await?;
+    Ok(append_tx(store, recipient, kind, subject, body, keep)
+        .await?
+        .0)
+}
+
+/// The transaction appending a checked update at the end of `recipient`'s feed, with the
+/// feed's epoch and the update's seq.
+pub(crate) async fn append_tx(
+    store: &dyn Store<NotificationSchema>,
+    recipient: &str,
+    kind: &str,
+    subject: &str,
+    body: String,
+    keep: i64,
+) -> Result<(Tx<NotificationWrite>, String, i64), platform::ports::StoreError> {
+    let head = store::read_feed(store, recipient, i64::MAX, 0).await?;
     let now = now_ms();
     let mut tx = Tx::new();
-    if head.epoch.is_none() {
-        tx = tx.write(NotificationWrite::Open(Feed {
-            recipient: recipient.into(),
-            epoch: format!("{:016x}", platform::ids::random_u128() as u64),
-            created_ms: now,
-        }));
-    }
+    let epoch = match head.epoch {
+        Some(e) => e,
+        None => {
+            let epoch = format!("{:016x}", platform::ids::random_u128() as u64);
+            tx = tx.write(NotificationWrite::Open(Feed {
+                recipient: recipient.into(),
+                epoch: epoch.clone(),
+                created_ms: now,
+            }));
+            epoch
+        }
+    };
     let seq = head.last_seq + 1;
     let tx = tx.write(NotificationWrite::Append(Update {
         recipient: recipient.into(),
@@ -164,14 +189,15 @@ pub async fn append_keeping(
         body,
         created_ms: now,
     }));
-    Ok(if seq > keep && head.first_seq <= seq - keep {
+    let tx = if seq > keep && head.first_seq <= seq - keep {
         tx.write(NotificationWrite::Trim {
             recipient: recipient.into(),
             keep_from: seq - keep + 1,
         })
     } else {
         tx
-    })
+    };
+    Ok((tx, epoch, seq))
 }
 
 /// The update a moderation decision makes, for its reporter (`None`: a result without one).
@@ -227,6 +253,19 @@ fn effect() -> Effect<NotificationSchema> {
             })
         },
     )
+}
+
+/// What the sending worker works with.
+#[derive(Clone)]
+pub(crate) struct WorkerCtx {
+    pub store: Arc<dyn Store<NotificationSchema>>,
+    pub liveness: Arc<platform::claims::Liveness>,
+    pub work: Arc<tokio::sync::Notify>,
+    pub provider_url: String,
+    pub provider_call: std::time::Duration,
+    pub poll: std::time::Duration,
+    /// The mutant `message-without-idempotency-key`.
+    pub without_idempotency_key: bool,
 }
 
 /// The instance's fan-out: wakes its sessions after its own commits and on hints from other
@@ -341,8 +380,8 @@ async fn listen_to_hints(hints: Arc<dyn Hints>, changes: Changes, shutdown: Shut
     }
 }
 
-/// Runs the notification service (its consumer, fan-out and HTTP endpoints) until
-/// `shutdown`.
+/// Runs the notification service (its consumer, fan-out, sending worker, gRPC API and
+/// HTTP endpoints) until `shutdown`.
 pub async fn run(
     config: Config,
     infra: Infra<NotificationSchema>,
@@ -376,6 +415,31 @@ pub async fn run(
         Arc::new(LazyChannel::new(&config.user_url)?),
     )));
     let fresh = tokio::spawn(keys.clone().keep_fresh(shutdown.clone().into_wait()));
+    let liveness = platform::claims::Liveness::of(&infra);
+    let keep_alive = tokio::spawn(liveness.clone().keep(shutdown.clone()));
+    let work = Arc::new(tokio::sync::Notify::new());
+    let worker = tokio::spawn(worker::run(
+        WorkerCtx {
+            store: infra.store.clone(),
+            liveness,
+            work: work.clone(),
+            provider_url: config.provider_url.clone(),
+            provider_call: config.provider_call,
+            poll: config.worker_poll,
+            without_idempotency_key: infra.mutants.message_without_idempotency_key,
+        },
+        shutdown.clone(),
+    ));
+    let grpc = tonic::transport::Server::builder()
+        .add_service(
+            contracts::notification::notification_service_server::NotificationServiceServer::new(
+                api::NotificationApi {
+                    store: infra.store.clone(),
+                    work,
+                },
+            ),
+        )
+        .serve_with_shutdown(config.listen, shutdown.clone().into_wait());
     let router = http::router(http::State {
         store: infra.store.clone(),
         changes: fan_out.changes.clone(),
@@ -384,9 +448,16 @@ pub async fn run(
         shutdown: shutdown.clone(),
         mutants: infra.mutants,
     });
-    tracing::info!(addr = ?listener.local_addr().ok(), "notification service up");
-    platform::http::serve(listener, router, shutdown).await;
+    tracing::info!(
+        http = ?listener.local_addr().ok(),
+        grpc = %config.listen,
+        "notification service up"
+    );
+    let (served, ()) = tokio::join!(grpc, platform::http::serve(listener, router, shutdown));
     let _ = consuming.await;
     let _ = fresh.await;
+    let _ = worker.await;
+    let _ = keep_alive.await;
+    served?;
     Ok(())
 }

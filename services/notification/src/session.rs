@@ -23,7 +23,7 @@ use std::{collections::VecDeque, sync::Arc, time::Duration};
 use platform::{changes::Changes, ports::Store, Shutdown};
 use tokio::time::Instant;
 
-use crate::store::{FeedPage, NotificationQuery, NotificationSchema, Update, KINDS};
+use crate::store::{FeedPage, NotificationSchema, Update, KINDS};
 
 /// The epoch of a resume point taken before a feed's first update (`0:0`: from the start).
 pub const EPOCH_NONE: &str = "0";
@@ -215,12 +215,7 @@ impl Session {
     }
 
     async fn read(&self, after: i64, limit: u32) -> Result<FeedPage, Frame> {
-        self.store
-            .query(NotificationQuery::Feed {
-                recipient: self.recipient.clone(),
-                after,
-                limit,
-            })
+        crate::store::read_feed(&*self.store, &self.recipient, after, limit)
             .await
             .map_err(|e| {
                 tracing::debug!(error = %e, "feed read failed; the client will reconnect");
@@ -466,12 +461,7 @@ mod tests {
     }
 
     async fn epoch(w: &World) -> String {
-        w.store
-            .query(NotificationQuery::Feed {
-                recipient: ALICE.into(),
-                after: 0,
-                limit: 0,
-            })
+        crate::store::read_feed(&*w.store, ALICE, 0, 0)
             .await
             .expect("read")
             .epoch
@@ -590,13 +580,7 @@ mod tests {
                 .expect("append");
             w.store.commit(tx).await.expect("commit");
         }
-        let page = w
-            .store
-            .query(NotificationQuery::Feed {
-                recipient: ALICE.into(),
-                after: 0,
-                limit: 10,
-            })
+        let page = crate::store::read_feed(&*w.store, ALICE, 0, 10)
             .await
             .expect("read");
         assert_eq!((page.first_seq, page.last_seq), (3, 5));

@@ -7,16 +7,64 @@
 //! the log is ever reset (its feed row recreated): a client's resume point `epoch:seq` from
 //! another epoch means nothing, so the client is told to reload. Retention trims old updates
 //! but never the last one, so `last_seq` never goes back and a number is never reused.
+//!
+//! A second table holds the messages callers asked for through the gRPC `Notify`
+//! ([`Outgoing`]), by idempotency key: the worker sends the pending ones to the provider.
 
 use std::collections::BTreeMap;
 
-use platform::ports::{Schema, StoreError};
+use platform::ports::{Schema, Store, StoreError, Versioned, WorkMark};
 use serde::{Deserialize, Serialize};
 
 /// Bound on one update's body (JSON text), in bytes: the largest message a client gets.
 pub const BODY_BYTES_MAX: usize = 16 * 1024;
 /// The kinds of update.
 pub const KINDS: [&str; 3] = ["order.status", "moderation.result", "notice"];
+
+/// Work kind of messages the worker still has to send.
+pub const OUTGOING: &str = "outgoing";
+/// The channels of a message: three through the provider, one into the user's feed.
+pub const CHANNELS: [&str; 4] = ["email", "sms", "push", "in_app"];
+/// A message's delivery statuses.
+pub const DELIVERY_STATUSES: [&str; 3] = ["PENDING", "SENT", "FAILED"];
+/// Bound on an idempotency key.
+pub const KEY_BYTES_MAX: usize = 128;
+/// Bound on a request's canonical text (recipient, channel, template, parameters).
+pub const REQUEST_BYTES_MAX: usize = 24 * 1024;
+
+/// A message a caller asked for, by its idempotency key.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Outgoing {
+    pub key: String,
+    pub recipient: String,
+    /// One of [`CHANNELS`].
+    pub channel: String,
+    pub template: String,
+    /// The request as canonical JSON: a repeated key must come with the same request.
+    pub request: String,
+    /// The rendered subject (may be empty) and body.
+    pub subject: String,
+    pub body: String,
+    /// One of [`DELIVERY_STATUSES`].
+    pub status: String,
+    /// Calls made to the provider.
+    pub attempts: i32,
+    /// Why it failed, or the last transient error.
+    pub reason: String,
+    /// The provider's message id (in-app: `epoch:seq`).
+    pub provider_id: String,
+    /// No provider call before this time (ms since the epoch): the retry backoff.
+    pub next_attempt_ms: i64,
+    pub created_ms: i64,
+    pub updated_ms: i64,
+}
+
+impl Outgoing {
+    /// Whether the worker still has to send it.
+    pub fn is_pending(&self) -> bool {
+        self.status == "PENDING"
+    }
+}
 
 /// A recipient's feed: its epoch.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -50,6 +98,10 @@ pub enum NotificationWrite {
     Append(Update),
     /// Forgets `recipient`'s updates before `keep_from`, except its last one.
     Trim { recipient: String, keep_from: i64 },
+    /// A new message; conflicts when its key is taken.
+    Queue(Outgoing),
+    /// The message at `version`, replaced; conflicts if it is at another version.
+    Settle { outgoing: Outgoing, version: i64 },
 }
 
 /// A read of the notification store.
@@ -61,6 +113,49 @@ pub enum NotificationQuery {
         after: i64,
         limit: u32,
     },
+    /// The message with idempotency key `key`.
+    Outgoing { key: String },
+}
+
+/// What a read of the notification store answers.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum NotificationAnswer {
+    Feed(FeedPage),
+    Outgoing(Option<Box<Versioned<Outgoing>>>),
+}
+
+/// `recipient`'s feed: its state and its first `limit` updates after `after`.
+pub async fn read_feed(
+    store: &dyn Store<NotificationSchema>,
+    recipient: &str,
+    after: i64,
+    limit: u32,
+) -> Result<FeedPage, StoreError> {
+    let query = NotificationQuery::Feed {
+        recipient: recipient.to_owned(),
+        after,
+        limit,
+    };
+    match store.query(query).await? {
+        NotificationAnswer::Feed(page) => Ok(page),
+        other => Err(StoreError::Fatal(format!("a feed read answered {other:?}"))),
+    }
+}
+
+/// The message with idempotency key `key`, with its version.
+pub async fn read_outgoing(
+    store: &dyn Store<NotificationSchema>,
+    key: &str,
+) -> Result<Option<Versioned<Outgoing>>, StoreError> {
+    let query = NotificationQuery::Outgoing {
+        key: key.to_owned(),
+    };
+    match store.query(query).await? {
+        NotificationAnswer::Outgoing(o) => Ok(o.map(|o| *o)),
+        other => Err(StoreError::Fatal(format!(
+            "a message read answered {other:?}"
+        ))),
+    }
 }
 
 /// A recipient's feed as read.
@@ -82,6 +177,8 @@ pub struct NotificationModel {
     pub feeds: BTreeMap<String, Feed>,
     /// By `(recipient, seq)`.
     pub updates: BTreeMap<(String, i64), Update>,
+    /// Messages by idempotency key.
+    pub outgoing: BTreeMap<String, Versioned<Outgoing>>,
 }
 
 fn chars(s: &str) -> usize {
@@ -107,6 +204,21 @@ fn check_update(u: &Update) -> Result<(), StoreError> {
         .ok_or_else(|| broken("update", &format!("{}/{}", u.recipient, u.seq)))
 }
 
+fn check_outgoing(o: &Outgoing) -> Result<(), StoreError> {
+    let ok = (1..=KEY_BYTES_MAX).contains(&o.key.len())
+        && (1..=64).contains(&chars(&o.recipient))
+        && CHANNELS.contains(&o.channel.as_str())
+        && (1..=64).contains(&chars(&o.template))
+        && o.request.len() <= REQUEST_BYTES_MAX
+        && chars(&o.subject) <= 256
+        && o.body.len() <= BODY_BYTES_MAX
+        && DELIVERY_STATUSES.contains(&o.status.as_str())
+        && o.attempts >= 0
+        && chars(&o.reason) <= 512
+        && chars(&o.provider_id) <= 128;
+    ok.then_some(()).ok_or_else(|| broken("message", &o.key))
+}
+
 /// The notification store's schema.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct NotificationSchema;
@@ -114,7 +226,7 @@ pub struct NotificationSchema;
 impl Schema for NotificationSchema {
     type Write = NotificationWrite;
     type Query = NotificationQuery;
-    type Answer = FeedPage;
+    type Answer = NotificationAnswer;
     type Model = NotificationModel;
 
     fn apply(m: &mut NotificationModel, write: NotificationWrite) -> Result<(), StoreError> {
@@ -143,12 +255,55 @@ impl Schema for NotificationSchema {
                 m.updates
                     .retain(|(r, seq), _| r != &recipient || *seq >= below);
             }
+            NotificationWrite::Queue(o) => {
+                // As PostgreSQL checks: the row's constraints, then its key.
+                check_outgoing(&o)?;
+                if m.outgoing.contains_key(&o.key) {
+                    return Err(StoreError::conflict("outgoing", &o.key));
+                }
+                m.outgoing.insert(
+                    o.key.clone(),
+                    Versioned {
+                        version: 1,
+                        value: o,
+                    },
+                );
+            }
+            NotificationWrite::Settle { outgoing, version } => {
+                if m.outgoing.get(&outgoing.key).map(|v| v.version) != Some(version) {
+                    return Err(StoreError::conflict("outgoing", &outgoing.key));
+                }
+                check_outgoing(&outgoing)?;
+                m.outgoing.insert(
+                    outgoing.key.clone(),
+                    Versioned {
+                        version: version + 1,
+                        value: outgoing,
+                    },
+                );
+            }
         }
         Ok(())
     }
 
-    fn query(m: &NotificationModel, query: &NotificationQuery) -> FeedPage {
+    fn work(write: &NotificationWrite) -> Vec<WorkMark> {
+        match write {
+            NotificationWrite::Queue(o) | NotificationWrite::Settle { outgoing: o, .. } => {
+                vec![WorkMark {
+                    kind: OUTGOING.into(),
+                    key: o.key.clone(),
+                    active: o.is_pending(),
+                }]
+            }
+            _ => Vec::new(),
+        }
+    }
+
+    fn query(m: &NotificationModel, query: &NotificationQuery) -> NotificationAnswer {
         match query {
+            NotificationQuery::Outgoing { key } => {
+                NotificationAnswer::Outgoing(m.outgoing.get(key).cloned().map(Box::new))
+            }
             NotificationQuery::Feed {
                 recipient,
                 after,
@@ -158,7 +313,7 @@ impl Schema for NotificationSchema {
                     .updates
                     .range((recipient.clone(), i64::MIN)..=(recipient.clone(), i64::MAX));
                 let first_seq = of_recipient.next().map_or(0, |((_, s), _)| *s);
-                FeedPage {
+                NotificationAnswer::Feed(FeedPage {
                     epoch: m.feeds.get(recipient).map(|f| f.epoch.clone()),
                     first_seq,
                     last_seq: last_seq(m, recipient),
@@ -171,7 +326,7 @@ impl Schema for NotificationSchema {
                         .take(*limit as usize)
                         .map(|(_, u)| u.clone())
                         .collect(),
-                }
+                })
             }
         }
     }

@@ -45,6 +45,8 @@ pub struct Config {
     pub payment_url: String,
     /// gRPC URL of the delivery service.
     pub delivery_url: String,
+    /// gRPC URL of the notification service, which tells the buyer (empty: nobody is told).
+    pub notification_url: String,
     /// Time an order may wait for its payment outcome before it is compensated.
     pub payment_step_timeout: Duration,
     /// Time an order may wait for its shipment before it is compensated.
@@ -64,6 +66,7 @@ impl Config {
             listen,
             payment_url,
             delivery_url,
+            notification_url: String::new(),
             payment_step_timeout: Duration::from_secs(30),
             delivery_step_timeout: Duration::from_secs(60),
             recovery_interval: Duration::from_secs(2),
@@ -80,6 +83,8 @@ pub(crate) struct Ctx {
     pub config: Config,
     pub payment: Arc<LazyChannel>,
     pub delivery: Arc<LazyChannel>,
+    /// `None`: no notification service configured.
+    pub notification: Option<Arc<LazyChannel>>,
     /// Wakes the outbox relay after a transition.
     pub outbox: OutboxSignal,
     /// The saga drivers running in this instance, by order id, so a claim round starts no
@@ -105,6 +110,11 @@ pub async fn run(
     let ctx = Ctx {
         payment: Arc::new(LazyChannel::new(&config.payment_url)?),
         delivery: Arc::new(LazyChannel::new(&config.delivery_url)?),
+        notification: if config.notification_url.is_empty() {
+            None
+        } else {
+            Some(Arc::new(LazyChannel::new(&config.notification_url)?))
+        },
         infra: infra.clone(),
         config: config.clone(),
         outbox: OutboxSignal::default(),

@@ -17,6 +17,12 @@
 //!
 //! The verdict may take as long as a partition lasts; after heal it comes within the
 //! providers' answer times, so every saga still ends.
+//!
+//! The buyer is told by the notification service (`Notify`, keyed by the order and the
+//! message, so a repeated step sends once) before the step's transition commits: "order
+//! confirmed" (e-mail) when paid, "payment failed" (SMS), "delivered" (push), "refund issued"
+//! (e-mail). A message the service refuses is logged and skipped, never a reason to hold an
+//! order; an unreachable service holds the step until it answers.
 
 use std::{
     collections::BTreeMap,
@@ -31,6 +37,10 @@ use contracts::{
     delivery::{
         delivery_service_client::DeliveryServiceClient, CreateShipmentRequest, ShipmentRef,
         ShipmentStage,
+    },
+    notification::{
+        notification_service_client::NotificationServiceClient, Channel as MessageChannel,
+        NotifyRequest,
     },
     payment::{
         payment_service_client::PaymentServiceClient, ChargeRequest, PaymentRef, PaymentStatus,
@@ -281,9 +291,11 @@ async fn step(ctx: &Ctx, order: Versioned<Order>, claim: &DriverClaim) -> anyhow
             let settled = [PaymentStatus::Refunded];
             match wait_payment(ctx, &o.order_id, &settled, SETTLE_WAIT).await {
                 Ok(Some(_)) => {
+                    tell_payment_failed(ctx, &o).await?;
                     transition(ctx, claim, order, Cancelled, "").await?;
                 }
                 Err(e) if is_not_found(&e) => {
+                    tell_payment_failed(ctx, &o).await?;
                     transition(ctx, claim, order, Cancelled, "").await?;
                 }
                 Ok(None) => anyhow::bail!("the payment still holds money; waiting for its refund"),
@@ -291,6 +303,16 @@ async fn step(ctx: &Ctx, order: Versioned<Order>, claim: &DriverClaim) -> anyhow
             }
         }
         Paid => {
+            let eta = date_of(o.status_since_ms + DELIVERY_DAYS * 86_400_000);
+            tell(
+                ctx,
+                &o,
+                "confirmed",
+                MessageChannel::Email,
+                "order_confirmed",
+                &[("eta", &eta)],
+            )
+            .await?;
             transition(ctx, claim, order, Shipping, "").await?;
         }
         Shipping | Shipped => {
@@ -334,6 +356,9 @@ async fn step(ctx: &Ctx, order: Versioned<Order>, claim: &DriverClaim) -> anyhow
                     transition(ctx, claim, order, DeliveryFailed, "delivery failed").await?;
                 }
                 Some(s) if o.status == Shipping => {
+                    if s == ShipmentStage::Delivered {
+                        tell_delivered(ctx, &o).await?;
+                    }
                     let shipped = transition(ctx, claim, order, Shipped, "").await?;
                     if s == ShipmentStage::Delivered {
                         let again = load(ctx, &shipped.order_id).await?;
@@ -343,6 +368,7 @@ async fn step(ctx: &Ctx, order: Versioned<Order>, claim: &DriverClaim) -> anyhow
                     }
                 }
                 Some(_) => {
+                    tell_delivered(ctx, &o).await?;
                     transition(ctx, claim, order, Delivered, "").await?;
                 }
                 None => return delivery_deadline(ctx, claim, order).await,
@@ -359,6 +385,7 @@ async fn step(ctx: &Ctx, order: Versioned<Order>, claim: &DriverClaim) -> anyhow
             ];
             match wait_shipment(ctx, &o.order_id, &verdicts, SETTLE_WAIT).await {
                 Ok(Some(ShipmentStage::Delivered)) => {
+                    tell_delivered(ctx, &o).await?;
                     transition(ctx, claim, order, Delivered, "delivered after its deadline")
                         .await?;
                 }
@@ -382,6 +409,15 @@ async fn step(ctx: &Ctx, order: Versioned<Order>, claim: &DriverClaim) -> anyhow
             let refunded = [PaymentStatus::Refunded];
             match wait_payment(ctx, &o.order_id, &refunded, Duration::from_secs(30)).await? {
                 Some(_) => {
+                    tell(
+                        ctx,
+                        &o,
+                        "refund",
+                        MessageChannel::Email,
+                        "refund_issued",
+                        &[],
+                    )
+                    .await?;
                     transition(ctx, claim, order, Cancelled, "").await?;
                 }
                 None => anyhow::bail!("refund not confirmed yet"),
@@ -390,6 +426,98 @@ async fn step(ctx: &Ctx, order: Versioned<Order>, claim: &DriverClaim) -> anyhow
         Delivered | Cancelled => {}
     }
     Ok(())
+}
+
+/// Days a delivery is promised in (the "order confirmed" message's estimate).
+const DELIVERY_DAYS: u64 = 3;
+
+/// The calendar date (UTC, `YYYY-MM-DD`) of `ms` since the epoch.
+pub(crate) fn date_of(ms: u64) -> String {
+    // Days to a civil date in the proleptic Gregorian calendar (eras of 400 years).
+    let days = i64::try_from(ms / 86_400_000).unwrap_or(0) + 719_468;
+    let era = days.div_euclid(146_097);
+    let doe = days.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!("{year:04}-{month:02}-{day:02}")
+}
+
+/// Asks the notification service to tell the buyer of `o` with `template`, under the key
+/// `<what>-<order id>`. Retried while the service cannot answer (the step waits); a refusal
+/// is logged and skipped.
+async fn tell(
+    ctx: &Ctx,
+    o: &Order,
+    what: &str,
+    channel: MessageChannel,
+    template: &str,
+    params: &[(&str, &str)],
+) -> anyhow::Result<()> {
+    let Some(peer) = &ctx.notification else {
+        return Ok(());
+    };
+    let key = format!("{what}-{}", o.order_id);
+    let mut all: BTreeMap<String, String> = params
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect();
+    all.insert("order_id".into(), o.order_id.clone());
+    let r = call(ctx, peer, "notify", |ch, _| {
+        let req = NotifyRequest {
+            recipient: o.customer_id.clone(),
+            channel: channel as i32,
+            template: template.to_owned(),
+            params: all.clone(),
+        };
+        let key = key.clone();
+        async move {
+            NotificationServiceClient::new(ch)
+                .notify(grpc::request(req, Some(&key)))
+                .await
+        }
+    })
+    .await;
+    match r {
+        Ok(_) => Ok(()),
+        Err(CallError::Refused { status, .. }) => {
+            tracing::error!(order_id = %o.order_id, %key, %status, "notification refused; the order goes on");
+            Ok(())
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+async fn tell_payment_failed(ctx: &Ctx, o: &Order) -> anyhow::Result<()> {
+    let reason = if o.reason.is_empty() {
+        "the payment did not go through"
+    } else {
+        o.reason.as_str()
+    };
+    tell(
+        ctx,
+        o,
+        "payment-failed",
+        MessageChannel::Sms,
+        "payment_failed",
+        &[("reason", reason)],
+    )
+    .await
+}
+
+async fn tell_delivered(ctx: &Ctx, o: &Order) -> anyhow::Result<()> {
+    tell(
+        ctx,
+        o,
+        "delivered",
+        MessageChannel::Push,
+        "order_delivered",
+        &[],
+    )
+    .await
 }
 
 /// How long one wait for a provider's verdict lasts before the step is retried (the wait
@@ -623,5 +751,19 @@ where
         Ok(Err(e)) if e.code() == tonic::Code::DeadlineExceeded => Ok(None),
         Ok(Err(e)) => Err(e.into()),
         Err(_) => Ok(None),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::date_of;
+
+    #[test]
+    fn dates_are_the_civil_calendar_days_of_their_instants() {
+        assert_eq!(date_of(0), "1970-01-01");
+        assert_eq!(date_of(951_782_400_000), "2000-02-29");
+        assert_eq!(date_of(951_868_799_999), "2000-02-29");
+        assert_eq!(date_of(951_868_800_000), "2000-03-01");
+        assert_eq!(date_of(1_796_083_200_000), "2026-12-01");
     }
 }

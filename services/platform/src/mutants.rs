@@ -76,6 +76,9 @@ pub struct Mutants {
     /// notification: no hints between instances (nothing published on Redis), so a session
     /// learns of an update another instance committed only at its next position check.
     pub notify_without_hints: bool,
+    /// notification: the worker sends each attempt to the messaging provider under a fresh
+    /// idempotency key, so a send whose answer was lost is delivered again.
+    pub message_without_idempotency_key: bool,
 }
 
 impl Mutants {
@@ -107,13 +110,14 @@ impl Mutants {
             "ban-not-enforced" => m.ban_not_enforced = true,
             "notify-without-replay" => m.notify_without_replay = true,
             "notify-without-hints" => m.notify_without_hints = true,
+            "message-without-idempotency-key" => m.message_without_idempotency_key = true,
             _ => return None,
         }
         Some(m)
     }
 
     /// Every mutant's name.
-    pub const NAMES: [&'static str; 24] = [
+    pub const NAMES: [&'static str; 25] = [
         "publish-without-outbox",
         "psp-call-without-idempotency-key",
         "charge-without-idempotency-key",
@@ -138,6 +142,7 @@ impl Mutants {
         "ban-not-enforced",
         "notify-without-replay",
         "notify-without-hints",
+        "message-without-idempotency-key",
     ];
 
     /// `config` with the producer mutants applied.

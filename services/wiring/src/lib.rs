@@ -43,8 +43,9 @@ pub struct ServiceSpec {
     pub sim_instances: u8,
     /// Port of its listener (gRPC or HTTP); 0 when it serves nothing.
     pub port: u16,
-    /// Port of its second listener (the payment service's PSP webhook), if any.
-    pub callback_port: Option<u16>,
+    /// Port of its HTTP listener beside its gRPC one, if any: the payment service's PSP
+    /// webhooks, the notification service's SSE and WebSocket endpoints.
+    pub http_port: Option<u16>,
     /// Its own database: the Postgres schema in production, node `<database>-db` in the sim.
     pub database: Option<&'static str>,
     /// Whether it needs the Kafka cluster.
@@ -59,7 +60,7 @@ const fn service(name: &'static str, region: Region, port: u16) -> ServiceSpec {
         region,
         sim_instances: 2,
         port,
-        callback_port: None,
+        http_port: None,
         database: None,
         kafka: false,
         fake: false,
@@ -75,13 +76,14 @@ const fn fake(name: &'static str, region: Region, port: u16) -> ServiceSpec {
 }
 
 /// Every service, dependencies first (the order they start in).
-pub const SERVICES: [ServiceSpec; 16] = [
+pub const SERVICES: [ServiceSpec; 17] = [
     fake("psp", Region::Msk, 8081),
     fake("courier", Region::Nsk, 8082),
     fake("s3", Region::Msk, 9000),
     fake("moderator", Region::Msk, 8084),
+    fake("messenger", Region::Msk, 8085),
     ServiceSpec {
-        callback_port: Some(8083),
+        http_port: Some(8083),
         database: Some("payments"),
         kafka: true,
         ..service("payment", Region::Msk, 50052)
@@ -90,11 +92,6 @@ pub const SERVICES: [ServiceSpec; 16] = [
         database: Some("deliveries"),
         kafka: true,
         ..service("delivery", Region::Nsk, 50053)
-    },
-    ServiceSpec {
-        database: Some("orders"),
-        kafka: true,
-        ..service("order", Region::Msk, 50051)
     },
     ServiceSpec {
         database: Some("analytics"),
@@ -132,9 +129,15 @@ pub const SERVICES: [ServiceSpec; 16] = [
         ..service("report", Region::Msk, 50058)
     },
     ServiceSpec {
+        http_port: Some(8090),
         database: Some("notifications"),
         kafka: true,
-        ..service("notification", Region::Msk, 8090)
+        ..service("notification", Region::Msk, 50059)
+    },
+    ServiceSpec {
+        database: Some("orders"),
+        kafka: true,
+        ..service("order", Region::Msk, 50051)
     },
     ServiceSpec {
         kafka: true,
@@ -158,6 +161,8 @@ pub mod timing {
 
     /// Bound on one call to the PSP.
     pub const PSP_CALL: Duration = Duration::from_secs(2);
+    /// Bound on one call to the messaging provider.
+    pub const PROVIDER_CALL: Duration = Duration::from_secs(2);
     /// Bound on one call to the courier.
     pub const COURIER_CALL: Duration = Duration::from_secs(2);
     /// Worker poll interval when nothing wakes it (payment, delivery).
@@ -170,8 +175,9 @@ pub trait Env: Send + Sync {
     fn instance(&self) -> String;
     /// Where the instance's listener binds.
     fn listen(&self) -> SocketAddr;
-    /// Where its second listener (webhook) binds, and the URL peers reach it at.
-    fn callback(&self) -> Option<(SocketAddr, String)>;
+    /// Where its HTTP listener beside the gRPC one binds (see [`ServiceSpec::http_port`]),
+    /// and the URL peers reach it at.
+    fn http(&self) -> Option<(SocketAddr, String)>;
     /// Comma-separated URLs of every instance of `service` (what a caller's channel takes).
     fn urls(&self, service: &str) -> String;
     /// The instance's infrastructure, its store with schema `S`.
@@ -208,6 +214,13 @@ pub trait Env: Send + Sync {
     fn s3(&self) -> (fakes::s3::S3Config, fakes::s3::SharedObjects);
     /// Where the media service keeps photos.
     fn object_store(&self) -> media::ObjectStoreConfig;
+    /// The fake messaging provider's settings and what it delivered.
+    fn messenger(
+        &self,
+    ) -> (
+        fakes::messenger::MessengerConfig,
+        fakes::messenger::SharedOutbox,
+    );
     /// The fake courier's settings and books.
     fn courier(&self) -> (fakes::courier::CourierConfig, fakes::courier::SharedBooks);
     /// When the order service refuses new orders (admission control).
@@ -240,6 +253,12 @@ pub async fn run_service(
             fakes::s3::run(listener, config, objects, shutdown).await;
             Ok(())
         }
+        "messenger" => {
+            let listener = tokio::net::TcpListener::bind(env.listen()).await?;
+            let (config, outbox) = env.messenger();
+            fakes::messenger::run(listener, config, outbox, shutdown).await;
+            Ok(())
+        }
         "moderator" => {
             let listener = tokio::net::TcpListener::bind(env.listen()).await?;
             let (config, verdicts) = env.moderator();
@@ -247,7 +266,7 @@ pub async fn run_service(
             Ok(())
         }
         "payment" => {
-            let callback = env.callback();
+            let callback = env.http();
             let config = payment::Config {
                 listen: env.listen(),
                 psp_url: env.urls("psp"),
@@ -270,6 +289,7 @@ pub async fn run_service(
         "order" => {
             let config = order::Config {
                 admission: env.order_limits(),
+                notification_url: env.urls("notification"),
                 ..order::Config::new(env.listen(), env.urls("payment"), env.urls("delivery"))
             };
             order::run(config, env.infra()?, shutdown).await
@@ -345,8 +365,15 @@ pub async fn run_service(
             report::run(config, env.infra()?, shutdown).await
         }
         "notification" => {
-            let listener = tokio::net::TcpListener::bind(env.listen()).await?;
+            let (http, _) = env
+                .http()
+                .ok_or_else(|| anyhow::anyhow!("the notification service has no HTTP port"))?;
+            let listener = tokio::net::TcpListener::bind(http).await?;
             let config = notification::Config {
+                listen: env.listen(),
+                provider_url: env.urls("messenger"),
+                provider_call: timing::PROVIDER_CALL,
+                worker_poll: timing::WORKER_POLL,
                 user_url: env.urls("user"),
                 group_id: env.consumer_group(notification::GROUP),
                 client_rack: env.client_rack(),
@@ -384,7 +411,7 @@ mod tests {
         assert_eq!(names.len(), SERVICES.len());
         let mut ports: Vec<u16> = SERVICES
             .iter()
-            .flat_map(|s| [Some(s.port), s.callback_port])
+            .flat_map(|s| [Some(s.port), s.http_port])
             .flatten()
             .filter(|p| *p != 0)
             .collect();
@@ -412,6 +439,8 @@ mod tests {
             ("gateway", "report"),
             ("search", "ad"),
             ("notification", "user"),
+            ("notification", "messenger"),
+            ("order", "notification"),
         ] {
             assert!(
                 position(callee) < position(caller),

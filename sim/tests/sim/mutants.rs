@@ -166,6 +166,11 @@ fn live_updates_without_hints_between_instances_arrive_late_and_are_caught() {
 }
 
 #[test]
+fn sending_messages_without_an_idempotency_key_delivers_twice_and_is_caught() {
+    caught("message-without-idempotency-key");
+}
+
+#[test]
 fn every_mutant_is_named_by_some_scenario() {
     let all = scenario::embedded();
     for m in Mutants::NAMES {

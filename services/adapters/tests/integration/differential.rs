@@ -886,7 +886,9 @@ mod moderation_schema {
 }
 
 mod notification_schema {
-    use notification::{Feed, NotificationQuery, NotificationSchema, NotificationWrite, Update};
+    use notification::{
+        Feed, NotificationQuery, NotificationSchema, NotificationWrite, Outgoing, Update,
+    };
 
     use super::*;
 
@@ -930,17 +932,55 @@ mod notification_schema {
                     keep_from,
                 }
             }),
+            (
+                prop::sample::select(&KEYS[..]),
+                prop::sample::select(&["email", "in_app", "fax"][..]),
+                prop::sample::select(&["PENDING", "SENT", "LOST"][..]),
+                0i32..3,
+                prop::option::of(0i64..3),
+            )
+                .prop_map(|(key, channel, status, attempts, version)| {
+                    let o = Outgoing {
+                        key: key.into(),
+                        recipient: "u-1".into(),
+                        channel: channel.into(),
+                        template: "order_delivered".into(),
+                        request: format!("{{\"k\":\"{key}\"}}"),
+                        subject: "s".into(),
+                        body: "b".into(),
+                        status: status.into(),
+                        attempts: attempts - 1,
+                        reason: String::new(),
+                        provider_id: format!("p{attempts}"),
+                        next_attempt_ms: i64::from(attempts),
+                        created_ms: 1,
+                        updated_ms: 2,
+                    };
+                    match version {
+                        None => NotificationWrite::Queue(o),
+                        Some(version) => NotificationWrite::Settle {
+                            outgoing: o,
+                            version,
+                        },
+                    }
+                }),
         ]
     }
 
+    const KEYS: [&str; 2] = ["k-1", "k-2"];
+
     fn query() -> impl Strategy<Value = NotificationQuery> {
-        (prop::sample::select(&RECIPIENTS[..]), -1i64..5, 0u32..4).prop_map(|(r, after, limit)| {
-            NotificationQuery::Feed {
-                recipient: r.into(),
-                after,
-                limit,
-            }
-        })
+        prop_oneof![
+            (prop::sample::select(&RECIPIENTS[..]), -1i64..5, 0u32..4).prop_map(
+                |(r, after, limit)| NotificationQuery::Feed {
+                    recipient: r.into(),
+                    after,
+                    limit,
+                }
+            ),
+            prop::sample::select(&KEYS[..])
+                .prop_map(|k| NotificationQuery::Outgoing { key: k.into() }),
+        ]
     }
 
     #[test]

@@ -11,7 +11,7 @@ use crate::support::{self, Stack};
 fn stream_url(stack: &Stack, query: &str) -> String {
     format!(
         "http://{}/v1/notifications/stream{query}",
-        support::listen(&stack.settings, "notification")
+        support::listen(&stack.settings, "notification-http")
     )
 }
 
@@ -131,7 +131,7 @@ async fn an_orders_statuses_reach_its_buyer_over_sse_and_a_reconnect_resumes_wit
         .get_json_with(
             &format!(
                 "http://{}/v1/notifications?after=2&limit=2",
-                support::listen(&stack.settings, "notification")
+                support::listen(&stack.settings, "notification-http")
             ),
             &[("authorization", &support::bearer(&stack.session))],
         )
@@ -162,7 +162,7 @@ async fn bad_stream_requests_get_problem_answers() {
     let page_url = |q: &str| {
         format!(
             "http://{}/v1/notifications{q}",
-            support::listen(&stack.settings, "notification")
+            support::listen(&stack.settings, "notification-http")
         )
     };
     type Case<'a> = (String, Vec<(&'a str, &'a str)>, u16);
@@ -227,7 +227,7 @@ async fn bad_stream_requests_get_problem_answers() {
 fn ws_url(stack: &Stack, query: &str) -> String {
     format!(
         "ws://{}/v1/notifications/ws{query}",
-        support::listen(&stack.settings, "notification")
+        support::listen(&stack.settings, "notification-http")
     )
 }
 

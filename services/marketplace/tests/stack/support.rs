@@ -93,6 +93,7 @@ pub async fn start_without(left_out: &[&str], tune: impl FnOnce(&mut Settings)) 
         "media",
         "gateway",
         "notification",
+        "notification-http",
     ]
     .map(|s| listen(&settings, s))
     {

@@ -2,9 +2,10 @@
 
 use async_trait::async_trait;
 use notification::{
-    Feed, FeedPage, NotificationQuery, NotificationSchema, NotificationWrite, Update,
+    Feed, FeedPage, NotificationAnswer, NotificationQuery, NotificationSchema, NotificationWrite,
+    Outgoing, Update,
 };
-use platform::ports::StoreError;
+use platform::ports::{StoreError, Versioned};
 use sqlx::{migrate::Migrator, postgres::PgRow, PgConnection, Row};
 
 use super::one_row;
@@ -23,6 +24,74 @@ fn update(row: &PgRow) -> Result<Update, sqlx::Error> {
         body: row.try_get("body")?,
         created_ms: row.try_get("created_ms")?,
     })
+}
+
+const OUTGOING_COLUMNS: &str = "key, recipient, channel, template, request, subject, body, \
+     status, attempts, reason, provider_id, next_attempt_ms, created_ms, updated_ms";
+
+fn outgoing(row: &PgRow) -> Result<Versioned<Outgoing>, sqlx::Error> {
+    Ok(Versioned {
+        version: row.try_get("version")?,
+        value: Outgoing {
+            key: row.try_get("key")?,
+            recipient: row.try_get("recipient")?,
+            channel: row.try_get("channel")?,
+            template: row.try_get("template")?,
+            request: row.try_get("request")?,
+            subject: row.try_get("subject")?,
+            body: row.try_get("body")?,
+            status: row.try_get("status")?,
+            attempts: row.try_get("attempts")?,
+            reason: row.try_get("reason")?,
+            provider_id: row.try_get("provider_id")?,
+            next_attempt_ms: row.try_get("next_attempt_ms")?,
+            created_ms: row.try_get("created_ms")?,
+            updated_ms: row.try_get("updated_ms")?,
+        },
+    })
+}
+
+/// Inserts `o` at version 1 (`version: None`) or replaces it at `version`.
+async fn put_outgoing(
+    db: &mut PgConnection,
+    o: &Outgoing,
+    version: Option<i64>,
+) -> Result<(), StoreError> {
+    let sql = match version {
+        None => format!(
+            "INSERT INTO outgoing ({OUTGOING_COLUMNS}, version) VALUES \
+             ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, 1) \
+             ON CONFLICT DO NOTHING"
+        ),
+        Some(_) => "UPDATE outgoing SET recipient = $2, channel = $3, template = $4, \
+             request = $5, subject = $6, body = $7, status = $8, attempts = $9, reason = $10, \
+             provider_id = $11, next_attempt_ms = $12, created_ms = $13, updated_ms = $14, \
+             version = version + 1 WHERE key = $1 AND version = $15"
+            .to_owned(),
+    };
+    let rows = sqlx::query(&sql)
+        .bind(&o.key)
+        .bind(&o.recipient)
+        .bind(&o.channel)
+        .bind(&o.template)
+        .bind(&o.request)
+        .bind(&o.subject)
+        .bind(&o.body)
+        .bind(&o.status)
+        .bind(o.attempts)
+        .bind(&o.reason)
+        .bind(&o.provider_id)
+        .bind(o.next_attempt_ms)
+        .bind(o.created_ms)
+        .bind(o.updated_ms);
+    let rows = match version {
+        Some(v) => rows.bind(v),
+        None => rows,
+    }
+    .execute(&mut *db)
+    .await
+    .map_err(|e| store_error("write message", e))?;
+    one_row(rows.rows_affected(), "outgoing", &o.key)
 }
 
 async fn open(db: &mut PgConnection, f: &Feed) -> Result<(), StoreError> {
@@ -83,18 +152,39 @@ impl PgSchema for NotificationSchema {
                 .map_err(|e| store_error("trim feed", e))?;
                 Ok(())
             }
+            NotificationWrite::Queue(o) => put_outgoing(db, o, None).await,
+            NotificationWrite::Settle { outgoing, version } => {
+                put_outgoing(db, outgoing, Some(*version)).await
+            }
         }
     }
 
     async fn query(
         db: &mut PgConnection,
         query: &NotificationQuery,
-    ) -> Result<FeedPage, StoreError> {
-        let NotificationQuery::Feed {
-            recipient,
-            after,
-            limit,
-        } = query;
+    ) -> Result<NotificationAnswer, StoreError> {
+        let (recipient, after, limit) = match query {
+            NotificationQuery::Feed {
+                recipient,
+                after,
+                limit,
+            } => (recipient, after, limit),
+            NotificationQuery::Outgoing { key } => {
+                let row = sqlx::query(&format!(
+                    "SELECT {OUTGOING_COLUMNS}, version FROM outgoing WHERE key = $1"
+                ))
+                .bind(key)
+                .fetch_optional(&mut *db)
+                .await
+                .map_err(|e| store_error("read message", e))?;
+                let o = row
+                    .as_ref()
+                    .map(outgoing)
+                    .transpose()
+                    .map_err(|e| store_error("decode message", e))?;
+                return Ok(NotificationAnswer::Outgoing(o.map(Box::new)));
+            }
+        };
         let head = sqlx::query(
             "SELECT (SELECT epoch FROM feeds WHERE recipient = $1) AS epoch, \
                     coalesce(min(seq), 0) AS first_seq, coalesce(max(seq), 0) AS last_seq \
@@ -115,7 +205,7 @@ impl PgSchema for NotificationSchema {
         .await
         .map_err(|e| store_error("read updates", e))?;
         let decode = |e| store_error("decode feed", e);
-        Ok(FeedPage {
+        Ok(NotificationAnswer::Feed(FeedPage {
             epoch: head.try_get("epoch").map_err(decode)?,
             first_seq: head.try_get("first_seq").map_err(decode)?,
             last_seq: head.try_get("last_seq").map_err(decode)?,
@@ -124,6 +214,6 @@ impl PgSchema for NotificationSchema {
                 .map(update)
                 .collect::<Result<_, _>>()
                 .map_err(decode)?,
-        })
+        }))
     }
 }
