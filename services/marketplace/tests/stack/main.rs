@@ -10,6 +10,7 @@ mod auth;
 mod bad_input;
 mod moderation_workers;
 mod notifications;
+mod notify;
 mod photos;
 mod process;
 mod reports;
