@@ -341,6 +341,9 @@ async fn main() -> anyhow::Result<()> {
     let open_kib = rss_kib(notification_pid)?;
     let producer: Arc<dyn Producer> = events.producer(ProducerConfig::default()).await?;
 
+    // Warm-up: the consumer group settles (a rebalance after the service joined) before
+    // anything is timed.
+    phase(&producer, &buyers, 1, 1, 1, &sent, &seen).await?;
     let base_rate = (orders_per_s / 20).max(1);
     let baseline = phase(
         &producer,
