@@ -303,7 +303,8 @@ async fn step(ctx: &Ctx, order: Versioned<Order>, claim: &DriverClaim) -> anyhow
             }
         }
         Paid => {
-            let eta = date_of(o.status_since_ms + DELIVERY_DAYS * 86_400_000);
+            let eta =
+                platform::calendar::date_of_ms(o.status_since_ms + DELIVERY_DAYS * 86_400_000);
             tell(
                 ctx,
                 &o,
@@ -430,21 +431,6 @@ async fn step(ctx: &Ctx, order: Versioned<Order>, claim: &DriverClaim) -> anyhow
 
 /// Days a delivery is promised in (the "order confirmed" message's estimate).
 const DELIVERY_DAYS: u64 = 3;
-
-/// The calendar date (UTC, `YYYY-MM-DD`) of `ms` since the epoch.
-pub(crate) fn date_of(ms: u64) -> String {
-    // Days to a civil date in the proleptic Gregorian calendar (eras of 400 years).
-    let days = i64::try_from(ms / 86_400_000).unwrap_or(0) + 719_468;
-    let era = days.div_euclid(146_097);
-    let doe = days.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!("{year:04}-{month:02}-{day:02}")
-}
 
 /// Asks the notification service to tell the buyer of `o` with `template`, under the key
 /// `<what>-<order id>`. Retried while the service cannot answer (the step waits); a refusal
@@ -751,19 +737,5 @@ where
         Ok(Err(e)) if e.code() == tonic::Code::DeadlineExceeded => Ok(None),
         Ok(Err(e)) => Err(e.into()),
         Err(_) => Ok(None),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::date_of;
-
-    #[test]
-    fn dates_are_the_civil_calendar_days_of_their_instants() {
-        assert_eq!(date_of(0), "1970-01-01");
-        assert_eq!(date_of(951_782_400_000), "2000-02-29");
-        assert_eq!(date_of(951_868_799_999), "2000-02-29");
-        assert_eq!(date_of(951_868_800_000), "2000-03-01");
-        assert_eq!(date_of(1_796_083_200_000), "2026-12-01");
     }
 }

@@ -89,6 +89,9 @@ pub struct ConsumerSettings {
     /// or call out (a redelivered batch then costs one lookup per record, not its effects
     /// again). Cheap effects skip the lookup: a duplicate's mark collides at commit.
     pub lookup_first: bool,
+    /// Process a batch's partitions side by side (each in order), for effects whose records
+    /// of different partitions rarely touch the same rows; off, a batch is one lane.
+    pub partition_lanes: bool,
 }
 
 /// Bound on the records whose failed attempts a consumer loop remembers.
@@ -107,9 +110,15 @@ pub async fn run_consumer<S: Schema>(
     let backoff = RetryPolicy::forever(Duration::from_millis(100), Duration::from_secs(2));
     let mut failures = 0u32;
     let mut consumer: Option<Box<dyn Consumer>> = None;
-    let mut dead_letters: Option<Arc<dyn Producer>> = None;
-    // Failed deliveries per event id, for `attempts_max`.
-    let mut attempts: std::collections::BTreeMap<String, u32> = Default::default();
+    let records_of = Records {
+        store,
+        events: events.clone(),
+        group: group.clone(),
+        settings: settings.clone(),
+        effect,
+        dead_letters: tokio::sync::Mutex::new(None),
+        attempts: std::sync::Mutex::new(Default::default()),
+    };
     while !shutdown.is_requested() {
         let result = async {
             if consumer.is_none() {
@@ -118,67 +127,25 @@ pub async fn run_consumer<S: Schema>(
             }
             let c = consumer.as_mut().expect("set above");
             let records = c.poll(Duration::from_millis(500)).await?;
-            for (i, r) in records.iter().enumerate() {
-                let applied = if settings.inbox {
-                    let seen = if settings.lookup_first {
-                        store.consumed(&group, &event_id(r)).await
-                    } else {
-                        Ok(false)
-                    };
-                    match seen {
-                        Ok(true) => continue,
-                        Ok(false) => apply_once(&store, &group, r, &effect).await,
-                        Err(e) => Err(EffectError::Retry(e.into())),
+            // Each lane in order, the lanes side by side; a lane stops at its first failure.
+            let lanes = lanes(&records, settings.partition_lanes);
+            let outcomes = futures::future::join_all(lanes.iter().map(|lane| async {
+                for (n, &i) in lane.iter().enumerate() {
+                    if let Err(e) = records_of.process(&records[i]).await {
+                        return (n, Some(e));
                     }
-                } else {
-                    apply_without_inbox(&store, r, &effect).await
-                };
-                let reason = match applied {
-                    Ok(()) => {
-                        if !attempts.is_empty() {
-                            attempts.remove(&event_id(r));
-                        }
-                        continue;
-                    }
-                    Err(EffectError::Poison(reason)) => reason,
-                    Err(EffectError::Retry(e)) => {
-                        return Err(keep_progress(c.as_mut(), &records[..i], e).await)
-                    }
-                    Err(EffectError::Failed(e)) => {
-                        let id = event_id(r);
-                        if attempts.len() >= ATTEMPTS_TRACKED_MAX {
-                            attempts.clear();
-                        }
-                        let n = attempts.entry(id.clone()).or_insert(0);
-                        *n += 1;
-                        match settings.attempts_max {
-                            Some(max) if *n >= max => {
-                                let n = *n;
-                                attempts.remove(&id);
-                                format!("failed {n} times; last: {e:#}")
-                            }
-                            _ => return Err(keep_progress(c.as_mut(), &records[..i], e).await),
-                        }
-                    }
-                };
-                if dead_letters.is_none() {
-                    dead_letters = Some(events.producer(settings.producer.clone()).await?);
                 }
-                let p = dead_letters.as_ref().expect("set above");
-                if let Err(e) = p.send(dead_letter(r, &group, &reason)).await {
-                    // A new producer next time (this one may be broken for good);
-                    // the batch is read again, so the letter is at least once.
-                    dead_letters = None;
-                    return Err(e.into());
-                }
-                tracing::warn!(
-                    group = %group,
-                    topic = %r.topic,
-                    partition = r.partition,
-                    offset = r.offset,
-                    %reason,
-                    "record dead-lettered"
-                );
+                (lane.len(), None)
+            }))
+            .await;
+            let mut done = Vec::new();
+            let mut failure = None;
+            for (lane, (n, error)) in lanes.iter().zip(outcomes) {
+                done.extend(lane[..n].iter().map(|&i| records[i].clone()));
+                failure = failure.or(error);
+            }
+            if let Some(e) = failure {
+                return Err(keep_progress(c.as_mut(), &done, e).await);
             }
             if !records.is_empty() {
                 c.commit(&records).await?;
@@ -200,6 +167,115 @@ pub async fn run_consumer<S: Schema>(
                 }
             }
         }
+    }
+}
+
+/// The indices of `records` in lanes: one lane per partition (in order within it) when
+/// `by_partition`, else one lane of all.
+fn lanes(records: &[ConsumedRecord], by_partition: bool) -> Vec<Vec<usize>> {
+    if !by_partition {
+        return vec![(0..records.len()).collect()];
+    }
+    let mut lanes: std::collections::BTreeMap<(&str, i32), Vec<usize>> = Default::default();
+    for (i, r) in records.iter().enumerate() {
+        lanes
+            .entry((r.topic.as_str(), r.partition))
+            .or_default()
+            .push(i);
+    }
+    lanes.into_values().collect()
+}
+
+/// What processing one record needs, shared by the lanes of a batch.
+struct Records<S: Schema> {
+    store: Arc<dyn Store<S>>,
+    events: Arc<dyn EventLog>,
+    group: String,
+    settings: ConsumerSettings,
+    effect: Effect<S>,
+    /// The producer of dead letters, made on first use and again after it failed.
+    dead_letters: tokio::sync::Mutex<Option<Arc<dyn Producer>>>,
+    /// Failed deliveries per event id, for `attempts_max`.
+    attempts: std::sync::Mutex<std::collections::BTreeMap<String, u32>>,
+}
+
+impl<S: Schema> Records<S> {
+    /// Applies `r`'s effect once, or dead-letters it; `Err`: the batch must be read again
+    /// from `r`.
+    async fn process(&self, r: &ConsumedRecord) -> anyhow::Result<()> {
+        let (store, group, settings) = (&self.store, &self.group, &self.settings);
+        let applied = if settings.inbox {
+            let seen = if settings.lookup_first {
+                store.consumed(group, &event_id(r)).await
+            } else {
+                Ok(false)
+            };
+            match seen {
+                Ok(true) => return Ok(()),
+                Ok(false) => apply_once(store, group, r, &self.effect).await,
+                Err(e) => Err(EffectError::Retry(e.into())),
+            }
+        } else {
+            apply_without_inbox(store, r, &self.effect).await
+        };
+        let reason = match applied {
+            Ok(()) => {
+                if let Ok(mut attempts) = self.attempts.lock() {
+                    if !attempts.is_empty() {
+                        attempts.remove(&event_id(r));
+                    }
+                }
+                return Ok(());
+            }
+            Err(EffectError::Poison(reason)) => reason,
+            Err(EffectError::Retry(e)) => return Err(e),
+            Err(EffectError::Failed(e)) => {
+                let id = event_id(r);
+                let given_up = {
+                    let mut attempts = self
+                        .attempts
+                        .lock()
+                        .map_err(|_| anyhow::anyhow!("attempt counts poisoned"))?;
+                    if attempts.len() >= ATTEMPTS_TRACKED_MAX {
+                        attempts.clear();
+                    }
+                    let n = attempts.entry(id.clone()).or_insert(0);
+                    *n += 1;
+                    match settings.attempts_max {
+                        Some(max) if *n >= max => {
+                            let n = *n;
+                            attempts.remove(&id);
+                            Some(n)
+                        }
+                        _ => None,
+                    }
+                };
+                match given_up {
+                    Some(n) => format!("failed {n} times; last: {e:#}"),
+                    None => return Err(e),
+                }
+            }
+        };
+        let mut dead_letters = self.dead_letters.lock().await;
+        if dead_letters.is_none() {
+            *dead_letters = Some(self.events.producer(settings.producer.clone()).await?);
+        }
+        let p = dead_letters.as_ref().expect("set above");
+        if let Err(e) = p.send(dead_letter(r, group, &reason)).await {
+            // A new producer next time (this one may be broken for good); the batch is
+            // read again, so the letter is at least once.
+            *dead_letters = None;
+            return Err(e.into());
+        }
+        tracing::warn!(
+            group = %group,
+            topic = %r.topic,
+            partition = r.partition,
+            offset = r.offset,
+            %reason,
+            "record dead-lettered"
+        );
+        Ok(())
     }
 }
 
@@ -314,6 +390,28 @@ async fn apply_without_inbox<S: Schema>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_batch_in_lanes_keeps_each_partitions_order_and_loses_no_record() {
+        let at = |topic: &str, partition: i32, offset: i64| ConsumedRecord {
+            topic: topic.into(),
+            partition,
+            offset,
+            key: String::new(),
+            payload: Vec::new(),
+            headers: Vec::new(),
+        };
+        let batch = [
+            at("a", 1, 10),
+            at("a", 0, 5),
+            at("a", 1, 11),
+            at("b", 1, 7),
+            at("a", 0, 6),
+        ];
+        assert_eq!(lanes(&batch, false), [vec![0, 1, 2, 3, 4]]);
+        assert_eq!(lanes(&batch, true), [vec![1, 4], vec![0, 2], vec![3]]);
+        assert!(lanes(&[], true).is_empty());
+    }
     use crate::{
         ports::ConsumedRecord,
         store::{

@@ -8,6 +8,7 @@
 //!
 //! The error policy every service follows is written in [`errors`].
 
+pub mod calendar;
 pub mod changes;
 pub mod claims;
 pub mod errors;

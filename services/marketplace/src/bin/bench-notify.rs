@@ -29,15 +29,9 @@ use platform::{
 };
 use tokio::time::Instant;
 
-/// Statuses each order goes through, and the gap between two.
-const STATUSES: [OrderStatus; 6] = [
-    OrderStatus::Created,
-    OrderStatus::PaymentPending,
-    OrderStatus::Paid,
-    OrderStatus::Shipping,
-    OrderStatus::Shipped,
-    OrderStatus::Delivered,
-];
+/// Statuses each order goes through (the happy path, the first six of `ALL`), and the gap
+/// between two.
+const STATUSES: &[OrderStatus] = OrderStatus::ALL.split_at(6).0;
 const STATUS_GAP: Duration = Duration::from_millis(100);
 
 /// When each `(order, seq)` was published.
