@@ -8,8 +8,9 @@
 //!   sequence number, in the same transaction as the event's inbox mark: an event redelivered
 //!   after a crash or a rebalance adds nothing.
 //! - **Fan-out.** After a commit, the instance wakes its own sessions of that recipient and
-//!   publishes a hint `recipient seq` on Redis ([`HINTS_CHANNEL`]); every instance wakes its
-//!   sessions of the recipient on a hint. Hints are at most once and carry no data: a session
+//!   publishes a hint `recipient seq origin` on Redis ([`HINTS_CHANNEL`]); every other
+//!   instance wakes its sessions of the recipient on a hint (its own hints it skips: it woke
+//!   them at the commit). Hints are at most once and carry no data: a session
 //!   always reads the log (see [`session`]), so a lost hint delays an update, never loses it.
 //! - **Clients** connect to any instance with an access token (the user service's keys, as
 //!   at the gateway) and resume with `epoch:seq`.
@@ -65,8 +66,6 @@ pub struct Config {
     pub user_url: String,
     /// The consumer group (normally [`GROUP`]).
     pub group_id: String,
-    /// Kafka `client.rack` of this instance.
-    pub client_rack: Option<String>,
     pub limits: Limits,
 }
 
@@ -274,6 +273,8 @@ pub(crate) struct WorkerCtx {
 pub struct FanOut {
     pub changes: Changes,
     queue: tokio::sync::mpsc::Sender<String>,
+    /// This fan-out's name in its hints, drawn at start.
+    origin: String,
     /// The mutant `notify-without-hints`.
     without_hints: bool,
 }
@@ -283,11 +284,18 @@ impl FanOut {
     pub fn start(hints: Arc<dyn Hints>, shutdown: Shutdown) -> Self {
         let changes = Changes::default();
         let (queue, outgoing) = tokio::sync::mpsc::channel(HINTS_QUEUED_MAX);
+        let origin = format!("{:016x}", platform::ids::random_u128() as u64);
         tokio::spawn(publish_hints(hints.clone(), outgoing, shutdown.clone()));
-        tokio::spawn(listen_to_hints(hints, changes.clone(), shutdown));
+        tokio::spawn(listen_to_hints(
+            hints,
+            changes.clone(),
+            origin.clone(),
+            shutdown,
+        ));
         FanOut {
             changes,
             queue,
+            origin,
             without_hints: false,
         }
     }
@@ -307,7 +315,8 @@ impl FanOut {
                 if self.without_hints {
                     continue; // the mutant notify-without-hints
                 }
-                let _ = self.queue.try_send(format!("{} {}", u.recipient, u.seq));
+                let hint = format!("{} {} {}", u.recipient, u.seq, self.origin);
+                let _ = self.queue.try_send(hint);
             }
         }
     }
@@ -341,7 +350,12 @@ async fn publish_hints(
 
 /// Wakes the sessions a hint names; after each (re)subscription wakes every session, since
 /// hints may have been missed while unsubscribed.
-async fn listen_to_hints(hints: Arc<dyn Hints>, changes: Changes, shutdown: Shutdown) {
+async fn listen_to_hints(
+    hints: Arc<dyn Hints>,
+    changes: Changes,
+    origin: String,
+    shutdown: Shutdown,
+) {
     let backoff = RetryPolicy::forever(
         std::time::Duration::from_millis(200),
         std::time::Duration::from_secs(5),
@@ -372,7 +386,9 @@ async fn listen_to_hints(hints: Arc<dyn Hints>, changes: Changes, shutdown: Shut
                 h = stream.next() => h,
             };
             let Some(hint) = hint else { break };
-            if let Some((recipient, _seq)) = hint.split_once(' ') {
+            let mut parts = hint.split(' ');
+            let (recipient, from) = (parts.next(), parts.nth(1));
+            if let (Some(recipient), false) = (recipient, from == Some(origin.as_str())) {
                 changes.publish(recipient);
             }
         }
@@ -400,13 +416,16 @@ pub async fn run(
         ..infra
     };
     // Partitions side by side: two partitions' records meet only in a buyer with orders in
-    // both, whose appends then conflict and are run again.
+    // both, whose appends then conflict and are run again. No `client.rack`: live updates
+    // read from partition leaders, because a follower learns of new records (its high
+    // watermark) only at its next fetch from the leader, up to `replica.fetch.wait.max.ms`
+    // (500 ms) later when traffic is light (`ci/bench-notify` measured it).
     let consuming = infra.spawn_consumer(
         platform::inbox::ConsumerSettings {
             partition_lanes: true,
             ..infra.consumer_settings(
                 &config.group_id,
-                config.client_rack.clone(),
+                None,
                 &[
                     platform::topics::ORDER_STATUS_CHANGED,
                     platform::topics::MODERATION_RESULTS,

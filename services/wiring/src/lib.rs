@@ -376,7 +376,6 @@ pub async fn run_service(
                 worker_poll: timing::WORKER_POLL,
                 user_url: env.urls("user"),
                 group_id: env.consumer_group(notification::GROUP),
-                client_rack: env.client_rack(),
                 limits: notification::Limits::default(),
             };
             notification::run(config, env.infra()?, env.hints()?, listener, shutdown).await

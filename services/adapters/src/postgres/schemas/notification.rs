@@ -194,16 +194,21 @@ impl PgSchema for NotificationSchema {
         .fetch_one(&mut *db)
         .await
         .map_err(|e| store_error("read feed", e))?;
-        let rows = sqlx::query(&format!(
-            "SELECT {COLUMNS} FROM updates WHERE recipient = $1 AND seq > $2 \
-             ORDER BY seq LIMIT $3"
-        ))
-        .bind(recipient)
-        .bind(after)
-        .bind(i64::from(*limit))
-        .fetch_all(&mut *db)
-        .await
-        .map_err(|e| store_error("read updates", e))?;
+        // A head read (the appender's) asks for no update: one round trip.
+        let rows = if *limit == 0 {
+            Vec::new()
+        } else {
+            sqlx::query(&format!(
+                "SELECT {COLUMNS} FROM updates WHERE recipient = $1 AND seq > $2 \
+                 ORDER BY seq LIMIT $3"
+            ))
+            .bind(recipient)
+            .bind(after)
+            .bind(i64::from(*limit))
+            .fetch_all(&mut *db)
+            .await
+            .map_err(|e| store_error("read updates", e))?
+        };
         let decode = |e| store_error("decode feed", e);
         Ok(NotificationAnswer::Feed(FeedPage {
             epoch: head.try_get("epoch").map_err(decode)?,
