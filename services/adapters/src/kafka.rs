@@ -273,6 +273,47 @@ impl KafkaEventLog {
     }
 
     /// Cluster metadata (of `topic` only, if given), fetched on a blocking thread.
+    /// Commits offsets at the current end of every partition of `topics` for `group` (a group
+    /// that has not started yet): when it starts it reads only what comes after, not the
+    /// topics' history. For benchmarks and tests that share a long-lived cluster.
+    pub async fn start_group_at_end(
+        &self,
+        group: &str,
+        topics: &[&str],
+    ) -> Result<(), EventLogError> {
+        use rdkafka::{consumer::CommitMode, Offset, TopicPartitionList};
+        let consumer: rdkafka::consumer::BaseConsumer =
+            properties::consumer(&self.config.bootstrap_servers, &ConsumerConfig::new(group))
+                .create()
+                .map_err(|e| event_log_error("consumer", group, &e))?;
+        let topics: Vec<String> = topics.iter().map(|t| (*t).to_owned()).collect();
+        let timeout = self.config.admin_timeout;
+        // Blocking librdkafka calls; production adapters never run in the simulation.
+        #[allow(clippy::disallowed_methods)]
+        tokio::task::spawn_blocking(move || {
+            let mut ends = TopicPartitionList::new();
+            for topic in &topics {
+                let metadata = consumer
+                    .fetch_metadata(Some(topic), timeout)
+                    .map_err(|e| event_log_error("fetch metadata", topic, &e))?;
+                for t in metadata.topics() {
+                    for p in t.partitions() {
+                        let (_, high) = consumer
+                            .fetch_watermarks(topic, p.id(), timeout)
+                            .map_err(|e| event_log_error("fetch watermarks", topic, &e))?;
+                        ends.add_partition_offset(topic, p.id(), Offset::Offset(high))
+                            .map_err(|e| event_log_error("offsets", topic, &e))?;
+                    }
+                }
+            }
+            consumer
+                .commit(&ends, CommitMode::Sync)
+                .map_err(|e| event_log_error("commit", "", &e))
+        })
+        .await
+        .map_err(|join| EventLogError::Fatal(format!("commit task failed: {join}")))?
+    }
+
     async fn metadata(&self, topic: Option<&str>) -> Result<Metadata, EventLogError> {
         let admin = Arc::clone(&self.admin);
         let owned_topic = topic.map(str::to_owned);

@@ -25,7 +25,7 @@ use notification::client::SseStream;
 use order::{OrderStatus, StatusChanged};
 use platform::{
     outbox::to_record,
-    ports::{ConsumerConfig, EventLog, OutboxMessage, OutboxRow, Producer, ProducerConfig},
+    ports::{EventLog, OutboxMessage, OutboxRow, Producer, ProducerConfig},
 };
 use tokio::time::Instant;
 
@@ -246,27 +246,6 @@ async fn phase(
     })
 }
 
-/// Commits `group`'s offsets at the end of `order.status.changed`, so a fresh group skips the
-/// topic's history: polls until a second of nothing.
-async fn skip_history(events: &KafkaEventLog, group: &str) -> anyhow::Result<()> {
-    let mut consumer = events
-        .consumer(
-            ConsumerConfig::new(group),
-            &[platform::topics::ORDER_STATUS_CHANGED],
-        )
-        .await?;
-    let mut quiet = Instant::now();
-    let started = Instant::now();
-    while quiet.elapsed() < Duration::from_secs(3) && started.elapsed() < Duration::from_secs(120) {
-        let records = consumer.poll(Duration::from_millis(500)).await?;
-        if !records.is_empty() {
-            consumer.commit(&records).await?;
-            quiet = Instant::now();
-        }
-    }
-    Ok(())
-}
-
 fn ms(us: u64) -> String {
     format!("{:.1} ms", us as f64 / 1000.0)
 }
@@ -302,7 +281,16 @@ async fn main() -> anyhow::Result<()> {
         .unwrap_or_else(|_| "127.0.0.1:19092,127.0.0.1:19093,127.0.0.1:19094".into());
     let events = KafkaEventLog::connect(KafkaConfig::new(bootstrap)).await?;
     events.ensure_listed_topics().await?;
-    skip_history(&events, &format!("{prefix}{}", notification::GROUP)).await?;
+    // The fresh group starts at the topics' end, not at their (shared, long) history.
+    events
+        .start_group_at_end(
+            &format!("{prefix}{}", notification::GROUP),
+            &[
+                platform::topics::ORDER_STATUS_CHANGED,
+                platform::topics::MODERATION_RESULTS,
+            ],
+        )
+        .await?;
 
     let mut procs = Procs(vec![serve(&binary, "user", &env)?]);
     wait_port(user).await?;

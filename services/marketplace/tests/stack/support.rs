@@ -67,6 +67,24 @@ pub async fn start_without(left_out: &[&str], tune: impl FnOnce(&mut Settings)) 
     #[allow(clippy::disallowed_methods)]
     let run = uuid::Uuid::new_v4().simple().to_string();
     settings.schema_prefix = format!("t{}_", &run[..12]);
+    // The notification group starts at the end of its topics: their history on a
+    // long-lived cluster (a benchmark's tens of thousands of events) is not this test's.
+    let events = adapters::KafkaEventLog::connect(adapters::KafkaConfig::new(
+        settings.kafka_bootstrap.clone(),
+    ))
+    .await
+    .expect("the cluster answers (is `ci/infra/up.sh` running?)");
+    events.ensure_listed_topics().await.expect("topics");
+    events
+        .start_group_at_end(
+            &format!("{}{}", settings.schema_prefix, notification::GROUP),
+            &[
+                platform::topics::ORDER_STATUS_CHANGED,
+                platform::topics::MODERATION_RESULTS,
+            ],
+        )
+        .await
+        .expect("the notification group starts at the end");
     for addr in settings.listen.values_mut() {
         *addr = free_addr();
     }
