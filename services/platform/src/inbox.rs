@@ -90,7 +90,10 @@ pub struct ConsumerSettings {
     /// again). Cheap effects skip the lookup: a duplicate's mark collides at commit.
     pub lookup_first: bool,
     /// Process a batch's partitions side by side (each in order), for effects whose records
-    /// of different partitions rarely touch the same rows; off, a batch is one lane.
+    /// of different partitions rarely touch the same rows; off, a batch is one lane. When a
+    /// batch has several, a lane that fails is tried once more at once, alone, from its
+    /// failing record (a record whose effect fails then counts two deliveries toward
+    /// `attempts_max`).
     pub partition_lanes: bool,
 }
 
@@ -142,7 +145,22 @@ pub async fn run_consumer<S: Schema>(
             let mut failure = None;
             for (lane, (n, error)) in lanes.iter().zip(outcomes) {
                 done.extend(lane[..n].iter().map(|&i| records[i].clone()));
-                failure = failure.or(error);
+                let Some(error) = error else { continue };
+                if lanes.len() == 1 {
+                    failure = failure.or(Some(error));
+                    continue;
+                }
+                // Side by side, two lanes may keep losing to each other on one row: the
+                // rest of a failed lane gets a second try now, alone, before the batch is
+                // read again (which re-joins the group).
+                tracing::debug!(group = %group, error = format!("{error:#}"), "lane failed; trying it alone");
+                for &i in &lane[n..] {
+                    if let Err(e) = records_of.process(&records[i]).await {
+                        failure = failure.or(Some(e));
+                        break;
+                    }
+                    done.push(records[i].clone());
+                }
             }
             if let Some(e) = failure {
                 return Err(keep_progress(c.as_mut(), &done, e).await);
