@@ -100,10 +100,15 @@ fn validate(req: &NotifyRequest) -> Result<String, Status> {
         return Err(invalid(format!("at most {PARAMS_MAX} parameters")));
     }
     for (k, v) in &req.params {
-        if k.is_empty() || k.len() > PARAM_NAME_BYTES_MAX || v.len() > PARAM_VALUE_BYTES_MAX {
+        if k.is_empty()
+            || k.len() > PARAM_NAME_BYTES_MAX
+            || v.len() > PARAM_VALUE_BYTES_MAX
+            || k.contains('\0')
+            || v.contains('\0')
+        {
             return Err(invalid(format!(
                 "parameter names are 1 to {PARAM_NAME_BYTES_MAX} bytes, values at most \
-                 {PARAM_VALUE_BYTES_MAX}"
+                 {PARAM_VALUE_BYTES_MAX}, neither with a NUL character"
             )));
         }
     }
@@ -154,7 +159,7 @@ impl NotificationService for NotificationApi {
                 return Ok(Err(existing));
             }
             let (tx, o) = if channel == "in_app" {
-                in_app(store, &queued).await?
+                in_app(store, &queued, &req.params).await?
             } else {
                 (
                     Tx::new().write(crate::NotificationWrite::Queue(queued.clone())),
@@ -181,8 +186,11 @@ impl NotificationService for NotificationApi {
         request: Request<NotificationRef>,
     ) -> Result<Response<NotificationMsg>, Status> {
         let key = request.into_inner().key;
-        if key.is_empty() || key.len() > crate::store::KEY_BYTES_MAX {
-            return Err(invalid("key must be 1 to 128 bytes"));
+        if key.is_empty()
+            || key.len() > crate::store::KEY_BYTES_MAX
+            || !key.bytes().all(|b| b.is_ascii_graphic())
+        {
+            return Err(invalid("key must be 1 to 128 visible ASCII characters"));
         }
         match read_outgoing(&*self.store, &key)
             .await
@@ -200,12 +208,8 @@ impl NotificationService for NotificationApi {
 async fn in_app(
     store: &dyn Store<NotificationSchema>,
     queued: &Outgoing,
+    params: &BTreeMap<String, String>,
 ) -> Result<(Tx<crate::NotificationWrite>, Outgoing), StoreError> {
-    let params: BTreeMap<String, String> =
-        serde_json::from_str::<serde_json::Value>(&queued.request)
-            .ok()
-            .and_then(|v| serde_json::from_value(v["params"].clone()).ok())
-            .unwrap_or_default();
     // The order a message is about, for the feed's `order` filter.
     let subject = params
         .get("order_id")

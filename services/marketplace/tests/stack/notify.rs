@@ -270,6 +270,18 @@ async fn bad_notify_requests_are_refused_by_name_and_queue_nothing() {
             Code::InvalidArgument,
             "at most 640",
         ),
+        (
+            "a NUL in a parameter",
+            Some("b-8"),
+            request(
+                "u-1",
+                MessageChannel::Sms,
+                "order_delivered",
+                &[("order_id", "o\0")],
+            ),
+            Code::InvalidArgument,
+            "NUL",
+        ),
     ];
     for (what, key, req, code, says) in cases {
         let e = notify(&mut c, key, req).await.expect_err(what);
@@ -287,5 +299,10 @@ async fn bad_notify_requests_are_refused_by_name_and_queue_nothing() {
         .get_notification(NotificationRef { key: String::new() })
         .await
         .expect_err("no key");
+    assert_eq!(e.code(), Code::InvalidArgument);
+    let e = c
+        .get_notification(NotificationRef { key: "k\0".into() })
+        .await
+        .expect_err("a NUL in the key");
     assert_eq!(e.code(), Code::InvalidArgument);
 }
