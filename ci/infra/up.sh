@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Brings up the integration-test stack on loopback: PostgreSQL, Redis, an S3-compatible
-# object store (s3s-fs) and a 1-controller + 3-broker Kafka cluster. Idempotent: running parts are skipped.
+# object store (s3s-fs) and a 1-controller + 3-broker Kafka cluster, and installs headless
+# Chromium for the browser test. Idempotent: running (installed) parts are skipped.
 # Progress goes to stderr; stdout is only the export lines, so callers can do
 #   eval "$(ci/infra/up.sh)"
 set -euo pipefail
@@ -9,6 +10,7 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 
 "$here/postgres.sh"
 "$here/redis.sh"
+"$here/browser.sh"
 "$here/s3.sh" up
 "$here/kafka.sh" fetch
 # kafka.sh prints the bootstrap string on stdout; keep our stdout for exports.

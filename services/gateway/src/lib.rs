@@ -144,6 +144,7 @@ pub fn router(config: &Config) -> anyhow::Result<(Router, Arc<KeyCache>, Arc<cac
         .route("/v1/orders/:id", get(orders::get))
         .route("/healthz", get(health))
         .route("/openapi.json", get(openapi_json))
+        .route("/demo", get(demo_page))
         .fallback(|| async { Problem::not_found("no such route") })
         .layer(axum::extract::DefaultBodyLimit::max(BODY_BYTES_MAX))
         .with_state(state);
@@ -161,6 +162,18 @@ async fn openapi_json() -> impl axum::response::IntoResponse {
     (
         [(axum::http::header::CONTENT_TYPE, "application/json")],
         openapi::document(),
+    )
+}
+
+/// A small page that logs in, places an order and follows its status live over SSE from the
+/// notification service (the browser test drives it; `README.md` shows how to open it).
+async fn demo_page() -> impl axum::response::IntoResponse {
+    (
+        [
+            (axum::http::header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            (axum::http::header::CACHE_CONTROL, "no-cache"),
+        ],
+        include_str!("demo.html"),
     )
 }
 

@@ -61,14 +61,40 @@ impl State {
     }
 }
 
-/// The routes.
+/// The routes. Web pages of any origin may read them (CORS): access is by bearer token,
+/// never by cookie, so another origin gains nothing a token does not already give.
 pub fn router(state: State) -> Router {
     Router::new()
-        .route("/v1/notifications/stream", get(stream))
+        .route("/v1/notifications/stream", get(stream).options(preflight))
         .route("/v1/notifications/ws", get(crate::ws::ws))
-        .route("/v1/notifications", get(page))
+        .route("/v1/notifications", get(page).options(preflight))
         .route("/healthz", get(|| async { "ok" }))
+        .layer(axum::middleware::map_response(allow_any_origin))
         .with_state(state)
+}
+
+/// The answer to a CORS preflight: GET, with the token in `Authorization` and the resume
+/// point in `Last-Event-ID`.
+async fn preflight() -> impl IntoResponse {
+    (
+        axum::http::StatusCode::NO_CONTENT,
+        [
+            (header::ACCESS_CONTROL_ALLOW_METHODS, "GET"),
+            (
+                header::ACCESS_CONTROL_ALLOW_HEADERS,
+                "authorization, last-event-id",
+            ),
+            (header::ACCESS_CONTROL_MAX_AGE, "600"),
+        ],
+    )
+}
+
+async fn allow_any_origin(mut response: Response) -> Response {
+    response.headers_mut().insert(
+        header::ACCESS_CONTROL_ALLOW_ORIGIN,
+        HeaderValue::from_static("*"),
+    );
+    response
 }
 
 /// The recipient a request is for: the subject of its access token.

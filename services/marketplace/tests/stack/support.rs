@@ -113,6 +113,8 @@ pub async fn start_without(left_out: &[&str], tune: impl FnOnce(&mut Settings)) 
         "notification",
         "notification-http",
     ]
+    .into_iter()
+    .filter(|s| !left_out.iter().any(|l| s.split('-').next() == Some(*l)))
     .map(|s| listen(&settings, s))
     {
         let started = tokio::time::Instant::now();
