@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # PostgreSQL on 127.0.0.1:5432 for integration tests, from Debian packages.
 # Ensures role marketplace/marketplace (SUPERUSER: tests create a fresh
-# database per test) and database marketplace. Safe to re-run.
+# database per test) and database marketplace. Safe to re-run. `postgres.sh prune` drops
+# the schemas earlier test runs left behind.
 set -euo pipefail
 
 readonly PG_HOST=127.0.0.1
@@ -104,7 +105,29 @@ WHERE NOT EXISTS (SELECT FROM pg_database WHERE datname = '$PG_DB')\gexec
 SQL
 }
 
+# Drops the schemas test and benchmark runs left behind: every service schema with a prefix
+# (`<prefix>_orders`, …; each run makes its own, and thousands of them slow the catalog).
+# The unprefixed schemas (a dev stack's) stay. Only between runs: a running test loses its
+# schemas.
+prune() {
+  local services='users|ads|search|media|reports|moderation|notifications|orders|payments|deliveries|analytics'
+  local n
+  n=$(PGPASSWORD=$PG_PASSWORD psql -X -q -At -h "$PG_HOST" -p "$PG_PORT" -U "$PG_USER" -d "$PG_DB" -c \
+    "SELECT count(*) FROM pg_namespace WHERE nspname ~ '^.+_($services)\$'")
+  log "dropping $n schemas left by earlier test runs"
+  # One schema per transaction: a lock table never holds a thousand schemas at once.
+  PGPASSWORD=$PG_PASSWORD psql -X -q -At -h "$PG_HOST" -p "$PG_PORT" -U "$PG_USER" -d "$PG_DB" -c \
+    "SELECT format('DROP SCHEMA IF EXISTS %I CASCADE;', nspname) FROM pg_namespace
+     WHERE nspname ~ '^.+_($services)\$'" |
+    PGOPTIONS="-c client_min_messages=warning" PGPASSWORD=$PG_PASSWORD \
+      psql -X -q -h "$PG_HOST" -p "$PG_PORT" -U "$PG_USER" -d "$PG_DB" >/dev/null
+}
+
 main() {
+  if [[ ${1:-} == prune ]]; then
+    prune
+    return
+  fi
   if server_ready; then
     log "server already answers on $PG_HOST:$PG_PORT"
   else

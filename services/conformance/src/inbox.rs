@@ -114,7 +114,7 @@ pub async fn bad_records_are_dead_lettered_and_the_records_around_them_take_effe
             inbox: true,
             attempts_max: Some(ATTEMPTS),
             lookup_first: false,
-            partition_lanes: false,
+            lanes: platform::inbox::Lanes::One,
         },
         effect(failures.clone()),
         shutdown,

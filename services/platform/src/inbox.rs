@@ -21,7 +21,7 @@
 
 use std::{sync::Arc, time::Duration};
 
-use futures::future::BoxFuture;
+use futures::{future::BoxFuture, StreamExt};
 
 use crate::{
     outbox::EVENT_ID_HEADER,
@@ -89,13 +89,28 @@ pub struct ConsumerSettings {
     /// or call out (a redelivered batch then costs one lookup per record, not its effects
     /// again). Cheap effects skip the lookup: a duplicate's mark collides at commit.
     pub lookup_first: bool,
-    /// Process a batch's partitions side by side (each in order), for effects whose records
-    /// of different partitions rarely touch the same rows; off, a batch is one lane. When a
-    /// batch has several, a lane that fails is tried once more at once, alone, from its
-    /// failing record (a record whose effect fails then counts two deliveries toward
-    /// `attempts_max`).
-    pub partition_lanes: bool,
+    /// How a batch's records are processed: all in order, one after another, or side by
+    /// side in lanes by key (see [`Lanes`]).
+    pub lanes: Lanes,
 }
+
+/// How a consumer loop goes through a batch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Lanes {
+    /// One record after another, in the batch's order.
+    One,
+    /// Side by side in lanes of one key each (the records of a key in their partition's
+    /// order; a partition orders each key, not records of different keys), at most
+    /// [`LANES_AT_ONCE`] at a time: for effects whose records of different keys rarely
+    /// touch the same rows. A lane that fails is tried once more at once, alone, from its
+    /// failing record (a record whose effect fails then counts two deliveries toward
+    /// `attempts_max`). After a failure, each partition is committed up to its first record
+    /// not done; the records done after it are read again and skipped by their inbox marks.
+    ByKey,
+}
+
+/// Lanes of one batch in flight at once (each holds a store transaction).
+pub const LANES_AT_ONCE: usize = 8;
 
 /// Bound on the records whose failed attempts a consumer loop remembers.
 const ATTEMPTS_TRACKED_MAX: usize = 10_000;
@@ -131,20 +146,26 @@ pub async fn run_consumer<S: Schema>(
             let c = consumer.as_mut().expect("set above");
             let records = c.poll(Duration::from_millis(500)).await?;
             // Each lane in order, the lanes side by side; a lane stops at its first failure.
-            let lanes = lanes(&records, settings.partition_lanes);
-            let outcomes = futures::future::join_all(lanes.iter().map(|lane| async {
-                for (n, &i) in lane.iter().enumerate() {
-                    if let Err(e) = records_of.process(&records[i]).await {
-                        return (n, Some(e));
+            let lanes = lanes(&records, settings.lanes);
+            let (of, batch) = (&records_of, &records);
+            let outcomes: Vec<(usize, Option<anyhow::Error>)> =
+                futures::stream::iter(lanes.clone().into_iter().map(|lane| async move {
+                    for (n, &i) in lane.iter().enumerate() {
+                        if let Err(e) = of.process(&batch[i]).await {
+                            return (n, Some(e));
+                        }
                     }
-                }
-                (lane.len(), None)
-            }))
-            .await;
-            let mut done = Vec::new();
+                    (lane.len(), None)
+                }))
+                .buffered(LANES_AT_ONCE)
+                .collect()
+                .await;
+            let mut done = vec![false; records.len()];
             let mut failure = None;
             for (lane, (n, error)) in lanes.iter().zip(outcomes) {
-                done.extend(lane[..n].iter().map(|&i| records[i].clone()));
+                for &i in &lane[..n] {
+                    done[i] = true;
+                }
                 let Some(error) = error else { continue };
                 if lanes.len() == 1 {
                     failure = failure.or(Some(error));
@@ -159,11 +180,11 @@ pub async fn run_consumer<S: Schema>(
                         failure = failure.or(Some(e));
                         break;
                     }
-                    done.push(records[i].clone());
+                    done[i] = true;
                 }
             }
             if let Some(e) = failure {
-                return Err(keep_progress(c.as_mut(), &done, e).await);
+                return Err(keep_progress(c.as_mut(), &committable(&records, &done), e).await);
             }
             if !records.is_empty() {
                 c.commit(&records).await?;
@@ -188,20 +209,39 @@ pub async fn run_consumer<S: Schema>(
     }
 }
 
-/// The indices of `records` in lanes: one lane per partition (in order within it) when
-/// `by_partition`, else one lane of all.
-fn lanes(records: &[ConsumedRecord], by_partition: bool) -> Vec<Vec<usize>> {
-    if !by_partition {
+/// The indices of `records` in lanes: one lane of all for [`Lanes::One`], else one lane per
+/// key (in the batch's order within it).
+fn lanes(records: &[ConsumedRecord], how: Lanes) -> Vec<Vec<usize>> {
+    if how == Lanes::One || records.len() <= 1 {
         return vec![(0..records.len()).collect()];
     }
-    let mut lanes: std::collections::BTreeMap<(&str, i32), Vec<usize>> = Default::default();
+    let mut lanes: std::collections::BTreeMap<(&str, i32, &str), Vec<usize>> = Default::default();
     for (i, r) in records.iter().enumerate() {
         lanes
-            .entry((r.topic.as_str(), r.partition))
+            .entry((r.topic.as_str(), r.partition, r.key.as_str()))
             .or_default()
             .push(i);
     }
     lanes.into_values().collect()
+}
+
+/// The records whose offsets may be committed when `done` tells which were taken: in each
+/// partition, those before its first record not done.
+fn committable(records: &[ConsumedRecord], done: &[bool]) -> Vec<ConsumedRecord> {
+    let mut gapped: std::collections::BTreeSet<(&str, i32)> = Default::default();
+    let mut out = Vec::new();
+    for (r, &ok) in records.iter().zip(done) {
+        let partition = (r.topic.as_str(), r.partition);
+        if gapped.contains(&partition) {
+            continue;
+        }
+        if ok {
+            out.push(r.clone());
+        } else {
+            gapped.insert(partition);
+        }
+    }
+    out
 }
 
 /// What processing one record needs, shared by the lanes of a batch.
@@ -409,27 +449,55 @@ async fn apply_without_inbox<S: Schema>(
 mod tests {
     use super::*;
 
-    #[test]
-    fn a_batch_in_lanes_keeps_each_partitions_order_and_loses_no_record() {
-        let at = |topic: &str, partition: i32, offset: i64| ConsumedRecord {
+    fn at(topic: &str, partition: i32, offset: i64, key: &str) -> ConsumedRecord {
+        ConsumedRecord {
             topic: topic.into(),
             partition,
             offset,
-            key: String::new(),
+            key: key.into(),
             payload: Vec::new(),
             headers: Vec::new(),
-        };
-        let batch = [
-            at("a", 1, 10),
-            at("a", 0, 5),
-            at("a", 1, 11),
-            at("b", 1, 7),
-            at("a", 0, 6),
-        ];
-        assert_eq!(lanes(&batch, false), [vec![0, 1, 2, 3, 4]]);
-        assert_eq!(lanes(&batch, true), [vec![1, 4], vec![0, 2], vec![3]]);
-        assert!(lanes(&[], true).is_empty());
+        }
     }
+
+    #[test]
+    fn a_batch_in_lanes_keeps_each_keys_order_and_loses_no_record() {
+        let batch = [
+            at("a", 1, 10, "x"),
+            at("a", 0, 5, "x"),
+            at("a", 1, 11, "y"),
+            at("b", 1, 7, "x"),
+            at("a", 0, 6, "x"),
+            at("a", 1, 12, "x"),
+        ];
+        assert_eq!(lanes(&batch, Lanes::One), [vec![0, 1, 2, 3, 4, 5]]);
+        assert_eq!(
+            lanes(&batch, Lanes::ByKey),
+            [vec![1, 4], vec![0, 5], vec![2], vec![3]]
+        );
+        assert_eq!(lanes(&[], Lanes::ByKey), [Vec::<usize>::new()]);
+    }
+
+    #[test]
+    fn after_a_failure_each_partition_commits_only_up_to_its_first_record_not_done() {
+        let batch = [
+            at("a", 1, 10, "x"),
+            at("a", 0, 5, "x"),
+            at("a", 1, 11, "y"),
+            at("a", 1, 12, "x"),
+            at("a", 0, 6, "z"),
+        ];
+        // Key y of partition 1 failed at offset 11: 12 (key x) was done, yet only 10 is
+        // committed; partition 0 is whole.
+        let done = [true, true, false, true, true];
+        let offsets: Vec<(i32, i64)> = committable(&batch, &done)
+            .iter()
+            .map(|r| (r.partition, r.offset))
+            .collect();
+        assert_eq!(offsets, [(1, 10), (0, 5), (0, 6)]);
+        assert!(committable(&batch, &[false; 5]).is_empty());
+    }
+
     use crate::{
         ports::ConsumedRecord,
         store::{

@@ -79,7 +79,7 @@ impl<S: Schema> Infra<S> {
             inbox: !self.mutants.consumer_without_inbox,
             attempts_max: None,
             lookup_first: false,
-            partition_lanes: false,
+            lanes: crate::inbox::Lanes::One,
         }
     }
 
