@@ -6,7 +6,12 @@ mod client;
 pub mod io;
 mod problem;
 mod serve;
+mod timer;
 
 pub use client::{HttpClient, HttpError, HttpResponse, StreamingResponse};
 pub use problem::{ApiJson, Problem};
-pub use serve::{serve, PeerAddr, SpawnExecutor, CONNECTIONS_MAX};
+pub use serve::{
+    serve, PeerAddr, SpawnExecutor, CONNECTIONS_MAX, HEADERS_MAX, HEADER_BYTES_MAX,
+    HEADER_READ_TIMEOUT,
+};
+pub use timer::RuntimeTimer;

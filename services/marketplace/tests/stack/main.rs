@@ -17,3 +17,4 @@ mod process;
 mod reports;
 mod saga;
 mod search;
+mod security;

@@ -17,6 +17,18 @@ pub struct PeerAddr(pub std::net::SocketAddr);
 /// Bound on concurrently served connections per listener; further accepts wait.
 pub const CONNECTIONS_MAX: usize = 1024;
 
+/// Bound on a request's head (request line and headers) in bytes: a longer one is answered
+/// 431 Request Header Fields Too Large and the connection closed. (HTTP/2: the header list.)
+pub const HEADER_BYTES_MAX: usize = 32 * 1024;
+
+/// Bound on the number of a request's headers (431 beyond).
+pub const HEADERS_MAX: usize = 64;
+
+/// Bound on the time a client takes to send a request's head, from its connection or its
+/// previous request (so also on an idle keep-alive connection): the connection is closed
+/// after it. Slow-header clients ("slowloris") cannot hold connections open for ever.
+pub const HEADER_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// A hyper executor that spawns on the current runtime (real tokio, or madsim's).
 #[derive(Clone, Copy, Debug, Default)]
 pub struct SpawnExecutor;
@@ -81,7 +93,17 @@ async fn accept(listener: TcpListener, router: Router, shutdown: Shutdown, open:
                     req.extensions_mut().insert(PeerAddr(peer));
                     router.clone().oneshot(req)
                 });
-            let builder = auto::Builder::new(SpawnExecutor);
+            let mut builder = auto::Builder::new(SpawnExecutor);
+            builder
+                .http1()
+                .timer(super::RuntimeTimer)
+                .header_read_timeout(HEADER_READ_TIMEOUT)
+                .max_buf_size(HEADER_BYTES_MAX)
+                .max_headers(HEADERS_MAX);
+            builder
+                .http2()
+                .timer(super::RuntimeTimer)
+                .max_header_list_size(HEADER_BYTES_MAX as u32);
             let conn = builder.serve_connection_with_upgrades(
                 TokioIo::new(super::io::FlushWritten::new(stream)),
                 service,
