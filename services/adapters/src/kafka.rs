@@ -272,7 +272,6 @@ impl KafkaEventLog {
         Ok(())
     }
 
-    /// Cluster metadata (of `topic` only, if given), fetched on a blocking thread.
     /// Commits offsets at the current end of every partition of `topics` for `group` (a group
     /// that has not started yet): when it starts it reads only what comes after, not the
     /// topics' history. For benchmarks and tests that share a long-lived cluster.
@@ -314,6 +313,12 @@ impl KafkaEventLog {
         .map_err(|join| EventLogError::Fatal(format!("commit task failed: {join}")))?
     }
 
+    /// Whether the cluster answers a metadata request: the number of brokers it lists.
+    pub async fn ping(&self) -> Result<usize, EventLogError> {
+        Ok(self.metadata(None).await?.brokers().len())
+    }
+
+    /// Cluster metadata (of `topic` only, if given), fetched on a blocking thread.
     async fn metadata(&self, topic: Option<&str>) -> Result<Metadata, EventLogError> {
         let admin = Arc::clone(&self.admin);
         let owned_topic = topic.map(str::to_owned);

@@ -21,5 +21,5 @@ pub mod postgres;
 pub mod redis;
 
 pub use kafka::{KafkaConfig, KafkaEventLog};
-pub use postgres::{PgStore, PgStoreConfig, SchemaName};
+pub use postgres::{PgProbe, PgStore, PgStoreConfig, SchemaName};
 pub use redis::RedisHints;

@@ -523,3 +523,32 @@ fn outbox_row(row: &PgRow) -> Result<OutboxRow, sqlx::Error> {
         },
     })
 }
+
+/// A readiness probe of a PostgreSQL server: one connection at most, opened on first use
+/// and again after it broke.
+#[derive(Clone)]
+pub struct PgProbe {
+    pool: PgPool,
+}
+
+impl PgProbe {
+    /// A probe of the server at `database_url` (nothing is connected yet).
+    pub fn new(database_url: &str) -> Result<Self, sqlx::Error> {
+        let options = PgConnectOptions::from_str(database_url)?;
+        let pool = PgPoolOptions::new()
+            .max_connections(1)
+            .min_connections(0)
+            .acquire_timeout(Duration::from_secs(2))
+            .connect_lazy_with(options);
+        Ok(PgProbe { pool })
+    }
+
+    /// Whether the server answers a query within `timeout`.
+    pub async fn ping(&self, timeout: Duration) -> Result<(), String> {
+        match tokio::time::timeout(timeout, sqlx::query("SELECT 1").execute(&self.pool)).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(_) => Err(format!("no answer within {timeout:?}")),
+        }
+    }
+}

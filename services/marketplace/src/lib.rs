@@ -2,6 +2,8 @@
 //! and the service table's entry points (`wiring::run_service`, which the simulation calls
 //! too). `main.rs` and the real-stack tests both use it.
 
+pub mod admin;
+
 use std::{any::Any, collections::BTreeMap, net::SocketAddr, str::FromStr, sync::Arc};
 
 use adapters::{postgres::PgSchema, KafkaConfig, KafkaEventLog, PgStore, SchemaName};
@@ -93,6 +95,8 @@ pub struct Settings {
     pub max_poll_interval: std::time::Duration,
     /// `REDIS_URL`: the Redis server of the hint bus (default `redis://127.0.0.1:6379`).
     pub redis_url: String,
+    /// `ADMIN_LISTEN`: where the process answers `/healthz` and `/readyz` (none if unset).
+    pub admin_listen: Option<SocketAddr>,
 }
 
 /// The key of `service`'s HTTP listener (beside its gRPC one) in [`Settings::listen`].
@@ -256,6 +260,13 @@ impl Settings {
             moderation,
             max_poll_interval,
             redis_url: env_or("REDIS_URL", "redis://127.0.0.1:6379"),
+            admin_listen: match std::env::var("ADMIN_LISTEN") {
+                Ok(v) if !v.is_empty() => Some(
+                    v.parse()
+                        .map_err(|e| anyhow::anyhow!("ADMIN_LISTEN={v:?}: {e}"))?,
+                ),
+                _ => None,
+            },
         })
     }
 

@@ -30,7 +30,20 @@ async fn main() -> anyhow::Result<()> {
     };
     let settings = marketplace::Settings::from_env()?;
     let (trigger, shutdown) = Shutdown::new();
+    // The admin listener answers from the start: "not ready" while the services start.
+    let readiness = std::sync::Arc::new(marketplace::admin::Readiness::new(&services, &settings)?);
+    if let Some(addr) = settings.admin_listen {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|e| anyhow::anyhow!("ADMIN_LISTEN {addr}: {e}"))?;
+        tokio::spawn(platform::http::serve(
+            listener,
+            marketplace::admin::router(readiness.clone()),
+            shutdown.clone(),
+        ));
+    }
     let tasks = marketplace::start(&services, &settings, shutdown).await?;
+    readiness.started();
     let gateway = settings.listen("gateway").map(|a| format!("http://{a}"));
     tracing::info!(
         gateway = gateway.unwrap_or_default(),
