@@ -3,6 +3,7 @@
 //! too). `main.rs` and the real-stack tests both use it.
 
 pub mod admin;
+pub mod deploy;
 
 use std::{any::Any, collections::BTreeMap, net::SocketAddr, str::FromStr, sync::Arc};
 

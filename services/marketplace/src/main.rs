@@ -1,5 +1,6 @@
 //! `marketplace serve <service…|all>` (the services of `wiring::SERVICES`) — wiring only:
-//! settings, telemetry, adapters, then each service's entry point.
+//! settings, telemetry, adapters, then each service's entry point. `marketplace manifests
+//! [--image IMAGE]` prints the Kubernetes manifests of every service (`deploy.rs`).
 
 use futures::{stream::FuturesUnordered, StreamExt};
 use platform::Shutdown;
@@ -12,6 +13,15 @@ async fn main() -> anyhow::Result<()> {
         )
         .init();
     let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some("manifests") {
+        let image = match args.get(1..) {
+            Some([flag, image]) if flag == "--image" => image.clone(),
+            Some([]) | None => marketplace::deploy::default_image(),
+            _ => anyhow::bail!("usage: marketplace manifests [--image IMAGE]"),
+        };
+        print!("{}", marketplace::deploy::manifests(&image));
+        return Ok(());
+    }
     let services = match args.split_first() {
         Some((cmd, names)) if cmd == "serve" && !names.is_empty() => {
             if names.iter().any(|n| n == "all") {
@@ -24,7 +34,7 @@ async fn main() -> anyhow::Result<()> {
             }
         }
         _ => anyhow::bail!(
-            "usage: marketplace serve <{}|all> [more services]",
+            "usage: marketplace serve <{}|all> [more services] | marketplace manifests [--image IMAGE]",
             wiring::names().join("|")
         ),
     };
