@@ -20,21 +20,31 @@ fn a_moderation_provider_outage_delays_decisions_and_loses_none() {
 fn moderation_workers_slower_than_max_poll_interval_lose_their_partitions_without_double_decisions()
 {
     let s = scenario::by_name("moderation-slow-workers").expect("scenario");
-    let run = sim::runner::run_seed(&s, platform::Mutants::default(), 1);
+    // The scenario is only worth its name if a task is taken over: a worker leaves its group
+    // mid-batch and another asks the provider about the same task again. Whether a given
+    // seed shows it depends on the schedule, so the first seeds are searched; every seed
+    // run must pass.
+    let mut taken_over = None;
+    for seed in 1..=8 {
+        let run = sim::runner::run_seed(&s, platform::Mutants::default(), seed);
+        assert!(
+            run.outcome.violations.is_empty(),
+            "seed {seed}: {:?}",
+            run.outcome.violations
+        );
+        let [asked, again] = counted(&run.outcome.trace, "asked of the moderation provider")[..]
+        else {
+            panic!("two counts");
+        };
+        assert!(asked >= 15, "seed {seed}: {asked} tasks asked");
+        if again >= 1 {
+            taken_over = Some(seed);
+            break;
+        }
+    }
     assert!(
-        run.outcome.violations.is_empty(),
-        "{:?}",
-        run.outcome.violations
-    );
-    // The scenario is only worth its name if a task was taken over: a worker left its
-    // group mid-batch and another asked the provider about the same task again.
-    let [asked, again] = counted(&run.outcome.trace, "asked of the moderation provider")[..] else {
-        panic!("two counts");
-    };
-    assert!(asked >= 15, "{asked} tasks asked");
-    assert!(
-        again >= 1,
-        "no task was asked twice: no worker lost its partitions mid-batch"
+        taken_over.is_some(),
+        "no task was asked twice on seeds 1 to 8: no worker lost its partitions mid-batch"
     );
 }
 

@@ -178,6 +178,16 @@ impl Browser {
         result["result"]["value"].clone()
     }
 
+    /// Clicks (or submits, for a form) the element `id` of the page.
+    async fn press(&mut self, session: &str, id: &str) {
+        let action = format!(
+            "(() => {{ const e = document.getElementById({id}); \
+             if (e instanceof HTMLFormElement) e.requestSubmit(); else e.click(); return true; }})()",
+            id = json!(id)
+        );
+        self.eval(session, &action).await;
+    }
+
     /// Waits (bounded) until `expression` is true in the page; the page's `demo` state
     /// when it is not.
     async fn until(&mut self, session: &str, expression: &str, deadline: Duration) {
@@ -260,16 +270,8 @@ fn notification_process(stack: &Stack, n: usize, ports: Ports) -> Process {
     Process(cmd.spawn().expect("start a notification process"))
 }
 
-/// Waits (bounded) until `addr` accepts connections.
 async fn accepting(addr: std::net::SocketAddr) {
-    let started = tokio::time::Instant::now();
-    while tokio::net::TcpStream::connect(addr).await.is_err() {
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "{addr} never started listening"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    support::accepting(addr, Duration::from_secs(30)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -316,12 +318,12 @@ async fn the_demo_page_follows_an_order_to_delivered_across_notification_restart
         .eval(
             &page,
             &format!(
-                "document.getElementById('password').value = {}; \
-                 document.getElementById('login').requestSubmit(); true",
+                "document.getElementById('password').value = {}; true",
                 json!(support::PASSWORD)
             ),
         )
         .await;
+    browser.press(&page, "login").await;
     // Logged in, and the feed is open at some instance (one may answer 503 until it has
     // the signing keys; the page then tries the next).
     browser
@@ -331,12 +333,7 @@ async fn the_demo_page_follows_an_order_to_delivered_across_notification_restart
             Duration::from_secs(30),
         )
         .await;
-    browser
-        .eval(
-            &page,
-            "document.getElementById('buy').requestSubmit(); true",
-        )
-        .await;
+    browser.press(&page, "buy").await;
     browser
         .until(
             &page,
@@ -349,9 +346,7 @@ async fn the_demo_page_follows_an_order_to_delivered_across_notification_restart
 
     // The page stops following (Pause) while the order moves on; on Resume its new stream
     // starts after the last id it got, and nothing is missed.
-    browser
-        .eval(&page, "document.getElementById('pause').click(); true")
-        .await;
+    browser.press(&page, "pause").await;
     browser
         .until(
             &page,
@@ -384,9 +379,7 @@ async fn the_demo_page_follows_an_order_to_delivered_across_notification_restart
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
-    browser
-        .eval(&page, "document.getElementById('pause').click(); true")
-        .await;
+    browser.press(&page, "pause").await;
     browser
         .until(
             &page,

@@ -117,14 +117,7 @@ pub async fn start_without(left_out: &[&str], tune: impl FnOnce(&mut Settings)) 
     .filter(|s| !left_out.iter().any(|l| s.split('-').next() == Some(*l)))
     .map(|s| listen(&settings, s))
     {
-        let started = tokio::time::Instant::now();
-        while tokio::net::TcpStream::connect(addr).await.is_err() {
-            assert!(
-                started.elapsed() < Duration::from_secs(20),
-                "{addr} never started listening"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        accepting(addr, Duration::from_secs(20)).await;
     }
     let gateway = format!("http://{}", listen(&settings, "gateway"));
     let client = HttpClient::new(Duration::from_secs(10));
@@ -163,6 +156,18 @@ pub async fn start_without(left_out: &[&str], tune: impl FnOnce(&mut Settings)) 
         session,
         listing,
         _trigger: trigger,
+    }
+}
+
+/// Waits until `addr` accepts connections; fails the test after `deadline`.
+pub async fn accepting(addr: SocketAddr, deadline: Duration) {
+    let started = tokio::time::Instant::now();
+    while tokio::net::TcpStream::connect(addr).await.is_err() {
+        assert!(
+            started.elapsed() < deadline,
+            "{addr} never started listening"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 
