@@ -415,15 +415,14 @@ pub async fn run(
         store: fan_out.observe(infra.store.clone()),
         ..infra
     };
-    // Orders side by side (lanes by key, each order's statuses in order): two orders' records
-    // meet only in a buyer with both under way, whose appends then conflict and are run
-    // again. No `client.rack`: live updates
+    // Partitions side by side: two partitions' records meet only in a buyer with orders in
+    // both, whose appends then conflict and are run again. No `client.rack`: live updates
     // read from partition leaders, because a follower learns of new records (its high
     // watermark) only at its next fetch from the leader, up to `replica.fetch.wait.max.ms`
     // (500 ms) later when traffic is light (`ci/bench-notify` measured it).
     let consuming = infra.spawn_consumer(
         platform::inbox::ConsumerSettings {
-            lanes: platform::inbox::Lanes::ByKey,
+            lanes: platform::inbox::Lanes::ByPartition,
             ..infra.consumer_settings(
                 &config.group_id,
                 None,
