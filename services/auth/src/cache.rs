@@ -129,11 +129,13 @@ pub fn from_user_service(user: Arc<platform::grpc::LazyChannel>) -> FetchKeys {
     Arc::new(move || {
         let user = user.clone();
         Box::pin(async move {
-            let channel = user.get().await.map_err(|e| e.to_string())?;
-            let reply = UserServiceClient::new(channel)
-                .signing_keys(platform::grpc::request(SigningKeysRequest {}, None))
+            let reply = user
+                .call(|channel| async move {
+                    UserServiceClient::new(channel)
+                        .signing_keys(platform::grpc::request(SigningKeysRequest {}, None))
+                        .await
+                })
                 .await
-                .inspect_err(|e| user.on_error(e))
                 .map_err(|e| e.to_string())?
                 .into_inner();
             Ok(reply

@@ -29,7 +29,8 @@ struct CourierShipment {
 }
 
 pub(crate) async fn run(ctx: Ctx, shutdown: Shutdown) {
-    let client = HttpClient::new(ctx.config.courier_timeout);
+    let client = HttpClient::new(ctx.config.courier_timeout)
+        .with_breaker(platform::breaker::Breaker::shared("courier"));
     let (poll, wake) = (ctx.config.worker_poll, ctx.work.clone());
     run_rounds("delivery", poll, wake, shutdown, || async {
         round(&ctx, &client).await.map(|()| Round::Idle)

@@ -175,19 +175,8 @@ fn stale(current: i64) -> Problem {
     )
 }
 
-pub(crate) async fn client(
-    st: &AppState,
-) -> Result<AdServiceClient<tonic::transport::Channel>, Problem> {
-    st.ad
-        .get()
-        .await
-        .map(AdServiceClient::new)
-        .map_err(|e| problem(SERVICE, e))
-}
-
-fn failed(st: &AppState) -> impl Fn(tonic::Status) -> Problem + '_ {
+fn failed() -> impl Fn(tonic::Status) -> Problem {
     move |e| {
-        st.ad.on_error(&e);
         match e.code() {
             // Checked against the version read just before: the ad changed in between.
             tonic::Code::FailedPrecondition => Problem::new(
@@ -210,18 +199,22 @@ pub(crate) async fn visible(
     if id.is_empty() || id.len() > grpc::ID_BYTES_MAX || !id.bytes().all(|b| b.is_ascii_graphic()) {
         return Err(not_found());
     }
-    let ad = client(st)
-        .await?
-        .get_ad(grpc::request(
-            AdRef {
-                ad_id: id.to_owned(),
-            },
-            None,
-        ))
+    let ad = st
+        .ad
+        .call(|ch| async move {
+            AdServiceClient::new(ch)
+                .get_ad(grpc::request(
+                    AdRef {
+                        ad_id: id.to_owned(),
+                    },
+                    None,
+                ))
+                .await
+        })
         .await
         .map_err(|e| match e.code() {
             tonic::Code::NotFound | tonic::Code::InvalidArgument => not_found(),
-            _ => failed(st)(e),
+            _ => failed()(e),
         })?
         .into_inner();
     let owner = caller.is_some_and(|c| c.user_id == ad.owner_id);
@@ -338,11 +331,15 @@ pub(crate) async fn create(
         owner_id: caller.user_id,
         fields: Some(fields(body)),
     };
-    let ad = client(&st)
-        .await?
-        .create_ad(grpc::request(req, Some(&key)))
+    let ad = st
+        .ad
+        .call(|ch| async move {
+            AdServiceClient::new(ch)
+                .create_ad(grpc::request(req, Some(&key)))
+                .await
+        })
         .await
-        .map_err(failed(&st))?
+        .map_err(failed())?
         .into_inner();
     let location = format!("/v1/ads/{}", ad.ad_id);
     let mut response = ad_response(StatusCode::CREATED, ad);
@@ -442,11 +439,15 @@ pub(crate) async fn put(
         fields: Some(fields(body)),
         status: status as i32,
     };
-    let ad = client(&st)
-        .await?
-        .update_ad(grpc::request(req, None))
+    let ad = st
+        .ad
+        .call(|ch| async move {
+            AdServiceClient::new(ch)
+                .update_ad(grpc::request(req, None))
+                .await
+        })
         .await
-        .map_err(failed(&st))?
+        .map_err(failed())?
         .into_inner();
     st.cache.invalidate(&ad.ad_id, 0);
     Ok(ad_response(StatusCode::OK, ad))
@@ -514,11 +515,15 @@ pub(crate) async fn patch(
         fields: Some(f),
         status: status as i32,
     };
-    let ad = client(&st)
-        .await?
-        .update_ad(grpc::request(req, None))
+    let ad = st
+        .ad
+        .call(|ch| async move {
+            AdServiceClient::new(ch)
+                .update_ad(grpc::request(req, None))
+                .await
+        })
         .await
-        .map_err(failed(&st))?
+        .map_err(failed())?
         .into_inner();
     st.cache.invalidate(&ad.ad_id, 0);
     Ok(ad_response(StatusCode::OK, ad))
@@ -556,11 +561,14 @@ pub(crate) async fn delete(
         expected_version: version,
     };
     let ad_id = req.ad_id.clone();
-    client(&st)
-        .await?
-        .delete_ad(grpc::request(req, None))
+    st.ad
+        .call(|ch| async move {
+            AdServiceClient::new(ch)
+                .delete_ad(grpc::request(req, None))
+                .await
+        })
         .await
-        .map_err(failed(&st))?;
+        .map_err(failed())?;
     st.cache.invalidate(&ad_id, 0);
     Ok(StatusCode::NO_CONTENT)
 }

@@ -85,14 +85,6 @@ pub fn request_key(user_id: &str, client_key: &str) -> String {
     format!("{user_id}/{hex}")
 }
 
-async fn client(st: &AppState) -> Result<OrderServiceClient<tonic::transport::Channel>, Problem> {
-    st.order
-        .get()
-        .await
-        .map(OrderServiceClient::new)
-        .map_err(|e| problem(SERVICE, e))
-}
-
 #[utoipa::path(
     post,
     path = "/v1/orders",
@@ -161,11 +153,14 @@ pub(crate) async fn create(
         ad_id: ad.ad_id,
         ad_version: ad.version,
     };
-    let order = client(&st)
-        .await?
-        .create_order(grpc::request(req, Some(&key)))
+    let order = st
+        .order
+        .call(|ch| async move {
+            OrderServiceClient::new(ch)
+                .create_order(grpc::request(req, Some(&key)))
+                .await
+        })
         .await
-        .inspect_err(|e| st.order.on_error(e))
         .map_err(|e| problem(SERVICE, e))?
         .into_inner();
     let location = format!("/v1/orders/{}", order.order_id);
@@ -201,16 +196,16 @@ pub(crate) async fn get(
         .map_err(|e| Problem::bad_request(e.to_string()))?
         .to_string();
     let not_found = || Problem::not_found(format!("{SERVICE}: no order {id}"));
-    let order = client(&st)
-        .await?
-        .get_order(grpc::request(
-            GetOrderRequest {
-                order_id: id.clone(),
-            },
-            None,
-        ))
+    let req = grpc::request(
+        GetOrderRequest {
+            order_id: id.clone(),
+        },
+        None,
+    );
+    let order = st
+        .order
+        .call(|ch| async move { OrderServiceClient::new(ch).get_order(req).await })
         .await
-        .inspect_err(|e| st.order.on_error(e))
         .map_err(|e| match e.code() {
             tonic::Code::NotFound => not_found(),
             _ => problem(SERVICE, e),

@@ -57,19 +57,8 @@ pub struct UploadView {
     pub complete_url: String,
 }
 
-async fn media(st: &AppState) -> Result<MediaServiceClient<tonic::transport::Channel>, Problem> {
-    st.media
-        .get()
-        .await
-        .map(MediaServiceClient::new)
-        .map_err(|e| problem(SERVICE, e))
-}
-
-fn media_failed(st: &AppState) -> impl Fn(tonic::Status) -> Problem + '_ {
-    move |e| {
-        st.media.on_error(&e);
-        problem(SERVICE, e)
-    }
+fn media_failed() -> impl Fn(tonic::Status) -> Problem {
+    move |e| problem(SERVICE, e)
 }
 
 /// The ad `id` if `caller` owns it and it can take another photo.
@@ -128,11 +117,15 @@ pub(crate) async fn create_upload(
         content_type: body.content_type,
         size_bytes: body.size_bytes,
     };
-    let photo = media(&st)
-        .await?
-        .create_upload(grpc::request(req, None))
+    let photo = st
+        .media
+        .call(|ch| async move {
+            MediaServiceClient::new(ch)
+                .create_upload(grpc::request(req, None))
+                .await
+        })
         .await
-        .map_err(media_failed(&st))?
+        .map_err(media_failed())?
         .into_inner();
     let view = UploadView {
         complete_url: format!("/v1/ads/{id}/photos/{}/complete", photo.photo_id),
@@ -175,11 +168,15 @@ pub(crate) async fn complete(
         photo_id: photo_id.clone(),
         caller_id: caller.user_id.clone(),
     };
-    let photo = media(&st)
-        .await?
-        .complete_upload(grpc::request(req, None))
+    let photo = st
+        .media
+        .call(|ch| async move {
+            MediaServiceClient::new(ch)
+                .complete_upload(grpc::request(req, None))
+                .await
+        })
         .await
-        .map_err(media_failed(&st))?
+        .map_err(media_failed())?
         .into_inner();
     if photo.ad_id != id {
         return Err(not_found());
@@ -189,14 +186,15 @@ pub(crate) async fn complete(
         caller_id: caller.user_id,
         photo_id,
     };
-    let ad = crate::ads::client(&st)
-        .await?
-        .attach_photo(grpc::request(req, None))
+    let ad = st
+        .ad
+        .call(|ch| async move {
+            contracts::ad::ad_service_client::AdServiceClient::new(ch)
+                .attach_photo(grpc::request(req, None))
+                .await
+        })
         .await
-        .map_err(|e| {
-            st.ad.on_error(&e);
-            problem("ad", e)
-        })?
+        .map_err(|e| problem("ad", e))?
         .into_inner();
     st.cache.invalidate(&ad.ad_id, 0);
     Ok(crate::ads::ad_response(StatusCode::OK, ad))
@@ -226,11 +224,15 @@ pub(crate) async fn get(
         photo_id,
         caller_id: String::new(),
     };
-    let photo = media(&st)
-        .await?
-        .get_photo(grpc::request(req, None))
+    let photo = st
+        .media
+        .call(|ch| async move {
+            MediaServiceClient::new(ch)
+                .get_photo(grpc::request(req, None))
+                .await
+        })
         .await
-        .map_err(media_failed(&st))?
+        .map_err(media_failed())?
         .into_inner();
     let location =
         header::HeaderValue::from_str(&photo.download_url).map_err(|_| Problem::internal())?;

@@ -77,19 +77,8 @@ impl From<contracts::report::Report> for ReportView {
     }
 }
 
-async fn client(st: &AppState) -> Result<ReportServiceClient<tonic::transport::Channel>, Problem> {
-    st.report
-        .get()
-        .await
-        .map(ReportServiceClient::new)
-        .map_err(|e| problem(SERVICE, e))
-}
-
-fn failed(st: &AppState) -> impl Fn(tonic::Status) -> Problem + '_ {
-    move |e| {
-        st.report.on_error(&e);
-        problem(SERVICE, e)
-    }
+fn failed() -> impl Fn(tonic::Status) -> Problem {
+    move |e| problem(SERVICE, e)
 }
 
 #[utoipa::path(
@@ -129,11 +118,15 @@ pub(crate) async fn create(
         reason: body.reason,
         comment: body.comment,
     };
-    let report = client(&st)
-        .await?
-        .create_report(grpc::request(req, None))
+    let report = st
+        .report
+        .call(|ch| async move {
+            ReportServiceClient::new(ch)
+                .create_report(grpc::request(req, None))
+                .await
+        })
         .await
-        .map_err(failed(&st))?
+        .map_err(failed())?
         .into_inner();
     let location = format!("/v1/reports/{}", report.report_id);
     let mut response = (StatusCode::ACCEPTED, Json(ReportView::from(report))).into_response();
@@ -171,11 +164,15 @@ pub(crate) async fn get(
         report_id: id.clone(),
         caller_id: caller.user_id,
     };
-    let report = client(&st)
-        .await?
-        .get_report(grpc::request(req, None))
+    let report = st
+        .report
+        .call(|ch| async move {
+            ReportServiceClient::new(ch)
+                .get_report(grpc::request(req, None))
+                .await
+        })
         .await
-        .map_err(failed(&st))?
+        .map_err(failed())?
         .into_inner();
     Ok(Json(ReportView::from(report)).into_response())
 }

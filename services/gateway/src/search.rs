@@ -136,14 +136,15 @@ pub(crate) async fn search(
     if let Some(results) = st.cache.page(&key).filter(|_| !fresh) {
         return Ok(page_response(results));
     }
-    let channel = st.search.get().await.map_err(|e| problem(SERVICE, e))?;
-    let page = SearchServiceClient::new(channel)
-        .search(grpc::request(req, None))
+    let page = st
+        .search
+        .call(|ch| async move {
+            SearchServiceClient::new(ch)
+                .search(grpc::request(req, None))
+                .await
+        })
         .await
-        .map_err(|e| {
-            st.search.on_error(&e);
-            problem(SERVICE, e)
-        })?
+        .map_err(|e| problem(SERVICE, e))?
         .into_inner();
     let items = page
         .hits

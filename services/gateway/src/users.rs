@@ -112,19 +112,8 @@ fn session_response(s: Session) -> Response {
     ([(header::CACHE_CONTROL, "no-store")], Json(view)).into_response()
 }
 
-async fn client(st: &AppState) -> Result<UserServiceClient<tonic::transport::Channel>, Problem> {
-    st.user
-        .get()
-        .await
-        .map(UserServiceClient::new)
-        .map_err(|e| problem(SERVICE, e))
-}
-
-fn failed(st: &AppState) -> impl Fn(tonic::Status) -> Problem + '_ {
-    move |e| {
-        st.user.on_error(&e);
-        problem(SERVICE, e)
-    }
+fn failed() -> impl Fn(tonic::Status) -> Problem {
+    move |e| problem(SERVICE, e)
 }
 
 #[utoipa::path(
@@ -152,11 +141,15 @@ pub(crate) async fn register(
         password: body.password,
         display_name: body.display_name,
     };
-    let user = client(&st)
-        .await?
-        .register(grpc::request(req, None))
+    let user = st
+        .user
+        .call(|ch| async move {
+            UserServiceClient::new(ch)
+                .register(grpc::request(req, None))
+                .await
+        })
         .await
-        .map_err(failed(&st))?
+        .map_err(failed())?
         .into_inner();
     let mut response = user_response(StatusCode::CREATED, user);
     response.headers_mut().insert(
@@ -193,11 +186,15 @@ pub(crate) async fn login(
         password: body.password,
         client_address: peer.ip().to_string(),
     };
-    let session = client(&st)
-        .await?
-        .login(grpc::request(req, None))
+    let session = st
+        .user
+        .call(|ch| async move {
+            UserServiceClient::new(ch)
+                .login(grpc::request(req, None))
+                .await
+        })
         .await
-        .map_err(failed(&st))?
+        .map_err(failed())?
         .into_inner();
     Ok(session_response(session))
 }
@@ -225,11 +222,15 @@ pub(crate) async fn refresh(
     let req = RefreshRequest {
         refresh_token: body.refresh_token,
     };
-    let session = client(&st)
-        .await?
-        .refresh(grpc::request(req, None))
+    let session = st
+        .user
+        .call(|ch| async move {
+            UserServiceClient::new(ch)
+                .refresh(grpc::request(req, None))
+                .await
+        })
         .await
-        .map_err(failed(&st))?
+        .map_err(failed())?
         .into_inner();
     Ok(session_response(session))
 }
@@ -256,11 +257,14 @@ pub(crate) async fn logout(
     let req = RefreshRequest {
         refresh_token: body.refresh_token,
     };
-    client(&st)
-        .await?
-        .logout(grpc::request(req, None))
+    st.user
+        .call(|ch| async move {
+            UserServiceClient::new(ch)
+                .logout(grpc::request(req, None))
+                .await
+        })
         .await
-        .map_err(failed(&st))?;
+        .map_err(failed())?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -281,11 +285,15 @@ pub(crate) async fn me(State(st): State<AppState>, caller: Caller) -> Result<Res
     let req = UserRef {
         user_id: caller.user_id,
     };
-    let user = client(&st)
-        .await?
-        .get_profile(grpc::request(req, None))
+    let user = st
+        .user
+        .call(|ch| async move {
+            UserServiceClient::new(ch)
+                .get_profile(grpc::request(req, None))
+                .await
+        })
         .await
-        .map_err(failed(&st))?
+        .map_err(failed())?
         .into_inner();
     Ok(user_response(StatusCode::OK, user))
 }
@@ -330,12 +338,15 @@ pub(crate) async fn update_me(
         display_name: body.display_name,
         expected_version: if_match(&headers)?,
     };
-    let user = client(&st)
-        .await?
-        .update_profile(grpc::request(req, None))
+    let user = st
+        .user
+        .call(|ch| async move {
+            UserServiceClient::new(ch)
+                .update_profile(grpc::request(req, None))
+                .await
+        })
         .await
         .map_err(|e| {
-            st.user.on_error(&e);
             if e.code() == tonic::Code::FailedPrecondition {
                 Problem::new(
                     StatusCode::PRECONDITION_FAILED,

@@ -63,7 +63,8 @@ impl ObjectStore {
         Ok(ObjectStore {
             bucket,
             credentials: Credentials::new(config.access_key.clone(), config.secret_key.clone()),
-            http: HttpClient::new(timeout),
+            http: HttpClient::new(timeout)
+                .with_breaker(platform::breaker::Breaker::shared("object store")),
         })
     }
 

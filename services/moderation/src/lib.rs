@@ -203,7 +203,9 @@ impl Moderator for Provider {
             .await
             .map_err(|e| match e.into_inner() {
                 Some(e) if !e.is_transient() => ModeratorError::Refused(e.to_string()),
-                Some(e @ HttpError::Connect { .. }) => ModeratorError::Unavailable(e.to_string()),
+                Some(e @ (HttpError::Connect { .. } | HttpError::CircuitOpen(_))) => {
+                    ModeratorError::Unavailable(e.to_string())
+                }
                 Some(e) => ModeratorError::Failed(e.to_string()),
                 None => ModeratorError::Failed("the retry deadline passed".into()),
             })?;

@@ -57,7 +57,8 @@ fn backoff(failures: u32) -> Duration {
 }
 
 pub(crate) async fn run(ctx: WorkerCtx, shutdown: Shutdown) {
-    let client = HttpClient::new(ctx.provider_call);
+    let client = HttpClient::new(ctx.provider_call)
+        .with_breaker(platform::breaker::Breaker::shared("messaging provider"));
     let (poll, wake) = (ctx.poll, ctx.work.clone());
     let stop = shutdown.clone();
     run_rounds("notification", poll, wake, shutdown, || async {

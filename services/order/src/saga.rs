@@ -605,8 +605,7 @@ where
         &ctx.shutdown,
         grpc::is_transient,
         |attempt| async move {
-            let ch = peer.get().await.inspect_err(|e| peer.on_error(e))?;
-            let r = f(ch, attempt).await.inspect_err(|e| peer.on_error(e))?;
+            let r = peer.call(|ch| f(ch, attempt)).await?;
             Ok(r.into_inner())
         },
     )
@@ -680,9 +679,11 @@ async fn wait_payment(
             None,
         );
         req.set_timeout(within);
-        let ch = ctx.payment.get().await?;
-        let r = PaymentServiceClient::new(ch).watch_payment(req).await;
-        Ok(r.inspect_err(|e| ctx.payment.on_error(e))?.into_inner())
+        let r = ctx
+            .payment
+            .call(|ch| async move { PaymentServiceClient::new(ch).watch_payment(req).await })
+            .await;
+        Ok(r?.into_inner())
     };
     watch_until(open, |p| p.status(), wanted, within).await
 }
@@ -702,9 +703,11 @@ async fn wait_shipment(
             None,
         );
         req.set_timeout(within);
-        let ch = ctx.delivery.get().await?;
-        let r = DeliveryServiceClient::new(ch).watch_shipment(req).await;
-        Ok(r.inspect_err(|e| ctx.delivery.on_error(e))?.into_inner())
+        let r = ctx
+            .delivery
+            .call(|ch| async move { DeliveryServiceClient::new(ch).watch_shipment(req).await })
+            .await;
+        Ok(r?.into_inner())
     };
     watch_until(open, |s| s.stage(), wanted, within).await
 }

@@ -49,6 +49,8 @@ pub(crate) struct Ctx {
     pub changes: Changes,
     /// PSP calls that timed out in a row, by payment key: the next call waits longer.
     pub late: Arc<std::sync::Mutex<std::collections::BTreeMap<String, u32>>>,
+    /// The PSP's circuit breaker, shared by every call to it.
+    pub psp: Arc<platform::breaker::Breaker>,
 }
 
 /// Runs the payment service until `shutdown`.
@@ -65,6 +67,7 @@ pub async fn run(
         liveness: liveness.clone(),
         changes: Changes::default(),
         late: Arc::default(),
+        psp: platform::breaker::Breaker::shared("psp"),
     };
     let keep_alive = tokio::spawn(liveness.keep(shutdown.clone()));
     let worker = tokio::spawn(worker::run(ctx.clone(), shutdown.clone()));

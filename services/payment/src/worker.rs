@@ -81,18 +81,19 @@ fn client_for(ctx: &Ctx, key: &str) -> HttpClient {
         .lock()
         .map_or(0, |m| m.get(key).copied().unwrap_or(0));
     HttpClient::new((ctx.config.psp_timeout * 2u32.pow(late.min(6))).min(PSP_WAIT_MAX))
+        .with_breaker(ctx.psp.clone())
 }
 
-/// Counts a timed-out call of payment `key`, or forgets its streak after an answer.
+/// Counts a timed-out call of payment `key`, or forgets its streak after an answer. A call
+/// the PSP's open breaker kept back changes nothing.
 fn note_answer<T>(ctx: &Ctx, key: &str, r: &anyhow::Result<T>) {
-    let timed_out = r.as_ref().err().is_some_and(|e| {
-        matches!(
-            e.downcast_ref::<platform::http::HttpError>(),
-            Some(platform::http::HttpError::Timeout(_))
-        )
-    });
+    use platform::http::HttpError;
+    let error = r.as_ref().err().and_then(|e| e.downcast_ref::<HttpError>());
+    if matches!(error, Some(HttpError::CircuitOpen(_))) {
+        return;
+    }
     if let Ok(mut m) = ctx.late.lock() {
-        if timed_out {
+        if matches!(error, Some(HttpError::Timeout(_))) {
             *m.entry(key.to_owned()).or_default() += 1;
         } else {
             m.remove(key);

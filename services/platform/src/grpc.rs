@@ -4,6 +4,7 @@
 
 use std::{sync::Mutex, time::Duration};
 
+use crate::breaker::{Breaker, BreakerPolicy};
 use tonic::{
     metadata::MetadataValue,
     transport::{Channel, Endpoint},
@@ -94,12 +95,41 @@ pub fn is_transient(status: &Status) -> bool {
     )
 }
 
+/// Whether `status` says the peer itself is in trouble (unreachable, past the deadline, or
+/// failing in a way a retry may fix), as a circuit breaker counts it. A refusal of the
+/// request (`NotFound`, `InvalidArgument`, a conflict's `Aborted`) or load shedding
+/// (`ResourceExhausted`, a fast answer with its own retry hint) shows a peer that answers.
+pub fn is_peer_failure(status: &Status) -> bool {
+    use tonic::Code::*;
+    matches!(
+        status.code(),
+        Unavailable | DeadlineExceeded | Unknown | Cancelled
+    )
+}
+
+/// The answer for a call refused by an open circuit breaker: `Unavailable` with the time
+/// until the next probe as the retry hint ([`RETRY_AFTER_METADATA`], whole seconds, at
+/// least 1).
+pub fn circuit_open(refused: &crate::breaker::Refused) -> Status {
+    let mut status = Status::unavailable(format!("{}: circuit open", refused.dependency));
+    let seconds = refused.retry_after.as_millis().div_ceil(1000).max(1);
+    if let Ok(v) = MetadataValue::try_from(seconds.to_string()) {
+        status.metadata_mut().insert(RETRY_AFTER_METADATA, v);
+    }
+    status
+}
+
 /// A channel to one of a service's instances, connected on first use and dropped after a
 /// transport failure, so the next call connects to the next instance (round robin from a
 /// random start, so callers spread over the instances and fail over when one dies).
+///
+/// Each instance has its own circuit breaker ([`crate::breaker`]): an instance whose
+/// breaker is open is passed over, and when every one is open the call is refused at once
+/// ([`circuit_open`]) instead of waiting out a deadline.
 #[derive(Debug)]
 pub struct LazyChannel {
     endpoints: Vec<Endpoint>,
+    breakers: Vec<Breaker>,
     /// The current instance and its channel; the channel is `None` until connected or after
     /// a failure.
     current: Mutex<(usize, Option<Channel>)>,
@@ -107,14 +137,22 @@ pub struct LazyChannel {
 
 impl LazyChannel {
     /// A channel to the instances at `urls`, separated by commas (e.g.
-    /// `http://10.1.3.1:50051,http://10.1.3.2:50051`).
+    /// `http://10.1.3.1:50051,http://10.1.3.2:50051`), with the default breaker policy.
     pub fn new(urls: &str) -> Result<Self, tonic::transport::Error> {
-        let endpoints = urls
+        Self::with_policy(urls, BreakerPolicy::default())
+    }
+
+    /// As [`LazyChannel::new`], with `policy` for every instance's breaker.
+    pub fn with_policy(urls: &str, policy: BreakerPolicy) -> Result<Self, tonic::transport::Error> {
+        let urls: Vec<&str> = urls
             .split(',')
             .map(str::trim)
             .filter(|u| !u.is_empty())
+            .collect();
+        let endpoints = urls
+            .iter()
             .map(|url| {
-                Ok(Endpoint::from_shared(url.to_owned())?
+                Ok(Endpoint::from_shared((*url).to_owned())?
                     .connect_timeout(Duration::from_secs(1))
                     .timeout(UNARY_DEADLINE))
             })
@@ -123,50 +161,107 @@ impl LazyChannel {
             // Endpoint's own error for an empty URL.
             Endpoint::from_shared(String::new())?;
         }
+        let breakers = urls
+            .iter()
+            .map(|url| Breaker::new(*url, policy.clone()))
+            .collect();
         let start = (crate::ids::random_u128() % endpoints.len().max(1) as u128) as usize;
         Ok(LazyChannel {
             endpoints,
+            breakers,
             current: Mutex::new((start, None)),
         })
     }
 
-    /// The connected channel.
-    pub async fn get(&self) -> Result<Channel, Status> {
-        let index = match self.current.lock() {
-            Ok(g) => {
+    /// The instances' breakers, in the order of the URLs.
+    pub fn breakers(&self) -> &[Breaker] {
+        &self.breakers
+    }
+
+    /// One call to an instance: `f` gets the channel (a unary call, or the opening of a
+    /// stream). Its outcome feeds the instance's breaker ([`is_peer_failure`]); a transient
+    /// failure moves later calls on to the next instance. Refused at once when every
+    /// instance's breaker is open.
+    pub async fn call<T, F, Fut>(&self, f: F) -> Result<T, Status>
+    where
+        F: FnOnce(Channel) -> Fut,
+        Fut: std::future::Future<Output = Result<T, Status>>,
+    {
+        let (index, permit) = self.pick()?;
+        let channel = match self.channel(index).await {
+            Ok(c) => c,
+            Err(e) => {
+                permit.failed();
+                self.advance(index);
+                return Err(e);
+            }
+        };
+        let r = f(channel).await;
+        match &r {
+            Ok(_) => permit.succeeded(),
+            Err(e) => {
+                permit.record(!is_peer_failure(e));
+                if is_transient(e) {
+                    self.advance(index);
+                }
+            }
+        }
+        r
+    }
+
+    /// The first instance from the current one whose breaker lets a call go, made current.
+    fn pick(&self) -> Result<(usize, crate::breaker::Permit<'_>), Status> {
+        let n = self.endpoints.len();
+        let mut g = self.current.lock().unwrap_or_else(|e| e.into_inner());
+        let mut soonest: Option<crate::breaker::Refused> = None;
+        for k in 0..n {
+            let index = (g.0 + k) % n;
+            let Some(breaker) = self.breakers.get(index) else {
+                continue;
+            };
+            match breaker.admit() {
+                Ok(permit) => {
+                    if index != g.0 {
+                        *g = (index, None);
+                    }
+                    return Ok((index, permit));
+                }
+                Err(refused) => {
+                    if soonest
+                        .as_ref()
+                        .is_none_or(|s| refused.retry_after < s.retry_after)
+                    {
+                        soonest = Some(refused);
+                    }
+                }
+            }
+        }
+        Err(soonest.map_or_else(|| Status::unavailable("no endpoints"), |r| circuit_open(&r)))
+    }
+
+    /// The channel to instance `index`, connecting if needed.
+    async fn channel(&self, index: usize) -> Result<Channel, Status> {
+        if let Ok(g) = self.current.lock() {
+            if g.0 == index {
                 if let Some(c) = &g.1 {
                     return Ok(c.clone());
                 }
-                g.0
             }
-            Err(_) => 0,
-        };
+        }
         let endpoint = self
             .endpoints
             .get(index)
             .ok_or_else(|| Status::unavailable("no endpoints"))?;
-        let c = match endpoint.connect().await {
-            Ok(c) => c,
-            Err(e) => {
-                self.advance(index);
-                return Err(Status::unavailable(format!("connect: {e}")));
-            }
-        };
+        let c = endpoint
+            .connect()
+            .await
+            .map_err(|e| Status::unavailable(format!("connect: {e}")))?;
         if let Ok(mut g) = self.current.lock() {
             if g.0 == index {
                 g.1 = Some(c.clone());
             }
         }
         Ok(c)
-    }
-
-    /// Forget the channel after `status` if it was a transport failure, and move on to the
-    /// next instance.
-    pub fn on_error(&self, status: &Status) {
-        if is_transient(status) {
-            let index = self.current.lock().map_or(0, |g| g.0);
-            self.advance(index);
-        }
     }
 
     /// Moves from instance `from` to the next one (unless another caller already moved).
@@ -177,5 +272,51 @@ impl LazyChannel {
                 g.1 = None;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn instances_that_keep_failing_are_passed_over_then_refused_at_once() {
+        // Nothing listens on these ports: every connect is refused.
+        let peer = LazyChannel::new("http://127.0.0.1:1,http://127.0.0.1:2").expect("urls");
+        let failures = BreakerPolicy::default().failures_to_open as usize;
+        for _ in 0..2 * failures {
+            let e = peer
+                .call(|_| async { Ok::<_, Status>(()) })
+                .await
+                .expect_err("nothing listens");
+            assert!(e.message().starts_with("connect"), "{e:?}");
+        }
+        assert!(peer
+            .breakers()
+            .iter()
+            .all(|b| b.state() == crate::breaker::BreakerState::Open));
+        let started = tokio::time::Instant::now();
+        let refused = peer
+            .call(|_| async { Ok::<_, Status>(()) })
+            .await
+            .expect_err("every breaker is open");
+        assert!(started.elapsed() < Duration::from_millis(50));
+        assert_eq!(refused.code(), tonic::Code::Unavailable);
+        assert!(refused.message().ends_with("circuit open"), "{refused:?}");
+        let hint = refused
+            .metadata()
+            .get(RETRY_AFTER_METADATA)
+            .and_then(|v| v.to_str().ok());
+        assert_eq!(hint, Some("1"));
+        assert!(is_transient(&refused), "the retry helper goes on after it");
+    }
+
+    #[test]
+    fn refusals_of_the_request_do_not_count_against_the_peer() {
+        assert!(is_peer_failure(&Status::unavailable("down")));
+        assert!(is_peer_failure(&Status::deadline_exceeded("late")));
+        assert!(!is_peer_failure(&Status::not_found("no order")));
+        assert!(!is_peer_failure(&Status::aborted("conflict")));
+        assert!(!is_peer_failure(&Status::resource_exhausted("shed")));
     }
 }

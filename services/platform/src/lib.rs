@@ -8,6 +8,7 @@
 //!
 //! The error policy every service follows is written in [`errors`].
 
+pub mod breaker;
 pub mod calendar;
 pub mod changes;
 pub mod claims;

@@ -344,7 +344,8 @@ pub async fn run_service(
             let moderator: Arc<dyn moderation::Moderator> = match env.moderation_provider() {
                 Some(url) => Arc::new(moderation::Provider {
                     url,
-                    http: platform::http::HttpClient::new(tuning.provider_call),
+                    http: platform::http::HttpClient::new(tuning.provider_call)
+                        .with_breaker(platform::breaker::Breaker::shared("moderation provider")),
                     policy: platform::retry::RetryPolicy {
                         attempts_max: 4,
                         deadline: (tuning.provider_call * 5).max(Duration::from_secs(10)),

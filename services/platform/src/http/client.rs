@@ -5,6 +5,8 @@ use http_body_util::{BodyExt, Full, Limited};
 use hyper_util::rt::TokioIo;
 use serde::{de::DeserializeOwned, Serialize};
 
+use crate::breaker::Breaker;
+
 /// Bound on a response body read by [`HttpClient`].
 const RESPONSE_BYTES_MAX: usize = 1 << 20;
 
@@ -26,31 +28,63 @@ pub enum HttpError {
     Status { status: u16, body: String },
     #[error("body does not decode: {0}")]
     Decode(String),
+    /// Not sent: the dependency's circuit breaker is open.
+    #[error(transparent)]
+    CircuitOpen(#[from] crate::breaker::Refused),
 }
 
 impl HttpError {
     /// Whether the same request may succeed later (network trouble or a 5xx/429 answer).
     pub fn is_transient(&self) -> bool {
         match self {
-            HttpError::Connect { .. } | HttpError::Timeout(_) | HttpError::Protocol(_) => true,
+            HttpError::Connect { .. }
+            | HttpError::Timeout(_)
+            | HttpError::Protocol(_)
+            | HttpError::CircuitOpen(_) => true,
             HttpError::Status { status, .. } => *status >= 500 || *status == 429,
             HttpError::InvalidUrl(_) | HttpError::Decode(_) => false,
+        }
+    }
+
+    /// Whether the error says the dependency itself is in trouble, as a circuit breaker
+    /// counts it: unreachable, late, broken, or a 5xx. A 4xx (429 included: a deliberate,
+    /// fast answer with its own retry hint) shows a dependency that answers.
+    pub fn is_dependency_failure(&self) -> bool {
+        match self {
+            HttpError::Connect { .. } | HttpError::Timeout(_) | HttpError::Protocol(_) => true,
+            HttpError::Status { status, .. } => *status >= 500,
+            HttpError::InvalidUrl(_) | HttpError::Decode(_) | HttpError::CircuitOpen(_) => false,
         }
     }
 }
 
 /// A minimal JSON-over-HTTP/1.1 client: one connection per request, a timeout on the whole
-/// exchange. Built on hyper's connection API over `tokio::net::TcpStream`, so it runs in the
-/// simulation too.
+/// exchange, and optionally a circuit breaker in front of the dependency. Built on hyper's
+/// connection API over `tokio::net::TcpStream`, so it runs in the simulation too.
 #[derive(Clone, Debug)]
 pub struct HttpClient {
     /// Bound on connect + request + response.
     pub timeout: Duration,
+    /// The dependency's breaker, shared by every client that calls it.
+    breaker: Option<std::sync::Arc<Breaker>>,
 }
 
 impl HttpClient {
     pub fn new(timeout: Duration) -> Self {
-        HttpClient { timeout }
+        HttpClient {
+            timeout,
+            breaker: None,
+        }
+    }
+
+    /// The same client with `breaker` in front of every exchange: refused at once with
+    /// [`HttpError::CircuitOpen`] while it is open, and fed each exchange's outcome
+    /// ([`HttpError::is_dependency_failure`], or a 5xx answer).
+    pub fn with_breaker(self, breaker: std::sync::Arc<Breaker>) -> Self {
+        HttpClient {
+            breaker: Some(breaker),
+            ..self
+        }
     }
 
     /// `POST url` with a JSON body and extra headers; decodes a 2xx JSON answer.
@@ -105,11 +139,31 @@ impl HttpClient {
         headers: &[(&str, &str)],
         body: Option<(Vec<u8>, &str)>,
     ) -> Result<HttpResponse, HttpError> {
+        self.exchange_guarded(method, url, headers, body).await
+    }
+
+    /// One exchange within the timeout, through the breaker if there is one.
+    async fn exchange_guarded(
+        &self,
+        method: &str,
+        url: &str,
+        headers: &[(&str, &str)],
+        body: Option<(Vec<u8>, &str)>,
+    ) -> Result<HttpResponse, HttpError> {
+        let permit = self.breaker.as_deref().map(Breaker::admit).transpose()?;
         let timeout = self.timeout;
-        match tokio::time::timeout(timeout, self.exchange(method, url, headers, body)).await {
+        let r = match tokio::time::timeout(timeout, self.exchange(method, url, headers, body)).await
+        {
             Ok(r) => r,
             Err(_) => Err(HttpError::Timeout(timeout)),
+        };
+        if let Some(permit) = permit {
+            permit.record(match &r {
+                Ok(response) => response.status < 500,
+                Err(e) => !e.is_dependency_failure(),
+            });
         }
+        r
     }
 
     async fn call<R: DeserializeOwned>(
@@ -119,13 +173,8 @@ impl HttpClient {
         headers: &[(&str, &str)],
         body: Option<Vec<u8>>,
     ) -> Result<R, HttpError> {
-        let timeout = self.timeout;
         let body = body.map(|b| (b, "application/json"));
-        let response =
-            match tokio::time::timeout(timeout, self.exchange(method, url, headers, body)).await {
-                Ok(r) => r?,
-                Err(_) => return Err(HttpError::Timeout(timeout)),
-            };
+        let response = self.exchange_guarded(method, url, headers, body).await?;
         if !(200..300).contains(&response.status) {
             return Err(HttpError::Status {
                 status: response.status,
@@ -284,5 +333,44 @@ impl HttpResponse {
     /// The body as JSON.
     pub fn json<R: DeserializeOwned>(&self) -> Result<R, HttpError> {
         serde_json::from_slice(&self.body).map_err(|e| HttpError::Decode(e.to_string()))
+    }
+}
+
+#[cfg(test)]
+mod breaker_tests {
+    use super::*;
+    use crate::breaker::{BreakerPolicy, BreakerState};
+
+    #[tokio::test]
+    async fn a_dependency_that_keeps_failing_is_not_called_until_its_breaker_lets_a_probe_go() {
+        let breaker = Breaker::shared("psp");
+        let client = HttpClient::new(Duration::from_secs(1)).with_breaker(breaker.clone());
+        // Nothing listens on port 1: each connect is refused.
+        for _ in 0..BreakerPolicy::default().failures_to_open {
+            let e = client.get_json::<()>("http://127.0.0.1:1/").await;
+            assert!(matches!(e, Err(HttpError::Connect { .. })), "{e:?}");
+        }
+        assert_eq!(breaker.state(), BreakerState::Open);
+        let e = client.get_json::<()>("http://127.0.0.1:1/").await;
+        match e {
+            Err(e @ HttpError::CircuitOpen(_)) => {
+                assert!(e.is_transient() && !e.is_dependency_failure());
+                assert!(e.to_string().starts_with("psp: circuit open"), "{e}");
+            }
+            other => panic!("expected a refusal, got {other:?}"),
+        }
+        assert_eq!(breaker.refused_total(), 1);
+    }
+
+    #[test]
+    fn answers_about_the_request_are_not_the_dependencys_failures() {
+        let status = |status| HttpError::Status {
+            status,
+            body: String::new(),
+        };
+        assert!(status(503).is_dependency_failure());
+        assert!(!status(404).is_dependency_failure());
+        assert!(!status(429).is_dependency_failure());
+        assert!(HttpError::Timeout(Duration::from_secs(1)).is_dependency_failure());
     }
 }
