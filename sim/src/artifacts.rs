@@ -195,6 +195,7 @@ pub fn describe(action: &Action) -> String {
         Action::Isolate { node } => format!("isolate {node}"),
         Action::PartitionRegions => "partition msk|nsk".into(),
         Action::PartitionOneWay { from } => format!("one-way cut from {from}"),
+        Action::Slow { node, latency_ms } => format!("slow {node} (+{latency_ms} ms)"),
         Action::HealNetwork => "heal network".into(),
     }
 }
@@ -215,7 +216,10 @@ pub fn episodes(schedule: &[(u64, Action)]) -> Vec<Vec<(u64, Action)>> {
                 node == r
             }
             (
-                Action::PartitionRegions | Action::PartitionOneWay { .. } | Action::Isolate { .. },
+                Action::PartitionRegions
+                | Action::PartitionOneWay { .. }
+                | Action::Isolate { .. }
+                | Action::Slow { .. },
                 Action::HealNetwork,
             ) => true,
             _ => false,
@@ -357,7 +361,7 @@ fn timeline(
                 close(&mut open, &mut faults, "network", *at);
                 open.insert("network".into(), (*at, describe(action)));
             }
-            Action::Isolate { node } => {
+            Action::Isolate { node } | Action::Slow { node, .. } => {
                 for lane in topology::expand(node) {
                     open.entry(lane.clone()).or_insert((*at, describe(action)));
                     isolated.push(lane);

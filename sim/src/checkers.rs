@@ -6,6 +6,7 @@ mod admission;
 mod ads;
 mod analytics_mart;
 mod exclusive_work;
+pub mod fail_fast;
 mod goods;
 mod kafka_log;
 mod messages;
@@ -97,6 +98,10 @@ pub struct FinalState {
     pub messages_delivered: BTreeMap<String, u32>,
     /// Writes the cluster acknowledged that are not in the log where they were acknowledged.
     pub lost_acknowledged: Vec<String>,
+    /// Every `POST /v1/orders` the client sent, answered or not.
+    pub order_attempts: Vec<crate::workload::Attempt>,
+    /// When database nodes were slow (`slow` faults).
+    pub slow_windows: Vec<fail_fast::SlowWindow>,
 }
 
 /// One broken guarantee.
@@ -114,7 +119,7 @@ impl fmt::Display for Violation {
 }
 
 /// Every checker, by the name scenario files select it with.
-const CHECKERS: [(&str, fn(&FinalState) -> Vec<Violation>); 15] = [
+const CHECKERS: [(&str, fn(&FinalState) -> Vec<Violation>); 16] = [
     (saga_liveness::NAME, saga_liveness::check),
     (money::NAME, money::check),
     (goods::NAME, goods::check),
@@ -130,6 +135,7 @@ const CHECKERS: [(&str, fn(&FinalState) -> Vec<Violation>); 15] = [
     (moderation_work::NAME, moderation_work::check),
     (notifications::NAME, notifications::check),
     (messages::NAME, messages::check),
+    (fail_fast::NAME, fail_fast::check),
 ];
 
 /// Every checker's name.

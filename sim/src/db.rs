@@ -9,7 +9,10 @@
 
 use std::{
     net::SocketAddr,
-    sync::{Arc, Mutex},
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc, Mutex,
+    },
     time::Duration,
 };
 
@@ -67,13 +70,15 @@ enum Reply<S: Schema> {
 }
 
 /// What a database node does wrong on purpose.
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct DbFaults {
     /// Commit replies lost after the commit, per mille (the outcome is unknown).
     pub lose_reply_per_mille: u32,
     /// Every reply waits this long after its request was served: a slow link back from the
     /// database, so what a read saw may be out of date by the time it arrives.
     pub reply_latency_ms: u64,
+    /// More reply latency, switched on and off by the fault injector (`slow`).
+    pub slow_ms: Arc<AtomicU64>,
 }
 
 /// Serves the database on `addr` from `disk` until the node dies.
@@ -88,11 +93,12 @@ pub async fn serve<S: Schema>(
     let lose_reply_per_mille = faults.lose_reply_per_mille;
     let handler = move |req: Request<S>, from: SocketAddr| {
         let (disk, journal, name) = (disk.clone(), journal.clone(), name.clone());
+        let faults = faults.clone();
         async move {
             let reply = serve_one(req, from, &disk, &journal, name, lose_reply_per_mille);
-            if faults.reply_latency_ms > 0 {
-                madsim::time::sleep(std::time::Duration::from_millis(faults.reply_latency_ms))
-                    .await;
+            let latency_ms = faults.reply_latency_ms + faults.slow_ms.load(Ordering::SeqCst);
+            if latency_ms > 0 {
+                madsim::time::sleep(std::time::Duration::from_millis(latency_ms)).await;
             }
             reply
         }

@@ -419,7 +419,10 @@ pub enum Action {
     PartitionRegions,
     /// Cut traffic from region `from` to the other one only.
     PartitionOneWay { from: String },
-    /// Remove every network fault.
+    /// Every reply of database node `node` waits `latency_ms` more (a slow link back from
+    /// it; a slow database, as its clients see it), until `heal-network`.
+    Slow { node: String, latency_ms: u64 },
+    /// Remove every network fault (slow links included).
     HealNetwork,
 }
 
@@ -468,6 +471,7 @@ pub const EMBEDDED: &[(&str, &str)] = embed![
     "courier-down-past-deadline",
     "slow-courier",
     "psp-answers-after-deadline",
+    "order-database-slow",
     "order-burst",
     "moderation-workers-crash",
     "moderation-provider-outage",
@@ -511,7 +515,19 @@ pub fn parse(text: &str) -> anyhow::Result<Scenario> {
             known.join(", ")
         );
     }
+    let databases: Vec<String> = topology::database_nodes()
+        .into_iter()
+        .map(|n| n.name)
+        .collect();
     for f in &s.faults {
+        if let Action::Slow { node, .. } = &f.action {
+            anyhow::ensure!(
+                databases.contains(node),
+                "scenario {}: slow names a database node, not {node:?} (known: {})",
+                s.name,
+                databases.join(", ")
+            );
+        }
         if let Action::PartitionOneWay { from } = &f.action {
             anyhow::ensure!(
                 from == "msk" || from == "nsk",

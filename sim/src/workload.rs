@@ -55,6 +55,21 @@ pub struct Observed {
     pub followers: std::collections::BTreeMap<u32, (String, String)>,
     /// Every live session the customers opened.
     pub sessions: Vec<SessionSpan>,
+    /// Every `POST /v1/orders` the client sent, with how and when it was answered.
+    pub order_attempts: Vec<Attempt>,
+}
+
+/// One request as the client saw it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Attempt {
+    /// The gateway it went to.
+    pub gateway: String,
+    /// When it was sent and when its answer (or the client's give-up) came, ms since the
+    /// epoch.
+    pub sent_ms: u64,
+    pub answered_ms: u64,
+    /// The answer's status; 0 when none came (refused connection, the client's timeout).
+    pub status: u16,
 }
 
 /// When a live session was open, as its client saw it.
@@ -259,7 +274,21 @@ pub async fn run(workload: Workload, observed: Arc<Mutex<Observed>>, stop: Shutd
                 ];
                 let expected = known.lock().ok().and_then(|k| k[seller].clone());
                 let body = serde_json::json!({"ad_id": listing.ad_id, "expected_price": expected});
+                let sent_ms = platform::store::now_ms();
                 let r = client.post_json::<_, Created>(&url, &headers, &body).await;
+                let status = match &r {
+                    Ok(_) => 201,
+                    Err(HttpError::Status { status, .. }) => *status,
+                    Err(_) => 0,
+                };
+                if let Ok(mut o) = observed.lock() {
+                    o.order_attempts.push(Attempt {
+                        gateway: base.clone(),
+                        sent_ms,
+                        answered_ms: platform::store::now_ms(),
+                        status,
+                    });
+                }
                 match &r {
                     Err(HttpError::Status { status: 401, .. }) => {
                         // An expired token: log in again and retry.

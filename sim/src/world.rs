@@ -63,6 +63,8 @@ pub struct History {
 struct Node {
     id: NodeId,
     region: Region,
+    /// A database node's extra reply latency (ms), for `slow` faults.
+    slow_ms: Option<Arc<std::sync::atomic::AtomicU64>>,
 }
 
 /// The world's nodes by name, for the fault injector.
@@ -260,7 +262,7 @@ fn db_node<S: Schema>(
         .ip(spec.ip())
         .init(move || {
             let (name, disk, journal) = (name.clone(), disk.clone(), journal.clone());
-            db::serve(name, addr, disk, faults, journal)
+            db::serve(name, addr, disk, faults.clone(), journal)
         })
         .build()
         .id()
@@ -293,14 +295,23 @@ pub async fn run(scenario: &Scenario, mutants: Mutants, record: bool) -> Outcome
         .chain([kafka.controller_node()])
     {
         let region = region_of(n.ip).unwrap_or(Region::Msk);
-        nodes.0.insert(n.name.clone(), Node { id: n.id, region });
+        nodes.0.insert(
+            n.name.clone(),
+            Node {
+                id: n.id,
+                region,
+                slow_ms: None,
+            },
+        );
     }
 
     let disks = Disks::default();
     for spec in topology::database_nodes() {
+        let slow_ms = Arc::new(std::sync::atomic::AtomicU64::new(0));
         let lose = db::DbFaults {
             lose_reply_per_mille: scenario.db_lose_reply_per_mille,
             reply_latency_ms: scenario.db_reply_latency_ms,
+            slow_ms: slow_ms.clone(),
         };
         let id = match spec.name.as_str() {
             "orders-db" => db_node(&handle, &spec, disks.orders.clone(), lose, &journal),
@@ -323,6 +334,7 @@ pub async fn run(scenario: &Scenario, mutants: Mutants, record: bool) -> Outcome
             Node {
                 id,
                 region: spec.region,
+                slow_ms: Some(slow_ms),
             },
         );
     }
@@ -352,6 +364,7 @@ pub async fn run(scenario: &Scenario, mutants: Mutants, record: bool) -> Outcome
         Node {
             id: redis_id,
             region: redis.region,
+            slow_ms: None,
         },
     );
 
@@ -429,6 +442,7 @@ pub async fn run(scenario: &Scenario, mutants: Mutants, record: bool) -> Outcome
                 Node {
                     id,
                     region: node.region,
+                    slow_ms: None,
                 },
             );
         }
@@ -565,6 +579,8 @@ pub async fn run(scenario: &Scenario, mutants: Mutants, record: bool) -> Outcome
         messages_delivered: outbox.lock().map(|o| o.by_reference()).unwrap_or_default(),
         received: observed.received,
         live_sessions: observed.sessions,
+        order_attempts: observed.order_attempts,
+        slow_windows: slow_windows(&applied, run_started_ms, heal_ms),
         // Live updates are timed once nothing disturbs them: from startup in a run without
         // faults, else from heal; never when database replies are lost (a commit whose
         // reply is lost announces nothing, and waits for a position check).
@@ -902,6 +918,38 @@ fn events_consumed(kafka: &KafkaCluster, topic: &str, groups: &[&str]) -> bool {
     })
 }
 
+/// When database nodes were slow: from each `slow` fault to the next network heal (or the
+/// heal phase), in ms since the epoch. `applied` holds ms since `run_started_ms`.
+fn slow_windows(
+    applied: &[(u64, Action)],
+    run_started_ms: u64,
+    heal_ms: u64,
+) -> Vec<crate::checkers::fail_fast::SlowWindow> {
+    let mut out = Vec::new();
+    for (i, (at, action)) in applied.iter().enumerate() {
+        let Action::Slow { node, latency_ms } = action else {
+            continue;
+        };
+        if *latency_ms == 0 {
+            continue;
+        }
+        let to_ms = applied[i + 1..]
+            .iter()
+            .find(|(_, a)| match a {
+                Action::HealNetwork => true,
+                Action::Slow { node: n, .. } => n == node,
+                _ => false,
+            })
+            .map_or(heal_ms, |(t, _)| run_started_ms + t);
+        out.push(crate::checkers::fail_fast::SlowWindow {
+            node: node.clone(),
+            from_ms: run_started_ms + at,
+            to_ms,
+        });
+    }
+    out
+}
+
 fn apply(
     handle: &Handle,
     nodes: &Nodes,
@@ -969,7 +1017,20 @@ fn apply(
                 }
             }
         }
+        Action::Slow { node, latency_ms } => {
+            for name in topology::expand(node) {
+                let slow = nodes
+                    .0
+                    .get(&name)
+                    .and_then(|n| n.slow_ms.as_ref())
+                    .ok_or_else(|| anyhow::anyhow!("{name:?} is not a database node"))?;
+                slow.store(*latency_ms, std::sync::atomic::Ordering::SeqCst);
+            }
+        }
         Action::HealNetwork => {
+            for slow in nodes.0.values().filter_map(|n| n.slow_ms.as_ref()) {
+                slow.store(0, std::sync::atomic::Ordering::SeqCst);
+            }
             for &a in &msk {
                 for &b in &nsk {
                     net.unclog_link(a, b);

@@ -52,7 +52,7 @@ use axum::{
     routing::{get, post},
     Router,
 };
-use platform::{grpc::LazyChannel, http::Problem, Mutants, Shutdown};
+use platform::{breaker::BreakerPolicy, grpc::LazyChannel, http::Problem, Mutants, Shutdown};
 
 pub use ads::{etag, none_match, AdBody, AdPatch, AdView, Price};
 pub use auth::{Caller, KeyCache};
@@ -100,18 +100,27 @@ pub(crate) struct AppState {
 /// The gateway's routes, its key cache (to keep fresh with [`KeyCache::keep_fresh`]) and its
 /// ad card cache (to keep invalidated with [`cache::invalidate_from_log`]).
 pub fn router(config: &Config) -> anyhow::Result<(Router, Arc<KeyCache>, Arc<cache::AdCache>)> {
-    let user = Arc::new(LazyChannel::new(&config.user_url)?);
+    let breakers = if config.mutants.breaker_never_opens {
+        BreakerPolicy {
+            failures_to_open: u32::MAX,
+            ..BreakerPolicy::default()
+        }
+    } else {
+        BreakerPolicy::default()
+    };
+    let peer = |urls: &str| LazyChannel::with_policy(urls, breakers.clone()).map(Arc::new);
+    let user = peer(&config.user_url)?;
     let keys = Arc::new(KeyCache::new(::auth::cache::from_user_service(
         user.clone(),
     )));
     let ad_cache = Arc::new(cache::AdCache::new(config.mutants.cache_not_invalidated));
     let state = AppState {
-        order: Arc::new(LazyChannel::new(&config.order_url)?),
+        order: peer(&config.order_url)?,
         user,
-        ad: Arc::new(LazyChannel::new(&config.ad_url)?),
-        search: Arc::new(LazyChannel::new(&config.search_url)?),
-        media: Arc::new(LazyChannel::new(&config.media_url)?),
-        report: Arc::new(LazyChannel::new(&config.report_url)?),
+        ad: peer(&config.ad_url)?,
+        search: peer(&config.search_url)?,
+        media: peer(&config.media_url)?,
+        report: peer(&config.report_url)?,
         keys: keys.clone(),
         cache: ad_cache.clone(),
         mutants: config.mutants,

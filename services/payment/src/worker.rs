@@ -75,13 +75,22 @@ async fn round(ctx: &Ctx) -> anyhow::Result<usize> {
 /// that timed out in a row (up to [`PSP_WAIT_MAX`]), so a PSP that answers later than usual
 /// is heard in the end instead of asked again and again. The outcome of a call that timed
 /// out is unknown, not failed: the same idempotency key asks for it again.
+///
+/// Calls go through the PSP's breaker. A timeout counts against the PSP only once the wait
+/// was the longest: before that it says the wait was short (the PSP may be slow, not
+/// down), and a breaker opened on it would keep the longer waits from ever happening.
 fn client_for(ctx: &Ctx, key: &str) -> HttpClient {
     let late = ctx
         .late
         .lock()
         .map_or(0, |m| m.get(key).copied().unwrap_or(0));
-    HttpClient::new((ctx.config.psp_timeout * 2u32.pow(late.min(6))).min(PSP_WAIT_MAX))
-        .with_breaker(ctx.psp.clone())
+    let timeout = (ctx.config.psp_timeout * 2u32.pow(late.min(6))).min(PSP_WAIT_MAX);
+    let client = HttpClient::new(timeout).with_breaker(ctx.psp.clone());
+    if timeout < PSP_WAIT_MAX {
+        client.timeouts_uncounted()
+    } else {
+        client
+    }
 }
 
 /// Counts a timed-out call of payment `key`, or forgets its streak after an answer. A call

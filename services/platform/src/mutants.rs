@@ -79,6 +79,9 @@ pub struct Mutants {
     /// notification: the worker sends each attempt to the messaging provider under a fresh
     /// idempotency key, so a send whose answer was lost is delivered again.
     pub message_without_idempotency_key: bool,
+    /// gateway: its circuit breakers never open, so while a service behind it is slow every
+    /// request waits out the whole deadline before it is refused.
+    pub breaker_never_opens: bool,
 }
 
 impl Mutants {
@@ -111,13 +114,14 @@ impl Mutants {
             "notify-without-replay" => m.notify_without_replay = true,
             "notify-without-hints" => m.notify_without_hints = true,
             "message-without-idempotency-key" => m.message_without_idempotency_key = true,
+            "breaker-never-opens" => m.breaker_never_opens = true,
             _ => return None,
         }
         Some(m)
     }
 
     /// Every mutant's name.
-    pub const NAMES: [&'static str; 25] = [
+    pub const NAMES: [&'static str; 26] = [
         "publish-without-outbox",
         "psp-call-without-idempotency-key",
         "charge-without-idempotency-key",
@@ -143,6 +147,7 @@ impl Mutants {
         "notify-without-replay",
         "notify-without-hints",
         "message-without-idempotency-key",
+        "breaker-never-opens",
     ];
 
     /// `config` with the producer mutants applied.

@@ -171,6 +171,11 @@ fn sending_messages_without_an_idempotency_key_delivers_twice_and_is_caught() {
 }
 
 #[test]
+fn gateway_breakers_that_never_open_keep_clients_waiting_and_are_caught() {
+    caught("breaker-never-opens");
+}
+
+#[test]
 fn every_mutant_is_named_by_some_scenario() {
     let all = scenario::embedded();
     for m in Mutants::NAMES {

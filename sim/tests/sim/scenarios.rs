@@ -195,6 +195,11 @@ fn a_psp_answering_after_the_deadline_leaves_no_money_with_a_cancelled_order() {
 }
 
 #[test]
+fn a_slow_order_database_is_refused_fast_and_every_order_still_ends_once() {
+    scenario_passes("order-database-slow");
+}
+
+#[test]
 fn every_embedded_scenario_parses_and_names_known_mutants() {
     let all = sim::scenario::embedded();
     assert_eq!(all.len(), sim::scenario::EMBEDDED.len());

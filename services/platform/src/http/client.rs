@@ -67,6 +67,8 @@ pub struct HttpClient {
     pub timeout: Duration,
     /// The dependency's breaker, shared by every client that calls it.
     breaker: Option<std::sync::Arc<Breaker>>,
+    /// Whether the breaker counts this client's timeouts as failures.
+    timeouts_count: bool,
 }
 
 impl HttpClient {
@@ -74,6 +76,7 @@ impl HttpClient {
         HttpClient {
             timeout,
             breaker: None,
+            timeouts_count: true,
         }
     }
 
@@ -83,6 +86,17 @@ impl HttpClient {
     pub fn with_breaker(self, breaker: std::sync::Arc<Breaker>) -> Self {
         HttpClient {
             breaker: Some(breaker),
+            ..self
+        }
+    }
+
+    /// The same client, except that its breaker does not hold a timeout against the
+    /// dependency: for a caller that waits longer after each timeout (a dependency that
+    /// answers late is heard in the end), whose timeouts say its wait was short, not that
+    /// the dependency is down. Refused connections and 5xx answers still count.
+    pub fn timeouts_uncounted(self) -> Self {
+        HttpClient {
+            timeouts_count: false,
             ..self
         }
     }
@@ -158,10 +172,12 @@ impl HttpClient {
             Err(_) => Err(HttpError::Timeout(timeout)),
         };
         if let Some(permit) = permit {
-            permit.record(match &r {
-                Ok(response) => response.status < 500,
-                Err(e) => !e.is_dependency_failure(),
-            });
+            match &r {
+                Ok(response) => permit.record(response.status < 500),
+                // Not a verdict either way: the permit goes without one.
+                Err(HttpError::Timeout(_)) if !self.timeouts_count => drop(permit),
+                Err(e) => permit.record(!e.is_dependency_failure()),
+            }
         }
         r
     }
@@ -360,6 +376,32 @@ mod breaker_tests {
             other => panic!("expected a refusal, got {other:?}"),
         }
         assert_eq!(breaker.refused_total(), 1);
+    }
+
+    #[tokio::test]
+    async fn timeouts_count_unless_the_caller_is_still_learning_how_long_to_wait() {
+        // Accepts connections (the backlog does) and never answers.
+        let silent = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let url = format!("http://{}/", silent.local_addr().expect("addr"));
+        let failures = BreakerPolicy::default().failures_to_open;
+        let patient = Breaker::shared("psp");
+        let client = HttpClient::new(Duration::from_millis(20)).with_breaker(patient.clone());
+        for _ in 0..failures {
+            let e = client
+                .clone()
+                .timeouts_uncounted()
+                .get_json::<()>(&url)
+                .await;
+            assert!(matches!(e, Err(HttpError::Timeout(_))), "{e:?}");
+        }
+        assert_eq!(patient.state(), BreakerState::Closed);
+        for _ in 0..failures {
+            let e = client.get_json::<()>(&url).await;
+            assert!(matches!(e, Err(HttpError::Timeout(_))), "{e:?}");
+        }
+        assert_eq!(patient.state(), BreakerState::Open);
     }
 
     #[test]
