@@ -8,6 +8,7 @@ mod admission;
 mod ads;
 mod auth;
 mod bad_input;
+mod breakers;
 mod browser;
 mod moderation_workers;
 mod notifications;
