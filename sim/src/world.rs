@@ -111,6 +111,9 @@ struct SimEnv {
     moderation_tuning: moderation::Tuning,
     max_poll_interval: Duration,
     order_limits: order::Limits,
+    /// The instance's metrics (nothing scrapes them in the simulation; they are kept so
+    /// the services run as in production).
+    metrics: Arc<platform::metrics::Registry>,
 }
 
 impl wiring::Env for SimEnv {
@@ -135,6 +138,10 @@ impl wiring::Env for SimEnv {
         let db = topology::database_node(self.service)
             .ok_or_else(|| anyhow::anyhow!("{} has no database", self.service.name))?;
         Ok(Arc::new(SimStore::<S>::new(db.addr())))
+    }
+
+    fn metrics(&self) -> Arc<platform::metrics::Registry> {
+        self.metrics.clone()
     }
 
     fn mutants(&self) -> Mutants {
@@ -165,6 +172,7 @@ impl wiring::Env for SimEnv {
             producer: self.producer.clone(),
             mutants: self.mutants,
             max_poll_interval: self.max_poll_interval,
+            metrics: self.metrics.clone(),
         })
     }
 
@@ -429,6 +437,7 @@ pub async fn run(scenario: &Scenario, mutants: Mutants, record: bool) -> Outcome
                 moderation_tuning,
                 max_poll_interval,
                 order_limits: scenario.admission.apply(order::Limits::default()),
+                metrics: platform::metrics::Registry::new(),
             };
             let id = handle
                 .create_node()

@@ -82,6 +82,8 @@ pub struct Config {
     pub report_url: String,
     /// Deliberate faults for the simulation's checkers; default in production.
     pub mutants: Mutants,
+    /// The instance's metrics.
+    pub metrics: Arc<platform::metrics::Registry>,
 }
 
 #[derive(Clone)]
@@ -108,19 +110,45 @@ pub fn router(config: &Config) -> anyhow::Result<(Router, Arc<KeyCache>, Arc<cac
     } else {
         BreakerPolicy::default()
     };
-    let peer = |urls: &str| LazyChannel::with_policy(urls, breakers.clone()).map(Arc::new);
-    let user = peer(&config.user_url)?;
+    let metrics = &config.metrics;
+    let peer = |urls: &str, name: &str| {
+        LazyChannel::with_policy(urls, breakers.clone())
+            .map(|c| Arc::new(c.observed(metrics, name)))
+    };
+    let user = peer(&config.user_url, "user")?;
     let keys = Arc::new(KeyCache::new(::auth::cache::from_user_service(
         user.clone(),
     )));
     let ad_cache = Arc::new(cache::AdCache::new(config.mutants.cache_not_invalidated));
+    let counted = ad_cache.clone();
+    metrics.collect(move |out| {
+        let (hits, misses) = counted.counts();
+        let (page_hits, page_misses) = counted.page_counts();
+        for (cache, result, n) in [
+            ("ad", "hit", hits),
+            ("ad", "miss", misses),
+            ("search", "hit", page_hits),
+            ("search", "miss", page_misses),
+        ] {
+            out.push(platform::metrics::Sample {
+                name: "cache_requests_total",
+                help: "Reads of the gateway's caches, by cache and result (hit or miss).",
+                kind: "counter",
+                labels: vec![
+                    ("cache".to_owned(), cache.to_owned()),
+                    ("result".to_owned(), result.to_owned()),
+                ],
+                value: n as f64,
+            });
+        }
+    });
     let state = AppState {
-        order: peer(&config.order_url)?,
+        order: peer(&config.order_url, "order")?,
         user,
-        ad: peer(&config.ad_url)?,
-        search: peer(&config.search_url)?,
-        media: peer(&config.media_url)?,
-        report: peer(&config.report_url)?,
+        ad: peer(&config.ad_url, "ad")?,
+        search: peer(&config.search_url, "search")?,
+        media: peer(&config.media_url, "media")?,
+        report: peer(&config.report_url, "report")?,
         keys: keys.clone(),
         cache: ad_cache.clone(),
         mutants: config.mutants,
@@ -157,6 +185,7 @@ pub fn router(config: &Config) -> anyhow::Result<(Router, Arc<KeyCache>, Arc<cac
         .fallback(|| async { Problem::not_found("no such route") })
         .layer(axum::extract::DefaultBodyLimit::max(BODY_BYTES_MAX))
         .with_state(state);
+    let router = platform::http::observed(router, config.metrics.clone());
     Ok((router, keys, ad_cache))
 }
 

@@ -3,7 +3,9 @@
 //! - `GET /healthz` — 200 while the process runs (liveness);
 //! - `GET /readyz` — 200 once every service of the process has started and the database
 //!   and Kafka (those its services use) answer, else 503 with a problem+json naming what
-//!   is not ready (readiness: traffic goes elsewhere meanwhile).
+//!   is not ready (readiness: traffic goes elsewhere meanwhile);
+//! - `GET /metrics` — every service's metrics in the Prometheus text format, each sample
+//!   labelled with its `service`.
 //!
 //! It listens from the moment the process starts, before the services do, so a slow start
 //! (migrations, a cluster not up yet) is "not ready", not "dead".
@@ -18,7 +20,7 @@ use std::{
 
 use adapters::{KafkaConfig, KafkaEventLog, PgProbe};
 use axum::{extract::State, routing::get, Json, Router};
-use platform::http::Problem;
+use platform::{http::Problem, metrics::Registry};
 use serde::Serialize;
 
 /// Bound on each dependency's answer to a readiness check.
@@ -124,15 +126,73 @@ impl Readiness {
     }
 }
 
+/// The metrics of the services a process runs: one registry per service.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    registries: std::sync::Mutex<Vec<(String, Arc<Registry>)>>,
+}
+
+impl Metrics {
+    pub fn new() -> Arc<Self> {
+        Arc::new(Metrics::default())
+    }
+
+    /// A new registry for `service`, rendered from now on.
+    pub fn register(&self, service: &str) -> Arc<Registry> {
+        let registry = Registry::new();
+        self.registries
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push((service.to_owned(), registry.clone()));
+        registry
+    }
+
+    /// Every registry on one page, each sample labelled with its `service`.
+    pub fn render(&self) -> String {
+        let registries = self
+            .registries
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let labels: Vec<[(&str, &str); 1]> = registries
+            .iter()
+            .map(|(service, _)| [("service", service.as_str())])
+            .collect();
+        let parts: Vec<(&[(&str, &str)], &Registry)> = labels
+            .iter()
+            .zip(&registries)
+            .map(|(l, (_, r))| (&l[..], &**r))
+            .collect();
+        platform::metrics::render_page(&parts)
+    }
+}
+
+#[derive(Clone)]
+struct AdminState {
+    readiness: Arc<Readiness>,
+    metrics: Arc<Metrics>,
+}
+
 /// The admin routes.
-pub fn router(readiness: Arc<Readiness>) -> Router {
+pub fn router(readiness: Arc<Readiness>, metrics: Arc<Metrics>) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(ready))
+        .route("/metrics", get(scrape))
         .fallback(|| async { Problem::not_found("no such route") })
-        .with_state(readiness)
+        .with_state(AdminState { readiness, metrics })
 }
 
-async fn ready(State(readiness): State<Arc<Readiness>>) -> Result<Json<Ready>, Problem> {
-    readiness.check().await.map(Json)
+async fn ready(State(st): State<AdminState>) -> Result<Json<Ready>, Problem> {
+    st.readiness.check().await.map(Json)
+}
+
+async fn scrape(State(st): State<AdminState>) -> impl axum::response::IntoResponse {
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            platform::metrics::CONTENT_TYPE,
+        )],
+        st.metrics.render(),
+    )
 }

@@ -330,9 +330,14 @@ struct ProcessEnv {
     outbox: fakes::messenger::SharedOutbox,
     objects: fakes::s3::SharedObjects,
     verdicts: fakes::moderator::SharedVerdicts,
+    metrics: Arc<platform::metrics::Registry>,
 }
 
 impl Env for ProcessEnv {
+    fn metrics(&self) -> Arc<platform::metrics::Registry> {
+        self.metrics.clone()
+    }
+
     fn instance(&self) -> String {
         format!("{}-{}", self.spec.name, self.settings.instance_id)
     }
@@ -411,6 +416,7 @@ impl Env for ProcessEnv {
             },
             mutants: Mutants::default(),
             max_poll_interval: self.settings.max_poll_interval,
+            metrics: self.metrics.clone(),
         })
     }
 
@@ -472,11 +478,13 @@ impl Env for ProcessEnv {
 /// A running service: which one, and its task.
 pub type Running = (Service, tokio::task::JoinHandle<anyhow::Result<()>>);
 
-/// Starts `services` and returns their tasks; each stops on `shutdown`.
+/// Starts `services` and returns their tasks; each stops on `shutdown`. Each gets a
+/// registry in `metrics`.
 pub async fn start(
     services: &[Service],
     settings: &Settings,
     shutdown: Shutdown,
+    metrics: &admin::Metrics,
 ) -> anyhow::Result<Vec<Running>> {
     let events = if services.iter().any(|s| s.0.kafka) {
         let log = KafkaEventLog::connect(KafkaConfig::new(settings.kafka_bootstrap.clone()))
@@ -514,6 +522,7 @@ pub async fn start(
             outbox: Arc::clone(&outbox),
             objects: Arc::clone(&objects),
             verdicts: Arc::clone(&verdicts),
+            metrics: metrics.register(service.0.name),
         };
         let shutdown = shutdown.clone();
         tasks.push((

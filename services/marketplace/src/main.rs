@@ -42,17 +42,18 @@ async fn main() -> anyhow::Result<()> {
     let (trigger, shutdown) = Shutdown::new();
     // The admin listener answers from the start: "not ready" while the services start.
     let readiness = std::sync::Arc::new(marketplace::admin::Readiness::new(&services, &settings)?);
+    let metrics = marketplace::admin::Metrics::new();
     if let Some(addr) = settings.admin_listen {
         let listener = tokio::net::TcpListener::bind(addr)
             .await
             .map_err(|e| anyhow::anyhow!("ADMIN_LISTEN {addr}: {e}"))?;
         tokio::spawn(platform::http::serve(
             listener,
-            marketplace::admin::router(readiness.clone()),
+            marketplace::admin::router(readiness.clone(), metrics.clone()),
             shutdown.clone(),
         ));
     }
-    let tasks = marketplace::start(&services, &settings, shutdown).await?;
+    let tasks = marketplace::start(&services, &settings, shutdown, &metrics).await?;
     readiness.started();
     let gateway = settings.listen("gateway").map(|a| format!("http://{a}"));
     tracing::info!(

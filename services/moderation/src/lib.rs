@@ -426,6 +426,7 @@ mod tests {
                 delay_max: Duration::from_millis(1),
                 attempts_max: 2,
                 deadline: Duration::from_secs(5),
+                retries: None,
             },
         }
     }

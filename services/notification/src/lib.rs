@@ -265,6 +265,8 @@ pub(crate) struct WorkerCtx {
     pub poll: std::time::Duration,
     /// The mutant `message-without-idempotency-key`.
     pub without_idempotency_key: bool,
+    /// The messaging provider's circuit breaker.
+    pub provider: Arc<platform::breaker::Breaker>,
 }
 
 /// The instance's fan-out: wakes its sessions after its own commits and on hints from other
@@ -436,7 +438,7 @@ pub async fn run(
         shutdown.clone(),
     );
     let keys = Arc::new(auth::cache::KeyCache::new(auth::cache::from_user_service(
-        Arc::new(LazyChannel::new(&config.user_url)?),
+        Arc::new(LazyChannel::new(&config.user_url)?.observed(&infra.metrics, "user")),
     )));
     let fresh = tokio::spawn(keys.clone().keep_fresh(shutdown.clone().into_wait()));
     let liveness = platform::claims::Liveness::of(&infra);
@@ -451,6 +453,11 @@ pub async fn run(
             provider_call: config.provider_call,
             poll: config.worker_poll,
             without_idempotency_key: infra.mutants.message_without_idempotency_key,
+            provider: {
+                let b = platform::breaker::Breaker::shared("messaging provider");
+                infra.metrics.watch_breaker(b.clone());
+                b
+            },
         },
         shutdown.clone(),
     ));
@@ -464,14 +471,17 @@ pub async fn run(
             ),
         )
         .serve_with_shutdown(config.listen, shutdown.clone().into_wait());
-    let router = http::router(http::State {
-        store: infra.store.clone(),
-        changes: fan_out.changes.clone(),
-        keys,
-        limits: config.limits,
-        shutdown: shutdown.clone(),
-        mutants: infra.mutants,
-    });
+    let router = platform::http::observed(
+        http::router(http::State {
+            store: infra.store.clone(),
+            changes: fan_out.changes.clone(),
+            keys,
+            limits: config.limits,
+            shutdown: shutdown.clone(),
+            mutants: infra.mutants,
+        }),
+        infra.metrics.clone(),
+    );
     tracing::info!(
         http = ?listener.local_addr().ok(),
         grpc = %config.listen,

@@ -57,8 +57,7 @@ fn backoff(failures: u32) -> Duration {
 }
 
 pub(crate) async fn run(ctx: WorkerCtx, shutdown: Shutdown) {
-    let client = HttpClient::new(ctx.provider_call)
-        .with_breaker(platform::breaker::Breaker::shared("messaging provider"));
+    let client = HttpClient::new(ctx.provider_call).with_breaker(ctx.provider.clone());
     let (poll, wake) = (ctx.poll, ctx.work.clone());
     let stop = shutdown.clone();
     run_rounds("notification", poll, wake, shutdown, || async {

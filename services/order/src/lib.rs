@@ -108,12 +108,19 @@ pub async fn run(
     shutdown: Shutdown,
 ) -> anyhow::Result<()> {
     let ctx = Ctx {
-        payment: Arc::new(LazyChannel::new(&config.payment_url)?),
-        delivery: Arc::new(LazyChannel::new(&config.delivery_url)?),
+        payment: Arc::new(
+            LazyChannel::new(&config.payment_url)?.observed(&infra.metrics, "payment"),
+        ),
+        delivery: Arc::new(
+            LazyChannel::new(&config.delivery_url)?.observed(&infra.metrics, "delivery"),
+        ),
         notification: if config.notification_url.is_empty() {
             None
         } else {
-            Some(Arc::new(LazyChannel::new(&config.notification_url)?))
+            Some(Arc::new(
+                LazyChannel::new(&config.notification_url)?
+                    .observed(&infra.metrics, "notification"),
+            ))
         },
         infra: infra.clone(),
         config: config.clone(),

@@ -599,8 +599,17 @@ where
     Fut: std::future::Future<Output = Result<tonic::Response<T>, Status>>,
 {
     let f = &f;
+    let policy = RetryPolicy {
+        retries: Some(ctx.infra.metrics.counter(
+            "rpc_client_retries_total",
+            "gRPC calls made again after a transient failure, by what was asked (with \
+             rpc_client_requests_total, the retry rate).",
+            &[("call", what)],
+        )),
+        ..RetryPolicy::rpc()
+    };
     let r = retry(
-        &RetryPolicy::rpc(),
+        &policy,
         what,
         &ctx.shutdown,
         grpc::is_transient,

@@ -60,6 +60,7 @@ pub(crate) async fn transition(
         "illegal transition {current:?} -> {next:?}"
     );
     let mut o = order.value;
+    let entered_ms = o.status_since_ms;
     o.status = next;
     o.history.push(next);
     o.status_since_ms = now_ms();
@@ -87,9 +88,38 @@ pub(crate) async fn transition(
         Ok(()) => {
             ctx.outbox.notify();
             tracing::debug!(order_id = %o.order_id, status = next.as_str(), "transition");
+            observe(
+                ctx,
+                current,
+                next,
+                o.status_since_ms.saturating_sub(entered_ms),
+            );
             Ok(o)
         }
         Err(e) => Err(e.into()),
+    }
+}
+
+/// Counts a committed transition: how long the order stayed in `from`, and the saga's
+/// outcome when `to` ends it.
+fn observe(ctx: &Ctx, from: OrderStatus, to: OrderStatus, stayed_ms: u64) {
+    let metrics = &ctx.infra.metrics;
+    metrics
+        .histogram(
+            "saga_step_duration_seconds",
+            "Time an order spent in a status before the saga moved it on, by status.",
+            &[("status", from.as_str())],
+            &platform::metrics::DURATION_BUCKETS,
+        )
+        .observe(stayed_ms as f64 / 1000.0);
+    if to.is_terminal() {
+        metrics
+            .counter(
+                "sagas_ended_total",
+                "Sagas ended, by outcome (DELIVERED or CANCELLED) and the status before it.",
+                &[("outcome", to.as_str()), ("from", from.as_str())],
+            )
+            .inc();
     }
 }
 

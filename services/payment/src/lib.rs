@@ -69,13 +69,14 @@ pub async fn run(
         late: Arc::default(),
         psp: platform::breaker::Breaker::shared("psp"),
     };
+    ctx.infra.metrics.watch_breaker(ctx.psp.clone());
     let keep_alive = tokio::spawn(liveness.keep(shutdown.clone()));
     let worker = tokio::spawn(worker::run(ctx.clone(), shutdown.clone()));
     if let Some(addr) = config.callback_listen {
         let listener = tokio::net::TcpListener::bind(addr).await?;
         tokio::spawn(platform::http::serve(
             listener,
-            callback::router(ctx.clone()),
+            platform::http::observed(callback::router(ctx.clone()), ctx.infra.metrics.clone()),
             shutdown.clone(),
         ));
     }

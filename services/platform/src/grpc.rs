@@ -2,9 +2,15 @@
 //! (re)connected channel. madsim-tonic ignores tower layers, so these live in call helpers
 //! and interceptors, never in middleware.
 
-use std::{sync::Mutex, time::Duration};
+use std::{
+    sync::{Arc, Mutex},
+    time::Duration,
+};
 
-use crate::breaker::{Breaker, BreakerPolicy};
+use crate::{
+    breaker::{Breaker, BreakerPolicy},
+    metrics::Registry,
+};
 use tonic::{
     metadata::MetadataValue,
     transport::{Channel, Endpoint},
@@ -129,7 +135,9 @@ pub fn circuit_open(refused: &crate::breaker::Refused) -> Status {
 #[derive(Debug)]
 pub struct LazyChannel {
     endpoints: Vec<Endpoint>,
-    breakers: Vec<Breaker>,
+    breakers: Vec<Arc<Breaker>>,
+    /// Where calls are counted and timed, and under which peer name.
+    metrics: Option<(Arc<Registry>, String)>,
     /// The current instance and its channel; the channel is `None` until connected or after
     /// a failure.
     current: Mutex<(usize, Option<Channel>)>,
@@ -163,18 +171,30 @@ impl LazyChannel {
         }
         let breakers = urls
             .iter()
-            .map(|url| Breaker::new(*url, policy.clone()))
+            .map(|url| Arc::new(Breaker::new(*url, policy.clone())))
             .collect();
         let start = (crate::ids::random_u128() % endpoints.len().max(1) as u128) as usize;
         Ok(LazyChannel {
             endpoints,
             breakers,
+            metrics: None,
             current: Mutex::new((start, None)),
         })
     }
 
+    /// The same channel, its calls counted and timed in `registry` as calls to `peer`
+    /// (`rpc_client_requests_total` by code, `rpc_client_duration_seconds`), its instances'
+    /// breakers exposed there too.
+    pub fn observed(mut self, registry: &Arc<Registry>, peer: &str) -> Self {
+        for b in &self.breakers {
+            registry.watch_breaker(b.clone());
+        }
+        self.metrics = Some((registry.clone(), peer.to_owned()));
+        self
+    }
+
     /// The instances' breakers, in the order of the URLs.
-    pub fn breakers(&self) -> &[Breaker] {
+    pub fn breakers(&self) -> &[Arc<Breaker>] {
         &self.breakers
     }
 
@@ -183,6 +203,38 @@ impl LazyChannel {
     /// failure moves later calls on to the next instance. Refused at once when every
     /// instance's breaker is open.
     pub async fn call<T, F, Fut>(&self, f: F) -> Result<T, Status>
+    where
+        F: FnOnce(Channel) -> Fut,
+        Fut: std::future::Future<Output = Result<T, Status>>,
+    {
+        let started = tokio::time::Instant::now();
+        let r = self.call_once(f).await;
+        if let Some((registry, peer)) = &self.metrics {
+            let code = match &r {
+                Ok(_) => "Ok".to_owned(),
+                Err(e) => format!("{:?}", e.code()),
+            };
+            registry
+                .counter(
+                    "rpc_client_requests_total",
+                    "gRPC calls made, by peer and status code (refusals of an open breaker \
+                     are Unavailable).",
+                    &[("peer", peer), ("code", &code)],
+                )
+                .inc();
+            registry
+                .histogram(
+                    "rpc_client_duration_seconds",
+                    "Time of a gRPC call (or of opening a stream), by peer.",
+                    &[("peer", peer)],
+                    &crate::metrics::LATENCY_BUCKETS,
+                )
+                .observe_duration(started.elapsed());
+        }
+        r
+    }
+
+    async fn call_once<T, F, Fut>(&self, f: F) -> Result<T, Status>
     where
         F: FnOnce(Channel) -> Fut,
         Fut: std::future::Future<Output = Result<T, Status>>,

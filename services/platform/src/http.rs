@@ -4,11 +4,13 @@
 
 mod client;
 pub mod io;
+mod observe;
 mod problem;
 mod serve;
 mod timer;
 
 pub use client::{HttpClient, HttpError, HttpResponse, StreamingResponse};
+pub use observe::observed;
 pub use problem::{ApiJson, Problem};
 pub use serve::{
     serve, PeerAddr, SpawnExecutor, CONNECTIONS_MAX, HEADERS_MAX, HEADER_BYTES_MAX,

@@ -22,6 +22,8 @@ pub struct Infra<S: Schema> {
     pub mutants: Mutants,
     /// Kafka `max.poll.interval.ms` of the instance's consumers.
     pub max_poll_interval: std::time::Duration,
+    /// The instance's metrics.
+    pub metrics: Arc<crate::metrics::Registry>,
 }
 
 impl<S: Schema> Clone for Infra<S> {
@@ -33,6 +35,7 @@ impl<S: Schema> Clone for Infra<S> {
             producer: self.producer.clone(),
             mutants: self.mutants,
             max_poll_interval: self.max_poll_interval,
+            metrics: self.metrics.clone(),
         }
     }
 }
@@ -51,6 +54,7 @@ impl<S: Schema> Infra<S> {
             self.producer.clone(),
             crate::outbox::RelayConfig {
                 without_lease: self.mutants.work_without_claims,
+                metrics: Some(self.metrics.clone()),
                 ..crate::outbox::RelayConfig::default()
             },
             self.instance.clone(),

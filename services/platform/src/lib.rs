@@ -18,6 +18,7 @@ pub mod http;
 pub mod ids;
 pub mod inbox;
 pub mod infra;
+pub mod metrics;
 pub mod mutants;
 pub mod outbox;
 pub mod partitioner;

@@ -64,6 +64,8 @@ pub struct RelayConfig {
     pub cleanup_interval: Duration,
     /// The `work-without-claims` mutant: relay without the lease, on every instance at once.
     pub without_lease: bool,
+    /// Where the relay counts what it sends and finds waiting.
+    pub metrics: Option<Arc<crate::metrics::Registry>>,
 }
 
 impl Default for RelayConfig {
@@ -75,6 +77,7 @@ impl Default for RelayConfig {
             retention: Duration::from_secs(8 * 24 * 3600),
             cleanup_interval: Duration::from_secs(600),
             without_lease: false,
+            metrics: None,
         }
     }
 }
@@ -133,7 +136,22 @@ pub async fn run_relay(
             };
             let stamp = format!("{owner}/{token}");
             let p = || events.producer(producer_config.clone());
-            let sent = relay_round(&*store, &producer, p, config.batch_rows_max, &stamp).await?;
+            let sent = relay_round(&*store, &producer, p, config.batch_rows_max, &stamp).await;
+            if let Some(m) = &config.metrics {
+                let (pending, sent) = match &sent {
+                    Ok(n) => (*n, *n),
+                    Err(_) => (config.batch_rows_max, 0),
+                };
+                m.gauge(
+                    "outbox_pending_rows",
+                    "Rows the relay found waiting in its last round (at most one batch).",
+                    &[],
+                )
+                .set(i64::try_from(pending).unwrap_or(i64::MAX));
+                m.counter("outbox_sent_total", "Outbox rows published to Kafka.", &[])
+                    .add(sent as u64);
+            }
+            let sent = sent?;
             clean_up_when_due(&*store, &config, &lease).await;
             Ok(if sent > 0 { Round::Busy } else { Round::Idle })
         },

@@ -16,6 +16,8 @@ pub struct RetryPolicy {
     pub attempts_max: u32,
     /// Bound on the time spent, measured from the first attempt.
     pub deadline: Duration,
+    /// Counts each retry (each attempt after the first), for a retry rate.
+    pub retries: Option<crate::metrics::Counter>,
 }
 
 impl RetryPolicy {
@@ -26,6 +28,7 @@ impl RetryPolicy {
             delay_max: Duration::from_secs(2),
             attempts_max: 8,
             deadline: Duration::from_secs(20),
+            retries: None,
         }
     }
 
@@ -37,6 +40,7 @@ impl RetryPolicy {
             delay_max: Duration::from_millis(80),
             attempts_max: 8,
             deadline: Duration::from_secs(2),
+            retries: None,
         }
     }
 
@@ -47,6 +51,7 @@ impl RetryPolicy {
             delay_max,
             attempts_max: u32::MAX,
             deadline: Duration::MAX,
+            retries: None,
         }
     }
 
@@ -143,6 +148,9 @@ where
                 if attempt >= 3 {
                     tracing::info!(%description, attempt, error = %e, "retrying");
                 }
+                if let Some(retries) = &policy.retries {
+                    retries.inc();
+                }
                 tokio::select! {
                 biased;
                         _ = tokio::time::sleep(delay) => {}
@@ -164,14 +172,19 @@ mod tests {
             delay_max: Duration::from_millis(4),
             attempts_max: 5,
             deadline: Duration::from_secs(5),
+            retries: None,
         }
     }
 
     #[tokio::test]
     async fn transient_errors_are_retried_until_success() {
         let calls = AtomicU32::new(0);
+        let retries = crate::metrics::Counter::default();
         let r: Result<u32, RetryError<String>> = retry(
-            &quick(),
+            &RetryPolicy {
+                retries: Some(retries.clone()),
+                ..quick()
+            },
             "t",
             &Shutdown::never(),
             |_| true,
@@ -189,6 +202,7 @@ mod tests {
         .await;
         assert_eq!(r.ok(), Some(3));
         assert_eq!(calls.load(Ordering::SeqCst), 3);
+        assert_eq!(retries.get(), 2, "two retries counted");
     }
 
     #[tokio::test]

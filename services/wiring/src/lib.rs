@@ -190,6 +190,8 @@ pub trait Env: Send + Sync {
     fn hints(&self) -> anyhow::Result<Arc<dyn Hints>>;
     /// The deliberate faults the instance runs with (none in production).
     fn mutants(&self) -> Mutants;
+    /// The instance's metrics (one registry per instance: [`Env::infra`] carries the same).
+    fn metrics(&self) -> Arc<platform::metrics::Registry>;
     /// The argon2id cost of new password hashes.
     fn password_cost(&self) -> user::PasswordCost;
     /// The name a consumer group `group` has in this world (tests prefix it).
@@ -344,8 +346,11 @@ pub async fn run_service(
             let moderator: Arc<dyn moderation::Moderator> = match env.moderation_provider() {
                 Some(url) => Arc::new(moderation::Provider {
                     url,
-                    http: platform::http::HttpClient::new(tuning.provider_call)
-                        .with_breaker(platform::breaker::Breaker::shared("moderation provider")),
+                    http: platform::http::HttpClient::new(tuning.provider_call).with_breaker({
+                        let b = platform::breaker::Breaker::shared("moderation provider");
+                        env.metrics().watch_breaker(b.clone());
+                        b
+                    }),
                     policy: platform::retry::RetryPolicy {
                         attempts_max: 4,
                         deadline: (tuning.provider_call * 5).max(Duration::from_secs(10)),
@@ -391,6 +396,7 @@ pub async fn run_service(
                 media_url: env.urls("media"),
                 report_url: env.urls("report"),
                 mutants: env.mutants(),
+                metrics: env.metrics(),
             };
             let group = env.consumer_group(&format!("gateway-cache-{}", env.instance()));
             gateway::run(listener, config, env.events()?, group, shutdown).await

@@ -394,6 +394,7 @@ async fn second_gateway(stack: &support::Stack) -> (String, platform::shutdown::
         media_url: url("media"),
         report_url: url("report"),
         mutants: platform::Mutants::default(),
+        metrics: platform::metrics::Registry::new(),
     };
     let addr = support::free_addr();
     let listener = tokio::net::TcpListener::bind(addr).await.expect("bind");

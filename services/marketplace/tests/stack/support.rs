@@ -12,6 +12,8 @@ use platform::{http::HttpClient, Shutdown};
 pub struct Stack {
     pub settings: Settings,
     pub gateway: String,
+    /// The admin listener's URL (`/healthz`, `/readyz`, `/metrics`).
+    pub admin: String,
     /// A session of the stack's first user, who places the orders of [`Stack::place_order`].
     pub session: SessionView,
     /// An ad of another user (the seller), which [`Stack::place_order`] buys.
@@ -98,9 +100,27 @@ pub async fn start_without(left_out: &[&str], tune: impl FnOnce(&mut Settings)) 
         .into_iter()
         .filter(|s| !left_out.contains(&s.0.name))
         .collect();
-    marketplace::start(&services, &settings, shutdown)
+    // The process's admin listener, as `marketplace serve` runs it.
+    let metrics = marketplace::admin::Metrics::new();
+    let readiness = std::sync::Arc::new(
+        marketplace::admin::Readiness::new(&services, &settings).expect("readiness checks"),
+    );
+    let admin_listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind the admin listener");
+    let admin = format!(
+        "http://{}",
+        admin_listener.local_addr().expect("admin address")
+    );
+    tokio::spawn(platform::http::serve(
+        admin_listener,
+        marketplace::admin::router(readiness.clone(), metrics.clone()),
+        shutdown.clone(),
+    ));
+    marketplace::start(&services, &settings, shutdown, &metrics)
         .await
         .expect("the stack starts (is `ci/infra/up.sh` running?)");
+    readiness.started();
     // tonic binds its listeners inside its serve task: wait until every port accepts.
     for addr in [
         "order",
@@ -153,6 +173,7 @@ pub async fn start_without(left_out: &[&str], tune: impl FnOnce(&mut Settings)) 
     Stack {
         settings,
         gateway,
+        admin,
         session,
         listing,
         _trigger: trigger,

@@ -98,6 +98,7 @@ impl ModelProducer {
             delay_max: Duration::from_millis(self.model.retry_backoff_max_ms),
             attempts_max: u32::MAX,
             deadline,
+            retries: None,
         }
     }
 
