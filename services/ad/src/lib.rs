@@ -127,6 +127,9 @@ pub async fn run(config: Config, infra: Infra<AdSchema>, shutdown: Shutdown) -> 
     );
     tracing::info!(listen = %config.listen, "ad service up");
     tonic::transport::Server::builder()
+        .layer(platform::grpc::ServerMetricsLayer::new(
+            infra.metrics.clone(),
+        ))
         .add_service(AdServiceServer::new(api::AdApi { infra, outbox }))
         .serve_with_shutdown(config.listen, shutdown.clone().into_wait())
         .await?;

@@ -60,6 +60,9 @@ pub async fn run(
     let worker = tokio::spawn(worker::run(ctx.clone(), shutdown.clone()));
     tracing::info!(listen = %config.listen, "delivery service up");
     tonic::transport::Server::builder()
+        .layer(platform::grpc::ServerMetricsLayer::new(
+            ctx.infra.metrics.clone(),
+        ))
         .add_service(DeliveryServiceServer::new(api::DeliveryApi { ctx }))
         .serve_with_shutdown(config.listen, shutdown.clone().into_wait())
         .await?;

@@ -67,6 +67,8 @@ pub struct Config {
     pub sweep_every: Duration,
     /// Deliberate faults for the simulation's checkers; default in production.
     pub mutants: Mutants,
+    /// The instance's metrics.
+    pub metrics: std::sync::Arc<platform::metrics::Registry>,
 }
 
 impl Config {
@@ -79,6 +81,7 @@ impl Config {
             limits: Limits::default(),
             sweep_every: Duration::from_secs(300),
             mutants: Mutants::default(),
+            metrics: platform::metrics::Registry::new(),
         }
     }
 }
@@ -120,6 +123,9 @@ pub async fn run(
     };
     tracing::info!(listen = %config.listen, "media service up");
     tonic::transport::Server::builder()
+        .layer(platform::grpc::ServerMetricsLayer::new(
+            config.metrics.clone(),
+        ))
         .add_service(MediaServiceServer::new(api))
         .serve_with_shutdown(config.listen, shutdown.clone().into_wait())
         .await?;

@@ -462,6 +462,9 @@ pub async fn run(
         shutdown.clone(),
     ));
     let grpc = tonic::transport::Server::builder()
+        .layer(platform::grpc::ServerMetricsLayer::new(
+            infra.metrics.clone(),
+        ))
         .add_service(
             contracts::notification::notification_service_server::NotificationServiceServer::new(
                 api::NotificationApi {

@@ -137,6 +137,9 @@ pub async fn run(
     let recovery = tokio::spawn(saga::recover(ctx.clone()));
     tracing::info!(listen = %config.listen, "order service up");
     tonic::transport::Server::builder()
+        .layer(platform::grpc::ServerMetricsLayer::new(
+            infra.metrics.clone(),
+        ))
         .add_service(OrderServiceServer::new(api::OrderApi { ctx: ctx.clone() }))
         .serve_with_shutdown(config.listen, shutdown.clone().into_wait())
         .await?;

@@ -81,6 +81,9 @@ pub async fn run(
         ));
     }
     let server = tonic::transport::Server::builder()
+        .layer(platform::grpc::ServerMetricsLayer::new(
+            ctx.infra.metrics.clone(),
+        ))
         .add_service(PaymentServiceServer::new(api::PaymentApi { ctx }))
         .serve_with_shutdown(config.listen, shutdown.clone().into_wait());
     tracing::info!(listen = %config.listen, "payment service up");

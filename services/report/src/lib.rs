@@ -122,6 +122,9 @@ pub async fn run(
     );
     tracing::info!(listen = %config.listen, "report service up");
     tonic::transport::Server::builder()
+        .layer(platform::grpc::ServerMetricsLayer::new(
+            infra.metrics.clone(),
+        ))
         .add_service(ReportServiceServer::new(api::ReportApi {
             store: infra.store.clone(),
             outbox,

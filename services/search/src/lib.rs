@@ -80,6 +80,9 @@ pub async fn run(
     );
     tracing::info!(listen = %config.listen, "search service up, consuming {}", ad::AD_CHANGED_TOPIC);
     tonic::transport::Server::builder()
+        .layer(platform::grpc::ServerMetricsLayer::new(
+            infra.metrics.clone(),
+        ))
         .add_service(SearchServiceServer::new(api::SearchApi {
             store: infra.store.clone(),
             mutants: infra.mutants,

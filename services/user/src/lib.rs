@@ -155,6 +155,9 @@ pub async fn run(
     );
     tracing::info!(listen = %config.listen, "user service up");
     tonic::transport::Server::builder()
+        .layer(platform::grpc::ServerMetricsLayer::new(
+            infra.metrics.clone(),
+        ))
         .add_service(UserServiceServer::new(api))
         .serve_with_shutdown(config.listen, shutdown.clone().into_wait())
         .await?;

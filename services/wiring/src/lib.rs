@@ -332,6 +332,7 @@ pub async fn run_service(
         "media" => {
             let config = media::Config {
                 mutants: env.mutants(),
+                metrics: env.metrics(),
                 ..media::Config::new(env.listen(), env.object_store())
             };
             media::run(config, env.store()?, shutdown).await

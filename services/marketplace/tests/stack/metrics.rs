@@ -130,6 +130,48 @@ async fn an_order_moves_the_series_of_every_service_it_passes_through() {
         &[order_service, ("peer", "delivery"), ("code", "Ok")],
         1.0,
     );
+    moved(
+        "rpc_server_requests_total",
+        &[
+            order_service,
+            ("method", "/marketplace.order.v1.OrderService/CreateOrder"),
+            ("code", "Ok"),
+        ],
+        1.0,
+    );
+    moved(
+        "rpc_server_requests_total",
+        &[
+            ("service", "payment"),
+            ("method", "/marketplace.payment.v1.PaymentService/Charge"),
+            ("code", "Ok"),
+        ],
+        1.0,
+    );
+    // The gateway's read of someone else's order is answered NotFound by the order service.
+    let r = stack
+        .client()
+        .send(
+            "GET",
+            &format!("{}/v1/orders/{}", stack.gateway, platform::ids::uuid_v4()),
+            &[("authorization", &support::bearer(&stack.session))],
+            None,
+        )
+        .await
+        .expect("answer");
+    assert_eq!(r.status, 404);
+    let (after_miss, _) = scrape(&stack).await;
+    let get_order = [
+        order_service,
+        ("method", "/marketplace.order.v1.OrderService/GetOrder"),
+        ("code", "NotFound"),
+    ];
+    assert_eq!(
+        sum(&after_miss, "rpc_server_requests_total", &get_order)
+            - sum(&after, "rpc_server_requests_total", &get_order),
+        1.0,
+        "a failed call is counted with its code"
+    );
     for step in ["CREATED", "PAYMENT_PENDING", "PAID", "SHIPPING", "SHIPPED"] {
         moved(
             "saga_step_duration_seconds_count",
