@@ -207,6 +207,35 @@ async fn an_order_moves_the_series_of_every_service_it_passes_through() {
                 && l.contains(&("service".into(), "gateway".into()))),
         "the gateway's breakers are listed and closed\n{text}"
     );
+    // Every series the Grafana dashboard draws is on the page.
+    let dashboard: serde_json::Value =
+        serde_json::from_str(include_str!("../../../../deploy/grafana/marketplace.json"))
+            .expect("the dashboard is JSON");
+    let exprs: Vec<String> = dashboard["panels"]
+        .as_array()
+        .expect("panels")
+        .iter()
+        .flat_map(|p| p["targets"].as_array().cloned().unwrap_or_default())
+        .map(|t| t["expr"].as_str().expect("an expr").to_owned())
+        .collect();
+    let mut drawn: Vec<&str> = exprs
+        .iter()
+        .flat_map(|e| e.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')))
+        .filter(|t| {
+            ["_total", "_bucket", "_state", "_rows"]
+                .iter()
+                .any(|s| t.ends_with(s))
+        })
+        .collect();
+    drawn.sort_unstable();
+    drawn.dedup();
+    assert!(drawn.len() >= 10, "the dashboard draws {drawn:?}");
+    for name in drawn {
+        assert!(
+            after.keys().any(|(n, _)| n == name),
+            "the dashboard draws {name}, which no service exposes\n{text}"
+        );
+    }
     // One family, one declaration.
     let mut declared: Vec<&str> = text
         .lines()
