@@ -124,7 +124,15 @@ fn deployment(s: &ServiceSpec, image: &str) -> Value {
             "selector": {"matchLabels": {"app.kubernetes.io/name": s.name}},
             "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}},
             "template": {
-                "metadata": {"labels": labels(s)},
+                "metadata": {
+                    "labels": labels(s),
+                    // Prometheus's conventional pod discovery: /metrics on the admin port.
+                    "annotations": {
+                        "prometheus.io/scrape": "true",
+                        "prometheus.io/port": ADMIN_PORT.to_string(),
+                        "prometheus.io/path": "/metrics",
+                    },
+                },
                 "spec": {
                     "terminationGracePeriodSeconds": GRACE_S,
                     "securityContext": {"runAsNonRoot": true, "runAsUser": 10001, "runAsGroup": 10001},
