@@ -175,6 +175,22 @@ fn stale(current: i64) -> Problem {
     )
 }
 
+/// Sends `req` to the ad service, forgets the cached card, and answers the new ad.
+async fn updated(st: &AppState, req: UpdateAdRequest) -> Result<Response, Problem> {
+    let ad = st
+        .ad
+        .call(|ch| async move {
+            AdServiceClient::new(ch)
+                .update_ad(grpc::request(req, None))
+                .await
+        })
+        .await
+        .map_err(failed())?
+        .into_inner();
+    st.cache.invalidate(&ad.ad_id, 0);
+    Ok(ad_response(StatusCode::OK, ad))
+}
+
 fn failed() -> impl Fn(tonic::Status) -> Problem {
     move |e| {
         match e.code() {
@@ -439,18 +455,7 @@ pub(crate) async fn put(
         fields: Some(fields(body)),
         status: status as i32,
     };
-    let ad = st
-        .ad
-        .call(|ch| async move {
-            AdServiceClient::new(ch)
-                .update_ad(grpc::request(req, None))
-                .await
-        })
-        .await
-        .map_err(failed())?
-        .into_inner();
-    st.cache.invalidate(&ad.ad_id, 0);
-    Ok(ad_response(StatusCode::OK, ad))
+    updated(&st, req).await
 }
 
 #[utoipa::path(
@@ -515,18 +520,7 @@ pub(crate) async fn patch(
         fields: Some(f),
         status: status as i32,
     };
-    let ad = st
-        .ad
-        .call(|ch| async move {
-            AdServiceClient::new(ch)
-                .update_ad(grpc::request(req, None))
-                .await
-        })
-        .await
-        .map_err(failed())?
-        .into_inner();
-    st.cache.invalidate(&ad.ad_id, 0);
-    Ok(ad_response(StatusCode::OK, ad))
+    updated(&st, req).await
 }
 
 #[utoipa::path(

@@ -96,15 +96,26 @@ async fn topic_configs_apply_on_creation_and_to_a_topic_that_exists() {
         configs.get("min.insync.replicas").map(String::as_str),
         Some("2")
     );
-    // The list changed: the existing topic takes the new value, keeping the rest.
+    // The list changed: the existing topic takes the new value, keeping the rest. The
+    // change reaches each broker through the metadata log: `ensure_topic_with` returns once
+    // a broker holds it, and a describe answered by another broker may still show the old
+    // value for a moment, so every broker must show it within a bound.
     log.ensure_topic_with(&topic, 1, 3, 2, &[retention(4)])
         .await
         .expect("alter configs");
-    let configs = log.topic_configs(&topic).await.expect("describe");
-    assert_eq!(
-        configs.get("retention.ms").map(String::as_str),
-        Some("345600000")
-    );
+    let started = tokio::time::Instant::now();
+    let configs = loop {
+        let configs = log.topic_configs(&topic).await.expect("describe");
+        if configs.get("retention.ms").map(String::as_str) == Some("345600000") {
+            break configs;
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(10),
+            "the cluster still shows {:?} 10 s after the change",
+            configs.get("retention.ms")
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
     assert_eq!(
         configs.get("min.insync.replicas").map(String::as_str),
         Some("2")

@@ -86,8 +86,21 @@ async fn an_order_moves_the_series_of_every_service_it_passes_through() {
             .expect("ad");
         assert_eq!(r.status, 200);
     }
-    let (after, text) = scrape(&stack).await;
-    std::fs::write("/tmp/metrics-page.txt", &text).ok();
+    // The saga counts its last step just after the commit a reader may already see, and the
+    // relay publishes the last event a moment later: scrape until both are in (bounded).
+    let settled = |page: &Page| {
+        let order = [("service", "order")];
+        sum(page, "outbox_sent_total", &order) - sum(&before, "outbox_sent_total", &order) >= 6.0
+            && sum(page, "sagas_ended_total", &order) > sum(&before, "sagas_ended_total", &order)
+    };
+    let started = tokio::time::Instant::now();
+    let (after, text) = loop {
+        let (page, text) = scrape(&stack).await;
+        if settled(&page) || started.elapsed() > Duration::from_secs(10) {
+            break (page, text);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
 
     let moved = |name: &str, labels: &[(&str, &str)], by: f64| {
         let (b, a) = (sum(&before, name, labels), sum(&after, name, labels));

@@ -153,17 +153,6 @@ impl HttpClient {
         headers: &[(&str, &str)],
         body: Option<(Vec<u8>, &str)>,
     ) -> Result<HttpResponse, HttpError> {
-        self.exchange_guarded(method, url, headers, body).await
-    }
-
-    /// One exchange within the timeout, through the breaker if there is one.
-    async fn exchange_guarded(
-        &self,
-        method: &str,
-        url: &str,
-        headers: &[(&str, &str)],
-        body: Option<(Vec<u8>, &str)>,
-    ) -> Result<HttpResponse, HttpError> {
         let permit = self.breaker.as_deref().map(Breaker::admit).transpose()?;
         let timeout = self.timeout;
         let r = match tokio::time::timeout(timeout, self.exchange(method, url, headers, body)).await
@@ -190,7 +179,7 @@ impl HttpClient {
         body: Option<Vec<u8>>,
     ) -> Result<R, HttpError> {
         let body = body.map(|b| (b, "application/json"));
-        let response = self.exchange_guarded(method, url, headers, body).await?;
+        let response = self.send_bytes(method, url, headers, body).await?;
         if !(200..300).contains(&response.status) {
             return Err(HttpError::Status {
                 status: response.status,
