@@ -17,6 +17,7 @@ mod order_events;
 mod photos;
 mod saga_liveness;
 mod search;
+mod trace_context;
 
 use std::{collections::BTreeMap, fmt};
 
@@ -102,6 +103,12 @@ pub struct FinalState {
     pub order_attempts: Vec<crate::workload::Attempt>,
     /// When database nodes were slow (`slow` faults).
     pub slow_windows: Vec<fail_fast::SlowWindow>,
+    /// The trace id each order request was sent in, by idempotency key.
+    pub order_traces: BTreeMap<String, String>,
+    /// Every call the PSP got: (order id, the `traceparent` it carried).
+    pub psp_traced: Vec<(String, Option<String>)>,
+    /// Every call the courier got: (order id, the `traceparent` it carried).
+    pub courier_traced: Vec<(String, Option<String>)>,
 }
 
 /// One broken guarantee.
@@ -119,7 +126,7 @@ impl fmt::Display for Violation {
 }
 
 /// Every checker, by the name scenario files select it with.
-const CHECKERS: [(&str, fn(&FinalState) -> Vec<Violation>); 16] = [
+const CHECKERS: [(&str, fn(&FinalState) -> Vec<Violation>); 17] = [
     (saga_liveness::NAME, saga_liveness::check),
     (money::NAME, money::check),
     (goods::NAME, goods::check),
@@ -136,6 +143,7 @@ const CHECKERS: [(&str, fn(&FinalState) -> Vec<Violation>); 16] = [
     (notifications::NAME, notifications::check),
     (messages::NAME, messages::check),
     (fail_fast::NAME, fail_fast::check),
+    (trace_context::NAME, trace_context::check),
 ];
 
 /// Every checker's name.

@@ -57,6 +57,8 @@ pub struct Observed {
     pub sessions: Vec<SessionSpan>,
     /// Every `POST /v1/orders` the client sent, with how and when it was answered.
     pub order_attempts: Vec<Attempt>,
+    /// The trace id (32 hex digits) each order request was sent in, by idempotency key.
+    pub order_traces: std::collections::BTreeMap<String, String>,
 }
 
 /// One request as the client saw it.
@@ -265,12 +267,20 @@ pub async fn run(workload: Workload, observed: Arc<Mutex<Observed>>, stop: Shutd
             let base = gateway_url(i as usize);
             let url = format!("{base}/v1/orders");
             let key = format!("workload-{i}");
+            // Each order is placed in a trace of its own, which everything it causes must
+            // carry (the `trace-context` checker).
+            let trace = platform::trace::TraceContext::start();
+            let traceparent = trace.traceparent();
+            if let Ok(mut o) = observed.lock() {
+                o.order_traces.insert(key.clone(), trace.trace_id_hex());
+            }
             let attempt = || async {
                 let session = sessions.get(c).await?;
                 let auth = format!("Bearer {}", session.access_token);
                 let headers = [
                     ("idempotency-key", key.as_str()),
                     ("authorization", auth.as_str()),
+                    ("traceparent", traceparent.as_str()),
                 ];
                 let expected = known.lock().ok().and_then(|k| k[seller].clone());
                 let body = serde_json::json!({"ad_id": listing.ad_id, "expected_price": expected});

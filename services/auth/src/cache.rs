@@ -131,7 +131,7 @@ pub fn from_user_service(user: Arc<platform::grpc::LazyChannel>) -> FetchKeys {
         Box::pin(async move {
             let reply = user
                 .call(|channel| async move {
-                    UserServiceClient::new(channel)
+                    UserServiceClient::with_interceptor(channel, platform::trace::inject)
                         .signing_keys(platform::grpc::request(SigningKeysRequest {}, None))
                         .await
                 })

@@ -58,9 +58,8 @@ impl DeliveryApi {
     }
 }
 
-#[tonic::async_trait]
-impl DeliveryService for DeliveryApi {
-    async fn create_shipment(
+impl DeliveryApi {
+    async fn create_shipment_in_span(
         &self,
         request: Request<CreateShipmentRequest>,
     ) -> Result<Response<ShipmentMsg>, Status> {
@@ -86,6 +85,7 @@ impl DeliveryService for DeliveryApi {
                 stage: "REQUESTED".into(),
                 courier_id: None,
                 cancel_requested: false,
+                trace: platform::trace::current_stored(),
             };
             match store
                 .commit(Tx::new().write(DeliveryWrite::Insert(s)))
@@ -101,7 +101,7 @@ impl DeliveryService for DeliveryApi {
         Ok(Response::new(to_msg(&self.read(&req.order_id).await?.1)))
     }
 
-    async fn cancel_shipment(
+    async fn cancel_shipment_in_span(
         &self,
         request: Request<ShipmentRef>,
     ) -> Result<Response<ShipmentMsg>, Status> {
@@ -123,6 +123,7 @@ impl DeliveryService for DeliveryApi {
                     stage: "CANCELLED".into(),
                     courier_id: None,
                     cancel_requested: true,
+                    trace: platform::trace::current_stored(),
                 };
                 store
                     .commit(Tx::new().write(DeliveryWrite::Insert(s.clone())))
@@ -156,6 +157,35 @@ impl DeliveryService for DeliveryApi {
                 Ok(Response::new(to_msg(&s)))
             }
         }
+    }
+}
+
+#[tonic::async_trait]
+impl DeliveryService for DeliveryApi {
+    async fn create_shipment(
+        &self,
+        request: Request<CreateShipmentRequest>,
+    ) -> Result<Response<ShipmentMsg>, Status> {
+        let caller = platform::trace::of_request(&request);
+        platform::trace::serve(
+            "delivery.CreateShipment",
+            caller,
+            self.create_shipment_in_span(request),
+        )
+        .await
+    }
+
+    async fn cancel_shipment(
+        &self,
+        request: Request<ShipmentRef>,
+    ) -> Result<Response<ShipmentMsg>, Status> {
+        let caller = platform::trace::of_request(&request);
+        platform::trace::serve(
+            "delivery.CancelShipment",
+            caller,
+            self.cancel_shipment_in_span(request),
+        )
+        .await
     }
 
     async fn get_shipment(

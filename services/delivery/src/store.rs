@@ -31,6 +31,10 @@ pub struct Shipment {
     pub stage: String,
     pub courier_id: Option<String>,
     pub cancel_requested: bool,
+    /// The trace context of the request that made it ([`platform::trace`], stored form): the
+    /// worker's courier calls for it run in that trace.
+    #[serde(default)]
+    pub trace: String,
 }
 
 impl Shipment {
@@ -44,7 +48,8 @@ impl Shipment {
 fn check(s: &Shipment) -> Result<(), StoreError> {
     let valid = (1..=64).contains(&s.order_id.chars().count())
         && (1..=512).contains(&s.address.chars().count())
-        && STAGES.contains(&s.stage.as_str());
+        && STAGES.contains(&s.stage.as_str())
+        && s.trace.chars().count() <= platform::trace::STORED_CHARS_MAX;
     if valid {
         Ok(())
     } else {

@@ -61,7 +61,10 @@ async fn work_on(ctx: &Ctx, client: &HttpClient, c: Claimed) -> anyhow::Result<(
     else {
         return Ok(());
     };
-    let next = step(ctx, client, v.value.clone()).await?;
+    // The courier call is a span of the trace of the request that made the shipment.
+    let trace = platform::trace::TraceContext::from_stored(&v.value.trace);
+    let stepped = step(ctx, client, v.value.clone());
+    let next = platform::trace::span("delivery.courier", trace, stepped, |r| r.is_ok()).await?;
     if next == v.value {
         return Ok(());
     }

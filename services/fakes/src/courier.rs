@@ -57,6 +57,9 @@ struct Shipment {
 pub struct Books {
     by_key: BTreeMap<String, String>,
     shipments: BTreeMap<String, Shipment>,
+    /// Every booking, read and cancel of an order's shipment, with the `traceparent` it
+    /// carried: `(order id, traceparent)`.
+    pub traced: Vec<(String, Option<String>)>,
 }
 
 impl Books {
@@ -179,6 +182,8 @@ async fn book(
                 id
             }
         };
+        let order_id = b.shipments[&id].order_id.clone();
+        b.traced.push((order_id, crate::traceparent(&headers)));
         view(&st.config, &id, &b.shipments[&id])
     };
     tokio::time::sleep(Duration::from_millis(st.config.latency_ms)).await;
@@ -188,9 +193,10 @@ async fn book(
 async fn read(
     State(st): State<AppState>,
     Path(id): Path<String>,
+    headers: HeaderMap,
 ) -> Result<Json<ShipmentView>, Problem> {
     let v = {
-        let b = st
+        let mut b = st
             .books
             .lock()
             .map_err(|_| Problem::unavailable("books poisoned"))?;
@@ -198,7 +204,10 @@ async fn read(
             .shipments
             .get(&id)
             .ok_or_else(|| Problem::not_found(format!("no shipment {id}")))?;
-        view(&st.config, &id, s)
+        let v = view(&st.config, &id, s);
+        let order_id = s.order_id.clone();
+        b.traced.push((order_id, crate::traceparent(&headers)));
+        v
     };
     tokio::time::sleep(Duration::from_millis(st.config.latency_ms)).await;
     Ok(Json(v))
@@ -207,6 +216,7 @@ async fn read(
 async fn cancel(
     State(st): State<AppState>,
     Path(id): Path<String>,
+    headers: HeaderMap,
 ) -> Result<Json<ShipmentView>, Problem> {
     let v = {
         let mut b = st
@@ -222,7 +232,10 @@ async fn cancel(
         if current.stage != "DELIVERED" && current.stage != "FAILED" {
             s.cancelled = true;
         }
-        view(&config, &id, s)
+        let v = view(&config, &id, s);
+        let order_id = s.order_id.clone();
+        b.traced.push((order_id, crate::traceparent(&headers)));
+        v
     };
     tokio::time::sleep(Duration::from_millis(st.config.latency_ms)).await;
     Ok(Json(v))

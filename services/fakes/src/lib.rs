@@ -15,6 +15,15 @@ pub(crate) fn per_mille() -> u32 {
     (platform::ids::random_u128() % 1000) as u32
 }
 
+/// The `traceparent` a call carried, if any: providers keep it per order so a checker can
+/// see that an order's trace reached them.
+pub(crate) fn traceparent(headers: &axum::http::HeaderMap) -> Option<String> {
+    headers
+        .get(platform::trace::TRACEPARENT)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+}
+
 /// The `Idempotency-Key` header a provider requires on a call that acts.
 pub(crate) fn idempotency_key(
     headers: &axum::http::HeaderMap,

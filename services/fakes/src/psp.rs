@@ -72,6 +72,9 @@ pub struct Ledger {
     charges: BTreeMap<String, (String, i64, bool)>,
     /// Every capture and refund, in order.
     pub movements: Vec<Movement>,
+    /// Every charge and refund call, with the `traceparent` it carried: `(order id,
+    /// traceparent)`.
+    pub traced: Vec<(String, Option<String>)>,
 }
 
 impl Ledger {
@@ -184,6 +187,8 @@ async fn charge(
             .ledger
             .lock()
             .map_err(|_| Problem::unavailable("ledger poisoned"))?;
+        l.traced
+            .push((req.order_id.clone(), crate::traceparent(&headers)));
         if let Some(a) = l.answers.get(&key) {
             (a.clone(), false)
         } else {
@@ -253,6 +258,10 @@ async fn refund(
             .ledger
             .lock()
             .map_err(|_| Problem::unavailable("ledger poisoned"))?;
+        if let Some((order_id, _, _)) = l.charges.get(&req.charge_id) {
+            let order_id = order_id.clone();
+            l.traced.push((order_id, crate::traceparent(&headers)));
+        }
         if let Some(a) = l.refunds.get(&key) {
             a.clone()
         } else {

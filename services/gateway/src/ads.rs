@@ -180,7 +180,7 @@ async fn updated(st: &AppState, req: UpdateAdRequest) -> Result<Response, Proble
     let ad = st
         .ad
         .call(|ch| async move {
-            AdServiceClient::new(ch)
+            AdServiceClient::with_interceptor(ch, platform::trace::inject)
                 .update_ad(grpc::request(req, None))
                 .await
         })
@@ -218,7 +218,7 @@ pub(crate) async fn visible(
     let ad = st
         .ad
         .call(|ch| async move {
-            AdServiceClient::new(ch)
+            AdServiceClient::with_interceptor(ch, platform::trace::inject)
                 .get_ad(grpc::request(
                     AdRef {
                         ad_id: id.to_owned(),
@@ -350,7 +350,7 @@ pub(crate) async fn create(
     let ad = st
         .ad
         .call(|ch| async move {
-            AdServiceClient::new(ch)
+            AdServiceClient::with_interceptor(ch, platform::trace::inject)
                 .create_ad(grpc::request(req, Some(&key)))
                 .await
         })
@@ -557,7 +557,7 @@ pub(crate) async fn delete(
     let ad_id = req.ad_id.clone();
     st.ad
         .call(|ch| async move {
-            AdServiceClient::new(ch)
+            AdServiceClient::with_interceptor(ch, platform::trace::inject)
                 .delete_ad(grpc::request(req, None))
                 .await
         })

@@ -185,7 +185,7 @@ pub fn router(config: &Config) -> anyhow::Result<(Router, Arc<KeyCache>, Arc<cac
         .fallback(|| async { Problem::not_found("no such route") })
         .layer(axum::extract::DefaultBodyLimit::max(BODY_BYTES_MAX))
         .with_state(state);
-    let router = platform::http::observed(router, config.metrics.clone());
+    let router = platform::http::traced(platform::http::observed(router, config.metrics.clone()));
     Ok((router, keys, ad_cache))
 }
 

@@ -156,7 +156,7 @@ pub(crate) async fn create(
     let order = st
         .order
         .call(|ch| async move {
-            OrderServiceClient::new(ch)
+            OrderServiceClient::with_interceptor(ch, platform::trace::inject)
                 .create_order(grpc::request(req, Some(&key)))
                 .await
         })
@@ -204,7 +204,11 @@ pub(crate) async fn get(
     );
     let order = st
         .order
-        .call(|ch| async move { OrderServiceClient::new(ch).get_order(req).await })
+        .call(|ch| async move {
+            OrderServiceClient::with_interceptor(ch, platform::trace::inject)
+                .get_order(req)
+                .await
+        })
         .await
         .map_err(|e| match e.code() {
             tonic::Code::NotFound => not_found(),

@@ -120,7 +120,7 @@ pub(crate) async fn create_upload(
     let photo = st
         .media
         .call(|ch| async move {
-            MediaServiceClient::new(ch)
+            MediaServiceClient::with_interceptor(ch, platform::trace::inject)
                 .create_upload(grpc::request(req, None))
                 .await
         })
@@ -171,7 +171,7 @@ pub(crate) async fn complete(
     let photo = st
         .media
         .call(|ch| async move {
-            MediaServiceClient::new(ch)
+            MediaServiceClient::with_interceptor(ch, platform::trace::inject)
                 .complete_upload(grpc::request(req, None))
                 .await
         })
@@ -189,9 +189,12 @@ pub(crate) async fn complete(
     let ad = st
         .ad
         .call(|ch| async move {
-            contracts::ad::ad_service_client::AdServiceClient::new(ch)
-                .attach_photo(grpc::request(req, None))
-                .await
+            contracts::ad::ad_service_client::AdServiceClient::with_interceptor(
+                ch,
+                platform::trace::inject,
+            )
+            .attach_photo(grpc::request(req, None))
+            .await
         })
         .await
         .map_err(|e| problem("ad", e))?
@@ -227,7 +230,7 @@ pub(crate) async fn get(
     let photo = st
         .media
         .call(|ch| async move {
-            MediaServiceClient::new(ch)
+            MediaServiceClient::with_interceptor(ch, platform::trace::inject)
                 .get_photo(grpc::request(req, None))
                 .await
         })

@@ -121,7 +121,7 @@ pub(crate) async fn create(
     let report = st
         .report
         .call(|ch| async move {
-            ReportServiceClient::new(ch)
+            ReportServiceClient::with_interceptor(ch, platform::trace::inject)
                 .create_report(grpc::request(req, None))
                 .await
         })
@@ -167,7 +167,7 @@ pub(crate) async fn get(
     let report = st
         .report
         .call(|ch| async move {
-            ReportServiceClient::new(ch)
+            ReportServiceClient::with_interceptor(ch, platform::trace::inject)
                 .get_report(grpc::request(req, None))
                 .await
         })

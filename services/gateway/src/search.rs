@@ -139,7 +139,7 @@ pub(crate) async fn search(
     let page = st
         .search
         .call(|ch| async move {
-            SearchServiceClient::new(ch)
+            SearchServiceClient::with_interceptor(ch, platform::trace::inject)
                 .search(grpc::request(req, None))
                 .await
         })

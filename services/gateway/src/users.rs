@@ -144,7 +144,7 @@ pub(crate) async fn register(
     let user = st
         .user
         .call(|ch| async move {
-            UserServiceClient::new(ch)
+            UserServiceClient::with_interceptor(ch, platform::trace::inject)
                 .register(grpc::request(req, None))
                 .await
         })
@@ -189,7 +189,7 @@ pub(crate) async fn login(
     let session = st
         .user
         .call(|ch| async move {
-            UserServiceClient::new(ch)
+            UserServiceClient::with_interceptor(ch, platform::trace::inject)
                 .login(grpc::request(req, None))
                 .await
         })
@@ -225,7 +225,7 @@ pub(crate) async fn refresh(
     let session = st
         .user
         .call(|ch| async move {
-            UserServiceClient::new(ch)
+            UserServiceClient::with_interceptor(ch, platform::trace::inject)
                 .refresh(grpc::request(req, None))
                 .await
         })
@@ -259,7 +259,7 @@ pub(crate) async fn logout(
     };
     st.user
         .call(|ch| async move {
-            UserServiceClient::new(ch)
+            UserServiceClient::with_interceptor(ch, platform::trace::inject)
                 .logout(grpc::request(req, None))
                 .await
         })
@@ -288,7 +288,7 @@ pub(crate) async fn me(State(st): State<AppState>, caller: Caller) -> Result<Res
     let user = st
         .user
         .call(|ch| async move {
-            UserServiceClient::new(ch)
+            UserServiceClient::with_interceptor(ch, platform::trace::inject)
                 .get_profile(grpc::request(req, None))
                 .await
         })
@@ -341,7 +341,7 @@ pub(crate) async fn update_me(
     let user = st
         .user
         .call(|ch| async move {
-            UserServiceClient::new(ch)
+            UserServiceClient::with_interceptor(ch, platform::trace::inject)
                 .update_profile(grpc::request(req, None))
                 .await
         })

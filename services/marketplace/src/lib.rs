@@ -98,6 +98,13 @@ pub struct Settings {
     pub redis_url: String,
     /// `ADMIN_LISTEN`: where the process answers `/healthz` and `/readyz` (none if unset).
     pub admin_listen: Option<SocketAddr>,
+    /// `OTEL_TRACES_EXPORTER` (`none`, the default; `console`: one log line per span;
+    /// `otlp`: OTLP/HTTP JSON to `OTEL_EXPORTER_OTLP_ENDPOINT`, default
+    /// `http://127.0.0.1:4318`).
+    pub traces: Option<platform::trace::export::Exporter>,
+    /// `OTEL_SERVICE_NAME`: the `service.name` spans are exported under (default: the
+    /// services this process runs, joined with `+`).
+    pub trace_service_name: Option<String>,
 }
 
 /// The key of `service`'s HTTP listener (beside its gRPC one) in [`Settings::listen`].
@@ -261,6 +268,14 @@ impl Settings {
             moderation,
             max_poll_interval,
             redis_url: env_or("REDIS_URL", "redis://127.0.0.1:6379"),
+            traces: platform::trace::export::Exporter::parse(
+                &env_or("OTEL_TRACES_EXPORTER", "none"),
+                &env_or("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:4318"),
+            )
+            .map_err(|e| anyhow::anyhow!("OTEL_TRACES_EXPORTER: {e}"))?,
+            trace_service_name: std::env::var("OTEL_SERVICE_NAME")
+                .ok()
+                .filter(|n| !n.is_empty()),
             admin_listen: match std::env::var("ADMIN_LISTEN") {
                 Ok(v) if !v.is_empty() => Some(
                     v.parse()

@@ -40,6 +40,13 @@ async fn main() -> anyhow::Result<()> {
     };
     let settings = marketplace::Settings::from_env()?;
     let (trigger, shutdown) = Shutdown::new();
+    if let Some(exporter) = settings.traces.clone() {
+        let name = settings.trace_service_name.clone().unwrap_or_else(|| {
+            let names: Vec<&str> = services.iter().map(|s| s.0.name).collect();
+            names.join("+")
+        });
+        platform::trace::export::install(exporter, &name, shutdown.clone());
+    }
     // The admin listener answers from the start: "not ready" while the services start.
     let readiness = std::sync::Arc::new(marketplace::admin::Readiness::new(&services, &settings)?);
     let metrics = marketplace::admin::Metrics::new();

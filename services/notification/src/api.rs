@@ -115,9 +115,8 @@ fn validate(req: &NotifyRequest) -> Result<String, Status> {
     Ok(channel.api_name())
 }
 
-#[tonic::async_trait]
-impl NotificationService for NotificationApi {
-    async fn notify(
+impl NotificationApi {
+    async fn notify_in_span(
         &self,
         request: Request<NotifyRequest>,
     ) -> Result<Response<NotificationMsg>, Status> {
@@ -151,6 +150,7 @@ impl NotificationService for NotificationApi {
             next_attempt_ms: now,
             created_ms: now,
             updated_ms: now,
+            trace: platform::trace::current_stored(),
         };
         // In-app: the feed update and the message commit together; an append that lost to
         // another takes the next seq, a key taken meanwhile answers with its message.
@@ -179,6 +179,17 @@ impl NotificationService for NotificationApi {
             self.work.notify_one();
         }
         Ok(Response::new(to_msg(&o)))
+    }
+}
+
+#[tonic::async_trait]
+impl NotificationService for NotificationApi {
+    async fn notify(
+        &self,
+        request: Request<NotifyRequest>,
+    ) -> Result<Response<NotificationMsg>, Status> {
+        let caller = platform::trace::of_request(&request);
+        platform::trace::serve("notification.Notify", caller, self.notify_in_span(request)).await
     }
 
     async fn get_notification(

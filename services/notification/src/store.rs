@@ -57,6 +57,10 @@ pub struct Outgoing {
     pub next_attempt_ms: i64,
     pub created_ms: i64,
     pub updated_ms: i64,
+    /// The trace context of the Notify that queued it ([`platform::trace`], stored form):
+    /// the worker's provider calls for it run in that trace.
+    #[serde(default)]
+    pub trace: String,
 }
 
 impl Outgoing {
@@ -215,7 +219,8 @@ fn check_outgoing(o: &Outgoing) -> Result<(), StoreError> {
         && DELIVERY_STATUSES.contains(&o.status.as_str())
         && o.attempts >= 0
         && chars(&o.reason) <= 512
-        && chars(&o.provider_id) <= 128;
+        && chars(&o.provider_id) <= 128
+        && chars(&o.trace) <= platform::trace::STORED_CHARS_MAX;
     ok.then_some(()).ok_or_else(|| broken("message", &o.key))
 }
 

@@ -96,8 +96,11 @@ async fn work_on(
     }
     let key = format!("notify-{}", o.key);
     let mut calls = 0i32;
-    let sent = retry(
-        &quick(),
+    // The provider calls are a span of the trace of the Notify that queued the message.
+    let trace = platform::trace::TraceContext::from_stored(&o.trace);
+    let policy = quick();
+    let sending = retry(
+        &policy,
         "send message",
         shutdown,
         HttpError::is_transient,
@@ -122,8 +125,8 @@ async fn work_on(
                     .await
             }
         },
-    )
-    .await;
+    );
+    let sent = platform::trace::span("notification.send", trace, sending, |r| r.is_ok()).await;
     let now = now_ms();
     let attempts = o.attempts.saturating_add(calls);
     let next = match sent {

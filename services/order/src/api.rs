@@ -58,8 +58,26 @@ impl OrderApi {
 
 #[tonic::async_trait]
 impl OrderService for OrderApi {
-    #[tracing::instrument(skip_all)]
     async fn create_order(
+        &self,
+        request: Request<CreateOrderRequest>,
+    ) -> Result<Response<OrderMsg>, Status> {
+        let caller = platform::trace::of_request(&request);
+        platform::trace::serve("order.CreateOrder", caller, self.create(request)).await
+    }
+
+    async fn get_order(
+        &self,
+        request: Request<GetOrderRequest>,
+    ) -> Result<Response<OrderMsg>, Status> {
+        let id = OrderId::parse(&request.into_inner().order_id)
+            .map_err(|e| Status::invalid_argument(format!("{SERVICE}: {e}")))?;
+        Ok(Response::new(to_msg(&self.read(id.as_str()).await?)))
+    }
+}
+
+impl OrderApi {
+    async fn create(
         &self,
         request: Request<CreateOrderRequest>,
     ) -> Result<Response<OrderMsg>, Status> {
@@ -102,6 +120,7 @@ impl OrderService for OrderApi {
             history: vec![OrderStatus::Created],
             status_since_ms: now_ms(),
             reason: String::new(),
+            trace: platform::trace::current_stored(),
         };
         let tx = Tx::new()
             .write(OrderWrite::Create {
@@ -131,15 +150,6 @@ impl OrderService for OrderApi {
             }
             Err(e) => Err(store_status(SERVICE, e)),
         }
-    }
-
-    async fn get_order(
-        &self,
-        request: Request<GetOrderRequest>,
-    ) -> Result<Response<OrderMsg>, Status> {
-        let id = OrderId::parse(&request.into_inner().order_id)
-            .map_err(|e| Status::invalid_argument(format!("{SERVICE}: {e}")))?;
-        Ok(Response::new(to_msg(&self.read(id.as_str()).await?)))
     }
 }
 

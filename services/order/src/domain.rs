@@ -112,6 +112,10 @@ pub struct Order {
     pub status_since_ms: u64,
     /// Why the order failed, if it did.
     pub reason: String,
+    /// The trace context of the request that created it ([`platform::trace`], stored form;
+    /// empty for orders made before traces were kept): every step of its saga runs in it.
+    #[serde(default)]
+    pub trace: String,
 }
 
 /// The `order.status.changed` event.

@@ -197,7 +197,11 @@ async fn drive(ctx: &Ctx, order_id: &str, claim: &DriverClaim) {
         if order.value.status.is_terminal() {
             return;
         }
-        match step(ctx, order, claim).await {
+        // Each step is a span of the trace of the request that created the order.
+        let name = format!("order.saga {}", order.value.status.as_str());
+        let trace = platform::trace::TraceContext::from_stored(&order.value.trace);
+        let stepped = platform::trace::span(&name, trace, step(ctx, order, claim), |r| r.is_ok());
+        match stepped.await {
             Ok(()) => failures = 0,
             Err(e) => {
                 failures += 1;
@@ -267,7 +271,7 @@ async fn step(ctx: &Ctx, order: Versioned<Order>, claim: &DriverClaim) -> anyhow
                     currency: o.currency.clone(),
                 };
                 async move {
-                    PaymentServiceClient::new(ch)
+                    PaymentServiceClient::with_interceptor(ch, platform::trace::inject)
                         .charge(grpc::request(req, Some(&key)))
                         .await
                 }
@@ -330,7 +334,7 @@ async fn step(ctx: &Ctx, order: Versioned<Order>, claim: &DriverClaim) -> anyhow
                     };
                     let key = format!("ship-{}", o.order_id);
                     async move {
-                        DeliveryServiceClient::new(ch)
+                        DeliveryServiceClient::with_interceptor(ch, platform::trace::inject)
                             .create_shipment(grpc::request(req, Some(&key)))
                             .await
                     }
@@ -461,7 +465,7 @@ async fn tell(
         };
         let key = key.clone();
         async move {
-            NotificationServiceClient::new(ch)
+            NotificationServiceClient::with_interceptor(ch, platform::trace::inject)
                 .notify(grpc::request(req, Some(&key)))
                 .await
         }
@@ -561,7 +565,7 @@ async fn payment_status(ctx: &Ctx, order_id: &str) -> anyhow::Result<Option<Paym
             order_id: order_id.to_owned(),
         };
         async move {
-            PaymentServiceClient::new(ch)
+            PaymentServiceClient::with_interceptor(ch, platform::trace::inject)
                 .get_payment(grpc::request(req, None))
                 .await
         }
@@ -638,7 +642,7 @@ async fn request_refund(ctx: &Ctx, order_id: &str) -> anyhow::Result<()> {
         };
         let key = format!("refund-{order_id}");
         async move {
-            PaymentServiceClient::new(ch)
+            PaymentServiceClient::with_interceptor(ch, platform::trace::inject)
                 .refund(grpc::request(req, Some(&key)))
                 .await
         }
@@ -659,7 +663,7 @@ async fn cancel_shipment(ctx: &Ctx, order_id: &str) -> anyhow::Result<()> {
         };
         let key = format!("cancel-{order_id}");
         async move {
-            DeliveryServiceClient::new(ch)
+            DeliveryServiceClient::with_interceptor(ch, platform::trace::inject)
                 .cancel_shipment(grpc::request(req, Some(&key)))
                 .await
         }
@@ -690,7 +694,11 @@ async fn wait_payment(
         req.set_timeout(within);
         let r = ctx
             .payment
-            .call(|ch| async move { PaymentServiceClient::new(ch).watch_payment(req).await })
+            .call(|ch| async move {
+                PaymentServiceClient::with_interceptor(ch, platform::trace::inject)
+                    .watch_payment(req)
+                    .await
+            })
             .await;
         Ok(r?.into_inner())
     };
@@ -714,7 +722,11 @@ async fn wait_shipment(
         req.set_timeout(within);
         let r = ctx
             .delivery
-            .call(|ch| async move { DeliveryServiceClient::new(ch).watch_shipment(req).await })
+            .call(|ch| async move {
+                DeliveryServiceClient::with_interceptor(ch, platform::trace::inject)
+                    .watch_shipment(req)
+                    .await
+            })
             .await;
         Ok(r?.into_inner())
     };

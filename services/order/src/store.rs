@@ -124,7 +124,8 @@ fn check(order: &Order) -> Result<(), StoreError> {
         && (1..=64).contains(&order.customer_id.chars().count())
         && (1..=200).contains(&order.item.chars().count())
         && order.ad_id.chars().count() <= 64
-        && order.ad_version >= 0;
+        && order.ad_version >= 0
+        && order.trace.chars().count() <= platform::trace::STORED_CHARS_MAX;
     if valid {
         Ok(())
     } else {

@@ -1,5 +1,6 @@
 //! Status transitions: one store transaction writes the order and its outbox event.
 
+use platform::trace::TraceContext;
 use platform::{
     outbox::{to_record, EVENT_ID_HEADER},
     ports::{OutboxMessage, OutboxRow, ProducedRecord, Tx, Versioned},
@@ -41,7 +42,16 @@ pub(crate) fn status_event(order: &Order) -> OutboxMessage {
         topic: ORDER_STATUS_TOPIC.into(),
         key: order.order_id.clone(),
         payload: serde_json::to_value(&event).unwrap_or_default(),
-        headers: vec![],
+        // The order's trace reaches every consumer of its events.
+        // (From the span that commits it, when that runs in the order's trace.)
+        headers: TraceContext::from_stored(&order.trace)
+            .map(|stored| {
+                platform::trace::current()
+                    .filter(|c| c.trace_id == stored.trace_id)
+                    .unwrap_or(stored)
+                    .headers()
+            })
+            .unwrap_or_default(),
     }
 }
 

@@ -82,9 +82,8 @@ impl PaymentApi {
     }
 }
 
-#[tonic::async_trait]
-impl PaymentService for PaymentApi {
-    async fn charge(
+impl PaymentApi {
+    async fn charge_in_span(
         &self,
         request: Request<ChargeRequest>,
     ) -> Result<Response<PaymentMsg>, Status> {
@@ -109,6 +108,7 @@ impl PaymentService for PaymentApi {
                 charge_id: None,
                 refund_requested,
                 reason: String::new(),
+                trace: platform::trace::current_stored(),
             };
             // The order's row is re-written (same flag) so that a concurrent Refund, which
             // bumps it too, serialises with this charge.
@@ -132,7 +132,7 @@ impl PaymentService for PaymentApi {
         Ok(Response::new(self.view(&req.order_id).await?))
     }
 
-    async fn refund(
+    async fn refund_in_span(
         &self,
         request: Request<RefundRequest>,
     ) -> Result<Response<PaymentMsg>, Status> {
@@ -174,6 +174,25 @@ impl PaymentService for PaymentApi {
         self.ctx.work.notify_one();
         self.ctx.changes.publish(&req.order_id);
         Ok(Response::new(self.view(&req.order_id).await?))
+    }
+}
+
+#[tonic::async_trait]
+impl PaymentService for PaymentApi {
+    async fn charge(
+        &self,
+        request: Request<ChargeRequest>,
+    ) -> Result<Response<PaymentMsg>, Status> {
+        let caller = platform::trace::of_request(&request);
+        platform::trace::serve("payment.Charge", caller, self.charge_in_span(request)).await
+    }
+
+    async fn refund(
+        &self,
+        request: Request<RefundRequest>,
+    ) -> Result<Response<PaymentMsg>, Status> {
+        let caller = platform::trace::of_request(&request);
+        platform::trace::serve("payment.Refund", caller, self.refund_in_span(request)).await
     }
 
     async fn get_payment(

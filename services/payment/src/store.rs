@@ -54,6 +54,10 @@ pub struct Payment {
     /// Refund when captured (set by `Refund` while the charge is in flight).
     pub refund_requested: bool,
     pub reason: String,
+    /// The trace context of the Charge that made it ([`platform::trace`], stored form): the
+    /// worker's PSP calls for it run in that trace.
+    #[serde(default)]
+    pub trace: String,
 }
 
 /// An order's payments, oldest first, and whether it asked for its money back.
@@ -240,6 +244,7 @@ fn check_payment(p: &Payment) -> Result<(), StoreError> {
         || p.amount_minor <= 0
         || p.currency.len() != 3
         || !p.currency.bytes().all(|b| b.is_ascii_uppercase())
+        || p.trace.chars().count() > platform::trace::STORED_CHARS_MAX
     {
         return Err(StoreError::Fatal(format!(
             "payment {} has an invalid amount or currency",

@@ -120,7 +120,10 @@ async fn work_on(ctx: &Ctx, c: Claimed) -> anyhow::Result<bool> {
         return Ok(false);
     };
     let client = client_for(ctx, &c.key);
-    let stepped = step(ctx, &client, v.value).await;
+    // The PSP call is a span of the trace of the Charge that made the payment.
+    let trace = platform::trace::TraceContext::from_stored(&v.value.trace);
+    let stepped = step(ctx, &client, v.value);
+    let stepped = platform::trace::span("payment.psp", trace, stepped, |r| r.is_ok()).await;
     note_answer(ctx, &c.key, &stepped);
     let Some(next) = stepped? else {
         return Ok(false);

@@ -10,7 +10,7 @@ mod serve;
 mod timer;
 
 pub use client::{HttpClient, HttpError, HttpResponse, StreamingResponse};
-pub use observe::observed;
+pub use observe::{observed, traced};
 pub use problem::{ApiJson, Problem};
 pub use serve::{
     serve, PeerAddr, SpawnExecutor, CONNECTIONS_MAX, HEADERS_MAX, HEADER_BYTES_MAX,

@@ -261,6 +261,19 @@ impl<S: Schema> Records<S> {
     /// Applies `r`'s effect once, or dead-letters it; `Err`: the batch must be read again
     /// from `r`.
     async fn process(&self, r: &ConsumedRecord) -> anyhow::Result<()> {
+        // A record that carries trace context is handled as a span of its trace.
+        let headers = r.headers.iter().map(|(k, v)| (k.as_str(), v.as_str()));
+        match crate::trace::TraceContext::from_headers(headers) {
+            Some(caller) => {
+                let name = format!("consume {}", r.topic);
+                crate::trace::span(&name, Some(caller), self.process_in_span(r), |r| r.is_ok())
+                    .await
+            }
+            None => self.process_in_span(r).await,
+        }
+    }
+
+    async fn process_in_span(&self, r: &ConsumedRecord) -> anyhow::Result<()> {
         let (store, group, settings) = (&self.store, &self.group, &self.settings);
         let applied = if settings.inbox {
             let seen = if settings.lookup_first {

@@ -54,6 +54,7 @@ impl<S: Schema> Infra<S> {
             self.producer.clone(),
             crate::outbox::RelayConfig {
                 without_lease: self.mutants.work_without_claims,
+                drop_trace: self.mutants.relay_drops_trace,
                 metrics: Some(self.metrics.clone()),
                 ..crate::outbox::RelayConfig::default()
             },

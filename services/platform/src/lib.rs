@@ -27,6 +27,7 @@ pub mod retry;
 pub mod shutdown;
 pub mod store;
 pub mod topics;
+pub mod trace;
 pub mod worker;
 
 pub use infra::Infra;

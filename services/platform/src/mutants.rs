@@ -82,6 +82,9 @@ pub struct Mutants {
     /// gateway: its circuit breakers never open, so while a service behind it is slow every
     /// request waits out the whole deadline before it is refused.
     pub breaker_never_opens: bool,
+    /// outbox relay: records go to Kafka without their `traceparent`/`tracestate`, so the
+    /// consumers of an order's events lose the trace of the request that created it.
+    pub relay_drops_trace: bool,
 }
 
 impl Mutants {
@@ -115,13 +118,14 @@ impl Mutants {
             "notify-without-hints" => m.notify_without_hints = true,
             "message-without-idempotency-key" => m.message_without_idempotency_key = true,
             "breaker-never-opens" => m.breaker_never_opens = true,
+            "relay-drops-trace" => m.relay_drops_trace = true,
             _ => return None,
         }
         Some(m)
     }
 
     /// Every mutant's name.
-    pub const NAMES: [&'static str; 26] = [
+    pub const NAMES: [&'static str; 27] = [
         "publish-without-outbox",
         "psp-call-without-idempotency-key",
         "charge-without-idempotency-key",
@@ -148,6 +152,7 @@ impl Mutants {
         "notify-without-hints",
         "message-without-idempotency-key",
         "breaker-never-opens",
+        "relay-drops-trace",
     ];
 
     /// `config` with the producer mutants applied.

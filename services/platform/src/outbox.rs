@@ -64,6 +64,8 @@ pub struct RelayConfig {
     pub cleanup_interval: Duration,
     /// The `work-without-claims` mutant: relay without the lease, on every instance at once.
     pub without_lease: bool,
+    /// The `relay-drops-trace` mutant: records go out without their trace context.
+    pub drop_trace: bool,
     /// Where the relay counts what it sends and finds waiting.
     pub metrics: Option<Arc<crate::metrics::Registry>>,
 }
@@ -77,6 +79,7 @@ impl Default for RelayConfig {
             retention: Duration::from_secs(8 * 24 * 3600),
             cleanup_interval: Duration::from_secs(600),
             without_lease: false,
+            drop_trace: false,
             metrics: None,
         }
     }
@@ -136,7 +139,7 @@ pub async fn run_relay(
             };
             let stamp = format!("{owner}/{token}");
             let p = || events.producer(producer_config.clone());
-            let sent = relay_round(&*store, &producer, p, config.batch_rows_max, &stamp).await;
+            let sent = relay_round(&*store, &producer, p, &config, &stamp).await;
             if let Some(m) = &config.metrics {
                 let (pending, sent) = match &sent {
                     Ok(n) => (*n, *n),
@@ -237,14 +240,14 @@ async fn relay_round<F, Fut>(
     store: &dyn Platform,
     producer: &ProducerSlot,
     make_producer: F,
-    batch_rows_max: usize,
+    config: &RelayConfig,
     lease_stamp: &str,
 ) -> anyhow::Result<usize>
 where
     F: FnOnce() -> Fut,
     Fut: std::future::Future<Output = Result<Arc<dyn Producer>, EventLogError>>,
 {
-    let rows = store.outbox_pending(batch_rows_max).await?;
+    let rows = store.outbox_pending(config.batch_rows_max).await?;
     if rows.is_empty() {
         return Ok(0);
     }
@@ -257,12 +260,18 @@ where
             None => by_key.push((row.message.key.clone(), vec![row])),
         }
     }
+    let drop_trace = config.drop_trace;
     let results = futures::future::join_all(by_key.into_iter().map(|(_, rows)| {
         let p = p.clone();
         async move {
             let mut acked = Vec::new();
             for row in rows {
                 let mut record = to_record(&row);
+                if drop_trace {
+                    record.headers.retain(|(k, _)| {
+                        k != crate::trace::TRACEPARENT && k != crate::trace::TRACESTATE
+                    });
+                }
                 let send_id = crate::ids::uuid_v4().to_string();
                 record.headers.push((SEND_ID_HEADER.to_owned(), send_id));
                 record

@@ -176,6 +176,11 @@ fn gateway_breakers_that_never_open_keep_clients_waiting_and_are_caught() {
 }
 
 #[test]
+fn a_relay_that_drops_trace_context_is_caught() {
+    caught("relay-drops-trace");
+}
+
+#[test]
 fn every_mutant_is_named_by_some_scenario() {
     let all = scenario::embedded();
     for m in Mutants::NAMES {

@@ -160,6 +160,16 @@ fn differential_with<S: PgSchema>(
     }
 }
 
+/// A stored trace context: none, a real one, or one past the tables' bound (which the model
+/// and the table must both refuse).
+fn trace_text() -> impl Strategy<Value = String> + Clone {
+    prop_oneof![
+        Just(String::new()),
+        Just("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01\nvendor=x".to_owned()),
+        Just("t".repeat(platform::trace::STORED_CHARS_MAX + 1)),
+    ]
+}
+
 fn sequence<S: platform::ports::Schema>(
     write: impl Strategy<Value = S::Write> + Clone,
     query: impl Strategy<Value = S::Query>,
@@ -214,7 +224,9 @@ mod order_schema {
                 history,
                 status_since_ms: since,
                 reason: String::new(),
+                trace: String::new(),
             })
+            .prop_flat_map(|o| trace_text().prop_map(move |trace| Order { trace, ..o.clone() }))
     }
 
     fn write() -> impl Strategy<Value = OrderWrite> + Clone {
@@ -279,8 +291,10 @@ mod payment_schema {
                     charge_id,
                     refund_requested,
                     reason: String::new(),
+                    trace: String::new(),
                 },
             )
+            .prop_flat_map(|p| trace_text().prop_map(move |trace| Payment { trace, ..p.clone() }))
     }
 
     fn write() -> impl Strategy<Value = PaymentWrite> + Clone {
@@ -340,7 +354,9 @@ mod delivery_schema {
                 stage: stage.into(),
                 courier_id,
                 cancel_requested,
+                trace: String::new(),
             })
+            .prop_flat_map(|s| trace_text().prop_map(move |trace| Shipment { trace, ..s.clone() }))
     }
 
     fn write() -> impl Strategy<Value = DeliveryWrite> + Clone {
@@ -955,6 +971,11 @@ mod notification_schema {
                         next_attempt_ms: i64::from(attempts),
                         created_ms: 1,
                         updated_ms: 2,
+                        trace: if attempts == 2 {
+                            "t".repeat(platform::trace::STORED_CHARS_MAX + 1)
+                        } else {
+                            String::new()
+                        },
                     };
                     match version {
                         None => NotificationWrite::Queue(o),

@@ -20,3 +20,4 @@ mod reports;
 mod saga;
 mod search;
 mod security;
+mod traces;

@@ -270,6 +270,16 @@ impl HttpClient {
         for (k, v) in headers {
             req = req.header(*k, *v);
         }
+        // The trace the caller works in goes to the dependency too (unless the caller set
+        // its own context headers).
+        let has_trace = headers
+            .iter()
+            .any(|(k, _)| k.eq_ignore_ascii_case(crate::trace::TRACEPARENT));
+        if let Some(ctx) = crate::trace::current().filter(|_| !has_trace) {
+            for (k, v) in ctx.headers() {
+                req = req.header(k, v);
+            }
+        }
         let req = req
             .body(Full::new(Bytes::from(
                 body.map(|(b, _)| b).unwrap_or_default(),

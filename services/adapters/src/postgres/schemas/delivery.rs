@@ -20,14 +20,15 @@ impl PgSchema for DeliverySchema {
         let (s, rows) = match write {
             DeliveryWrite::Insert(s) => {
                 let rows = sqlx::query(
-                    "INSERT INTO shipments (order_id, address, stage, courier_id, cancel_requested, version) \
-                     VALUES ($1, $2, $3, $4, $5, 1) ON CONFLICT DO NOTHING",
+                    "INSERT INTO shipments (order_id, address, stage, courier_id, cancel_requested, \
+                     trace, version) VALUES ($1, $2, $3, $4, $5, $6, 1) ON CONFLICT DO NOTHING",
                 )
                 .bind(&s.order_id)
                 .bind(&s.address)
                 .bind(&s.stage)
                 .bind(&s.courier_id)
                 .bind(s.cancel_requested)
+                .bind(&s.trace)
                 .execute(&mut *db)
                 .await;
                 (s, rows)
@@ -38,7 +39,7 @@ impl PgSchema for DeliverySchema {
             } => {
                 let rows = sqlx::query(
                     "UPDATE shipments SET address = $2, stage = $3, courier_id = $4, \
-                     cancel_requested = $5, version = version + 1 \
+                     cancel_requested = $5, trace = $7, version = version + 1 \
                      WHERE order_id = $1 AND version = $6",
                 )
                 .bind(&s.order_id)
@@ -47,6 +48,7 @@ impl PgSchema for DeliverySchema {
                 .bind(&s.courier_id)
                 .bind(s.cancel_requested)
                 .bind(version)
+                .bind(&s.trace)
                 .execute(&mut *db)
                 .await;
                 (s, rows)
@@ -61,8 +63,9 @@ impl PgSchema for DeliverySchema {
         query: &DeliveryQuery,
     ) -> Result<Option<Versioned<Shipment>>, StoreError> {
         let DeliveryQuery::Shipment { order_id } = query;
-        let row: Option<(String, String, String, Option<String>, bool, i64)> = sqlx::query_as(
-            "SELECT order_id, address, stage, courier_id, cancel_requested, version \
+        type Row = (String, String, String, Option<String>, bool, String, i64);
+        let row: Option<Row> = sqlx::query_as(
+            "SELECT order_id, address, stage, courier_id, cancel_requested, trace, version \
              FROM shipments WHERE order_id = $1",
         )
         .bind(order_id)
@@ -70,7 +73,7 @@ impl PgSchema for DeliverySchema {
         .await
         .map_err(|e| store_error("read shipment", e))?;
         Ok(row.map(
-            |(order_id, address, stage, courier_id, cancel_requested, version)| Versioned {
+            |(order_id, address, stage, courier_id, cancel_requested, trace, version)| Versioned {
                 version,
                 value: Shipment {
                     order_id,
@@ -78,6 +81,7 @@ impl PgSchema for DeliverySchema {
                     stage,
                     courier_id,
                     cancel_requested,
+                    trace,
                 },
             },
         ))

@@ -47,6 +47,7 @@ fn outgoing(row: &PgRow) -> Result<Versioned<Outgoing>, sqlx::Error> {
             next_attempt_ms: row.try_get("next_attempt_ms")?,
             created_ms: row.try_get("created_ms")?,
             updated_ms: row.try_get("updated_ms")?,
+            trace: row.try_get("trace")?,
         },
     })
 }
@@ -59,14 +60,14 @@ async fn put_outgoing(
 ) -> Result<(), StoreError> {
     let sql = match version {
         None => format!(
-            "INSERT INTO outgoing ({OUTGOING_COLUMNS}, version) VALUES \
-             ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, 1) \
+            "INSERT INTO outgoing ({OUTGOING_COLUMNS}, trace, version) VALUES \
+             ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, 1) \
              ON CONFLICT DO NOTHING"
         ),
         Some(_) => "UPDATE outgoing SET recipient = $2, channel = $3, template = $4, \
              request = $5, subject = $6, body = $7, status = $8, attempts = $9, reason = $10, \
              provider_id = $11, next_attempt_ms = $12, created_ms = $13, updated_ms = $14, \
-             version = version + 1 WHERE key = $1 AND version = $15"
+             trace = $16, version = version + 1 WHERE key = $1 AND version = $15"
             .to_owned(),
     };
     let rows = sqlx::query(&sql)
@@ -85,8 +86,8 @@ async fn put_outgoing(
         .bind(o.created_ms)
         .bind(o.updated_ms);
     let rows = match version {
-        Some(v) => rows.bind(v),
-        None => rows,
+        Some(v) => rows.bind(v).bind(&o.trace),
+        None => rows.bind(&o.trace),
     }
     .execute(&mut *db)
     .await
@@ -171,7 +172,7 @@ impl PgSchema for NotificationSchema {
             } => (recipient, after, limit),
             NotificationQuery::Outgoing { key } => {
                 let row = sqlx::query(&format!(
-                    "SELECT {OUTGOING_COLUMNS}, version FROM outgoing WHERE key = $1"
+                    "SELECT {OUTGOING_COLUMNS}, trace, version FROM outgoing WHERE key = $1"
                 ))
                 .bind(key)
                 .fetch_optional(&mut *db)

@@ -11,7 +11,7 @@ use crate::postgres::{store_error, PgSchema};
 static MIGRATOR: Migrator = sqlx::migrate!("../../migrations/order");
 
 const ORDER_COLUMNS: &str = "o.order_id::text AS order_id, o.customer_id, o.item, o.amount_minor, \
-     o.currency, o.ad_id, o.ad_version, o.status, o.history, o.status_since_ms, o.reason, o.version";
+     o.currency, o.ad_id, o.ad_version, o.status, o.history, o.status_since_ms, o.reason, o.trace, o.version";
 
 fn status(s: &str) -> Result<OrderStatus, sqlx::Error> {
     OrderStatus::parse(s)
@@ -39,6 +39,7 @@ fn order(row: &PgRow) -> Result<Versioned<Order>, StoreError> {
                     .collect::<Result<_, _>>()?,
                 status_since_ms: u64::try_from(since).unwrap_or(0),
                 reason: row.try_get("reason")?,
+                trace: row.try_get("trace")?,
             },
         })
     };
@@ -67,8 +68,9 @@ impl PgSchema for OrderSchema {
             } => {
                 let rows = sqlx::query(
                     "INSERT INTO orders (order_id, customer_id, item, amount_minor, currency, status, \
-                     history, status_since_ms, reason, ad_id, ad_version, version) \
-                     VALUES ($1::uuid, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 1) ON CONFLICT DO NOTHING",
+                     history, status_since_ms, reason, ad_id, ad_version, trace, version) \
+                     VALUES ($1::uuid, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, 1) \
+                     ON CONFLICT DO NOTHING",
                 )
                 .bind(&o.order_id)
                 .bind(&o.customer_id)
@@ -81,6 +83,7 @@ impl PgSchema for OrderSchema {
                 .bind(&o.reason)
                 .bind(&o.ad_id)
                 .bind(o.ad_version)
+                .bind(&o.trace)
                 .execute(&mut *db)
                 .await
                 .map_err(|e| store_error("insert order", e))?;
@@ -100,7 +103,7 @@ impl PgSchema for OrderSchema {
                 let rows = sqlx::query(
                     "UPDATE orders SET customer_id = $2, item = $3, amount_minor = $4, currency = $5, \
                      status = $6, history = $7, status_since_ms = $8, reason = $9, ad_id = $11, \
-                     ad_version = $12, version = version + 1 \
+                     ad_version = $12, trace = $13, version = version + 1 \
                      WHERE order_id = $1::uuid AND version = $10",
                 )
                 .bind(&o.order_id)
@@ -115,6 +118,7 @@ impl PgSchema for OrderSchema {
                 .bind(version)
                 .bind(&o.ad_id)
                 .bind(o.ad_version)
+                .bind(&o.trace)
                 .execute(&mut *db)
                 .await
                 .map_err(|e| store_error("update order", e))?;

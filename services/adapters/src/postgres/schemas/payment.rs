@@ -14,11 +14,12 @@ use crate::postgres::{store_error, PgSchema};
 static MIGRATOR: Migrator = sqlx::migrate!("../../migrations/payment");
 
 const PAYMENT_COLUMNS: &str =
-    "key, order_id, amount_minor, currency, status, charge_id, refund_requested, reason, version";
+    "key, order_id, amount_minor, currency, status, charge_id, refund_requested, reason, trace, \
+     version";
 
 /// [`PAYMENT_COLUMNS`] of the `p` alias, as [`payment`] reads them.
 const PAYMENT_COLUMNS_OF_P: &str = "p.key, p.order_id, p.amount_minor, p.currency, p.status, \
-     p.charge_id, p.refund_requested, p.reason, p.version";
+     p.charge_id, p.refund_requested, p.reason, p.trace, p.version";
 
 fn payment(row: &PgRow) -> Result<Versioned<Payment>, StoreError> {
     let decode = || -> Result<Versioned<Payment>, sqlx::Error> {
@@ -36,6 +37,7 @@ fn payment(row: &PgRow) -> Result<Versioned<Payment>, StoreError> {
                 charge_id: row.try_get("charge_id")?,
                 refund_requested: row.try_get("refund_requested")?,
                 reason: row.try_get("reason")?,
+                trace: row.try_get("trace")?,
             },
         })
     };
@@ -82,7 +84,8 @@ impl PgSchema for PaymentSchema {
             PaymentWrite::InsertPayment(p) => {
                 let rows = sqlx::query(
                     "INSERT INTO payments (key, order_id, amount_minor, currency, status, charge_id, \
-                     refund_requested, reason, version) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 1) \
+                     refund_requested, reason, trace, version) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 1) \
                      ON CONFLICT DO NOTHING",
                 )
                 .bind(&p.key)
@@ -93,6 +96,7 @@ impl PgSchema for PaymentSchema {
                 .bind(&p.charge_id)
                 .bind(p.refund_requested)
                 .bind(&p.reason)
+                .bind(&p.trace)
                 .execute(&mut *db)
                 .await
                 .map_err(|e| store_error("insert payment", e))?;
@@ -122,8 +126,8 @@ impl PgSchema for PaymentSchema {
                 }
                 let rows = sqlx::query(
                     "UPDATE payments SET amount_minor = $2, currency = $3, status = $4, \
-                     charge_id = $5, refund_requested = $6, reason = $7, version = version + 1 \
-                     WHERE key = $1 AND version = $8",
+                     charge_id = $5, refund_requested = $6, reason = $7, trace = $9, \
+                     version = version + 1 WHERE key = $1 AND version = $8",
                 )
                 .bind(&p.key)
                 .bind(p.amount_minor)
@@ -133,6 +137,7 @@ impl PgSchema for PaymentSchema {
                 .bind(p.refund_requested)
                 .bind(&p.reason)
                 .bind(version)
+                .bind(&p.trace)
                 .execute(&mut *db)
                 .await
                 .map_err(|e| store_error("update payment", e))?;
