@@ -103,7 +103,7 @@ pub struct FinalState {
     pub order_attempts: Vec<crate::workload::Attempt>,
     /// When database nodes were slow (`slow` faults).
     pub slow_windows: Vec<fail_fast::SlowWindow>,
-    /// The trace id each order request was sent in, by idempotency key.
+    /// The trace id each order request was sent in, by the order service's request key.
     pub order_traces: BTreeMap<String, String>,
     /// Every call the PSP got: (order id, the `traceparent` it carried).
     pub psp_traced: Vec<(String, Option<String>)>,

@@ -57,7 +57,8 @@ pub struct Observed {
     pub sessions: Vec<SessionSpan>,
     /// Every `POST /v1/orders` the client sent, with how and when it was answered.
     pub order_attempts: Vec<Attempt>,
-    /// The trace id (32 hex digits) each order request was sent in, by idempotency key.
+    /// The trace id (32 hex digits) each order request was sent in, by the order service's
+    /// request key.
     pub order_traces: std::collections::BTreeMap<String, String>,
 }
 
@@ -271,11 +272,12 @@ pub async fn run(workload: Workload, observed: Arc<Mutex<Observed>>, stop: Shutd
             // carry (the `trace-context` checker).
             let trace = platform::trace::TraceContext::start();
             let traceparent = trace.traceparent();
-            if let Ok(mut o) = observed.lock() {
-                o.order_traces.insert(key.clone(), trace.trace_id_hex());
-            }
             let attempt = || async {
                 let session = sessions.get(c).await?;
+                if let Ok(mut o) = observed.lock() {
+                    let request = gateway::request_key(&session.user_id, &key);
+                    o.order_traces.insert(request, trace.trace_id_hex());
+                }
                 let auth = format!("Bearer {}", session.access_token);
                 let headers = [
                     ("idempotency-key", key.as_str()),
