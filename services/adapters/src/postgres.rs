@@ -336,7 +336,8 @@ impl<S: PgSchema> Store<S> for PgStore<S> {
 impl<S: PgSchema> Platform for PgStore<S> {
     async fn outbox_pending(&self, limit: usize) -> Result<Vec<OutboxRow>, StoreError> {
         sqlx::query(
-            "SELECT id, event_id, topic, key, payload, headers FROM outbox \
+            "SELECT id, event_id, topic, key, payload, headers, \
+             (extract(epoch FROM created_at) * 1000)::bigint AS created_ms FROM outbox \
              WHERE sent_at IS NULL ORDER BY id LIMIT $1",
         )
         .bind(sql_limit(limit))
@@ -521,6 +522,7 @@ fn outbox_row(row: &PgRow) -> Result<OutboxRow, sqlx::Error> {
             payload: row.try_get("payload")?,
             headers,
         },
+        created_ms: row.try_get("created_ms")?,
     })
 }
 

@@ -576,6 +576,7 @@ pub async fn outbox_rows_come_out_in_commit_order_until_marked_sent(store: &dyn 
     let second = message("outbox-2", "order-2");
     let third = message("outbox-3", "order-1");
     let fourth = message("outbox-4", "order-3");
+    let committing_from = platform::store::now_ms() as i64;
 
     commit_ok(
         store,
@@ -604,6 +605,17 @@ pub async fn outbox_rows_come_out_in_commit_order_until_marked_sent(store: &dyn 
         "pending row ids must ascend: {:?}",
         ids(&rows)
     );
+    // Each row knows when it was committed, by the store's clock (the same machine's, or the
+    // simulated one), within a few seconds.
+    let committed_by = platform::store::now_ms() as i64;
+    for r in &rows {
+        assert!(
+            (committing_from - 5_000..=committed_by + 5_000).contains(&r.created_ms),
+            "row {} was stamped {} ms, not while it was committed ({committing_from}..={committed_by})",
+            r.id,
+            r.created_ms
+        );
+    }
     let oldest = store
         .outbox_pending(2)
         .await

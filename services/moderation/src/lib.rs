@@ -266,7 +266,11 @@ impl DirectPublish {
     /// One attempt; the result is gone if it fails, and published although the decision may
     /// never commit.
     async fn publish(&self, message: OutboxMessage) {
-        let record = to_record(&OutboxRow { id: 0, message });
+        let record = to_record(&OutboxRow {
+            id: 0,
+            message,
+            created_ms: 0,
+        });
         let sent = async {
             let p = self.events.producer(self.producer.clone()).await?;
             p.send(record).await

@@ -135,7 +135,11 @@ fn observe(ctx: &Ctx, from: OrderStatus, to: OrderStatus, stayed_ms: u64) {
 
 /// The mutant's direct publish: one attempt, and the event is gone if it fails.
 async fn publish_directly(ctx: &Ctx, message: OutboxMessage) {
-    let record: ProducedRecord = to_record(&OutboxRow { id: 0, message });
+    let record: ProducedRecord = to_record(&OutboxRow {
+        id: 0,
+        message,
+        created_ms: 0,
+    });
     debug_assert!(record.headers.iter().any(|(k, _)| k == EVENT_ID_HEADER));
     let sent = async {
         let p = ctx

@@ -248,6 +248,21 @@ where
     Fut: std::future::Future<Output = Result<Arc<dyn Producer>, EventLogError>>,
 {
     let rows = store.outbox_pending(config.batch_rows_max).await?;
+    if let Some(m) = &config.metrics {
+        // Rows come oldest first; the store's clock stamped them, so the age is only as
+        // good as the two clocks agree (never below zero).
+        let now = i64::try_from(crate::store::now_ms()).unwrap_or(i64::MAX);
+        let age = rows
+            .first()
+            .filter(|r| r.created_ms > 0)
+            .map_or(0, |r| now.saturating_sub(r.created_ms).max(0));
+        m.gauge(
+            "outbox_oldest_row_age_milliseconds",
+            "Age of the oldest outbox row waiting when the relay last looked (0: none).",
+            &[],
+        )
+        .set(age);
+    }
     if rows.is_empty() {
         return Ok(0);
     }

@@ -46,6 +46,7 @@ async fn produce(events: &KafkaEventLog, tasks: &[ModerationTask]) -> anyhow::Re
         let record = to_record(&OutboxRow {
             id: 0,
             message: t.message(),
+            created_ms: 0,
         });
         let producer = producer.clone();
         async move { producer.send(record).await }

@@ -172,6 +172,7 @@ async fn one_order(producer: Arc<dyn Producer>, customer: String, sent: Sent) {
                 payload: serde_json::to_value(&event).unwrap_or_default(),
                 headers: vec![],
             },
+            created_ms: 0,
         });
         if let Ok(mut s) = sent.lock() {
             s.insert((order_id.clone(), seq as u64), Instant::now());

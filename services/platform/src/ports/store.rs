@@ -108,6 +108,10 @@ pub struct OutboxMessage {
 pub struct OutboxRow {
     pub id: i64,
     pub message: OutboxMessage,
+    /// When the row was committed, ms since the epoch by the store's clock (0 when
+    /// unknown).
+    #[serde(default)]
+    pub created_ms: i64,
 }
 
 /// A consumed event recorded by `consumer`; committing the same mark twice is

@@ -127,7 +127,13 @@ impl<S: Schema> MemoryState<S> {
         for message in tx.outbox {
             p.next_outbox_id += 1;
             let id = p.next_outbox_id;
-            p.outbox.insert(id, (OutboxRow { id, message }, None));
+            let created_ms = i64::try_from(now_ms).unwrap_or(i64::MAX);
+            let row = OutboxRow {
+                id,
+                message,
+                created_ms,
+            };
+            p.outbox.insert(id, (row, None));
         }
         for m in tx.inbox {
             p.inbox.insert((m.consumer, m.event_id), now_ms);
