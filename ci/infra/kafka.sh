@@ -18,6 +18,7 @@ readonly LIBS=$KAFKA_HOME/libs
 readonly STATE=${MARKETPLACE_STATE:-/tmp/marketplace-kafka}
 readonly READY_TIMEOUT=${KAFKA_READY_TIMEOUT:-120}
 readonly STOP_TIMEOUT=${KAFKA_STOP_TIMEOUT:-60}
+readonly HEALTH_TIMEOUT=${KAFKA_HEALTH_TIMEOUT:-20}
 
 # Fixed id so storage formatted once is reused by every later `up`.
 readonly CLUSTER_ID=bWFya2V0cGxhY2Uta2ZrMQ
@@ -193,8 +194,9 @@ write_props() {
 }
 
 run_tool() {
-  # Runs a Kafka CLI main class from the cached jars.
-  "$JAVA_BIN" -Xmx256m -XX:+UseSerialGC -XX:TieredStopAtLevel=1 \
+  # Runs a Kafka CLI main class from the cached jars; a tool stuck on a frozen cluster is
+  # stopped after TOOL_TIMEOUT seconds.
+  timeout "${KAFKA_TOOL_TIMEOUT:-300}" "$JAVA_BIN" -Xmx256m -XX:+UseSerialGC -XX:TieredStopAtLevel=1 \
     -Dlog4j2.configurationFile="$KAFKA_HOME/config/log4j2-tools.properties" \
     -cp "$LIBS/*" "$@"
 }
@@ -263,10 +265,11 @@ wait_port() {
   done
 }
 
-# Brokers the cluster reports as alive (registered and unfenced), one id per line.
+# Brokers the cluster reports as alive (registered and unfenced) that also answered their
+# own ApiVersions request (`-> (`, not `-> ERROR`), one id per line.
 alive_brokers() {
   run_tool org.apache.kafka.tools.BrokerApiVersionsCommand --bootstrap-server "$BOOTSTRAP" 2>/dev/null |
-    sed -n 's/^127\.0\.0\.1:[0-9]* (id: \([0-9]*\) rack: .*/\1/p' | sort -u
+    sed -n 's/^127\.0\.0\.1:[0-9]* (id: \([0-9]*\) rack: [^)]*) -> ($/\1/p' | sort -u
 }
 
 wait_brokers_alive() {
@@ -340,12 +343,58 @@ all_ports_open() {
   done
 }
 
+# True when every broker answers through the bootstrap list as registered and unfenced
+# within HEALTH_TIMEOUT seconds. Open ports alone are not enough: a cluster left behind by
+# an earlier session may have lost its controller, or hold frozen JVMs whose sockets still
+# accept connections.
+cluster_healthy() {
+  local deadline=$((SECONDS + HEALTH_TIMEOUT)) alive
+  while :; do
+    alive=$(alive_brokers || true)
+    [[ $(grep -cx '[123]' <<<"$alive") == 3 ]] && return 0
+    ((SECONDS < deadline)) || return 1
+    sleep 1
+  done
+}
+
+# Nodes of this script that are alive, by name.
+running_nodes() {
+  local node
+  for node in controller broker1 broker2 broker3; do
+    node_pid "$node" >/dev/null && echo "$node"
+  done
+  return 0
+}
+
+# SIGKILL: for a cluster found broken, where a controlled shutdown may never finish.
+kill_nodes() {
+  local node pid
+  for node in "$@"; do
+    if pid=$(node_pid "$node"); then
+      log "SIGKILL $node (pid $pid)"
+      kill -KILL "$pid" 2>/dev/null || true
+      while [[ -e /proc/$pid ]] && ! grep -q '^State:.*Z' "/proc/$pid/status" 2>/dev/null; do
+        sleep 0.2
+      done
+    fi
+    rm -f "$(pid_file "$node")"
+  done
+}
+
 cmd_up() {
   local t0=$SECONDS node
-  if all_ports_open; then
+  local -a stale
+  if all_ports_open && cluster_healthy; then
     log "cluster already running"
     echo "$BOOTSTRAP"
     return 0
+  fi
+  mapfile -t stale < <(running_nodes)
+  if ((${#stale[@]} > 0)); then
+    # Part of a cluster (say, brokers whose controller died) does not heal by starting the
+    # missing nodes next to it: start every node afresh. The data directories stay.
+    log "cluster is partly up or unhealthy (running: ${stale[*]}); restarting every node"
+    kill_nodes broker1 broker2 broker3 controller
   fi
   [[ -f $LIBS/.complete ]] || cmd_fetch
   command -v "$JAVA_BIN" >/dev/null || die "java not found (Kafka $KAFKA_VERSION needs Java 17+)"
