@@ -366,6 +366,7 @@ impl EventLog for KafkaEventLog {
             records_per_poll_max: self.config.records_per_poll_max,
             commit_timeout: self.config.commit_timeout,
             deferred_error: None,
+            watermarks: Arc::clone(&self.admin),
         }))
     }
 }

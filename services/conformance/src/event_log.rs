@@ -18,7 +18,7 @@ use tokio::time::Instant;
 use platform::{
     partitioner::partition_for_key,
     ports::event_log::{
-        ConsumedRecord, Consumer, ConsumerConfig, EventLog, ProducedRecord, Producer,
+        ConsumedRecord, Consumer, ConsumerConfig, EventLog, PartitionLag, ProducedRecord, Producer,
         ProducerConfig, RecordAck,
     },
 };
@@ -164,6 +164,72 @@ pub async fn a_reopened_group_continues_after_its_committed_offsets(
         "a reopened group must read exactly the records at or after its committed offsets \
          {committed:?} (as partition, offset)"
     );
+}
+
+/// A member's lag on each partition is what it has not read yet: none once `poll` returned
+/// every acknowledged record, then exactly the records acknowledged since on each partition
+/// while it does not poll (records a client fetched ahead but `poll` did not return count),
+/// and none again once it read them.
+pub async fn a_members_lag_is_what_it_has_not_read_yet(
+    log: &dyn EventLog,
+    topic: &str,
+    group: &str,
+) {
+    let acks = send_pipelined(log, &keyed_records(topic, 4, 3)).await;
+    let mut member = subscribe(log, topic, group).await;
+    read_until_acked(member.as_mut(), &acks, "the member").await;
+    let behind = |lags: &[PartitionLag]| -> BTreeMap<i32, i64> {
+        lags.iter()
+            .filter(|l| l.topic == topic && l.lag() > 0)
+            .map(|l| (l.partition, l.lag()))
+            .collect()
+    };
+    let lags = lag_of(member.as_mut()).await;
+    let read: BTreeSet<i32> = acks.iter().map(|a| a.partition).collect();
+    let known: BTreeSet<i32> = lags.iter().map(|l| l.partition).collect();
+    assert!(
+        read.is_subset(&known),
+        "the lag must cover every partition the member read ({read:?}), got {lags:?}"
+    );
+    assert_eq!(
+        behind(&lags),
+        BTreeMap::new(),
+        "a member that read every acknowledged record is behind on nothing: {lags:?}"
+    );
+
+    let more = send_pipelined(log, &keyed_records(topic, 3, 2)).await;
+    let mut expected: BTreeMap<i32, i64> = BTreeMap::new();
+    for a in &more {
+        *expected.entry(a.partition).or_default() += 1;
+    }
+    let lags = lag_of(member.as_mut()).await;
+    assert_eq!(
+        behind(&lags),
+        expected,
+        "a member that has not polled since more records were acknowledged is behind by \
+         exactly those, per partition: {lags:?}"
+    );
+
+    read_until_acked(member.as_mut(), &more, "the member, again").await;
+    let lags = lag_of(member.as_mut()).await;
+    assert_eq!(
+        behind(&lags),
+        BTreeMap::new(),
+        "after reading them the member is behind on nothing: {lags:?}"
+    );
+}
+
+/// The member's lag; a refusal (no leader known yet, a broker busy) is asked again a few
+/// times.
+async fn lag_of(member: &mut dyn Consumer) -> Vec<PartitionLag> {
+    let mut last = None;
+    for _ in 0..5 {
+        match member.lag().await {
+            Ok(lags) => return lags,
+            Err(e) => last = Some(e),
+        }
+    }
+    panic!("the member's lag was refused five times, last: {last:?}")
 }
 
 /// Every record an idempotent producer had acknowledged is in the log exactly once: the log

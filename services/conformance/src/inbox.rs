@@ -115,6 +115,7 @@ pub async fn bad_records_are_dead_lettered_and_the_records_around_them_take_effe
             attempts_max: Some(ATTEMPTS),
             lookup_first: false,
             lanes: platform::inbox::Lanes::One,
+            metrics: None,
         },
         effect(failures.clone()),
         shutdown,

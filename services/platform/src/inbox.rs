@@ -92,7 +92,15 @@ pub struct ConsumerSettings {
     /// How a batch's records are processed: all in order, one after another, or side by
     /// side in lanes by key (see [`Lanes`]).
     pub lanes: Lanes,
+    /// Where the loop reports its lag (`consumer_lag`, every [`LAG_EVERY`]); none: not asked.
+    pub metrics: Option<Arc<crate::metrics::Registry>>,
 }
+
+/// How often a consumer loop with metrics asks how far behind it is.
+pub const LAG_EVERY: Duration = Duration::from_secs(2);
+
+/// Bound on asking for the lag: the loop does not wait longer on it for its next poll.
+const LAG_TIMEOUT: Duration = Duration::from_millis(500);
 
 /// How a consumer loop goes through a batch.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -128,6 +136,9 @@ pub async fn run_consumer<S: Schema>(
     let backoff = RetryPolicy::forever(Duration::from_millis(100), Duration::from_secs(2));
     let mut failures = 0u32;
     let mut consumer: Option<Box<dyn Consumer>> = None;
+    let mut lag_asked: Option<tokio::time::Instant> = None;
+    // The partitions whose lag this member last reported.
+    let mut lag_reported: Vec<(String, i32)> = Vec::new();
     let records_of = Records {
         store,
         events: events.clone(),
@@ -188,6 +199,12 @@ pub async fn run_consumer<S: Schema>(
             }
             if !records.is_empty() {
                 c.commit(&records).await?;
+            }
+            if let Some(m) = &settings.metrics {
+                if lag_asked.is_none_or(|t| t.elapsed() >= LAG_EVERY) {
+                    lag_asked = Some(tokio::time::Instant::now());
+                    report_lag(c.as_mut(), m, &group, &mut lag_reported).await;
+                }
             }
             anyhow::Ok(())
         }
@@ -364,6 +381,46 @@ async fn keep_progress(
         }
     }
     failure
+}
+
+/// Sets `consumer_lag{group,topic,partition}` from the member's lag (a refusal or a slow
+/// answer leaves the last figures). A partition reported before and no longer assigned is
+/// set to 0: its new owner reports it now, and a sum over members stays right.
+async fn report_lag(
+    c: &mut dyn Consumer,
+    m: &crate::metrics::Registry,
+    group: &str,
+    reported: &mut Vec<(String, i32)>,
+) {
+    let gauge = |topic: &str, partition: i32| {
+        m.gauge(
+            "consumer_lag",
+            "Records a consumer group member has still to read, by group, topic and \
+             partition (the partition's high watermark minus the member's position).",
+            &[
+                ("group", group),
+                ("topic", topic),
+                ("partition", &partition.to_string()),
+            ],
+        )
+    };
+    match tokio::time::timeout(LAG_TIMEOUT, c.lag()).await {
+        Ok(Ok(lags)) => {
+            let now: Vec<(String, i32)> = lags
+                .iter()
+                .map(|l| (l.topic.clone(), l.partition))
+                .collect();
+            for (topic, partition) in reported.iter().filter(|p| !now.contains(p)) {
+                gauge(topic, *partition).set(0);
+            }
+            for l in &lags {
+                gauge(&l.topic, l.partition).set(l.lag());
+            }
+            *reported = now;
+        }
+        Ok(Err(e)) => tracing::debug!(group, error = %e, "lag not known"),
+        Err(_) => tracing::debug!(group, "lag not known in time"),
+    }
 }
 
 /// The dead letter of `record`: the same key, payload and headers, plus why and whence.
@@ -634,5 +691,52 @@ mod tests {
                 .unwrap_or_else(|e| panic!("{group}: {e}"));
         }
         assert_eq!(count(&store).await, serde_json::json!(2));
+    }
+
+    use crate::ports::{EventLogError, PartitionLag};
+
+    /// A member whose assignment changes between two lag reports.
+    struct Reassigned(Vec<Vec<PartitionLag>>);
+
+    #[async_trait::async_trait]
+    impl Consumer for Reassigned {
+        async fn poll(&mut self, _: Duration) -> Result<Vec<ConsumedRecord>, EventLogError> {
+            Ok(Vec::new())
+        }
+        async fn commit(&mut self, _: &[ConsumedRecord]) -> Result<(), EventLogError> {
+            Ok(())
+        }
+        async fn lag(&mut self) -> Result<Vec<PartitionLag>, EventLogError> {
+            Ok(self.0.remove(0))
+        }
+    }
+
+    #[tokio::test]
+    async fn a_partition_taken_away_reports_no_lag_from_its_old_owner() {
+        let at = |partition, position, high_watermark| PartitionLag {
+            topic: "t".into(),
+            partition,
+            position,
+            high_watermark,
+        };
+        let mut member = Reassigned(vec![vec![at(0, 3, 10), at(1, 5, 5)], vec![at(1, 5, 9)]]);
+        let m = crate::metrics::Registry::new();
+        let mut reported = Vec::new();
+        let lag = |m: &crate::metrics::Registry, partition: &str| {
+            m.gauge(
+                "consumer_lag",
+                "",
+                &[("group", "g"), ("topic", "t"), ("partition", partition)],
+            )
+            .get()
+        };
+        report_lag(&mut member, &m, "g", &mut reported).await;
+        assert_eq!((lag(&m, "0"), lag(&m, "1")), (7, 0));
+        report_lag(&mut member, &m, "g", &mut reported).await;
+        assert_eq!(
+            (lag(&m, "0"), lag(&m, "1")),
+            (0, 4),
+            "partition 0 went to another member"
+        );
     }
 }

@@ -85,6 +85,7 @@ impl<S: Schema> Infra<S> {
             attempts_max: None,
             lookup_first: false,
             lanes: crate::inbox::Lanes::One,
+            metrics: Some(self.metrics.clone()),
         }
     }
 

@@ -227,6 +227,8 @@ pub struct FetchedRecords {
     pub records: Vec<Record>,
     /// Set by a leader (with no records) when the consumer should read from this follower.
     pub preferred_read_replica: Option<BrokerId>,
+    /// The partition's high watermark as the answering broker knows it.
+    pub high_watermark: i64,
 }
 
 #[derive(Debug, PartialEq, Eq)]

@@ -30,7 +30,9 @@ use madsim::{
     time::{self, Instant},
 };
 use platform::{
-    ports::{Acks, ConsumedRecord, Consumer, ConsumerConfig, EventLog, EventLogError},
+    ports::{
+        Acks, ConsumedRecord, Consumer, ConsumerConfig, EventLog, EventLogError, PartitionLag,
+    },
     store::{kv::KvSchema, MemoryStore},
 };
 use sim::kafka::{KafkaCluster, KafkaModelConfig, TopicSpec};
@@ -326,6 +328,10 @@ impl Consumer for NodeConsumer {
 
     async fn commit(&mut self, records: &[ConsumedRecord]) -> Result<(), EventLogError> {
         self.inner()?.commit(records).await
+    }
+
+    async fn lag(&mut self) -> Result<Vec<PartitionLag>, EventLogError> {
+        self.inner()?.lag().await
     }
 }
 

@@ -76,6 +76,16 @@ async fn the_kafka_model_continues_a_reopened_group_after_its_commits() {
 }
 
 #[madsim::test]
+async fn the_kafka_model_tells_a_members_lag() {
+    let (_c, log) = cluster(&["conf-lag"]);
+    on_client(async move {
+        conformance::event_log::a_members_lag_is_what_it_has_not_read_yet(&*log, "conf-lag", "g")
+            .await
+    })
+    .await;
+}
+
+#[madsim::test]
 async fn the_kafka_model_idempotent_producer_writes_each_record_once() {
     let (_c, log) = cluster(&["conf-e"]);
     on_client(async move {

@@ -4,8 +4,10 @@ use std::{collections::BTreeMap, sync::Arc, time::Duration};
 
 use async_trait::async_trait;
 use futures::FutureExt;
-use platform::ports::{ConsumedRecord, Consumer, EventLogError};
+use platform::ports::{ConsumedRecord, Consumer, EventLogError, PartitionLag};
 use rdkafka::{
+    admin::AdminClient,
+    client::DefaultClientContext,
     consumer::{CommitMode, Consumer as _, StreamConsumer},
     error::KafkaError,
     message::{BorrowedMessage, Headers, Message},
@@ -26,6 +28,11 @@ pub struct KafkaConsumer {
     pub(crate) commit_timeout: Duration,
     /// An error met after records were already collected, reported by the next `poll`.
     pub(crate) deferred_error: Option<KafkaError>,
+    /// The event log's admin client, which asks leaders for watermarks. Not the consumer's
+    /// own connections: a broker answers a connection's requests in order, so a ListOffsets
+    /// sent behind the consumer's long-polling Fetch waited up to `fetch.wait.max.ms`
+    /// (measured: 200 ms a partition).
+    pub(crate) watermarks: Arc<AdminClient<DefaultClientContext>>,
 }
 
 impl KafkaConsumer {
@@ -92,6 +99,70 @@ impl Consumer for KafkaConsumer {
             ))),
             Ok(Err(join)) => Err(EventLogError::Fatal(format!("commit task failed: {join}"))),
             Ok(Ok(result)) => result.map_err(|e| event_log_error("commit", &self.topics, &e)),
+        }
+    }
+
+    async fn lag(&mut self) -> Result<Vec<PartitionLag>, EventLogError> {
+        let inner = Arc::clone(self.inner()?);
+        let timeout = self.commit_timeout;
+        let watermarks = Arc::clone(&self.watermarks);
+        // The position is the application's (after the last record `poll` returned); before
+        // the first record it is the committed offset, and before any commit the log start
+        // (where `auto.offset.reset=earliest` begins). The watermarks are asked of each
+        // partition's leader. Both block on the broker: a blocking-pool thread, as for
+        // commits.
+        #[allow(clippy::disallowed_methods)]
+        let query =
+            tokio::task::spawn_blocking(move || -> Result<Vec<PartitionLag>, KafkaError> {
+                let positions = inner.position()?;
+                let unknown: Vec<(String, i32)> = positions
+                    .elements()
+                    .iter()
+                    .filter(|e| !matches!(e.offset(), Offset::Offset(_)))
+                    .map(|e| (e.topic().to_owned(), e.partition()))
+                    .collect();
+                let committed = if unknown.is_empty() {
+                    TopicPartitionList::new()
+                } else {
+                    let mut asked = TopicPartitionList::with_capacity(unknown.len());
+                    for (topic, partition) in &unknown {
+                        asked.add_partition(topic, *partition);
+                    }
+                    inner.committed_offsets(asked, timeout)?
+                };
+                let mut out = Vec::new();
+                for e in positions.elements() {
+                    let (topic, partition) = (e.topic(), e.partition());
+                    let (low, high) = watermarks
+                        .inner()
+                        .fetch_watermarks(topic, partition, timeout)?;
+                    let position = match e.offset() {
+                        Offset::Offset(o) => o,
+                        _ => match committed
+                            .find_partition(topic, partition)
+                            .map(|c| c.offset())
+                        {
+                            Some(Offset::Offset(o)) => o,
+                            _ => low,
+                        },
+                    };
+                    out.push(PartitionLag {
+                        topic: topic.to_owned(),
+                        partition,
+                        position,
+                        high_watermark: high,
+                    });
+                }
+                out.sort_by(|a, b| (&a.topic, a.partition).cmp(&(&b.topic, b.partition)));
+                Ok(out)
+            });
+        match tokio::time::timeout(timeout * 2, query).await {
+            Err(_elapsed) => Err(EventLogError::Timeout(format!(
+                "watermarks took longer than {:?}",
+                timeout * 2
+            ))),
+            Ok(Err(join)) => Err(EventLogError::Fatal(format!("lag task failed: {join}"))),
+            Ok(Ok(result)) => result.map_err(|e| event_log_error("lag", &self.topics, &e)),
         }
     }
 }

@@ -17,7 +17,9 @@ use std::{
 
 use async_trait::async_trait;
 use conformance::broker_faults::{variant, MortalConsumer};
-use platform::ports::{ConsumedRecord, Consumer, ConsumerConfig, EventLog, EventLogError};
+use platform::ports::{
+    ConsumedRecord, Consumer, ConsumerConfig, EventLog, EventLogError, PartitionLag,
+};
 use serde_json::{json, Value};
 
 use crate::servers::kafka;
@@ -160,6 +162,24 @@ impl Consumer for ChildConsumer {
             .await
             .map(drop)
     }
+
+    async fn lag(&mut self) -> Result<Vec<PartitionLag>, EventLogError> {
+        let reply = self
+            .call(Some(json!({ "lag": true })), CHILD_REPLY_DEADLINE)
+            .await?;
+        let lags = reply
+            .as_array()
+            .ok_or_else(|| EventLogError::Fatal(format!("a lag reply that is no list: {reply}")))?;
+        Ok(lags
+            .iter()
+            .map(|l| PartitionLag {
+                topic: l["topic"].as_str().unwrap_or_default().to_owned(),
+                partition: l["partition"].as_i64().unwrap_or(-1) as i32,
+                position: l["position"].as_i64().unwrap_or(-1),
+                high_watermark: l["high_watermark"].as_i64().unwrap_or(-1),
+            })
+            .collect())
+    }
 }
 
 #[async_trait]
@@ -267,7 +287,22 @@ async fn mortal_consumer_process() {
             Ok((0, _)) | Err(_) => return,
             Ok((_, line)) => serde_json::from_str(&line).expect("a request"),
         };
-        let answer = if let Some(ms) = request["poll"].as_u64() {
+        let answer = if request["lag"].as_bool() == Some(true) {
+            consumer.lag().await.map(|lags| {
+                Value::Array(
+                    lags.iter()
+                        .map(|l| {
+                            json!({
+                                "topic": l.topic,
+                                "partition": l.partition,
+                                "position": l.position,
+                                "high_watermark": l.high_watermark,
+                            })
+                        })
+                        .collect(),
+                )
+            })
+        } else if let Some(ms) = request["poll"].as_u64() {
             consumer
                 .poll(Duration::from_millis(ms))
                 .await

@@ -51,6 +51,14 @@ async fn kafka_group_reopened_continues_after_its_committed_offsets() {
 }
 
 #[tokio::test]
+async fn kafka_tells_a_members_lag() {
+    let log = kafka().await;
+    let topic = fresh_topic(&log, "it_lag", PARTITIONS).await;
+    conformance::a_members_lag_is_what_it_has_not_read_yet(&log, &topic, &unique("g")).await;
+    log.delete_topic(&topic).await.expect("delete topic");
+}
+
+#[tokio::test]
 async fn kafka_idempotent_producer_writes_each_acked_record_once() {
     let log = kafka().await;
     let topic = fresh_topic(&log, "it_idempotent", PARTITIONS).await;

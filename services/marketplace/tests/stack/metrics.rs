@@ -88,10 +88,17 @@ async fn an_order_moves_the_series_of_every_service_it_passes_through() {
     }
     // The saga counts its last step just after the commit a reader may already see, and the
     // relay publishes the last event a moment later: scrape until both are in (bounded).
+    // Consumers report their lag every few seconds: the status topic's is among them.
+    let lag_of_status = |page: &Page| {
+        page.keys().any(|(n, l)| {
+            n == "consumer_lag" && l.contains(&("topic".into(), "order.status.changed".into()))
+        })
+    };
     let settled = |page: &Page| {
         let order = [("service", "order")];
         sum(page, "outbox_sent_total", &order) - sum(&before, "outbox_sent_total", &order) >= 6.0
             && sum(page, "sagas_ended_total", &order) > sum(&before, "sagas_ended_total", &order)
+            && lag_of_status(page)
     };
     let started = tokio::time::Instant::now();
     let (after, text) = loop {
@@ -220,6 +227,17 @@ async fn an_order_moves_the_series_of_every_service_it_passes_through() {
                 && l.contains(&("service".into(), "gateway".into()))),
         "the gateway's breakers are listed and closed\n{text}"
     );
+    assert!(
+        lag_of_status(&after),
+        "a consumer of order.status.changed reports its lag\n{text}"
+    );
+    assert!(
+        after
+            .keys()
+            .any(|(n, l)| n == "outbox_oldest_row_age_milliseconds"
+                && l.contains(&("service".into(), "order".into()))),
+        "the order service's relay reports its oldest row\n{text}"
+    );
     // Every series the Grafana dashboard draws is on the page.
     let dashboard: serde_json::Value =
         serde_json::from_str(include_str!("../../../../deploy/grafana/marketplace.json"))
@@ -235,9 +253,16 @@ async fn an_order_moves_the_series_of_every_service_it_passes_through() {
         .iter()
         .flat_map(|e| e.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')))
         .filter(|t| {
-            ["_total", "_bucket", "_state", "_rows"]
-                .iter()
-                .any(|s| t.ends_with(s))
+            [
+                "_total",
+                "_bucket",
+                "_state",
+                "_rows",
+                "_lag",
+                "_milliseconds",
+            ]
+            .iter()
+            .any(|s| t.ends_with(s))
         })
         .collect();
     drawn.sort_unstable();

@@ -175,6 +175,28 @@ pub trait Consumer: Send {
     async fn poll(&mut self, timeout: Duration) -> Result<Vec<ConsumedRecord>, EventLogError>;
     /// Commits, for each partition of `records`, the offset after the last one given.
     async fn commit(&mut self, records: &[ConsumedRecord]) -> Result<(), EventLogError>;
+    /// How far behind the log the member is on each partition assigned to it that it has a
+    /// position on: its position (the offset after the last record `poll` returned, or where
+    /// it starts) against the partition's high watermark, asked of the partition's leader.
+    /// Records fetched but not yet returned by `poll` count as not read.
+    async fn lag(&mut self) -> Result<Vec<PartitionLag>, EventLogError>;
+}
+
+/// A member's place on one partition against the partition's high watermark.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PartitionLag {
+    pub topic: String,
+    pub partition: i32,
+    /// The next offset the member will read.
+    pub position: i64,
+    pub high_watermark: i64,
+}
+
+impl PartitionLag {
+    /// Records the member has still to read (never below zero).
+    pub fn lag(&self) -> i64 {
+        (self.high_watermark - self.position).max(0)
+    }
 }
 
 /// The factory for producers and consumers of one cluster.

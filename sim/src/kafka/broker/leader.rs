@@ -203,11 +203,13 @@ impl Broker {
                     return Ok(FetchedRecords {
                         records: Vec::new(),
                         preferred_read_replica: Some(replica),
+                        high_watermark: hw,
                     });
                 }
                 Ok(FetchedRecords {
                     records: records(),
                     preferred_read_replica: None,
+                    high_watermark: hw,
                 })
             }
             FetchTarget::Follower => {
@@ -228,6 +230,7 @@ impl Broker {
                 Ok(FetchedRecords {
                     records: records(),
                     preferred_read_replica: None,
+                    high_watermark: hw,
                 })
             }
         }
