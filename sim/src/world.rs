@@ -173,6 +173,7 @@ impl wiring::Env for SimEnv {
             mutants: self.mutants,
             max_poll_interval: self.max_poll_interval,
             metrics: self.metrics.clone(),
+            tls: None,
         })
     }
 

@@ -126,13 +126,18 @@ pub async fn run(config: Config, infra: Infra<AdSchema>, shutdown: Shutdown) -> 
         shutdown.clone(),
     );
     tracing::info!(listen = %config.listen, "ad service up");
-    tonic::transport::Server::builder()
-        .layer(platform::grpc::ServerMetricsLayer::new(
-            infra.metrics.clone(),
-        ))
-        .add_service(AdServiceServer::new(api::AdApi { infra, outbox }))
-        .serve_with_shutdown(config.listen, shutdown.clone().into_wait())
-        .await?;
+    let tls = infra.tls.clone();
+    platform::grpc::serve(
+        tonic::transport::Server::builder()
+            .layer(platform::grpc::ServerMetricsLayer::new(
+                infra.metrics.clone(),
+            ))
+            .add_service(AdServiceServer::new(api::AdApi { infra, outbox })),
+        config.listen,
+        tls,
+        shutdown.clone(),
+    )
+    .await?;
     let _ = relay.await;
     let _ = moderation.await;
     Ok(())

@@ -59,13 +59,18 @@ pub async fn run(
     let keep_alive = tokio::spawn(liveness.keep(shutdown.clone()));
     let worker = tokio::spawn(worker::run(ctx.clone(), shutdown.clone()));
     tracing::info!(listen = %config.listen, "delivery service up");
-    tonic::transport::Server::builder()
-        .layer(platform::grpc::ServerMetricsLayer::new(
-            ctx.infra.metrics.clone(),
-        ))
-        .add_service(DeliveryServiceServer::new(api::DeliveryApi { ctx }))
-        .serve_with_shutdown(config.listen, shutdown.clone().into_wait())
-        .await?;
+    let tls = ctx.infra.tls.clone();
+    platform::grpc::serve(
+        tonic::transport::Server::builder()
+            .layer(platform::grpc::ServerMetricsLayer::new(
+                ctx.infra.metrics.clone(),
+            ))
+            .add_service(DeliveryServiceServer::new(api::DeliveryApi { ctx })),
+        config.listen,
+        tls,
+        shutdown.clone(),
+    )
+    .await?;
     let _ = worker.await;
     let _ = keep_alive.await;
     Ok(())

@@ -84,6 +84,10 @@ pub struct Config {
     pub mutants: Mutants,
     /// The instance's metrics.
     pub metrics: Arc<platform::metrics::Registry>,
+    /// TLS for the gateway's clients (the public edge); `None`: plain HTTP.
+    pub edge_tls: Option<Arc<platform::tls::Tls>>,
+    /// Mutual TLS to the services behind it; `None`: plain.
+    pub mesh_tls: Option<Arc<platform::tls::Tls>>,
 }
 
 #[derive(Clone)]
@@ -113,7 +117,7 @@ pub fn router(config: &Config) -> anyhow::Result<(Router, Arc<KeyCache>, Arc<cac
     let metrics = &config.metrics;
     let peer = |urls: &str, name: &str| {
         LazyChannel::with_policy(urls, breakers.clone())
-            .map(|c| Arc::new(c.observed(metrics, name)))
+            .map(|c| Arc::new(c.secured(config.mesh_tls.clone()).observed(metrics, name)))
     };
     let user = peer(&config.user_url, "user")?;
     let keys = Arc::new(KeyCache::new(::auth::cache::from_user_service(
@@ -236,7 +240,7 @@ pub async fn run(
         shutdown.clone(),
     ));
     tracing::info!(addr = ?listener.local_addr().ok(), "gateway up");
-    platform::http::serve(listener, router, shutdown).await;
+    platform::http::serve_with(listener, router, config.edge_tls.clone(), shutdown).await;
     let _ = fresh.await;
     let _ = invalidation.await;
     Ok(())

@@ -98,6 +98,12 @@ pub struct Settings {
     pub redis_url: String,
     /// `ADMIN_LISTEN`: where the process answers `/healthz` and `/readyz` (none if unset).
     pub admin_listen: Option<SocketAddr>,
+    /// Mutual TLS between services: `TLS_CERT_FILE`, `TLS_KEY_FILE` and `TLS_CA_FILE`
+    /// (all three, or none: plain gRPC).
+    pub mesh_tls: Option<Arc<platform::tls::Tls>>,
+    /// TLS at the edge (the gateway, the notification service's SSE/WebSocket port):
+    /// `EDGE_TLS_CERT_FILE` and `EDGE_TLS_KEY_FILE` (both, or none: plain HTTP).
+    pub edge_tls: Option<Arc<platform::tls::Tls>>,
     /// `OTEL_TRACES_EXPORTER` (`none`, the default; `console`: one log line per span;
     /// `otlp`: OTLP/HTTP JSON to `OTEL_EXPORTER_OTLP_ENDPOINT`, default
     /// `http://127.0.0.1:4318`).
@@ -283,6 +289,8 @@ impl Settings {
                 ),
                 _ => None,
             },
+            mesh_tls: tls_from_env(&["TLS_CERT_FILE", "TLS_KEY_FILE", "TLS_CA_FILE"])?,
+            edge_tls: tls_from_env(&["EDGE_TLS_CERT_FILE", "EDGE_TLS_KEY_FILE"])?,
         })
     }
 
@@ -295,6 +303,45 @@ impl Settings {
         SchemaName::parse(&format!("{}{database}", self.schema_prefix))
             .map_err(|e| anyhow::anyhow!("{e}"))
     }
+}
+
+/// The TLS files named by the variables `vars` (certificate, key and, if a third is named, the
+/// CA), loaded; `None` when none is set, an error naming what is missing when some are.
+fn tls_from_env(vars: &[&str]) -> anyhow::Result<Option<Arc<platform::tls::Tls>>> {
+    let values: Vec<Option<String>> = vars
+        .iter()
+        .map(|v| std::env::var(v).ok().filter(|s| !s.is_empty()))
+        .collect();
+    if values.iter().all(Option::is_none) {
+        return Ok(None);
+    }
+    let missing: Vec<&str> = vars
+        .iter()
+        .zip(&values)
+        .filter(|(_, v)| v.is_none())
+        .map(|(n, _)| *n)
+        .collect();
+    if !missing.is_empty() {
+        anyhow::bail!(
+            "{} set but {} not: TLS needs all of them",
+            vars.join(", "),
+            missing.join(", ")
+        );
+    }
+    let path = |i: usize| {
+        values
+            .get(i)
+            .cloned()
+            .flatten()
+            .map(std::path::PathBuf::from)
+    };
+    let files = platform::tls::TlsFiles {
+        cert: path(0).unwrap_or_default(),
+        key: path(1).unwrap_or_default(),
+        ca: path(2),
+    };
+    let tls = platform::tls::Tls::load(files).with_context(|| vars.join(", "))?;
+    Ok(Some(Arc::new(tls)))
 }
 
 /// The stores of this process, by database name: each an `Arc<dyn Store<S>>` of the schema
@@ -432,6 +479,7 @@ impl Env for ProcessEnv {
             mutants: Mutants::default(),
             max_poll_interval: self.settings.max_poll_interval,
             metrics: self.metrics.clone(),
+            tls: self.settings.mesh_tls.clone(),
         })
     }
 
@@ -462,6 +510,14 @@ impl Env for ProcessEnv {
 
     fn order_limits(&self) -> order::Limits {
         self.settings.order_limits
+    }
+
+    fn mesh_tls(&self) -> Option<Arc<platform::tls::Tls>> {
+        self.settings.mesh_tls.clone()
+    }
+
+    fn edge_tls(&self) -> Option<Arc<platform::tls::Tls>> {
+        self.settings.edge_tls.clone()
     }
 
     fn s3(&self) -> (fakes::s3::S3Config, fakes::s3::SharedObjects) {

@@ -69,6 +69,8 @@ pub struct Config {
     pub mutants: Mutants,
     /// The instance's metrics.
     pub metrics: std::sync::Arc<platform::metrics::Registry>,
+    /// Mutual TLS for its gRPC server; `None`: plain.
+    pub tls: Option<std::sync::Arc<platform::tls::Tls>>,
 }
 
 impl Config {
@@ -82,6 +84,7 @@ impl Config {
             sweep_every: Duration::from_secs(300),
             mutants: Mutants::default(),
             metrics: platform::metrics::Registry::new(),
+            tls: None,
         }
     }
 }
@@ -122,13 +125,17 @@ pub async fn run(
         mutants: config.mutants,
     };
     tracing::info!(listen = %config.listen, "media service up");
-    tonic::transport::Server::builder()
-        .layer(platform::grpc::ServerMetricsLayer::new(
-            config.metrics.clone(),
-        ))
-        .add_service(MediaServiceServer::new(api))
-        .serve_with_shutdown(config.listen, shutdown.clone().into_wait())
-        .await?;
+    platform::grpc::serve(
+        tonic::transport::Server::builder()
+            .layer(platform::grpc::ServerMetricsLayer::new(
+                config.metrics.clone(),
+            ))
+            .add_service(MediaServiceServer::new(api)),
+        config.listen,
+        config.tls.clone(),
+        shutdown.clone(),
+    )
+    .await?;
     let _ = sweeper.await;
     Ok(())
 }

@@ -67,6 +67,8 @@ pub struct Config {
     /// The consumer group (normally [`GROUP`]).
     pub group_id: String,
     pub limits: Limits,
+    /// TLS for the SSE and WebSocket endpoints browsers reach (the edge); `None`: plain.
+    pub edge_tls: Option<std::sync::Arc<platform::tls::Tls>>,
 }
 
 pub(crate) fn now_ms() -> i64 {
@@ -438,7 +440,11 @@ pub async fn run(
         shutdown.clone(),
     );
     let keys = Arc::new(auth::cache::KeyCache::new(auth::cache::from_user_service(
-        Arc::new(LazyChannel::new(&config.user_url)?.observed(&infra.metrics, "user")),
+        Arc::new(
+            LazyChannel::new(&config.user_url)?
+                .secured(infra.tls.clone())
+                .observed(&infra.metrics, "user"),
+        ),
     )));
     let fresh = tokio::spawn(keys.clone().keep_fresh(shutdown.clone().into_wait()));
     let liveness = platform::claims::Liveness::of(&infra);
@@ -461,7 +467,9 @@ pub async fn run(
         },
         shutdown.clone(),
     ));
-    let grpc = tonic::transport::Server::builder()
+    let tls = infra.tls.clone();
+    let grpc = platform::grpc::serve(
+        tonic::transport::Server::builder()
         .layer(platform::grpc::ServerMetricsLayer::new(
             infra.metrics.clone(),
         ))
@@ -472,8 +480,11 @@ pub async fn run(
                     work,
                 },
             ),
-        )
-        .serve_with_shutdown(config.listen, shutdown.clone().into_wait());
+        ),
+        config.listen,
+        tls,
+        shutdown.clone(),
+    );
     let router = platform::http::observed(
         http::router(http::State {
             store: infra.store.clone(),
@@ -490,7 +501,10 @@ pub async fn run(
         grpc = %config.listen,
         "notification service up"
     );
-    let (served, ()) = tokio::join!(grpc, platform::http::serve(listener, router, shutdown));
+    let (served, ()) = tokio::join!(
+        grpc,
+        platform::http::serve_with(listener, router, config.edge_tls.clone(), shutdown)
+    );
     let _ = consuming.await;
     let _ = fresh.await;
     let _ = worker.await;

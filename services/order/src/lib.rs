@@ -109,16 +109,21 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let ctx = Ctx {
         payment: Arc::new(
-            LazyChannel::new(&config.payment_url)?.observed(&infra.metrics, "payment"),
+            LazyChannel::new(&config.payment_url)?
+                .secured(infra.tls.clone())
+                .observed(&infra.metrics, "payment"),
         ),
         delivery: Arc::new(
-            LazyChannel::new(&config.delivery_url)?.observed(&infra.metrics, "delivery"),
+            LazyChannel::new(&config.delivery_url)?
+                .secured(infra.tls.clone())
+                .observed(&infra.metrics, "delivery"),
         ),
         notification: if config.notification_url.is_empty() {
             None
         } else {
             Some(Arc::new(
                 LazyChannel::new(&config.notification_url)?
+                    .secured(infra.tls.clone())
                     .observed(&infra.metrics, "notification"),
             ))
         },
@@ -136,13 +141,18 @@ pub async fn run(
     let relay = infra.spawn_relay(ctx.outbox.clone(), shutdown.clone());
     let recovery = tokio::spawn(saga::recover(ctx.clone()));
     tracing::info!(listen = %config.listen, "order service up");
-    tonic::transport::Server::builder()
-        .layer(platform::grpc::ServerMetricsLayer::new(
-            infra.metrics.clone(),
-        ))
-        .add_service(OrderServiceServer::new(api::OrderApi { ctx: ctx.clone() }))
-        .serve_with_shutdown(config.listen, shutdown.clone().into_wait())
-        .await?;
+    let tls = infra.tls.clone();
+    platform::grpc::serve(
+        tonic::transport::Server::builder()
+            .layer(platform::grpc::ServerMetricsLayer::new(
+                infra.metrics.clone(),
+            ))
+            .add_service(OrderServiceServer::new(api::OrderApi { ctx: ctx.clone() })),
+        config.listen,
+        tls,
+        shutdown.clone(),
+    )
+    .await?;
     // Drivers stop before their next step; wait for the steps under way.
     if !ctx.drivers_gate.drained(DRAIN_MAX).await {
         tracing::warn!(

@@ -80,12 +80,17 @@ pub async fn run(
             shutdown.clone(),
         ));
     }
-    let server = tonic::transport::Server::builder()
-        .layer(platform::grpc::ServerMetricsLayer::new(
-            ctx.infra.metrics.clone(),
-        ))
-        .add_service(PaymentServiceServer::new(api::PaymentApi { ctx }))
-        .serve_with_shutdown(config.listen, shutdown.clone().into_wait());
+    let tls = ctx.infra.tls.clone();
+    let server = platform::grpc::serve(
+        tonic::transport::Server::builder()
+            .layer(platform::grpc::ServerMetricsLayer::new(
+                ctx.infra.metrics.clone(),
+            ))
+            .add_service(PaymentServiceServer::new(api::PaymentApi { ctx })),
+        config.listen,
+        tls,
+        shutdown.clone(),
+    );
     tracing::info!(listen = %config.listen, "payment service up");
     server.await?;
     let _ = worker.await;

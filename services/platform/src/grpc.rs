@@ -2,10 +2,16 @@
 //! (re)connected channel. madsim-tonic ignores tower layers, so these live in call helpers
 //! and interceptors, never in middleware.
 
+mod mesh;
+
 use std::{
     sync::{Arc, Mutex},
     time::Duration,
 };
+
+#[cfg(not(madsim))]
+pub use mesh::ServiceRouter;
+pub use mesh::{serve, HANDSHAKES_MAX, HANDSHAKE_TIMEOUT};
 
 use crate::{
     breaker::{Breaker, BreakerPolicy},
@@ -141,6 +147,8 @@ pub struct LazyChannel {
     /// The current instance and its channel; the channel is `None` until connected or after
     /// a failure.
     current: Mutex<(usize, Option<Channel>)>,
+    /// Mutual TLS to the instances, if any ([`LazyChannel::secured`]).
+    tls: Option<Arc<crate::tls::Tls>>,
 }
 
 impl LazyChannel {
@@ -179,6 +187,7 @@ impl LazyChannel {
             breakers,
             metrics: None,
             current: Mutex::new((start, None)),
+            tls: None,
         })
     }
 
@@ -190,6 +199,13 @@ impl LazyChannel {
             registry.watch_breaker(b.clone());
         }
         self.metrics = Some((registry.clone(), peer.to_owned()));
+        self
+    }
+
+    /// The same channel over mutual TLS when `tls` is given: this instance's certificate
+    /// presented, the peers' checked against the CA and the URLs' hosts.
+    pub fn secured(mut self, tls: Option<Arc<crate::tls::Tls>>) -> Self {
+        self.tls = tls;
         self
     }
 
@@ -304,8 +320,7 @@ impl LazyChannel {
             .endpoints
             .get(index)
             .ok_or_else(|| Status::unavailable("no endpoints"))?;
-        let c = endpoint
-            .connect()
+        let c = mesh::connect(endpoint, self.tls.as_ref())
             .await
             .map_err(|e| Status::unavailable(format!("connect: {e}")))?;
         if let Ok(mut g) = self.current.lock() {

@@ -13,7 +13,7 @@ pub use client::{HttpClient, HttpError, HttpResponse, StreamingResponse};
 pub use observe::{observed, traced};
 pub use problem::{ApiJson, Problem};
 pub use serve::{
-    serve, PeerAddr, SpawnExecutor, CONNECTIONS_MAX, HEADERS_MAX, HEADER_BYTES_MAX,
+    serve, serve_with, PeerAddr, SpawnExecutor, CONNECTIONS_MAX, HEADERS_MAX, HEADER_BYTES_MAX,
     HEADER_READ_TIMEOUT,
 };
 pub use timer::RuntimeTimer;

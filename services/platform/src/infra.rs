@@ -24,6 +24,9 @@ pub struct Infra<S: Schema> {
     pub max_poll_interval: std::time::Duration,
     /// The instance's metrics.
     pub metrics: Arc<crate::metrics::Registry>,
+    /// Mutual TLS between services (its gRPC server and its channels to peers); `None`:
+    /// plain (always in the simulation).
+    pub tls: Option<Arc<crate::tls::Tls>>,
 }
 
 impl<S: Schema> Clone for Infra<S> {
@@ -36,6 +39,7 @@ impl<S: Schema> Clone for Infra<S> {
             mutants: self.mutants,
             max_poll_interval: self.max_poll_interval,
             metrics: self.metrics.clone(),
+            tls: self.tls.clone(),
         }
     }
 }

@@ -26,6 +26,7 @@ pub mod ports;
 pub mod retry;
 pub mod shutdown;
 pub mod store;
+pub mod tls;
 pub mod topics;
 pub mod trace;
 pub mod worker;

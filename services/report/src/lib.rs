@@ -121,17 +121,22 @@ pub async fn run(
         shutdown.clone(),
     );
     tracing::info!(listen = %config.listen, "report service up");
-    tonic::transport::Server::builder()
-        .layer(platform::grpc::ServerMetricsLayer::new(
-            infra.metrics.clone(),
-        ))
-        .add_service(ReportServiceServer::new(api::ReportApi {
-            store: infra.store.clone(),
-            outbox,
-            limits: config.limits,
-        }))
-        .serve_with_shutdown(config.listen, shutdown.clone().into_wait())
-        .await?;
+    let tls = infra.tls.clone();
+    platform::grpc::serve(
+        tonic::transport::Server::builder()
+            .layer(platform::grpc::ServerMetricsLayer::new(
+                infra.metrics.clone(),
+            ))
+            .add_service(ReportServiceServer::new(api::ReportApi {
+                store: infra.store.clone(),
+                outbox,
+                limits: config.limits,
+            })),
+        config.listen,
+        tls,
+        shutdown.clone(),
+    )
+    .await?;
     let _ = consuming.await;
     let _ = relay.await;
     Ok(())

@@ -79,16 +79,21 @@ pub async fn run(
         shutdown.clone(),
     );
     tracing::info!(listen = %config.listen, "search service up, consuming {}", ad::AD_CHANGED_TOPIC);
-    tonic::transport::Server::builder()
-        .layer(platform::grpc::ServerMetricsLayer::new(
-            infra.metrics.clone(),
-        ))
-        .add_service(SearchServiceServer::new(api::SearchApi {
-            store: infra.store.clone(),
-            mutants: infra.mutants,
-        }))
-        .serve_with_shutdown(config.listen, shutdown.clone().into_wait())
-        .await?;
+    let tls = infra.tls.clone();
+    platform::grpc::serve(
+        tonic::transport::Server::builder()
+            .layer(platform::grpc::ServerMetricsLayer::new(
+                infra.metrics.clone(),
+            ))
+            .add_service(SearchServiceServer::new(api::SearchApi {
+                store: infra.store.clone(),
+                mutants: infra.mutants,
+            })),
+        config.listen,
+        tls,
+        shutdown.clone(),
+    )
+    .await?;
     let _ = consuming.await;
     Ok(())
 }

@@ -154,13 +154,18 @@ pub async fn run(
         shutdown.clone(),
     );
     tracing::info!(listen = %config.listen, "user service up");
-    tonic::transport::Server::builder()
-        .layer(platform::grpc::ServerMetricsLayer::new(
-            infra.metrics.clone(),
-        ))
-        .add_service(UserServiceServer::new(api))
-        .serve_with_shutdown(config.listen, shutdown.clone().into_wait())
-        .await?;
+    let tls = infra.tls.clone();
+    platform::grpc::serve(
+        tonic::transport::Server::builder()
+            .layer(platform::grpc::ServerMetricsLayer::new(
+                infra.metrics.clone(),
+            ))
+            .add_service(UserServiceServer::new(api)),
+        config.listen,
+        tls,
+        shutdown.clone(),
+    )
+    .await?;
     let _ = loader.await;
     let _ = purge.await;
     let _ = moderation.await;

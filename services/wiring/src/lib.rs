@@ -227,6 +227,15 @@ pub trait Env: Send + Sync {
     fn courier(&self) -> (fakes::courier::CourierConfig, fakes::courier::SharedBooks);
     /// When the order service refuses new orders (admission control).
     fn order_limits(&self) -> order::Limits;
+    /// The instance's identity for mutual TLS between services (its gRPC server and
+    /// channels; [`Env::infra`] carries the same); `None`: plain (the simulation's default).
+    fn mesh_tls(&self) -> Option<Arc<platform::tls::Tls>> {
+        None
+    }
+    /// TLS for the endpoints clients reach from outside (the gateway, live updates).
+    fn edge_tls(&self) -> Option<Arc<platform::tls::Tls>> {
+        None
+    }
 }
 
 /// Builds `spec`'s config from `env` and runs the service until `shutdown` (or until it ends
@@ -333,6 +342,7 @@ pub async fn run_service(
             let config = media::Config {
                 mutants: env.mutants(),
                 metrics: env.metrics(),
+                tls: env.mesh_tls(),
                 ..media::Config::new(env.listen(), env.object_store())
             };
             media::run(config, env.store()?, shutdown).await
@@ -384,6 +394,7 @@ pub async fn run_service(
                 user_url: env.urls("user"),
                 group_id: env.consumer_group(notification::GROUP),
                 limits: notification::Limits::default(),
+                edge_tls: env.edge_tls(),
             };
             notification::run(config, env.infra()?, env.hints()?, listener, shutdown).await
         }
@@ -398,6 +409,8 @@ pub async fn run_service(
                 report_url: env.urls("report"),
                 mutants: env.mutants(),
                 metrics: env.metrics(),
+                edge_tls: env.edge_tls(),
+                mesh_tls: env.mesh_tls(),
             };
             let group = env.consumer_group(&format!("gateway-cache-{}", env.instance()));
             gateway::run(listener, config, env.events()?, group, shutdown).await

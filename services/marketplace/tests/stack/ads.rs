@@ -395,6 +395,8 @@ async fn second_gateway(stack: &support::Stack) -> (String, platform::shutdown::
         report_url: url("report"),
         mutants: platform::Mutants::default(),
         metrics: platform::metrics::Registry::new(),
+        edge_tls: None,
+        mesh_tls: None,
     };
     let addr = support::free_addr();
     let listener = tokio::net::TcpListener::bind(addr).await.expect("bind");

@@ -20,4 +20,5 @@ mod reports;
 mod saga;
 mod search;
 mod security;
+mod tls;
 mod traces;

@@ -2,11 +2,15 @@ use std::{future::Future, sync::Arc};
 
 use axum::Router;
 use hyper_util::{rt::TokioIo, server::conn::auto};
-use tokio::net::TcpListener;
+use tokio::{
+    io::{AsyncRead, AsyncWrite},
+    net::TcpListener,
+};
 use tower::ServiceExt;
 
 use crate::{
     shutdown::{Gate, DRAIN_MAX},
+    tls::Tls,
     Shutdown,
 };
 
@@ -49,8 +53,20 @@ where
 /// On shutdown it stops accepting, lets open connections finish their requests (at most
 /// [`DRAIN_MAX`]), then returns.
 pub async fn serve(listener: TcpListener, router: Router, shutdown: Shutdown) {
+    serve_with(listener, router, None, shutdown).await;
+}
+
+/// As [`serve`]; with `tls`, every connection is TLS first ([`Tls::edge_acceptor`]: TLS 1.2
+/// and 1.3, ALPN `h2` and `http/1.1`), its handshake bounded by [`HEADER_READ_TIMEOUT`]; a
+/// client that does not speak TLS is dropped.
+pub async fn serve_with(
+    listener: TcpListener,
+    router: Router,
+    tls: Option<Arc<Tls>>,
+    shutdown: Shutdown,
+) {
     let open = Gate::default();
-    accept(listener, router, shutdown, &open).await;
+    accept(listener, router, tls, shutdown, &open).await;
     if !open.drained(DRAIN_MAX).await {
         tracing::warn!(
             connections = open.in_flight(),
@@ -59,7 +75,13 @@ pub async fn serve(listener: TcpListener, router: Router, shutdown: Shutdown) {
     }
 }
 
-async fn accept(listener: TcpListener, router: Router, shutdown: Shutdown, open: &Gate) {
+async fn accept(
+    listener: TcpListener,
+    router: Router,
+    tls: Option<Arc<Tls>>,
+    shutdown: Shutdown,
+    open: &Gate,
+) {
     // Bounds open connections so a flood of clients cannot exhaust memory.
     let permits = Arc::new(tokio::sync::Semaphore::new(CONNECTIONS_MAX));
     loop {
@@ -83,42 +105,94 @@ async fn accept(listener: TcpListener, router: Router, shutdown: Shutdown, open:
         let router = router.clone();
         let shutdown = shutdown.clone();
         let pass = open.enter();
+        let tls = tls.clone();
         tokio::spawn(async move {
             let _permit = permit;
             let _pass = pass;
-            let service =
-                hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
-                    let mut req = req.map(axum::body::Body::new);
-                    // Handlers may ask who connected (`Extension<PeerAddr>`).
-                    req.extensions_mut().insert(PeerAddr(peer));
-                    router.clone().oneshot(req)
-                });
-            let mut builder = auto::Builder::new(SpawnExecutor);
-            builder
-                .http1()
-                .timer(super::RuntimeTimer)
-                .header_read_timeout(HEADER_READ_TIMEOUT)
-                .max_buf_size(HEADER_BYTES_MAX)
-                .max_headers(HEADERS_MAX);
-            builder
-                .http2()
-                .timer(super::RuntimeTimer)
-                .max_header_list_size(HEADER_BYTES_MAX as u32);
-            let conn = builder.serve_connection_with_upgrades(
-                TokioIo::new(super::io::FlushWritten::new(stream)),
-                service,
-            );
-            tokio::pin!(conn);
-            tokio::select! {
-                biased;
-                _ = shutdown.wait() => {
-                    conn.as_mut().graceful_shutdown();
-                    let _ = conn.await;
-                }
-                r = conn.as_mut() => if let Err(e) = r {
-                    tracing::debug!(%peer, error = %e, "connection ended with an error");
-                },
+            match tls {
+                None => connection(stream, peer, router, shutdown).await,
+                Some(tls) => secured(stream, peer, router, shutdown, &tls).await,
             }
         });
+    }
+}
+
+/// Serves one TLS connection after its handshake.
+#[cfg(not(madsim))]
+async fn secured(
+    stream: tokio::net::TcpStream,
+    peer: std::net::SocketAddr,
+    router: Router,
+    shutdown: Shutdown,
+    tls: &Tls,
+) {
+    let handshake = tokio::time::timeout(HEADER_READ_TIMEOUT, tls.edge_acceptor().accept(stream));
+    let stream = tokio::select! {
+        biased;
+        _ = shutdown.wait() => return,
+        r = handshake => match r {
+            Ok(Ok(s)) => s,
+            Ok(Err(e)) => {
+                tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                return;
+            }
+            Err(_) => {
+                tracing::debug!(%peer, "TLS handshake timed out");
+                return;
+            }
+        },
+    };
+    connection(stream, peer, router, shutdown).await;
+}
+
+/// No TLS in the simulation: a [`Tls`] cannot be built there.
+#[cfg(madsim)]
+async fn secured(
+    _stream: tokio::net::TcpStream,
+    _peer: std::net::SocketAddr,
+    _router: Router,
+    _shutdown: Shutdown,
+    tls: &Tls,
+) {
+    tls.unreachable()
+}
+
+/// Serves HTTP/1.1 (with upgrades) or HTTP/2 on one accepted connection until it ends or
+/// `shutdown` (then gracefully).
+async fn connection<S>(stream: S, peer: std::net::SocketAddr, router: Router, shutdown: Shutdown)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let service = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+        let mut req = req.map(axum::body::Body::new);
+        // Handlers may ask who connected (`Extension<PeerAddr>`).
+        req.extensions_mut().insert(PeerAddr(peer));
+        router.clone().oneshot(req)
+    });
+    let mut builder = auto::Builder::new(SpawnExecutor);
+    builder
+        .http1()
+        .timer(super::RuntimeTimer)
+        .header_read_timeout(HEADER_READ_TIMEOUT)
+        .max_buf_size(HEADER_BYTES_MAX)
+        .max_headers(HEADERS_MAX);
+    builder
+        .http2()
+        .timer(super::RuntimeTimer)
+        .max_header_list_size(HEADER_BYTES_MAX as u32);
+    let conn = builder.serve_connection_with_upgrades(
+        TokioIo::new(super::io::FlushWritten::new(stream)),
+        service,
+    );
+    tokio::pin!(conn);
+    tokio::select! {
+        biased;
+        _ = shutdown.wait() => {
+            conn.as_mut().graceful_shutdown();
+            let _ = conn.await;
+        }
+        r = conn.as_mut() => if let Err(e) = r {
+            tracing::debug!(%peer, error = %e, "connection ended with an error");
+        },
     }
 }
