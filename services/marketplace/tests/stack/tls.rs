@@ -80,7 +80,7 @@ async fn answers_plain_h2(addr: std::net::SocketAddr) -> bool {
 async fn an_order_is_delivered_with_every_service_behind_mutual_tls() {
     let (_dir, files) = identity();
     let tls = Arc::new(platform::tls::Tls::load(files).expect("the identity loads"));
-    let stack = support::start(|s| s.mesh_tls = Some(tls)).await;
+    let stack = support::start(|s| s.mesh_tls = Some(tls.clone())).await;
     for service in ["order", "payment", "delivery", "user", "notification"] {
         let addr = support::listen(&stack.settings, service);
         assert!(
@@ -95,4 +95,85 @@ async fn an_order_is_delivered_with_every_service_behind_mutual_tls() {
         })
         .await;
     assert_eq!(done.history.last().map(String::as_str), Some("DELIVERED"));
+
+    // A gateway on TLS at the edge (the same identity), calling the services over mTLS: a
+    // user reads the order over HTTPS with the CA as the only trust anchor (once the new
+    // gateway has fetched the user service's signing keys, over mTLS too).
+    let (edge, _stop) = tls_gateway(&stack, tls).await;
+    let ca = std::fs::read(_dir.0.join("ca.crt")).expect("the CA");
+    let path = format!("/v1/orders/{}", created.order_id);
+    let auth = support::bearer(&stack.session);
+    let started = tokio::time::Instant::now();
+    let answer = loop {
+        let answer = https_get(edge, &ca, &path, &auth).await;
+        if answer.starts_with("HTTP/1.1 200") || started.elapsed() > Duration::from_secs(20) {
+            break answer;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(answer.contains("\"DELIVERED\""), "{answer}");
+}
+
+/// `GET path` over HTTPS (HTTP/1.1, ALPN) to `addr`, trusting only `ca` (PEM): the whole
+/// answer.
+async fn https_get(addr: std::net::SocketAddr, ca: &[u8], path: &str, auth: &str) -> String {
+    use rustls::pki_types::{pem::PemObject, CertificateDer, ServerName};
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(CertificateDer::from_pem_slice(ca).expect("PEM"))
+        .expect("a root");
+    let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .expect("versions")
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let mut https = tokio_rustls::TlsConnector::from(Arc::new(config))
+        .connect(ServerName::try_from("localhost").expect("name"), tcp)
+        .await
+        .expect("the edge's certificate is trusted");
+    let request = format!(
+        "GET {path} HTTP/1.1\r\nHost: localhost\r\nAuthorization: {auth}\r\nConnection: close\r\n\r\n"
+    );
+    https.write_all(request.as_bytes()).await.expect("send");
+    let mut answer = String::new();
+    https.read_to_string(&mut answer).await.expect("read");
+    answer
+}
+
+/// A second gateway with `tls` at the edge and between services; its address.
+async fn tls_gateway(
+    stack: &support::Stack,
+    tls: Arc<platform::tls::Tls>,
+) -> (std::net::SocketAddr, platform::shutdown::ShutdownTrigger) {
+    let url = |s: &str| format!("http://{}", support::listen(&stack.settings, s));
+    let config = gateway::Config {
+        order_url: url("order"),
+        user_url: url("user"),
+        ad_url: url("ad"),
+        search_url: url("search"),
+        media_url: url("media"),
+        report_url: url("report"),
+        mutants: platform::Mutants::default(),
+        metrics: platform::metrics::Registry::new(),
+        edge_tls: Some(tls.clone()),
+        mesh_tls: Some(tls),
+    };
+    let addr = support::free_addr();
+    let listener = tokio::net::TcpListener::bind(addr).await.expect("bind");
+    let events: Arc<dyn platform::ports::EventLog> = Arc::new(
+        adapters::KafkaEventLog::connect(adapters::KafkaConfig::new(
+            stack.settings.kafka_bootstrap.clone(),
+        ))
+        .await
+        .expect("kafka"),
+    );
+    let group = format!("{}gateway-cache-tls", stack.settings.schema_prefix);
+    let (trigger, shutdown) = platform::Shutdown::new();
+    tokio::spawn(gateway::run(listener, config, events, group, shutdown));
+    (addr, trigger)
 }
