@@ -208,7 +208,7 @@ impl Breaker {
                 self.open(&mut phase, length);
             }
             (Phase::Closed { failures }, false) => {
-                let failures = failures + 1;
+                let failures = failures.saturating_add(1);
                 if failures >= self.policy.failures_to_open {
                     let length = self.policy.open_initial.min(self.policy.open_max);
                     self.open(&mut phase, length);

@@ -12,6 +12,7 @@ mod timer;
 pub use client::{HttpClient, HttpError, HttpResponse, StreamingResponse};
 pub use observe::{observed, traced};
 pub use problem::{ApiJson, Problem};
+pub(crate) use serve::next_connection;
 pub use serve::{
     serve, serve_with, PeerAddr, SpawnExecutor, CONNECTIONS_MAX, HEADERS_MAX, HEADER_BYTES_MAX,
     HEADER_READ_TIMEOUT,

@@ -383,38 +383,11 @@ async fn an_order_pays_the_ads_price_at_order_time_and_a_changed_price_is_confir
     assert_eq!(order.item, "Road bike");
 }
 
-/// A second gateway beside the stack's, as another instance would run.
-async fn second_gateway(stack: &support::Stack) -> (String, platform::shutdown::ShutdownTrigger) {
-    let url = |s: &str| format!("http://{}", support::listen(&stack.settings, s));
-    let config = gateway::Config {
-        order_url: url("order"),
-        user_url: url("user"),
-        ad_url: url("ad"),
-        search_url: url("search"),
-        media_url: url("media"),
-        report_url: url("report"),
-        mutants: platform::Mutants::default(),
-        metrics: platform::metrics::Registry::new(),
-        edge_tls: None,
-        mesh_tls: None,
-    };
-    let addr = support::free_addr();
-    let listener = tokio::net::TcpListener::bind(addr).await.expect("bind");
-    let events: Arc<dyn EventLog> = Arc::new(
-        KafkaEventLog::connect(KafkaConfig::new(stack.settings.kafka_bootstrap.clone()))
-            .await
-            .expect("kafka"),
-    );
-    let group = format!("{}gateway-cache-second", stack.settings.schema_prefix);
-    let (trigger, shutdown) = platform::Shutdown::new();
-    tokio::spawn(gateway::run(listener, config, events, group, shutdown));
-    (format!("http://{addr}"), trigger)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn another_gateways_cached_card_is_dropped_when_the_ad_changes() {
     let stack = support::start(|_| {}).await;
-    let (other, _stop) = second_gateway(&stack).await;
+    let (other, _stop) = support::gateway_beside(&stack, "second", None).await;
+    let other = format!("http://{other}");
     let client = stack.client();
     let auth = bearer(&stack.session);
     let ad: AdView = client

@@ -180,6 +180,42 @@ pub async fn start_without(left_out: &[&str], tune: impl FnOnce(&mut Settings)) 
     }
 }
 
+/// Another gateway beside the stack's, as another instance would run (its cache group named
+/// after `name`); with `tls`, on TLS at the edge and mutual TLS to the services. Its address
+/// and what stops it.
+pub async fn gateway_beside(
+    stack: &Stack,
+    name: &str,
+    tls: Option<std::sync::Arc<platform::tls::Tls>>,
+) -> (SocketAddr, platform::shutdown::ShutdownTrigger) {
+    let url = |s: &str| format!("http://{}", listen(&stack.settings, s));
+    let config = gateway::Config {
+        order_url: url("order"),
+        user_url: url("user"),
+        ad_url: url("ad"),
+        search_url: url("search"),
+        media_url: url("media"),
+        report_url: url("report"),
+        mutants: platform::Mutants::default(),
+        metrics: platform::metrics::Registry::new(),
+        edge_tls: tls.clone(),
+        mesh_tls: tls,
+    };
+    let addr = free_addr();
+    let listener = tokio::net::TcpListener::bind(addr).await.expect("bind");
+    let events: std::sync::Arc<dyn platform::ports::EventLog> = std::sync::Arc::new(
+        adapters::KafkaEventLog::connect(adapters::KafkaConfig::new(
+            stack.settings.kafka_bootstrap.clone(),
+        ))
+        .await
+        .expect("kafka"),
+    );
+    let group = format!("{}gateway-cache-{name}", stack.settings.schema_prefix);
+    let (trigger, shutdown) = Shutdown::new();
+    tokio::spawn(gateway::run(listener, config, events, group, shutdown));
+    (addr, trigger)
+}
+
 /// Waits until `addr` accepts connections; fails the test after `deadline`.
 pub async fn accepting(addr: SocketAddr, deadline: Duration) {
     let started = tokio::time::Instant::now();

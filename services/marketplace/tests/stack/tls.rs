@@ -99,7 +99,7 @@ async fn an_order_is_delivered_with_every_service_behind_mutual_tls() {
     // A gateway on TLS at the edge (the same identity), calling the services over mTLS: a
     // user reads the order over HTTPS with the CA as the only trust anchor (once the new
     // gateway has fetched the user service's signing keys, over mTLS too).
-    let (edge, _stop) = tls_gateway(&stack, tls).await;
+    let (edge, _stop) = support::gateway_beside(&stack, "tls", Some(tls)).await;
     let ca = std::fs::read(_dir.0.join("ca.crt")).expect("the CA");
     let path = format!("/v1/orders/{}", created.order_id);
     let auth = support::bearer(&stack.session);
@@ -143,37 +143,4 @@ async fn https_get(addr: std::net::SocketAddr, ca: &[u8], path: &str, auth: &str
     let mut answer = String::new();
     https.read_to_string(&mut answer).await.expect("read");
     answer
-}
-
-/// A second gateway with `tls` at the edge and between services; its address.
-async fn tls_gateway(
-    stack: &support::Stack,
-    tls: Arc<platform::tls::Tls>,
-) -> (std::net::SocketAddr, platform::shutdown::ShutdownTrigger) {
-    let url = |s: &str| format!("http://{}", support::listen(&stack.settings, s));
-    let config = gateway::Config {
-        order_url: url("order"),
-        user_url: url("user"),
-        ad_url: url("ad"),
-        search_url: url("search"),
-        media_url: url("media"),
-        report_url: url("report"),
-        mutants: platform::Mutants::default(),
-        metrics: platform::metrics::Registry::new(),
-        edge_tls: Some(tls.clone()),
-        mesh_tls: Some(tls),
-    };
-    let addr = support::free_addr();
-    let listener = tokio::net::TcpListener::bind(addr).await.expect("bind");
-    let events: Arc<dyn platform::ports::EventLog> = Arc::new(
-        adapters::KafkaEventLog::connect(adapters::KafkaConfig::new(
-            stack.settings.kafka_bootstrap.clone(),
-        ))
-        .await
-        .expect("kafka"),
-    );
-    let group = format!("{}gateway-cache-tls", stack.settings.schema_prefix);
-    let (trigger, shutdown) = platform::Shutdown::new();
-    tokio::spawn(gateway::run(listener, config, events, group, shutdown));
-    (addr, trigger)
 }

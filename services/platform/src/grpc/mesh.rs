@@ -180,23 +180,9 @@ mod secure {
         shutdown: Shutdown,
     ) {
         let permits = Arc::new(tokio::sync::Semaphore::new(HANDSHAKES_MAX));
-        loop {
-            let permit = tokio::select! {
-                biased;
-                _ = shutdown.wait() => return,
-                p = permits.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => return },
-            };
-            let (stream, peer) = tokio::select! {
-                biased;
-                _ = shutdown.wait() => return,
-                r = listener.accept() => match r {
-                    Ok(s) => s,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "accept failed");
-                        continue;
-                    }
-                },
-            };
+        while let Some((permit, stream, peer)) =
+            crate::http::next_connection(&listener, &permits, &shutdown).await
+        {
             let _ = stream.set_nodelay(true);
             let acceptor = match tls.mesh_acceptor() {
                 Ok(a) => a,

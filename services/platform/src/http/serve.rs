@@ -84,24 +84,7 @@ async fn accept(
 ) {
     // Bounds open connections so a flood of clients cannot exhaust memory.
     let permits = Arc::new(tokio::sync::Semaphore::new(CONNECTIONS_MAX));
-    loop {
-        // Shutdown first: under a steady stream of connections it must still win.
-        let permit = tokio::select! {
-            biased;
-            _ = shutdown.wait() => return,
-            p = permits.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => return },
-        };
-        let (stream, peer) = tokio::select! {
-            biased;
-            _ = shutdown.wait() => return,
-            r = listener.accept() => match r {
-                Ok(s) => s,
-                Err(e) => {
-                    tracing::warn!(error = %e, "accept failed");
-                    continue;
-                }
-            },
-        };
+    while let Some((permit, stream, peer)) = next_connection(&listener, &permits, &shutdown).await {
         let router = router.clone();
         let shutdown = shutdown.clone();
         let pass = open.enter();
@@ -114,6 +97,35 @@ async fn accept(
                 Some(tls) => secured(stream, peer, router, shutdown, &tls).await,
             }
         });
+    }
+}
+
+/// The next connection `listener` accepts, with one of `permits` (waited for first), or
+/// `None` at `shutdown`, which wins over a steady stream of connections. A failed accept is
+/// logged and the next one awaited.
+pub(crate) async fn next_connection(
+    listener: &TcpListener,
+    permits: &Arc<tokio::sync::Semaphore>,
+    shutdown: &Shutdown,
+) -> Option<(
+    tokio::sync::OwnedSemaphorePermit,
+    tokio::net::TcpStream,
+    std::net::SocketAddr,
+)> {
+    let permit = tokio::select! {
+        biased;
+        _ = shutdown.wait() => return None,
+        p = permits.clone().acquire_owned() => p.ok()?,
+    };
+    loop {
+        tokio::select! {
+            biased;
+            _ = shutdown.wait() => return None,
+            r = listener.accept() => match r {
+                Ok((stream, peer)) => return Some((permit, stream, peer)),
+                Err(e) => tracing::warn!(error = %e, "accept failed"),
+            },
+        }
     }
 }
 
