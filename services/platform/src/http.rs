@@ -12,6 +12,8 @@ mod timer;
 pub use client::{HttpClient, HttpError, HttpResponse, StreamingResponse};
 pub use observe::{observed, traced};
 pub use problem::{ApiJson, Problem};
+// Used by the mutual-TLS gRPC listener, which the simulation does not build.
+#[cfg_attr(madsim, allow(unused_imports))]
 pub(crate) use serve::next_connection;
 pub use serve::{
     serve, serve_with, PeerAddr, SpawnExecutor, CONNECTIONS_MAX, HEADERS_MAX, HEADER_BYTES_MAX,
