@@ -15,9 +15,11 @@
 //!   `NOT_LEADER_OR_FOLLOWER` or a connection error.
 //! - **Replication** is pull, as in Kafka: followers fetch from the leader
 //!   ([`broker`]'s follower side); the fetch offset tells the leader how far each follower got,
-//!   and the high watermark is the smallest log end across the ISR. `acks=all` is answered
-//!   only once the high watermark passed the record; below `min.insync.replicas` the leader
-//!   refuses with `NOT_ENOUGH_REPLICAS`. Records carry the leader epoch that wrote them, and a
+//!   and the high watermark is the smallest log end across the ISR — and, as in Kafka 3.7+,
+//!   frozen while the ISR is under `min.insync.replicas` (capped at the replica count), so
+//!   records only the leader holds stay invisible. `acks=all` is answered only once the high
+//!   watermark passed the record; below `min.insync.replicas` the leader refuses with
+//!   `NOT_ENOUGH_REPLICAS`. Records carry the leader epoch that wrote them, and a
 //!   follower truncates where its log diverges from the leader's (KIP-320), so a restarted
 //!   leader drops what it never replicated.
 //! - **ISR**: the controller drops fenced brokers (session expired) from every ISR and elects
@@ -45,9 +47,10 @@
 //! - **Idempotent producers** stamp batches with producer id, epoch and sequence; after a send
 //!   with an unknown outcome the producer bumps its epoch (KIP-360) and the leader fences
 //!   requests of an older epoch (`INVALID_PRODUCER_EPOCH`). An `acks=all` request whose ISR
-//!   shrank below `min.insync.replicas` after the append gets
-//!   `NOT_ENOUGH_REPLICAS_AFTER_APPEND`; the producer retries it and the retry is dropped as a
-//!   duplicate.
+//!   shrank below `min.insync.replicas` after the append waits (the high watermark is
+//!   frozen) until the ISR is back or the request times out; a retry is dropped as a
+//!   duplicate. `NOT_ENOUGH_REPLICAS_AFTER_APPEND` remains only for a watermark that moved in
+//!   the instant before a shrink.
 //! - **Disks**: each node's durable state is an `Arc<Mutex<…>>` held by [`KafkaCluster`]
 //!   outside the node, so kill + restart keeps exactly what was persisted. Appends are not
 //!   fsynced, as in Kafka: a process kill keeps them (the page cache survives), a power loss

@@ -328,7 +328,13 @@ impl Broker {
         // A leader may advance its high watermark once the ISR shrank.
         let tps: Vec<TopicPartition> = state.leading.keys().cloned().collect();
         for tp in tps {
-            update_high_watermark(&state, &mut disk, &tp, self.id);
+            update_high_watermark(
+                &state,
+                &mut disk,
+                &tp,
+                self.id,
+                self.config.min_insync_replicas,
+            );
         }
         state.metadata = Some(image);
         drop(disk);
@@ -344,10 +350,18 @@ fn update_high_watermark(
     disk: &mut BrokerDisk,
     tp: &TopicPartition,
     me: BrokerId,
+    min_insync_replicas: usize,
 ) -> bool {
     let Some(lead) = state.leading.get(tp) else {
         return false;
     };
+    // Kafka 3.7+ (`Partition.maybeIncrementLeaderHW`): no advance while the committed ISR is
+    // under the effective minimum (`min.insync.replicas`, at most the replica count). Records
+    // only the leader holds stay invisible to consumers, and `acks=all` requests appended
+    // before the shrink wait (and time out) instead of being committed on too few replicas.
+    if lead.isr.len() < min_insync_replicas.min(lead.replicas.len()) {
+        return false;
+    }
     let Some(log) = disk.logs.get_mut(tp) else {
         return false;
     };

@@ -71,7 +71,13 @@ impl Broker {
                     return Err(ErrorCode::InvalidProducerEpoch);
                 }
             };
-            update_high_watermark(&state, &mut disk, &req.tp, self.id);
+            update_high_watermark(
+                &state,
+                &mut disk,
+                &req.tp,
+                self.id,
+                self.config.min_insync_replicas,
+            );
             (offset, epoch)
         };
         self.notify_progress();
@@ -375,7 +381,13 @@ impl Broker {
         }
         for r in &mut responses {
             if let Ok(ReplicaFetched::Records { high_watermark, .. }) = &mut r.result {
-                hw_moved |= update_high_watermark(&state, &mut disk, &r.tp, self.id);
+                hw_moved |= update_high_watermark(
+                    &state,
+                    &mut disk,
+                    &r.tp,
+                    self.id,
+                    self.config.min_insync_replicas,
+                );
                 *high_watermark = disk.logs.get(&r.tp).map_or(0, |l| l.high_watermark());
             }
         }
@@ -500,7 +512,13 @@ impl Broker {
                 }
             }
             let mut disk = self.disk();
-            update_high_watermark(&state, &mut disk, &tp, self.id);
+            update_high_watermark(
+                &state,
+                &mut disk,
+                &tp,
+                self.id,
+                self.config.min_insync_replicas,
+            );
         }
         self.notify_progress();
     }
