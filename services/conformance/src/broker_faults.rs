@@ -24,6 +24,10 @@
 //!   a write acknowledged with one in-sync replica (`min.insync.replicas=1`), a refusal that is
 //!   not retriable or not the leader's `NOT_ENOUGH_REPLICAS`, an outbox that drops or never
 //!   drains events, a producer duplicate of one relay send.
+//! - [`a_record_only_the_leader_holds_stays_above_the_high_watermark_until_the_isr_is_back`] —
+//!   a high watermark that advances while the ISR is under `min.insync.replicas` (Kafka 3.7+
+//!   freezes it), so a record only the leader holds becomes visible; or one that never
+//!   advances once the ISR is back.
 //! - [`a_group_rebalances_after_a_consumer_dies_and_no_record_is_skipped`] — a dead member's
 //!   partitions never reassigned, or resumed past its uncommitted batch (commits before the
 //!   effect, auto-commit at poll time, offsets lost).
@@ -59,7 +63,7 @@ use platform::{
     ids,
     outbox::{run_relay, OutboxSignal, RelayConfig, EVENT_ID_HEADER, SEND_ID_HEADER},
     ports::{
-        ConsumedRecord, Consumer, ConsumerConfig, EventLog, EventLogError, OutboxMessage,
+        Acks, ConsumedRecord, Consumer, ConsumerConfig, EventLog, EventLogError, OutboxMessage,
         ProducedRecord, Producer, ProducerConfig, RecordAck, Store, Tx,
     },
     store::kv::{KvSchema, KvTx},
@@ -329,6 +333,113 @@ pub struct Refusals {
     pub leader: Option<EventLogError>,
     /// The outbox relay's refused sends, by error variant.
     pub relay: BTreeMap<&'static str, usize>,
+}
+
+/// Kafka 3.7+ (`Partition.maybeIncrementLeaderHW`) does not advance a partition's high
+/// watermark while its ISR is under `min.insync.replicas`. With both other brokers killed,
+/// the leader alone takes an `acks=1` write (`acks=1` does not ask for the ISR); the high
+/// watermark stays below it for a while (a fresh group could not read it), and passes it
+/// once the restarted brokers are back in the ISR, when a fresh group reads both records.
+pub async fn a_record_only_the_leader_holds_stays_above_the_high_watermark_until_the_isr_is_back(
+    log: Arc<dyn EventLog>,
+    faults: &dyn BrokerFaults,
+) {
+    /// How long the frozen watermark is watched (a negative observation needs a window).
+    const FROZEN_WATCH: Duration = Duration::from_secs(3);
+    let topic = fresh_topic(faults, "bf-frozen-hw", 1).await;
+    let seed = producer(&log, HEAL_DEADLINE, Duration::from_secs(5)).await;
+    let committed = seed
+        .send(record(&topic, "k", "committed"))
+        .await
+        .expect("an acks=all write on a healthy cluster");
+    let leader = leader_of(faults, &topic, 0).await;
+    for b in faults
+        .brokers()
+        .iter()
+        .map(|b| b.id)
+        .filter(|b| *b != leader)
+    {
+        kill(faults, b).await;
+    }
+    wait_for_view(
+        faults,
+        &format!("{topic}/0 is led by broker {leader} alone in its ISR"),
+        Some(&topic),
+        FAILOVER_DEADLINE,
+        |v| {
+            v.partition(&topic, 0)
+                .is_some_and(|p| p.leader == Some(leader) && p.isr == [leader])
+        },
+    )
+    .await;
+    let hw = |hws: BTreeMap<i32, i64>| hws.get(&0).copied().unwrap_or(0);
+    let frozen = hw(faults
+        .high_watermarks(&topic)
+        .await
+        .unwrap_or_else(|e| panic!("high watermark of {topic}: {e:#}")));
+    assert_eq!(
+        frozen,
+        committed.offset + 1,
+        "the high watermark before the leader-only write"
+    );
+
+    let lone = log
+        .producer(ProducerConfig {
+            acks: Acks::Leader,
+            enable_idempotence: false,
+            ..producer_config(SHORT_DELIVERY_TIMEOUT, Duration::from_secs(1))
+        })
+        .await
+        .unwrap_or_else(|e| panic!("an acks=1 producer: {e}"));
+    let alone = lone
+        .send(record(&topic, "k", "leader-only"))
+        .await
+        .expect("the leader alone acknowledges an acks=1 write, whatever its ISR");
+    assert_eq!(alone.offset, committed.offset + 1);
+    faults.step(&format!(
+        "broker {leader} alone holds offset {}; watching its high watermark",
+        alone.offset
+    ));
+    let until = Instant::now() + FROZEN_WATCH;
+    let mut watched = 0usize;
+    while Instant::now() < until {
+        if let Ok(hws) = faults.high_watermarks(&topic).await {
+            watched += 1;
+            assert_eq!(
+                hw(hws),
+                frozen,
+                "the high watermark moved while the ISR was [{leader}], under \
+                 min.insync.replicas: a record only the leader holds became visible"
+            );
+        }
+        tokio::time::sleep(POLL_INTERVAL).await;
+    }
+    assert!(
+        watched > 0,
+        "the high watermark could not be read while the ISR was [{leader}]"
+    );
+    faults.step(&format!(
+        "{watched} reads: the high watermark stayed at {frozen}"
+    ));
+
+    heal(faults).await;
+    let deadline = Instant::now() + HEAL_DEADLINE;
+    loop {
+        let now = faults.high_watermarks(&topic).await.map(hw).unwrap_or(0);
+        if now > alone.offset {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the high watermark ({now}) never passed offset {} after the brokers came back",
+            alone.offset
+        );
+        tokio::time::sleep(POLL_INTERVAL).await;
+    }
+    faults.step("the high watermark passed the leader-only record");
+    let read = read_everything(faults, &*log, &topic, "bf-frozen-hw", "a fresh group").await;
+    let payloads: Vec<String> = read.iter().map(payload_of).collect();
+    assert_eq!(payloads, ["committed", "leader-only"]);
 }
 
 /// The first broker of rack msk survives; the two others are killed. Once every partition is

@@ -377,6 +377,22 @@ async fn acknowledged_writes_survive_the_loss_of_any_one_broker() {
 }
 
 #[madsim::test]
+async fn a_record_only_the_leader_holds_stays_above_the_high_watermark_until_the_isr_is_back() {
+    let faults = ModelFaults::start(
+        "a_record_only_the_leader_holds_stays_above_the_high_watermark_until_the_isr_is_back",
+    );
+    let f = faults.clone();
+    on_client(&faults, async move {
+        suite::a_record_only_the_leader_holds_stays_above_the_high_watermark_until_the_isr_is_back(
+            f.log.clone(),
+            &*f,
+        )
+        .await;
+    })
+    .await;
+}
+
+#[madsim::test]
 async fn with_two_brokers_down_producers_are_refused_and_the_outbox_holds_events_until_heal() {
     let faults = ModelFaults::start(
         "with_two_brokers_down_producers_are_refused_and_the_outbox_holds_events_until_heal",

@@ -24,3 +24,18 @@ async fn idempotent_retries_do_not_duplicate_or_reorder_across_a_leader_kill() {
     .await;
     faults.delete_topics().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_record_only_the_leader_holds_stays_above_the_high_watermark_until_the_isr_is_back() {
+    let x = exclusive(
+        "a_record_only_the_leader_holds_stays_above_the_high_watermark_until_the_isr_is_back",
+    )
+    .await;
+    let faults = RealFaults::new(&x).await;
+    suite::a_record_only_the_leader_holds_stays_above_the_high_watermark_until_the_isr_is_back(
+        faults.log(),
+        &faults,
+    )
+    .await;
+    faults.delete_topics().await;
+}
