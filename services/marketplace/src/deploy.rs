@@ -7,7 +7,11 @@
 //! [`ADMIN_PORT`] (liveness `/healthz`, readiness `/readyz`), settings from the ConfigMap
 //! `marketplace-config`, and secrets from Secrets it names but the repository never holds:
 //! `marketplace-database` (key `url`, the `DATABASE_URL`) and `marketplace-s3` (keys
-//! `access-key-id`, `secret-access-key`). The output is a YAML stream whose documents are
+//! `access-key-id`, `secret-access-key`). The services (not the fakes) talk gRPC over mutual
+//! TLS with the identity in the Secret `marketplace-mtls` (keys `tls.crt`, `tls.key`,
+//! `ca.crt`), mounted read-only at [`TLS_DIR`]; its certificate must name every service as
+//! the ConfigMap's URLs do (`order`, `payment`, …). A renewed Secret reaches the mounted files
+//! and the next connection without a restart. The output is a YAML stream whose documents are
 //! JSON (JSON is YAML), one object each.
 
 use serde_json::{json, Value};
@@ -15,6 +19,9 @@ use wiring::{ServiceSpec, SERVICES};
 
 /// The admin listener's port in a pod.
 pub const ADMIN_PORT: u16 = 9090;
+
+/// Where a pod finds its mutual-TLS identity (the Secret `marketplace-mtls`).
+pub const TLS_DIR: &str = "/etc/marketplace/tls";
 
 /// Seconds between a pod's SIGTERM and its SIGKILL: the process drains connections and saga
 /// steps for at most 10 s (`platform::shutdown::DRAIN_MAX`).
@@ -107,6 +114,21 @@ fn deployment(s: &ServiceSpec, image: &str) -> Value {
             true,
         ));
     }
+    let mtls = if s.fake {
+        None
+    } else {
+        for (var, file) in [
+            ("TLS_CERT_FILE", "tls.crt"),
+            ("TLS_KEY_FILE", "tls.key"),
+            ("TLS_CA_FILE", "ca.crt"),
+        ] {
+            env.push(json!({"name": var, "value": format!("{TLS_DIR}/{file}")}));
+        }
+        Some((
+            json!([{"name": "mtls", "mountPath": TLS_DIR, "readOnly": true}]),
+            json!([{"name": "mtls", "secret": {"secretName": "marketplace-mtls", "defaultMode": 0o440}}]),
+        ))
+    };
     let probe = |path: &str, period: u32, failures: u32| {
         json!({
             "httpGet": {"path": path, "port": "admin"},
@@ -115,7 +137,7 @@ fn deployment(s: &ServiceSpec, image: &str) -> Value {
             "failureThreshold": failures,
         })
     };
-    json!({
+    let mut deployment = json!({
         "apiVersion": "apps/v1",
         "kind": "Deployment",
         "metadata": {"name": s.name, "labels": labels(s)},
@@ -135,7 +157,8 @@ fn deployment(s: &ServiceSpec, image: &str) -> Value {
                 },
                 "spec": {
                     "terminationGracePeriodSeconds": GRACE_S,
-                    "securityContext": {"runAsNonRoot": true, "runAsUser": 10001, "runAsGroup": 10001},
+                    // fsGroup: the mounted Secret's files (mode 0440) are readable by the process.
+                    "securityContext": {"runAsNonRoot": true, "runAsUser": 10001, "runAsGroup": 10001, "fsGroup": 10001},
                     "containers": [{
                         "name": s.name,
                         "image": image,
@@ -161,7 +184,13 @@ fn deployment(s: &ServiceSpec, image: &str) -> Value {
                 },
             },
         },
-    })
+    });
+    if let Some((mounts, volumes)) = mtls {
+        let pod = &mut deployment["spec"]["template"]["spec"];
+        pod["containers"][0]["volumeMounts"] = mounts;
+        pod["volumes"] = volumes;
+    }
+    deployment
 }
 
 fn service(s: &ServiceSpec) -> Option<Value> {
@@ -255,5 +284,17 @@ mod tests {
             env.contains("DATABASE_URL") && env.contains("ORDER_LISTEN"),
             "{env}"
         );
+        assert!(
+            env.contains("TLS_CA_FILE") && env.contains(TLS_DIR),
+            "a service runs mutual TLS: {env}"
+        );
+        let volumes = order["spec"]["template"]["spec"]["volumes"].to_string();
+        assert!(volumes.contains("marketplace-mtls"), "{volumes}");
+        let psp = objects
+            .iter()
+            .find(|o| o["kind"] == "Deployment" && o["metadata"]["name"] == "psp")
+            .expect("the psp fake's deployment");
+        let env = psp["spec"]["template"]["spec"]["containers"][0]["env"].to_string();
+        assert!(!env.contains("TLS_"), "a fake stays plain: {env}");
     }
 }
