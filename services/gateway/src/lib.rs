@@ -88,6 +88,9 @@ pub struct Config {
     pub edge_tls: Option<Arc<platform::tls::Tls>>,
     /// Mutual TLS to the services behind it; `None`: plain.
     pub mesh_tls: Option<Arc<platform::tls::Tls>>,
+    /// UDP address for HTTP/3 beside the TCP listener (needs `edge_tls` and the `http3`
+    /// feature); every TCP answer then carries `Alt-Svc`.
+    pub h3_listen: Option<std::net::SocketAddr>,
 }
 
 #[derive(Clone)]
@@ -221,6 +224,48 @@ async fn demo_page() -> impl axum::response::IntoResponse {
 
 pub use openapi::document as openapi_document;
 
+type Serving = tokio::task::JoinHandle<anyhow::Result<()>>;
+
+/// HTTP/3 beside the TCP edge when `config.h3_listen` asks for it: the router to serve over
+/// TCP (with `Alt-Svc`) and the HTTP/3 server's task.
+#[cfg(feature = "http3")]
+fn http3(
+    router: Router,
+    config: &Config,
+    shutdown: &Shutdown,
+) -> anyhow::Result<(Router, Option<Serving>)> {
+    let Some(addr) = config.h3_listen else {
+        return Ok((router, None));
+    };
+    let tls = config
+        .edge_tls
+        .clone()
+        .ok_or_else(|| anyhow::anyhow!("HTTP/3 needs TLS at the edge (EDGE_TLS_CERT_FILE)"))?;
+    let task = tokio::spawn(platform::http::serve_h3(
+        addr,
+        router.clone(),
+        tls,
+        shutdown.clone(),
+    ));
+    Ok((
+        platform::http::advertise_h3(router, addr.port()),
+        Some(task),
+    ))
+}
+
+#[cfg(not(feature = "http3"))]
+fn http3(
+    router: Router,
+    config: &Config,
+    _shutdown: &Shutdown,
+) -> anyhow::Result<(Router, Option<Serving>)> {
+    anyhow::ensure!(
+        config.h3_listen.is_none(),
+        "HTTP/3 was asked for, but this build has no `http3` feature"
+    );
+    Ok((router, None))
+}
+
 /// Serves the gateway on `listener` until `shutdown`.
 /// `events` feeds the ad card cache's invalidations, consumed as `cache_group` (one group per
 /// instance).
@@ -239,8 +284,12 @@ pub async fn run(
         cache_group,
         shutdown.clone(),
     ));
-    tracing::info!(addr = ?listener.local_addr().ok(), "gateway up");
+    let (router, h3) = http3(router, &config, &shutdown)?;
+    tracing::info!(addr = ?listener.local_addr().ok(), h3 = ?config.h3_listen, "gateway up");
     platform::http::serve_with(listener, router, config.edge_tls.clone(), shutdown).await;
+    if let Some(h3) = h3 {
+        let _ = h3.await;
+    }
     let _ = fresh.await;
     let _ = invalidation.await;
     Ok(())

@@ -104,6 +104,9 @@ pub struct Settings {
     /// TLS at the edge (the gateway, the notification service's SSE/WebSocket port):
     /// `EDGE_TLS_CERT_FILE` and `EDGE_TLS_KEY_FILE` (both, or none: plain HTTP).
     pub edge_tls: Option<Arc<platform::tls::Tls>>,
+    /// `EDGE_H3_LISTEN`: the gateway's HTTP/3 address (UDP); needs the edge TLS variables
+    /// and a build with the `http3` feature.
+    pub h3_listen: Option<SocketAddr>,
     /// `OTEL_TRACES_EXPORTER` (`none`, the default; `console`: one log line per span;
     /// `otlp`: OTLP/HTTP JSON to `OTEL_EXPORTER_OTLP_ENDPOINT`, default
     /// `http://127.0.0.1:4318`).
@@ -291,6 +294,13 @@ impl Settings {
             },
             mesh_tls: tls_from_env(&["TLS_CERT_FILE", "TLS_KEY_FILE", "TLS_CA_FILE"])?,
             edge_tls: tls_from_env(&["EDGE_TLS_CERT_FILE", "EDGE_TLS_KEY_FILE"])?,
+            h3_listen: match std::env::var("EDGE_H3_LISTEN") {
+                Ok(v) if !v.is_empty() => Some(
+                    v.parse()
+                        .map_err(|e| anyhow::anyhow!("EDGE_H3_LISTEN={v:?}: {e}"))?,
+                ),
+                _ => None,
+            },
         })
     }
 
@@ -518,6 +528,10 @@ impl Env for ProcessEnv {
 
     fn edge_tls(&self) -> Option<Arc<platform::tls::Tls>> {
         self.settings.edge_tls.clone()
+    }
+
+    fn h3_listen(&self) -> Option<SocketAddr> {
+        self.settings.h3_listen
     }
 
     fn s3(&self) -> (fakes::s3::S3Config, fakes::s3::SharedObjects) {

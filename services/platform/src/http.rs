@@ -3,6 +3,8 @@
 //! small client over `tokio::net::TcpStream`, and the problem+json error type.
 
 mod client;
+#[cfg(all(feature = "http3", not(madsim)))]
+mod h3;
 pub mod io;
 mod observe;
 mod problem;
@@ -10,6 +12,8 @@ mod serve;
 mod timer;
 
 pub use client::{HttpClient, HttpError, HttpResponse, StreamingResponse};
+#[cfg(all(feature = "http3", not(madsim)))]
+pub use h3::{advertise_h3, serve_h3, ALT_SVC_MAX_AGE_S, H3_BODY_BYTES_MAX};
 pub use observe::{observed, traced};
 pub use problem::{ApiJson, Problem};
 // Used by the mutual-TLS gRPC listener, which the simulation does not build.

@@ -109,6 +109,9 @@ mod real {
     #[derive(Debug)]
     struct Configs {
         edge: Arc<ServerConfig>,
+        /// The edge over QUIC (HTTP/3): TLS 1.3 only, ALPN `h3`.
+        #[cfg(feature = "http3")]
+        quic: Arc<ServerConfig>,
         mesh: Option<Arc<ServerConfig>>,
         client: Option<Arc<ClientConfig>>,
     }
@@ -152,6 +155,17 @@ mod real {
                 .map_err(config_error)?;
             let mut edge = edge;
             edge.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+            #[cfg(feature = "http3")]
+            let quic = {
+                let mut quic = ServerConfig::builder_with_provider(provider())
+                    .with_protocol_versions(&[&rustls::version::TLS13])
+                    .map_err(config_error)?
+                    .with_no_client_auth()
+                    .with_single_cert(chain.clone(), key.clone_key())
+                    .map_err(config_error)?;
+                quic.alpn_protocols = vec![b"h3".to_vec()];
+                Arc::new(quic)
+            };
             let (mesh, client) = match &files.ca {
                 None => (None, None),
                 Some(ca) => {
@@ -183,6 +197,8 @@ mod real {
             };
             Ok(Configs {
                 edge: Arc::new(edge),
+                #[cfg(feature = "http3")]
+                quic,
                 mesh,
                 client,
             })
@@ -229,6 +245,13 @@ mod real {
         /// The acceptor of the public edge: TLS 1.2/1.3, ALPN `h2` and `http/1.1`.
         pub fn edge_acceptor(&self) -> TlsAcceptor {
             TlsAcceptor::from(self.current().edge.clone())
+        }
+
+        /// The edge's TLS configuration for QUIC (HTTP/3): TLS 1.3, ALPN `h3`; the same
+        /// value until the files change.
+        #[cfg(feature = "http3")]
+        pub fn quic_config(&self) -> Arc<ServerConfig> {
+            self.current().quic.clone()
         }
 
         /// The acceptor between services: a client certificate from the CA is required.

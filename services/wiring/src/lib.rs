@@ -236,6 +236,10 @@ pub trait Env: Send + Sync {
     fn edge_tls(&self) -> Option<Arc<platform::tls::Tls>> {
         None
     }
+    /// Where the gateway serves HTTP/3 (UDP), if it does.
+    fn h3_listen(&self) -> Option<SocketAddr> {
+        None
+    }
 }
 
 /// Builds `spec`'s config from `env` and runs the service until `shutdown` (or until it ends
@@ -411,6 +415,7 @@ pub async fn run_service(
                 metrics: env.metrics(),
                 edge_tls: env.edge_tls(),
                 mesh_tls: env.mesh_tls(),
+                h3_listen: env.h3_listen(),
             };
             let group = env.consumer_group(&format!("gateway-cache-{}", env.instance()));
             gateway::run(listener, config, env.events()?, group, shutdown).await

@@ -200,6 +200,7 @@ pub async fn gateway_beside(
         metrics: platform::metrics::Registry::new(),
         edge_tls: tls.clone(),
         mesh_tls: tls,
+        h3_listen: None,
     };
     let addr = free_addr();
     let listener = tokio::net::TcpListener::bind(addr).await.expect("bind");
