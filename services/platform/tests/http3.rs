@@ -12,35 +12,25 @@ use platform::{
     tls::{Tls, TlsFiles},
     Shutdown,
 };
-use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose};
+#[path = "support/pki.rs"]
+mod pki;
+
 use rustls::pki_types::{pem::PemObject, CertificateDer};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// A CA (PEM) and edge files for localhost signed by it, in `dir`.
 fn identity(dir: &std::path::Path) -> (String, TlsFiles) {
-    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca.distinguished_name
-        .push(DnType::CommonName, "http3 test CA");
-    ca.key_usages = vec![
-        KeyUsagePurpose::KeyCertSign,
-        KeyUsagePurpose::DigitalSignature,
-    ];
-    let ca_key = KeyPair::generate().unwrap();
-    let ca_pem = ca.self_signed(&ca_key).unwrap().pem();
-    let issuer = Issuer::new(ca, ca_key);
-    let leaf = CertificateParams::new(vec!["localhost".to_owned()]).unwrap();
-    let key = KeyPair::generate().unwrap();
-    let cert = leaf.signed_by(&key, &issuer).unwrap();
+    let ca = pki::ca("http3 test CA");
+    let (cert, key) = pki::leaf(&ca, "edge", false);
     std::fs::create_dir_all(dir).unwrap();
     let files = TlsFiles {
         cert: dir.join("edge.crt"),
         key: dir.join("edge.key"),
         ca: None,
     };
-    std::fs::write(&files.cert, cert.pem()).unwrap();
-    std::fs::write(&files.key, key.serialize_pem()).unwrap();
-    (ca_pem, files)
+    std::fs::write(&files.cert, cert).unwrap();
+    std::fs::write(&files.key, key).unwrap();
+    (ca.pem, files)
 }
 
 fn router() -> axum::Router {

@@ -328,13 +328,7 @@ impl Broker {
         // A leader may advance its high watermark once the ISR shrank.
         let tps: Vec<TopicPartition> = state.leading.keys().cloned().collect();
         for tp in tps {
-            update_high_watermark(
-                &state,
-                &mut disk,
-                &tp,
-                self.id,
-                self.config.min_insync_replicas,
-            );
+            self.update_high_watermark(&state, &mut disk, &tp);
         }
         state.metadata = Some(image);
         drop(disk);
@@ -343,39 +337,41 @@ impl Broker {
     }
 }
 
-/// Recomputes a leader's high watermark: the smallest log end offset across the maximal
-/// ISR (followers that have not fetched in this epoch hold it where it is).
-fn update_high_watermark(
-    state: &BrokerState,
-    disk: &mut BrokerDisk,
-    tp: &TopicPartition,
-    me: BrokerId,
-    min_insync_replicas: usize,
-) -> bool {
-    let Some(lead) = state.leading.get(tp) else {
-        return false;
-    };
-    // Kafka 3.7+ (`Partition.maybeIncrementLeaderHW`): no advance while the committed ISR is
-    // under the effective minimum (`min.insync.replicas`, at most the replica count). Records
-    // only the leader holds stay invisible to consumers, and `acks=all` requests appended
-    // before the shrink wait (and time out) instead of being committed on too few replicas.
-    if lead.isr.len() < min_insync_replicas.min(lead.replicas.len()) {
-        return false;
-    }
-    let Some(log) = disk.logs.get_mut(tp) else {
-        return false;
-    };
-    let mut hw = log.log_end_offset();
-    for member in lead.maximal_isr() {
-        if member == me {
-            continue;
+impl Broker {
+    /// Recomputes a leader's high watermark: the smallest log end offset across the maximal
+    /// ISR (followers that have not fetched in this epoch hold it where it is).
+    fn update_high_watermark(
+        &self,
+        state: &BrokerState,
+        disk: &mut BrokerDisk,
+        tp: &TopicPartition,
+    ) -> bool {
+        let (me, min_insync_replicas) = (self.id, self.config.min_insync_replicas);
+        let Some(lead) = state.leading.get(tp) else {
+            return false;
+        };
+        // Kafka 3.7+ (`Partition.maybeIncrementLeaderHW`): no advance while the committed ISR is
+        // under the effective minimum (`min.insync.replicas`, at most the replica count). Records
+        // only the leader holds stay invisible to consumers, and `acks=all` requests appended
+        // before the shrink wait (and time out) instead of being committed on too few replicas.
+        if lead.isr.len() < min_insync_replicas.min(lead.replicas.len()) {
+            return false;
         }
-        match lead.followers.get(&member).and_then(|f| f.log_end_offset) {
-            Some(leo) => hw = hw.min(leo),
-            None => return false,
+        let Some(log) = disk.logs.get_mut(tp) else {
+            return false;
+        };
+        let mut hw = log.log_end_offset();
+        for member in lead.maximal_isr() {
+            if member == me {
+                continue;
+            }
+            match lead.followers.get(&member).and_then(|f| f.log_end_offset) {
+                Some(leo) => hw = hw.min(leo),
+                None => return false,
+            }
         }
+        let before = log.high_watermark();
+        log.advance_high_watermark(hw);
+        log.high_watermark() != before
     }
-    let before = log.high_watermark();
-    log.advance_high_watermark(hw);
-    log.high_watermark() != before
 }

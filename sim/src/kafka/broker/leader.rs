@@ -11,7 +11,7 @@ use std::{collections::BTreeSet, sync::atomic::Ordering, time::Duration};
 use madsim::time::{self, Instant};
 use platform::ports::Acks;
 
-use super::{update_high_watermark, Broker, BrokerState, FollowerProgress, Leadership};
+use super::{Broker, BrokerState, FollowerProgress, Leadership};
 use crate::kafka::{
     disk::BrokerDisk,
     log::SequenceCheck,
@@ -71,13 +71,7 @@ impl Broker {
                     return Err(ErrorCode::InvalidProducerEpoch);
                 }
             };
-            update_high_watermark(
-                &state,
-                &mut disk,
-                &req.tp,
-                self.id,
-                self.config.min_insync_replicas,
-            );
+            self.update_high_watermark(&state, &mut disk, &req.tp);
             (offset, epoch)
         };
         self.notify_progress();
@@ -381,13 +375,7 @@ impl Broker {
         }
         for r in &mut responses {
             if let Ok(ReplicaFetched::Records { high_watermark, .. }) = &mut r.result {
-                hw_moved |= update_high_watermark(
-                    &state,
-                    &mut disk,
-                    &r.tp,
-                    self.id,
-                    self.config.min_insync_replicas,
-                );
+                hw_moved |= self.update_high_watermark(&state, &mut disk, &r.tp);
                 *high_watermark = disk.logs.get(&r.tp).map_or(0, |l| l.high_watermark());
             }
         }
@@ -512,13 +500,7 @@ impl Broker {
                 }
             }
             let mut disk = self.disk();
-            update_high_watermark(
-                &state,
-                &mut disk,
-                &tp,
-                self.id,
-                self.config.min_insync_replicas,
-            );
+            self.update_high_watermark(&state, &mut disk, &tp);
         }
         self.notify_progress();
     }
