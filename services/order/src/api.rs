@@ -119,6 +119,7 @@ impl OrderApi {
             status: OrderStatus::Created,
             history: vec![OrderStatus::Created],
             status_since_ms: now_ms(),
+            created_ms: now_ms(),
             reason: String::new(),
             trace: platform::trace::current_stored(),
         };

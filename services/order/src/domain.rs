@@ -110,6 +110,10 @@ pub struct Order {
     pub history: Vec<OrderStatus>,
     /// When the current status was entered (ms since the epoch), for step deadlines.
     pub status_since_ms: u64,
+    /// When the order was placed (ms since the epoch; 0 for orders placed before it was
+    /// kept), for the whole saga's duration.
+    #[serde(default)]
+    pub created_ms: u64,
     /// Why the order failed, if it did.
     pub reason: String,
     /// The trace context of the request that created it ([`platform::trace`], stored form;

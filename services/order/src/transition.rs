@@ -103,6 +103,7 @@ pub(crate) async fn transition(
                 current,
                 next,
                 o.status_since_ms.saturating_sub(entered_ms),
+                (o.created_ms > 0).then(|| o.status_since_ms.saturating_sub(o.created_ms)),
             );
             Ok(o)
         }
@@ -111,8 +112,9 @@ pub(crate) async fn transition(
 }
 
 /// Counts a committed transition: how long the order stayed in `from`, and the saga's
-/// outcome when `to` ends it.
-fn observe(ctx: &Ctx, from: OrderStatus, to: OrderStatus, stayed_ms: u64) {
+/// outcome and whole duration (`lived_ms`, since the order was placed; unknown for orders
+/// placed before that was kept) when `to` ends it.
+fn observe(ctx: &Ctx, from: OrderStatus, to: OrderStatus, stayed_ms: u64, lived_ms: Option<u64>) {
     let metrics = &ctx.infra.metrics;
     metrics
         .histogram(
@@ -130,6 +132,16 @@ fn observe(ctx: &Ctx, from: OrderStatus, to: OrderStatus, stayed_ms: u64) {
                 &[("outcome", to.as_str()), ("from", from.as_str())],
             )
             .inc();
+        if let Some(lived_ms) = lived_ms {
+            metrics
+                .histogram(
+                    "saga_duration_seconds",
+                    "Time from an order's placing to the end of its saga, by outcome.",
+                    &[("outcome", to.as_str())],
+                    &platform::metrics::DURATION_BUCKETS,
+                )
+                .observe(lived_ms as f64 / 1000.0);
+        }
     }
 }
 

@@ -223,6 +223,7 @@ mod order_schema {
                 status: *history.last().unwrap_or(&OrderStatus::Created),
                 history,
                 status_since_ms: since,
+                created_ms: since / 2,
                 reason: String::new(),
                 trace: String::new(),
             })

@@ -204,6 +204,11 @@ async fn an_order_moves_the_series_of_every_service_it_passes_through() {
         &[order_service, ("outcome", "DELIVERED")],
         1.0,
     );
+    moved(
+        "saga_duration_seconds_count",
+        &[order_service, ("outcome", "DELIVERED")],
+        1.0,
+    );
     moved("outbox_sent_total", &[order_service], 6.0);
     moved(
         "cache_requests_total",

@@ -83,7 +83,8 @@ async fn an_orders_statuses_reach_its_buyer_over_sse_and_a_reconnect_resumes_wit
     let mut events = Vec::new();
     while events.last().map(status_of).as_deref() != Some("DELIVERED") {
         let e = next_update(&mut live).await;
-        assert_eq!(e.event, "order.status");
+        // The whole frame on a failure: a `reset` names its reason in its data.
+        assert_eq!(e.event, "order.status", "{e:?}");
         events.push(e);
     }
     let done = stack

@@ -11,7 +11,7 @@ use crate::postgres::{store_error, PgSchema};
 static MIGRATOR: Migrator = sqlx::migrate!("../../migrations/order");
 
 const ORDER_COLUMNS: &str = "o.order_id::text AS order_id, o.customer_id, o.item, o.amount_minor, \
-     o.currency, o.ad_id, o.ad_version, o.status, o.history, o.status_since_ms, o.reason, o.trace, o.version";
+     o.currency, o.ad_id, o.ad_version, o.status, o.history, o.status_since_ms, o.created_ms, o.reason, o.trace, o.version";
 
 fn status(s: &str) -> Result<OrderStatus, sqlx::Error> {
     OrderStatus::parse(s)
@@ -22,6 +22,7 @@ fn order(row: &PgRow) -> Result<Versioned<Order>, StoreError> {
     let decode = || -> Result<Versioned<Order>, sqlx::Error> {
         let history: Vec<String> = row.try_get("history")?;
         let since: i64 = row.try_get("status_since_ms")?;
+        let created: i64 = row.try_get("created_ms")?;
         Ok(Versioned {
             version: row.try_get("version")?,
             value: Order {
@@ -38,6 +39,7 @@ fn order(row: &PgRow) -> Result<Versioned<Order>, StoreError> {
                     .map(|s| status(s))
                     .collect::<Result<_, _>>()?,
                 status_since_ms: u64::try_from(since).unwrap_or(0),
+                created_ms: u64::try_from(created).unwrap_or(0),
                 reason: row.try_get("reason")?,
                 trace: row.try_get("trace")?,
             },
@@ -54,6 +56,10 @@ fn since(o: &Order) -> i64 {
     i64::try_from(o.status_since_ms).unwrap_or(i64::MAX)
 }
 
+fn created(o: &Order) -> i64 {
+    i64::try_from(o.created_ms).unwrap_or(i64::MAX)
+}
+
 #[async_trait]
 impl PgSchema for OrderSchema {
     fn migrator() -> &'static Migrator {
@@ -68,8 +74,8 @@ impl PgSchema for OrderSchema {
             } => {
                 let rows = sqlx::query(
                     "INSERT INTO orders (order_id, customer_id, item, amount_minor, currency, status, \
-                     history, status_since_ms, reason, ad_id, ad_version, trace, version) \
-                     VALUES ($1::uuid, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, 1) \
+                     history, status_since_ms, reason, ad_id, ad_version, trace, created_ms, version) \
+                     VALUES ($1::uuid, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, 1) \
                      ON CONFLICT DO NOTHING",
                 )
                 .bind(&o.order_id)
@@ -84,6 +90,7 @@ impl PgSchema for OrderSchema {
                 .bind(&o.ad_id)
                 .bind(o.ad_version)
                 .bind(&o.trace)
+                .bind(created(o))
                 .execute(&mut *db)
                 .await
                 .map_err(|e| store_error("insert order", e))?;
@@ -103,7 +110,7 @@ impl PgSchema for OrderSchema {
                 let rows = sqlx::query(
                     "UPDATE orders SET customer_id = $2, item = $3, amount_minor = $4, currency = $5, \
                      status = $6, history = $7, status_since_ms = $8, reason = $9, ad_id = $11, \
-                     ad_version = $12, trace = $13, version = version + 1 \
+                     ad_version = $12, trace = $13, created_ms = $14, version = version + 1 \
                      WHERE order_id = $1::uuid AND version = $10",
                 )
                 .bind(&o.order_id)
@@ -119,6 +126,7 @@ impl PgSchema for OrderSchema {
                 .bind(&o.ad_id)
                 .bind(o.ad_version)
                 .bind(&o.trace)
+                .bind(created(o))
                 .execute(&mut *db)
                 .await
                 .map_err(|e| store_error("update order", e))?;
