@@ -216,11 +216,6 @@ mod real {
             })
         }
 
-        /// The files this identity is read from.
-        pub fn files(&self) -> &TlsFiles {
-            &self.files
-        }
-
         /// The configurations of the files as they are now: read again if they changed since
         /// the last load, the previous ones kept if the new files do not load.
         fn current(&self) -> Arc<Configs> {

@@ -37,6 +37,14 @@ fn router() -> axum::Router {
     axum::Router::new()
         .route("/hello", axum::routing::get(|| async { "hi" }))
         .route(
+            "/peer",
+            axum::routing::get(
+                |axum::Extension(platform::http::PeerAddr(peer)): axum::Extension<
+                    platform::http::PeerAddr,
+                >| async move { peer.ip().to_string() },
+            ),
+        )
+        .route(
             "/echo",
             axum::routing::post(|body: Bytes| async move { body }),
         )
@@ -147,6 +155,12 @@ async fn the_edge_answers_over_http3_and_bounds_request_bodies() {
     let (status, body) = exchange(&mut send, http::Method::POST, "/echo", Some(too_big)).await;
     assert_eq!(status, http::StatusCode::PAYLOAD_TOO_LARGE);
     assert!(String::from_utf8_lossy(&body).contains("exceeds"));
+    // Handlers that ask who connected (the gateway's login) get the client's address.
+    let (status, body) = exchange(&mut send, http::Method::GET, "/peer", None).await;
+    assert_eq!(
+        (status, body.as_slice()),
+        (http::StatusCode::OK, &b"127.0.0.1"[..])
+    );
     let (status, _) = exchange(&mut send, http::Method::GET, "/nowhere", None).await;
     assert_eq!(status, http::StatusCode::NOT_FOUND);
     let _ = std::fs::remove_dir_all(dir);

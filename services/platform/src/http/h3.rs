@@ -12,6 +12,7 @@ use bytes::{Buf, Bytes, BytesMut};
 use http_body_util::BodyExt;
 use tower::ServiceExt;
 
+use super::{PeerAddr, HEADER_BYTES_MAX};
 use crate::{shutdown::DRAIN_MAX, tls::Tls, Shutdown};
 
 /// Bound on a request body over HTTP/3; a longer one is answered 413.
@@ -70,7 +71,9 @@ async fn connection(incoming: quinn::Incoming, router: Router, shutdown: Shutdow
             return;
         }
     };
+    // The same bound on a request's head as over TCP (a longer one is refused by h3).
     let mut h3 = match h3::server::builder()
+        .max_field_section_size(HEADER_BYTES_MAX as u64)
         .build::<_, Bytes>(h3_quinn::Connection::new(conn))
         .await
     {
@@ -90,7 +93,7 @@ async fn connection(incoming: quinn::Incoming, router: Router, shutdown: Shutdow
             Ok(Some(resolver)) => {
                 let router = router.clone();
                 tokio::spawn(async move {
-                    if let Err(e) = request(resolver, router).await {
+                    if let Err(e) = request(resolver, peer, router).await {
                         tracing::debug!(%peer, error = %e, "HTTP/3 request ended with an error");
                     }
                 });
@@ -106,6 +109,7 @@ async fn connection(incoming: quinn::Incoming, router: Router, shutdown: Shutdow
 
 async fn request(
     resolver: h3::server::RequestResolver<h3_quinn::Connection, Bytes>,
+    peer: SocketAddr,
     router: Router,
 ) -> anyhow::Result<()> {
     let (req, mut stream) = resolver.resolve_request().await?;
@@ -130,7 +134,9 @@ async fn request(
         body.extend_from_slice(&chunk.copy_to_bytes(chunk.remaining()));
     }
     let (parts, ()) = req.into_parts();
-    let req = http::Request::from_parts(parts, axum::body::Body::from(body.freeze()));
+    let mut req = http::Request::from_parts(parts, axum::body::Body::from(body.freeze()));
+    // Handlers may ask who connected, as over TCP (the gateway's login does).
+    req.extensions_mut().insert(PeerAddr(peer));
     let response = match router.oneshot(req).await {
         Ok(r) => r,
         Err(never) => match never {},
