@@ -186,16 +186,12 @@ impl PgSchema for NotificationSchema {
                 return Ok(NotificationAnswer::Outgoing(o.map(Box::new)));
             }
         };
-        let head = sqlx::query(
-            "SELECT (SELECT epoch FROM feeds WHERE recipient = $1) AS epoch, \
-                    coalesce(min(seq), 0) AS first_seq, coalesce(max(seq), 0) AS last_seq \
-             FROM updates WHERE recipient = $1",
-        )
-        .bind(recipient)
-        .fetch_one(&mut *db)
-        .await
-        .map_err(|e| store_error("read feed", e))?;
-        // A head read (the appender's) asks for no update: one round trip.
+        // The updates first, then the head, in two statements: an update the first one saw
+        // was committed with its feed (and its epoch), so the second sees that epoch and a
+        // last seq at least as high. The other order could pair a head from before the feed
+        // existed with updates from after: a session then held updates without their epoch
+        // and reset itself ("the log moved on") on its next read. A head read (the
+        // appender's) asks for no update: one round trip.
         let rows = if *limit == 0 {
             Vec::new()
         } else {
@@ -210,6 +206,15 @@ impl PgSchema for NotificationSchema {
             .await
             .map_err(|e| store_error("read updates", e))?
         };
+        let head = sqlx::query(
+            "SELECT (SELECT epoch FROM feeds WHERE recipient = $1) AS epoch, \
+                    coalesce(min(seq), 0) AS first_seq, coalesce(max(seq), 0) AS last_seq \
+             FROM updates WHERE recipient = $1",
+        )
+        .bind(recipient)
+        .fetch_one(&mut *db)
+        .await
+        .map_err(|e| store_error("read feed", e))?;
         let decode = |e| store_error("decode feed", e);
         Ok(NotificationAnswer::Feed(FeedPage {
             epoch: head.try_get("epoch").map_err(decode)?,
