@@ -31,7 +31,9 @@ struct CourierShipment {
 pub(crate) async fn run(ctx: Ctx, shutdown: Shutdown) {
     let courier = platform::breaker::Breaker::shared("courier");
     ctx.infra.metrics.watch_breaker(courier.clone());
-    let client = HttpClient::new(ctx.config.courier_timeout).with_breaker(courier);
+    let client = HttpClient::new(ctx.config.courier_timeout)
+        .with_breaker(courier)
+        .observed(ctx.infra.metrics.clone(), "courier");
     let (poll, wake) = (ctx.config.worker_poll, ctx.work.clone());
     run_rounds("delivery", poll, wake, shutdown, || async {
         round(&ctx, &client).await.map(|()| Round::Idle)

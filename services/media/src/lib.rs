@@ -99,7 +99,8 @@ pub async fn run(
     store: Arc<dyn Store<MediaSchema>>,
     shutdown: Shutdown,
 ) -> anyhow::Result<()> {
-    let objects = ObjectStore::new(&config.objects, config.objects_timeout)?;
+    let objects =
+        ObjectStore::new(&config.objects, config.objects_timeout)?.observed(&config.metrics);
     let sweeper = {
         let (store, objects, shutdown) = (store.clone(), objects.clone(), shutdown.clone());
         let (every, grace) = (config.sweep_every, config.limits.completion_grace);

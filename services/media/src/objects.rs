@@ -34,6 +34,8 @@ pub struct ObjectStore {
     bucket: Bucket,
     credentials: Credentials,
     http: HttpClient,
+    /// The store's circuit breaker, shared by every call.
+    breaker: std::sync::Arc<platform::breaker::Breaker>,
 }
 
 /// The wall clock as a signing time (the simulation's clock under madsim).
@@ -60,12 +62,23 @@ impl ObjectStore {
             config.region.clone(),
         )
         .map_err(|e| anyhow::anyhow!("bucket {:?}: {e}", config.bucket))?;
+        let breaker = platform::breaker::Breaker::shared("object store");
         Ok(ObjectStore {
             bucket,
             credentials: Credentials::new(config.access_key.clone(), config.secret_key.clone()),
-            http: HttpClient::new(timeout)
-                .with_breaker(platform::breaker::Breaker::shared("object store")),
+            http: HttpClient::new(timeout).with_breaker(breaker.clone()),
+            breaker,
         })
+    }
+
+    /// The same client, its calls and its breaker's state exposed in `registry`
+    /// (dependency `object store`).
+    pub fn observed(self, registry: &std::sync::Arc<platform::metrics::Registry>) -> Self {
+        registry.watch_breaker(self.breaker.clone());
+        ObjectStore {
+            http: self.http.observed(registry.clone(), "object store"),
+            ..self
+        }
     }
 
     /// A URL to `PUT` exactly `size_bytes` bytes of `content_type` at `key` until

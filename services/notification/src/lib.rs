@@ -269,6 +269,8 @@ pub(crate) struct WorkerCtx {
     pub without_idempotency_key: bool,
     /// The messaging provider's circuit breaker.
     pub provider: Arc<platform::breaker::Breaker>,
+    /// Where the provider calls are counted.
+    pub metrics: Arc<platform::metrics::Registry>,
 }
 
 /// The instance's fan-out: wakes its sessions after its own commits and on hints from other
@@ -464,6 +466,7 @@ pub async fn run(
                 infra.metrics.watch_breaker(b.clone());
                 b
             },
+            metrics: infra.metrics.clone(),
         },
         shutdown.clone(),
     ));

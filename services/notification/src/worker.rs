@@ -57,7 +57,9 @@ fn backoff(failures: u32) -> Duration {
 }
 
 pub(crate) async fn run(ctx: WorkerCtx, shutdown: Shutdown) {
-    let client = HttpClient::new(ctx.provider_call).with_breaker(ctx.provider.clone());
+    let client = HttpClient::new(ctx.provider_call)
+        .with_breaker(ctx.provider.clone())
+        .observed(ctx.metrics.clone(), "messaging provider");
     let (poll, wake) = (ctx.poll, ctx.work.clone());
     let stop = shutdown.clone();
     run_rounds("notification", poll, wake, shutdown, || async {
@@ -98,7 +100,10 @@ async fn work_on(
     let mut calls = 0i32;
     // The provider calls are a span of the trace of the Notify that queued the message.
     let trace = platform::trace::TraceContext::from_stored(&o.trace);
-    let policy = quick();
+    let policy = RetryPolicy {
+        retries: client.retries(),
+        ..quick()
+    };
     let sending = retry(
         &policy,
         "send message",

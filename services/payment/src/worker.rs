@@ -85,7 +85,9 @@ fn client_for(ctx: &Ctx, key: &str) -> HttpClient {
         .lock()
         .map_or(0, |m| m.get(key).copied().unwrap_or(0));
     let timeout = (ctx.config.psp_timeout * 2u32.pow(late.min(6))).min(PSP_WAIT_MAX);
-    let client = HttpClient::new(timeout).with_breaker(ctx.psp.clone());
+    let client = HttpClient::new(timeout)
+        .with_breaker(ctx.psp.clone())
+        .observed(ctx.infra.metrics.clone(), "psp");
     if timeout < PSP_WAIT_MAX {
         client.timeouts_uncounted()
     } else {

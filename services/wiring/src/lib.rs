@@ -359,19 +359,24 @@ pub async fn run_service(
                 task_attempts: tuning.task_attempts,
             };
             let moderator: Arc<dyn moderation::Moderator> = match env.moderation_provider() {
-                Some(url) => Arc::new(moderation::Provider {
-                    url,
-                    http: platform::http::HttpClient::new(tuning.provider_call).with_breaker({
-                        let b = platform::breaker::Breaker::shared("moderation provider");
-                        env.metrics().watch_breaker(b.clone());
-                        b
-                    }),
-                    policy: platform::retry::RetryPolicy {
-                        attempts_max: 4,
-                        deadline: (tuning.provider_call * 5).max(Duration::from_secs(10)),
-                        ..platform::retry::RetryPolicy::rpc()
-                    },
-                }),
+                Some(url) => {
+                    let name = "moderation provider";
+                    let breaker = platform::breaker::Breaker::shared(name);
+                    env.metrics().watch_breaker(breaker.clone());
+                    let http = platform::http::HttpClient::new(tuning.provider_call)
+                        .with_breaker(breaker)
+                        .observed(env.metrics(), name);
+                    Arc::new(moderation::Provider {
+                        url,
+                        policy: platform::retry::RetryPolicy {
+                            attempts_max: 4,
+                            deadline: (tuning.provider_call * 5).max(Duration::from_secs(10)),
+                            retries: http.retries(),
+                            ..platform::retry::RetryPolicy::rpc()
+                        },
+                        http,
+                    })
+                }
                 None => Arc::new(moderation::Rules),
             };
             moderation::run(config, env.infra()?, moderator, shutdown).await

@@ -210,6 +210,12 @@ async fn an_order_moves_the_series_of_every_service_it_passes_through() {
         1.0,
     );
     moved("outbox_sent_total", &[order_service], 6.0);
+    // The PSP and the courier are called over HTTP and counted per dependency.
+    for (service, dependency) in [("payment", "psp"), ("delivery", "courier")] {
+        let labels = [("service", service), ("dependency", dependency)];
+        moved("http_client_requests_total", &labels, 1.0);
+        moved("http_client_duration_seconds_count", &labels, 1.0);
+    }
     moved(
         "cache_requests_total",
         &[gateway, ("cache", "ad"), ("result", "hit")],

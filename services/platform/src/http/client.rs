@@ -69,6 +69,8 @@ pub struct HttpClient {
     breaker: Option<std::sync::Arc<Breaker>>,
     /// Whether the breaker counts this client's timeouts as failures.
     timeouts_count: bool,
+    /// Where this client's exchanges are counted, and the dependency's name there.
+    metrics: Option<(std::sync::Arc<crate::metrics::Registry>, String)>,
 }
 
 impl HttpClient {
@@ -77,6 +79,67 @@ impl HttpClient {
             timeout,
             breaker: None,
             timeouts_count: true,
+            metrics: None,
+        }
+    }
+
+    /// The same client, counted in `registry` as calls to `dependency`:
+    /// `http_client_requests_total{dependency,code}` (the status, or `timeout`,
+    /// `unreachable`, `broken` or `circuit_open` when no answer came) and
+    /// `http_client_duration_seconds{dependency}`. Retries of its calls go to
+    /// [`HttpClient::retries`].
+    pub fn observed(
+        self,
+        registry: std::sync::Arc<crate::metrics::Registry>,
+        dependency: &str,
+    ) -> Self {
+        HttpClient {
+            metrics: Some((registry, dependency.to_owned())),
+            ..self
+        }
+    }
+
+    /// The counter `http_client_retries_total{dependency}` of an [`observed`](Self::observed)
+    /// client, for the [`RetryPolicy`](crate::retry::RetryPolicy) that repeats its calls
+    /// (with `http_client_requests_total`, the retry rate).
+    pub fn retries(&self) -> Option<crate::metrics::Counter> {
+        self.metrics.as_ref().map(|(registry, dependency)| {
+            registry.counter(
+                "http_client_retries_total",
+                "HTTP calls to a dependency made again after a transient failure.",
+                &[("dependency", dependency)],
+            )
+        })
+    }
+
+    fn count(&self, r: &Result<HttpResponse, HttpError>, took: Option<Duration>) {
+        let Some((registry, dependency)) = &self.metrics else {
+            return;
+        };
+        let code = match r {
+            Ok(response) => response.status.to_string(),
+            Err(HttpError::Timeout(_)) => "timeout".into(),
+            Err(HttpError::Connect { .. }) => "unreachable".into(),
+            Err(HttpError::CircuitOpen(_)) => "circuit_open".into(),
+            Err(_) => "broken".into(),
+        };
+        registry
+            .counter(
+                "http_client_requests_total",
+                "HTTP calls to a dependency, by its answer's status (or timeout, unreachable, \
+                 broken, circuit_open when none came).",
+                &[("dependency", dependency), ("code", &code)],
+            )
+            .inc();
+        if let Some(took) = took {
+            registry
+                .histogram(
+                    "http_client_duration_seconds",
+                    "Time of an HTTP call to a dependency (sent calls only).",
+                    &[("dependency", dependency)],
+                    &crate::metrics::LATENCY_BUCKETS,
+                )
+                .observe_duration(took);
         }
     }
 
@@ -153,7 +216,15 @@ impl HttpClient {
         headers: &[(&str, &str)],
         body: Option<(Vec<u8>, &str)>,
     ) -> Result<HttpResponse, HttpError> {
-        let permit = self.breaker.as_deref().map(Breaker::admit).transpose()?;
+        let permit = match self.breaker.as_deref().map(Breaker::admit).transpose() {
+            Ok(p) => p,
+            Err(refused) => {
+                let r = Err(HttpError::CircuitOpen(refused));
+                self.count(&r, None);
+                return r;
+            }
+        };
+        let started = tokio::time::Instant::now();
         let timeout = self.timeout;
         let r = match tokio::time::timeout(timeout, self.exchange(method, url, headers, body)).await
         {
@@ -168,6 +239,7 @@ impl HttpClient {
                 Err(e) => permit.record(!e.is_dependency_failure()),
             }
         }
+        self.count(&r, Some(started.elapsed()));
         r
     }
 
@@ -359,9 +431,13 @@ mod breaker_tests {
     #[tokio::test]
     async fn a_dependency_that_keeps_failing_is_not_called_until_its_breaker_lets_a_probe_go() {
         let breaker = Breaker::shared("psp");
-        let client = HttpClient::new(Duration::from_secs(1)).with_breaker(breaker.clone());
+        let registry = crate::metrics::Registry::new();
+        let client = HttpClient::new(Duration::from_secs(1))
+            .with_breaker(breaker.clone())
+            .observed(registry.clone(), "psp");
+        let failures = BreakerPolicy::default().failures_to_open;
         // Nothing listens on port 1: each connect is refused.
-        for _ in 0..BreakerPolicy::default().failures_to_open {
+        for _ in 0..failures {
             let e = client.get_json::<()>("http://127.0.0.1:1/").await;
             assert!(matches!(e, Err(HttpError::Connect { .. })), "{e:?}");
         }
@@ -375,6 +451,16 @@ mod breaker_tests {
             other => panic!("expected a refusal, got {other:?}"),
         }
         assert_eq!(breaker.refused_total(), 1);
+        client.retries().expect("observed").inc();
+        let text = registry.render(&[]);
+        for line in [
+            format!("http_client_requests_total{{code=\"unreachable\",dependency=\"psp\"}} {failures}\n"),
+            "http_client_requests_total{code=\"circuit_open\",dependency=\"psp\"} 1\n".into(),
+            format!("http_client_duration_seconds_count{{dependency=\"psp\"}} {failures}\n"),
+            "http_client_retries_total{dependency=\"psp\"} 1\n".into(),
+        ] {
+            assert!(text.contains(&line), "{line} not in {text}");
+        }
     }
 
     #[tokio::test]
