@@ -3,7 +3,7 @@
 # one dedicated controller (node 100) + three brokers (nodes 1..3, racks msk/msk/nsk).
 # The controller is separate so the metadata quorum survives when tests kill brokers.
 #
-# Usage: kafka.sh fetch|up|down|status|kill-broker N|start-broker N|truncate
+# Usage: kafka.sh fetch|up|down|status|kill-broker N|start-broker N|pause-broker N|resume-broker N|truncate
 # Logs go to stderr; `up`, `status` and `start-broker` print the bootstrap string on stdout.
 set -euo pipefail
 
@@ -27,6 +27,7 @@ readonly BROKER_PORTS=(19092 19093 19094)
 readonly BROKER_RACKS=(msk msk nsk)
 readonly BOOTSTRAP=127.0.0.1:19092,127.0.0.1:19093,127.0.0.1:19094
 readonly TOPICS_FILE="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)/topics.tsv"
+readonly SETTINGS_FILE="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)/kafka-cluster.properties"
 readonly JAVA_BIN=${JAVA:-java}
 readonly HEAP_OPTS=${KAFKA_HEAP_OPTS:--Xms256m -Xmx512m}
 # C1-only JIT: on 2 cores, four JVMs booting at once spend most of their start-up
@@ -149,8 +150,6 @@ common_props() {
 controller.quorum.voters=100@127.0.0.1:$CONTROLLER_PORT
 controller.listener.names=CONTROLLER
 listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
-min.insync.replicas=2
-unclean.leader.election.enable=false
 offsets.topic.replication.factor=3
 transaction.state.log.replication.factor=3
 transaction.state.log.min.isr=2
@@ -163,6 +162,8 @@ num.io.threads=4
 num.recovery.threads.per.data.dir=1
 log.dirs=$STATE/$1/data
 EOF
+  # The settings the Kafka model reads too (one file for both).
+  grep -Ev '^[[:space:]]*(#|$)' "$SETTINGS_FILE"
 }
 
 write_props() {
@@ -177,9 +178,6 @@ write_props() {
       echo "listeners=CONTROLLER://127.0.0.1:$port"
       echo "default.replication.factor=3"
       echo "num.partitions=6"
-      # Move leadership back to preferred replicas soon after a killed broker
-      # returns (default check interval is 300s, too slow for tests).
-      echo "leader.imbalance.check.interval.seconds=15"
     else
       local n=${node#broker}
       echo "process.roles=broker"
@@ -487,6 +485,16 @@ cmd_kill_broker() {
   rm -f "$(pid_file "$node")"
 }
 
+# SIGSTOP / SIGCONT: a broker that neither answers nor heartbeats, with its process and state
+# intact (a long GC pause, a frozen VM); on resume it goes on with the same incarnation.
+cmd_signal_broker() {
+  local node pid
+  node=$(broker_arg "${2:-}")
+  pid=$(node_pid "$node") || die "$node is not running"
+  log "SIG$1 $node (pid $pid)"
+  kill "-$1" "$pid"
+}
+
 cmd_start_broker() {
   local node
   node=$(broker_arg "${1:-}")
@@ -507,9 +515,11 @@ case ${1:-} in
   status) cmd_status ;;
   kill-broker) cmd_kill_broker "${2:-}" ;;
   start-broker) cmd_start_broker "${2:-}" ;;
+  pause-broker) cmd_signal_broker STOP "${2:-}" ;;
+  resume-broker) cmd_signal_broker CONT "${2:-}" ;;
   truncate) cmd_truncate ;;
   *)
-    echo "usage: $0 fetch|up|down|status|kill-broker N|start-broker N" >&2
+    echo "usage: $0 fetch|up|down|status|kill-broker N|start-broker N|pause-broker N|resume-broker N|truncate" >&2
     exit 2
     ;;
 esac

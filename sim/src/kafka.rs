@@ -22,19 +22,34 @@
 //!   `NOT_ENOUGH_REPLICAS`. Records carry the leader epoch that wrote them, and a
 //!   follower truncates where its log diverges from the leader's (KIP-320), so a restarted
 //!   leader drops what it never replicated.
-//! - **ISR**: the controller drops fenced brokers (session expired) from every ISR and elects
-//!   leaders from the ISR only (or, with the unclean switch, any live replica); leaders drop
-//!   followers that lag more than `replica_lag_time_max_ms` and add back those that caught up,
-//!   through `AlterPartition`. As in Kafka's `Replica.isCaughtUp`, a follower holding the
-//!   leader's whole log stays in sync however long ago it fetched: on an idle partition only
-//!   the controller's fencing (broker session) removes a silent follower.
+//! - **ISR and ELR** ([`controller`]): the controller drops fenced brokers (session expired)
+//!   from every ISR — the ISR may become empty — and keeps Kafka 4.4's eligible leader
+//!   replicas (KIP-966): replicas that left an ISR under `min.insync.replicas` (the frozen
+//!   high watermark means they hold every committed record) may lead when the ISR is empty;
+//!   a broker back from an unclean shutdown (every model kill or power loss) leaves the ISR and
+//!   the ELR; with both empty the last known leader is elected when it returns, or, with the
+//!   unclean switch, any live replica. A restarted broker is refused while its old session is
+//!   valid. Leaders drop followers that lag more than `replica_lag_time_max_ms` and add back
+//!   those that caught up, through `AlterPartition`. As in Kafka's `Replica.isCaughtUp`, a
+//!   follower holding the leader's whole log stays in sync however long ago it fetched: on an
+//!   idle partition only the controller's fencing (broker session) removes a silent follower.
+//!   Every `leader_imbalance_check_interval_ms` leadership moves back to preferred replicas
+//!   that are in the ISR (`auto.leader.rebalance.enable`).
+//! - **Settings**: `min.insync.replicas`, unclean election, broker heartbeat and session,
+//!   `replica.lag.time.max.ms` and the leader rebalance come from `kafka-cluster.properties`,
+//!   the file the local cluster's nodes are configured from, so both time out alike (a third
+//!   of Kafka's default broker session, heartbeat and ISR lag).
 //! - **Consumer groups** are coordinated on the controller node ([`group`]): the classic
 //!   protocol with eager assignors as librdkafka speaks it — a rebalance completes only once
 //!   every member revoked its partitions at its application's next poll and rejoined (the
 //!   JoinGroup barrier), or the rebalance timeout (`max.poll.interval.ms`) evicted it;
 //!   a member whose application stops polling for `max.poll.interval.ms` leaves by itself —
 //!   range assignment, session expiry, generation-fenced commits, offsets on the
-//!   controller's disk.
+//!   controller's disk. A consumer sends the leader epoch of the last record it read with
+//!   each fetch and the leader validates it as librdkafka's KIP-320 position validation does:
+//!   after a truncation that replaced records the consumer had read, it seeks back to where
+//!   that epoch ends on the leader; a position past the log end with no epoch to check (a
+//!   committed offset) resets to the earliest offset (`auto.offset.reset=earliest`).
 //! - **Follower fetching** (KIP-392): a consumer with `client_rack` asks the leader, which names
 //!   the in-sync follower of that rack holding the fetch offset (Kafka's
 //!   `RackAwareReplicaSelector`) unless it is in that rack itself; the consumer then reads
@@ -50,19 +65,46 @@
 //!   shrank below `min.insync.replicas` after the append waits (the high watermark is
 //!   frozen) until the ISR is back or the request times out; a retry is dropped as a
 //!   duplicate. `NOT_ENOUGH_REPLICAS_AFTER_APPEND` remains only for a watermark that moved in
-//!   the instant before a shrink.
+//!   the instant before a shrink. The leader checks sequences as Kafka 4.4's
+//!   `ProducerAppendInfo` does (a producer it holds nothing of is accepted at any sequence);
+//!   `OUT_OF_ORDER_SEQUENCE_NUMBER` — a leader that lost records the producer had
+//!   acknowledged — is fatal to the producer as in librdkafka (every later send fails with
+//!   `Fatal`, and its owner makes a new one, as the outbox relay does), and
+//!   `INVALID_PRODUCER_EPOCH` fails its send.
 //! - **Disks**: each node's durable state is an `Arc<Mutex<…>>` held by [`KafkaCluster`]
 //!   outside the node, so kill + restart keeps exactly what was persisted. Appends are not
 //!   fsynced, as in Kafka: a process kill keeps them (the page cache survives), a power loss
 //!   ([`KafkaCluster::power_off`]) drops what the host had not written back yet, so an
 //!   acknowledged write is only as durable as the set of in-sync replicas that hold it.
 //!
-//! Deliberate differences from Kafka: one controller (no KRaft quorum) that also hosts
+//! Deliberate differences from Kafka, and why none can turn a checker's verdict from what
+//! production would give:
+//! - **The group coordinator** lives on the controller node with always-durable offsets;
+//!   Kafka's is the leader of a `__consumer_offsets` partition (RF 3, min ISR 2) that moves
+//!   with its broker, and commits fail below min ISR. Both make a commit fail or wait; the
+//!   inbox treats a failed commit as not committed (the records are read again and deduplicated
+//!   by their event id), so where the coordinator lives changes only when a re-read happens.
+//!   Killing or cutting off the controller node exercises the coordinator's loss.
+//! - **One batch in flight** per partition per producer (librdkafka pipelines up to 5 with
+//!   idempotence): per-key order and once-ness are what the checkers look at, and librdkafka
+//!   keeps both across its pipeline (in-order sequence numbers, retries of the head first), so
+//!   the pipeline only makes the model slower (see below).
+//! - **Follower fetching** stops as soon as the follower's metadata says it left the ISR;
+//!   Kafka keeps serving until the consumer's metadata ages out. Either way a follower serves
+//!   only below the high watermark it knows, which is at most the leader's, so a consumer
+//!   never sees an uncommitted record; the model only moves consumers to the leader sooner.
+//! - **`InitProducerId` always succeeds** on a live broker (a refused or lost reply is a
+//!   transport error, retried until the delivery timeout, as librdkafka retries it).
+//! - **`UNKNOWN_PRODUCER_ID`** never happens: Kafka 4.4 accepts a producer it holds no state
+//!   of at any sequence, as the model does.
+//! - **The last known leader** is elected only once it is live; Kafka names it leader at once
+//!   and the partition is as unavailable until it returns.
+//!
+//! Other simplifications: one controller (no KRaft quorum) that also hosts
 //! every group coordinator; single-record batches; one in-flight batch per partition per
 //! producer; producer ids allocated by brokers, epochs bumped by the producer alone; no
 //! retention (topic configs such as `retention.ms` from `topics.tsv` are not modelled: a
-//! seed lasts minutes, the shortest retention is days), compaction or transactions. A follower serves consumers only while its metadata
-//! says it is in the ISR (Kafka keeps serving until the consumer's metadata ages out). The serving
+//! seed lasts minutes, the shortest retention is days), compaction or transactions. The serving
 //! side applies both directions of the cross-region delay (a task cannot learn its own node's
 //! IP from madsim), so a reply still "on the wire" is lost if the server node dies.
 //! Topics are fixed at start and their replicas placed by a rack-alternating rotation (so
@@ -370,8 +412,8 @@ impl KafkaCluster {
     }
 
     /// Per partition of `topic`, the committed records: those below the high watermark on the
-    /// current leader (or, while the partition is offline, on the ISR member with the highest
-    /// high watermark).
+    /// current leader (or, while the partition is offline, on the ISR, ELR or last known
+    /// leader replica with the highest high watermark).
     pub fn log_snapshot(&self, topic: &str) -> Vec<Vec<ConsumedRecord>> {
         let partitions = self.topic_partitions(topic);
         partitions
@@ -379,7 +421,13 @@ impl KafkaCluster {
             .map(|(partition, state)| {
                 let candidates: Vec<BrokerId> = match state.leader {
                     Some(l) => vec![l],
-                    None => state.isr.iter().copied().collect(),
+                    None => state
+                        .isr
+                        .iter()
+                        .chain(&state.elr)
+                        .chain(&state.last_known_leader)
+                        .copied()
+                        .collect(),
                 };
                 let best = candidates
                     .iter()

@@ -28,6 +28,14 @@
 //!   a high watermark that advances while the ISR is under `min.insync.replicas` (Kafka 3.7+
 //!   freezes it), so a record only the leader holds becomes visible; or one that never
 //!   advances once the ISR is back.
+//! - [`a_follower_that_left_the_isr_under_min_insync_leads_when_the_last_member_dies`] — a
+//!   partition left offline (or led by a replica that missed a committed record) when its
+//!   last in-sync replica dies, although a follower that left the ISR while it was under
+//!   `min.insync.replicas` holds every committed record (Kafka 4.x's eligible leader
+//!   replicas, KIP-966).
+//! - [`a_restarted_broker_leads_the_partitions_it_is_preferred_for_again`] — leadership that
+//!   stays with the replica that took over after the preferred leader returned (no
+//!   `auto.leader.rebalance.enable`), or writes lost across the move back.
 //! - [`a_group_rebalances_after_a_consumer_dies_and_no_record_is_skipped`] — a dead member's
 //!   partitions never reassigned, or resumed past its uncommitted batch (commits before the
 //!   effect, auto-commit at poll time, offsets lost).
@@ -159,9 +167,19 @@ pub trait BrokerFaults: Send + Sync {
     /// returns once it no longer serves anyone.
     async fn kill_broker(&self, broker: BrokerId) -> anyhow::Result<()>;
 
-    /// Restarts every broker killed so far and returns once the cluster reports them alive
-    /// (not necessarily back in every ISR: see [`wait_until_healthy`]).
+    /// Restarts every broker killed so far, resumes every paused one, and returns once the
+    /// cluster reports them alive (not necessarily back in every ISR: see
+    /// [`wait_until_healthy`]).
     async fn restart_killed_brokers(&self) -> anyhow::Result<()>;
+
+    /// Freezes broker `broker` (SIGSTOP on the real cluster; every link of its node clogged
+    /// in the model): it neither answers nor heartbeats, so the controller fences it after
+    /// the broker session, and it keeps its process, state and incarnation.
+    async fn pause_broker(&self, broker: BrokerId) -> anyhow::Result<()>;
+
+    /// Lets a paused broker go on (SIGCONT; links unclogged), with the same incarnation: no
+    /// restart, so not an unclean shutdown.
+    async fn resume_broker(&self, broker: BrokerId) -> anyhow::Result<()>;
 
     /// One metadata read: alive brokers and the partitions of `topic` (every topic if `None`);
     /// `None` when the read failed (no broker answered).
@@ -440,6 +458,161 @@ pub async fn a_record_only_the_leader_holds_stays_above_the_high_watermark_until
     let read = read_everything(faults, &*log, &topic, "bf-frozen-hw", "a fresh group").await;
     let payloads: Vec<String> = read.iter().map(payload_of).collect();
     assert_eq!(payloads, ["committed", "leader-only"]);
+}
+
+/// Both followers of a fresh partition are paused one after the other (each fenced and out of
+/// the ISR; the second leaves it under `min.insync.replicas`, so it becomes an eligible leader
+/// replica), then the leader, last in the ISR, is killed and the followers resume. While the
+/// old leader is still dead, the second follower leads (from the ELR), writes go on once the
+/// other follower caught up, and a fresh group reads exactly what was acknowledged.
+pub async fn a_follower_that_left_the_isr_under_min_insync_leads_when_the_last_member_dies(
+    log: Arc<dyn EventLog>,
+    faults: &dyn BrokerFaults,
+) {
+    let topic = fresh_topic(faults, "bf-elr", 1).await;
+    let p = producer(&log, HEAL_DEADLINE, Duration::from_secs(5)).await;
+    p.send(record(&topic, "k", "committed"))
+        .await
+        .expect("an acks=all write on a healthy cluster");
+    let view = wait_for_view(
+        faults,
+        &format!("{topic}/0 is led with a full ISR"),
+        Some(&topic),
+        FAILOVER_DEADLINE,
+        |v| v.partition(&topic, 0).is_some_and(PartitionView::is_full),
+    )
+    .await;
+    let partition = view.partition(&topic, 0).expect("the partition").clone();
+    let leader = partition.leader.expect("a leader");
+    let followers: Vec<BrokerId> = partition
+        .replicas
+        .iter()
+        .copied()
+        .filter(|r| *r != leader)
+        .collect();
+    let (first, second) = (followers[0], followers[1]);
+    let isr_is = |want: Vec<BrokerId>| {
+        let topic = topic.clone();
+        move |v: &ClusterView| {
+            v.partition(&topic, 0).is_some_and(|p| {
+                let mut isr = p.isr.clone();
+                isr.sort_unstable();
+                isr == want
+            })
+        }
+    };
+    pause(faults, first).await;
+    let mut rest = vec![leader, second];
+    rest.sort_unstable();
+    wait_for_view(
+        faults,
+        &format!("broker {first} left the ISR of {topic}/0"),
+        Some(&topic),
+        FAILOVER_DEADLINE,
+        isr_is(rest),
+    )
+    .await;
+    pause(faults, second).await;
+    wait_for_view(
+        faults,
+        &format!("broker {leader} is alone in the ISR of {topic}/0"),
+        Some(&topic),
+        FAILOVER_DEADLINE,
+        isr_is(vec![leader]),
+    )
+    .await;
+    kill(faults, leader).await;
+    for b in [first, second] {
+        faults
+            .resume_broker(b)
+            .await
+            .unwrap_or_else(|e| panic!("resuming broker {b}: {e:#}"));
+        faults.step(&format!("resumed broker {b}"));
+    }
+    wait_for_view(
+        faults,
+        &format!(
+            "broker {second}, which left the ISR under min.insync.replicas, leads {topic}/0 \
+             while broker {leader} is dead"
+        ),
+        Some(&topic),
+        FAILOVER_DEADLINE,
+        |v| {
+            v.partition(&topic, 0)
+                .is_some_and(|p| p.leader == Some(second))
+        },
+    )
+    .await;
+    faults.step(&format!("broker {second} leads {topic}/0"));
+    p.send(record(&topic, "k", "after"))
+        .await
+        .expect("an acks=all write once the other follower caught up");
+    heal(faults).await;
+    let read = read_everything(faults, &*log, &topic, "bf-elr", "a fresh group").await;
+    let payloads: Vec<String> = read.iter().map(payload_of).collect();
+    assert_eq!(payloads, ["committed", "after"]);
+}
+
+/// The preferred leader of a fresh partition is killed and another replica takes over; once
+/// it is back (restarted, caught up, in the ISR) the cluster's leader rebalance gives it the
+/// partition again, within its check interval (`leader.imbalance.check.interval.seconds` of
+/// `kafka-cluster.properties`). A record sent before the kill and one sent after the move
+/// back are both read.
+pub async fn a_restarted_broker_leads_the_partitions_it_is_preferred_for_again(
+    log: Arc<dyn EventLog>,
+    faults: &dyn BrokerFaults,
+) {
+    let topic = fresh_topic(faults, "bf-preferred", 1).await;
+    let p = producer(&log, HEAL_DEADLINE, Duration::from_secs(5)).await;
+    p.send(record(&topic, "k", "before"))
+        .await
+        .expect("an acks=all write on a healthy cluster");
+    let view = wait_for_view(
+        faults,
+        &format!("{topic}/0 is led by its preferred replica with a full ISR"),
+        Some(&topic),
+        FAILOVER_DEADLINE,
+        |v| {
+            v.partition(&topic, 0)
+                .is_some_and(|p| p.is_full() && p.leader == p.replicas.first().copied())
+        },
+    )
+    .await;
+    let preferred = view
+        .partition(&topic, 0)
+        .and_then(|p| p.leader)
+        .expect("a leader");
+    kill(faults, preferred).await;
+    wait_for_view(
+        faults,
+        &format!("another replica leads {topic}/0"),
+        Some(&topic),
+        FAILOVER_DEADLINE,
+        |v| {
+            v.partition(&topic, 0)
+                .is_some_and(|p| p.leader.is_some_and(|l| l != preferred))
+        },
+    )
+    .await;
+    heal(faults).await;
+    wait_for_view(
+        faults,
+        &format!("broker {preferred} leads {topic}/0 again"),
+        Some(&topic),
+        HEAL_DEADLINE,
+        |v| {
+            v.partition(&topic, 0)
+                .is_some_and(|p| p.leader == Some(preferred))
+        },
+    )
+    .await;
+    faults.step(&format!("broker {preferred} leads {topic}/0 again"));
+    p.send(record(&topic, "k", "after"))
+        .await
+        .expect("an acks=all write after the move back");
+    let read = read_everything(faults, &*log, &topic, "bf-preferred", "a fresh group").await;
+    let payloads: Vec<String> = read.iter().map(payload_of).collect();
+    assert_eq!(payloads, ["before", "after"]);
 }
 
 /// The first broker of rack msk survives; the two others are killed. Once every partition is
@@ -1323,6 +1496,14 @@ async fn kill(faults: &dyn BrokerFaults, broker: BrokerId) {
         .await
         .unwrap_or_else(|e| panic!("killing broker {broker}: {e:#}"));
     faults.step(&format!("killed broker {broker}"));
+}
+
+async fn pause(faults: &dyn BrokerFaults, broker: BrokerId) {
+    faults
+        .pause_broker(broker)
+        .await
+        .unwrap_or_else(|e| panic!("pausing broker {broker}: {e:#}"));
+    faults.step(&format!("paused broker {broker}"));
 }
 
 async fn heal(faults: &dyn BrokerFaults) {

@@ -99,14 +99,24 @@ pub struct KafkaModelConfig {
     /// since the last writeback. The model writes every dirty page at each wakeup; Linux
     /// writes only pages dirty for 30 s (`vm.dirty_expire_centisecs`), so it loses more.
     pub page_cache_writeback_interval_ms: u64,
+    /// Kafka `leader.imbalance.check.interval.seconds` (in ms): how often the controller moves
+    /// leadership back to preferred replicas (`auto.leader.rebalance.enable`, on by default).
+    /// 0 turns the rebalance off.
+    pub leader_imbalance_check_interval_ms: u64,
+    /// Kafka `leader.imbalance.per.broker.percentage`: a broker's partitions are given back to
+    /// it once more than this share of those it is preferred for are led by others.
+    pub leader_imbalance_per_broker_percentage: u32,
 }
 
 impl KafkaModelConfig {
     /// The seed's cluster: msk-1 (10.1.1.1), msk-2 (10.1.1.2) in rack `msk`, nsk-1 (10.2.1.1)
     /// in rack `nsk`, port 9092; the controller `kafka-controller` at 10.1.1.10:9093 in MSK;
-    /// the seed's topics with replication factor 3; `min.insync.replicas=2`; unclean
-    /// election off; 25 ms one way between the regions.
+    /// the seed's topics with replication factor 3; the cluster settings of
+    /// `kafka-cluster.properties` (`min.insync.replicas`, unclean election, broker liveness,
+    /// ISR lag, leader rebalance), the values the local cluster runs with; 25 ms one way
+    /// between the regions.
     pub fn seed_default() -> Self {
+        let settings = ClusterSettings::shared();
         let broker = |id, name: &str, ip: [u8; 4], rack: &str| BrokerSpec {
             id,
             name: name.into(),
@@ -128,15 +138,15 @@ impl KafkaModelConfig {
                 .into_iter()
                 .map(|t| TopicSpec::new(&t.name, t.partitions))
                 .collect(),
-            min_insync_replicas: 2,
-            unclean_leader_election: false,
-            broker_heartbeat_interval_ms: 500,
-            broker_session_timeout_ms: 3_000,
+            min_insync_replicas: settings.number("min.insync.replicas") as usize,
+            unclean_leader_election: settings.flag("unclean.leader.election.enable"),
+            broker_heartbeat_interval_ms: settings.millis("broker.heartbeat.interval.ms"),
+            broker_session_timeout_ms: settings.millis("broker.session.timeout.ms"),
             replica_fetch_wait_max_ms: 500,
             replica_fetch_records_max: 1_000,
             replica_fetch_timeout_ms: 1_000,
             replica_fetch_backoff_ms: 100,
-            replica_lag_time_max_ms: 10_000,
+            replica_lag_time_max_ms: settings.millis("replica.lag.time.max.ms"),
             isr_check_interval_ms: 250,
             controller_tick_interval_ms: 100,
             controller_request_timeout_ms: 1_000,
@@ -148,6 +158,14 @@ impl KafkaModelConfig {
             cross_region_latency_ms: 25,
             metadata_max_age_ms: 5_000,
             page_cache_writeback_interval_ms: 5_000,
+            leader_imbalance_check_interval_ms: if settings.flag("auto.leader.rebalance.enable") {
+                settings.millis_of_seconds("leader.imbalance.check.interval.seconds")
+            } else {
+                0
+            },
+            leader_imbalance_per_broker_percentage: settings
+                .number("leader.imbalance.per.broker.percentage")
+                as u32,
         }
     }
 
@@ -235,5 +253,98 @@ impl KafkaModelConfig {
 impl Default for KafkaModelConfig {
     fn default() -> Self {
         Self::seed_default()
+    }
+}
+
+/// The cluster settings the local Kafka cluster runs with (`ci/infra/kafka.sh` writes them
+/// into every node's properties), read by the model too.
+const CLUSTER_SETTINGS: &str = include_str!("../../../kafka-cluster.properties");
+
+/// `kafka-cluster.properties`, parsed.
+struct ClusterSettings(Vec<(&'static str, &'static str)>);
+
+impl ClusterSettings {
+    fn shared() -> Self {
+        Self::parse(CLUSTER_SETTINGS)
+    }
+
+    fn parse(text: &'static str) -> Self {
+        ClusterSettings(
+            text.lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty() && !l.starts_with('#'))
+                .filter_map(|l| l.split_once('='))
+                .map(|(k, v)| (k.trim(), v.trim()))
+                .collect(),
+        )
+    }
+
+    fn value(&self, key: &str) -> &'static str {
+        match self.0.iter().find(|(k, _)| *k == key) {
+            Some((_, v)) => v,
+            None => panic!("kafka-cluster.properties has no {key}"),
+        }
+    }
+
+    fn number(&self, key: &str) -> u64 {
+        let v = self.value(key);
+        v.parse()
+            .unwrap_or_else(|_| panic!("kafka-cluster.properties: {key}={v} is not a number"))
+    }
+
+    fn flag(&self, key: &str) -> bool {
+        match self.value(key) {
+            "true" => true,
+            "false" => false,
+            v => panic!("kafka-cluster.properties: {key}={v} is neither true nor false"),
+        }
+    }
+
+    /// A setting in milliseconds.
+    fn millis(&self, key: &str) -> u64 {
+        self.number(key)
+    }
+
+    /// A setting in seconds, in milliseconds.
+    fn millis_of_seconds(&self, key: &str) -> u64 {
+        self.number(key) * 1_000
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_model_runs_the_clusters_settings() {
+        let c = KafkaModelConfig::seed_default();
+        let s = ClusterSettings::shared();
+        assert_eq!(
+            c.min_insync_replicas as u64,
+            s.number("min.insync.replicas")
+        );
+        assert_eq!(
+            c.broker_session_timeout_ms,
+            s.number("broker.session.timeout.ms")
+        );
+        assert_eq!(
+            c.broker_heartbeat_interval_ms,
+            s.number("broker.heartbeat.interval.ms")
+        );
+        assert_eq!(
+            c.replica_lag_time_max_ms,
+            s.number("replica.lag.time.max.ms")
+        );
+        assert_eq!(
+            c.leader_imbalance_check_interval_ms,
+            s.number("leader.imbalance.check.interval.seconds") * 1_000
+        );
+        assert!(c.broker_heartbeat_interval_ms < c.broker_session_timeout_ms / 2);
+    }
+
+    #[test]
+    #[should_panic(expected = "no broker.session.timeout.ms")]
+    fn a_missing_setting_is_named() {
+        ClusterSettings::parse("min.insync.replicas=2\n").number("broker.session.timeout.ms");
     }
 }

@@ -3,12 +3,24 @@
 //! — hosted here for simplicity — the group coordinator.
 //!
 //! - A broker that misses heartbeats for `broker_session_timeout_ms` is fenced: it leaves
-//!   every ISR (unless it is the last member, as KRaft keeps it) and its partitions elect a new
-//!   leader from the ISR. With no eligible replica a partition goes offline (leader `None`)
-//!   unless `unclean_leader_election` lets any live replica take over with an ISR of itself.
-//! - A broker heartbeating with a new incarnation restarted: it is fenced and unfenced at
-//!   once, so it comes back as a follower that must truncate and catch up before its leader
-//!   proposes it back into the ISR.
+//!   every ISR (the ISR may become empty) and its partitions elect a new leader.
+//! - Eligible leader replicas (KIP-966, on in clusters formatted by Kafka 4.1+, as ours is):
+//!   every ISR change goes through [`change_isr`], Kafka's `PartitionChangeBuilder` rules —
+//!   while the ISR is under `min.insync.replicas` the replicas that leave it join the ELR
+//!   (the high watermark is frozen, so they hold every committed record); at or above it the
+//!   ELR is empty. A leader is elected from the live ISR, or, when the ISR is empty, from the
+//!   live ELR (which becomes the ISR of one); with both empty, the last known leader when it
+//!   returns; else, with `unclean_leader_election`, any live replica; else the partition is
+//!   offline (leader `None`).
+//! - A broker heartbeating with a new incarnation restarted, and uncleanly (the model's
+//!   kills are). As in Kafka, the new incarnation is refused while the old one's session is
+//!   valid; once it expired (the broker is fenced), the broker leaves every ISR and ELR and
+//!   is unfenced, so it comes back as a follower that must truncate and catch up before its
+//!   leader proposes it back into the ISR.
+//! - Preferred leaders (`auto.leader.rebalance.enable`): every
+//!   `leader_imbalance_check_interval_ms`, the partitions of a broker that leads fewer than
+//!   it is preferred for (by more than `leader_imbalance_per_broker_percentage`) move back to
+//!   it where it is in the ISR.
 //! - Brokers learn the metadata image from their heartbeat replies; leaders change ISRs only
 //!   through `AlterPartition`, validated against the leader and partition epochs.
 
@@ -49,6 +61,8 @@ pub(crate) fn initial_disk(config: &KafkaModelConfig) -> ControllerDisk {
                     leader: replicas.first().copied(),
                     leader_epoch: 0,
                     isr: replicas.iter().copied().collect(),
+                    elr: Default::default(),
+                    last_known_leader: None,
                     partition_epoch: 0,
                     replicas,
                 },
@@ -105,6 +119,18 @@ pub(crate) async fn run(config: Arc<KafkaModelConfig>, disk: Disk<ControllerDisk
             ticker.tick();
         }
     });
+    if config.leader_imbalance_check_interval_ms > 0 {
+        let rebalancer = controller.clone();
+        madsim::task::spawn(async move {
+            let every = std::time::Duration::from_millis(
+                rebalancer.config.leader_imbalance_check_interval_ms,
+            );
+            loop {
+                time::sleep(every).await;
+                rebalancer.rebalance_leaders();
+            }
+        });
+    }
     let addr = config.controller_addr();
     let handler = move |req: ControllerRequest, _from| {
         let controller = controller.clone();
@@ -136,10 +162,29 @@ impl Controller {
         // Unknown brokers get nothing.
         self.config.broker(hb.broker)?;
         let mut disk = lock(&self.disk);
-        let previous = disk.broker_incarnations.insert(hb.broker, hb.incarnation);
-        if previous.is_some_and(|p| p != hb.incarnation) && !disk.fenced.contains(&hb.broker) {
-            tracing::info!(broker = hb.broker, "broker restarted within its session");
+        let restarted = disk
+            .broker_incarnations
+            .get(&hb.broker)
+            .is_some_and(|p| *p != hb.incarnation);
+        if restarted && !disk.fenced.contains(&hb.broker) {
+            let session_valid = lock(&self.sessions).get(&hb.broker).is_some_and(|s| {
+                Instant::now().duration_since(s.last_heartbeat)
+                    <= self.config.broker_session_timeout()
+            });
+            if session_valid {
+                // Kafka's DUPLICATE_BROKER_REGISTRATION: the new incarnation waits until the
+                // old one's session expires (and the tick fences it).
+                tracing::debug!(
+                    broker = hb.broker,
+                    "new incarnation refused while the old session is valid"
+                );
+                return None;
+            }
             self.fence(&mut disk, hb.broker);
+        }
+        disk.broker_incarnations.insert(hb.broker, hb.incarnation);
+        if restarted {
+            self.unclean_shutdown(&mut disk, hb.broker);
         }
         lock(&self.sessions).insert(
             hb.broker,
@@ -180,7 +225,7 @@ impl Controller {
             return Err(ErrorCode::IneligibleReplica);
         }
         tracing::info!(tp = %req.tp, old = ?state.isr, new = ?req.new_isr, "ISR changed by leader");
-        state.isr = req.new_isr;
+        change_isr(state, req.new_isr, self.config.min_insync_replicas, None);
         state.partition_epoch += 1;
         let state = state.clone();
         disk.metadata_version += 1;
@@ -205,27 +250,85 @@ impl Controller {
         lock(&self.groups).expire_sessions(&mut disk, now);
     }
 
-    /// Fences `broker`: out of every ISR it is not the last member of, and a new leader for
-    /// every partition it led.
+    /// Fences `broker`: out of every ISR (into the ELR where the ISR is under min), and a new
+    /// leader for every partition it led.
     fn fence(&self, disk: &mut ControllerDisk, broker: BrokerId) {
         disk.fenced.insert(broker);
+        self.remove_everywhere(disk, broker, false);
+    }
+
+    /// Kafka's `handleBrokerUncleanShutdown`: `broker` came back from an unclean shutdown, so
+    /// its log may miss what it had acknowledged: out of every ISR and ELR.
+    fn unclean_shutdown(&self, disk: &mut ControllerDisk, broker: BrokerId) {
+        self.remove_everywhere(disk, broker, true);
+    }
+
+    fn remove_everywhere(
+        &self,
+        disk: &mut ControllerDisk,
+        broker: BrokerId,
+        unclean_shutdown: bool,
+    ) {
         let fenced = disk.fenced.clone();
         let unclean = self.config.unclean_leader_election;
+        let min_isr = self.config.min_insync_replicas;
         for (tp, state) in disk.partitions.iter_mut() {
             let in_isr = state.isr.contains(&broker);
+            let in_elr = unclean_shutdown && state.elr.contains(&broker);
             let leads = state.leader == Some(broker);
-            if !in_isr && !leads {
+            if !in_isr && !in_elr && !leads {
                 continue;
             }
-            if in_isr && state.isr.len() > 1 {
-                state.isr.remove(&broker);
-            }
-            if leads {
-                elect(tp, state, &fenced, unclean);
-            }
+            let mut isr = state.isr.clone();
+            isr.remove(&broker);
+            change_isr(state, isr, min_isr, unclean_shutdown.then_some(broker));
+            elect(tp, state, &fenced, unclean);
             state.partition_epoch += 1;
         }
         disk.metadata_version += 1;
+    }
+
+    /// Kafka's auto leader rebalance: gives each broker led by others on more than the
+    /// imbalance share of the partitions it is preferred for those partitions back, where it
+    /// is live and in the ISR.
+    fn rebalance_leaders(&self) {
+        let mut disk = lock(&self.disk);
+        let fenced = disk.fenced.clone();
+        let share = u64::from(self.config.leader_imbalance_per_broker_percentage);
+        let mut moved = false;
+        for broker in self.config.brokers.iter().map(|b| b.id) {
+            let preferred: Vec<_> = disk
+                .partitions
+                .iter()
+                .filter(|(_, s)| s.replicas.first() == Some(&broker))
+                .map(|(tp, _)| tp.clone())
+                .collect();
+            let elsewhere = preferred
+                .iter()
+                .filter(|tp| disk.partitions[*tp].leader != Some(broker))
+                .count() as u64;
+            if preferred.is_empty() || elsewhere * 100 <= share * preferred.len() as u64 {
+                continue;
+            }
+            if fenced.contains(&broker) {
+                continue;
+            }
+            for tp in preferred {
+                let Some(state) = disk.partitions.get_mut(&tp) else {
+                    continue;
+                };
+                if state.leader != Some(broker) && state.isr.contains(&broker) {
+                    tracing::info!(%tp, from = ?state.leader, to = broker, "preferred leader election");
+                    state.leader = Some(broker);
+                    state.leader_epoch += 1;
+                    state.partition_epoch += 1;
+                    moved = true;
+                }
+            }
+        }
+        if moved {
+            disk.metadata_version += 1;
+        }
     }
 
     /// Unfences `broker` and brings back the offline partitions it can lead.
@@ -274,32 +377,79 @@ impl Controller {
     }
 }
 
-/// Picks a leader for `state` among live replicas: from the ISR (in replica order), or with
-/// `unclean` any live replica (which becomes the whole ISR). Bumps the leader epoch when the
-/// leader changes; returns whether it did.
+/// Kafka 4.4's `PartitionChangeBuilder.maybePopulateTargetElr`: sets the ISR to `new_isr`;
+/// at or above `min_isr` (capped at the replica count, as the high watermark's freeze is) the
+/// ELR empties, below it the members leaving the ISR join it — except `unclean_shutdown`,
+/// which leaves both.
+fn change_isr(
+    state: &mut PartitionState,
+    new_isr: std::collections::BTreeSet<BrokerId>,
+    min_isr: usize,
+    unclean_shutdown: Option<BrokerId>,
+) {
+    if new_isr.len() >= min_isr.min(state.replicas.len()) {
+        state.elr.clear();
+    } else {
+        let mut elr: std::collections::BTreeSet<BrokerId> =
+            state.elr.union(&state.isr).copied().collect();
+        elr.retain(|r| !new_isr.contains(r) && Some(*r) != unclean_shutdown);
+        state.elr = elr;
+    }
+    state.isr = new_isr;
+}
+
+/// Kafka 4.4's election (`PartitionChangeBuilder.electAnyLeader`) for `state`: keeps a
+/// leader that is live and in the ISR; else the first live replica (in replica order) in the
+/// ISR, or — when the ISR is empty — in the ELR (which becomes the ISR of one); else, with
+/// both empty, the last known leader if it is live again; else, with `unclean`, any live
+/// replica (which becomes the whole ISR). Bumps the leader epoch when the leader changes;
+/// returns whether it did.
 fn elect(
     tp: &super::protocol::TopicPartition,
     state: &mut PartitionState,
     fenced: &std::collections::BTreeSet<BrokerId>,
     unclean: bool,
 ) -> bool {
-    let clean = state
-        .replicas
-        .iter()
-        .copied()
-        .find(|r| state.isr.contains(r) && !fenced.contains(r));
-    let leader = match clean {
-        Some(r) => Some(r),
-        None if unclean => {
-            let r = state.replicas.iter().copied().find(|r| !fenced.contains(r));
-            if let Some(r) = r {
-                tracing::warn!(%tp, leader = r, "unclean leader election");
-                state.isr = [r].into_iter().collect();
-            }
-            r
-        }
-        None => None,
+    let live = |r: &BrokerId| !fenced.contains(r);
+    let valid = |s: &PartitionState, r: &BrokerId| {
+        live(r) && (s.isr.contains(r) || (s.isr.is_empty() && s.elr.contains(r)))
     };
+    let previous = state.leader;
+    let leader = if previous.is_some_and(|l| valid(state, &l)) {
+        previous
+    } else if let Some(r) = state.replicas.iter().copied().find(|r| valid(state, r)) {
+        if !state.isr.contains(&r) {
+            tracing::info!(%tp, leader = r, elr = ?state.elr, "leader elected from the eligible leader replicas");
+            state.elr.remove(&r);
+            state.isr = [r].into_iter().collect();
+        }
+        Some(r)
+    } else if state.isr.is_empty()
+        && state.elr.is_empty()
+        && state.last_known_leader.is_some_and(|l| live(&l))
+    {
+        let r = state.last_known_leader;
+        tracing::warn!(%tp, leader = ?r, "the last known leader is back: elected");
+        state.isr = r.into_iter().collect();
+        r
+    } else if unclean {
+        let r = state.replicas.iter().copied().find(live);
+        if let Some(r) = r {
+            tracing::warn!(%tp, leader = r, "unclean leader election");
+            state.isr = [r].into_iter().collect();
+            state.elr.clear();
+        }
+        r
+    } else {
+        None
+    };
+    // Kafka's maybeUpdateLastKnownLeader: remembered when the ISR first empties, forgotten
+    // once a leader is back.
+    if leader.is_some() {
+        state.last_known_leader = None;
+    } else if state.isr.is_empty() && state.last_known_leader.is_none() {
+        state.last_known_leader = previous;
+    }
     if leader == state.leader {
         return false;
     }

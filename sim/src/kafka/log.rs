@@ -79,14 +79,13 @@ impl PartitionLog {
         &self.records
     }
 
-    /// Whether a batch with `stamp` is new, a duplicate, or out of order.
+    /// Whether a batch with `stamp` is new, a duplicate, or out of order, as Kafka 4.4's
+    /// `ProducerAppendInfo.checkSequence` decides: a producer this log holds nothing of (its
+    /// records were truncated away, or it never wrote here) is accepted at any sequence; a
+    /// known producer must continue its epoch's sequence or open a newer epoch at 0.
     pub fn check_sequence(&self, stamp: &ProducerStamp) -> SequenceCheck {
         let Some(history) = self.producers.get(&stamp.producer_id) else {
-            return if stamp.sequence == 0 {
-                SequenceCheck::New
-            } else {
-                SequenceCheck::OutOfOrder
-            };
+            return SequenceCheck::New;
         };
         if stamp.producer_epoch < history.epoch {
             return SequenceCheck::StaleEpoch;
@@ -102,8 +101,8 @@ impl PartitionLog {
             return SequenceCheck::Duplicate(*offset);
         }
         match history.batches.back() {
-            Some((last, _)) if stamp.sequence == last.wrapping_add(1) => SequenceCheck::New,
-            _ => SequenceCheck::OutOfOrder,
+            Some((last, _)) if stamp.sequence != last.wrapping_add(1) => SequenceCheck::OutOfOrder,
+            _ => SequenceCheck::New,
         }
     }
 

@@ -46,8 +46,16 @@ pub struct PartitionState {
     pub leader: Option<BrokerId>,
     /// Bumped on every leader change; fences stale leaders and drives follower truncation.
     pub leader_epoch: i32,
-    /// The in-sync replicas, the leader included.
+    /// The in-sync replicas, the leader included; may be empty while the partition is
+    /// offline.
     pub isr: BTreeSet<BrokerId>,
+    /// Eligible leader replicas (KIP-966): replicas that left the ISR while it was under
+    /// `min.insync.replicas` (so the high watermark was frozen and they hold every committed
+    /// record), minus brokers that since shut down uncleanly. Electable when the ISR is empty.
+    pub elr: BTreeSet<BrokerId>,
+    /// The leader when the ISR became empty, elected again when it comes back if the ISR
+    /// and ELR are still empty (Kafka's last-known-leader balanced recovery).
+    pub last_known_leader: Option<BrokerId>,
     /// Bumped on every change of this record (ISR or leader); fences stale ISR updates.
     pub partition_epoch: i32,
 }
@@ -202,6 +210,9 @@ pub struct FetchRequest {
 pub struct FetchPartition {
     pub tp: TopicPartition,
     pub fetch_offset: i64,
+    /// The leader epoch of the record before `fetch_offset`, when the consumer read it: the
+    /// leader checks it as librdkafka's position validation (KIP-320) would.
+    pub last_fetched_epoch: Option<i32>,
     pub target: FetchTarget,
 }
 
@@ -235,9 +246,16 @@ pub struct FetchedRecords {
 pub enum FetchError {
     /// The broker does not lead the partition (any more).
     Code(ErrorCode),
-    /// The fetch offset is past the log end (the log was truncated under the consumer);
-    /// the consumer resets to `high_watermark`.
+    /// The fetch offset is past the log end and the consumer knows no epoch to validate it
+    /// with (a committed offset): it resets by `auto.offset.reset`, to the earliest offset.
     OffsetOutOfRange { high_watermark: i64 },
+    /// The leader's log diverged from what the consumer read (KIP-320: the epoch of the
+    /// consumer's last record ends at `end_offset`, below its position, after a truncation):
+    /// the consumer seeks back to `end_offset`, as librdkafka does on log truncation.
+    Diverging {
+        end_offset: i64,
+        high_watermark: i64,
+    },
 }
 
 /// A follower's fetch from one leader, for every partition it follows there.

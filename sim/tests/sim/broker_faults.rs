@@ -24,6 +24,7 @@ use conformance::broker_faults::{
     self as suite, BrokerFaults, BrokerId, BrokerInfo, ClusterView, FetchesServed, MortalConsumer,
     PartitionView,
 };
+use madsim::net::NetSim;
 use madsim::{
     runtime::{Handle, NodeHandle},
     task::NodeId,
@@ -52,6 +53,8 @@ struct ModelFaults {
     log: Arc<dyn EventLog>,
     /// Brokers killed and not restarted yet.
     killed: Mutex<BTreeSet<BrokerId>>,
+    /// Brokers paused (their node's links clogged) and not resumed yet.
+    paused: Mutex<BTreeSet<BrokerId>>,
     /// Topics of [`TOPIC_POOL`] already given to a scenario.
     handed_out: Mutex<BTreeSet<String>>,
     /// Client nodes made so far (mortal consumers, rack readers), for distinct names and ips.
@@ -79,6 +82,7 @@ impl ModelFaults {
             cluster,
             log,
             killed: Mutex::default(),
+            paused: Mutex::default(),
             handed_out: Mutex::default(),
             nodes_made: AtomicU8::new(0),
             started: Instant::now(),
@@ -150,7 +154,25 @@ impl BrokerFaults for ModelFaults {
         Ok(())
     }
 
+    async fn pause_broker(&self, broker: BrokerId) -> anyhow::Result<()> {
+        let node = self.node_of(broker)?;
+        lock(&self.paused).insert(broker);
+        NetSim::current().clog_node(node);
+        Ok(())
+    }
+
+    async fn resume_broker(&self, broker: BrokerId) -> anyhow::Result<()> {
+        let node = self.node_of(broker)?;
+        lock(&self.paused).remove(&broker);
+        NetSim::current().unclog_node(node);
+        Ok(())
+    }
+
     async fn restart_killed_brokers(&self) -> anyhow::Result<()> {
+        let paused = std::mem::take(&mut *lock(&self.paused));
+        for broker in paused {
+            NetSim::current().unclog_node(self.node_of(broker)?);
+        }
         let killed = std::mem::take(&mut *lock(&self.killed));
         for broker in &killed {
             Handle::current().restart(self.node_of(*broker)?);
@@ -384,6 +406,37 @@ async fn a_record_only_the_leader_holds_stays_above_the_high_watermark_until_the
     let f = faults.clone();
     on_client(&faults, async move {
         suite::a_record_only_the_leader_holds_stays_above_the_high_watermark_until_the_isr_is_back(
+            f.log.clone(),
+            &*f,
+        )
+        .await;
+    })
+    .await;
+}
+
+#[madsim::test]
+async fn a_follower_that_left_the_isr_under_min_insync_leads_when_the_last_member_dies() {
+    let faults = ModelFaults::start(
+        "a_follower_that_left_the_isr_under_min_insync_leads_when_the_last_member_dies",
+    );
+    let f = faults.clone();
+    on_client(&faults, async move {
+        suite::a_follower_that_left_the_isr_under_min_insync_leads_when_the_last_member_dies(
+            f.log.clone(),
+            &*f,
+        )
+        .await;
+    })
+    .await;
+}
+
+#[madsim::test]
+async fn a_restarted_broker_leads_the_partitions_it_is_preferred_for_again() {
+    let faults =
+        ModelFaults::start("a_restarted_broker_leads_the_partitions_it_is_preferred_for_again");
+    let f = faults.clone();
+    on_client(&faults, async move {
+        suite::a_restarted_broker_leads_the_partitions_it_is_preferred_for_again(
             f.log.clone(),
             &*f,
         )

@@ -206,12 +206,27 @@ fn unclog_both_ways(a: &ModelNode, b: &ModelNode) {
 /// the leader dies and comes back. Returns how many writes were acknowledged and which of
 /// them the cluster lost, after checking the replicas agree again.
 async fn leader_dies_before_replicating(acks: Acks) -> (usize, usize) {
+    let after = leader_dies_before_replicating_with(acks, acks == Acks::All).await;
+    (after.acked, after.lost)
+}
+
+/// The cluster after [`leader_dies_before_replicating`], with the producer that wrote.
+struct AfterLeaderLoss {
+    acked: usize,
+    lost: usize,
+    client: NodeHandle,
+    log: Arc<dyn EventLog>,
+    producer: Arc<dyn Producer>,
+    key: String,
+}
+
+async fn leader_dies_before_replicating_with(acks: Acks, idempotence: bool) -> AfterLeaderLoss {
     let handle = Handle::current();
     let cluster = KafkaCluster::start(model_config());
     let client = client_node("client-1", "10.1.3.1");
     let log = cluster.event_log();
     let keys = keys_for_partition(0, PARTITIONS, 6);
-    let p = producer(&log, producer_config(acks, acks == Acks::All)).await;
+    let p = producer(&log, producer_config(acks, idempotence)).await;
 
     warm_up(&client, &p, &keys[0]).await;
     let leader = cluster
@@ -289,8 +304,46 @@ async fn leader_dies_before_replicating(acks: Acks) -> (usize, usize) {
     )
     .await;
     assert_eq!(cluster.replica_divergence(TOPIC), Vec::<String>::new());
-    let acked = cluster.acknowledged_writes().len();
-    (acked, cluster.lost_acknowledged_writes(acks).len())
+    AfterLeaderLoss {
+        acked: cluster.acknowledged_writes().len(),
+        lost: cluster.lost_acknowledged_writes(acks).len(),
+        client,
+        log,
+        producer: p,
+        key: keys[0].clone(),
+    }
+}
+
+#[madsim::test]
+async fn an_idempotent_producer_whose_acknowledged_records_the_leader_lost_fails_for_good() {
+    announce("an_idempotent_producer_whose_acknowledged_records_the_leader_lost_fails_for_good");
+    let after = leader_dies_before_replicating_with(Acks::Leader, true).await;
+    assert_eq!((after.acked, after.lost), (6, 5));
+    // The new leader holds the producer's sequence up to the warm-up record only: its next
+    // batch is out of order, which librdkafka makes fatal, and every send after it fails.
+    let (p, key) = (after.producer.clone(), after.key.clone());
+    let sends = on(&after.client, async move {
+        let mut r = Vec::new();
+        for i in 0..2 {
+            r.push(p.send(record(TOPIC, &key, &format!("after-{i}"))).await);
+        }
+        r
+    })
+    .await;
+    for r in &sends {
+        assert!(
+            matches!(r, Err(EventLogError::Fatal(why)) if why.contains("OUT_OF_ORDER")),
+            "{sends:?}"
+        );
+    }
+    // A new producer writes again.
+    let fresh = producer(&after.log, producer_config(Acks::Leader, true)).await;
+    let key = after.key.clone();
+    let sent = on(&after.client, async move {
+        fresh.send(record(TOPIC, &key, "fresh")).await
+    })
+    .await;
+    assert!(sent.is_ok(), "{sent:?}");
 }
 
 #[madsim::test]
@@ -321,8 +374,13 @@ struct Failover {
 }
 
 /// The leader of partition 0 loses its followers (cut off), takes `acks=1` writes they
-/// cannot fetch (so it drops them from the ISR), and dies; then everything heals.
-async fn leader_dies_alone_in_the_isr(unclean_leader_election: bool) -> Failover {
+/// cannot fetch (so it drops them from the ISR, and they become eligible leader replicas),
+/// and dies; then everything heals. With `followers_restart`, the followers restart
+/// (uncleanly) before the leader dies, which takes them out of the ELR.
+async fn leader_dies_alone_in_the_isr(
+    unclean_leader_election: bool,
+    followers_restart: bool,
+) -> Failover {
     let handle = Handle::current();
     let cluster = KafkaCluster::start(KafkaModelConfig {
         unclean_leader_election,
@@ -374,6 +432,24 @@ async fn leader_dies_alone_in_the_isr(unclean_leader_election: bool) -> Failover
         || isr_len(&cluster, TOPIC, 0) == 1,
     )
     .await;
+    let elr = |cluster: &KafkaCluster| cluster.partition_state(TOPIC, 0).map_or(0, |s| s.elr.len());
+    assert_eq!(
+        elr(&cluster),
+        2,
+        "followers leaving an ISR under min.insync.replicas are eligible leader replicas"
+    );
+    if followers_restart {
+        for f in &followers {
+            handle.kill(f.id);
+            handle.restart(f.id);
+        }
+        eventually(
+            "the restarted followers left the ELR",
+            Duration::from_secs(20),
+            || elr(&cluster) == 0,
+        )
+        .await;
+    }
 
     handle.kill(leader.id);
     eventually(
@@ -397,6 +473,20 @@ async fn leader_dies_alone_in_the_isr(unclean_leader_election: bool) -> Failover
         || isr_len(&cluster, TOPIC, 0) == 3,
     )
     .await;
+    // A follower rejoins the ISR once it reached the high watermark, before it fetched the
+    // rest of the leader's log: the records a lost write is looked for in are the committed
+    // ones, so wait until the leader committed its whole log.
+    eventually(
+        "the leader's high watermark reached its log end",
+        Duration::from_secs(30),
+        || {
+            cluster
+                .leader_node(TOPIC, 0)
+                .and_then(|n| cluster.replica(&n.name, TOPIC, 0))
+                .is_some_and(|r| r.high_watermark == r.log_end_offset)
+        },
+    )
+    .await;
     assert_eq!(cluster.replica_divergence(TOPIC), Vec::<String>::new());
     Failover {
         old_leader: old,
@@ -407,9 +497,23 @@ async fn leader_dies_alone_in_the_isr(unclean_leader_election: bool) -> Failover
 }
 
 #[madsim::test]
-async fn clean_election_keeps_a_partition_offline_until_its_last_isr_member_returns() {
-    announce("clean_election_keeps_a_partition_offline_until_its_last_isr_member_returns");
-    let f = leader_dies_alone_in_the_isr(false).await;
+async fn a_partition_whose_last_isr_member_dies_elects_an_eligible_leader_replica_and_keeps_what_was_committed(
+) {
+    announce("a_partition_whose_last_isr_member_dies_elects_an_eligible_leader_replica_and_keeps_what_was_committed");
+    let f = leader_dies_alone_in_the_isr(false, false).await;
+    assert!(
+        f.leader_after_failover.is_some_and(|l| l != f.old_leader),
+        "a follower that left the ISR while it was under min holds every committed record \
+         and may lead (KIP-966)"
+    );
+    // Only the acks=1 writes above the frozen high watermark are gone; nothing committed.
+    assert_eq!(f.lost_acknowledged_writes, 5);
+}
+
+#[madsim::test]
+async fn clean_election_keeps_a_partition_offline_until_its_last_known_leader_returns() {
+    announce("clean_election_keeps_a_partition_offline_until_its_last_known_leader_returns");
+    let f = leader_dies_alone_in_the_isr(false, true).await;
     assert_eq!(
         f.leader_after_failover, None,
         "no out-of-sync replica may lead"
@@ -421,7 +525,7 @@ async fn clean_election_keeps_a_partition_offline_until_its_last_isr_member_retu
 #[madsim::test]
 async fn unclean_election_elects_an_out_of_sync_replica_and_loses_acknowledged_writes() {
     announce("unclean_election_elects_an_out_of_sync_replica_and_loses_acknowledged_writes");
-    let f = leader_dies_alone_in_the_isr(true).await;
+    let f = leader_dies_alone_in_the_isr(true, true).await;
     assert!(
         f.leader_after_failover.is_some_and(|l| l != f.old_leader),
         "an out-of-sync replica should have taken over"
@@ -430,6 +534,177 @@ async fn unclean_election_elects_an_out_of_sync_replica_and_loses_acknowledged_w
         f.lost_acknowledged_writes, 5,
         "the writes only the dead leader had are gone"
     );
+}
+
+/// A consumer read records that an unclean election then lost; the new leader wrote other
+/// records at those offsets. As librdkafka validates its position against the leader's
+/// epochs (KIP-320), the consumer seeks back to where its last epoch ends on the new leader
+/// and reads the new records instead of skipping them.
+#[madsim::test]
+async fn a_consumer_whose_records_a_truncation_replaced_reads_the_new_ones_from_the_divergence() {
+    announce(
+        "a_consumer_whose_records_a_truncation_replaced_reads_the_new_ones_from_the_divergence",
+    );
+    let handle = Handle::current();
+    let cluster = KafkaCluster::start(KafkaModelConfig {
+        min_insync_replicas: 1,
+        unclean_leader_election: true,
+        ..model_config()
+    });
+    let client = client_node("client-1", "10.1.3.1");
+    let log = cluster.event_log();
+    let keys = keys_for_partition(0, PARTITIONS, 4);
+    let p = producer(&log, producer_config(Acks::Leader, false)).await;
+    warm_up(&client, &p, &keys[0]).await;
+    eventually(
+        "every replica has the warm-up record",
+        Duration::from_secs(10),
+        || {
+            cluster.broker_nodes().iter().all(|n| {
+                cluster
+                    .replica(&n.name, TOPIC, 0)
+                    .is_some_and(|r| r.high_watermark == 1)
+            })
+        },
+    )
+    .await;
+    let old = cluster.leader_node(TOPIC, 0).expect("a leader");
+    let followers = followers_of(&cluster, &old);
+    for f in &followers {
+        clog_both_ways(f, &old);
+    }
+    let reader = client_node("reader-1", "10.1.3.2");
+    let seen = Arc::new(Mutex::new(Vec::<ConsumedRecord>::new()));
+    reader.spawn({
+        let (log, seen) = (log.clone(), seen.clone());
+        async move {
+            let mut consumer = log
+                .consumer(consumer_config("truncated"), &[TOPIC])
+                .await
+                .expect("a consumer");
+            loop {
+                if let Ok(records) = consumer.poll(Duration::from_millis(500)).await {
+                    seen.lock().expect("records read").extend(records);
+                }
+            }
+        }
+    });
+    let send_all = |prefix: &'static str| {
+        let (p, keys) = (p.clone(), keys.clone());
+        on(&client, async move {
+            for (i, key) in keys.iter().enumerate().skip(1) {
+                p.send(record(TOPIC, key, &format!("{prefix}-{i}")))
+                    .await
+                    .expect("acks=1 send");
+            }
+        })
+    };
+    send_all("old").await;
+    // Alone in the ISR (min.insync.replicas 1), the leader commits them and the consumer
+    // reads them: offsets 1..=3 in the old leader's epoch.
+    eventually(
+        "the consumer read the old leader's records",
+        Duration::from_secs(30),
+        || seen_payloads(&seen).contains("old-3"),
+    )
+    .await;
+    // The reader is away while the partition changes hands and the new leader writes, so its
+    // next fetch finds offsets 1..=3 holding other records (not merely a shorter log).
+    // (Brokers only: its heartbeats to the coordinator go on, so it keeps its partitions and
+    // its position instead of restarting from the committed offsets.)
+    let net = NetSim::current();
+    let brokers = cluster.broker_nodes();
+    for b in &brokers {
+        net.clog_link(reader.id(), b.id);
+        net.clog_link(b.id, reader.id());
+    }
+    handle.kill(old.id);
+    eventually(
+        "an out-of-sync follower took over",
+        Duration::from_secs(20),
+        || {
+            cluster
+                .leader_node(TOPIC, 0)
+                .is_some_and(|n| n.id != old.id)
+        },
+    )
+    .await;
+    send_all("new").await;
+    for b in &brokers {
+        net.unclog_link(reader.id(), b.id);
+        net.unclog_link(b.id, reader.id());
+    }
+    eventually(
+        "the consumer read the new leader's records at the offsets it had read before",
+        Duration::from_secs(30),
+        || {
+            let got = seen_payloads(&seen);
+            ["new-1", "new-2", "new-3"].iter().all(|p| got.contains(*p))
+        },
+    )
+    .await;
+    let offsets: Vec<i64> = seen
+        .lock()
+        .expect("records read")
+        .iter()
+        .filter(|r| r.payload.starts_with(b"new-"))
+        .map(|r| r.offset)
+        .collect();
+    assert_eq!(offsets, vec![1, 2, 3]);
+}
+
+/// Kafka moves leadership back to a partition's preferred replica once that replica is in
+/// the ISR again (`auto.leader.rebalance.enable`, on by default).
+#[madsim::test]
+async fn a_restarted_preferred_leader_gets_its_partitions_back_at_the_next_imbalance_check() {
+    announce("a_restarted_preferred_leader_gets_its_partitions_back_at_the_next_imbalance_check");
+    let handle = Handle::current();
+    let cluster = KafkaCluster::start(KafkaModelConfig {
+        leader_imbalance_check_interval_ms: 20_000,
+        ..model_config()
+    });
+    let client = client_node("client-1", "10.1.3.1");
+    let log = cluster.event_log();
+    let keys = keys_for_partition(0, PARTITIONS, 2);
+    let p = producer(&log, producer_config(Acks::All, true)).await;
+    warm_up(&client, &p, &keys[0]).await;
+    let preferred = cluster.leader_node(TOPIC, 0).expect("a leader");
+    handle.kill(preferred.id);
+    eventually("another replica took over", Duration::from_secs(20), || {
+        cluster
+            .leader_node(TOPIC, 0)
+            .is_some_and(|n| n.id != preferred.id)
+    })
+    .await;
+    handle.restart(preferred.id);
+    eventually(
+        "the preferred replica is back in the ISR",
+        Duration::from_secs(30),
+        || isr_len(&cluster, TOPIC, 0) == 3,
+    )
+    .await;
+    let led_by_preferred = || {
+        cluster
+            .leader_node(TOPIC, 0)
+            .is_some_and(|n| n.id == preferred.id)
+    };
+    assert!(
+        !led_by_preferred(),
+        "a restart alone does not move leadership"
+    );
+    eventually(
+        "the imbalance check gave the partition back to its preferred replica",
+        Duration::from_secs(25),
+        led_by_preferred,
+    )
+    .await;
+    // Writes go on through the move.
+    let (p, key) = (p.clone(), keys[1].clone());
+    let sent = on(&client, async move {
+        p.send(record(TOPIC, &key, "after")).await
+    })
+    .await;
+    assert!(sent.is_ok(), "{sent:?}");
 }
 
 // ------------------------------------------------------------------------------ ordering

@@ -8,7 +8,7 @@ use std::{
 };
 
 /// The cluster's script (`kill-broker N` = SIGKILL, `start-broker N` = restart and wait until
-/// the cluster reports it alive).
+/// the cluster reports it alive, `pause-broker N` / `resume-broker N` = SIGSTOP / SIGCONT).
 const KAFKA_SH: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../ci/infra/kafka.sh");
 
 /// Bound on a killed broker's port closing (the script returns once the process is a
@@ -92,11 +92,16 @@ fn start_blocking(ns: &[i32]) -> Vec<(i32, String)> {
 #[must_use]
 pub struct Outage {
     down: Vec<i32>,
+    /// Brokers SIGSTOPped and not resumed yet.
+    paused: Vec<i32>,
 }
 
 impl Outage {
     pub fn new() -> Outage {
-        Outage { down: Vec::new() }
+        Outage {
+            down: Vec::new(),
+            paused: Vec::new(),
+        }
     }
 
     /// SIGKILLs broker `n` (a real crash: no controlled shutdown, no flush) and waits until
@@ -109,9 +114,29 @@ impl Outage {
             .map_err(|e| format!("kill task: {e}"))?
     }
 
-    /// Restarts every killed broker (in parallel) and waits until the cluster reports them
-    /// alive.
+    /// SIGSTOPs broker `n`: it keeps its process and state and neither answers nor
+    /// heartbeats until [`Outage::resume`] (or [`Outage::heal`]).
+    pub async fn pause(&mut self, n: i32) -> Result<(), String> {
+        self.paused.push(n);
+        tokio::task::spawn_blocking(move || kafka_sh(&["pause-broker", &n.to_string()]))
+            .await
+            .map_err(|e| format!("pause task: {e}"))?
+    }
+
+    /// SIGCONTs a paused broker `n`.
+    pub async fn resume(&mut self, n: i32) -> Result<(), String> {
+        self.paused.retain(|p| *p != n);
+        tokio::task::spawn_blocking(move || kafka_sh(&["resume-broker", &n.to_string()]))
+            .await
+            .map_err(|e| format!("resume task: {e}"))?
+    }
+
+    /// Resumes every paused broker, restarts every killed one (in parallel) and waits until
+    /// the cluster reports them alive.
     pub async fn heal(&mut self) -> Result<(), String> {
+        for n in std::mem::take(&mut self.paused) {
+            self.resume(n).await?;
+        }
         let down = self.down.clone();
         let failed = tokio::task::spawn_blocking(move || start_blocking(&down))
             .await
@@ -127,6 +152,11 @@ impl Outage {
 
 impl Drop for Outage {
     fn drop(&mut self) {
+        for n in std::mem::take(&mut self.paused) {
+            if let Err(e) = kafka_sh(&["resume-broker", &n.to_string()]) {
+                eprintln!("[broker_faults] COULD NOT RESUME broker {n}: {e}; run `ci/infra/kafka.sh resume-broker {n}`");
+            }
+        }
         if self.down.is_empty() {
             return;
         }

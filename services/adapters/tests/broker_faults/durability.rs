@@ -39,3 +39,26 @@ async fn a_record_only_the_leader_holds_stays_above_the_high_watermark_until_the
     .await;
     faults.delete_topics().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_broker_leads_the_partitions_it_is_preferred_for_again() {
+    let x = exclusive("a_restarted_broker_leads_the_partitions_it_is_preferred_for_again").await;
+    let faults = RealFaults::new(&x).await;
+    suite::a_restarted_broker_leads_the_partitions_it_is_preferred_for_again(faults.log(), &faults)
+        .await;
+    faults.delete_topics().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follower_that_left_the_isr_under_min_insync_leads_when_the_last_member_dies() {
+    let x =
+        exclusive("a_follower_that_left_the_isr_under_min_insync_leads_when_the_last_member_dies")
+            .await;
+    let faults = RealFaults::new(&x).await;
+    suite::a_follower_that_left_the_isr_under_min_insync_leads_when_the_last_member_dies(
+        faults.log(),
+        &faults,
+    )
+    .await;
+    faults.delete_topics().await;
+}

@@ -109,6 +109,24 @@ impl BrokerFaults for RealFaults {
             .map_err(|e| anyhow!(e))
     }
 
+    async fn pause_broker(&self, broker: BrokerId) -> anyhow::Result<()> {
+        self.outage
+            .lock()
+            .await
+            .pause(broker)
+            .await
+            .map_err(|e| anyhow!(e))
+    }
+
+    async fn resume_broker(&self, broker: BrokerId) -> anyhow::Result<()> {
+        self.outage
+            .lock()
+            .await
+            .resume(broker)
+            .await
+            .map_err(|e| anyhow!(e))
+    }
+
     async fn restart_killed_brokers(&self) -> anyhow::Result<()> {
         self.outage
             .lock()

@@ -73,33 +73,52 @@ impl Exclusive {
 // ------------------------------------------------------------------------------ cluster state
 
 /// Cluster metadata and watermarks, through a group-less librdkafka consumer (the port has
-/// neither).
+/// neither). A read that fails replaces the client: one whose connections went through a
+/// paused (SIGSTOPped) or killed broker can keep failing for a minute (librdkafka goes on
+/// with the connections it has), while a new one bootstraps from whichever broker answers.
 #[derive(Clone)]
 pub struct Cluster {
-    client: Arc<BaseConsumer>,
+    client: Arc<std::sync::Mutex<Arc<BaseConsumer>>>,
+}
+
+fn metadata_client() -> Arc<BaseConsumer> {
+    Arc::new(
+        ClientConfig::new()
+            .set("bootstrap.servers", kafka_bootstrap())
+            .set("socket.timeout.ms", "5000")
+            .create()
+            .expect("a metadata client"),
+    )
 }
 
 impl Cluster {
     pub fn new() -> Cluster {
-        let client: BaseConsumer = ClientConfig::new()
-            .set("bootstrap.servers", kafka_bootstrap())
-            .create()
-            .expect("a metadata client");
         Cluster {
-            client: Arc::new(client),
+            client: Arc::new(std::sync::Mutex::new(metadata_client())),
         }
+    }
+
+    fn client(&self) -> Arc<BaseConsumer> {
+        Arc::clone(&self.client.lock().unwrap_or_else(|e| e.into_inner()))
     }
 
     /// One metadata request (of `topic` only, if given); `None` when it failed.
     pub async fn view(&self, topic: Option<&str>) -> Option<ClusterView> {
-        let client = Arc::clone(&self.client);
+        let client = self.client();
         let topic = topic.map(str::to_owned);
         let metadata = tokio::task::spawn_blocking(move || {
             client.fetch_metadata(topic.as_deref(), METADATA_TIMEOUT)
         })
         .await
-        .expect("metadata task")
-        .ok()?;
+        .expect("metadata task");
+        let metadata = match metadata {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::debug!(error = %e, "metadata read failed; a new client next time");
+                *self.client.lock().unwrap_or_else(|e| e.into_inner()) = metadata_client();
+                return None;
+            }
+        };
         let alive = metadata.brokers().iter().map(|b| b.id()).collect();
         let partitions = metadata
             .topics()
@@ -120,7 +139,7 @@ impl Cluster {
 
     /// The high watermark of each partition of `topic`.
     pub async fn high_watermarks(&self, topic: &str, partitions: i32) -> BTreeMap<i32, i64> {
-        let client = Arc::clone(&self.client);
+        let client = self.client();
         let topic = topic.to_owned();
         tokio::task::spawn_blocking(move || {
             (0..partitions)

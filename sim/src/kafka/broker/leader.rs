@@ -194,6 +194,23 @@ impl Broker {
         match &p.target {
             FetchTarget::Leader { client_rack } => {
                 let lead = state.leading.get(&p.tp).ok_or(not_serving)?;
+                // The record before the position written in the same epoch (the usual case,
+                // checked without scanning the log) proves the log did not diverge there.
+                let same_epoch = |epoch: i32| {
+                    usize::try_from(p.fetch_offset - 1)
+                        .ok()
+                        .and_then(|i| log?.records().get(i))
+                        .is_some_and(|r| r.leader_epoch == epoch)
+                };
+                if let Some(epoch) = p.last_fetched_epoch.filter(|e| !same_epoch(*e)) {
+                    let (_, end_offset) = log.map_or((None, 0), |l| l.epoch_end_offset(epoch));
+                    if end_offset < p.fetch_offset {
+                        return Err(FetchError::Diverging {
+                            end_offset,
+                            high_watermark: hw,
+                        });
+                    }
+                }
                 if p.fetch_offset > leo || p.fetch_offset < 0 {
                     return Err(FetchError::OffsetOutOfRange { high_watermark: hw });
                 }

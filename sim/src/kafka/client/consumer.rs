@@ -114,6 +114,9 @@ pub struct ModelConsumer {
     membership: Arc<SharedMembership>,
     /// Next offset to read per assigned partition, for `positions_generation`.
     positions: BTreeMap<TopicPartition, i64>,
+    /// The leader epoch of the last record read per partition (none after a reset or a
+    /// committed offset), sent with each fetch for the leader to validate the position.
+    last_epochs: BTreeMap<TopicPartition, i32>,
     /// The generation whose assignment `positions` covers.
     positions_generation: Option<i32>,
     /// Follower fetching: the replica a partition's leader named for this consumer's rack,
@@ -148,6 +151,7 @@ impl ModelConsumer {
             config,
             membership,
             positions: BTreeMap::new(),
+            last_epochs: BTreeMap::new(),
             positions_generation: None,
             read_replicas: BTreeMap::new(),
             leader_only: BTreeMap::new(),
@@ -256,6 +260,7 @@ impl ModelConsumer {
         for (tp, offset) in positions {
             match self.fetch_target(&image, &tp, now) {
                 Some((addr, target)) => by_broker.entry(addr).or_default().push(FetchPartition {
+                    last_fetched_epoch: self.last_epochs.get(&tp).copied(),
                     tp,
                     fetch_offset: offset,
                     target,
@@ -328,6 +333,7 @@ impl ModelConsumer {
                                 continue;
                             }
                             next = r.offset + 1;
+                            self.last_epochs.insert(part.tp.clone(), r.leader_epoch);
                             out.push(ConsumedRecord {
                                 topic: part.tp.topic.clone(),
                                 partition: part.tp.partition,
@@ -340,8 +346,16 @@ impl ModelConsumer {
                         self.positions.insert(part.tp, next);
                     }
                     Err(FetchError::OffsetOutOfRange { high_watermark }) => {
-                        tracing::warn!(tp = %part.tp, position, high_watermark, "fetch offset out of range; resetting");
-                        self.positions.insert(part.tp, high_watermark);
+                        // auto.offset.reset=earliest; the model keeps every record (no
+                        // retention), so the earliest offset is 0.
+                        tracing::warn!(tp = %part.tp, position, high_watermark, "fetch offset out of range; resetting to the earliest offset");
+                        self.last_epochs.remove(&part.tp);
+                        self.positions.insert(part.tp, 0);
+                    }
+                    Err(FetchError::Diverging { end_offset, .. }) => {
+                        tracing::warn!(tp = %part.tp, position, end_offset, "log truncation detected; seeking to the end of the last epoch read");
+                        self.last_epochs.remove(&part.tp);
+                        self.positions.insert(part.tp, end_offset);
                     }
                     Err(FetchError::Code(_)) if from_follower => {
                         self.fall_back_to_leader(&part.tp, now);
@@ -420,6 +434,7 @@ impl Consumer for ModelConsumer {
                     current.assignment.clear();
                     current.phase = Phase::Revoked;
                     self.positions.clear();
+                    self.last_epochs.clear();
                     self.positions_generation = None;
                     self.membership.changed.bump();
                 }
@@ -439,6 +454,7 @@ impl Consumer for ModelConsumer {
             if self.positions_generation != Some(membership.generation) {
                 // A new generation: restart from the committed offsets.
                 self.positions.clear();
+                self.last_epochs.clear();
                 self.positions_generation = Some(membership.generation);
             }
             if let Err(e) = self.initialize_positions(&membership.assignment).await {
@@ -492,6 +508,7 @@ impl Consumer for ModelConsumer {
             by_leader.entry(leader).or_default().push(FetchPartition {
                 tp: tp.clone(),
                 fetch_offset: *position,
+                last_fetched_epoch: None,
                 target: FetchTarget::Leader { client_rack: None },
             });
         }
@@ -515,7 +532,10 @@ impl Consumer for ModelConsumer {
             for part in parts {
                 let high_watermark = match part.result {
                     Ok(fetched) => fetched.high_watermark,
-                    Err(FetchError::OffsetOutOfRange { high_watermark }) => high_watermark,
+                    Err(
+                        FetchError::OffsetOutOfRange { high_watermark }
+                        | FetchError::Diverging { high_watermark, .. },
+                    ) => high_watermark,
                     Err(FetchError::Code(code)) => {
                         self.metadata.mark_stale();
                         return Err(EventLogError::Unavailable(format!(

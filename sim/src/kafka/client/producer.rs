@@ -11,6 +11,12 @@
 //! Kafka's idempotent producer does): reusing the old sequence could make the leader drop a
 //! different record as a duplicate, and the leader fences any request of the older epoch that
 //! arrives after the new one (`INVALID_PRODUCER_EPOCH`). At the last epoch it takes a new id.
+//!
+//! As librdkafka does, an `OUT_OF_ORDER_SEQUENCE_NUMBER` answer to the head-of-line batch
+//! (with one batch in flight, every batch) is fatal: the leader lost records this producer
+//! had acknowledged (a truncation after data loss), so the producer can no longer reason
+//! about ordering or once-ness, and every later send fails with [`EventLogError::Fatal`];
+//! its owner must make a new producer. `INVALID_PRODUCER_EPOCH` fails that one send.
 
 use std::{
     collections::BTreeMap,
@@ -69,6 +75,9 @@ pub struct ModelProducer {
     partitions: Mutex<BTreeMap<TopicPartition, Arc<tokio::sync::Mutex<PartitionSequence>>>>,
     /// Lets the retry helper's waits be cut short; producers are dropped, never shut down.
     shutdown: Shutdown,
+    /// Set by a fatal error (librdkafka's `rd_kafka_idemp_set_fatal_error`): every send
+    /// after it fails with this reason.
+    fatal: Mutex<Option<String>>,
 }
 
 impl ModelProducer {
@@ -89,6 +98,7 @@ impl ModelProducer {
             call_order: tokio::sync::Mutex::new(()),
             partitions: Mutex::new(BTreeMap::new()),
             shutdown: Shutdown::never(),
+            fatal: Mutex::new(None),
         }
     }
 
@@ -211,6 +221,9 @@ impl ModelProducer {
         stamp: &Mutex<Option<ProducerStamp>>,
         deadline: Instant,
     ) -> Result<i64, EventLogError> {
+        if let Some(why) = lock(&self.fatal).clone() {
+            return Err(EventLogError::Fatal(why));
+        }
         let remaining = deadline.saturating_duration_since(Instant::now());
         if remaining.is_zero() {
             return Err(EventLogError::Timeout(DELIVERY_TIMEOUT.into()));
@@ -282,13 +295,19 @@ impl ModelProducer {
                 EventLogError::NotEnoughReplicas
             }
             ErrorCode::RequestTimedOut => EventLogError::Timeout(code.to_string()),
-            ErrorCode::OutOfOrderSequence | ErrorCode::InvalidProducerEpoch => {
-                // Not appended: retry the record under a newer epoch, from sequence 0.
+            ErrorCode::OutOfOrderSequence => {
+                let why = format!("{code}: the leader lost this producer's acknowledged records");
+                tracing::warn!(producer = %self.config.client_id, "{why}; the producer is broken");
+                *lock(&self.fatal) = Some(why.clone());
+                EventLogError::Fatal(why)
+            }
+            ErrorCode::InvalidProducerEpoch => {
+                // Fails this send; later sends go under a newer epoch, from sequence 0.
                 if let Some(used) = used {
                     self.bump_epoch(used);
                 }
                 *lock(stamp) = None;
-                EventLogError::Unavailable(code.to_string())
+                EventLogError::Fatal(code.to_string())
             }
             ErrorCode::NotLeaderOrFollower
             | ErrorCode::FencedLeaderEpoch
@@ -328,6 +347,9 @@ impl ModelProducer {
 #[async_trait]
 impl Producer for ModelProducer {
     async fn send(&self, record: ProducedRecord) -> Result<RecordAck, EventLogError> {
+        if let Some(why) = lock(&self.fatal).clone() {
+            return Err(EventLogError::Fatal(why));
+        }
         let started = Instant::now();
         let deadline = started + self.config.delivery_timeout;
         let call_order = self.call_order.lock().await;
