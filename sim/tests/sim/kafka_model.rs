@@ -124,6 +124,22 @@ async fn warm_up(client: &NodeHandle, p: &Arc<dyn Producer>, key: &str) {
     assert!(warm.is_ok(), "{warm:?}");
 }
 
+/// Waits until every replica of partition 0 of [`TOPIC`] has the warm-up record committed.
+async fn every_replica_has_the_warm_up_record(cluster: &KafkaCluster) {
+    eventually(
+        "every replica has the warm-up record",
+        Duration::from_secs(10),
+        || {
+            cluster.broker_nodes().iter().all(|n| {
+                cluster
+                    .replica(&n.name, TOPIC, 0)
+                    .is_some_and(|r| r.high_watermark == 1)
+            })
+        },
+    )
+    .await;
+}
+
 /// The broker nodes other than `leader`.
 fn followers_of(cluster: &KafkaCluster, leader: &ModelNode) -> Vec<ModelNode> {
     cluster
@@ -233,18 +249,7 @@ async fn leader_dies_before_replicating_with(acks: Acks, idempotence: bool) -> A
         .leader_node(TOPIC, 0)
         .expect("partition 0 has a leader");
     let followers = followers_of(&cluster, &leader);
-    eventually(
-        "every replica has the warm-up record",
-        Duration::from_secs(10),
-        || {
-            cluster.broker_nodes().iter().all(|n| {
-                cluster
-                    .replica(&n.name, TOPIC, 0)
-                    .is_some_and(|r| r.high_watermark == 1)
-            })
-        },
-    )
-    .await;
+    every_replica_has_the_warm_up_record(&cluster).await;
 
     for f in &followers {
         clog_both_ways(f, &leader);
@@ -391,18 +396,7 @@ async fn leader_dies_alone_in_the_isr(
     let keys = keys_for_partition(0, PARTITIONS, 6);
     let p = producer(&log, producer_config(Acks::Leader, false)).await;
     warm_up(&client, &p, &keys[0]).await;
-    eventually(
-        "every replica has the warm-up record",
-        Duration::from_secs(10),
-        || {
-            cluster.broker_nodes().iter().all(|n| {
-                cluster
-                    .replica(&n.name, TOPIC, 0)
-                    .is_some_and(|r| r.high_watermark == 1)
-            })
-        },
-    )
-    .await;
+    every_replica_has_the_warm_up_record(&cluster).await;
     let old = cluster
         .partition_state(TOPIC, 0)
         .and_then(|s| s.leader)
@@ -556,18 +550,7 @@ async fn a_consumer_whose_records_a_truncation_replaced_reads_the_new_ones_from_
     let keys = keys_for_partition(0, PARTITIONS, 4);
     let p = producer(&log, producer_config(Acks::Leader, false)).await;
     warm_up(&client, &p, &keys[0]).await;
-    eventually(
-        "every replica has the warm-up record",
-        Duration::from_secs(10),
-        || {
-            cluster.broker_nodes().iter().all(|n| {
-                cluster
-                    .replica(&n.name, TOPIC, 0)
-                    .is_some_and(|r| r.high_watermark == 1)
-            })
-        },
-    )
-    .await;
+    every_replica_has_the_warm_up_record(&cluster).await;
     let old = cluster.leader_node(TOPIC, 0).expect("a leader");
     let followers = followers_of(&cluster, &old);
     for f in &followers {
