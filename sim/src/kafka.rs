@@ -35,7 +35,9 @@
 //!   idle partition only the controller's fencing (broker session) removes a silent follower.
 //!   Every `leader_imbalance_check_interval_ms` leadership moves back to preferred replicas
 //!   that are in the ISR (`auto.leader.rebalance.enable`).
-//! - **Settings**: `min.insync.replicas`, unclean election, broker heartbeat and session,
+//! - **Settings**: per topic, `min.insync.replicas` and unclean election may be the topic's
+//!   own ([`TopicSpec`]), as Kafka's topic configs; otherwise `min.insync.replicas`, unclean
+//!   election, broker heartbeat and session,
 //!   `replica.lag.time.max.ms` and the leader rebalance come from `kafka-cluster.properties`,
 //!   the file the local cluster's nodes are configured from, so both time out alike (a third
 //!   of Kafka's default broker session, heartbeat and ISR lag).
@@ -84,7 +86,11 @@
 //!   with its broker, and commits fail below min ISR. Both make a commit fail or wait; the
 //!   inbox treats a failed commit as not committed (the records are read again and deduplicated
 //!   by their event id), so where the coordinator lives changes only when a re-read happens.
-//!   Killing or cutting off the controller node exercises the coordinator's loss.
+//!   Killing or cutting off the controller node exercises the coordinator's loss. On Kafka a
+//!   group cannot form or rebalance while its `__consumer_offsets` partition is under min ISR
+//!   (the broker-fault suite's lossy-topic scenario picks a group its surviving leader
+//!   coordinates for that reason); the model's groups can, so its consumers may go on where
+//!   production's wait for the heal — and every checker judges after the heal.
 //! - **One batch in flight** per partition per producer (librdkafka pipelines up to 5 with
 //!   idempotence): per-key order and once-ness are what the checkers look at, and librdkafka
 //!   keeps both across its pipeline (in-order sequence numbers, retries of the head first), so

@@ -135,7 +135,12 @@ impl KafkaEventLog {
             ("min.insync.replicas", &min_insync_text),
             ("unclean.leader.election.enable", "false"),
         ];
-        settings.extend(configs.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        for (k, v) in configs {
+            match settings.iter_mut().find(|(sk, _)| sk == k) {
+                Some(s) => s.1 = v,
+                None => settings.push((k, v)),
+            }
+        }
         let mut new_topic = NewTopic::new(
             topic,
             partitions,

@@ -33,6 +33,10 @@
 //!   last in-sync replica dies, although a follower that left the ISR while it was under
 //!   `min.insync.replicas` holds every committed record (Kafka 4.x's eligible leader
 //!   replicas, KIP-966).
+//! - [`after_an_unclean_election_consumers_read_the_new_records_and_the_old_producer_is_broken`]
+//!   — a consumer that skips the records a new leader wrote at offsets it had read from the
+//!   old one (no KIP-320 position validation), or an idempotent producer that goes on after
+//!   the leader lost records it had acknowledged (librdkafka makes that fatal).
 //! - [`a_restarted_broker_leads_the_partitions_it_is_preferred_for_again`] — leadership that
 //!   stays with the replica that took over after the preferred leader returned (no
 //!   `auto.leader.rebalance.enable`), or writes lost across the move back.
@@ -191,6 +195,17 @@ pub trait BrokerFaults: Send + Sync {
     /// An empty topic nobody else uses, with `partitions` partitions, replication factor 3,
     /// `min.insync.replicas=2`, every replica in sync. Its name starts with `prefix`.
     async fn fresh_topic(&self, prefix: &str, partitions: i32) -> anyhow::Result<String>;
+
+    /// Like [`BrokerFaults::fresh_topic`] with one partition, but with
+    /// `min.insync.replicas=1` and `unclean.leader.election.enable=true`: a leader alone in its
+    /// ISR goes on committing, and an out-of-sync replica may lead — a topic that can lose
+    /// records.
+    async fn fresh_lossy_topic(&self, prefix: &str) -> anyhow::Result<String>;
+
+    /// A new consumer group id, starting with `prefix`, whose coordinator is broker `broker`
+    /// (Kafka's is the leader of the group's `__consumer_offsets` partition; the model's
+    /// coordinator is on its controller node, so any id is fine there).
+    async fn group_coordinated_by(&self, prefix: &str, broker: BrokerId) -> anyhow::Result<String>;
 
     /// A member of `config.group_id` subscribed to `topic` that can [`MortalConsumer::die`].
     async fn mortal_consumer(
@@ -551,6 +566,138 @@ pub async fn a_follower_that_left_the_isr_under_min_insync_leads_when_the_last_m
     let read = read_everything(faults, &*log, &topic, "bf-elr", "a fresh group").await;
     let payloads: Vec<String> = read.iter().map(payload_of).collect();
     assert_eq!(payloads, ["committed", "after"]);
+}
+
+/// On a lossy topic (min ISR 1, unclean election on), a consumer joins (its group coordinated
+/// by the leader, so the group stays up while the followers are away) and reads `warm`; both
+/// followers are paused, the leader alone acknowledges and commits `old-1..=3`, and the
+/// consumer reads them. The leader is killed
+/// and the followers resume: one leads uncleanly, without those records. The producer that
+/// wrote them is then broken for good (its next send is `Fatal`: its sequence is out of order
+/// on the new leader); a new producer writes `new-1..=3` at the same offsets, and the
+/// consumer reads them there. After heal a fresh group reads `warm, new-1, new-2, new-3`.
+pub async fn after_an_unclean_election_consumers_read_the_new_records_and_the_old_producer_is_broken(
+    log: Arc<dyn EventLog>,
+    faults: &dyn BrokerFaults,
+) {
+    let topic = faults
+        .fresh_lossy_topic("bf-lossy")
+        .await
+        .unwrap_or_else(|e| panic!("a lossy topic: {e:#}"));
+    let old = producer(&log, RIDE_OUT_DELIVERY_TIMEOUT, Duration::from_secs(5)).await;
+    old.send(record(&topic, "k", "warm"))
+        .await
+        .expect("a write on a healthy cluster");
+    let view = wait_for_view(
+        faults,
+        &format!("{topic}/0 is led with a full ISR"),
+        Some(&topic),
+        FAILOVER_DEADLINE,
+        |v| v.partition(&topic, 0).is_some_and(PartitionView::is_full),
+    )
+    .await;
+    let leader = view
+        .partition(&topic, 0)
+        .and_then(|p| p.leader)
+        .expect("a leader");
+    let followers: Vec<BrokerId> = faults
+        .brokers()
+        .iter()
+        .map(|b| b.id)
+        .filter(|b| *b != leader)
+        .collect();
+    let group = faults
+        .group_coordinated_by("bf-lossy", leader)
+        .await
+        .unwrap_or_else(|e| panic!("a group coordinated by broker {leader}: {e:#}"));
+    let mut consumer = log
+        .consumer(ConsumerConfig::new(group), &[topic.as_str()])
+        .await
+        .unwrap_or_else(|e| panic!("a consumer of {topic}: {e}"));
+    let mut read: Vec<ConsumedRecord> = Vec::new();
+    read_payload(&mut *consumer, &mut read, "warm").await;
+    for b in &followers {
+        pause(faults, *b).await;
+    }
+    wait_for_view(
+        faults,
+        &format!("broker {leader} is alone in the ISR of {topic}/0"),
+        Some(&topic),
+        FAILOVER_DEADLINE,
+        |v| v.partition(&topic, 0).is_some_and(|p| p.isr == [leader]),
+    )
+    .await;
+    for i in 1..=3 {
+        old.send(record(&topic, "k", &format!("old-{i}")))
+            .await
+            .expect("the leader alone commits on a topic with min.insync.replicas=1");
+    }
+    read_payload(&mut *consumer, &mut read, "old-3").await;
+    faults.step("the consumer read old-1..=3 from the lone leader");
+
+    kill(faults, leader).await;
+    for b in &followers {
+        faults
+            .resume_broker(*b)
+            .await
+            .unwrap_or_else(|e| panic!("resuming broker {b}: {e:#}"));
+    }
+    faults.step("resumed the followers");
+    wait_for_view(
+        faults,
+        &format!("an out-of-sync follower leads {topic}/0 (unclean election)"),
+        Some(&topic),
+        FAILOVER_DEADLINE,
+        |v| {
+            v.partition(&topic, 0)
+                .is_some_and(|p| p.leader.is_some_and(|l| l != leader))
+        },
+    )
+    .await;
+    faults.step("an out-of-sync follower leads");
+
+    let broken = old.send(record(&topic, "k", "from-the-old-producer")).await;
+    assert!(
+        matches!(broken, Err(EventLogError::Fatal(_))),
+        "an idempotent producer whose acknowledged records the new leader lacks must fail \
+         for good (librdkafka: OUT_OF_ORDER_SEQUENCE_NUMBER on the head-of-line batch), got \
+         {broken:?}"
+    );
+    let again = old.send(record(&topic, "k", "from-the-old-producer")).await;
+    assert!(
+        matches!(again, Err(EventLogError::Fatal(_))),
+        "a producer broken for good stays broken, got {again:?}"
+    );
+    let new = producer(&log, HEAL_DEADLINE, Duration::from_secs(5)).await;
+    let mut offsets = Vec::new();
+    for i in 1..=3 {
+        let ack = new
+            .send(record(&topic, "k", &format!("new-{i}")))
+            .await
+            .expect("a new producer writes to the new leader");
+        offsets.push(ack.offset);
+    }
+    assert_eq!(offsets, [1, 2, 3], "the new leader's log lacks old-1..=3");
+    read_payload(&mut *consumer, &mut read, "new-3").await;
+    // (A rebalance may make the consumer read a record twice; which records are where counts.)
+    let new_read: BTreeSet<(i64, String)> = read
+        .iter()
+        .map(|r| (r.offset, payload_of(r)))
+        .filter(|(_, p)| p.starts_with("new-"))
+        .collect();
+    assert_eq!(
+        new_read,
+        BTreeSet::from([
+            (1, "new-1".to_owned()),
+            (2, "new-2".to_owned()),
+            (3, "new-3".to_owned())
+        ]),
+        "the consumer reads the new records at the offsets it had read the old ones at"
+    );
+    heal(faults).await;
+    let all = read_everything(faults, &*log, &topic, "bf-lossy", "a fresh group").await;
+    let payloads: Vec<String> = all.iter().map(payload_of).collect();
+    assert_eq!(payloads, ["warm", "new-1", "new-2", "new-3"]);
 }
 
 /// The preferred leader of a fresh partition is killed and another replica takes over; once
@@ -1496,6 +1643,26 @@ async fn kill(faults: &dyn BrokerFaults, broker: BrokerId) {
         .await
         .unwrap_or_else(|e| panic!("killing broker {broker}: {e:#}"));
     faults.step(&format!("killed broker {broker}"));
+}
+
+/// Polls `consumer` into `read` until a record with `payload` is among them; panics after
+/// [`READ_DEADLINE`].
+async fn read_payload(consumer: &mut dyn Consumer, read: &mut Vec<ConsumedRecord>, payload: &str) {
+    let deadline = Instant::now() + READ_DEADLINE;
+    while !read.iter().any(|r| payload_of(r) == payload) {
+        assert!(
+            Instant::now() < deadline,
+            "the consumer did not read {payload} within {READ_DEADLINE:?}; it read {:?}",
+            read.iter()
+                .map(|r| (r.offset, payload_of(r)))
+                .collect::<Vec<_>>()
+        );
+        match consumer.poll(POLL_TIMEOUT).await {
+            Ok(batch) => read.extend(batch),
+            Err(e) if e.is_retriable() => {}
+            Err(e) => panic!("the consumer's poll failed: {e:?}"),
+        }
+    }
 }
 
 async fn pause(faults: &dyn BrokerFaults, broker: BrokerId) {

@@ -346,7 +346,7 @@ impl Broker {
         disk: &mut BrokerDisk,
         tp: &TopicPartition,
     ) -> bool {
-        let (me, min_insync_replicas) = (self.id, self.config.min_insync_replicas);
+        let (me, min_insync_replicas) = (self.id, self.config.min_insync_replicas_of(&tp.topic));
         let Some(lead) = state.leading.get(tp) else {
             return false;
         };

@@ -27,6 +27,10 @@ pub struct TopicSpec {
     pub partitions: i32,
     /// Replicas per partition; at most the number of brokers.
     pub replication_factor: usize,
+    /// The topic's own `min.insync.replicas` (a topic config), instead of the cluster's.
+    pub min_insync_replicas: Option<usize>,
+    /// The topic's own `unclean.leader.election.enable`, instead of the cluster's.
+    pub unclean_leader_election: Option<bool>,
 }
 
 impl TopicSpec {
@@ -36,6 +40,8 @@ impl TopicSpec {
             name: name.into(),
             partitions,
             replication_factor: 3,
+            min_insync_replicas: None,
+            unclean_leader_election: None,
         }
     }
 }
@@ -173,6 +179,24 @@ impl KafkaModelConfig {
     pub fn with_topics(mut self, topics: Vec<TopicSpec>) -> Self {
         self.topics = topics;
         self
+    }
+
+    /// `min.insync.replicas` of `topic`: its own, else the cluster's.
+    pub fn min_insync_replicas_of(&self, topic: &str) -> usize {
+        self.topic(topic)
+            .and_then(|t| t.min_insync_replicas)
+            .unwrap_or(self.min_insync_replicas)
+    }
+
+    /// `unclean.leader.election.enable` of `topic`: its own, else the cluster's.
+    pub fn unclean_leader_election_of(&self, topic: &str) -> bool {
+        self.topic(topic)
+            .and_then(|t| t.unclean_leader_election)
+            .unwrap_or(self.unclean_leader_election)
+    }
+
+    fn topic(&self, topic: &str) -> Option<&TopicSpec> {
+        self.topics.iter().find(|t| t.name == topic)
     }
 
     pub fn broker(&self, id: BrokerId) -> Option<&BrokerSpec> {

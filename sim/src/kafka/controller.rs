@@ -225,7 +225,8 @@ impl Controller {
             return Err(ErrorCode::IneligibleReplica);
         }
         tracing::info!(tp = %req.tp, old = ?state.isr, new = ?req.new_isr, "ISR changed by leader");
-        change_isr(state, req.new_isr, self.config.min_insync_replicas, None);
+        let min_isr = self.config.min_insync_replicas_of(&req.tp.topic);
+        change_isr(state, req.new_isr, min_isr, None);
         state.partition_epoch += 1;
         let state = state.clone();
         disk.metadata_version += 1;
@@ -270,9 +271,9 @@ impl Controller {
         unclean_shutdown: bool,
     ) {
         let fenced = disk.fenced.clone();
-        let unclean = self.config.unclean_leader_election;
-        let min_isr = self.config.min_insync_replicas;
         for (tp, state) in disk.partitions.iter_mut() {
+            let unclean = self.config.unclean_leader_election_of(&tp.topic);
+            let min_isr = self.config.min_insync_replicas_of(&tp.topic);
             let in_isr = state.isr.contains(&broker);
             let in_elr = unclean_shutdown && state.elr.contains(&broker);
             let leads = state.leader == Some(broker);
@@ -335,8 +336,8 @@ impl Controller {
     fn unfence(&self, disk: &mut ControllerDisk, broker: BrokerId) {
         disk.fenced.remove(&broker);
         let fenced = disk.fenced.clone();
-        let unclean = self.config.unclean_leader_election;
         for (tp, state) in disk.partitions.iter_mut() {
+            let unclean = self.config.unclean_leader_election_of(&tp.topic);
             if state.leader.is_none()
                 && state.replicas.contains(&broker)
                 && elect(tp, state, &fenced, unclean)

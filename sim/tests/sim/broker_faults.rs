@@ -41,6 +41,10 @@ use sim::kafka::{KafkaCluster, KafkaModelConfig, TopicSpec};
 /// The topics every test's model starts with: one per partition count the suite asks for.
 const TOPIC_POOL: [(&str, i32); 3] = [("bf-p1", 1), ("bf-p3", 3), ("bf-p6", 6)];
 
+/// The topic [`BrokerFaults::fresh_lossy_topic`] hands out: one partition, its own
+/// `min.insync.replicas=1` and unclean election.
+const LOSSY_TOPIC: &str = "bf-lossy";
+
 /// Bound on a restarted broker being unfenced, and on a rack reader's read.
 const MODEL_DEADLINE: Duration = Duration::from_secs(60);
 
@@ -74,6 +78,11 @@ impl ModelFaults {
             TOPIC_POOL
                 .iter()
                 .map(|(name, partitions)| TopicSpec::new(*name, *partitions))
+                .chain([TopicSpec {
+                    min_insync_replicas: Some(1),
+                    unclean_leader_election: Some(true),
+                    ..TopicSpec::new(LOSSY_TOPIC, 1)
+                }])
                 .collect(),
         );
         let cluster = KafkaCluster::start(config);
@@ -244,6 +253,23 @@ impl BrokerFaults for ModelFaults {
         Ok((*name).to_owned())
     }
 
+    async fn fresh_lossy_topic(&self, _prefix: &str) -> anyhow::Result<String> {
+        let mut handed_out = lock(&self.handed_out);
+        anyhow::ensure!(
+            handed_out.insert(LOSSY_TOPIC.to_owned()),
+            "the model has one lossy topic, {LOSSY_TOPIC}, already handed out"
+        );
+        Ok(LOSSY_TOPIC.to_owned())
+    }
+
+    async fn group_coordinated_by(
+        &self,
+        prefix: &str,
+        _broker: BrokerId,
+    ) -> anyhow::Result<String> {
+        Ok(suite::unique(prefix))
+    }
+
     async fn mortal_consumer(
         &self,
         config: ConsumerConfig,
@@ -368,17 +394,21 @@ impl MortalConsumer for NodeConsumer {
 }
 
 /// Runs `scenario` on a fresh client node in MSK (every model is reached over the simulated
-/// network from there).
-/// Runs `scenario` on a client node, then checks what only the model can see from inside:
-/// no acknowledged write missing from the log, and no in-sync replica differing from its
-/// leader below the high watermark.
+/// network from there), then checks what only the model can see from inside: no
+/// acknowledged write missing from the log (except on the lossy topic, made to lose them),
+/// and no in-sync replica differing from its leader below the high watermark.
 async fn on_client<F: Future<Output = ()> + Send + 'static>(faults: &ModelFaults, scenario: F) {
     faults
         .client_node("scenario", "msk")
         .spawn(scenario)
         .await
         .expect("the scenario ran to the end");
-    let lost = faults.cluster.lost_acknowledged_writes(Acks::All);
+    let lost: Vec<_> = faults
+        .cluster
+        .lost_acknowledged_writes(Acks::All)
+        .into_iter()
+        .filter(|w| w.topic != LOSSY_TOPIC)
+        .collect();
     assert!(lost.is_empty(), "acknowledged writes lost: {lost:?}");
     for topic in lock(&faults.handed_out).iter() {
         assert_eq!(
@@ -422,6 +452,22 @@ async fn a_follower_that_left_the_isr_under_min_insync_leads_when_the_last_membe
     let f = faults.clone();
     on_client(&faults, async move {
         suite::a_follower_that_left_the_isr_under_min_insync_leads_when_the_last_member_dies(
+            f.log.clone(),
+            &*f,
+        )
+        .await;
+    })
+    .await;
+}
+
+#[madsim::test]
+async fn after_an_unclean_election_consumers_read_the_new_records_and_the_old_producer_is_broken() {
+    let faults = ModelFaults::start(
+        "after_an_unclean_election_consumers_read_the_new_records_and_the_old_producer_is_broken",
+    );
+    let f = faults.clone();
+    on_client(&faults, async move {
+        suite::after_an_unclean_election_consumers_read_the_new_records_and_the_old_producer_is_broken(
             f.log.clone(),
             &*f,
         )

@@ -62,3 +62,18 @@ async fn a_follower_that_left_the_isr_under_min_insync_leads_when_the_last_membe
     .await;
     faults.delete_topics().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_an_unclean_election_consumers_read_the_new_records_and_the_old_producer_is_broken() {
+    let x = exclusive(
+        "after_an_unclean_election_consumers_read_the_new_records_and_the_old_producer_is_broken",
+    )
+    .await;
+    let faults = RealFaults::new(&x).await;
+    suite::after_an_unclean_election_consumers_read_the_new_records_and_the_old_producer_is_broken(
+        faults.log(),
+        &faults,
+    )
+    .await;
+    faults.delete_topics().await;
+}

@@ -180,6 +180,62 @@ impl BrokerFaults for RealFaults {
         Ok(topic)
     }
 
+    async fn fresh_lossy_topic(&self, prefix: &str) -> anyhow::Result<String> {
+        let topic = unique(prefix).replace('_', "-");
+        self.log
+            .ensure_topic_with(
+                &topic,
+                1,
+                3,
+                1,
+                &[("unclean.leader.election.enable".into(), "true".into())],
+            )
+            .await
+            .with_context(|| format!("creating topic {topic}"))?;
+        self.topics
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(topic.clone());
+        wait_for_view(
+            self,
+            &format!("{topic} has all replicas in sync"),
+            Some(&topic),
+            HEAL_DEADLINE,
+            |v| v.topic(&topic).iter().all(|p| p.is_full()) && !v.topic(&topic).is_empty(),
+        )
+        .await;
+        Ok(topic)
+    }
+
+    async fn group_coordinated_by(&self, prefix: &str, broker: BrokerId) -> anyhow::Result<String> {
+        // Kafka places a group's offsets (and its coordinator) on partition
+        // abs(javaHashCode(group id)) % (partitions of __consumer_offsets).
+        let view = self
+            .cluster
+            .view(Some("__consumer_offsets"))
+            .await
+            .context("metadata of __consumer_offsets")?;
+        let offsets = view.topic("__consumer_offsets");
+        anyhow::ensure!(!offsets.is_empty(), "__consumer_offsets has no partitions");
+        for _ in 0..10_000 {
+            let group = unique(prefix);
+            let hash = group
+                .encode_utf16()
+                .fold(0i32, |h, c| h.wrapping_mul(31).wrapping_add(i32::from(c)));
+            let hash = if hash == i32::MIN { 0 } else { hash.abs() };
+            let partition = hash % offsets.len() as i32;
+            if offsets
+                .iter()
+                .any(|p| p.partition == partition && p.leader == Some(broker))
+            {
+                return Ok(group);
+            }
+        }
+        Err(anyhow!(
+            "no group id found whose coordinator is broker {broker}"
+        ))
+    }
+
     async fn mortal_consumer(
         &self,
         config: ConsumerConfig,

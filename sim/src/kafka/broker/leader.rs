@@ -39,7 +39,9 @@ impl Broker {
                 .leading
                 .get(&req.tp)
                 .ok_or(ErrorCode::NotLeaderOrFollower)?;
-            if req.acks == Acks::All && lead.isr.len() < self.config.min_insync_replicas {
+            if req.acks == Acks::All
+                && lead.isr.len() < self.config.min_insync_replicas_of(&req.tp.topic)
+            {
                 return Err(ErrorCode::NotEnoughReplicas);
             }
             let epoch = lead.leader_epoch;
@@ -94,7 +96,7 @@ impl Broker {
                     .get(&req.tp)
                     .map_or(0, |l| l.high_watermark());
                 if hw > offset {
-                    if lead.isr.len() < self.config.min_insync_replicas {
+                    if lead.isr.len() < self.config.min_insync_replicas_of(&req.tp.topic) {
                         // The ISR shrank below `min.insync.replicas` after the append: the
                         // record is committed, but not on enough replicas to acknowledge it.
                         self.counters
