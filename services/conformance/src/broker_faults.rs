@@ -470,9 +470,14 @@ pub async fn a_record_only_the_leader_holds_stays_above_the_high_watermark_until
         tokio::time::sleep(POLL_INTERVAL).await;
     }
     faults.step("the high watermark passed the leader-only record");
-    let read = read_everything(faults, &*log, &topic, "bf-frozen-hw", "a fresh group").await;
-    let payloads: Vec<String> = read.iter().map(payload_of).collect();
-    assert_eq!(payloads, ["committed", "leader-only"]);
+    a_fresh_group_reads(
+        faults,
+        &*log,
+        &topic,
+        "bf-frozen-hw",
+        &["committed", "leader-only"],
+    )
+    .await;
 }
 
 /// Both followers of a fresh partition are paused one after the other (each fenced and out of
@@ -563,19 +568,17 @@ pub async fn a_follower_that_left_the_isr_under_min_insync_leads_when_the_last_m
         .await
         .expect("an acks=all write once the other follower caught up");
     heal(faults).await;
-    let read = read_everything(faults, &*log, &topic, "bf-elr", "a fresh group").await;
-    let payloads: Vec<String> = read.iter().map(payload_of).collect();
-    assert_eq!(payloads, ["committed", "after"]);
+    a_fresh_group_reads(faults, &*log, &topic, "bf-elr", &["committed", "after"]).await;
 }
 
 /// On a lossy topic (min ISR 1, unclean election on), a consumer joins (its group coordinated
 /// by the leader, so the group stays up while the followers are away) and reads `warm`; both
 /// followers are paused, the leader alone acknowledges and commits `old-1..=3`, and the
-/// consumer reads them. The leader is killed
-/// and the followers resume: one leads uncleanly, without those records. The producer that
-/// wrote them is then broken for good (its next send is `Fatal`: its sequence is out of order
-/// on the new leader); a new producer writes `new-1..=3` at the same offsets, and the
-/// consumer reads them there. After heal a fresh group reads `warm, new-1, new-2, new-3`.
+/// consumer reads them. The leader is killed and the followers resume: one leads uncleanly,
+/// without those records. The producer that wrote them is then broken for good (its next
+/// send is `Fatal`: its sequence is out of order on the new leader); a new producer writes
+/// `new-1..=3` at the same offsets, and the consumer reads them there. After heal a fresh
+/// group reads `warm, new-1, new-2, new-3`.
 pub async fn after_an_unclean_election_consumers_read_the_new_records_and_the_old_producer_is_broken(
     log: Arc<dyn EventLog>,
     faults: &dyn BrokerFaults,
@@ -695,9 +698,14 @@ pub async fn after_an_unclean_election_consumers_read_the_new_records_and_the_ol
         "the consumer reads the new records at the offsets it had read the old ones at"
     );
     heal(faults).await;
-    let all = read_everything(faults, &*log, &topic, "bf-lossy", "a fresh group").await;
-    let payloads: Vec<String> = all.iter().map(payload_of).collect();
-    assert_eq!(payloads, ["warm", "new-1", "new-2", "new-3"]);
+    a_fresh_group_reads(
+        faults,
+        &*log,
+        &topic,
+        "bf-lossy",
+        &["warm", "new-1", "new-2", "new-3"],
+    )
+    .await;
 }
 
 /// The preferred leader of a fresh partition is killed and another replica takes over; once
@@ -757,9 +765,7 @@ pub async fn a_restarted_broker_leads_the_partitions_it_is_preferred_for_again(
     p.send(record(&topic, "k", "after"))
         .await
         .expect("an acks=all write after the move back");
-    let read = read_everything(faults, &*log, &topic, "bf-preferred", "a fresh group").await;
-    let payloads: Vec<String> = read.iter().map(payload_of).collect();
-    assert_eq!(payloads, ["before", "after"]);
+    a_fresh_group_reads(faults, &*log, &topic, "bf-preferred", &["before", "after"]).await;
 }
 
 /// The first broker of rack msk survives; the two others are killed. Once every partition is
@@ -1643,6 +1649,20 @@ async fn kill(faults: &dyn BrokerFaults, broker: BrokerId) {
         .await
         .unwrap_or_else(|e| panic!("killing broker {broker}: {e:#}"));
     faults.step(&format!("killed broker {broker}"));
+}
+
+/// Reads `topic` as a fresh group (named from `group_prefix`) up to its high watermarks and
+/// asserts it finds exactly `payloads`, in order.
+async fn a_fresh_group_reads(
+    faults: &dyn BrokerFaults,
+    log: &dyn EventLog,
+    topic: &str,
+    group_prefix: &str,
+    payloads: &[&str],
+) {
+    let read = read_everything(faults, log, topic, group_prefix, "a fresh group").await;
+    let read: Vec<String> = read.iter().map(payload_of).collect();
+    assert_eq!(read, payloads, "what a fresh group reads from {topic}");
 }
 
 /// Polls `consumer` into `read` until a record with `payload` is among them; panics after
