@@ -494,15 +494,7 @@ pub async fn a_follower_that_left_the_isr_under_min_insync_leads_when_the_last_m
     p.send(record(&topic, "k", "committed"))
         .await
         .expect("an acks=all write on a healthy cluster");
-    let view = wait_for_view(
-        faults,
-        &format!("{topic}/0 is led with a full ISR"),
-        Some(&topic),
-        FAILOVER_DEADLINE,
-        |v| v.partition(&topic, 0).is_some_and(PartitionView::is_full),
-    )
-    .await;
-    let partition = view.partition(&topic, 0).expect("the partition").clone();
+    let partition = full_partition(faults, &topic).await;
     let leader = partition.leader.expect("a leader");
     let followers: Vec<BrokerId> = partition
         .replicas
@@ -591,17 +583,9 @@ pub async fn after_an_unclean_election_consumers_read_the_new_records_and_the_ol
     old.send(record(&topic, "k", "warm"))
         .await
         .expect("a write on a healthy cluster");
-    let view = wait_for_view(
-        faults,
-        &format!("{topic}/0 is led with a full ISR"),
-        Some(&topic),
-        FAILOVER_DEADLINE,
-        |v| v.partition(&topic, 0).is_some_and(PartitionView::is_full),
-    )
-    .await;
-    let leader = view
-        .partition(&topic, 0)
-        .and_then(|p| p.leader)
+    let leader = full_partition(faults, &topic)
+        .await
+        .leader
         .expect("a leader");
     let followers: Vec<BrokerId> = faults
         .brokers()
@@ -1649,6 +1633,21 @@ async fn kill(faults: &dyn BrokerFaults, broker: BrokerId) {
         .await
         .unwrap_or_else(|e| panic!("killing broker {broker}: {e:#}"));
     faults.step(&format!("killed broker {broker}"));
+}
+
+/// Partition 0 of `topic` once it is led with every replica in sync.
+async fn full_partition(faults: &dyn BrokerFaults, topic: &str) -> PartitionView {
+    wait_for_view(
+        faults,
+        &format!("{topic}/0 is led with a full ISR"),
+        Some(topic),
+        FAILOVER_DEADLINE,
+        |v| v.partition(topic, 0).is_some_and(PartitionView::is_full),
+    )
+    .await
+    .partition(topic, 0)
+    .expect("the partition")
+    .clone()
 }
 
 /// Reads `topic` as a fresh group (named from `group_prefix`) up to its high watermarks and
