@@ -210,11 +210,35 @@ impl BrokerFaults for RealFaults {
     async fn group_coordinated_by(&self, prefix: &str, broker: BrokerId) -> anyhow::Result<String> {
         // Kafka places a group's offsets (and its coordinator) on partition
         // abs(javaHashCode(group id)) % (partitions of __consumer_offsets).
-        let view = self
-            .cluster
-            .view(Some("__consumer_offsets"))
-            .await
-            .context("metadata of __consumer_offsets")?;
+        // The offsets topic exists once some group looked its coordinator up: look one up.
+        let probe: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", kafka_bootstrap())
+            .set("group.id", unique("coordinator-probe"))
+            .create()
+            .context("a coordinator probe")?;
+        // Blocking librdkafka call, off the async workers.
+        tokio::task::spawn_blocking(move || {
+            let mut partitions = rdkafka::TopicPartitionList::new();
+            partitions.add_partition("__consumer_offsets", 0);
+            probe.committed_offsets(partitions, Duration::from_secs(30))
+        })
+        .await
+        .context("coordinator probe task")?
+        .context("a coordinator lookup")?;
+        // A broker that restarted leads none of them until the preferred-leader rebalance
+        // (every 15 s) hands its partitions back: wait for one.
+        let view = wait_for_view(
+            self,
+            &format!("broker {broker} leads a partition of __consumer_offsets"),
+            Some("__consumer_offsets"),
+            HEAL_DEADLINE,
+            |v| {
+                v.topic("__consumer_offsets")
+                    .iter()
+                    .any(|p| p.leader == Some(broker))
+            },
+        )
+        .await;
         let offsets = view.topic("__consumer_offsets");
         anyhow::ensure!(!offsets.is_empty(), "__consumer_offsets has no partitions");
         for _ in 0..10_000 {
