@@ -21,13 +21,13 @@
 
 use std::{sync::Arc, time::Duration};
 
-use futures::{future::BoxFuture, StreamExt};
+use futures::{future::BoxFuture, FutureExt as _, StreamExt};
 
 use crate::{
     outbox::EVENT_ID_HEADER,
     ports::{
-        ConsumedRecord, Consumer, ConsumerConfig, EventLog, ProducedRecord, Producer,
-        ProducerConfig, Schema, Store, StoreError, Tx,
+        ConsumedRecord, Consumer, ConsumerConfig, EventLog, EventLogError, PartitionLag,
+        ProducedRecord, Producer, ProducerConfig, Schema, Store, StoreError, Tx,
     },
     retry::{on_conflict, RetryPolicy},
     Shutdown,
@@ -99,8 +99,12 @@ pub struct ConsumerSettings {
 /// How often a consumer loop with metrics asks how far behind it is.
 pub const LAG_EVERY: Duration = Duration::from_secs(2);
 
-/// Bound on asking for the lag: the loop does not wait longer on it for its next poll.
+/// Bound on asking for the lag. A member that can ask apart ([`Consumer::lag_query`]) asks
+/// beside its polls; one that cannot holds its next poll up to this long.
 const LAG_TIMEOUT: Duration = Duration::from_millis(500);
+
+/// A lag query's answer, or that it took longer than [`LAG_TIMEOUT`].
+type LagAnswer = Result<Result<Vec<PartitionLag>, EventLogError>, tokio::time::error::Elapsed>;
 
 /// How a consumer loop goes through a batch.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -137,6 +141,8 @@ pub async fn run_consumer<S: Schema>(
     let mut failures = 0u32;
     let mut consumer: Option<Box<dyn Consumer>> = None;
     let mut lag_asked: Option<tokio::time::Instant> = None;
+    // The lag query running beside the loop, if one is.
+    let mut lag_running: Option<tokio::task::JoinHandle<LagAnswer>> = None;
     // The partitions whose lag this member last reported.
     let mut lag_reported: Vec<(String, i32)> = Vec::new();
     let records_of = Records {
@@ -201,9 +207,23 @@ pub async fn run_consumer<S: Schema>(
                 c.commit(&records).await?;
             }
             if let Some(m) = &settings.metrics {
-                if lag_asked.is_none_or(|t| t.elapsed() >= LAG_EVERY) {
+                if lag_running.as_ref().is_some_and(|q| q.is_finished()) {
+                    if let Some(Ok(answer)) = lag_running.take().and_then(|q| q.now_or_never()) {
+                        report_lag(answer, m, &group, &mut lag_reported);
+                    }
+                }
+                if lag_running.is_none() && lag_asked.is_none_or(|t| t.elapsed() >= LAG_EVERY) {
                     lag_asked = Some(tokio::time::Instant::now());
-                    report_lag(c.as_mut(), m, &group, &mut lag_reported).await;
+                    match c.lag_query() {
+                        Some(query) => {
+                            lag_running =
+                                Some(tokio::spawn(tokio::time::timeout(LAG_TIMEOUT, query)));
+                        }
+                        None => {
+                            let answer = tokio::time::timeout(LAG_TIMEOUT, c.lag()).await;
+                            report_lag(answer, m, &group, &mut lag_reported);
+                        }
+                    }
                 }
             }
             anyhow::Ok(())
@@ -216,6 +236,9 @@ pub async fn run_consumer<S: Schema>(
                 tracing::warn!(error = format!("{e:#}"), group = %group, failures, "consumer round failed; re-reading");
                 // A fenced or broken consumer re-joins; uncommitted records are re-read.
                 consumer = None;
+                if let Some(query) = lag_running.take() {
+                    query.abort();
+                }
                 tokio::select! {
                     biased;
                     _ = tokio::time::sleep(backoff.delay(failures)) => {}
@@ -223,6 +246,9 @@ pub async fn run_consumer<S: Schema>(
                 }
             }
         }
+    }
+    if let Some(query) = lag_running.take() {
+        query.abort();
     }
 }
 
@@ -386,8 +412,8 @@ async fn keep_progress(
 /// Sets `consumer_lag{group,topic,partition}` from the member's lag (a refusal or a slow
 /// answer leaves the last figures). A partition reported before and no longer assigned is
 /// set to 0: its new owner reports it now, and a sum over members stays right.
-async fn report_lag(
-    c: &mut dyn Consumer,
+fn report_lag(
+    answer: LagAnswer,
     m: &crate::metrics::Registry,
     group: &str,
     reported: &mut Vec<(String, i32)>,
@@ -404,7 +430,7 @@ async fn report_lag(
             ],
         )
     };
-    match tokio::time::timeout(LAG_TIMEOUT, c.lag()).await {
+    match answer {
         Ok(Ok(lags)) => {
             let now: Vec<(String, i32)> = lags
                 .iter()
@@ -730,13 +756,110 @@ mod tests {
             )
             .get()
         };
-        report_lag(&mut member, &m, "g", &mut reported).await;
+        report_lag(Ok(member.lag().await), &m, "g", &mut reported);
         assert_eq!((lag(&m, "0"), lag(&m, "1")), (7, 0));
-        report_lag(&mut member, &m, "g", &mut reported).await;
+        report_lag(Ok(member.lag().await), &m, "g", &mut reported);
         assert_eq!(
             (lag(&m, "0"), lag(&m, "1")),
             (0, 4),
             "partition 0 went to another member"
         );
+    }
+
+    /// A member whose records come from a channel and whose lag query never answers (a
+    /// broker that does not reply).
+    struct SilentLag(tokio::sync::mpsc::UnboundedReceiver<ConsumedRecord>);
+
+    #[async_trait::async_trait]
+    impl Consumer for SilentLag {
+        async fn poll(&mut self, timeout: Duration) -> Result<Vec<ConsumedRecord>, EventLogError> {
+            Ok(tokio::time::timeout(timeout, self.0.recv())
+                .await
+                .ok()
+                .flatten()
+                .into_iter()
+                .collect())
+        }
+        async fn commit(&mut self, _: &[ConsumedRecord]) -> Result<(), EventLogError> {
+            Ok(())
+        }
+        async fn lag(&mut self) -> Result<Vec<PartitionLag>, EventLogError> {
+            std::future::pending().await
+        }
+        fn lag_query(&mut self) -> Option<crate::ports::LagQuery> {
+            Some(Box::pin(std::future::pending()))
+        }
+    }
+
+    /// Hands out one [`SilentLag`] member.
+    struct OneMember(std::sync::Mutex<Option<SilentLag>>);
+
+    #[async_trait::async_trait]
+    impl EventLog for OneMember {
+        async fn producer(
+            &self,
+            _: ProducerConfig,
+        ) -> Result<Arc<dyn crate::ports::Producer>, EventLogError> {
+            Err(EventLogError::Unavailable("no producer here".into()))
+        }
+        async fn consumer(
+            &self,
+            _: ConsumerConfig,
+            _: &[&str],
+        ) -> Result<Box<dyn Consumer>, EventLogError> {
+            let member = self.0.lock().expect("lock").take();
+            Ok(Box::new(member.ok_or_else(|| {
+                EventLogError::Unavailable("one member only".into())
+            })?))
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_lag_query_that_does_not_answer_holds_no_poll_up() {
+        let (records, received) = tokio::sync::mpsc::unbounded_channel();
+        let store = kv_store();
+        let settings = ConsumerSettings {
+            consumer: ConsumerConfig::new("g"),
+            topics: vec!["t".into()],
+            producer: ProducerConfig::default(),
+            inbox: true,
+            attempts_max: None,
+            lookup_first: false,
+            lanes: Lanes::One,
+            metrics: Some(crate::metrics::Registry::new()),
+        };
+        let (stop, shutdown) = Shutdown::new();
+        let events = Arc::new(OneMember(std::sync::Mutex::new(Some(SilentLag(received)))));
+        let consuming = tokio::spawn(run_consumer(
+            store.clone(),
+            events,
+            settings,
+            counting_effect(),
+            shutdown,
+        ));
+        let counted = |n: i64| {
+            let store = store.clone();
+            async move {
+                // Polled on the paused clock, which moves only while every task waits.
+                while store.query(get("k")).await.ok().flatten().map(|v| v.value)
+                    != Some(serde_json::json!(n))
+                {
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                }
+            }
+        };
+        records.send(record(0, "e1")).expect("the loop reads");
+        counted(1).await;
+        // The first batch's lag query now runs and will not answer within LAG_TIMEOUT.
+        let sent = tokio::time::Instant::now();
+        records.send(record(1, "e2")).expect("the loop reads");
+        counted(2).await;
+        assert!(
+            sent.elapsed() < LAG_TIMEOUT / 5,
+            "the second record waited {:?} behind the lag query",
+            sent.elapsed()
+        );
+        stop.trigger();
+        consuming.await.expect("the loop ends");
     }
 }

@@ -6,8 +6,8 @@ pub mod hints;
 pub mod store;
 
 pub use event_log::{
-    Acks, ConsumedRecord, Consumer, ConsumerConfig, EventLog, EventLogError, PartitionLag,
-    ProducedRecord, Producer, ProducerConfig, RecordAck, MAX_POLL_INTERVAL_DEFAULT,
+    Acks, ConsumedRecord, Consumer, ConsumerConfig, EventLog, EventLogError, LagQuery,
+    PartitionLag, ProducedRecord, Producer, ProducerConfig, RecordAck, MAX_POLL_INTERVAL_DEFAULT,
 };
 pub use hints::{HintStream, Hints, HintsError, LocalHints};
 pub use store::{

@@ -4,7 +4,7 @@ use std::{collections::BTreeMap, sync::Arc, time::Duration};
 
 use async_trait::async_trait;
 use futures::FutureExt;
-use platform::ports::{ConsumedRecord, Consumer, EventLogError, PartitionLag};
+use platform::ports::{ConsumedRecord, Consumer, EventLogError, LagQuery, PartitionLag};
 use rdkafka::{
     admin::AdminClient,
     client::DefaultClientContext,
@@ -103,9 +103,24 @@ impl Consumer for KafkaConsumer {
     }
 
     async fn lag(&mut self) -> Result<Vec<PartitionLag>, EventLogError> {
+        self.query_lag()?.await
+    }
+
+    fn lag_query(&mut self) -> Option<LagQuery> {
+        Some(match self.query_lag() {
+            Ok(query) => query,
+            Err(e) => Box::pin(std::future::ready(Err(e))),
+        })
+    }
+}
+
+impl KafkaConsumer {
+    /// The lag query: it holds the consumer's handle, not the member.
+    fn query_lag(&self) -> Result<LagQuery, EventLogError> {
         let inner = Arc::clone(self.inner()?);
         let timeout = self.commit_timeout;
         let watermarks = Arc::clone(&self.watermarks);
+        let topics = self.topics.clone();
         // The position is the application's (after the last record `poll` returned); before
         // the first record it is the committed offset, and before any commit the log start
         // (where `auto.offset.reset=earliest` begins). The watermarks are asked of each
@@ -156,14 +171,16 @@ impl Consumer for KafkaConsumer {
                 out.sort_by(|a, b| (&a.topic, a.partition).cmp(&(&b.topic, b.partition)));
                 Ok(out)
             });
-        match tokio::time::timeout(timeout * 2, query).await {
-            Err(_elapsed) => Err(EventLogError::Timeout(format!(
-                "watermarks took longer than {:?}",
-                timeout * 2
-            ))),
-            Ok(Err(join)) => Err(EventLogError::Fatal(format!("lag task failed: {join}"))),
-            Ok(Ok(result)) => result.map_err(|e| event_log_error("lag", &self.topics, &e)),
-        }
+        Ok(Box::pin(async move {
+            match tokio::time::timeout(timeout * 2, query).await {
+                Err(_elapsed) => Err(EventLogError::Timeout(format!(
+                    "watermarks took longer than {:?}",
+                    timeout * 2
+                ))),
+                Ok(Err(join)) => Err(EventLogError::Fatal(format!("lag task failed: {join}"))),
+                Ok(Ok(result)) => result.map_err(|e| event_log_error("lag", &topics, &e)),
+            }
+        }))
     }
 }
 

@@ -180,7 +180,17 @@ pub trait Consumer: Send {
     /// it starts) against the partition's high watermark, asked of the partition's leader.
     /// Records fetched but not yet returned by `poll` count as not read.
     async fn lag(&mut self) -> Result<Vec<PartitionLag>, EventLogError>;
+    /// [`Consumer::lag`] as a query that holds no borrow of the member, so that a consumer
+    /// loop can let it run beside its polls: asking each partition's leader takes round trips,
+    /// and long ones while a broker is slow. `None`: the member answers only in turn, through
+    /// [`Consumer::lag`].
+    fn lag_query(&mut self) -> Option<LagQuery> {
+        None
+    }
 }
+
+/// A lag query running apart from its member (see [`Consumer::lag_query`]).
+pub type LagQuery = futures::future::BoxFuture<'static, Result<Vec<PartitionLag>, EventLogError>>;
 
 /// A member's place on one partition against the partition's high watermark.
 #[derive(Clone, Debug, PartialEq, Eq)]

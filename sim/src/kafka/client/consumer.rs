@@ -33,7 +33,9 @@ use std::{
 use async_trait::async_trait;
 use futures::future::join_all;
 use madsim::time::{self, Instant};
-use platform::ports::{ConsumedRecord, Consumer, ConsumerConfig, EventLogError, PartitionLag};
+use platform::ports::{
+    ConsumedRecord, Consumer, ConsumerConfig, EventLogError, LagQuery, PartitionLag,
+};
 
 use super::{call_broker, transport_error, MetadataCache};
 use crate::kafka::{
@@ -494,69 +496,86 @@ impl Consumer for ModelConsumer {
     }
 
     async fn lag(&mut self) -> Result<Vec<PartitionLag>, EventLogError> {
-        // As librdkafka's `rd_kafka_query_watermark_offsets`: each partition's leader is asked
-        // for its high watermark (an empty fetch at the member's position that does not wait).
-        let image = self.metadata.get().await?;
-        let mut by_leader: BTreeMap<SocketAddr, Vec<FetchPartition>> = BTreeMap::new();
-        for (tp, position) in &self.positions {
-            let Some((_, leader)) = image.leader_addr(tp) else {
-                self.metadata.mark_stale();
-                return Err(EventLogError::Unavailable(format!(
-                    "no leader known for {tp}"
-                )));
-            };
-            by_leader.entry(leader).or_default().push(FetchPartition {
-                tp: tp.clone(),
-                fetch_offset: *position,
-                last_fetched_epoch: None,
-                target: FetchTarget::Leader { client_rack: None },
-            });
-        }
-        let timeout = self.model.client_request_timeout();
-        let replies = join_all(by_leader.into_iter().map(|(addr, partitions)| {
-            let req = FetchRequest {
-                partitions,
-                wait_max_ms: 0,
-                records_max: 0,
-            };
-            call_broker(addr, BrokerRequest::Fetch(req), timeout)
-        }))
-        .await;
-        let mut out = Vec::new();
-        for reply in replies {
-            let parts = match reply {
-                Ok(BrokerResponse::Fetch(parts)) => parts,
-                Ok(_) => return Err(EventLogError::Fatal("unexpected reply to a fetch".into())),
-                Err(e) => return Err(transport_error(&e)),
-            };
-            for part in parts {
-                let high_watermark = match part.result {
-                    Ok(fetched) => fetched.high_watermark,
-                    Err(
-                        FetchError::OffsetOutOfRange { high_watermark }
-                        | FetchError::Diverging { high_watermark, .. },
-                    ) => high_watermark,
-                    Err(FetchError::Code(code)) => {
-                        self.metadata.mark_stale();
-                        return Err(EventLogError::Unavailable(format!(
-                            "watermark of {}: {code:?}",
-                            part.tp
-                        )));
-                    }
+        self.query_lag().await
+    }
+
+    fn lag_query(&mut self) -> Option<LagQuery> {
+        Some(self.query_lag())
+    }
+}
+
+impl ModelConsumer {
+    /// The lag query: it holds the member's positions as they are now, not the member.
+    fn query_lag(&self) -> LagQuery {
+        let (metadata, model) = (Arc::clone(&self.metadata), Arc::clone(&self.model));
+        let positions = self.positions.clone();
+        Box::pin(async move {
+            // As librdkafka's `rd_kafka_query_watermark_offsets`: each partition's leader is asked
+            // for its high watermark (an empty fetch at the member's position that does not wait).
+            let image = metadata.get().await?;
+            let mut by_leader: BTreeMap<SocketAddr, Vec<FetchPartition>> = BTreeMap::new();
+            for (tp, position) in &positions {
+                let Some((_, leader)) = image.leader_addr(tp) else {
+                    metadata.mark_stale();
+                    return Err(EventLogError::Unavailable(format!(
+                        "no leader known for {tp}"
+                    )));
                 };
-                let Some(position) = self.positions.get(&part.tp).copied() else {
-                    continue;
-                };
-                out.push(PartitionLag {
-                    topic: part.tp.topic.clone(),
-                    partition: part.tp.partition,
-                    position,
-                    high_watermark,
+                by_leader.entry(leader).or_default().push(FetchPartition {
+                    tp: tp.clone(),
+                    fetch_offset: *position,
+                    last_fetched_epoch: None,
+                    target: FetchTarget::Leader { client_rack: None },
                 });
             }
-        }
-        out.sort_by(|a, b| (&a.topic, a.partition).cmp(&(&b.topic, b.partition)));
-        Ok(out)
+            let timeout = model.client_request_timeout();
+            let replies = join_all(by_leader.into_iter().map(|(addr, partitions)| {
+                let req = FetchRequest {
+                    partitions,
+                    wait_max_ms: 0,
+                    records_max: 0,
+                };
+                call_broker(addr, BrokerRequest::Fetch(req), timeout)
+            }))
+            .await;
+            let mut out = Vec::new();
+            for reply in replies {
+                let parts = match reply {
+                    Ok(BrokerResponse::Fetch(parts)) => parts,
+                    Ok(_) => {
+                        return Err(EventLogError::Fatal("unexpected reply to a fetch".into()))
+                    }
+                    Err(e) => return Err(transport_error(&e)),
+                };
+                for part in parts {
+                    let high_watermark = match part.result {
+                        Ok(fetched) => fetched.high_watermark,
+                        Err(
+                            FetchError::OffsetOutOfRange { high_watermark }
+                            | FetchError::Diverging { high_watermark, .. },
+                        ) => high_watermark,
+                        Err(FetchError::Code(code)) => {
+                            metadata.mark_stale();
+                            return Err(EventLogError::Unavailable(format!(
+                                "watermark of {}: {code:?}",
+                                part.tp
+                            )));
+                        }
+                    };
+                    let Some(position) = positions.get(&part.tp).copied() else {
+                        continue;
+                    };
+                    out.push(PartitionLag {
+                        topic: part.tp.topic.clone(),
+                        partition: part.tp.partition,
+                        position,
+                        high_watermark,
+                    });
+                }
+            }
+            out.sort_by(|a, b| (&a.topic, a.partition).cmp(&(&b.topic, b.partition)));
+            Ok(out)
+        })
     }
 }
 
