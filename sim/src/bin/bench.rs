@@ -86,10 +86,14 @@ mod cli {
                 .spawn(async move {
                     let timeout = std::time::Duration::from_secs(1);
                     // The echo node binds its port in its first instants.
+                    let mut tries = 0;
                     while sim::rpc::call::<u64, u64>(server, 0, timeout)
                         .await
                         .is_err()
-                    {}
+                    {
+                        tries += 1;
+                        assert!(tries < 100, "the echo node never answers");
+                    }
                     let before = madsim::net::NetSim::current().stat().msg_count;
                     for n in 0..BARE_CALLS {
                         let echoed = sim::rpc::call::<u64, u64>(server, n, timeout).await;

@@ -88,6 +88,29 @@ impl RealFaults {
     }
 }
 
+impl RealFaults {
+    /// Remembers `topic` for [`RealFaults::delete_topics`] and waits until each of its `partitions` has
+    /// every replica in sync.
+    async fn tracked_in_sync(&self, topic: String, partitions: i32) -> String {
+        self.topics
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(topic.clone());
+        wait_for_view(
+            self,
+            &format!("every partition of {topic} has all replicas in sync"),
+            Some(&topic),
+            HEAL_DEADLINE,
+            |v| {
+                let ps = v.topic(&topic);
+                ps.len() == partitions as usize && ps.iter().all(|p| p.is_full())
+            },
+        )
+        .await;
+        topic
+    }
+}
+
 #[async_trait]
 impl BrokerFaults for RealFaults {
     fn brokers(&self) -> Vec<BrokerInfo> {
@@ -162,22 +185,7 @@ impl BrokerFaults for RealFaults {
             .ensure_topic(&topic, partitions, 3, 2)
             .await
             .with_context(|| format!("creating topic {topic}"))?;
-        self.topics
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .push(topic.clone());
-        wait_for_view(
-            self,
-            &format!("every partition of {topic} has all replicas in sync"),
-            Some(&topic),
-            HEAL_DEADLINE,
-            |v| {
-                let ps = v.topic(&topic);
-                ps.len() == partitions as usize && ps.iter().all(|p| p.is_full())
-            },
-        )
-        .await;
-        Ok(topic)
+        Ok(self.tracked_in_sync(topic, partitions).await)
     }
 
     async fn fresh_lossy_topic(&self, prefix: &str) -> anyhow::Result<String> {
@@ -192,19 +200,7 @@ impl BrokerFaults for RealFaults {
             )
             .await
             .with_context(|| format!("creating topic {topic}"))?;
-        self.topics
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .push(topic.clone());
-        wait_for_view(
-            self,
-            &format!("{topic} has all replicas in sync"),
-            Some(&topic),
-            HEAL_DEADLINE,
-            |v| v.topic(&topic).iter().all(|p| p.is_full()) && !v.topic(&topic).is_empty(),
-        )
-        .await;
-        Ok(topic)
+        Ok(self.tracked_in_sync(topic, 1).await)
     }
 
     async fn group_coordinated_by(&self, prefix: &str, broker: BrokerId) -> anyhow::Result<String> {
