@@ -109,6 +109,9 @@ pub struct FinalState {
     pub psp_traced: Vec<(String, Option<String>)>,
     /// Every call the courier got: (order id, the `traceparent` it carried).
     pub courier_traced: Vec<(String, Option<String>)>,
+    /// Every call the messaging provider got: (the message's key, the `traceparent` it
+    /// carried).
+    pub messenger_traced: Vec<(String, Option<String>)>,
 }
 
 /// One broken guarantee.

@@ -593,6 +593,7 @@ pub async fn run(scenario: &Scenario, mutants: Mutants, record: bool) -> Outcome
         order_traces: observed.order_traces,
         psp_traced: ledger.lock().map(|l| l.traced.clone()).unwrap_or_default(),
         courier_traced: books.lock().map(|b| b.traced.clone()).unwrap_or_default(),
+        messenger_traced: outbox.lock().map(|o| o.traced.clone()).unwrap_or_default(),
         slow_windows: slow_windows(&applied, run_started_ms, heal_ms),
         // Live updates are timed once nothing disturbs them: from startup in a run without
         // faults, else from heal; never when database replies are lost (a commit whose

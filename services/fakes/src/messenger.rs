@@ -84,6 +84,9 @@ pub struct Outbox {
     answers: BTreeMap<String, MessageAnswer>,
     /// Every message delivered, in order.
     pub delivered: Vec<MessageRequest>,
+    /// Every call that asked for a valid message, answered or refused, with the
+    /// `traceparent` it carried: `(sender's reference, traceparent)`.
+    pub traced: Vec<(String, Option<String>)>,
 }
 
 impl Outbox {
@@ -146,6 +149,10 @@ async fn send(
             "text is 1 to {max} bytes on {}",
             req.channel
         )));
+    }
+    if let Ok(mut o) = st.outbox.lock() {
+        o.traced
+            .push((req.reference.clone(), crate::traceparent(&headers)));
     }
     tokio::time::sleep(Duration::from_millis(st.config.latency_ms)).await;
     if crate::per_mille() < st.config.fail_per_mille {

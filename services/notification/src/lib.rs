@@ -267,6 +267,8 @@ pub(crate) struct WorkerCtx {
     pub poll: std::time::Duration,
     /// The mutant `message-without-idempotency-key`.
     pub without_idempotency_key: bool,
+    /// The mutant `message-drops-trace`.
+    pub drops_trace: bool,
     /// The messaging provider's circuit breaker.
     pub provider: Arc<platform::breaker::Breaker>,
     /// Where the provider calls are counted.
@@ -461,6 +463,7 @@ pub async fn run(
             provider_call: config.provider_call,
             poll: config.worker_poll,
             without_idempotency_key: infra.mutants.message_without_idempotency_key,
+            drops_trace: infra.mutants.message_drops_trace,
             provider: {
                 let b = platform::breaker::Breaker::shared("messaging provider");
                 infra.metrics.watch_breaker(b.clone());

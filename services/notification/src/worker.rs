@@ -99,7 +99,11 @@ async fn work_on(
     let key = format!("notify-{}", o.key);
     let mut calls = 0i32;
     // The provider calls are a span of the trace of the Notify that queued the message.
-    let trace = platform::trace::TraceContext::from_stored(&o.trace);
+    let trace = if ctx.drops_trace {
+        None // the mutant message-drops-trace: a trace of the worker's own
+    } else {
+        platform::trace::TraceContext::from_stored(&o.trace)
+    };
     let policy = RetryPolicy {
         retries: client.retries(),
         ..quick()

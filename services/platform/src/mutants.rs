@@ -85,6 +85,9 @@ pub struct Mutants {
     /// outbox relay: records go to Kafka without their `traceparent`/`tracestate`, so the
     /// consumers of an order's events lose the trace of the request that created it.
     pub relay_drops_trace: bool,
+    /// notification: the worker calls the messaging provider in a trace of its own, not in
+    /// the trace of the `Notify` that queued the message.
+    pub message_drops_trace: bool,
 }
 
 impl Mutants {
@@ -119,13 +122,14 @@ impl Mutants {
             "message-without-idempotency-key" => m.message_without_idempotency_key = true,
             "breaker-never-opens" => m.breaker_never_opens = true,
             "relay-drops-trace" => m.relay_drops_trace = true,
+            "message-drops-trace" => m.message_drops_trace = true,
             _ => return None,
         }
         Some(m)
     }
 
     /// Every mutant's name.
-    pub const NAMES: [&'static str; 27] = [
+    pub const NAMES: [&'static str; 28] = [
         "publish-without-outbox",
         "psp-call-without-idempotency-key",
         "charge-without-idempotency-key",
@@ -153,6 +157,7 @@ impl Mutants {
         "message-without-idempotency-key",
         "breaker-never-opens",
         "relay-drops-trace",
+        "message-drops-trace",
     ];
 
     /// `config` with the producer mutants applied.

@@ -9,22 +9,32 @@ use super::{FinalState, Violation};
 
 pub(crate) const NAME: &str = "messages";
 
+/// The messages the saga sends, by their keys' prefix (`<kind>-<order id>`).
+const KINDS: [&str; 4] = ["confirmed", "payment-failed", "delivered", "refund"];
+
+/// The order a message's key (the provider's reference) names.
+pub fn order_of(key: &str) -> Option<&str> {
+    KINDS
+        .iter()
+        .find_map(|k| key.strip_prefix(k)?.strip_prefix('-'))
+}
+
 /// The messages the saga sends for an order whose statuses were `history` (oldest first):
 /// their keys' prefixes.
 pub fn expected(history: &[String], status: &str) -> Vec<&'static str> {
     let had = |s: &str| history.iter().any(|h| h == s);
     let mut out = Vec::new();
     if had("PAID") {
-        out.push("confirmed");
+        out.push(KINDS[0]);
     }
     if had("PAYMENT_FAILED") && status == "CANCELLED" {
-        out.push("payment-failed");
+        out.push(KINDS[1]);
     }
     if status == "DELIVERED" {
-        out.push("delivered");
+        out.push(KINDS[2]);
     }
     if had("REFUNDING") && status == "CANCELLED" {
-        out.push("refund");
+        out.push(KINDS[3]);
     }
     out
 }

@@ -1,7 +1,9 @@
 //! Trace context reaches everything an order causes: every `order.status.changed` event of
 //! the order (through the outbox and Kafka), every call the PSP got for it (through the
-//! saga's gRPC call to payment, the payment's row and its worker) and every call the courier
-//! got for it (through delivery), in the trace of the request that created the order.
+//! saga's gRPC call to payment, the payment's row and its worker), every call the courier
+//! got for it (through delivery) and every call the messaging provider got for a message
+//! about it (through the saga's `Notify`, the notification's row and its sending worker),
+//! in the trace of the request that created the order.
 //!
 //! The client sends each order request with a `traceparent` of a trace of its own; an order
 //! whose event or provider call carries no trace context, or another trace's, is a
@@ -46,9 +48,15 @@ pub fn check(state: &FinalState) -> Vec<Violation> {
             ));
         }
     }
+    let messages = state
+        .messenger_traced
+        .iter()
+        .filter_map(|(key, tp)| Some((super::messages::order_of(key)?.to_owned(), tp.clone())))
+        .collect::<Vec<_>>();
     for (provider, calls) in [
         ("PSP", &state.psp_traced),
         ("courier", &state.courier_traced),
+        ("messaging provider", &messages),
     ] {
         for (order_id, traceparent) in calls {
             let Some(expected) = traces.get(order_id.as_str()) else {
@@ -82,6 +90,15 @@ mod tests {
     const TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
 
     fn state(event_headers: Vec<(String, String)>, psp: Option<&str>) -> FinalState {
+        let tp = format!("00-{TRACE}-00f067aa0ba902b7-01");
+        with_message(event_headers, psp, Some(&tp))
+    }
+
+    fn with_message(
+        event_headers: Vec<(String, String)>,
+        psp: Option<&str>,
+        message: Option<&str>,
+    ) -> FinalState {
         FinalState {
             order_traces: [("k1".to_owned(), TRACE.to_owned())].into(),
             requests: [("k1".to_owned(), "o1".to_owned())].into(),
@@ -94,6 +111,7 @@ mod tests {
                 headers: event_headers,
             }]],
             psp_traced: vec![("o1".into(), psp.map(str::to_owned))],
+            messenger_traced: vec![("payment-failed-o1".into(), message.map(str::to_owned))],
             ..FinalState::default()
         }
     }
@@ -114,6 +132,11 @@ mod tests {
             "PSP call without context"
         );
         let other = "00-0af7651916cd43dd8448eb211c80319c-00f067aa0ba902b7-01";
+        assert_eq!(
+            check(&with_message(good.clone(), Some(&tp), Some(other))).len(),
+            1,
+            "a message sent in another trace"
+        );
         assert_eq!(check(&state(good, Some(other))).len(), 1, "another trace");
     }
 }

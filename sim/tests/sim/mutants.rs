@@ -181,6 +181,11 @@ fn a_relay_that_drops_trace_context_is_caught() {
 }
 
 #[test]
+fn messages_sent_outside_their_orders_trace_are_caught() {
+    caught("message-drops-trace");
+}
+
+#[test]
 fn every_mutant_is_named_by_some_scenario() {
     let all = scenario::embedded();
     for m in Mutants::NAMES {
