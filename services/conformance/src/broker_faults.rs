@@ -1324,6 +1324,158 @@ pub async fn a_group_rebalances_after_a_consumer_dies_and_no_record_is_skipped(
     ));
 }
 
+/// Kafka's classic group protocol with eager assignors, as librdkafka speaks it: a
+/// partition's new owner starts only once its old owner gave it up, which the old owner does
+/// at its application's next poll (the JoinGroup barrier), so two members never work on one
+/// partition at once. Member `a` reads and commits `warm` on the three partitions of a fresh
+/// topic, then stops polling (a long batch; its heartbeats go on). `b` joins and `during` is
+/// written to every partition: for [`BARRIER_HOLD`] `b` reads nothing. Once `a` polls again the group
+/// rebalances, `b` reads from the offsets `a` committed (no `warm` record), and between them
+/// the two read every `during` record.
+pub async fn a_partitions_new_owner_starts_only_after_its_old_owner_gave_it_up_at_a_poll(
+    log: Arc<dyn EventLog>,
+    faults: &dyn BrokerFaults,
+) {
+    const PARTITIONS: usize = 3;
+    let topic = fresh_topic(faults, "bf-barrier", PARTITIONS as i32).await;
+    let group = unique("bf_barrier");
+    let producer = producer(&log, Duration::from_secs(10), Duration::from_secs(3)).await;
+    let phase = |name: &str| -> Vec<ProducedRecord> {
+        (0..16)
+            .map(|i| record(&topic, &format!("k{i}"), &format!("{name}-{i}")))
+            .collect()
+    };
+    let warm = phase("warm");
+    let acks = send_all(producer.as_ref(), &warm, "warm").await;
+    let spread: BTreeSet<i32> = acks.iter().map(|a| a.partition).collect();
+    assert_eq!(
+        spread.len(),
+        PARTITIONS,
+        "16 keys land on every partition: {spread:?}"
+    );
+
+    let config = ConsumerConfig {
+        session_timeout: Duration::from_secs(6),
+        max_poll_interval: Duration::from_secs(60),
+        ..ConsumerConfig::new(group.clone())
+    };
+    let mut a = log
+        .consumer(config.clone(), &[topic.as_str()])
+        .await
+        .unwrap_or_else(|e| panic!("a joining group {group} failed: {e}"));
+    let mut a_read: Vec<ConsumedRecord> = Vec::new();
+    let deadline = Instant::now() + READ_DEADLINE;
+    while a_read.len() < warm.len() {
+        assert!(
+            Instant::now() < deadline,
+            "a read {} of the {} warm records within {READ_DEADLINE:?}",
+            a_read.len(),
+            warm.len()
+        );
+        match a.poll(POLL_TIMEOUT).await {
+            Ok(batch) => a_read.extend(batch),
+            Err(e) if e.is_retriable() => {}
+            Err(e) => panic!("a's poll failed: {e:?}"),
+        }
+    }
+    a.commit(&a_read)
+        .await
+        .unwrap_or_else(|e| panic!("a committing warm failed: {e:?}"));
+    faults.step("a read and committed warm on every partition, and stops polling");
+
+    let mut b = log
+        .consumer(config, &[topic.as_str()])
+        .await
+        .unwrap_or_else(|e| panic!("b joining group {group} failed: {e}"));
+    let during = phase("during");
+    send_all(producer.as_ref(), &during, "during").await;
+    let mut b_read: Vec<ConsumedRecord> = Vec::new();
+    let hold_end = Instant::now() + BARRIER_HOLD;
+    while Instant::now() < hold_end {
+        match b.poll(POLL_TIMEOUT).await {
+            Ok(batch) => b_read.extend(batch),
+            Err(e) if e.is_retriable() => {}
+            Err(e) => panic!("b's poll failed: {e:?}"),
+        }
+    }
+    assert!(
+        b_read.is_empty(),
+        "b read {:?} while a, which had not polled since, still owned every partition",
+        b_read.iter().map(payload_of).collect::<Vec<_>>()
+    );
+    faults.step(&format!(
+        "b read nothing for {BARRIER_HOLD:?} while a held its partitions"
+    ));
+
+    // `a` polls again (and commits what it reads): it gives its partitions up at that poll
+    // and the group rebalances.
+    let stop = Arc::new(AtomicBool::new(false));
+    let a_after: Arc<Mutex<Vec<ConsumedRecord>>> = Arc::default();
+    let a_task = tokio::spawn({
+        let (stop, read) = (stop.clone(), a_after.clone());
+        async move {
+            while !stop.load(Ordering::SeqCst) {
+                match a.poll(POLL_TIMEOUT).await {
+                    Ok(batch) if batch.is_empty() => {}
+                    Ok(batch) => {
+                        let _ = a.commit(&batch).await; // a refused commit: read again by b
+                        lock(&read).extend(batch);
+                    }
+                    Err(e) if e.is_retriable() => {}
+                    Err(e) => panic!("a's poll failed: {e:?}"),
+                }
+            }
+        }
+    });
+    let wanted: BTreeSet<String> = during.iter().map(payload_of_produced).collect();
+    let deadline = Instant::now() + READ_DEADLINE;
+    loop {
+        let seen: BTreeSet<String> = b_read
+            .iter()
+            .chain(lock(&a_after).iter())
+            .map(payload_of)
+            .collect();
+        if !b_read.is_empty() && wanted.is_subset(&seen) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{READ_DEADLINE:?} after a polled again: b read {:?}, a read {:?} of {wanted:?}",
+            b_read.iter().map(payload_of).collect::<Vec<_>>(),
+            lock(&a_after).iter().map(payload_of).collect::<Vec<_>>()
+        );
+        match b.poll(POLL_TIMEOUT).await {
+            Ok(batch) if batch.is_empty() => {}
+            Ok(batch) => {
+                let _ = b.commit(&batch).await;
+                b_read.extend(batch);
+            }
+            Err(e) if e.is_retriable() => {}
+            Err(e) => panic!("b's poll failed: {e:?}"),
+        }
+    }
+    stop.store(true, Ordering::SeqCst);
+    a_task.await.expect("a's task");
+    let b_warm: Vec<String> = b_read
+        .iter()
+        .map(payload_of)
+        .filter(|p| p.starts_with("warm"))
+        .collect();
+    assert!(
+        b_warm.is_empty(),
+        "b must start from the offsets a committed; it read {b_warm:?}"
+    );
+    let b_partitions: BTreeSet<i32> = b_read.iter().map(|r| r.partition).collect();
+    faults.step(&format!(
+        "after a's poll b read {} records on partitions {b_partitions:?}, a {}",
+        b_read.len(),
+        lock(&a_after).len()
+    ));
+}
+
+/// How long the barrier scenario watches the new member read nothing.
+const BARRIER_HOLD: Duration = Duration::from_secs(8);
+
 // ------------------------------------------------------------------------------ idempotence and per-key order
 
 /// What the producing task of the idempotence scenario saw.

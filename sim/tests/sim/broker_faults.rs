@@ -531,6 +531,22 @@ async fn a_group_rebalances_after_a_consumer_dies_and_no_record_is_skipped() {
 }
 
 #[madsim::test]
+async fn a_partitions_new_owner_starts_only_after_its_old_owner_gave_it_up_at_a_poll() {
+    let faults = ModelFaults::start(
+        "a_partitions_new_owner_starts_only_after_its_old_owner_gave_it_up_at_a_poll",
+    );
+    let f = faults.clone();
+    on_client(&faults, async move {
+        suite::a_partitions_new_owner_starts_only_after_its_old_owner_gave_it_up_at_a_poll(
+            f.log.clone(),
+            &*f,
+        )
+        .await;
+    })
+    .await;
+}
+
+#[madsim::test]
 async fn idempotent_retries_do_not_duplicate_or_reorder_across_a_leader_kill() {
     let faults =
         ModelFaults::start("idempotent_retries_do_not_duplicate_or_reorder_across_a_leader_kill");
