@@ -10,6 +10,7 @@ mod auth;
 mod bad_input;
 mod breakers;
 mod browser;
+mod idor;
 mod metrics;
 mod moderation_workers;
 mod notifications;

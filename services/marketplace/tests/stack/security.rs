@@ -2,8 +2,8 @@
 //! and notification service: a request head over `HEADER_BYTES_MAX` or with more than
 //! `HEADERS_MAX` headers is answered 431; a client that never finishes its head is cut off
 //! after `HEADER_READ_TIMEOUT`, and a long-lived response (an SSE stream) is not.
-//! (Tokens, bodies over 64 KiB, other users' resources and internal error text are covered
-//! where each resource is tested.)
+//! (Tokens, bodies over 64 KiB and internal error text are covered where each resource is
+//! tested; other users' resources, all in one sweep, in `idor`.)
 
 use std::time::Duration;
 
